@@ -1,0 +1,51 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Convoy",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "convoy", targets: ["convoy"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+    ],
+    targets: [
+        // The three C libraries, bound as system libraries found through pkg-config.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CLibSSH2", pkgConfig: "libssh2", providers: [.apt(["libssh2-1-dev"])]),
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+
+        .target(name: "ConvoyModel"),
+        .target(name: "ConvoyIO"),
+        .target(name: "ConvoyPostgres", dependencies: ["CLibPQ", "ConvoyIO"]),
+        .target(name: "ConvoySSH", dependencies: ["CLibSSH2", "ConvoyIO"]),
+        .target(name: "ConvoyHTTP", dependencies: ["CCurl"]),
+        .target(
+            name: "ConvoyTesting",
+            dependencies: [
+                "ConvoyPostgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
+            ]
+        ),
+        .executableTarget(
+            name: "convoy",
+            dependencies: [
+                "ConvoyModel", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // Benchmarks run with `make bench`, never as part of `make test`.
+        .executableTarget(
+            name: "ConvoyBench",
+            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH"],
+            path: "Benchmarks/ConvoyBench"
+        ),
+
+        .testTarget(name: "ConvoyIOTests", dependencies: ["ConvoyIO"]),
+        .testTarget(name: "ConvoyPostgresTests", dependencies: ["ConvoyPostgres", "ConvoyTesting"]),
+        .testTarget(name: "ConvoySSHTests", dependencies: ["ConvoySSH", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyTesting"]),
+    ]
+)

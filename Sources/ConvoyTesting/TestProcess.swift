@@ -1,0 +1,166 @@
+import Foundation
+
+/// Runs helper programs for the test harness and makes sure what it starts does not outlive it.
+public enum TestProcess {
+    /// The result of a finished command.
+    public struct Output: Sendable {
+        public let status: Int32
+        public let stdout: String
+        public let stderr: String
+    }
+
+    /// Errors starting or running the real programs a test needs.
+    public struct Failure: Error, CustomStringConvertible {
+        public let description: String
+        public init(_ description: String) { self.description = description }
+    }
+
+    /// Runs `executable` with `arguments` to completion and captures its output.
+    ///
+    /// Uses posix_spawn and waitpid directly: Foundation's `Process.waitUntilExit` was seen to hang
+    /// here on a child that had already exited (it never reaped it).
+    @discardableResult
+    public static func run(
+        _ executable: String, _ arguments: [String],
+        environment: [String: String]? = nil, stdin: String? = nil, check: Bool = true
+    ) throws -> Output {
+        let scratch = try makeTemporaryDirectory(prefix: "convoy-run")
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let outPath = scratch.appendingPathComponent("stdout").path
+        let errPath = scratch.appendingPathComponent("stderr").path
+        var inPath = "/dev/null"
+        if let stdin {
+            inPath = scratch.appendingPathComponent("stdin").path
+            try stdin.write(toFile: inPath, atomically: true, encoding: .utf8)
+        }
+        let child = try SpawnedProcess.spawn(executable, arguments, environment: environment,
+                                             stdin: inPath, stdout: outPath, stderr: errPath)
+        let status = child.wait()
+        let output = Output(
+            status: status,
+            stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
+            stderr: (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? "")
+        if check && output.status != 0 {
+            throw Failure("\(executable) \(arguments.joined(separator: " ")) exited \(output.status): \(output.stderr)\(output.stdout)")
+        }
+        return output
+    }
+
+    /// Starts a watchdog shell that runs `cleanup` once this test process is gone, however it ends
+    /// (a crash or a kill -9 included). A normal stop terminates the watchdog first.
+    public static func startWatchdog(cleanup: String) throws -> SpawnedProcess {
+        let parent = getpid()
+        return try SpawnedProcess.spawn(
+            "/bin/sh", ["-c", "while kill -0 \(parent) 2>/dev/null; do sleep 1; done; \(cleanup)"],
+            stdin: "/dev/null", stdout: "/dev/null", stderr: "/dev/null")
+    }
+
+    /// True when this process runs as root (servers that refuse root then run as another user).
+    public static var isRoot: Bool { geteuid() == 0 }
+
+    /// A new private temporary directory.
+    public static func makeTemporaryDirectory(prefix: String) throws -> URL {
+        var template = Array((NSTemporaryDirectory() + "/\(prefix)-XXXXXX").utf8CString)
+        guard let path = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            throw Failure("mkdtemp failed: \(String(cString: strerror(errno)))")
+        }
+        return URL(fileURLWithPath: String(cString: path))
+    }
+
+    /// Shell-quotes one word.
+    public static func quote(_ word: String) -> String {
+        "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'"
+    }
+}
+
+/// A child process started with posix_spawn, its standard streams connected to files.
+public struct SpawnedProcess: Sendable {
+    public let pid: pid_t
+
+    /// Starts `executable`; `stdin`, `stdout` and `stderr` are file paths (stdout/stderr appended to).
+    public static func spawn(
+        _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
+        stdin: String, stdout: String, stderr: String
+    ) throws -> SpawnedProcess {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+
+        let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
+        defer {
+            argv.forEach { free($0) }
+            envp.forEach { free($0) }
+        }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, executable, &actions, nil, argv, envp)
+        guard rc == 0 else {
+            throw TestProcess.Failure("cannot start \(executable): \(String(cString: strerror(rc)))")
+        }
+        return SpawnedProcess(pid: pid)
+    }
+
+    /// Waits for the process to end; returns its exit status (128 + signal when killed).
+    @discardableResult
+    public func wait() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 {
+            if errno != EINTR { return -1 }
+        }
+        let signal = status & 0x7f
+        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+    }
+
+    /// True while the process has not exited (it is reaped if it has).
+    public var isRunning: Bool {
+        var status: Int32 = 0
+        return waitpid(pid, &status, WNOHANG) == 0
+    }
+
+    /// Sends `signal` (SIGTERM by default).
+    public func terminate(signal: Int32 = SIGTERM) {
+        kill(pid, signal)
+    }
+}
+
+/// Finds TCP ports nobody listens on.
+public enum FreePort {
+    /// A port that was free on `address` a moment ago (the kernel picked it for a socket bound to port 0).
+    public static func find(on address: String = "127.0.0.1") throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestProcess.Failure("socket() failed") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = 0
+        inet_pton(AF_INET, address, &addr.sin_addr)
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw TestProcess.Failure("bind(\(address):0) failed: \(String(cString: strerror(errno)))") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+
+    /// True when something accepts TCP connections at `address:port`.
+    public static func isListening(address: String, port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, address, &addr.sin_addr)
+        let rc = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return rc == 0
+    }
+}

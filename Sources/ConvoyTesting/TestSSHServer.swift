@@ -1,0 +1,188 @@
+import Foundation
+
+/// A private OpenSSH server, standing in for one worker host: its own sshd_config, host key,
+/// authorized_keys and loopback address/port, no PAM.
+///
+/// Several may run at once (on 127.0.0.2, 127.0.0.3, … or on different ports). A watchdog stops
+/// sshd if the test process dies without calling `stop()`.
+public final class TestSSHServer: @unchecked Sendable {
+    // @unchecked: the mutable fields (process, watchdog, stopped) are only touched under `lock`.
+    public let directory: URL
+    public let address: String
+    public let port: Int
+    /// The account the client logs in as (the user running the tests).
+    public let user: String
+    /// The host's public key line (`ssh-ed25519 AAAA…`), as in known_hosts.
+    public let hostPublicKey: String
+    /// OpenSSH's `SHA256:…` fingerprint of the host key.
+    public let hostKeyFingerprint: String
+    /// A client key the server accepts.
+    public let clientKey: TestSSHKey
+    private let lock = NSLock()
+    private var process: SpawnedProcess?
+    private var watchdog: SpawnedProcess?
+    private var stopped = false
+
+    public var configFile: URL { directory.appendingPathComponent("sshd_config") }
+    public var logFile: URL { directory.appendingPathComponent("sshd.log") }
+
+    private init(directory: URL, address: String, port: Int, user: String, hostPublicKey: String, hostKeyFingerprint: String, clientKey: TestSSHKey) {
+        self.directory = directory
+        self.address = address
+        self.port = port
+        self.user = user
+        self.hostPublicKey = hostPublicKey
+        self.hostKeyFingerprint = hostKeyFingerprint
+        self.clientKey = clientKey
+    }
+
+    /// Starts sshd on `address` with a fresh host key of `hostKeyType` and a fresh client key of
+    /// `clientKeyType`; `environment` is set for every command it runs (sshd_config `SetEnv`).
+    public static func start(
+        address: String = "127.0.0.1",
+        hostKeyType: TestSSHKey.KeyType = .ed25519,
+        clientKeyType: TestSSHKey.KeyType = .ed25519,
+        environment: [String: String] = [:]
+    ) throws -> TestSSHServer {
+        guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") else {
+            throw TestProcess.Failure("/usr/sbin/sshd not found: run `make deps` (openssh-server)")
+        }
+        if TestProcess.isRoot && !FileManager.default.fileExists(atPath: "/run/sshd") {
+            try FileManager.default.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o755])
+        }
+        let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-sshd")
+        let hostKey = try TestSSHKey.generate(type: hostKeyType, at: directory.appendingPathComponent("host_key"))
+        let clientKey = try TestSSHKey.generate(type: clientKeyType, at: directory.appendingPathComponent("client_key"))
+        try (clientKey.publicKey + "\n").write(to: directory.appendingPathComponent("authorized_keys"), atomically: true, encoding: .utf8)
+        let user = String(cString: getpwuid(geteuid()).pointee.pw_name)
+
+        var lastError: Error?
+        for _ in 0..<5 {
+            let port = try FreePort.find(on: address)
+            let server = TestSSHServer(
+                directory: directory, address: address, port: port, user: user,
+                hostPublicKey: hostKey.publicKey, hostKeyFingerprint: hostKey.fingerprint, clientKey: clientKey)
+            do {
+                try server.launch(hostKeyPath: hostKey.privateKeyPath, environment: environment)
+                return server
+            } catch {
+                lastError = error
+            }
+        }
+        try? FileManager.default.removeItem(at: directory)
+        throw lastError ?? TestProcess.Failure("could not start sshd")
+    }
+
+    private func launch(hostKeyPath: String, environment: [String: String]) throws {
+        var config = """
+            ListenAddress \(address)
+            Port \(port)
+            HostKey \(hostKeyPath)
+            PidFile \(directory.appendingPathComponent("sshd.pid").path)
+            AuthorizedKeysFile \(directory.appendingPathComponent("authorized_keys").path)
+            UsePAM no
+            StrictModes no
+            PasswordAuthentication no
+            KbdInteractiveAuthentication no
+            PubkeyAuthentication yes
+            PermitRootLogin prohibit-password
+            MaxSessions 200
+            MaxStartups 200:30:400
+            LogLevel ERROR
+            Subsystem sftp internal-sftp
+
+            """
+        if !environment.isEmpty {
+            let pairs = environment.keys.sorted().map { "\($0)=\(environment[$0]!)" }
+            config += "SetEnv \(pairs.joined(separator: " "))\n"
+        }
+        try config.write(to: configFile, atomically: true, encoding: .utf8)
+        try TestProcess.run("/usr/sbin/sshd", ["-t", "-f", configFile.path])
+
+        let process = try SpawnedProcess.spawn(
+            "/usr/sbin/sshd", ["-f", configFile.path, "-D", "-e"],
+            stdin: "/dev/null", stdout: logFile.path, stderr: logFile.path)
+
+        let deadline = Date().addingTimeInterval(10)
+        while !FreePort.isListening(address: address, port: port) {
+            if !process.isRunning || Date() > deadline {
+                process.terminate()
+                process.wait()
+                let text = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+                throw TestProcess.Failure("sshd did not start on \(address):\(port): \(text)")
+            }
+            usleep(20_000)
+        }
+        let watchdog = try TestProcess.startWatchdog(
+            cleanup: "kill \(process.pid) 2>/dev/null; rm -rf \(TestProcess.quote(directory.path))")
+        lock.withLock {
+            self.process = process
+            self.watchdog = watchdog
+        }
+    }
+
+    /// Stops sshd (and so every session it serves) and removes its files. Safe to call twice.
+    public func stop() {
+        let (process, watchdog): (SpawnedProcess?, SpawnedProcess?) = lock.withLock {
+            guard !stopped else { return (nil, nil) }
+            stopped = true
+            return (self.process, self.watchdog)
+        }
+        watchdog?.terminate(signal: SIGKILL)
+        watchdog?.wait()
+        if let process {
+            // sshd's children (the sessions) exit when their connections drop.
+            process.terminate()
+            process.wait()
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// OpenSSH client arguments that reach this server with its client key and a pinned host key.
+    public func openSSHArguments(extra: [String] = []) throws -> [String] {
+        let knownHosts = directory.appendingPathComponent("known_hosts")
+        let line = "[\(address)]:\(port) \(hostPublicKey)\n"
+        try line.write(to: knownHosts, atomically: true, encoding: .utf8)
+        return [
+            "-i", clientKey.privateKeyPath, "-p", String(port),
+            "-o", "UserKnownHostsFile=\(knownHosts.path)", "-o", "StrictHostKeyChecking=yes",
+            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "LogLevel=ERROR",
+        ] + extra + ["\(user)@\(address)"]
+    }
+}
+
+/// A key pair made with ssh-keygen for tests.
+public struct TestSSHKey: Sendable {
+    public enum KeyType: String, Sendable {
+        case ed25519
+        case rsa
+    }
+
+    public let type: KeyType
+    public let privateKeyPath: String
+    /// The private key file's contents (OpenSSH or PEM format).
+    public let privateKeyPEM: String
+    /// The public key line, `ssh-ed25519 AAAA… comment`.
+    public let publicKey: String
+    /// `SHA256:…`, as ssh-keygen -l prints it.
+    public let fingerprint: String
+
+    /// Generates a key pair at `url` (and `url.pub`); `pemFormat` writes the private key in the
+    /// traditional PEM format instead of OpenSSH's own.
+    public static func generate(type: KeyType, at url: URL, pemFormat: Bool = false) throws -> TestSSHKey {
+        var arguments = ["-q", "-t", type.rawValue, "-N", "", "-C", "convoy-test", "-f", url.path]
+        if type == .rsa { arguments += ["-b", "2048"] }
+        if pemFormat { arguments += ["-m", "PEM"] }
+        try TestProcess.run("/usr/bin/ssh-keygen", arguments)
+        let publicKey = try String(contentsOfFile: url.path + ".pub", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let listing = try TestProcess.run("/usr/bin/ssh-keygen", ["-l", "-E", "sha256", "-f", url.path + ".pub"]).stdout
+        guard let fingerprint = listing.split(separator: " ").first(where: { $0.hasPrefix("SHA256:") }) else {
+            throw TestProcess.Failure("unexpected ssh-keygen -l output: \(listing)")
+        }
+        return TestSSHKey(
+            type: type, privateKeyPath: url.path,
+            privateKeyPEM: try String(contentsOfFile: url.path, encoding: .utf8),
+            publicKey: publicKey, fingerprint: String(fingerprint))
+    }
+}

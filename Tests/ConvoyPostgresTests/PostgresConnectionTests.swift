@@ -1,0 +1,268 @@
+import ConvoyPostgres
+import ConvoyTesting
+import Foundation
+import XCTest
+
+/// One private PostgreSQL server for the whole suite.
+final class PostgresConnectionTests: XCTestCase {
+    nonisolated(unsafe) static var server: TestPostgresServer?
+    nonisolated(unsafe) static var startError: Error?
+
+    override class func setUp() {
+        super.setUp()
+        do { server = try TestPostgresServer.start() } catch { startError = error }
+    }
+
+    override class func tearDown() {
+        server?.stop()
+        super.tearDown()
+    }
+
+    private func connect() async throws -> PostgresConnection {
+        if let error = Self.startError { throw error }
+        return try await PostgresConnection.connect(try XCTUnwrap(Self.server).configuration)
+    }
+
+    private struct Job: Codable, Equatable, Sendable {
+        var name: String
+        var tags: [String]
+        var limits: [String: Int]
+    }
+
+    func testParametersRoundTripNullUnicodeByteaAndJSONB() async throws {
+        let connection = try await connect()
+        let unicode = "héllo ☃ 日本語 🚀 \"quoted\" 'single' \\back"
+        let bytes = Data((0..<256).map { UInt8($0) } + [0, 0, 255])
+        let job = Job(name: "ünïcode", tags: ["a", "b"], limits: ["ram": 1 << 33])
+        let when = Date(timeIntervalSince1970: 1_795_000_000.123456)
+        let nothing: String? = nil
+        let row = try await connection.query(
+            """
+            SELECT $1::text AS text, $2::text AS nothing, $3::bytea AS bytes, $4::jsonb AS job,
+                   $5::bigint AS big, $6::boolean AS flag, $7::timestamptz AS moment, $8::float8 AS ratio,
+                   $9::integer AS small
+            """,
+            [unicode, nothing, bytes, PostgresJSONB(job), Int64.max, true, when, 0.25, Int32(-7)]
+        ).first!
+        XCTAssertEqual(try row.decode(String.self, column: "text"), unicode)
+        XCTAssertNil(try row.decode(String?.self, column: "nothing"))
+        XCTAssertTrue(row.isNull(column: "nothing"))
+        XCTAssertThrowsError(try row.decode(String.self, column: "nothing"))
+        XCTAssertEqual(try row.decode(Data.self, column: "bytes"), bytes)
+        XCTAssertEqual(try row.decode(PostgresJSONB<Job>.self, column: "job").value, job)
+        XCTAssertEqual(try row.decode(Int64.self, column: "big"), Int64.max)
+        XCTAssertEqual(try row.decode(Bool.self, column: "flag"), true)
+        XCTAssertEqual(try row.decode(Date.self, column: "moment").timeIntervalSince1970, when.timeIntervalSince1970, accuracy: 0.000001)
+        XCTAssertEqual(try row.decode(Double.self, column: "ratio"), 0.25)
+        XCTAssertEqual(try row.decode(Int.self, at: 8), -7)
+        XCTAssertEqual(row.columns.map(\.dataType), [.text, .text, .bytea, .jsonb, .int8, .bool, .timestamptz, .float8, .int4])
+
+        // The same values survive a trip through a table.
+        try await connection.execute("CREATE TABLE roundtrip (t text, b bytea, j jsonb, at timestamptz)")
+        try await connection.execute("INSERT INTO roundtrip VALUES ($1, $2, $3, $4)", [unicode, bytes, PostgresJSONB(job), when])
+        let stored = try await connection.query("SELECT * FROM roundtrip").first!
+        XCTAssertEqual(try stored.decode(String.self, column: "t"), unicode)
+        XCTAssertEqual(try stored.decode(Data.self, column: "b"), bytes)
+        XCTAssertEqual(try stored.decode(PostgresJSONB<Job>.self, column: "j").value, job)
+        await connection.close()
+    }
+
+    func testFailedTransactionRollsBackAndSuccessfulOneCommits() async throws {
+        let connection = try await connect()
+        try await connection.execute("CREATE TABLE ledger (id serial PRIMARY KEY, note text NOT NULL)")
+        struct Abort: Error {}
+        do {
+            try await connection.transaction { tx in
+                try await tx.execute("INSERT INTO ledger (note) VALUES ($1)", ["first"])
+                throw Abort()
+            }
+            XCTFail("the transaction should have thrown")
+        } catch is Abort {}
+        // A statement the server rejects rolls back what came before it too.
+        do {
+            try await connection.transaction { tx in
+                try await tx.execute("INSERT INTO ledger (note) VALUES ($1)", ["second"])
+                try await tx.execute("INSERT INTO ledger (note) VALUES (NULL)")
+            }
+            XCTFail("the transaction should have thrown")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, "23502")
+        }
+        let count = try await connection.query("SELECT count(*) AS n FROM ledger").first!.decode(Int.self, column: "n")
+        XCTAssertEqual(count, 0)
+
+        let id = try await connection.transaction { tx in
+            try await tx.query("INSERT INTO ledger (note) VALUES ($1) RETURNING id", ["kept"]).first!.decode(Int.self, column: "id")
+        }
+        let kept = try await connection.query("SELECT note FROM ledger WHERE id = $1", [id]).first!.decode(String.self, column: "note")
+        XCTAssertEqual(kept, "kept")
+        await connection.close()
+    }
+
+    func testSelectForUpdateLocksTheRowForOtherTransactions() async throws {
+        let holder = try await connect()
+        let other = try await connect()
+        try await holder.execute("CREATE TABLE slots (id int PRIMARY KEY, state text)")
+        try await holder.execute("INSERT INTO slots VALUES (1, 'Queued')")
+        try await holder.transaction { tx in
+            let state = try await tx.query("SELECT state FROM slots WHERE id = 1 FOR UPDATE").first!.decode(String.self, column: "state")
+            XCTAssertEqual(state, "Queued")
+            do {
+                _ = try await other.query("SELECT state FROM slots WHERE id = 1 FOR UPDATE NOWAIT")
+                XCTFail("the row should be locked")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, SQLState.lockNotAvailable)
+            }
+            try await tx.execute("UPDATE slots SET state = 'Locked' WHERE id = 1")
+        }
+        let after = try await other.query("SELECT state FROM slots WHERE id = 1 FOR UPDATE NOWAIT").first!.decode(String.self, column: "state")
+        XCTAssertEqual(after, "Locked")
+        await holder.close()
+        await other.close()
+    }
+
+    func testOnlyOneOfTwoConnectionsGetsTheAdvisoryLock() async throws {
+        let first = try await connect()
+        let second = try await connect()
+        let key = PostgresAdvisoryLockKey.forName("cluster-one")
+        let results = try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask { try await first.tryAdvisoryLock(key) }
+            group.addTask { try await second.tryAdvisoryLock(key) }
+            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        XCTAssertEqual(results.filter { $0 }.count, 1)
+        let holder = try await first.tryAdvisoryLock(key) ? first : second
+        let waiting = holder === first ? second : first
+        // Re-entrant for the holder, refused for the other until released.
+        let check1 = try await waiting.tryAdvisoryLock(key)
+        XCTAssertFalse(check1)
+        let check2 = try await holder.advisoryUnlock(key)
+        XCTAssertTrue(check2)
+        let check3 = try await holder.advisoryUnlock(key)
+        XCTAssertTrue(check3)
+        let check4 = try await holder.advisoryUnlock(key)
+        XCTAssertFalse(check4)
+        let check5 = try await waiting.tryAdvisoryLock(key)
+        XCTAssertTrue(check5)
+        await first.close()
+        await second.close()
+    }
+
+    func testAdvisoryLockIsReleasedWhenItsConnectionCloses() async throws {
+        let holder = try await connect()
+        let other = try await connect()
+        let key: Int64 = 42
+        let check6 = try await holder.tryAdvisoryLock(key)
+        XCTAssertTrue(check6)
+        let check7 = try await other.tryAdvisoryLock(key)
+        XCTAssertFalse(check7)
+        await holder.close()
+        let acquired = await eventually { (try? await other.tryAdvisoryLock(key)) == true }
+        XCTAssertTrue(acquired)
+        await other.close()
+    }
+
+    func testAdvisoryLockIsReleasedWhenItsBackendIsTerminatedAndTheHolderNotices() async throws {
+        let holder = try await connect()
+        let other = try await connect()
+        let admin = try await connect()
+        let key: Int64 = 43
+        let check8 = try await holder.tryAdvisoryLock(key)
+        XCTAssertTrue(check8)
+        let terminated = try await admin.query("SELECT pg_terminate_backend($1) AS ok", [holder.backendPID]).first!.decode(Bool.self, column: "ok")
+        XCTAssertTrue(terminated)
+        let acquired = await eventually { (try? await other.tryAdvisoryLock(key)) == true }
+        XCTAssertTrue(acquired)
+
+        // The old holder finds out without issuing a statement, and statements fail as connection errors.
+        let noticed = await eventually { await holder.isAlive() == false }
+        XCTAssertTrue(noticed)
+        do {
+            _ = try await holder.query("SELECT 1")
+            XCTFail("a terminated session must not run statements")
+        } catch let error as PostgresError {
+            XCTAssertTrue(error.isConnectionError, "\(error)")
+        }
+        await other.close()
+        await admin.close()
+    }
+
+    func testListenNotifyDeliversWhileIdleAndDuringStatements() async throws {
+        let listener = try await connect()
+        let sender = try await connect()
+        try await listener.listen("convoy_events")
+        let stream = await listener.notifications()
+        try await sender.notify("convoy_events", payload: "first")
+        // A notification that arrives while the listener runs a statement is delivered too.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { _ = try await listener.query("SELECT pg_sleep(0.3)") }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(100))
+                try await sender.notify("convoy_events", payload: "second")
+            }
+            try await group.waitForAll()
+        }
+        let received = try await withTimeout(.seconds(10)) {
+            var payloads: [String] = []
+            for try await notification in stream {
+                XCTAssertEqual(notification.channel, "convoy_events")
+                XCTAssertEqual(notification.senderPID, sender.backendPID)
+                payloads.append(notification.payload)
+                if payloads.count == 2 { break }
+            }
+            return payloads
+        }
+        XCTAssertEqual(received, ["first", "second"])
+        await listener.close()
+        await sender.close()
+    }
+
+    func testBadSQLGivesAnErrorWithItsSQLStateAndTheSessionGoesOn() async throws {
+        let connection = try await connect()
+        do {
+            _ = try await connection.query("SELEC 1")
+            XCTFail("expected a syntax error")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.kind, .server)
+            XCTAssertEqual(error.sqlState, SQLState.syntaxError)
+            XCTAssertTrue(error.message.contains("syntax error"), error.message)
+        }
+        do {
+            _ = try await connection.query("SELECT * FROM no_such_table")
+            XCTFail("expected an undefined table error")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, SQLState.undefinedTable)
+        }
+        let one = try await connection.query("SELECT 1 AS one").first!.decode(Int.self, column: "one")
+        XCTAssertEqual(one, 1)
+        await connection.close()
+    }
+
+    func testConnectingToAPortWithNoServerIsAConnectionFailure() async throws {
+        let port = try FreePort.find()
+        do {
+            _ = try await PostgresConnection.connect(PostgresConfiguration(port: port, connectTimeout: .seconds(3)))
+            XCTFail("nothing listens there")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.kind, .connectionFailed)
+            XCTAssertTrue(error.message.lowercased().contains("refused"), error.message)
+        }
+    }
+
+    func testPoolLimitsAndReusesConnections() async throws {
+        if let error = Self.startError { throw error }
+        let pool = PostgresPool(configuration: try XCTUnwrap(Self.server).configuration, maxConnections: 2)
+        let pids = try await withThrowingTaskGroup(of: Int32.self) { group in
+            for _ in 0..<10 {
+                group.addTask {
+                    try await pool.query("SELECT pg_backend_pid() AS pid, pg_sleep(0.05)").first!.decode(Int32.self, column: "pid")
+                }
+            }
+            return try await group.reduce(into: Set<Int32>()) { $0.insert($1) }
+        }
+        XCTAssertLessThanOrEqual(pids.count, 2)
+        let open = await pool.connectionCount
+        XCTAssertLessThanOrEqual(open, 2)
+        await pool.close()
+    }
+}
