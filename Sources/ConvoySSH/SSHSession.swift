@@ -30,6 +30,8 @@ public actor SSHSession {
     private var nextWaiterID = 0
     private var watcher: Task<Void, Never>?
     private var keepaliveTask: Task<Void, Never>?
+    /// Channels given up on (timed out) whose remote side has not closed yet.
+    private var abandonedChannels: [OpaquePointer] = []
 
     private struct SocketWaiter {
         let continuation: CheckedContinuation<Void, Never>
@@ -166,6 +168,7 @@ public actor SSHSession {
     /// `SSHError.timeout` is thrown.
     public func exec(_ command: String, stdin: [UInt8]? = nil, timeout: Duration? = nil) async throws -> SSHExecResult {
         let deadline = timeout.map { ContinuousClock.now + $0 }
+        freeAbandonedChannels()
         let channel = try await openChannel(deadline: deadline)
         do {
             let started = try await retry(deadline: deadline, "exec") {
@@ -333,11 +336,19 @@ public actor SSHSession {
         _ = try? await retry(deadline: ContinuousClock.now + .seconds(5), "freeing the channel") { libssh2_channel_free(channel) }
     }
 
-    /// Cleans up a channel after a failure or timeout, without waiting for the remote side long.
+    /// Gives up on a channel after a failure or timeout without waiting for the remote side:
+    /// sshd answers our close only once the command has exited, which may be never. The channel
+    /// is freed later, when the remote close has arrived (or with the session).
     private func abandon(_ channel: OpaquePointer) async {
         guard !closed else { return }
-        _ = try? await retry(deadline: ContinuousClock.now + .seconds(2), "closing the channel") { libssh2_channel_close(channel) }
-        await free(channel)
+        _ = libssh2_channel_close(channel)
+        abandonedChannels.append(channel)
+        freeAbandonedChannels()
+    }
+
+    /// One non-blocking attempt to free each abandoned channel.
+    private func freeAbandonedChannels() {
+        abandonedChannels.removeAll { libssh2_channel_free($0) == 0 }
     }
 
     private func exitSignal(_ channel: OpaquePointer) -> String? {

@@ -42,7 +42,8 @@ public final class TestSSHServer: @unchecked Sendable {
         address: String = "127.0.0.1",
         hostKeyType: TestSSHKey.KeyType = .ed25519,
         clientKeyType: TestSSHKey.KeyType = .ed25519,
-        environment: [String: String] = [:]
+        environment: [String: String] = [:],
+        logLevel: String = "ERROR"
     ) throws -> TestSSHServer {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") else {
             throw TestProcess.Failure("/usr/sbin/sshd not found: run `make deps` (openssh-server)")
@@ -64,7 +65,7 @@ public final class TestSSHServer: @unchecked Sendable {
                 directory: directory, address: address, port: port, user: user,
                 hostPublicKey: hostKey.publicKey, hostKeyFingerprint: hostKey.fingerprint, clientKey: clientKey)
             do {
-                try server.launch(hostKeyPath: hostKey.privateKeyPath, environment: environment)
+                try server.launch(hostKeyPath: hostKey.privateKeyPath, hostKeyType: hostKeyType, clientKeyType: clientKeyType, environment: environment, logLevel: logLevel)
                 return server
             } catch {
                 lastError = error
@@ -74,7 +75,7 @@ public final class TestSSHServer: @unchecked Sendable {
         throw lastError ?? TestProcess.Failure("could not start sshd")
     }
 
-    private func launch(hostKeyPath: String, environment: [String: String]) throws {
+    private func launch(hostKeyPath: String, hostKeyType: TestSSHKey.KeyType, clientKeyType: TestSSHKey.KeyType, environment: [String: String], logLevel: String) throws {
         var config = """
             ListenAddress \(address)
             Port \(port)
@@ -89,10 +90,13 @@ public final class TestSSHServer: @unchecked Sendable {
             PermitRootLogin prohibit-password
             MaxSessions 200
             MaxStartups 200:30:400
-            LogLevel ERROR
+            LogLevel \(logLevel)
             Subsystem sftp internal-sftp
 
             """
+        // libssh2 1.10 signs with ssh-rsa (SHA-1) only, which OpenSSH 8.8+ no longer accepts by default.
+        if hostKeyType == .rsa { config += "HostKeyAlgorithms +ssh-rsa\n" }
+        if clientKeyType == .rsa { config += "PubkeyAcceptedAlgorithms +ssh-rsa\n" }
         if !environment.isEmpty {
             let pairs = environment.keys.sorted().map { "\($0)=\(environment[$0]!)" }
             config += "SetEnv \(pairs.joined(separator: " "))\n"
@@ -115,7 +119,7 @@ public final class TestSSHServer: @unchecked Sendable {
             usleep(20_000)
         }
         let watchdog = try TestProcess.startWatchdog(
-            cleanup: "kill \(process.pid) 2>/dev/null; rm -rf \(TestProcess.quote(directory.path))")
+            cleanup: "pkill -KILL -P \(process.pid); kill \(process.pid) 2>/dev/null; rm -rf \(TestProcess.quote(directory.path))")
         lock.withLock {
             self.process = process
             self.watchdog = watchdog
@@ -132,7 +136,8 @@ public final class TestSSHServer: @unchecked Sendable {
         watchdog?.terminate(signal: SIGKILL)
         watchdog?.wait()
         if let process {
-            // sshd's children (the sessions) exit when their connections drop.
+            // The per-connection sshd processes outlive the listener: end them too, as a lost host would.
+            _ = try? TestProcess.run("/usr/bin/pkill", ["-KILL", "-P", String(process.pid)], check: false)
             process.terminate()
             process.wait()
         }
