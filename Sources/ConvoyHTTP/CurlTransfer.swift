@@ -1,0 +1,170 @@
+import CCurl
+import Foundation
+
+/// One request in flight: its libcurl easy handle and what has arrived so far.
+///
+/// `@unchecked Sendable`: the caller fills it in and submits it through the driver's mutex;
+/// from then on only the driver thread touches it, and it resumes the continuation exactly once.
+final class CurlTransfer: @unchecked Sendable {
+    let id: UInt64
+    let request: HTTPRequest
+    let configuration: HTTPClientConfiguration
+    var continuation: CheckedContinuation<HTTPResponse, Error>?
+    private(set) var easy: UnsafeMutableRawPointer?
+    private var headerList: UnsafeMutablePointer<curl_slist>?
+    private var responseBody: [UInt8] = []
+    private var responseHeaders: [(name: String, value: String)] = []
+    private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+
+    init(id: UInt64, request: HTTPRequest, configuration: HTTPClientConfiguration) {
+        self.id = id
+        self.request = request
+        self.configuration = configuration
+        errorBuffer.initialize(to: 0)
+    }
+
+    deinit {
+        if let easy { curl_easy_cleanup(easy) }
+        if let headerList { curl_slist_free_all(headerList) }
+        errorBuffer.deallocate()
+    }
+
+    func finish(_ result: Result<HTTPResponse, Error>) {
+        guard let continuation else { return }
+        self.continuation = nil
+        continuation.resume(with: result)
+    }
+
+    /// Builds the easy handle for this request.
+    func makeEasyHandle() throws -> UnsafeMutableRawPointer {
+        guard let easy = curl_easy_init() else {
+            throw HTTPClientError.transport(code: -1, message: "curl_easy_init failed")
+        }
+        self.easy = easy
+        var failed: CURLcode = CURLE_OK
+        func set(_ code: CURLcode) { if code != CURLE_OK && failed == CURLE_OK { failed = code } }
+
+        set(convoy_curl_setopt_string(easy, CURLOPT_URL, request.url))
+        // Signals and threads do not mix; curl must not use SIGALRM for its timeouts.
+        set(convoy_curl_setopt_long(easy, CURLOPT_NOSIGNAL, 1))
+        set(convoy_curl_setopt_long(easy, CURLOPT_TIMEOUT_MS, milliseconds(request.timeout ?? configuration.defaultTimeout)))
+        set(convoy_curl_setopt_long(easy, CURLOPT_CONNECTTIMEOUT_MS, milliseconds(configuration.connectTimeout)))
+        set(convoy_curl_setopt_string(easy, CURLOPT_USERAGENT, configuration.userAgent))
+        set(convoy_curl_setopt_pointer(easy, CURLOPT_ERRORBUFFER, errorBuffer))
+        set(convoy_curl_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, configuration.verifyTLS ? 1 : 0))
+        set(convoy_curl_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, configuration.verifyTLS ? 2 : 0))
+        if let caFile = configuration.caFile {
+            set(convoy_curl_setopt_string(easy, CURLOPT_CAINFO, caFile))
+        }
+        set(convoy_curl_setopt_long(easy, CURLOPT_PROTOCOLS, Int(CURLPROTO_HTTP | CURLPROTO_HTTPS)))
+
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        set(convoy_curl_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION) { data, size, count, context in
+            let transfer = Unmanaged<CurlTransfer>.fromOpaque(context!).takeUnretainedValue()
+            let length = size * count
+            if let data, length > 0 {
+                transfer.responseBody.append(contentsOf: UnsafeRawBufferPointer(start: data, count: length))
+            }
+            return length
+        })
+        set(convoy_curl_setopt_pointer(easy, CURLOPT_WRITEDATA, context))
+        set(convoy_curl_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION) { data, size, count, context in
+            let transfer = Unmanaged<CurlTransfer>.fromOpaque(context!).takeUnretainedValue()
+            let length = size * count
+            if let data, length > 0 {
+                transfer.receivedHeaderLine(String(decoding: UnsafeRawBufferPointer(start: data, count: length), as: UTF8.self))
+            }
+            return length
+        })
+        set(convoy_curl_setopt_pointer(easy, CURLOPT_HEADERDATA, context))
+
+        switch request.method {
+        case "GET":
+            set(convoy_curl_setopt_long(easy, CURLOPT_HTTPGET, 1))
+        case "HEAD":
+            set(convoy_curl_setopt_long(easy, CURLOPT_NOBODY, 1))
+        case "POST":
+            set(convoy_curl_setopt_long(easy, CURLOPT_POST, 1))
+        default:
+            set(convoy_curl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method))
+        }
+        if let body = request.body {
+            // The size must be set before COPYPOSTFIELDS so that binary bodies are copied whole.
+            set(convoy_curl_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
+            body.withUnsafeBytes { raw in
+                set(convoy_curl_setopt_pointer(easy, CURLOPT_COPYPOSTFIELDS, UnsafeMutableRawPointer(mutating: raw.baseAddress ?? UnsafeRawPointer(errorBuffer))))
+            }
+        } else if request.method == "POST" {
+            set(convoy_curl_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, 0))
+            set(convoy_curl_setopt_string(easy, CURLOPT_COPYPOSTFIELDS, ""))
+        }
+
+        var lines = request.headers.map { "\($0.name): \($0.value)" }
+        // No "Expect: 100-continue" round trip before large bodies.
+        lines.append("Expect:")
+        if let sigV4 = configuration.sigV4 {
+            set(convoy_curl_setopt_string(easy, CURLOPT_AWS_SIGV4, sigV4.curlProvider))
+            set(convoy_curl_setopt_string(easy, CURLOPT_USERPWD, "\(sigV4.accessKeyID):\(sigV4.secretAccessKey)"))
+            if let token = sigV4.sessionToken {
+                lines.append("X-Amz-Security-Token: \(token)")
+            }
+        }
+        for line in lines {
+            headerList = curl_slist_append(headerList, line)
+        }
+        set(convoy_curl_setopt_slist(easy, CURLOPT_HTTPHEADER, headerList))
+
+        if failed != CURLE_OK {
+            throw HTTPClientError.invalidRequest("cannot set up \(request.method) \(request.url): \(String(cString: curl_easy_strerror(failed)))")
+        }
+        return easy
+    }
+
+    /// Called once libcurl is done with the handle.
+    func complete(code: CURLcode) {
+        guard code == CURLE_OK, let easy else {
+            finish(.failure(error(for: code)))
+            return
+        }
+        var status = 0
+        _ = convoy_curl_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+        finish(.success(HTTPResponse(status: status, headers: responseHeaders, body: responseBody)))
+    }
+
+    private func receivedHeaderLine(_ line: String) {
+        let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)
+        if trimmed.hasPrefix("HTTP/") {
+            // A new response (after 100 Continue or a redirect): only the last one's headers count.
+            responseHeaders.removeAll()
+            return
+        }
+        guard let colon = trimmed.firstIndex(of: ":") else { return }
+        let name = String(trimmed[..<colon])
+        let value = trimmed[trimmed.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        responseHeaders.append((name: name, value: value))
+    }
+
+    private func error(for code: CURLcode) -> HTTPClientError {
+        let detail = String(cString: errorBuffer)
+        let message = "\(request.method) \(request.url): " + (detail.isEmpty ? String(cString: curl_easy_strerror(code)) : detail)
+        switch code {
+        case CURLE_COULDNT_CONNECT:
+            return .connectionRefused(message)
+        case CURLE_COULDNT_RESOLVE_HOST, CURLE_COULDNT_RESOLVE_PROXY:
+            return .couldNotResolveHost(message)
+        case CURLE_OPERATION_TIMEDOUT:
+            return .timeout(message)
+        case CURLE_SSL_CONNECT_ERROR, CURLE_PEER_FAILED_VERIFICATION, CURLE_SSL_CACERT_BADFILE, CURLE_SSL_CERTPROBLEM:
+            return .tls(message)
+        case CURLE_URL_MALFORMAT, CURLE_UNSUPPORTED_PROTOCOL:
+            return .invalidRequest(message)
+        default:
+            return .transport(code: Int(code.rawValue), message: message)
+        }
+    }
+
+    private func milliseconds(_ duration: Duration) -> Int {
+        let (seconds, attoseconds) = duration.components
+        return max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
+    }
+}

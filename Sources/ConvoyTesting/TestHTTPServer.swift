@@ -1,0 +1,134 @@
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import ServiceLifecycle
+
+/// A real HTTP server on a free loopback port for client tests, with routes that echo, stall,
+/// fail on purpose and recover.
+///
+/// - `GET /hello` → `hello`
+/// - `ANY /echo` → JSON `{method, headers, body}` of the request (header names lowercased)
+/// - `GET /slow?ms=N` → waits N ms, then `slow`
+/// - `GET /status/{code}` → an empty response with that status
+/// - `GET /flaky/{key}?failures=N` → 503 for the first N requests with that key, then `recovered`
+/// - `GET /bytes?count=N` → N bytes
+public final class TestHTTPServer: Sendable {
+    public let port: Int
+    private let group: ServiceGroup
+    private let task: Task<Void, Error>
+
+    /// `http://127.0.0.1:PORT`
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
+
+    private init(port: Int, group: ServiceGroup, task: Task<Void, Error>) {
+        self.port = port
+        self.group = group
+        self.task = task
+    }
+
+    public static func start() async throws -> TestHTTPServer {
+        let router = Router()
+        let flakyCounts = FlakyCounter()
+        router.get("hello") { _, _ in "hello" }
+        router.on("echo", method: .get, use: echo)
+        router.on("echo", method: .post, use: echo)
+        router.on("echo", method: .put, use: echo)
+        router.on("echo", method: .patch, use: echo)
+        router.on("echo", method: .delete, use: echo)
+        router.get("slow") { request, _ -> String in
+            let milliseconds = request.uri.queryParameters.get("ms", as: Int.self) ?? 1000
+            try await Task.sleep(for: .milliseconds(milliseconds))
+            return "slow"
+        }
+        router.get("status/:code") { _, context -> Response in
+            let code = try context.parameters.require("code", as: Int.self)
+            return Response(status: HTTPResponse.Status(code: code))
+        }
+        router.get("flaky/:key") { request, context -> Response in
+            let key = try context.parameters.require("key")
+            let failures = request.uri.queryParameters.get("failures", as: Int.self) ?? 1
+            let seen = await flakyCounts.next(key)
+            if seen <= failures {
+                return Response(status: .serviceUnavailable, headers: [.retryAfter: "0"])
+            }
+            return Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(string: "recovered")))
+        }
+        router.get("bytes") { request, _ -> Response in
+            let count = request.uri.queryParameters.get("count", as: Int.self) ?? 0
+            return Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(repeating: UInt8(ascii: "z"), count: count)))
+        }
+
+        let ready = PortPromise()
+        var logger = Logger(label: "convoy-test-http")
+        logger.logLevel = .warning
+        let app = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in await ready.fulfil(channel.localAddress?.port ?? 0) },
+            logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+        let task = Task { try await group.run() }
+        let port = try await withTimeout(.seconds(30)) { await ready.value() }
+        return TestHTTPServer(port: port, group: group, task: task)
+    }
+
+    /// Stops the server and waits until it has.
+    public func stop() async {
+        await group.triggerGracefulShutdown()
+        _ = try? await task.value
+    }
+
+    @Sendable private static func echo(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let body = try await request.body.collect(upTo: 16 << 20)
+        var headers: [String: String] = [:]
+        for field in request.headers {
+            headers[field.name.canonicalName] = field.value
+        }
+        let echo: [String: AnyCodableValue] = [
+            "method": .string(request.method.rawValue),
+            "headers": .object(headers.mapValues { .string($0) }),
+            "body": .string(String(buffer: body)),
+        ]
+        let data = try JSONEncoder().encode(echo)
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// A tiny JSON value for the echo route.
+private enum AnyCodableValue: Encodable {
+    case string(String)
+    case object([String: AnyCodableValue])
+
+    func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .string(let value): try container.encode(value)
+        case .object(let value): try container.encode(value)
+        }
+    }
+}
+
+private actor FlakyCounter {
+    private var counts: [String: Int] = [:]
+    func next(_ key: String) -> Int {
+        counts[key, default: 0] += 1
+        return counts[key]!
+    }
+}
+
+private actor PortPromise {
+    private var port: Int?
+    private var waiters: [CheckedContinuation<Int, Never>] = []
+
+    func fulfil(_ port: Int) {
+        self.port = port
+        for waiter in waiters { waiter.resume(returning: port) }
+        waiters.removeAll()
+    }
+
+    func value() async -> Int {
+        if let port { return port }
+        return await withCheckedContinuation { waiters.append($0) }
+    }
+}
