@@ -53,5 +53,6 @@ let package = Package(
         .testTarget(name: "ConvoyPostgresTests", dependencies: ["ConvoyPostgres", "ConvoyTesting"]),
         .testTarget(name: "ConvoySSHTests", dependencies: ["ConvoySSH", "ConvoyTesting"]),
         .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting"]),
     ]
 )

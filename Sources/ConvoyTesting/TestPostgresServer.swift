@@ -104,16 +104,10 @@ public final class TestPostgresServer: @unchecked Sendable {
 
     /// The PostgreSQL server programs: not on PATH on Debian.
     public static func findBinDirectory() throws -> String {
-        let root = "/usr/lib/postgresql"
-        let versions = (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []
-        let sorted = versions.compactMap { Int($0) }.sorted(by: >)
-        for version in sorted where FileManager.default.isExecutableFile(atPath: "\(root)/\(version)/bin/initdb") {
-            return "\(root)/\(version)/bin"
+        guard let directory = PostgresServerPrograms.locate() else {
+            throw TestProcess.Failure("PostgreSQL server programs not found (initdb, pg_ctl): run `make deps`")
         }
-        for directory in ["/usr/bin", "/usr/local/bin"] where FileManager.default.isExecutableFile(atPath: directory + "/initdb") {
-            return directory
-        }
-        throw TestProcess.Failure("PostgreSQL server programs not found (initdb, pg_ctl): run `make deps`")
+        return directory
     }
 
     private static func serverUserCommand(_ executable: String, _ arguments: [String]) -> String {

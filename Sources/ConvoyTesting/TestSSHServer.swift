@@ -37,13 +37,15 @@ public final class TestSSHServer: @unchecked Sendable {
     }
 
     /// Starts sshd on `address` with a fresh host key of `hostKeyType` and a fresh client key of
-    /// `clientKeyType`; `environment` is set for every command it runs (sshd_config `SetEnv`).
+    /// `clientKeyType`; `environment` is set for every command it runs (sshd_config `SetEnv`);
+    /// `loginUser` is the account clients log in as (default: the one running the tests).
     public static func start(
         address: String = "127.0.0.1",
         hostKeyType: TestSSHKey.KeyType = .ed25519,
         clientKeyType: TestSSHKey.KeyType = .ed25519,
         environment: [String: String] = [:],
-        logLevel: String = "ERROR"
+        logLevel: String = "ERROR",
+        loginUser: String? = nil
     ) throws -> TestSSHServer {
         guard FileManager.default.isExecutableFile(atPath: "/usr/sbin/sshd") else {
             throw TestProcess.Failure("/usr/sbin/sshd not found: run `make deps` (openssh-server)")
@@ -56,7 +58,12 @@ public final class TestSSHServer: @unchecked Sendable {
         let hostKey = try TestSSHKey.generate(type: hostKeyType, at: directory.appendingPathComponent("host_key"))
         let clientKey = try TestSSHKey.generate(type: clientKeyType, at: directory.appendingPathComponent("client_key"))
         try (clientKey.publicKey + "\n").write(to: directory.appendingPathComponent("authorized_keys"), atomically: true, encoding: .utf8)
-        let user = String(cString: getpwuid(geteuid()).pointee.pw_name)
+        // Another account than our own works only when sshd runs as root; sshd reads
+        // authorized_keys as that account, so it must be able to.
+        let user = loginUser ?? String(cString: getpwuid(geteuid()).pointee.pw_name)
+        if loginUser != nil {
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
+        }
 
         var lastError: Error?
         for _ in 0..<5 {

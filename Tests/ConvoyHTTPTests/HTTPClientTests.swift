@@ -57,7 +57,7 @@ final class HTTPClientTests: XCTestCase {
     func testARequestPastItsTimeoutFailsWithTimeout() async throws {
         let client = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
         do {
-            _ = try await client.execute(HTTPRequest(url: server.baseURL + "/slow?ms=5000", timeout: .milliseconds(300)))
+            _ = try await client.execute(HTTPRequest(url: server.baseURL + "/slow?ms=1500", timeout: .milliseconds(300)))
             XCTFail("the request should time out")
         } catch HTTPClientError.timeout(let message) {
             XCTAssertTrue(message.contains("/slow"), message)
@@ -156,7 +156,7 @@ final class HTTPClientTests: XCTestCase {
 
     func testCancellingTheTaskCancelsTheRequest() async throws {
         let client = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
-        let url = server.baseURL + "/slow?ms=10000"
+        let url = server.baseURL + "/slow?ms=1500"
         let task = Task { try await client.get(url) }
         try await Task.sleep(for: .milliseconds(200))
         task.cancel()
@@ -165,7 +165,7 @@ final class HTTPClientTests: XCTestCase {
             _ = try await task.value
             XCTFail("the request was cancelled")
         } catch is CancellationError {}
-        XCTAssertLessThan(ContinuousClock.now - started, .seconds(5))
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(1), "cancellation must not wait for the response")
     }
 
     private static func threadCount() -> Int {

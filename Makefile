@@ -1,0 +1,41 @@
+# Convoy — the two commands a new machine needs are `make run` and `make test`.
+SWIFT ?= swift
+# Extra flags for every swift invocation, e.g. SWIFT_FLAGS="--scratch-path .build-ci".
+SWIFT_FLAGS ?=
+
+.PHONY: all deps build test run bench doctor stop clean
+
+all: build
+
+## deps: install every Debian package Convoy needs (only what is missing)
+deps:
+	@bash scripts/deps.sh
+
+## build: build the convoy binary (debug)
+build: deps
+	$(SWIFT) build $(SWIFT_FLAGS) --product convoy
+
+## test: build and run the whole test suite against real PostgreSQL, sshd and HTTP servers
+test: deps
+	$(SWIFT) build $(SWIFT_FLAGS) --build-tests
+	$(SWIFT) test $(SWIFT_FLAGS) --skip-build
+
+## run: the local cluster (for now: checks the machine and says what it will start)
+run: build
+	@bash scripts/run.sh "$$($(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)/convoy"
+
+## bench: the benchmarks recorded in docs/benchmarks.md (release build; not part of make test)
+bench: deps
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product ConvoyBench
+	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyBench"
+
+## doctor: check this machine
+doctor: build
+	"$$($(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)/convoy" doctor
+
+## stop: stop everything `make run` started
+stop:
+	@bash scripts/run.sh --stop
+
+clean:
+	rm -rf .build .convoy-dev
