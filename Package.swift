@@ -25,6 +25,7 @@ let package = Package(
         .target(name: "ConvoyPostgres", dependencies: ["CLibPQ", "ConvoyIO"]),
         .target(name: "ConvoySSH", dependencies: ["CLibSSH2", "ConvoyIO"]),
         .target(name: "ConvoyHTTP", dependencies: ["CCurl"]),
+        .target(name: "ConvoyAPI", dependencies: ["ConvoyModel", "ConvoyPostgres"]),
         .target(
             name: "ConvoyTesting",
             dependencies: [
@@ -49,10 +50,12 @@ let package = Package(
             path: "Benchmarks/ConvoyBench"
         ),
 
+        .testTarget(name: "ConvoyModelTests", dependencies: ["ConvoyModel"]),
         .testTarget(name: "ConvoyIOTests", dependencies: ["ConvoyIO"]),
         .testTarget(name: "ConvoyPostgresTests", dependencies: ["ConvoyPostgres", "ConvoyTesting"]),
         .testTarget(name: "ConvoySSHTests", dependencies: ["ConvoySSH", "ConvoyTesting"]),
         .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyTesting"]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting"]),
+        .testTarget(name: "ConvoyAPITests", dependencies: ["ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
     ]
 )

@@ -125,25 +125,27 @@ final class PostgresConnectionTests: XCTestCase {
         let first = try await connect()
         let second = try await connect()
         let key = PostgresAdvisoryLockKey.forName("cluster-one")
-        let results = try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask { try await first.tryAdvisoryLock(key) }
-            group.addTask { try await second.tryAdvisoryLock(key) }
-            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        let results = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            group.addTask { (0, try await first.tryAdvisoryLock(key)) }
+            group.addTask { (1, try await second.tryAdvisoryLock(key)) }
+            return try await group.reduce(into: [Int: Bool]()) { $0[$1.0] = $1.1 }
         }
-        XCTAssertEqual(results.filter { $0 }.count, 1)
-        let holder = try await first.tryAdvisoryLock(key) ? first : second
-        let waiting = holder === first ? second : first
-        // Re-entrant for the holder, refused for the other until released.
-        let check1 = try await waiting.tryAdvisoryLock(key)
-        XCTAssertFalse(check1)
-        let check2 = try await holder.advisoryUnlock(key)
-        XCTAssertTrue(check2)
-        let check3 = try await holder.advisoryUnlock(key)
-        XCTAssertTrue(check3)
-        let check4 = try await holder.advisoryUnlock(key)
-        XCTAssertFalse(check4)
-        let check5 = try await waiting.tryAdvisoryLock(key)
-        XCTAssertTrue(check5)
+        XCTAssertEqual(results.values.filter { $0 }.count, 1, "exactly one session gets the lock")
+        let holder = results[0] == true ? first : second
+        let waiting = results[0] == true ? second : first
+        // Re-entrant for the holder (a second hold), refused for the other until fully released.
+        let again = try await holder.tryAdvisoryLock(key)
+        XCTAssertTrue(again)
+        let refused = try await waiting.tryAdvisoryLock(key)
+        XCTAssertFalse(refused)
+        let firstRelease = try await holder.advisoryUnlock(key)
+        let secondRelease = try await holder.advisoryUnlock(key)
+        let thirdRelease = try await holder.advisoryUnlock(key)
+        XCTAssertTrue(firstRelease)
+        XCTAssertTrue(secondRelease)
+        XCTAssertFalse(thirdRelease, "nothing left to release")
+        let nowFree = try await waiting.tryAdvisoryLock(key)
+        XCTAssertTrue(nowFree)
         await first.close()
         await second.close()
     }

@@ -1,5 +1,6 @@
 import ConvoyPostgres
 import ConvoyTesting
+import Foundation
 import XCTest
 
 final class PostgresMigratorTests: XCTestCase {
@@ -105,5 +106,45 @@ final class PostgresMigratorTests: XCTestCase {
         XCTAssertEqual(check4, [2])
         await connection.close()
         await other.close()
+    }
+
+    func testMigratorsInTwoProcessesApplyEachMigrationExactlyOnce() async throws {
+        try await freshDatabase("migrate_processes")
+        var configuration = try XCTUnwrap(Self.server).configuration
+        configuration.database = "migrate_processes"
+        // Two copies of this test binary, each running only the child test below.
+        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
+        var environment = ProcessInfo.processInfo.environment
+        environment["CONVOY_MIGRATE_CHILD_CONNINFO"] = configuration.conninfo
+        let children = try (0..<2).map { index -> (SpawnedProcess, URL) in
+            let log = try TestProcess.makeTemporaryDirectory(prefix: "convoy-migrate-child").appendingPathComponent("log")
+            let child = try SpawnedProcess.spawn(
+                testBinary, ["ConvoyPostgresTests.PostgresMigratorTests/testChildProcessRunsTheMigrator"],
+                environment: environment, stdin: "/dev/null", stdout: log.path, stderr: log.path)
+            return (child, log)
+        }
+        for (child, log) in children {
+            let status = child.wait()
+            let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            XCTAssertEqual(status, 0, output)
+            XCTAssertTrue(output.contains("Executed 1 test, with 0 failures"), output)
+            try? FileManager.default.removeItem(at: log.deletingLastPathComponent())
+        }
+        let connection = try await connect(database: "migrate_processes")
+        let effects = try await connection.query("SELECT version FROM migration_effects ORDER BY version").rows.map { try $0.decode(Int.self, column: "version") }
+        XCTAssertEqual(effects, [1, 2], "each migration ran exactly once across both processes")
+        let check = try await PostgresMigrator(migrations: migrations).appliedVersions(connection)
+        XCTAssertEqual(check, [1, 2])
+        await connection.close()
+    }
+
+    /// Run as a child process by the test above; skipped in a normal run.
+    func testChildProcessRunsTheMigrator() async throws {
+        guard let conninfo = ProcessInfo.processInfo.environment["CONVOY_MIGRATE_CHILD_CONNINFO"] else {
+            throw XCTSkip("only runs as the child of testMigratorsInTwoProcessesApplyEachMigrationExactlyOnce")
+        }
+        let connection = try await PostgresConnection.connect(conninfo: conninfo)
+        try await PostgresMigrator(migrations: migrations).migrate(connection)
+        await connection.close()
     }
 }

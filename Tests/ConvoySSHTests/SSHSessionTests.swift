@@ -125,6 +125,33 @@ final class SSHSessionTests: XCTestCase {
         await session.close()
     }
 
+    func testEd25519KeyFromMemoryAuthenticates() async throws {
+        let server = try sharedServer()
+        let session = try await SSHSession.connect(configuration(for: server, key: .pem(server.clientKey.privateKeyPEM)))
+        let output = try await session.exec("echo memory")
+        XCTAssertEqual(output.stdoutText, "memory\n")
+        await session.close()
+    }
+
+    func testASessionWithKeepalivesStaysUsableWhileIdle() async throws {
+        let server = try sharedServer()
+        var settings = configuration(for: server)
+        settings.keepaliveInterval = .seconds(1)
+        let session = try await SSHSession.connect(settings)
+        try await Task.sleep(for: .milliseconds(2500))
+        let connected = await session.isConnected
+        XCTAssertTrue(connected)
+        let output = try await session.exec("echo awake")
+        XCTAssertEqual(output.stdoutText, "awake\n")
+        await session.close()
+        let after = await session.isConnected
+        XCTAssertFalse(after)
+        do {
+            _ = try await session.exec("true")
+            XCTFail("a closed session runs nothing")
+        } catch SSHError.disconnected {}
+    }
+
     func testUploadAFileWithAModeAndReadItBack() async throws {
         let session = try await connect()
         let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-upload")

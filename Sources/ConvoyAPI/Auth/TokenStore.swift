@@ -1,0 +1,73 @@
+import ConvoyModel
+import ConvoyPostgres
+import Foundation
+
+/// Creates, finds and revokes API tokens. Secrets are compared by their SHA-256 inside PostgreSQL.
+public struct TokenStore: Sendable {
+    public let clusterID: String
+
+    public init(clusterID: String) {
+        self.clusterID = clusterID
+    }
+
+    /// Creates a token and returns it with its secret (the only time the secret is known).
+    public func create(
+        on client: some PostgresClient, kind: TokenKind, scopes: [String] = ["all"],
+        containerUUID: ArvadosUUID? = nil, expiresAt: Date? = nil, secret: String? = nil
+    ) async throws -> IssuedToken {
+        let uuid = ArvadosUUID.generate(cluster: clusterID, type: .apiClientAuthorization)
+        let secret = secret ?? IssuedToken.makeSecret()
+        let row = try await client.query("""
+            INSERT INTO api_client_authorizations (uuid, secret_hash, kind, scopes, container_uuid, expires_at)
+            VALUES ($1, sha256(convert_to($2, 'UTF8')), $3, $4, $5, $6)
+            RETURNING created_at
+            """, [uuid.rawValue, secret, kind.rawValue, PostgresJSONB(scopes), containerUUID?.rawValue, expiresAt]).first!
+        let record = APIToken(uuid: uuid, kind: kind, scopes: scopes, containerUUID: containerUUID, expiresAt: expiresAt,
+                              createdAt: try row.decode(Date.self, column: "created_at"))
+        return IssuedToken(record: record, secret: secret)
+    }
+
+    /// The live token a client presented (`v2/uuid/secret` or a bare secret), or nil when it is
+    /// unknown, revoked, expired, or its uuid and secret do not belong together.
+    public func authenticate(on client: some PostgresClient, presented: String) async throws -> APIToken? {
+        guard let (uuid, secret) = IssuedToken.parse(presented) else { return nil }
+        var sql = """
+            SELECT uuid, kind, scopes, container_uuid, expires_at, created_at FROM api_client_authorizations
+            WHERE secret_hash = sha256(convert_to($1, 'UTF8')) AND revoked_at IS NULL
+              AND (expires_at IS NULL OR expires_at > now())
+            """
+        var parameters: [any PostgresEncodable] = [secret]
+        if let uuid {
+            sql += " AND uuid = $2"
+            parameters.append(uuid.rawValue)
+        }
+        guard let row = try await client.query(sql, parameters).first else { return nil }
+        return try Self.token(from: row)
+    }
+
+    /// Revokes a token at once; later requests with it get 401.
+    public func revoke(on client: some PostgresClient, uuid: ArvadosUUID) async throws {
+        try await client.execute("UPDATE api_client_authorizations SET revoked_at = now() WHERE uuid = $1 AND revoked_at IS NULL", [uuid.rawValue])
+    }
+
+    /// The token record with this uuid, live or not.
+    public func find(on client: some PostgresClient, uuid: ArvadosUUID) async throws -> APIToken? {
+        guard let row = try await client.query(
+            "SELECT uuid, kind, scopes, container_uuid, expires_at, created_at FROM api_client_authorizations WHERE uuid = $1",
+            [uuid.rawValue]).first
+        else { return nil }
+        return try Self.token(from: row)
+    }
+
+    static func token(from row: PostgresRow) throws -> APIToken {
+        guard let uuid = ArvadosUUID(try row.decode(String.self, column: "uuid")),
+              let kind = TokenKind(rawValue: try row.decode(String.self, column: "kind"))
+        else { throw PostgresError(kind: .decoding, message: "malformed token row") }
+        return APIToken(
+            uuid: uuid, kind: kind,
+            scopes: try row.decode(PostgresJSONB<[String]>.self, column: "scopes").value,
+            containerUUID: try row.decode(String?.self, column: "container_uuid").flatMap(ArvadosUUID.init),
+            expiresAt: try row.decode(Date?.self, column: "expires_at"),
+            createdAt: try row.decode(Date.self, column: "created_at"))
+    }
+}

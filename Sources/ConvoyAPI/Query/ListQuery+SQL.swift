@@ -1,0 +1,79 @@
+import ConvoyModel
+import ConvoyPostgres
+import Foundation
+
+/// SQL for a checked `ListQuery`. Identifiers come only from the schema; every client value is a
+/// bound parameter.
+extension ListQuery {
+    /// The conditions joined with AND (or `TRUE`), with parameters numbered from `firstParameter`.
+    public func whereClause(schema: ResourceSchema, firstParameter: Int = 1) -> (sql: String, parameters: [any PostgresEncodable]) {
+        var clauses: [String] = []
+        var parameters: [any PostgresEncodable] = []
+        func bind(_ value: JSONValue, _ kind: AttributeKind) -> String {
+            parameters.append(Self.parameter(value, kind))
+            let placeholder = "$\(firstParameter + parameters.count - 1)"
+            switch kind {
+            case .integer: return placeholder + "::bigint"
+            case .double: return placeholder + "::float8"
+            case .boolean: return placeholder + "::boolean"
+            case .timestamp: return placeholder + "::timestamptz"
+            case .text, .json: return placeholder + "::text"
+            }
+        }
+        for condition in filters {
+            guard let attribute = schema.attributes[condition.attribute] else { continue }
+            let column = attribute.column
+            switch condition.op {
+            case .equal where condition.value == .null:
+                clauses.append("\(column) IS NULL")
+            case .notEqual where condition.value == .null:
+                clauses.append("\(column) IS NOT NULL")
+            case .equal:
+                clauses.append("\(column) = \(bind(condition.value, attribute.kind))")
+            case .notEqual:
+                clauses.append("\(column) IS DISTINCT FROM \(bind(condition.value, attribute.kind))")
+            case .less, .lessOrEqual, .greater, .greaterOrEqual:
+                clauses.append("\(column) \(condition.op.rawValue) \(bind(condition.value, attribute.kind))")
+            case .like:
+                clauses.append("\(column) LIKE \(bind(condition.value, .text))")
+            case .ilike:
+                clauses.append("\(column) ILIKE \(bind(condition.value, .text))")
+            case .in, .notIn:
+                guard case .array(let values) = condition.value, !values.isEmpty else {
+                    // Nothing is in an empty list; everything is outside it.
+                    clauses.append(condition.op == .in ? "FALSE" : "TRUE")
+                    continue
+                }
+                let placeholders = values.map { bind($0, attribute.kind) }.joined(separator: ", ")
+                clauses.append("\(column) \(condition.op == .in ? "IN" : "NOT IN") (\(placeholders))")
+            }
+        }
+        return (clauses.isEmpty ? "TRUE" : clauses.joined(separator: " AND "), parameters)
+    }
+
+    /// `ORDER BY …` from the query's order (or the schema's default), ending with the uuid so that
+    /// paging by offset is stable.
+    public func orderClause(schema: ResourceSchema) -> String {
+        var terms = (order.isEmpty ? schema.defaultOrder : order).compactMap { term -> String? in
+            guard let attribute = schema.attributes[term.attribute] else { return nil }
+            return "\(attribute.column) \(term.ascending ? "ASC" : "DESC")"
+        }
+        if !(order.isEmpty ? schema.defaultOrder : order).contains(where: { $0.attribute == "uuid" }) {
+            terms.append("uuid ASC")
+        }
+        return "ORDER BY " + terms.joined(separator: ", ")
+    }
+
+    private static func parameter(_ value: JSONValue, _ kind: AttributeKind) -> any PostgresEncodable {
+        switch (kind, value) {
+        case (.integer, .number(let number)): return Int64(number)
+        case (.double, .number(let number)): return number
+        case (.boolean, .bool(let flag)): return flag
+        case (.timestamp, .string(let text)): return ISO8601Timestamp.parse(text) ?? Date.distantPast
+        case (_, .string(let text)): return text
+        case (_, .number(let number)): return String(number)
+        case (_, .bool(let flag)): return flag ? "true" : "false"
+        default: return Optional<String>.none
+        }
+    }
+}

@@ -1,0 +1,55 @@
+/// What a container needs from the machine it runs on (Arvados `runtime_constraints`).
+public struct RuntimeConstraints: Sendable, Hashable, Codable {
+    /// Virtual CPUs.
+    public var vcpus: Int
+    /// Memory in bytes.
+    public var ram: Int64
+    /// Scratch disk in bytes (Convoy's name for Arvados' `keep_cache_disk` plus tmp needs).
+    public var scratch: Int64
+    /// Whether the container may reach the API (network `host` instead of `none`).
+    public var api: Bool
+
+    public init(vcpus: Int = 1, ram: Int64 = 256 << 20, scratch: Int64 = 0, api: Bool = false) {
+        self.vcpus = vcpus
+        self.ram = ram
+        self.scratch = scratch
+        self.api = api
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case vcpus, ram, scratch
+        case api = "API"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        vcpus = try container.decodeIfPresent(Int.self, forKey: .vcpus) ?? 1
+        ram = try container.decodeIfPresent(Int64.self, forKey: .ram) ?? (256 << 20)
+        scratch = try container.decodeIfPresent(Int64.self, forKey: .scratch) ?? 0
+        api = try container.decodeIfPresent(Bool.self, forKey: .api) ?? false
+    }
+}
+
+/// How the dispatcher may place a container (Arvados `scheduling_parameters`).
+public struct SchedulingParameters: Sendable, Hashable, Codable {
+    /// May run on a preemptible (spot) instance.
+    public var preemptible: Bool
+    /// Longest run time in seconds before the dispatcher cancels it; 0 means no limit.
+    public var maxRunTime: Int
+
+    public init(preemptible: Bool = false, maxRunTime: Int = 0) {
+        self.preemptible = preemptible
+        self.maxRunTime = maxRunTime
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case preemptible
+        case maxRunTime = "max_run_time"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        preemptible = try container.decodeIfPresent(Bool.self, forKey: .preemptible) ?? false
+        maxRunTime = try container.decodeIfPresent(Int.self, forKey: .maxRunTime) ?? 0
+    }
+}

@@ -1,0 +1,71 @@
+import ConvoyAPI
+import ConvoyModel
+import ConvoyPostgres
+import ConvoyTesting
+import Foundation
+import XCTest
+
+final class TokenStoreTests: XCTestCase {
+    nonisolated(unsafe) static var server: TestPostgresServer?
+    nonisolated(unsafe) static var startError: Error?
+
+    override class func setUp() {
+        super.setUp()
+        do { server = try TestPostgresServer.start() } catch { startError = error }
+    }
+
+    override class func tearDown() {
+        server?.stop()
+        super.tearDown()
+    }
+
+    private func migratedConnection() async throws -> PostgresConnection {
+        if let error = Self.startError { throw error }
+        let connection = try await PostgresConnection.connect(try XCTUnwrap(Self.server).configuration)
+        try await PostgresMigrator(migrations: APISchema.migrations).migrate(connection)
+        return connection
+    }
+
+    func testAnIssuedTokenAuthenticatesInV2AndBareFormButNotWithAnotherUUID() async throws {
+        let db = try await migratedConnection()
+        let store = TokenStore(clusterID: "zzzzz")
+        let issued = try await store.create(on: db, kind: .dispatcher)
+        XCTAssertTrue(issued.v2.hasPrefix("v2/zzzzz-gj3su-"))
+
+        let viaV2 = try await store.authenticate(on: db, presented: issued.v2)
+        XCTAssertEqual(viaV2?.uuid, issued.record.uuid)
+        XCTAssertEqual(viaV2?.kind, .dispatcher)
+        let viaSecret = try await store.authenticate(on: db, presented: issued.secret)
+        XCTAssertEqual(viaSecret?.uuid, issued.record.uuid)
+
+        let other = try await store.create(on: db, kind: .user)
+        let mixed = try await store.authenticate(on: db, presented: "v2/\(other.record.uuid)/\(issued.secret)")
+        XCTAssertNil(mixed, "a secret only works with its own uuid")
+        for garbage in ["", "v2/", "v2/zzzzz-gj3su-000000000000000/", "v2/not-a-uuid/abc", "secret with spaces", String(repeating: "a", count: 10_000)] {
+            let result = try await store.authenticate(on: db, presented: garbage)
+            XCTAssertNil(result, garbage)
+        }
+        // The secret itself is not stored.
+        let stored = try await db.query("SELECT count(*) AS n FROM api_client_authorizations WHERE secret_hash::text LIKE '%' || $1 || '%'", [issued.secret])
+        XCTAssertEqual(try stored.first!.decode(Int.self, column: "n"), 0)
+        await db.close()
+    }
+
+    func testRevokedAndExpiredTokensNoLongerAuthenticate() async throws {
+        let db = try await migratedConnection()
+        let store = TokenStore(clusterID: "zzzzz")
+        let revoked = try await store.create(on: db, kind: .container, containerUUID: ArvadosUUID.generate(cluster: "zzzzz", type: .container))
+        try await store.revoke(on: db, uuid: revoked.record.uuid)
+        let afterRevoke = try await store.authenticate(on: db, presented: revoked.v2)
+        XCTAssertNil(afterRevoke)
+
+        let expired = try await store.create(on: db, kind: .user, expiresAt: Date().addingTimeInterval(-1))
+        let afterExpiry = try await store.authenticate(on: db, presented: expired.v2)
+        XCTAssertNil(afterExpiry)
+
+        let live = try await store.create(on: db, kind: .user, scopes: ["GET /arvados/v1/containers"], expiresAt: Date().addingTimeInterval(3600))
+        let found = try await store.authenticate(on: db, presented: live.v2)
+        XCTAssertEqual(found?.scopes, ["GET /arvados/v1/containers"])
+        await db.close()
+    }
+}
