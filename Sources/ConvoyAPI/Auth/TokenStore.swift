@@ -2,7 +2,8 @@ import ConvoyModel
 import ConvoyPostgres
 import Foundation
 
-/// Creates, finds and revokes API tokens. Secrets are compared by their SHA-256 inside PostgreSQL.
+/// Creates, finds and revokes API tokens. Secrets are compared by their SHA-256 inside PostgreSQL;
+/// only a live container token keeps its secret (see `liveContainerToken`), dropped on revocation.
 public struct TokenStore: Sendable {
     public let clusterID: String
 
@@ -18,10 +19,11 @@ public struct TokenStore: Sendable {
         let uuid = ArvadosUUID.generate(cluster: clusterID, type: .apiClientAuthorization)
         let secret = secret ?? IssuedToken.makeSecret()
         let row = try await client.query("""
-            INSERT INTO api_client_authorizations (uuid, secret_hash, kind, scopes, container_uuid, expires_at)
-            VALUES ($1, sha256(convert_to($2, 'UTF8')), $3, $4, $5, $6)
+            INSERT INTO api_client_authorizations (uuid, secret_hash, container_secret, kind, scopes, container_uuid, expires_at)
+            VALUES ($1, sha256(convert_to($2, 'UTF8')), $3, $4, $5, $6, $7)
             RETURNING created_at
-            """, [uuid.rawValue, secret, kind.rawValue, PostgresJSONB(scopes), containerUUID?.rawValue, expiresAt]).first!
+            """, [uuid.rawValue, secret, kind == .container ? secret : nil, kind.rawValue, PostgresJSONB(scopes),
+                  containerUUID?.rawValue, expiresAt]).first!
         let record = APIToken(uuid: uuid, kind: kind, scopes: scopes, containerUUID: containerUUID, expiresAt: expiresAt,
                               createdAt: try row.decode(Date.self, column: "created_at"))
         return IssuedToken(record: record, secret: secret)
@@ -47,7 +49,19 @@ public struct TokenStore: Sendable {
 
     /// Revokes a token at once; later requests with it get 401.
     public func revoke(on client: some PostgresClient, uuid: ArvadosUUID) async throws {
-        try await client.execute("UPDATE api_client_authorizations SET revoked_at = now() WHERE uuid = $1 AND revoked_at IS NULL", [uuid.rawValue])
+        try await client.execute(
+            "UPDATE api_client_authorizations SET revoked_at = now(), container_secret = NULL WHERE uuid = $1 AND revoked_at IS NULL",
+            [uuid.rawValue])
+    }
+
+    /// A live container token with its secret (only container tokens keep theirs).
+    public func liveContainerToken(on client: some PostgresClient, uuid: ArvadosUUID) async throws -> IssuedToken? {
+        guard let row = try await client.query("""
+            SELECT uuid, kind, scopes, container_uuid, expires_at, created_at, container_secret FROM api_client_authorizations
+            WHERE uuid = $1 AND kind = 'container' AND revoked_at IS NULL AND container_secret IS NOT NULL
+            """, [uuid.rawValue]).first
+        else { return nil }
+        return IssuedToken(record: try Self.token(from: row), secret: try row.decode(String.self, column: "container_secret"))
     }
 
     /// The token record with this uuid, live or not.

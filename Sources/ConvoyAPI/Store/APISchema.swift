@@ -10,6 +10,9 @@ public enum APISchema {
             CREATE TABLE api_client_authorizations (
                 uuid text PRIMARY KEY,
                 secret_hash bytea NOT NULL,
+                -- Kept only for container tokens, which the locking dispatcher fetches (GET …/auth)
+                -- to hand to the runner, possibly again after a leader change.
+                container_secret text,
                 kind text NOT NULL CHECK (kind IN ('admin', 'dispatcher', 'user', 'container')),
                 scopes jsonb NOT NULL DEFAULT '["all"]',
                 container_uuid text,

@@ -1,0 +1,323 @@
+import ConvoyModel
+import ConvoyPostgres
+import Foundation
+
+/// What a new container runs and needs.
+public struct ContainerSpec: Sendable, Equatable {
+    public var command: [String]
+    public var containerImage: String
+    public var cwd: String
+    public var environment: [String: String]
+    public var mounts: [String: JSONValue]
+    public var outputPath: String
+    public var runtimeConstraints: RuntimeConstraints
+    public var schedulingParameters: SchedulingParameters
+    public var priority: Int
+
+    public init(command: [String], containerImage: String = "", cwd: String = "/", environment: [String: String] = [:],
+                mounts: [String: JSONValue] = [:], outputPath: String = "/out",
+                runtimeConstraints: RuntimeConstraints = RuntimeConstraints(),
+                schedulingParameters: SchedulingParameters = SchedulingParameters(), priority: Int = 1) {
+        self.command = command
+        self.containerImage = containerImage
+        self.cwd = cwd
+        self.environment = environment
+        self.mounts = mounts
+        self.outputPath = outputPath
+        self.runtimeConstraints = runtimeConstraints
+        self.schedulingParameters = schedulingParameters
+        self.priority = priority
+    }
+}
+
+/// The changes a `PATCH /containers/{uuid}` asks for. Nil means "leave as is".
+public struct ContainerUpdate: Sendable, Equatable {
+    public var state: ContainerState?
+    public var priority: Int?
+    public var exitCode: Int?
+    public var progress: Double?
+    public var log: String?
+    public var output: String?
+    public var runtimeStatus: [String: JSONValue]?
+    /// The auth_uuid the caller believes is current (not a change: a check).
+    public var knownAuthUUID: ArvadosUUID?
+
+    public init(state: ContainerState? = nil, priority: Int? = nil, exitCode: Int? = nil, progress: Double? = nil,
+                log: String? = nil, output: String? = nil, runtimeStatus: [String: JSONValue]? = nil,
+                knownAuthUUID: ArvadosUUID? = nil) {
+        self.state = state
+        self.priority = priority
+        self.exitCode = exitCode
+        self.progress = progress
+        self.log = log
+        self.output = output
+        self.runtimeStatus = runtimeStatus
+        self.knownAuthUUID = knownAuthUUID
+    }
+}
+
+/// The containers table and its state machine. Every change runs in one transaction that first
+/// takes the row lock (`SELECT … FOR UPDATE`) and checks the cluster epoch, and every state change
+/// appends a row to `container_state_history`.
+public struct ContainerStore: Sendable {
+    public let clusterID: String
+    /// Locks allowed per container; the lock after the last one cancels it instead.
+    public let maxDispatchAttempts: Int
+    public let tokens: TokenStore
+
+    public init(clusterID: String, maxDispatchAttempts: Int = 10) {
+        self.clusterID = clusterID
+        self.maxDispatchAttempts = maxDispatchAttempts
+        self.tokens = TokenStore(clusterID: clusterID)
+    }
+
+    public static var schema: ResourceSchema { ContainerRecord.schema }
+
+    // MARK: Reading
+
+    public func create(_ spec: ContainerSpec, on db: some PostgresClient) async throws -> Container {
+        let uuid = ArvadosUUID.generate(cluster: clusterID, type: .container)
+        let row = try await db.query("""
+            INSERT INTO containers (uuid, state, priority, command, container_image, cwd, environment, mounts,
+                                    output_path, runtime_constraints, scheduling_parameters)
+            VALUES ($1, 'Queued', $2, $3, $4, $5, $6, $7, $8, $9, $10)
+            RETURNING \(ContainerRecord.columns)
+            """, [uuid.rawValue, spec.priority, PostgresJSONB(spec.command), spec.containerImage, spec.cwd,
+                  PostgresJSONB(spec.environment), PostgresJSONB(spec.mounts), spec.outputPath,
+                  PostgresJSONB(spec.runtimeConstraints), PostgresJSONB(spec.schedulingParameters)]).first!
+        let container = try ContainerRecord.decode(row)
+        try await recordHistory(container.uuid, from: nil, to: .queued, authUUID: nil, epoch: nil, tokenUUID: nil, on: db)
+        return container
+    }
+
+    /// The container, if `caller` may see it (a container token sees only its own).
+    public func get(_ uuid: ArvadosUUID, as caller: APIToken, on db: some PostgresClient) async throws -> Container {
+        guard caller.kind != .container || caller.containerUUID == uuid,
+              let row = try await db.query("SELECT \(ContainerRecord.columns) FROM containers WHERE uuid = $1", [uuid.rawValue]).first
+        else { throw APIError.notFound("container \(uuid) not found") }
+        return try ContainerRecord.decode(row)
+    }
+
+    /// One page of containers and, with `count=exact`, how many match in all.
+    public func list(_ query: ListQuery, as caller: APIToken, on db: some PostgresClient) async throws -> (items: [Container], itemsAvailable: Int?) {
+        var (condition, parameters) = query.whereClause(schema: Self.schema)
+        if caller.kind == .container {
+            parameters.append(caller.containerUUID?.rawValue ?? "")
+            condition += " AND uuid = $\(parameters.count)"
+        }
+        let page = try await db.query("""
+            SELECT \(ContainerRecord.columns) FROM containers WHERE \(condition)
+            \(query.orderClause(schema: Self.schema)) LIMIT \(query.limit) OFFSET \(query.offset)
+            """, parameters)
+        var available: Int?
+        if query.countExact {
+            available = try await db.query("SELECT count(*) AS n FROM containers WHERE \(condition)", parameters)
+                .first!.decode(Int.self, column: "n")
+        }
+        return (try page.rows.map(ContainerRecord.decode), available)
+    }
+
+    // MARK: Lock and unlock
+
+    /// Queued → Locked for a dispatcher: mints the container token whose uuid becomes auth_uuid.
+    /// Past MaxDispatchAttempts the container is cancelled instead (and 422 says so).
+    public func lock(_ uuid: ArvadosUUID, by caller: APIToken, epoch: Int64?, on db: PostgresConnection) async throws -> Container {
+        guard caller.kind == .dispatcher || caller.kind == .admin else {
+            throw APIError.forbidden("only a dispatcher token may lock containers")
+        }
+        let (container, cancelled) = try await db.transaction { tx -> (Container, Bool) in
+            try await Self.checkEpoch(epoch, on: tx)
+            let current = try await self.fetchForUpdate(uuid, on: tx)
+            guard current.state == .queued else {
+                throw APIError.unprocessable(IllegalTransition(from: current.state, to: .locked).description)
+            }
+            guard current.priority > 0 else {
+                throw APIError.unprocessable("container \(uuid) has priority 0: nobody wants it run")
+            }
+            if current.lockCount >= self.maxDispatchAttempts {
+                let message = "container was locked \(current.lockCount) times without finishing (MaxDispatchAttempts is \(self.maxDispatchAttempts))"
+                let row = try await tx.query("""
+                    UPDATE containers SET state = 'Cancelled', priority = 0, finished_at = now(), modified_at = now(),
+                        runtime_status = runtime_status || jsonb_build_object('error', $2::text)
+                    WHERE uuid = $1 RETURNING \(ContainerRecord.columns)
+                    """, [uuid.rawValue, message]).first!
+                try await self.recordHistory(uuid, from: .queued, to: .cancelled, authUUID: nil, epoch: epoch, tokenUUID: caller.uuid, on: tx)
+                return (try ContainerRecord.decode(row), true)
+            }
+            let token = try await self.tokens.create(on: tx, kind: .container, scopes: ["container:\(uuid)"], containerUUID: uuid)
+            let row = try await tx.query("""
+                UPDATE containers SET state = 'Locked', locked_by_uuid = $2, auth_uuid = $3,
+                    lock_count = lock_count + 1, modified_at = now()
+                WHERE uuid = $1 RETURNING \(ContainerRecord.columns)
+                """, [uuid.rawValue, caller.uuid.rawValue, token.record.uuid.rawValue]).first!
+            try await self.recordHistory(uuid, from: .queued, to: .locked, authUUID: token.record.uuid, epoch: epoch, tokenUUID: caller.uuid, on: tx)
+            return (try ContainerRecord.decode(row), false)
+        }
+        if cancelled {
+            throw APIError.unprocessable("container \(uuid) was cancelled: \(container.runtimeStatus["error"]?.stringValue ?? "MaxDispatchAttempts reached")")
+        }
+        return container
+    }
+
+    /// Locked → Queued, by the dispatcher that locked it: revokes the container token.
+    public func unlock(_ uuid: ArvadosUUID, by caller: APIToken, epoch: Int64?, on db: PostgresConnection) async throws -> Container {
+        guard caller.kind == .dispatcher || caller.kind == .admin else {
+            throw APIError.forbidden("only a dispatcher token may unlock containers")
+        }
+        return try await db.transaction { tx in
+            try await Self.checkEpoch(epoch, on: tx)
+            let current = try await self.fetchForUpdate(uuid, on: tx)
+            guard current.state == .locked else {
+                throw APIError.unprocessable(IllegalTransition(from: current.state, to: .queued).description)
+            }
+            guard caller.kind == .admin || current.lockedByUUID == caller.uuid else {
+                throw APIError.forbidden("container \(uuid) is locked by another dispatcher token")
+            }
+            if let authUUID = current.authUUID {
+                try await self.tokens.revoke(on: tx, uuid: authUUID)
+            }
+            let row = try await tx.query("""
+                UPDATE containers SET state = 'Queued', locked_by_uuid = NULL, auth_uuid = NULL, modified_at = now()
+                WHERE uuid = $1 RETURNING \(ContainerRecord.columns)
+                """, [uuid.rawValue]).first!
+            try await self.recordHistory(uuid, from: .locked, to: .queued, authUUID: current.authUUID, epoch: epoch, tokenUUID: caller.uuid, on: tx)
+            return try ContainerRecord.decode(row)
+        }
+    }
+
+    /// The container token of the current lock, for the dispatcher holding it (`GET …/auth`).
+    public func containerToken(_ uuid: ArvadosUUID, by caller: APIToken, on db: some PostgresClient) async throws -> IssuedToken {
+        guard caller.kind == .dispatcher || caller.kind == .admin else {
+            throw APIError.forbidden("only the dispatcher holding the lock may fetch the container token")
+        }
+        guard let row = try await db.query("SELECT \(ContainerRecord.columns) FROM containers WHERE uuid = $1", [uuid.rawValue]).first else {
+            throw APIError.notFound("container \(uuid) not found")
+        }
+        let current = try ContainerRecord.decode(row)
+        guard current.state == .locked || current.state == .running, let authUUID = current.authUUID else {
+            throw APIError.unprocessable("container \(uuid) is \(current.state.rawValue): it has no container token")
+        }
+        guard caller.kind == .admin || current.lockedByUUID == caller.uuid else {
+            throw APIError.forbidden("container \(uuid) is locked by another dispatcher token")
+        }
+        guard let token = try await tokens.liveContainerToken(on: db, uuid: authUUID) else {
+            throw APIError.unprocessable("container \(uuid) has no live container token")
+        }
+        return token
+    }
+
+    // MARK: Updates
+
+    /// Applies `update` if `caller` may: the state machine, the auth_uuid check for Locked and
+    /// Running containers, exit_code for Complete. Final states revoke the container token.
+    public func update(_ uuid: ArvadosUUID, _ update: ContainerUpdate, by caller: APIToken, epoch: Int64?, on db: PostgresConnection) async throws -> Container {
+        if caller.kind == .user {
+            throw APIError.forbidden("users change containers through their container requests")
+        }
+        if caller.kind == .container && caller.containerUUID != uuid {
+            throw APIError.notFound("container \(uuid) not found")
+        }
+        return try await db.transaction { tx in
+            try await Self.checkEpoch(epoch, on: tx)
+            let current = try await self.fetchForUpdate(uuid, on: tx)
+            if current.state.isFinal {
+                throw APIError.unprocessable("container \(uuid) is \(current.state.rawValue), a final state: it cannot change")
+            }
+            try self.checkAuthUUID(current, update, caller)
+            if update.priority != nil && caller.kind != .admin {
+                throw APIError.forbidden("only an admin may set a container's priority directly")
+            }
+
+            var assignments = ["modified_at = now()"]
+            var parameters: [any PostgresEncodable] = [uuid.rawValue]
+            func set(_ column: String, _ value: any PostgresEncodable, cast: String = "") {
+                parameters.append(value)
+                assignments.append("\(column) = $\(parameters.count)\(cast)")
+            }
+            let target = update.state ?? current.state
+            if target != current.state {
+                guard current.state.allowsTransition(to: target) else {
+                    throw APIError.unprocessable(IllegalTransition(from: current.state, to: target).description)
+                }
+                if target == .queued || target == .locked {
+                    throw APIError.unprocessable("use the lock and unlock calls to move a container between Queued and Locked")
+                }
+                if target == .running && !(caller.kind == .container || caller.kind == .admin || current.lockedByUUID == caller.uuid) {
+                    throw APIError.forbidden("only the locking dispatcher or the container's own token may start it")
+                }
+                if target == .complete && (update.exitCode ?? current.exitCode) == nil {
+                    throw APIError.unprocessable("exit_code is required to move a container to Complete")
+                }
+                set("state", target.rawValue)
+                if target == .running { assignments.append("started_at = now()") }
+                if target.isFinal { assignments.append("finished_at = now()") }
+                if target == .cancelled { assignments.append("priority = 0") }
+            }
+            if let priority = update.priority {
+                guard priority >= 0 else { throw APIError.unprocessable("priority must be 0 or more") }
+                set("priority", priority)
+            }
+            if let exitCode = update.exitCode {
+                guard target == .running || target == .complete else {
+                    throw APIError.unprocessable("exit_code can only be set on a Running or Complete container")
+                }
+                set("exit_code", exitCode)
+            }
+            if let progress = update.progress { set("progress", progress) }
+            if let log = update.log { set("log", log) }
+            if let output = update.output { set("output", output) }
+            if let runtimeStatus = update.runtimeStatus { set("runtime_status", PostgresJSONB(runtimeStatus), cast: "::jsonb") }
+
+            let row = try await tx.query(
+                "UPDATE containers SET \(assignments.joined(separator: ", ")) WHERE uuid = $1 RETURNING \(ContainerRecord.columns)",
+                parameters).first!
+            let updated = try ContainerRecord.decode(row)
+            if target != current.state {
+                if target.isFinal, let authUUID = current.authUUID {
+                    try await self.tokens.revoke(on: tx, uuid: authUUID)
+                }
+                try await self.recordHistory(uuid, from: current.state, to: target, authUUID: current.authUUID, epoch: epoch, tokenUUID: caller.uuid, on: tx)
+            }
+            return updated
+        }
+    }
+
+    /// Dispatchers and runners must name the auth_uuid they were given; after an unlock and a
+    /// relock theirs is stale and the update is refused.
+    private func checkAuthUUID(_ current: Container, _ update: ContainerUpdate, _ caller: APIToken) throws {
+        guard caller.kind != .admin, current.state == .locked || current.state == .running else { return }
+        guard let known = update.knownAuthUUID else {
+            throw APIError.unprocessable("auth_uuid is required when a dispatcher or runner updates a \(current.state.rawValue) container")
+        }
+        guard known == current.authUUID else {
+            throw APIError.conflict("stale auth_uuid \(known): container \(current.uuid) is now locked with \(current.authUUID?.rawValue ?? "none"); this caller must stop")
+        }
+    }
+
+    // MARK: Helpers
+
+    private func fetchForUpdate(_ uuid: ArvadosUUID, on tx: PostgresTransaction) async throws -> Container {
+        guard let row = try await tx.query("SELECT \(ContainerRecord.columns) FROM containers WHERE uuid = $1 FOR UPDATE", [uuid.rawValue]).first else {
+            throw APIError.notFound("container \(uuid) not found")
+        }
+        return try ContainerRecord.decode(row)
+    }
+
+    /// Refuses a dispatcher command from an older epoch than the cluster's. `FOR SHARE` makes a
+    /// leader's epoch bump wait for transactions that checked the old one.
+    static func checkEpoch(_ epoch: Int64?, on tx: PostgresTransaction) async throws {
+        guard let epoch else { return }
+        let current = try await tx.query("SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE").first!.decode(Int64.self, column: "epoch")
+        if epoch < current {
+            throw APIError.conflict("stale epoch \(epoch): the cluster is at epoch \(current); this dispatcher is no longer the leader")
+        }
+    }
+
+    private func recordHistory(_ uuid: ArvadosUUID, from: ContainerState?, to: ContainerState, authUUID: ArvadosUUID?,
+                               epoch: Int64?, tokenUUID: ArvadosUUID?, on db: some PostgresClient) async throws {
+        try await db.execute("""
+            INSERT INTO container_state_history (container_uuid, from_state, to_state, auth_uuid, epoch, token_uuid)
+            VALUES ($1, $2, $3, $4, $5, $6)
+            """, [uuid.rawValue, from?.rawValue, to.rawValue, authUUID?.rawValue, epoch, tokenUUID?.rawValue])
+    }
+}

@@ -1,0 +1,246 @@
+import ConvoyAPI
+import ConvoyModel
+import ConvoyPostgres
+import ConvoyTesting
+import Foundation
+import XCTest
+
+/// The container state machine against a real PostgreSQL: transitions, refusals, tokens, epochs.
+final class ContainerStoreTests: XCTestCase {
+    nonisolated(unsafe) static var server: TestPostgresServer?
+    nonisolated(unsafe) static var startError: Error?
+
+    override class func setUp() {
+        super.setUp()
+        do { server = try TestPostgresServer.start() } catch { startError = error }
+    }
+
+    override class func tearDown() {
+        server?.stop()
+        super.tearDown()
+    }
+
+    private var db: PostgresConnection!
+    private var store: ContainerStore!
+    private var dispatcher: APIToken!
+    private var admin: APIToken!
+
+    override func setUp() async throws {
+        if let error = Self.startError { throw error }
+        db = try await PostgresConnection.connect(try XCTUnwrap(Self.server).configuration)
+        try await PostgresMigrator(migrations: APISchema.migrations).migrate(db)
+        try await db.execute("UPDATE cluster_epoch SET epoch = 0")
+        store = ContainerStore(clusterID: "zzzzz", maxDispatchAttempts: 3)
+        dispatcher = try await store.tokens.create(on: db, kind: .dispatcher).record
+        admin = try await store.tokens.create(on: db, kind: .admin).record
+    }
+
+    override func tearDown() async throws {
+        await db?.close()
+    }
+
+    private func queued(priority: Int = 1) async throws -> Container {
+        try await store.create(ContainerSpec(command: ["sleep", "1"], priority: priority), on: db)
+    }
+
+    private func assertAPIError<T>(_ status: Int, _ contains: String, _ body: () async throws -> T, file: StaticString = #filePath, line: UInt = #line) async {
+        do {
+            _ = try await body()
+            XCTFail("expected \(status)", file: file, line: line)
+        } catch let error as APIError {
+            XCTAssertEqual(error.status, status, error.message, file: file, line: line)
+            XCTAssertTrue(error.message.contains(contains), "\(error.message) should mention \(contains)", file: file, line: line)
+        } catch {
+            XCTFail("unexpected \(error)", file: file, line: line)
+        }
+    }
+
+    private func history(_ uuid: ArvadosUUID) async throws -> [String] {
+        try await db.query("SELECT coalesce(from_state, '-') || '>' || to_state AS step FROM container_state_history WHERE container_uuid = $1 ORDER BY id", [uuid.rawValue])
+            .rows.map { try $0.decode(String.self, column: "step") }
+    }
+
+    func testLockMintsAContainerTokenAndRecordsHistory() async throws {
+        let container = try await queued()
+        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        XCTAssertEqual(locked.state, .locked)
+        XCTAssertEqual(locked.lockCount, 1)
+        XCTAssertEqual(locked.lockedByUUID, dispatcher.uuid)
+        let authUUID = try XCTUnwrap(locked.authUUID)
+        let token = try await store.containerToken(container.uuid, by: dispatcher, on: db)
+        XCTAssertEqual(token.record.uuid, authUUID)
+        let authenticated = try await store.tokens.authenticate(on: db, presented: token.v2)
+        XCTAssertEqual(authenticated?.kind, .container)
+        XCTAssertEqual(authenticated?.containerUUID, container.uuid)
+        let steps = try await history(container.uuid)
+        XCTAssertEqual(steps, ["->Queued", "Queued>Locked"])
+    }
+
+    func testFiftyConcurrentLocksOnOneContainerHaveExactlyOneWinner() async throws {
+        let container = try await queued()
+        let pool = PostgresPool(configuration: try XCTUnwrap(Self.server).configuration, maxConnections: 10)
+        let store = self.store!
+        let dispatcher = self.dispatcher!
+        let outcomes = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<50 {
+                group.addTask {
+                    try await pool.withConnection { connection in
+                        do {
+                            _ = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: connection)
+                            return true
+                        } catch let error as APIError where error.status == 422 {
+                            return false
+                        }
+                    }
+                }
+            }
+            return try await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        XCTAssertEqual(outcomes.filter { $0 }.count, 1)
+        let final = try await store.get(container.uuid, as: admin, on: db)
+        XCTAssertEqual(final.lockCount, 1)
+        await pool.close()
+    }
+
+    func testUnlockByTheLockerRevokesTheTokenAndOthersMayNotUnlock() async throws {
+        let container = try await queued()
+        _ = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        let token = try await store.containerToken(container.uuid, by: dispatcher, on: db)
+        let otherDispatcher = try await store.tokens.create(on: db, kind: .dispatcher).record
+        await assertAPIError(403, "locked by another") { try await self.store.unlock(container.uuid, by: otherDispatcher, epoch: nil, on: self.db) }
+        let user = try await store.tokens.create(on: db, kind: .user).record
+        await assertAPIError(403, "dispatcher") { try await self.store.unlock(container.uuid, by: user, epoch: nil, on: self.db) }
+
+        let unlocked = try await store.unlock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        XCTAssertEqual(unlocked.state, .queued)
+        XCTAssertNil(unlocked.authUUID)
+        XCTAssertNil(unlocked.lockedByUUID)
+        let stillValid = try await store.tokens.authenticate(on: db, presented: token.v2)
+        XCTAssertNil(stillValid, "the container token stops working at unlock")
+        await assertAPIError(422, "Queued to Queued") { try await self.store.unlock(container.uuid, by: self.dispatcher, epoch: nil, on: self.db) }
+    }
+
+    func testAStaleAuthUUIDIsRefusedAfterUnlockAndRelock() async throws {
+        let container = try await queued()
+        let first = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        let firstToken = try await store.containerToken(container.uuid, by: dispatcher, on: db)
+        _ = try await store.unlock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        let second = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        XCTAssertNotEqual(first.authUUID, second.authUUID)
+        XCTAssertEqual(second.lockCount, 2)
+
+        await assertAPIError(409, "stale auth_uuid") {
+            try await self.store.update(container.uuid, ContainerUpdate(state: .running, knownAuthUUID: first.authUUID), by: self.dispatcher, epoch: nil, on: self.db)
+        }
+        await assertAPIError(422, "auth_uuid is required") {
+            try await self.store.update(container.uuid, ContainerUpdate(state: .running), by: self.dispatcher, epoch: nil, on: self.db)
+        }
+        let oldRunner = try await store.tokens.authenticate(on: db, presented: firstToken.v2)
+        XCTAssertNil(oldRunner, "the first lock's container token was revoked")
+        let running = try await store.update(container.uuid, ContainerUpdate(state: .running, knownAuthUUID: second.authUUID), by: dispatcher, epoch: nil, on: db)
+        XCTAssertEqual(running.state, .running)
+        XCTAssertNotNil(running.startedAt)
+    }
+
+    func testAContainerTokenSeesAndChangesOnlyItsOwnContainer() async throws {
+        let mine = try await queued()
+        let other = try await queued()
+        let locked = try await store.lock(mine.uuid, by: dispatcher, epoch: nil, on: db)
+        let issued = try await store.containerToken(mine.uuid, by: dispatcher, on: db)
+        let authenticated = try await store.tokens.authenticate(on: db, presented: issued.v2)
+        let runner = try XCTUnwrap(authenticated)
+
+        let own = try await store.get(mine.uuid, as: runner, on: db)
+        XCTAssertEqual(own.uuid, mine.uuid)
+        await assertAPIError(404, "not found") { try await self.store.get(other.uuid, as: runner, on: self.db) }
+        await assertAPIError(404, "not found") {
+            try await self.store.update(other.uuid, ContainerUpdate(progress: 0.5, knownAuthUUID: locked.authUUID), by: runner, epoch: nil, on: self.db)
+        }
+        let listed = try await store.list(ListQuery(), as: runner, on: db)
+        XCTAssertEqual(listed.items.map(\.uuid), [mine.uuid])
+        await assertAPIError(403, "dispatcher") { try await self.store.lock(other.uuid, by: runner, epoch: nil, on: self.db) }
+
+        // The runner's path: Running, then Complete with an exit code; then its token is dead.
+        let running = try await store.update(mine.uuid, ContainerUpdate(state: .running, knownAuthUUID: locked.authUUID), by: runner, epoch: nil, on: db)
+        XCTAssertEqual(running.state, .running)
+        await assertAPIError(422, "exit_code is required") {
+            try await self.store.update(mine.uuid, ContainerUpdate(state: .complete, knownAuthUUID: locked.authUUID), by: runner, epoch: nil, on: self.db)
+        }
+        let complete = try await store.update(mine.uuid, ContainerUpdate(state: .complete, exitCode: 3, knownAuthUUID: locked.authUUID), by: runner, epoch: nil, on: db)
+        XCTAssertEqual(complete.state, .complete)
+        XCTAssertEqual(complete.exitCode, 3)
+        XCTAssertNotNil(complete.finishedAt)
+        let afterFinal = try await store.tokens.authenticate(on: db, presented: issued.v2)
+        XCTAssertNil(afterFinal, "the container token is revoked at a final state")
+        let steps = try await history(mine.uuid)
+        XCTAssertEqual(steps, ["->Queued", "Queued>Locked", "Locked>Running", "Running>Complete"])
+    }
+
+    func testFinalStatesNeverChangeAndIllegalTransitionsNameBothStates() async throws {
+        let container = try await queued()
+        await assertAPIError(422, "Queued to Running") {
+            try await self.store.update(container.uuid, ContainerUpdate(state: .running), by: self.admin, epoch: nil, on: self.db)
+        }
+        let cancelled = try await store.update(container.uuid, ContainerUpdate(state: .cancelled), by: admin, epoch: nil, on: db)
+        XCTAssertEqual(cancelled.state, .cancelled)
+        XCTAssertEqual(cancelled.priority, 0)
+        await assertAPIError(422, "final state") {
+            try await self.store.update(container.uuid, ContainerUpdate(priority: 5), by: self.admin, epoch: nil, on: self.db)
+        }
+        await assertAPIError(422, "Cancelled") { try await self.store.lock(container.uuid, by: self.dispatcher, epoch: nil, on: self.db) }
+    }
+
+    func testTheLockAfterMaxDispatchAttemptsCancelsTheContainer() async throws {
+        let container = try await queued()
+        for _ in 0..<3 {
+            _ = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+            _ = try await store.unlock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        }
+        await assertAPIError(422, "MaxDispatchAttempts is 3") { try await self.store.lock(container.uuid, by: self.dispatcher, epoch: nil, on: self.db) }
+        let after = try await store.get(container.uuid, as: admin, on: db)
+        XCTAssertEqual(after.state, .cancelled)
+        XCTAssertEqual(after.lockCount, 3)
+        XCTAssertTrue(after.runtimeStatus["error"]?.stringValue?.contains("locked 3 times") == true)
+    }
+
+    func testALowerEpochIsRefusedInTheSameTransaction() async throws {
+        let container = try await queued()
+        try await db.execute("UPDATE cluster_epoch SET epoch = 5")
+        await assertAPIError(409, "stale epoch 4") { try await self.store.lock(container.uuid, by: self.dispatcher, epoch: 4, on: self.db) }
+        let unchanged = try await store.get(container.uuid, as: admin, on: db)
+        XCTAssertEqual(unchanged.state, .queued, "a refused lock changes nothing")
+        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: 5, on: db)
+        XCTAssertEqual(locked.state, .locked)
+        let epochs = try await db.query("SELECT epoch FROM container_state_history WHERE container_uuid = $1 AND to_state = 'Locked'", [container.uuid.rawValue])
+        XCTAssertEqual(try epochs.first?.decode(Int64?.self, column: "epoch"), 5)
+    }
+
+    func testPagingThroughAThousandContainersByOffsetReturnsEachOnce() async throws {
+        try await db.execute("DELETE FROM containers")
+        let store = self.store!
+        try await db.transaction { tx in
+            for index in 0..<1000 {
+                _ = try await store.create(ContainerSpec(command: ["true"], priority: index % 7 + 1), on: tx)
+            }
+        }
+        var seen: [ArvadosUUID] = []
+        var offset = 0
+        while true {
+            var query = try ListQuery.parse(parameters: ["order": "priority desc", "limit": "100", "offset": String(offset)], schema: ContainerStore.schema)
+            query.countExact = offset == 0
+            let page = try await store.list(query, as: dispatcher, on: db)
+            if offset == 0 { XCTAssertEqual(page.itemsAvailable, 1000) }
+            if page.items.isEmpty { break }
+            seen += page.items.map(\.uuid)
+            offset += page.items.count
+        }
+        XCTAssertEqual(seen.count, 1000)
+        XCTAssertEqual(Set(seen).count, 1000, "no container twice, none missing")
+
+        let filtered = try await store.list(
+            try ListQuery.parse(parameters: ["filters": #"[["priority",">=",7],["state","=","Queued"]]"#], schema: ContainerStore.schema),
+            as: dispatcher, on: db)
+        XCTAssertEqual(filtered.itemsAvailable, 142)
+        XCTAssertTrue(filtered.items.allSatisfy { $0.priority == 7 })
+    }
+}
