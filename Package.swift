@@ -25,11 +25,19 @@ let package = Package(
         .target(name: "ConvoyPostgres", dependencies: ["CLibPQ", "ConvoyIO"]),
         .target(name: "ConvoySSH", dependencies: ["CLibSSH2", "ConvoyIO"]),
         .target(name: "ConvoyHTTP", dependencies: ["CCurl"]),
-        .target(name: "ConvoyAPI", dependencies: ["ConvoyModel", "ConvoyPostgres"]),
+        .target(
+            name: "ConvoyAPI",
+            dependencies: [
+                "ConvoyModel", "ConvoyPostgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .target(
             name: "ConvoyTesting",
             dependencies: [
-                "ConvoyPostgres",
+                "ConvoyPostgres", "ConvoyAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -56,6 +64,6 @@ let package = Package(
         .testTarget(name: "ConvoySSHTests", dependencies: ["ConvoySSH", "ConvoyTesting"]),
         .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyTesting"]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting"]),
-        .testTarget(name: "ConvoyAPITests", dependencies: ["ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyAPITests", dependencies: ["ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyTesting"]),
     ]
 )

@@ -14,17 +14,14 @@ import ServiceLifecycle
 /// - `GET /flaky/{key}?failures=N` → 503 for the first N requests with that key, then `recovered`
 /// - `GET /bytes?count=N` → N bytes
 public final class TestHTTPServer: Sendable {
-    public let port: Int
-    private let group: ServiceGroup
-    private let task: Task<Void, Error>
+    private let running: RunningTestApplication
 
+    public var port: Int { running.port }
     /// `http://127.0.0.1:PORT`
-    public var baseURL: String { "http://127.0.0.1:\(port)" }
+    public var baseURL: String { running.baseURL }
 
-    private init(port: Int, group: ServiceGroup, task: Task<Void, Error>) {
-        self.port = port
-        self.group = group
-        self.task = task
+    private init(running: RunningTestApplication) {
+        self.running = running
     }
 
     public static func start() async throws -> TestHTTPServer {
@@ -59,24 +56,13 @@ public final class TestHTTPServer: Sendable {
             return Response(status: .ok, body: ResponseBody(byteBuffer: ByteBuffer(repeating: UInt8(ascii: "z"), count: count)))
         }
 
-        let ready = PortPromise()
-        var logger = Logger(label: "convoy-test-http")
-        logger.logLevel = .warning
-        let app = Application(
-            router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in await ready.fulfil(channel.localAddress?.port ?? 0) },
-            logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
-        let task = Task { try await group.run() }
-        let port = try await withTimeout(.seconds(30)) { await ready.value() }
-        return TestHTTPServer(port: port, group: group, task: task)
+        let running = try await RunningTestApplication.start(router: router, label: "convoy-test-http")
+        return TestHTTPServer(running: running)
     }
 
     /// Stops the server and waits until it has.
     public func stop() async {
-        await group.triggerGracefulShutdown()
-        _ = try? await task.value
+        await running.stop()
     }
 
     @Sendable private static func echo(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -114,21 +100,5 @@ private actor FlakyCounter {
     func next(_ key: String) -> Int {
         counts[key, default: 0] += 1
         return counts[key]!
-    }
-}
-
-private actor PortPromise {
-    private var port: Int?
-    private var waiters: [CheckedContinuation<Int, Never>] = []
-
-    func fulfil(_ port: Int) {
-        self.port = port
-        for waiter in waiters { waiter.resume(returning: port) }
-        waiters.removeAll()
-    }
-
-    func value() async -> Int {
-        if let port { return port }
-        return await withCheckedContinuation { waiters.append($0) }
     }
 }

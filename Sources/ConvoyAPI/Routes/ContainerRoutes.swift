@@ -1,0 +1,114 @@
+import ConvoyModel
+import Foundation
+import Hummingbird
+
+/// `/arvados/v1/containers…`: list, get, update, lock, unlock, auth.
+enum ContainerRoutes {
+    static func add(to router: Router<BasicRequestContext>, services: APIServices) {
+        let containers = router.group("arvados/v1/containers")
+        containers.get { request, _ -> Response in
+            let caller = try await services.authenticate(request)
+            let query: ListQuery
+            do {
+                query = try ListQuery.parse(parameters: APIServices.queryParameters(request), schema: ContainerStore.schema)
+            } catch let error as ListQueryError {
+                throw APIError.unprocessable(error.message)
+            }
+            let page = try await services.containers.list(query, as: caller, on: services.database)
+            let items = try page.items.map { try APIResponses.container($0, select: query.select) }
+            return try APIResponses.json(APIResponses.list(items, kind: "arvados#containerList", query: query, itemsAvailable: page.itemsAvailable))
+        }
+        containers.get(":uuid") { request, context -> Response in
+            let caller = try await services.authenticate(request)
+            let uuid = try APIServices.uuid(context, type: .container)
+            return try APIResponses.json(APIResponses.container(try await services.containers.get(uuid, as: caller, on: services.database)))
+        }
+        let update: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, context in
+            let caller = try await services.authenticate(request)
+            let uuid = try APIServices.uuid(context, type: .container)
+            let changes = try ContainerUpdateParser.parse(try await services.jsonBody(request))
+            let epoch = try services.epoch(request)
+            let container = try await services.database.withConnection { db in
+                try await services.containers.update(uuid, changes, by: caller, epoch: epoch, on: db)
+            }
+            return try APIResponses.json(APIResponses.container(container))
+        }
+        containers.patch(":uuid", use: update)
+        containers.put(":uuid", use: update)
+        containers.post(":uuid/lock") { request, context -> Response in
+            let caller = try await services.authenticate(request)
+            let uuid = try APIServices.uuid(context, type: .container)
+            let epoch = try services.epoch(request)
+            let container = try await services.database.withConnection { db in
+                try await services.containers.lock(uuid, by: caller, epoch: epoch, on: db)
+            }
+            return try APIResponses.json(APIResponses.container(container))
+        }
+        containers.post(":uuid/unlock") { request, context -> Response in
+            let caller = try await services.authenticate(request)
+            let uuid = try APIServices.uuid(context, type: .container)
+            let epoch = try services.epoch(request)
+            let container = try await services.database.withConnection { db in
+                try await services.containers.unlock(uuid, by: caller, epoch: epoch, on: db)
+            }
+            return try APIResponses.json(APIResponses.container(container))
+        }
+        containers.get(":uuid/auth") { request, context -> Response in
+            let caller = try await services.authenticate(request)
+            let uuid = try APIServices.uuid(context, type: .container)
+            let token = try await services.containers.containerToken(uuid, by: caller, on: services.database)
+            return try APIResponses.json(APIResponses.token(token.record, secret: token.secret))
+        }
+    }
+}
+
+/// Reads `{"container": {…}}` into a `ContainerUpdate`, refusing unknown attributes, attributes
+/// nobody may change, and values of the wrong type (422).
+enum ContainerUpdateParser {
+    static let readOnly: Set<String> = Set(Container.CodingKeys.allCases.map(\.rawValue))
+        .subtracting(["state", "priority", "exit_code", "progress", "log", "output", "runtime_status", "auth_uuid"])
+
+    static func parse(_ body: JSONValue) throws -> ContainerUpdate {
+        guard let object = body.objectValue else { throw APIError.unprocessable("the body must be a JSON object") }
+        guard let attributes = object["container"]?.objectValue else {
+            throw APIError.unprocessable("the body must be {\"container\": {…attributes…}}")
+        }
+        if let extra = object.keys.first(where: { $0 != "container" }) {
+            throw APIError.unprocessable("unknown parameter '\(extra)'")
+        }
+        var update = ContainerUpdate()
+        for (key, value) in attributes.sorted(by: { $0.key < $1.key }) {
+            switch (key, value) {
+            case ("state", .string(let text)):
+                guard let state = ContainerState(rawValue: text) else {
+                    throw APIError.unprocessable("unknown state '\(text)'; states are \(ContainerState.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                update.state = state
+            case ("priority", .number(let number)) where number.rounded() == number && abs(number) < 1e15:
+                update.priority = Int(number)
+            case ("exit_code", .number(let number)) where number.rounded() == number && abs(number) < 1e9:
+                update.exitCode = Int(number)
+            case ("progress", .number(let number)):
+                update.progress = number
+            case ("log", .string(let text)):
+                update.log = text
+            case ("output", .string(let text)):
+                update.output = text
+            case ("runtime_status", .object(let members)):
+                update.runtimeStatus = members
+            case ("auth_uuid", .string(let text)):
+                guard let uuid = ArvadosUUID(text) else { throw APIError.unprocessable("auth_uuid '\(text)' is not a uuid") }
+                update.knownAuthUUID = uuid
+            case ("auth_uuid", .null):
+                continue
+            case (let key, _) where readOnly.contains(key):
+                throw APIError.unprocessable("attribute '\(key)' cannot be changed")
+            case ("state", _), ("priority", _), ("exit_code", _), ("progress", _), ("log", _), ("output", _), ("runtime_status", _), ("auth_uuid", _):
+                throw APIError.unprocessable("attribute '\(key)' has the wrong type: \(value)")
+            default:
+                throw APIError.unprocessable("unknown attribute '\(key)' for containers")
+            }
+        }
+        return update
+    }
+}

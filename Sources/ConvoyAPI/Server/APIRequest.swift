@@ -1,0 +1,78 @@
+import ConvoyModel
+import ConvoyPostgres
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// What every handler needs: the database, the stores and the limits.
+public struct APIServices: Sendable {
+    public let database: PostgresPool
+    public let containers: ContainerStore
+    public var tokens: TokenStore { containers.tokens }
+    /// Largest request body accepted; larger ones get 413.
+    public let maxRequestBodySize: Int
+
+    public init(database: PostgresPool, containers: ContainerStore, maxRequestBodySize: Int = 8 << 20) {
+        self.database = database
+        self.containers = containers
+        self.maxRequestBodySize = maxRequestBodySize
+    }
+
+    /// The caller's live token, from `Authorization: Bearer …` (or Arvados' `OAuth2 …`).
+    func authenticate(_ request: Request) async throws -> APIToken {
+        guard let header = request.headers[.authorization] else { throw APIError.unauthorized() }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, ["bearer", "oauth2"].contains(parts[0].lowercased()) else {
+            throw APIError.unauthorized("the Authorization header must be 'Bearer <token>'")
+        }
+        guard let token = try await tokens.authenticate(on: database, presented: String(parts[1])) else {
+            throw APIError.unauthorized("the token is unknown, revoked or expired")
+        }
+        return token
+    }
+
+    /// The request body as JSON, within the size limit.
+    func jsonBody(_ request: Request) async throws -> JSONValue {
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > maxRequestBodySize {
+            throw APIError.payloadTooLarge(maxRequestBodySize)
+        }
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: maxRequestBodySize)
+        } catch {
+            throw APIError.payloadTooLarge(maxRequestBodySize)
+        }
+        guard buffer.readableBytes > 0 else { return .object([:]) }
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
+        } catch {
+            throw APIError.badRequest("the request body is not valid JSON")
+        }
+    }
+
+    /// The dispatcher's epoch from `X-Convoy-Epoch`, if sent.
+    func epoch(_ request: Request) throws -> Int64? {
+        guard let text = request.headers.first(where: { $0.name.canonicalName == "x-convoy-epoch" })?.value else { return nil }
+        guard let epoch = Int64(text), epoch >= 0 else {
+            throw APIError.badRequest("X-Convoy-Epoch must be a non-negative integer, not '\(text)'")
+        }
+        return epoch
+    }
+
+    static func uuid(_ context: some RequestContext, type: ArvadosUUID.ObjectType) throws -> ArvadosUUID {
+        let text = context.parameters.get("uuid") ?? ""
+        guard let uuid = ArvadosUUID(text), uuid.objectType == type else {
+            throw APIError.notFound("\(text) is not a \(type) uuid")
+        }
+        return uuid
+    }
+
+    /// The query string as the flat map the list parameters come in.
+    static func queryParameters(_ request: Request) -> [String: String] {
+        var parameters: [String: String] = [:]
+        for (key, value) in request.uri.queryParameters {
+            parameters[String(key)] = String(value)
+        }
+        return parameters
+    }
+}

@@ -1,0 +1,12 @@
+import Hummingbird
+
+/// The one HTTP router of `convoy api`.
+public enum APIRouter {
+    public static func make(services: APIServices) -> Router<BasicRequestContext> {
+        let router = Router()
+        router.middlewares.add(APIErrorMiddleware())
+        ContainerRoutes.add(to: router, services: services)
+        TokenRoutes.add(to: router, services: services)
+        return router
+    }
+}

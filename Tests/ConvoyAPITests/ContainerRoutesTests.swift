@@ -1,0 +1,136 @@
+import ConvoyAPI
+import ConvoyHTTP
+import ConvoyModel
+import ConvoyTesting
+import Foundation
+import XCTest
+
+/// The containers routes over real HTTP, against a real PostgreSQL.
+final class ContainerRoutesTests: XCTestCase {
+    nonisolated(unsafe) static var database: TestPostgresServer?
+    nonisolated(unsafe) static var startError: Error?
+
+    override class func setUp() {
+        super.setUp()
+        do { database = try TestPostgresServer.start() } catch { startError = error }
+    }
+
+    override class func tearDown() {
+        database?.stop()
+        super.tearDown()
+    }
+
+    private var api: TestAPIServer!
+    private let client = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
+
+    override func setUp() async throws {
+        if let error = Self.startError { throw error }
+        api = try await TestAPIServer.start(database: try XCTUnwrap(Self.database), maxRequestBodySize: 64 * 1024)
+    }
+
+    override func tearDown() async throws {
+        await api?.stop()
+    }
+
+    private func call(_ method: String, _ path: String, token: String?, body: String? = nil, headers: [(name: String, value: String)] = []) async throws -> (Int, [String: JSONValue]) {
+        var allHeaders = headers
+        if let token { allHeaders.append((name: "Authorization", value: "Bearer \(token)")) }
+        if body != nil { allHeaders.append((name: "Content-Type", value: "application/json")) }
+        let response = try await client.execute(HTTPRequest(method: method, url: api.baseURL + path, headers: allHeaders, body: body.map { Array($0.utf8) }))
+        let json = (try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)))?.objectValue ?? [:]
+        return (response.status, json)
+    }
+
+    private func errorMessage(_ json: [String: JSONValue]) -> String {
+        guard case .array(let errors)? = json["errors"], let first = errors.first?.stringValue else { return "<no errors array>" }
+        return first
+    }
+
+    private func newContainer(priority: Int = 1) async throws -> Container {
+        try await api.services.containers.create(ContainerSpec(command: ["echo", "hi"], priority: priority), on: api.services.database)
+    }
+
+    func testListWithFiltersAndOrderAndGetReturnArvadosShapes() async throws {
+        for priority in [3, 9, 5] { _ = try await newContainer(priority: priority) }
+        let filters = #"[["priority",">=",5],["state","=","Queued"]]"#.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        let (status, list) = try await call("GET", "/arvados/v1/containers?filters=\(filters)&order=priority%20desc&select=%5B%22uuid%22%2C%22priority%22%5D", token: api.adminToken)
+        XCTAssertEqual(status, 200)
+        XCTAssertEqual(list["kind"], .string("arvados#containerList"))
+        guard case .array(let items)? = list["items"] else { return XCTFail("no items: \(list)") }
+        XCTAssertEqual(items.compactMap { $0.objectValue?["priority"] }, [.number(9), .number(5)])
+        XCTAssertEqual(items.first?.objectValue?.keys.sorted(), ["kind", "priority", "uuid"])
+        if case .number(let available)? = list["items_available"] { XCTAssertGreaterThanOrEqual(available, 2) } else { XCTFail("items_available") }
+
+        let container = try await newContainer()
+        let (getStatus, one) = try await call("GET", "/arvados/v1/containers/\(container.uuid)", token: api.adminToken)
+        XCTAssertEqual(getStatus, 200)
+        XCTAssertEqual(one["uuid"], .string(container.uuid.rawValue))
+        XCTAssertEqual(one["state"], .string("Queued"))
+        XCTAssertEqual(one["auth_uuid"], .null, "unset attributes are present as null")
+        XCTAssertEqual(one["command"], .array([.string("echo"), .string("hi")]))
+        XCTAssertNotNil(one["created_at"]?.stringValue.flatMap(ISO8601Timestamp.parse))
+    }
+
+    func testADispatcherLocksFetchesTheTokenAndTheRunnerFinishesOverHTTP() async throws {
+        let container = try await newContainer()
+        let path = "/arvados/v1/containers/\(container.uuid)"
+        let (lockStatus, locked) = try await call("POST", path + "/lock", token: api.dispatcherToken, headers: [(name: "X-Convoy-Epoch", value: "0")])
+        XCTAssertEqual(lockStatus, 200, errorMessage(locked))
+        XCTAssertEqual(locked["state"], .string("Locked"))
+        let authUUID = try XCTUnwrap(locked["auth_uuid"]?.stringValue)
+
+        let (authStatus, auth) = try await call("GET", path + "/auth", token: api.dispatcherToken)
+        XCTAssertEqual(authStatus, 200)
+        let runnerToken = try XCTUnwrap(auth["api_token"]?.stringValue)
+        XCTAssertEqual(auth["uuid"], .string(authUUID))
+
+        let (runStatus, running) = try await call("PATCH", path, token: runnerToken, body: #"{"container":{"state":"Running","auth_uuid":"\#(authUUID)"}}"#)
+        XCTAssertEqual(runStatus, 200, errorMessage(running))
+        XCTAssertEqual(running["state"], .string("Running"))
+        let (doneStatus, done) = try await call("PUT", path, token: runnerToken, body: #"{"container":{"state":"Complete","exit_code":0,"auth_uuid":"\#(authUUID)","progress":1}}"#)
+        XCTAssertEqual(doneStatus, 200, errorMessage(done))
+        XCTAssertEqual(done["exit_code"], .number(0))
+        let (afterStatus, _) = try await call("GET", path, token: runnerToken)
+        XCTAssertEqual(afterStatus, 401, "the container token dies with the container's final state")
+    }
+
+    func testCurrentTokenRecordNeverCarriesASecret() async throws {
+        let (status, current) = try await call("GET", "/arvados/v1/api_client_authorizations/current", token: api.dispatcherToken)
+        XCTAssertEqual(status, 200)
+        XCTAssertEqual(current["kind"], .string("arvados#apiClientAuthorization"))
+        XCTAssertTrue(api.dispatcherToken.contains(current["uuid"]?.stringValue ?? "missing"))
+        XCTAssertNil(current["api_token"])
+    }
+
+    func testBadInputGetsAClearErrorAndChangesNothing() async throws {
+        let container = try await newContainer()
+        let path = "/arvados/v1/containers/\(container.uuid)"
+        let cases: [(String, String, String?, String?, [(name: String, value: String)], Int, String)] = [
+            ("GET", path, nil, nil, [], 401, "token"),
+            ("GET", path, "v2/zzzzz-gj3su-000000000000000/nope", nil, [], 401, "unknown"),
+            ("GET", path, "not a token at all", nil, [], 401, "unknown"),
+            ("PATCH", path, api.adminToken, #"{"container": {"priority": 2"#, [], 400, "not valid JSON"),
+            ("PATCH", path, api.adminToken, #"{"container": {"colour": "blue"}}"#, [], 422, "unknown attribute 'colour'"),
+            ("PATCH", path, api.adminToken, #"{"container": {"priority": "high"}}"#, [], 422, "wrong type"),
+            ("PATCH", path, api.adminToken, #"{"container": {"command": ["rm", "-rf"]}}"#, [], 422, "cannot be changed"),
+            ("PATCH", path, api.adminToken, #"{"priority": 2}"#, [], 422, "{\"container\""),
+            ("PATCH", path, api.adminToken, #"{"container": {"state": "Running"}}"#, [], 422, "Queued to Running"),
+            ("PATCH", path, api.adminToken, #"{"container": {"state": "Exploded"}}"#, [], 422, "unknown state"),
+            ("PATCH", path, api.adminToken, "{\"container\": {\"log\": \"" + String(repeating: "x", count: 70 * 1024) + "\"}}", [], 413, "limit"),
+            ("GET", "/arvados/v1/containers?filters=%5B%5B%22state%22%2C%22~%22%2C%22x%22%5D%5D", api.adminToken, nil, [], 422, "unknown filter operator"),
+            ("GET", "/arvados/v1/containers?order=secret_hash", api.adminToken, nil, [], 422, "unknown attribute"),
+            ("GET", "/arvados/v1/containers/zzzzz-dz642-short", api.adminToken, nil, [], 404, "not a container uuid"),
+            ("GET", "/arvados/v1/containers/zzzzz-dz642-000000000000000", api.adminToken, nil, [], 404, "not found"),
+            ("GET", "/arvados/v1/nothing-here", api.adminToken, nil, [], 404, "no such route"),
+            ("POST", path + "/lock", api.dispatcherToken, nil, [(name: "X-Convoy-Epoch", value: "minus one")], 400, "X-Convoy-Epoch"),
+        ]
+        for (method, requestPath, token, body, headers, expectedStatus, expectedMessage) in cases {
+            let (status, json) = try await call(method, requestPath, token: token, body: body, headers: headers)
+            XCTAssertEqual(status, expectedStatus, "\(method) \(requestPath.prefix(80)) \(body?.prefix(60) ?? ""): \(json)")
+            XCTAssertTrue(errorMessage(json).contains(expectedMessage), "\(errorMessage(json)) should mention \(expectedMessage)")
+        }
+        let admin = try await api.services.tokens.authenticate(on: api.services.database, presented: api.adminToken)
+        let after = try await api.services.containers.get(container.uuid, as: try XCTUnwrap(admin), on: api.services.database)
+        XCTAssertEqual(after, container, "no bad request changed the container")
+    }
+}
