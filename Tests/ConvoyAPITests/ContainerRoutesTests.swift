@@ -6,26 +6,12 @@ import Foundation
 import XCTest
 
 /// The containers routes over real HTTP, against a real PostgreSQL.
-final class ContainerRoutesTests: XCTestCase {
-    nonisolated(unsafe) static var database: TestPostgresServer?
-    nonisolated(unsafe) static var startError: Error?
-
-    override class func setUp() {
-        super.setUp()
-        do { database = try TestPostgresServer.start() } catch { startError = error }
-    }
-
-    override class func tearDown() {
-        database?.stop()
-        super.tearDown()
-    }
-
+final class ContainerRoutesTests: PostgresTestCase {
     private var api: TestAPIServer!
     private let client = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
 
     override func setUp() async throws {
-        if let error = Self.startError { throw error }
-        api = try await TestAPIServer.start(database: try XCTUnwrap(Self.database), maxRequestBodySize: 64 * 1024)
+        api = try await TestAPIServer.start(database: try postgresServer(), maxRequestBodySize: 64 * 1024)
     }
 
     override func tearDown() async throws {

@@ -6,28 +6,14 @@ import Foundation
 import XCTest
 
 /// The container state machine against a real PostgreSQL: transitions, refusals, tokens, epochs.
-final class ContainerStoreTests: XCTestCase {
-    nonisolated(unsafe) static var server: TestPostgresServer?
-    nonisolated(unsafe) static var startError: Error?
-
-    override class func setUp() {
-        super.setUp()
-        do { server = try TestPostgresServer.start() } catch { startError = error }
-    }
-
-    override class func tearDown() {
-        server?.stop()
-        super.tearDown()
-    }
-
+final class ContainerStoreTests: PostgresTestCase {
     private var db: PostgresConnection!
     private var store: ContainerStore!
     private var dispatcher: APIToken!
     private var admin: APIToken!
 
     override func setUp() async throws {
-        if let error = Self.startError { throw error }
-        db = try await PostgresConnection.connect(try XCTUnwrap(Self.server).configuration)
+        db = try await PostgresConnection.connect(try postgresServer().configuration)
         try await PostgresMigrator(migrations: APISchema.migrations).migrate(db)
         try await db.execute("UPDATE cluster_epoch SET epoch = 0")
         store = ContainerStore(clusterID: "zzzzz", maxDispatchAttempts: 3)
@@ -78,7 +64,7 @@ final class ContainerStoreTests: XCTestCase {
 
     func testFiftyConcurrentLocksOnOneContainerHaveExactlyOneWinner() async throws {
         let container = try await queued()
-        let pool = PostgresPool(configuration: try XCTUnwrap(Self.server).configuration, maxConnections: 10)
+        let pool = PostgresPool(configuration: try postgresServer().configuration, maxConnections: 10)
         let store = self.store!
         let dispatcher = self.dispatcher!
         let outcomes = try await withThrowingTaskGroup(of: Bool.self) { group in

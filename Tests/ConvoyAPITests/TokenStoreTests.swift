@@ -5,23 +5,9 @@ import ConvoyTesting
 import Foundation
 import XCTest
 
-final class TokenStoreTests: XCTestCase {
-    nonisolated(unsafe) static var server: TestPostgresServer?
-    nonisolated(unsafe) static var startError: Error?
-
-    override class func setUp() {
-        super.setUp()
-        do { server = try TestPostgresServer.start() } catch { startError = error }
-    }
-
-    override class func tearDown() {
-        server?.stop()
-        super.tearDown()
-    }
-
+final class TokenStoreTests: PostgresTestCase {
     private func migratedConnection() async throws -> PostgresConnection {
-        if let error = Self.startError { throw error }
-        let connection = try await PostgresConnection.connect(try XCTUnwrap(Self.server).configuration)
+        let connection = try await PostgresConnection.connect(try postgresServer().configuration)
         try await PostgresMigrator(migrations: APISchema.migrations).migrate(connection)
         return connection
     }

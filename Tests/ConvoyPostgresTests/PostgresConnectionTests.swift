@@ -4,23 +4,9 @@ import Foundation
 import XCTest
 
 /// One private PostgreSQL server for the whole suite.
-final class PostgresConnectionTests: XCTestCase {
-    nonisolated(unsafe) static var server: TestPostgresServer?
-    nonisolated(unsafe) static var startError: Error?
-
-    override class func setUp() {
-        super.setUp()
-        do { server = try TestPostgresServer.start() } catch { startError = error }
-    }
-
-    override class func tearDown() {
-        server?.stop()
-        super.tearDown()
-    }
-
+final class PostgresConnectionTests: PostgresTestCase {
     private func connect() async throws -> PostgresConnection {
-        if let error = Self.startError { throw error }
-        return try await PostgresConnection.connect(try XCTUnwrap(Self.server).configuration)
+        try await PostgresConnection.connect(try postgresServer().configuration)
     }
 
     private struct Job: Codable, Equatable, Sendable {
@@ -252,8 +238,7 @@ final class PostgresConnectionTests: XCTestCase {
     }
 
     func testPoolLimitsAndReusesConnections() async throws {
-        if let error = Self.startError { throw error }
-        let pool = PostgresPool(configuration: try XCTUnwrap(Self.server).configuration, maxConnections: 2)
+        let pool = PostgresPool(configuration: try postgresServer().configuration, maxConnections: 2)
         let pids = try await withThrowingTaskGroup(of: Int32.self) { group in
             for _ in 0..<10 {
                 group.addTask {

@@ -3,23 +3,9 @@ import ConvoyTesting
 import Foundation
 import XCTest
 
-final class PostgresMigratorTests: XCTestCase {
-    nonisolated(unsafe) static var server: TestPostgresServer?
-    nonisolated(unsafe) static var startError: Error?
-
-    override class func setUp() {
-        super.setUp()
-        do { server = try TestPostgresServer.start() } catch { startError = error }
-    }
-
-    override class func tearDown() {
-        server?.stop()
-        super.tearDown()
-    }
-
+final class PostgresMigratorTests: PostgresTestCase {
     private func connect(database: String = "postgres") async throws -> PostgresConnection {
-        if let error = Self.startError { throw error }
-        var configuration = try XCTUnwrap(Self.server).configuration
+        var configuration = try postgresServer().configuration
         configuration.database = database
         return try await PostgresConnection.connect(configuration)
     }
@@ -110,7 +96,7 @@ final class PostgresMigratorTests: XCTestCase {
 
     func testMigratorsInTwoProcessesApplyEachMigrationExactlyOnce() async throws {
         try await freshDatabase("migrate_processes")
-        var configuration = try XCTUnwrap(Self.server).configuration
+        var configuration = try postgresServer().configuration
         configuration.database = "migrate_processes"
         // Two copies of this test binary, each running only the child test below.
         let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path

@@ -1,4 +1,5 @@
 import ConvoyModel
+import ConvoyPostgres
 import Foundation
 import Hummingbird
 
@@ -35,23 +36,21 @@ enum ContainerRoutes {
         }
         containers.patch(":uuid", use: update)
         containers.put(":uuid", use: update)
-        containers.post(":uuid/lock") { request, context -> Response in
-            let caller = try await services.authenticate(request)
-            let uuid = try APIServices.uuid(context, type: .container)
-            let epoch = try services.epoch(request)
-            let container = try await services.database.withConnection { db in
-                try await services.containers.lock(uuid, by: caller, epoch: epoch, on: db)
+        // lock and unlock: the dispatcher's two calls, the same shape.
+        let actions: [(String, @Sendable (ContainerStore, ArvadosUUID, APIToken, Int64?, PostgresConnection) async throws -> Container)] = [
+            ("lock", { try await $0.lock($1, by: $2, epoch: $3, on: $4) }),
+            ("unlock", { try await $0.unlock($1, by: $2, epoch: $3, on: $4) }),
+        ]
+        for (name, perform) in actions {
+            containers.post(":uuid/\(name)") { request, context -> Response in
+                let caller = try await services.authenticate(request)
+                let uuid = try APIServices.uuid(context, type: .container)
+                let epoch = try services.epoch(request)
+                let container = try await services.database.withConnection { db in
+                    try await perform(services.containers, uuid, caller, epoch, db)
+                }
+                return try APIResponses.json(APIResponses.container(container))
             }
-            return try APIResponses.json(APIResponses.container(container))
-        }
-        containers.post(":uuid/unlock") { request, context -> Response in
-            let caller = try await services.authenticate(request)
-            let uuid = try APIServices.uuid(context, type: .container)
-            let epoch = try services.epoch(request)
-            let container = try await services.database.withConnection { db in
-                try await services.containers.unlock(uuid, by: caller, epoch: epoch, on: db)
-            }
-            return try APIResponses.json(APIResponses.container(container))
         }
         containers.get(":uuid/auth") { request, context -> Response in
             let caller = try await services.authenticate(request)
