@@ -119,4 +119,29 @@ final class ContainerRoutesTests: PostgresTestCase {
         let after = try await api.services.containers.get(container.uuid, as: try XCTUnwrap(admin), on: api.services.database)
         XCTAssertEqual(after, container, "no bad request changed the container")
     }
+
+    func testTheDiscoveryDocumentDescribesRoutesThatWork() async throws {
+        let (status, document) = try await call("GET", "/discovery/v1/apis/arvados/v1/rest", token: nil)
+        XCTAssertEqual(status, 200, "the discovery document needs no token")
+        let root = try XCTUnwrap(document["rootUrl"]?.stringValue)
+        XCTAssertEqual(root, api.baseURL + "/")
+        let servicePath = try XCTUnwrap(document["servicePath"]?.stringValue)
+        guard case .object(let resources)? = document["resources"],
+              case .object(let containerMethods)? = resources["containers"]?.objectValue?["methods"]
+        else { return XCTFail("no containers methods in \(document)") }
+        XCTAssertEqual(Set(containerMethods.keys), ["list", "index", "get", "update", "lock", "unlock", "auth"])
+
+        // Follow the document: get and lock a container through the paths it gives.
+        let container = try await newContainer()
+        for (name, expectedState) in [("get", "Queued"), ("lock", "Locked")] {
+            let method = try XCTUnwrap(containerMethods[name]?.objectValue)
+            let path = try XCTUnwrap(method["path"]?.stringValue).replacingOccurrences(of: "{uuid}", with: container.uuid.rawValue)
+            let httpMethod = try XCTUnwrap(method["httpMethod"]?.stringValue)
+            let url = root + servicePath + path
+            XCTAssertTrue(url.hasPrefix(api.baseURL))
+            let (callStatus, json) = try await call(httpMethod, String(url.dropFirst(api.baseURL.count)), token: api.dispatcherToken)
+            XCTAssertEqual(callStatus, 200, "\(name): \(json)")
+            XCTAssertEqual(json["state"], .string(expectedState))
+        }
+    }
 }

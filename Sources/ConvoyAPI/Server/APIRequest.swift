@@ -11,11 +11,14 @@ public struct APIServices: Sendable {
     public var tokens: TokenStore { containers.tokens }
     /// Largest request body accepted; larger ones get 413.
     public let maxRequestBodySize: Int
+    /// `https` when the server terminates TLS itself; used in the discovery document's URLs.
+    public let scheme: String
 
-    public init(database: PostgresPool, containers: ContainerStore, maxRequestBodySize: Int = 8 << 20) {
+    public init(database: PostgresPool, containers: ContainerStore, maxRequestBodySize: Int = 8 << 20, scheme: String = "http") {
         self.database = database
         self.containers = containers
         self.maxRequestBodySize = maxRequestBodySize
+        self.scheme = scheme
     }
 
     /// The caller's live token, from `Authorization: Bearer …` (or Arvados' `OAuth2 …`).

@@ -7,6 +7,7 @@ public enum APIRouter {
         router.middlewares.add(APIErrorMiddleware())
         ContainerRoutes.add(to: router, services: services)
         TokenRoutes.add(to: router, services: services)
+        DiscoveryRoutes.add(to: router, services: services)
         return router
     }
 }
