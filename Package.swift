@@ -13,6 +13,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // Already in the graph through Hummingbird's TLS stack; we use its SHA-256.
+        .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         // The three C libraries, bound as system libraries found through pkg-config.
@@ -20,7 +23,7 @@ let package = Package(
         .systemLibrary(name: "CLibSSH2", pkgConfig: "libssh2", providers: [.apt(["libssh2-1-dev"])]),
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
-        .target(name: "ConvoyModel"),
+        .target(name: "ConvoyModel", dependencies: [.product(name: "Yams", package: "Yams")]),
         .target(name: "ConvoyIO"),
         .target(name: "ConvoyPostgres", dependencies: ["CLibPQ", "ConvoyIO"]),
         .target(name: "ConvoySSH", dependencies: ["CLibSSH2", "ConvoyIO"]),
@@ -30,6 +33,9 @@ let package = Package(
             dependencies: [
                 "ConvoyModel", "ConvoyPostgres",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_NIOFileSystem", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -37,7 +43,7 @@ let package = Package(
         .target(
             name: "ConvoyTesting",
             dependencies: [
-                "ConvoyPostgres", "ConvoyAPI",
+                "ConvoyPostgres", "ConvoyAPI", "ConvoyHTTP", "ConvoyModel",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -47,8 +53,10 @@ let package = Package(
         .executableTarget(
             name: "convoy",
             dependencies: [
-                "ConvoyModel", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP",
+                "ConvoyModel", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyAPI",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Benchmarks run with `make bench`, never as part of `make test`.

@@ -1,4 +1,7 @@
 import ConvoyAPI
+import ConvoyHTTP
+import ConvoyModel
+import Foundation
 import ConvoyPostgres
 import Hummingbird
 
@@ -10,28 +13,61 @@ public final class TestAPIServer: Sendable {
     /// `v2/…` tokens for requests.
     public let adminToken: String
     public let dispatcherToken: String
+    /// A user's token (for container requests).
+    public let userToken: String
+    private let client = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
 
     public var baseURL: String { running.baseURL }
 
-    private init(running: RunningTestApplication, services: APIServices, adminToken: String, dispatcherToken: String) {
+    private init(running: RunningTestApplication, services: APIServices, adminToken: String, dispatcherToken: String, userToken: String) {
         self.running = running
         self.services = services
         self.adminToken = adminToken
         self.dispatcherToken = dispatcherToken
+        self.userToken = userToken
     }
 
-    public static func start(database: TestPostgresServer, clusterID: String = "zzzzz", maxRequestBodySize: Int = 1 << 20) async throws -> TestAPIServer {
+    public static func start(database: TestPostgresServer, clusterID: String = "zzzzz", maxRequestBodySize: Int = 1 << 20,
+                             maxFileSize: Int64 = 64 << 20) async throws -> TestAPIServer {
         let pool = PostgresPool(configuration: database.configuration, maxConnections: 8)
         try await pool.withConnection { try await PostgresMigrator(migrations: APISchema.migrations).migrate($0) }
-        let services = APIServices(database: pool, containers: ContainerStore(clusterID: clusterID), maxRequestBodySize: maxRequestBodySize)
+        let blobs = try BlobStore(directory: FileManager.default.temporaryDirectory
+            .appendingPathComponent("convoy-test-blobs-\(UUID().uuidString)").path)
+        let services = APIServices(database: pool, containers: ContainerStore(clusterID: clusterID), blobs: blobs,
+                                   maxRequestBodySize: maxRequestBodySize, maxFileSize: maxFileSize)
         let admin = try await services.tokens.create(on: pool, kind: .admin)
         let dispatcher = try await services.tokens.create(on: pool, kind: .dispatcher)
+        let user = try await services.tokens.create(on: pool, kind: .user)
         let running = try await RunningTestApplication.start(router: APIRouter.make(services: services), label: "convoy-test-api")
-        return TestAPIServer(running: running, services: services, adminToken: admin.v2, dispatcherToken: dispatcher.v2)
+        return TestAPIServer(running: running, services: services, adminToken: admin.v2, dispatcherToken: dispatcher.v2, userToken: user.v2)
     }
 
     public func stop() async {
         await running.stop()
         await services.database.close()
+        try? FileManager.default.removeItem(atPath: services.collections.blobs.directory)
+    }
+
+    /// One request over real HTTP; the status and the JSON object answered (empty if not JSON).
+    public func call(_ method: String, _ path: String, token: String?, body: String? = nil,
+                     headers: [(name: String, value: String)] = []) async throws -> (Int, [String: JSONValue]) {
+        var allHeaders = headers
+        if let token { allHeaders.append((name: "Authorization", value: "Bearer \(token)")) }
+        if body != nil { allHeaders.append((name: "Content-Type", value: "application/json")) }
+        let response = try await client.execute(ConvoyHTTP.HTTPRequest(method: method, url: baseURL + path, headers: allHeaders,
+                                                            body: body.map { Array($0.utf8) }))
+        let json = (try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)))?.objectValue ?? [:]
+        return (response.status, json)
+    }
+
+    /// A raw request, for bodies that are not JSON (file uploads and downloads).
+    public func send(_ request: ConvoyHTTP.HTTPRequest) async throws -> ConvoyHTTP.HTTPResponse {
+        try await client.execute(request)
+    }
+
+    /// The first message of an Arvados error body.
+    public static func errorMessage(_ json: [String: JSONValue]) -> String {
+        guard case .array(let errors)? = json["errors"], let first = errors.first?.stringValue else { return "<no errors array>" }
+        return first
     }
 }

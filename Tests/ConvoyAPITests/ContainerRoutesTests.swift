@@ -8,7 +8,6 @@ import XCTest
 /// The containers routes over real HTTP, against a real PostgreSQL.
 final class ContainerRoutesTests: PostgresTestCase {
     private var api: TestAPIServer!
-    private let client = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
 
     override func setUp() async throws {
         api = try await TestAPIServer.start(database: try postgresServer(), maxRequestBodySize: 64 * 1024)
@@ -19,18 +18,10 @@ final class ContainerRoutesTests: PostgresTestCase {
     }
 
     private func call(_ method: String, _ path: String, token: String?, body: String? = nil, headers: [(name: String, value: String)] = []) async throws -> (Int, [String: JSONValue]) {
-        var allHeaders = headers
-        if let token { allHeaders.append((name: "Authorization", value: "Bearer \(token)")) }
-        if body != nil { allHeaders.append((name: "Content-Type", value: "application/json")) }
-        let response = try await client.execute(HTTPRequest(method: method, url: api.baseURL + path, headers: allHeaders, body: body.map { Array($0.utf8) }))
-        let json = (try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)))?.objectValue ?? [:]
-        return (response.status, json)
+        try await api.call(method, path, token: token, body: body, headers: headers)
     }
 
-    private func errorMessage(_ json: [String: JSONValue]) -> String {
-        guard case .array(let errors)? = json["errors"], let first = errors.first?.stringValue else { return "<no errors array>" }
-        return first
-    }
+    private func errorMessage(_ json: [String: JSONValue]) -> String { TestAPIServer.errorMessage(json) }
 
     private func newContainer(priority: Int = 1) async throws -> Container {
         try await api.services.containers.create(ContainerSpec(command: ["echo", "hi"], priority: priority), on: api.services.database)

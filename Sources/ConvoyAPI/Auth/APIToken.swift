@@ -17,11 +17,31 @@ public enum TokenKind: String, Sendable, Codable {
 public struct APIToken: Sendable, Equatable {
     public let uuid: ArvadosUUID
     public let kind: TokenKind
+    /// `["all"]`, or Arvados-style `"METHOD /path"` entries limiting what the token may call.
     public let scopes: [String]
+    /// The user the token acts for (the system user for admin, dispatcher and container tokens).
+    public let ownerUUID: ArvadosUUID
     /// For container tokens: the one container it may touch.
     public let containerUUID: ArvadosUUID?
     public let expiresAt: Date?
     public let createdAt: Date
+
+    /// Whether the scopes let this token make the call. A scope names a method and path, matched
+    /// exactly, or as a prefix when it ends in `/` (Arvados' rule). Container tokens are limited by
+    /// their kind instead; every token may read its own record.
+    public func allows(method: String, path: String) -> Bool {
+        if kind == .container || scopes.contains("all") { return true }
+        if method == "GET" && path == "/arvados/v1/api_client_authorizations/current" { return true }
+        let call = "\(method) \(path)"
+        return scopes.contains { scope in
+            scope == call || (scope.hasSuffix("/") && call.hasPrefix(scope))
+        }
+    }
+
+    /// The system user's uuid on `clusterID`: the owner of every non-user token.
+    public static func systemUserUUID(cluster clusterID: String) -> ArvadosUUID {
+        ArvadosUUID("\(clusterID)-tpzed-000000000000000")!
+    }
 }
 
 /// A token as handed to a client once: `v2/<uuid>/<secret>`.

@@ -14,18 +14,22 @@ public struct TokenStore: Sendable {
     /// Creates a token and returns it with its secret (the only time the secret is known).
     public func create(
         on client: some PostgresClient, kind: TokenKind, scopes: [String] = ["all"],
-        containerUUID: ArvadosUUID? = nil, expiresAt: Date? = nil, secret: String? = nil
+        containerUUID: ArvadosUUID? = nil, expiresAt: Date? = nil, secret: String? = nil,
+        ownerUUID: ArvadosUUID? = nil, uuid: ArvadosUUID? = nil
     ) async throws -> IssuedToken {
-        let uuid = ArvadosUUID.generate(cluster: clusterID, type: .apiClientAuthorization)
+        let uuid = uuid ?? ArvadosUUID.generate(cluster: clusterID, type: .apiClientAuthorization)
         let secret = secret ?? IssuedToken.makeSecret()
+        // A user token without an owner starts a new user; the others act for the system user.
+        let owner = ownerUUID ?? (kind == .user ? ArvadosUUID.generate(cluster: clusterID, type: .user)
+                                                : APIToken.systemUserUUID(cluster: clusterID))
         let row = try await client.query("""
-            INSERT INTO api_client_authorizations (uuid, secret_hash, container_secret, kind, scopes, container_uuid, expires_at)
-            VALUES ($1, sha256(convert_to($2, 'UTF8')), $3, $4, $5, $6, $7)
+            INSERT INTO api_client_authorizations (uuid, secret_hash, container_secret, kind, scopes, container_uuid, expires_at, owner_uuid)
+            VALUES ($1, sha256(convert_to($2, 'UTF8')), $3, $4, $5, $6, $7, $8)
             RETURNING created_at
             """, [uuid.rawValue, secret, kind == .container ? secret : nil, kind.rawValue, PostgresJSONB(scopes),
-                  containerUUID?.rawValue, expiresAt]).first!
-        let record = APIToken(uuid: uuid, kind: kind, scopes: scopes, containerUUID: containerUUID, expiresAt: expiresAt,
-                              createdAt: try row.decode(Date.self, column: "created_at"))
+                  containerUUID?.rawValue, expiresAt, owner.rawValue]).first!
+        let record = APIToken(uuid: uuid, kind: kind, scopes: scopes, ownerUUID: owner, containerUUID: containerUUID,
+                              expiresAt: expiresAt, createdAt: try row.decode(Date.self, column: "created_at"))
         return IssuedToken(record: record, secret: secret)
     }
 
@@ -34,7 +38,7 @@ public struct TokenStore: Sendable {
     public func authenticate(on client: some PostgresClient, presented: String) async throws -> APIToken? {
         guard let (uuid, secret) = IssuedToken.parse(presented) else { return nil }
         var sql = """
-            SELECT uuid, kind, scopes, container_uuid, expires_at, created_at FROM api_client_authorizations
+            SELECT uuid, kind, scopes, owner_uuid, container_uuid, expires_at, created_at FROM api_client_authorizations
             WHERE secret_hash = sha256(convert_to($1, 'UTF8')) AND revoked_at IS NULL
               AND (expires_at IS NULL OR expires_at > now())
             """
@@ -57,17 +61,26 @@ public struct TokenStore: Sendable {
     /// A live container token with its secret (only container tokens keep theirs).
     public func liveContainerToken(on client: some PostgresClient, uuid: ArvadosUUID) async throws -> IssuedToken? {
         guard let row = try await client.query("""
-            SELECT uuid, kind, scopes, container_uuid, expires_at, created_at, container_secret FROM api_client_authorizations
+            SELECT uuid, kind, scopes, owner_uuid, container_uuid, expires_at, created_at, container_secret FROM api_client_authorizations
             WHERE uuid = $1 AND kind = 'container' AND revoked_at IS NULL AND container_secret IS NOT NULL
             """, [uuid.rawValue]).first
         else { return nil }
         return IssuedToken(record: try Self.token(from: row), secret: try row.decode(String.self, column: "container_secret"))
     }
 
+    /// Makes `secret` the live admin token with a fixed uuid (`<cluster>-gj3su-000000000000000`):
+    /// the configuration's SystemRootToken. Run at every start, so changing the configured secret
+    /// replaces the old one.
+    public func installSystemRootToken(on client: some PostgresClient, secret: String) async throws -> IssuedToken {
+        let uuid = ArvadosUUID("\(clusterID)-gj3su-000000000000000")!
+        try await client.execute("DELETE FROM api_client_authorizations WHERE uuid = $1", [uuid.rawValue])
+        return try await create(on: client, kind: .admin, secret: secret, uuid: uuid)
+    }
+
     /// The token record with this uuid, live or not.
     public func find(on client: some PostgresClient, uuid: ArvadosUUID) async throws -> APIToken? {
         guard let row = try await client.query(
-            "SELECT uuid, kind, scopes, container_uuid, expires_at, created_at FROM api_client_authorizations WHERE uuid = $1",
+            "SELECT uuid, kind, scopes, owner_uuid, container_uuid, expires_at, created_at FROM api_client_authorizations WHERE uuid = $1",
             [uuid.rawValue]).first
         else { return nil }
         return try Self.token(from: row)
@@ -80,6 +93,8 @@ public struct TokenStore: Sendable {
         return APIToken(
             uuid: uuid, kind: kind,
             scopes: try row.decode(PostgresJSONB<[String]>.self, column: "scopes").value,
+            ownerUUID: try row.decode(String?.self, column: "owner_uuid").flatMap(ArvadosUUID.init)
+                ?? APIToken.systemUserUUID(cluster: String(uuid.clusterID)),
             containerUUID: try row.decode(String?.self, column: "container_uuid").flatMap(ArvadosUUID.init),
             expiresAt: try row.decode(Date?.self, column: "expires_at"),
             createdAt: try row.decode(Date.self, column: "created_at"))

@@ -77,3 +77,27 @@ extension ListQuery {
         }
     }
 }
+
+extension ListQuery {
+    /// One page of `table`'s rows matching the query and every `restrictions` equality (how a
+    /// store limits what a caller may see) and, with `count=exact`, how many match in all.
+    func page(of table: String, columns: String, schema: ResourceSchema,
+              restrictions: [(column: String, value: any PostgresEncodable)] = [],
+              on db: some PostgresClient) async throws -> (rows: [PostgresRow], itemsAvailable: Int?) {
+        var (condition, parameters) = whereClause(schema: schema)
+        for restriction in restrictions {
+            parameters.append(restriction.value)
+            condition += " AND \(restriction.column) = $\(parameters.count)"
+        }
+        let page = try await db.query("""
+            SELECT \(columns) FROM \(table) WHERE \(condition)
+            \(orderClause(schema: schema)) LIMIT \(limit) OFFSET \(offset)
+            """, parameters)
+        var available: Int?
+        if countExact {
+            available = try await db.query("SELECT count(*) AS n FROM \(table) WHERE \(condition)", parameters)
+                .first!.decode(Int.self, column: "n")
+        }
+        return (page.rows, available)
+    }
+}

@@ -9,12 +9,7 @@ enum ContainerRoutes {
         let containers = router.group("arvados/v1/containers")
         containers.get { request, _ -> Response in
             let caller = try await services.authenticate(request)
-            let query: ListQuery
-            do {
-                query = try ListQuery.parse(parameters: APIServices.queryParameters(request), schema: ContainerStore.schema)
-            } catch let error as ListQueryError {
-                throw APIError.unprocessable(error.message)
-            }
+            let query = try APIServices.listQuery(request, schema: ContainerStore.schema)
             let page = try await services.containers.list(query, as: caller, on: services.database)
             let items = try page.items.map { try APIResponses.container($0, select: query.select) }
             return try APIResponses.json(APIResponses.list(items, kind: "arvados#containerList", query: query, itemsAvailable: page.itemsAvailable))

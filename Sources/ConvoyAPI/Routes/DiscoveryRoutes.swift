@@ -8,11 +8,11 @@ enum DiscoveryRoutes {
         router.get("discovery/v1/apis/arvados/v1/rest") { request, _ -> Response in
             let host = request.head.authority ?? "127.0.0.1"
             let scheme = request.headers.first(where: { $0.name.canonicalName == "x-forwarded-proto" })?.value ?? services.scheme
-            return try APIResponses.json(document(rootURL: "\(scheme)://\(host)/"))
+            return try APIResponses.json(document(rootURL: "\(scheme)://\(host)/", maxRequestSize: services.maxRequestBodySize))
         }
     }
 
-    static func document(rootURL: String) -> JSONValue {
+    static func document(rootURL: String, maxRequestSize: Int) -> JSONValue {
         .object([
             "kind": "discovery#restDescription",
             "discoveryVersion": "v1",
@@ -29,28 +29,65 @@ enum DiscoveryRoutes {
             "parameters": .object([
                 "alt": .object(["type": "string", "location": "query", "default": "json"]),
             ]),
-            "schemas": .object([
-                "Container": .object(["id": "Container", "type": "object"]),
-                "ContainerList": .object(["id": "ContainerList", "type": "object"]),
-                "ApiClientAuthorization": .object(["id": "ApiClientAuthorization", "type": "object"]),
-            ]),
-            "resources": .object([
-                "containers": .object(["methods": .object([
-                    "list": method("containers.list", "containers", "GET", parameters: listParameters, response: "ContainerList"),
-                    "index": method("containers.index", "containers", "GET", parameters: listParameters, response: "ContainerList"),
-                    "get": method("containers.get", "containers/{uuid}", "GET", parameters: uuidParameter, response: "Container"),
-                    "update": method("containers.update", "containers/{uuid}", "PUT", parameters: uuidParameter, response: "Container",
-                                     request: "container"),
-                    "lock": method("containers.lock", "containers/{uuid}/lock", "POST", parameters: uuidParameter, response: "Container"),
-                    "unlock": method("containers.unlock", "containers/{uuid}/unlock", "POST", parameters: uuidParameter, response: "Container"),
-                    "auth": method("containers.auth", "containers/{uuid}/auth", "GET", parameters: uuidParameter, response: "ApiClientAuthorization"),
-                ])]),
-                "api_client_authorizations": .object(["methods": .object([
-                    "current": method("api_client_authorizations.current", "api_client_authorizations/current", "GET",
-                                      parameters: [:], response: "ApiClientAuthorization"),
-                ])]),
-            ]),
+            "maxRequestSize": .number(Double(maxRequestSize)),
+            "schemas": .object(Dictionary(uniqueKeysWithValues: resources.flatMap { resource in
+                [(resource.schema, JSONValue.object(["id": .string(resource.schema), "type": "object"])),
+                 (resource.schema + "List", JSONValue.object(["id": .string(resource.schema + "List"), "type": "object"]))]
+            } + [("ApiClientAuthorization", .object(["id": "ApiClientAuthorization", "type": "object"]))])),
+            "resources": .object(Dictionary(uniqueKeysWithValues: resources.map { resource in
+                (resource.name, JSONValue.object(["methods": .object(methods(of: resource))]))
+            } + [("api_client_authorizations", .object(["methods": .object([
+                "current": method("api_client_authorizations.current", "api_client_authorizations/current", "GET",
+                                  parameters: [:], response: "ApiClientAuthorization"),
+            ])]))])),
         ])
+    }
+
+    /// A resource with the standard methods it serves, and its extra ones.
+    private struct Resource {
+        let name: String
+        let singular: String
+        let schema: String
+        let standard: [String]
+        let extra: [(name: String, suffix: String, httpMethod: String, response: String)]
+    }
+
+    private static let resources = [
+        Resource(name: "containers", singular: "container", schema: "Container", standard: ["list", "get", "update"], extra: [
+            ("lock", "/lock", "POST", "Container"), ("unlock", "/unlock", "POST", "Container"),
+            ("auth", "/auth", "GET", "ApiClientAuthorization"),
+        ]),
+        Resource(name: "container_requests", singular: "container_request", schema: "ContainerRequest",
+                 standard: ["list", "get", "create", "update"], extra: []),
+        Resource(name: "logs", singular: "log", schema: "Log", standard: ["list", "create"], extra: []),
+        Resource(name: "collections", singular: "collection", schema: "Collection", standard: ["list", "get", "create"], extra: []),
+    ]
+
+    private static func methods(of resource: Resource) -> [String: JSONValue] {
+        var methods: [String: JSONValue] = [:]
+        let name = resource.name
+        for standard in resource.standard {
+            switch standard {
+            case "list":
+                methods["list"] = method("\(name).list", name, "GET", parameters: listParameters, response: resource.schema + "List")
+                methods["index"] = method("\(name).index", name, "GET", parameters: listParameters, response: resource.schema + "List")
+            case "get":
+                methods["get"] = method("\(name).get", "\(name)/{uuid}", "GET", parameters: uuidParameter, response: resource.schema)
+            case "create":
+                methods["create"] = method("\(name).create", name, "POST", parameters: [:], response: resource.schema,
+                                           request: (resource.singular, resource.schema))
+            case "update":
+                methods["update"] = method("\(name).update", "\(name)/{uuid}", "PUT", parameters: uuidParameter,
+                                           response: resource.schema, request: (resource.singular, resource.schema))
+            default:
+                continue
+            }
+        }
+        for extra in resource.extra {
+            methods[extra.name] = method("\(name).\(extra.name)", "\(name)/{uuid}\(extra.suffix)", extra.httpMethod,
+                                         parameters: uuidParameter, response: extra.response)
+        }
+        return methods
     }
 
     private static let uuidParameter: [String: JSONValue] = [
@@ -67,7 +104,7 @@ enum DiscoveryRoutes {
     ]
 
     private static func method(_ id: String, _ path: String, _ httpMethod: String, parameters: [String: JSONValue],
-                               response: String, request: String? = nil) -> JSONValue {
+                               response: String, request: (name: String, schema: String)? = nil) -> JSONValue {
         var members: [String: JSONValue] = [
             "id": .string("arvados." + id),
             "path": .string(path),
@@ -80,7 +117,7 @@ enum DiscoveryRoutes {
         if let request {
             members["request"] = .object([
                 "required": true,
-                "properties": .object([request: .object(["$ref": .string(request.prefix(1).uppercased() + request.dropFirst())])]),
+                "properties": .object([request.name: .object(["$ref": .string(request.schema)])]),
             ])
         }
         return .object(members)

@@ -9,14 +9,23 @@ public struct APIServices: Sendable {
     public let database: PostgresPool
     public let containers: ContainerStore
     public var tokens: TokenStore { containers.tokens }
+    public var containerRequests: ContainerRequestStore { ContainerRequestStore(containers: containers) }
+    public var logs: LogStore { LogStore(clusterID: containers.clusterID) }
+    /// Collections and their file contents.
+    public let collections: CollectionStore
     /// Largest request body accepted; larger ones get 413.
     public let maxRequestBodySize: Int
+    /// Largest collection file accepted by an upload.
+    public let maxFileSize: Int64
     /// `https` when the server terminates TLS itself; used in the discovery document's URLs.
     public let scheme: String
 
-    public init(database: PostgresPool, containers: ContainerStore, maxRequestBodySize: Int = 8 << 20, scheme: String = "http") {
+    public init(database: PostgresPool, containers: ContainerStore, blobs: BlobStore,
+                maxRequestBodySize: Int = 8 << 20, maxFileSize: Int64 = 64 << 30, scheme: String = "http") {
+        self.maxFileSize = maxFileSize
         self.database = database
         self.containers = containers
+        self.collections = CollectionStore(clusterID: containers.clusterID, blobs: blobs)
         self.maxRequestBodySize = maxRequestBodySize
         self.scheme = scheme
     }
@@ -30,6 +39,9 @@ public struct APIServices: Sendable {
         }
         guard let token = try await tokens.authenticate(on: database, presented: String(parts[1])) else {
             throw APIError.unauthorized("the token is unknown, revoked or expired")
+        }
+        guard token.allows(method: request.method.rawValue, path: request.uri.path) else {
+            throw APIError.forbidden("the token's scopes do not allow \(request.method.rawValue) \(request.uri.path)")
         }
         return token
     }
@@ -68,6 +80,15 @@ public struct APIServices: Sendable {
             throw APIError.notFound("\(text) is not a \(type) uuid")
         }
         return uuid
+    }
+
+    /// The list parameters (filters, order, limit, offset, count, select), checked against `schema`.
+    static func listQuery(_ request: Request, schema: ResourceSchema) throws -> ListQuery {
+        do {
+            return try ListQuery.parse(parameters: queryParameters(request), schema: schema)
+        } catch let error as ListQueryError {
+            throw APIError.unprocessable(error.message)
+        }
     }
 
     /// The query string as the flat map the list parameters come in.

@@ -26,18 +26,35 @@ enum APIResponses {
                         body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 
-    /// A container as Arvados returns it: every attribute present (null when unset), plus `kind`.
-    static func container(_ container: Container, select: [String]? = nil) throws -> JSONValue {
-        let data = try encoder.encode(container)
+    /// A record as Arvados returns it: every attribute present (null when unset), plus `kind`.
+    static func record<Keys: CodingKey & CaseIterable>(_ value: some Encodable, keys: Keys.Type, kind: String,
+                                                         select: [String]? = nil) throws -> JSONValue {
+        let data = try encoder.encode(value)
         var members = try JSONDecoder().decode([String: JSONValue].self, from: data)
-        for key in Container.CodingKeys.allCases where members[key.rawValue] == nil {
-            members[key.rawValue] = .null
+        for key in Keys.allCases where members[key.stringValue] == nil {
+            members[key.stringValue] = .null
         }
         if let select {
             members = members.filter { select.contains($0.key) }
         }
-        members["kind"] = .string("arvados#container")
+        members["kind"] = .string(kind)
         return .object(members)
+    }
+
+    static func container(_ container: Container, select: [String]? = nil) throws -> JSONValue {
+        try record(container, keys: Container.CodingKeys.self, kind: "arvados#container", select: select)
+    }
+
+    static func containerRequest(_ request: ContainerRequest, select: [String]? = nil) throws -> JSONValue {
+        try record(request, keys: ContainerRequest.CodingKeys.self, kind: "arvados#containerRequest", select: select)
+    }
+
+    static func log(_ entry: LogEntry, select: [String]? = nil) throws -> JSONValue {
+        try record(entry, keys: LogEntry.CodingKeys.self, kind: "arvados#log", select: select)
+    }
+
+    static func collection(_ collection: Collection, select: [String]? = nil) throws -> JSONValue {
+        try record(collection, keys: Collection.CodingKeys.self, kind: "arvados#collection", select: select)
     }
 
     static func token(_ token: APIToken, secret: String? = nil) -> JSONValue {
@@ -45,6 +62,7 @@ enum APIResponses {
             "kind": .string("arvados#apiClientAuthorization"),
             "uuid": .string(token.uuid.rawValue),
             "scopes": .array(token.scopes.map(JSONValue.string)),
+            "owner_uuid": .string(token.ownerUUID.rawValue),
             "expires_at": token.expiresAt.map { .string(ISO8601Timestamp.format($0)) } ?? .null,
             "created_at": .string(ISO8601Timestamp.format(token.createdAt)),
         ]

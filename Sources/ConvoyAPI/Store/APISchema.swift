@@ -69,5 +69,68 @@ public enum APISchema {
             );
             INSERT INTO cluster_epoch (id, epoch) VALUES (1, 0);
             """),
+        PostgresMigration(version: 2, name: "token owners, container requests, logs, collections", sql: """
+            -- The user a token acts for; admin, dispatcher and container tokens act for the system user.
+            ALTER TABLE api_client_authorizations ADD COLUMN owner_uuid text;
+
+            CREATE TABLE container_requests (
+                uuid text PRIMARY KEY,
+                owner_uuid text NOT NULL,
+                name text NOT NULL DEFAULT '',
+                description text,
+                state text NOT NULL CHECK (state IN ('Uncommitted', 'Committed', 'Final')),
+                priority bigint NOT NULL DEFAULT 0 CHECK (priority BETWEEN 0 AND 1000),
+                command jsonb NOT NULL DEFAULT '[]',
+                container_image text NOT NULL DEFAULT '',
+                cwd text NOT NULL DEFAULT '/',
+                environment jsonb NOT NULL DEFAULT '{}',
+                mounts jsonb NOT NULL DEFAULT '{}',
+                output_path text NOT NULL DEFAULT '/out',
+                runtime_constraints jsonb NOT NULL DEFAULT '{}',
+                scheduling_parameters jsonb NOT NULL DEFAULT '{}',
+                properties jsonb NOT NULL DEFAULT '{}',
+                container_uuid text REFERENCES containers (uuid),
+                log_uuid text,
+                output_uuid text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                modified_at timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE INDEX container_requests_container ON container_requests (container_uuid);
+            CREATE INDEX container_requests_owner ON container_requests (owner_uuid, created_at);
+
+            CREATE TABLE logs (
+                id bigserial PRIMARY KEY,
+                uuid text NOT NULL UNIQUE,
+                owner_uuid text NOT NULL,
+                object_uuid text NOT NULL,
+                event_type text NOT NULL,
+                properties jsonb NOT NULL DEFAULT '{}',
+                created_at timestamptz NOT NULL DEFAULT clock_timestamp()
+            );
+            CREATE INDEX logs_object ON logs (object_uuid, id);
+
+            CREATE TABLE collections (
+                uuid text PRIMARY KEY,
+                owner_uuid text NOT NULL,
+                name text NOT NULL DEFAULT '',
+                description text,
+                properties jsonb NOT NULL DEFAULT '{}',
+                container_uuid text,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                modified_at timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE INDEX collections_container ON collections (container_uuid);
+
+            -- A collection's files; their content is a blob named by sha256 in the blob directory.
+            CREATE TABLE collection_files (
+                collection_uuid text NOT NULL REFERENCES collections (uuid) ON DELETE CASCADE,
+                path text NOT NULL,
+                sha256 text NOT NULL CHECK (sha256 ~ '^[0-9a-f]{64}$'),
+                size bigint NOT NULL CHECK (size >= 0),
+                created_at timestamptz NOT NULL DEFAULT now(),
+                PRIMARY KEY (collection_uuid, path)
+            );
+            CREATE INDEX collection_files_blob ON collection_files (sha256);
+            """),
     ]
 }

@@ -100,21 +100,11 @@ public struct ContainerStore: Sendable {
 
     /// One page of containers and, with `count=exact`, how many match in all.
     public func list(_ query: ListQuery, as caller: APIToken, on db: some PostgresClient) async throws -> (items: [Container], itemsAvailable: Int?) {
-        var (condition, parameters) = query.whereClause(schema: Self.schema)
-        if caller.kind == .container {
-            parameters.append(caller.containerUUID?.rawValue ?? "")
-            condition += " AND uuid = $\(parameters.count)"
-        }
-        let page = try await db.query("""
-            SELECT \(ContainerRecord.columns) FROM containers WHERE \(condition)
-            \(query.orderClause(schema: Self.schema)) LIMIT \(query.limit) OFFSET \(query.offset)
-            """, parameters)
-        var available: Int?
-        if query.countExact {
-            available = try await db.query("SELECT count(*) AS n FROM containers WHERE \(condition)", parameters)
-                .first!.decode(Int.self, column: "n")
-        }
-        return (try page.rows.map(ContainerRecord.decode), available)
+        let restrictions: [(column: String, value: any PostgresEncodable)] =
+            caller.kind == .container ? [("uuid", caller.containerUUID?.rawValue ?? "")] : []
+        let page = try await query.page(of: "containers", columns: ContainerRecord.columns, schema: Self.schema,
+                                        restrictions: restrictions, on: db)
+        return (try page.rows.map(ContainerRecord.decode), page.itemsAvailable)
     }
 
     // MARK: Lock and unlock
@@ -142,7 +132,9 @@ public struct ContainerStore: Sendable {
                     WHERE uuid = $1 RETURNING \(ContainerRecord.columns)
                     """, [uuid.rawValue, message]).first!
                 try await self.recordHistory(uuid, from: .queued, to: .cancelled, authUUID: nil, epoch: epoch, tokenUUID: caller.uuid, on: tx)
-                return (try ContainerRecord.decode(row), true)
+                let cancelled = try ContainerRecord.decode(row)
+                try await Self.finalizeRequests(of: cancelled, on: tx)
+                return (cancelled, true)
             }
             let token = try await self.tokens.create(on: tx, kind: .container, scopes: ["container:\(uuid)"], containerUUID: uuid)
             let row = try await tx.query("""
@@ -276,6 +268,9 @@ public struct ContainerStore: Sendable {
                 if target.isFinal, let authUUID = current.authUUID {
                     try await self.tokens.revoke(on: tx, uuid: authUUID)
                 }
+                if target.isFinal {
+                    try await Self.finalizeRequests(of: updated, on: tx)
+                }
                 try await self.recordHistory(uuid, from: current.state, to: target, authUUID: current.authUUID, epoch: epoch, tokenUUID: caller.uuid, on: tx)
             }
             return updated
@@ -292,6 +287,37 @@ public struct ContainerStore: Sendable {
         guard known == current.authUUID else {
             throw APIError.conflict("stale auth_uuid \(known): container \(current.uuid) is now locked with \(current.authUUID?.rawValue ?? "none"); this caller must stop")
         }
+    }
+
+    // MARK: Following container requests
+
+    /// Sets the container's priority to the highest of its committed requests'. A Queued container
+    /// nobody wants any more is cancelled; a Locked or Running one keeps its state at priority 0,
+    /// which tells the dispatcher to stop it.
+    func followRequests(_ uuid: ArvadosUUID, by caller: APIToken, on tx: PostgresTransaction) async throws {
+        let current = try await fetchForUpdate(uuid, on: tx)
+        guard !current.state.isFinal else { return }
+        let priority = try await tx.query("""
+            SELECT coalesce(max(priority), 0) AS priority FROM container_requests WHERE container_uuid = $1 AND state = 'Committed'
+            """, [uuid.rawValue]).first!.decode(Int.self, column: "priority")
+        if priority == 0 && current.state == .queued {
+            let row = try await tx.query("""
+                UPDATE containers SET state = 'Cancelled', priority = 0, finished_at = now(), modified_at = now()
+                WHERE uuid = $1 RETURNING \(ContainerRecord.columns)
+                """, [uuid.rawValue]).first!
+            try await recordHistory(uuid, from: .queued, to: .cancelled, authUUID: nil, epoch: nil, tokenUUID: caller.uuid, on: tx)
+            try await Self.finalizeRequests(of: try ContainerRecord.decode(row), on: tx)
+        } else if priority != current.priority {
+            try await tx.execute("UPDATE containers SET priority = $2, modified_at = now() WHERE uuid = $1", [uuid.rawValue, priority])
+        }
+    }
+
+    /// A container in a final state makes its committed requests Final, with its log and output.
+    static func finalizeRequests(of container: Container, on tx: PostgresTransaction) async throws {
+        try await tx.execute("""
+            UPDATE container_requests SET state = 'Final', log_uuid = $2, output_uuid = $3, modified_at = now()
+            WHERE container_uuid = $1 AND state = 'Committed'
+            """, [container.uuid.rawValue, container.log, container.output])
     }
 
     // MARK: Helpers

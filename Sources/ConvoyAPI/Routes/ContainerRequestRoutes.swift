@@ -1,0 +1,80 @@
+import ConvoyModel
+import ConvoyPostgres
+import Hummingbird
+
+/// `/arvados/v1/container_requests…`: create, list, get, update.
+enum ContainerRequestRoutes {
+    static func add(to router: Router<BasicRequestContext>, services: APIServices) {
+        let requests = router.group("arvados/v1/container_requests")
+        requests.post { request, _ -> Response in
+            let caller = try await services.authenticate(request)
+            let changes = try ContainerRequestChangesParser.parse(try await services.jsonBody(request))
+            let created = try await services.database.withConnection { db in
+                try await services.containerRequests.create(changes, by: caller, on: db)
+            }
+            return try APIResponses.json(APIResponses.containerRequest(created))
+        }
+        requests.get { request, _ -> Response in
+            let caller = try await services.authenticate(request)
+            let query = try APIServices.listQuery(request, schema: ContainerRequestStore.schema)
+            let page = try await services.containerRequests.list(query, as: caller, on: services.database)
+            let items = try page.items.map { try APIResponses.containerRequest($0, select: query.select) }
+            return try APIResponses.json(APIResponses.list(items, kind: "arvados#containerRequestList", query: query,
+                                                           itemsAvailable: page.itemsAvailable))
+        }
+        requests.get(":uuid") { request, context -> Response in
+            let caller = try await services.authenticate(request)
+            let uuid = try APIServices.uuid(context, type: .containerRequest)
+            return try APIResponses.json(APIResponses.containerRequest(
+                try await services.containerRequests.get(uuid, as: caller, on: services.database)))
+        }
+        let update: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, context in
+            let caller = try await services.authenticate(request)
+            let uuid = try APIServices.uuid(context, type: .containerRequest)
+            let changes = try ContainerRequestChangesParser.parse(try await services.jsonBody(request))
+            let updated = try await services.database.withConnection { db in
+                try await services.containerRequests.update(uuid, changes, by: caller, on: db)
+            }
+            return try APIResponses.json(APIResponses.containerRequest(updated))
+        }
+        requests.patch(":uuid", use: update)
+        requests.put(":uuid", use: update)
+    }
+}
+
+/// Reads `{"container_request": {…}}` into changes; types are checked here, which attributes may
+/// change in which state is the store's business.
+enum ContainerRequestChangesParser {
+    static let writable: Set<String> = [
+        "name", "description", "properties", "state", "priority", "command", "container_image", "cwd",
+        "environment", "mounts", "output_path", "runtime_constraints", "scheduling_parameters",
+    ]
+    static let readOnly: Set<String> = Set(ContainerRequest.CodingKeys.allCases.map(\.stringValue)).subtracting(writable)
+
+    static func parse(_ body: JSONValue) throws -> ContainerRequestChanges {
+        let attributes = try AttributeBody(body, resource: "container_request")
+        try attributes.requireOnly(writable, readOnly: readOnly)
+        var changes = ContainerRequestChanges()
+        changes.name = try attributes.string("name", maxLength: 1024)
+        changes.description = try attributes.optionalString("description")
+        changes.properties = try attributes.object("properties")
+        if let state = try attributes.string("state") {
+            guard let parsed = ContainerRequestState(rawValue: state) else {
+                throw APIError.unprocessable("unknown state '\(state)'; states are \(ContainerRequestState.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            changes.state = parsed
+        }
+        changes.priority = try attributes.integer("priority", in: 0...ContainerRequest.maxPriority)
+        changes.command = try attributes.stringArray("command")
+        changes.containerImage = try attributes.string("container_image")
+        changes.cwd = try attributes.string("cwd")
+        changes.environment = try attributes.stringMap("environment")
+        changes.mounts = try attributes.object("mounts")
+        changes.outputPath = try attributes.string("output_path")
+        changes.runtimeConstraints = try attributes.decoded("runtime_constraints", as: RuntimeConstraints.self,
+                                                            knownKeys: ["vcpus", "ram", "scratch", "API"])
+        changes.schedulingParameters = try attributes.decoded("scheduling_parameters", as: SchedulingParameters.self,
+                                                              knownKeys: ["preemptible", "max_run_time"])
+        return changes
+    }
+}

@@ -1,0 +1,66 @@
+import ConvoyModel
+import ConvoyPostgres
+import Foundation
+
+/// Reading `container_requests` rows.
+enum ContainerRequestRecord {
+    static let columns = """
+        uuid, owner_uuid, name, description, state, priority, command, container_image, cwd, environment, mounts, \
+        output_path, runtime_constraints, scheduling_parameters, properties, container_uuid, log_uuid, output_uuid, \
+        created_at, modified_at
+        """
+
+    static func decode(_ row: PostgresRow) throws -> ContainerRequest {
+        guard let uuid = ArvadosUUID(try row.decode(String.self, column: "uuid")),
+              let owner = ArvadosUUID(try row.decode(String.self, column: "owner_uuid")),
+              let state = ContainerRequestState(rawValue: try row.decode(String.self, column: "state"))
+        else { throw PostgresError(kind: .decoding, message: "malformed container request row") }
+        return ContainerRequest(
+            uuid: uuid,
+            ownerUUID: owner,
+            name: try row.decode(String.self, column: "name"),
+            description: try row.decode(String?.self, column: "description"),
+            state: state,
+            priority: try row.decode(Int.self, column: "priority"),
+            command: try row.decode(PostgresJSONB<[String]>.self, column: "command").value,
+            containerImage: try row.decode(String.self, column: "container_image"),
+            cwd: try row.decode(String.self, column: "cwd"),
+            environment: try row.decode(PostgresJSONB<[String: String]>.self, column: "environment").value,
+            mounts: try row.decode(PostgresJSONB<[String: JSONValue]>.self, column: "mounts").value,
+            outputPath: try row.decode(String.self, column: "output_path"),
+            runtimeConstraints: try row.decode(PostgresJSONB<RuntimeConstraints>.self, column: "runtime_constraints").value,
+            schedulingParameters: try row.decode(PostgresJSONB<SchedulingParameters>.self, column: "scheduling_parameters").value,
+            properties: try row.decode(PostgresJSONB<[String: JSONValue]>.self, column: "properties").value,
+            containerUUID: try row.decode(String?.self, column: "container_uuid").flatMap(ArvadosUUID.init),
+            logUUID: try row.decode(String?.self, column: "log_uuid"),
+            outputUUID: try row.decode(String?.self, column: "output_uuid"),
+            createdAt: try row.decode(Date.self, column: "created_at"),
+            modifiedAt: try row.decode(Date.self, column: "modified_at"))
+    }
+
+    static let schema = ResourceSchema(
+        name: "container_requests",
+        attributes: [
+            ResourceAttribute("uuid", kind: .text),
+            ResourceAttribute("owner_uuid", kind: .text),
+            ResourceAttribute("name", kind: .text),
+            ResourceAttribute("description", kind: .text),
+            ResourceAttribute("state", kind: .text),
+            ResourceAttribute("priority", kind: .integer),
+            ResourceAttribute("command", kind: .json),
+            ResourceAttribute("container_image", kind: .text),
+            ResourceAttribute("cwd", kind: .text),
+            ResourceAttribute("environment", kind: .json),
+            ResourceAttribute("mounts", kind: .json),
+            ResourceAttribute("output_path", kind: .text),
+            ResourceAttribute("runtime_constraints", kind: .json),
+            ResourceAttribute("scheduling_parameters", kind: .json),
+            ResourceAttribute("properties", kind: .json),
+            ResourceAttribute("container_uuid", kind: .text),
+            ResourceAttribute("log_uuid", kind: .text),
+            ResourceAttribute("output_uuid", kind: .text),
+            ResourceAttribute("created_at", kind: .timestamp),
+            ResourceAttribute("modified_at", kind: .timestamp),
+        ],
+        defaultOrder: [ListOrder("created_at", ascending: false)])
+}

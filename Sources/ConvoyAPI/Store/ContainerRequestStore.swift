@@ -1,0 +1,236 @@
+import ConvoyModel
+import ConvoyPostgres
+import Foundation
+
+/// What a create or update of a container request asks for. Nil means "leave as is" (or the
+/// default, on create).
+public struct ContainerRequestChanges: Sendable, Equatable {
+    public var name: String?
+    public var description: String??
+    public var properties: [String: JSONValue]?
+    public var state: ContainerRequestState?
+    public var priority: Int?
+    public var command: [String]?
+    public var containerImage: String?
+    public var cwd: String?
+    public var environment: [String: String]?
+    public var mounts: [String: JSONValue]?
+    public var outputPath: String?
+    public var runtimeConstraints: RuntimeConstraints?
+    public var schedulingParameters: SchedulingParameters?
+
+    public init(name: String? = nil, description: String?? = nil, properties: [String: JSONValue]? = nil,
+                state: ContainerRequestState? = nil, priority: Int? = nil, command: [String]? = nil,
+                containerImage: String? = nil, cwd: String? = nil, environment: [String: String]? = nil,
+                mounts: [String: JSONValue]? = nil, outputPath: String? = nil,
+                runtimeConstraints: RuntimeConstraints? = nil, schedulingParameters: SchedulingParameters? = nil) {
+        self.name = name
+        self.description = description
+        self.properties = properties
+        self.state = state
+        self.priority = priority
+        self.command = command
+        self.containerImage = containerImage
+        self.cwd = cwd
+        self.environment = environment
+        self.mounts = mounts
+        self.outputPath = outputPath
+        self.runtimeConstraints = runtimeConstraints
+        self.schedulingParameters = schedulingParameters
+    }
+
+    /// True when it touches what the container will run (allowed only before committing).
+    var changesSpec: Bool {
+        command != nil || containerImage != nil || cwd != nil || environment != nil || mounts != nil
+            || outputPath != nil || runtimeConstraints != nil || schedulingParameters != nil
+    }
+}
+
+/// The container_requests table. Committing a request creates its container; the container's
+/// priority is the highest of its committed requests', and a Queued container nobody wants any
+/// more is cancelled. Locks are always taken container row first, then request rows, the same
+/// order `ContainerStore` uses, so the two never deadlock.
+public struct ContainerRequestStore: Sendable {
+    public let containers: ContainerStore
+    var clusterID: String { containers.clusterID }
+
+    public init(containers: ContainerStore) {
+        self.containers = containers
+    }
+
+    public static var schema: ResourceSchema { ContainerRequestRecord.schema }
+
+    public func create(_ changes: ContainerRequestChanges, by caller: APIToken, on db: PostgresConnection) async throws -> ContainerRequest {
+        try Self.checkMayWrite(caller)
+        let now = Date()
+        var draft = ContainerRequest(uuid: ArvadosUUID.generate(cluster: clusterID, type: .containerRequest),
+                                     ownerUUID: caller.ownerUUID, createdAt: now, modifiedAt: now)
+        try Self.apply(changes, to: &draft, committing: changes.state == .committed)
+        if draft.state == .final {
+            throw APIError.unprocessable("a container request cannot be created Final")
+        }
+        let checked = draft
+        return try await db.transaction { tx in
+            var request = checked
+            if request.state == .committed {
+                request.containerUUID = try await self.makeContainer(for: request, on: tx)
+            }
+            let row = try await tx.query("""
+                INSERT INTO container_requests (uuid, owner_uuid, name, description, state, priority, command, container_image,
+                    cwd, environment, mounts, output_path, runtime_constraints, scheduling_parameters, properties, container_uuid)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                RETURNING \(ContainerRequestRecord.columns)
+                """, [request.uuid.rawValue, request.ownerUUID.rawValue, request.name, request.description, request.state.rawValue,
+                      request.priority, PostgresJSONB(request.command), request.containerImage, request.cwd,
+                      PostgresJSONB(request.environment), PostgresJSONB(request.mounts), request.outputPath,
+                      PostgresJSONB(request.runtimeConstraints), PostgresJSONB(request.schedulingParameters),
+                      PostgresJSONB(request.properties), request.containerUUID?.rawValue]).first!
+            return try ContainerRequestRecord.decode(row)
+        }
+    }
+
+    /// The request, if `caller` may see it: users see their own, admins and dispatchers all.
+    public func get(_ uuid: ArvadosUUID, as caller: APIToken, on db: some PostgresClient) async throws -> ContainerRequest {
+        guard let row = try await db.query("SELECT \(ContainerRequestRecord.columns) FROM container_requests WHERE uuid = $1",
+                                           [uuid.rawValue]).first,
+              case let request = try ContainerRequestRecord.decode(row), Self.maySee(request, caller)
+        else { throw APIError.notFound("container request \(uuid) not found") }
+        return request
+    }
+
+    public func list(_ query: ListQuery, as caller: APIToken, on db: some PostgresClient) async throws -> (items: [ContainerRequest], itemsAvailable: Int?) {
+        var restrictions: [(column: String, value: any PostgresEncodable)] = []
+        switch caller.kind {
+        case .admin, .dispatcher: break
+        case .user: restrictions.append(("owner_uuid", caller.ownerUUID.rawValue))
+        case .container: restrictions.append(("uuid", ""))  // sees none
+        }
+        let page = try await query.page(of: "container_requests", columns: ContainerRequestRecord.columns,
+                                        schema: Self.schema, restrictions: restrictions, on: db)
+        return (try page.rows.map(ContainerRequestRecord.decode), page.itemsAvailable)
+    }
+
+    /// Edits a request. Uncommitted: anything; committing creates the container. Committed: name,
+    /// description, properties, priority (the container's follows) and state Final (a cancel).
+    /// Final: name, description and properties only.
+    public func update(_ uuid: ArvadosUUID, _ changes: ContainerRequestChanges, by caller: APIToken, on db: PostgresConnection) async throws -> ContainerRequest {
+        try Self.checkMayWrite(caller)
+        return try await db.transaction { tx in
+            // The container uuid is set once, at commit; lock its row before the request's.
+            let peek = try await self.get(uuid, as: caller, on: tx)
+            if let containerUUID = peek.containerUUID {
+                _ = try await tx.query("SELECT uuid FROM containers WHERE uuid = $1 FOR UPDATE", [containerUUID.rawValue])
+            }
+            guard let row = try await tx.query("SELECT \(ContainerRequestRecord.columns) FROM container_requests WHERE uuid = $1 FOR UPDATE",
+                                               [uuid.rawValue]).first
+            else { throw APIError.notFound("container request \(uuid) not found") }
+            let current = try ContainerRequestRecord.decode(row)
+            if peek.containerUUID == nil && current.containerUUID != nil {
+                throw APIError.conflict("container request \(uuid) was committed concurrently; retry")
+            }
+            var request = current
+            switch current.state {
+            case .uncommitted:
+                try Self.apply(changes, to: &request, committing: changes.state == .committed)
+                if request.state == .final {
+                    throw APIError.unprocessable("an Uncommitted container request cannot become Final; commit it or delete it")
+                }
+                if request.state == .committed {
+                    request.containerUUID = try await self.makeContainer(for: request, on: tx)
+                }
+            case .committed, .final:
+                if changes.changesSpec {
+                    throw APIError.unprocessable("container request \(uuid) is \(current.state.rawValue): only name, description, properties, priority and state may change")
+                }
+                if current.state == .final && (changes.priority != nil || (changes.state != nil && changes.state != .final)) {
+                    throw APIError.unprocessable("container request \(uuid) is Final: only name, description and properties may change")
+                }
+                if changes.state == .uncommitted {
+                    throw APIError.unprocessable(IllegalRequestTransition(from: current.state, to: .uncommitted).description)
+                }
+                try Self.apply(changes, to: &request, committing: false)
+                if request.state == .final { request.priority = 0 }  // Final by the user: a cancel
+            }
+            let saved = try await tx.query("""
+                UPDATE container_requests SET name = $2, description = $3, state = $4, priority = $5, command = $6,
+                    container_image = $7, cwd = $8, environment = $9, mounts = $10, output_path = $11,
+                    runtime_constraints = $12, scheduling_parameters = $13, properties = $14, container_uuid = $15,
+                    modified_at = now()
+                WHERE uuid = $1 RETURNING \(ContainerRequestRecord.columns)
+                """, [uuid.rawValue, request.name, request.description, request.state.rawValue, request.priority,
+                      PostgresJSONB(request.command), request.containerImage, request.cwd, PostgresJSONB(request.environment),
+                      PostgresJSONB(request.mounts), request.outputPath, PostgresJSONB(request.runtimeConstraints),
+                      PostgresJSONB(request.schedulingParameters), PostgresJSONB(request.properties),
+                      request.containerUUID?.rawValue]).first!
+            if current.state == .committed, let containerUUID = current.containerUUID,
+               request.priority != current.priority || request.state != current.state {
+                try await self.containers.followRequests(containerUUID, by: caller, on: tx)
+            }
+            // Reread: following the requests may have finalised this one too.
+            let final = try await tx.query("SELECT \(ContainerRequestRecord.columns) FROM container_requests WHERE uuid = $1",
+                                           [uuid.rawValue]).first ?? saved
+            return try ContainerRequestRecord.decode(final)
+        }
+    }
+
+    // MARK: Helpers
+
+    private func makeContainer(for request: ContainerRequest, on tx: PostgresTransaction) async throws -> ArvadosUUID {
+        let spec = ContainerSpec(command: request.command, containerImage: request.containerImage, cwd: request.cwd,
+                                 environment: request.environment, mounts: request.mounts, outputPath: request.outputPath,
+                                 runtimeConstraints: request.runtimeConstraints,
+                                 schedulingParameters: request.schedulingParameters, priority: request.priority)
+        return try await containers.create(spec, on: tx).uuid
+    }
+
+    private static func apply(_ changes: ContainerRequestChanges, to request: inout ContainerRequest, committing: Bool) throws {
+        if let name = changes.name { request.name = name }
+        if let description = changes.description { request.description = description }
+        if let properties = changes.properties { request.properties = properties }
+        if let state = changes.state { request.state = state }
+        if let priority = changes.priority { request.priority = priority }
+        if let command = changes.command { request.command = command }
+        if let image = changes.containerImage { request.containerImage = image }
+        if let cwd = changes.cwd { request.cwd = cwd }
+        if let environment = changes.environment { request.environment = environment }
+        if let mounts = changes.mounts { request.mounts = mounts }
+        if let outputPath = changes.outputPath { request.outputPath = outputPath }
+        if let constraints = changes.runtimeConstraints { request.runtimeConstraints = constraints }
+        if let parameters = changes.schedulingParameters { request.schedulingParameters = parameters }
+        guard committing else { return }
+        // What a container needs before anything can run it.
+        if request.command.isEmpty { throw APIError.unprocessable("a committed container request needs a non-empty command") }
+        if request.priority <= 0 { throw APIError.unprocessable("a committed container request needs priority greater than 0") }
+        if !request.cwd.hasPrefix("/") || !request.outputPath.hasPrefix("/") {
+            throw APIError.unprocessable("cwd and output_path must be absolute paths")
+        }
+        let constraints = request.runtimeConstraints
+        if constraints.vcpus < 1 || constraints.ram < 1 || constraints.scratch < 0 {
+            throw APIError.unprocessable("runtime_constraints need vcpus ≥ 1, ram ≥ 1 and scratch ≥ 0")
+        }
+        if request.schedulingParameters.maxRunTime < 0 {
+            throw APIError.unprocessable("scheduling_parameters.max_run_time must be 0 (no limit) or more")
+        }
+    }
+
+    private static func checkMayWrite(_ caller: APIToken) throws {
+        guard caller.kind == .user || caller.kind == .admin else {
+            throw APIError.forbidden("only user and admin tokens may create or change container requests")
+        }
+    }
+
+    private static func maySee(_ request: ContainerRequest, _ caller: APIToken) -> Bool {
+        switch caller.kind {
+        case .admin, .dispatcher: return true
+        case .user: return request.ownerUUID == caller.ownerUUID
+        case .container: return false
+        }
+    }
+}
+
+/// A request state change that is never allowed.
+struct IllegalRequestTransition: CustomStringConvertible {
+    let from: ContainerRequestState
+    let to: ContainerRequestState
+    var description: String { "illegal container request state transition from \(from.rawValue) to \(to.rawValue)" }
+}

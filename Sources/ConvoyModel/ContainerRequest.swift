@@ -1,0 +1,87 @@
+import Foundation
+
+/// A user's request to run a container. Committing it creates the container it asks for; the
+/// container's priority follows its committed requests.
+public struct ContainerRequest: Sendable, Hashable, Codable {
+    public var uuid: ArvadosUUID
+    /// The user who made it (the user uuid of the token that created it).
+    public var ownerUUID: ArvadosUUID
+    public var name: String
+    public var description: String?
+    public var state: ContainerRequestState
+    /// 0–1000; 0 means "do not run" (cancelled).
+    public var priority: Int
+    public var command: [String]
+    public var containerImage: String
+    public var cwd: String
+    public var environment: [String: String]
+    public var mounts: [String: JSONValue]
+    public var outputPath: String
+    public var runtimeConstraints: RuntimeConstraints
+    public var schedulingParameters: SchedulingParameters
+    public var properties: [String: JSONValue]
+    /// The container made when the request was committed.
+    public var containerUUID: ArvadosUUID?
+    /// Copied from the container when it reaches a final state.
+    public var logUUID: String?
+    public var outputUUID: String?
+    public var createdAt: Date
+    public var modifiedAt: Date
+
+    public init(
+        uuid: ArvadosUUID, ownerUUID: ArvadosUUID, name: String = "", description: String? = nil,
+        state: ContainerRequestState = .uncommitted, priority: Int = 0, command: [String] = [],
+        containerImage: String = "", cwd: String = "/", environment: [String: String] = [:],
+        mounts: [String: JSONValue] = [:], outputPath: String = "/out",
+        runtimeConstraints: RuntimeConstraints = RuntimeConstraints(),
+        schedulingParameters: SchedulingParameters = SchedulingParameters(), properties: [String: JSONValue] = [:],
+        containerUUID: ArvadosUUID? = nil, logUUID: String? = nil, outputUUID: String? = nil,
+        createdAt: Date, modifiedAt: Date
+    ) {
+        self.uuid = uuid
+        self.ownerUUID = ownerUUID
+        self.name = name
+        self.description = description
+        self.state = state
+        self.priority = priority
+        self.command = command
+        self.containerImage = containerImage
+        self.cwd = cwd
+        self.environment = environment
+        self.mounts = mounts
+        self.outputPath = outputPath
+        self.runtimeConstraints = runtimeConstraints
+        self.schedulingParameters = schedulingParameters
+        self.properties = properties
+        self.containerUUID = containerUUID
+        self.logUUID = logUUID
+        self.outputUUID = outputUUID
+        self.createdAt = createdAt
+        self.modifiedAt = modifiedAt
+    }
+
+    /// The JSON names, as Arvados spells them.
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case uuid, name, description, state, priority, command, cwd, environment, mounts, properties
+        case ownerUUID = "owner_uuid"
+        case containerImage = "container_image"
+        case outputPath = "output_path"
+        case runtimeConstraints = "runtime_constraints"
+        case schedulingParameters = "scheduling_parameters"
+        case containerUUID = "container_uuid"
+        case logUUID = "log_uuid"
+        case outputUUID = "output_uuid"
+        case createdAt = "created_at"
+        case modifiedAt = "modified_at"
+    }
+
+    /// Highest priority a request may ask for, as in Arvados.
+    public static let maxPriority = 1000
+}
+
+/// Uncommitted (a draft, freely editable) → Committed (its container exists) → Final (done or cancelled).
+public enum ContainerRequestState: String, Sendable, Codable, CaseIterable {
+    case uncommitted = "Uncommitted"
+    case committed = "Committed"
+    case final = "Final"
+}
