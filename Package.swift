@@ -72,6 +72,8 @@ let package = Package(
         .testTarget(name: "ConvoySSHTests", dependencies: ["ConvoySSH", "ConvoyTesting"]),
         .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyTesting"]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting"]),
-        .testTarget(name: "ConvoyAPITests", dependencies: ["ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyAPITests", dependencies: [
+            "ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),
+        ]),
     ]
 )

@@ -20,8 +20,10 @@ public struct ContainerRequest: Sendable, Hashable, Codable {
     public var runtimeConstraints: RuntimeConstraints
     public var schedulingParameters: SchedulingParameters
     public var properties: [String: JSONValue]
-    /// The container made when the request was committed.
+    /// The container made (or reused) when the request was committed.
     public var containerUUID: ArvadosUUID?
+    /// On commit, share a live container with the same spec instead of making a new one (Arvados' default).
+    public var useExisting: Bool
     /// Copied from the container when it reaches a final state.
     public var logUUID: String?
     public var outputUUID: String?
@@ -35,7 +37,7 @@ public struct ContainerRequest: Sendable, Hashable, Codable {
         mounts: [String: JSONValue] = [:], outputPath: String = "/out",
         runtimeConstraints: RuntimeConstraints = RuntimeConstraints(),
         schedulingParameters: SchedulingParameters = SchedulingParameters(), properties: [String: JSONValue] = [:],
-        containerUUID: ArvadosUUID? = nil, logUUID: String? = nil, outputUUID: String? = nil,
+        containerUUID: ArvadosUUID? = nil, useExisting: Bool = true, logUUID: String? = nil, outputUUID: String? = nil,
         createdAt: Date, modifiedAt: Date
     ) {
         self.uuid = uuid
@@ -54,6 +56,7 @@ public struct ContainerRequest: Sendable, Hashable, Codable {
         self.schedulingParameters = schedulingParameters
         self.properties = properties
         self.containerUUID = containerUUID
+        self.useExisting = useExisting
         self.logUUID = logUUID
         self.outputUUID = outputUUID
         self.createdAt = createdAt
@@ -69,6 +72,7 @@ public struct ContainerRequest: Sendable, Hashable, Codable {
         case runtimeConstraints = "runtime_constraints"
         case schedulingParameters = "scheduling_parameters"
         case containerUUID = "container_uuid"
+        case useExisting = "use_existing"
         case logUUID = "log_uuid"
         case outputUUID = "output_uuid"
         case createdAt = "created_at"

@@ -135,4 +135,19 @@ final class ContainerRoutesTests: PostgresTestCase {
             XCTAssertEqual(json["state"], .string(expectedState))
         }
     }
+
+    func testATokenWithScopesMayCallOnlyWhatTheyName() async throws {
+        let scoped = try await api.services.tokens.create(on: api.services.database, kind: .user,
+                                                          scopes: ["GET /arvados/v1/containers", "GET /arvados/v1/logs/"]).v2
+        let (listStatus, _) = try await call("GET", "/arvados/v1/containers", token: scoped)
+        XCTAssertEqual(listStatus, 200)
+        let (currentStatus, current) = try await call("GET", "/arvados/v1/api_client_authorizations/current", token: scoped)
+        XCTAssertEqual(currentStatus, 200, "a token may always read its own record")
+        XCTAssertEqual(current["scopes"], ["GET /arvados/v1/containers", "GET /arvados/v1/logs/"])
+        let (requestStatus, refused) = try await call("POST", "/arvados/v1/container_requests", token: scoped, body: #"{"container_request":{}}"#)
+        XCTAssertEqual(requestStatus, 403)
+        XCTAssertTrue(errorMessage(refused).contains("scopes"))
+        let (getStatus, _) = try await call("GET", "/arvados/v1/containers/zzzzz-dz642-000000000000000", token: scoped)
+        XCTAssertEqual(getStatus, 403, "an exact scope does not cover the paths below it")
+    }
 }

@@ -47,7 +47,7 @@ enum ContainerRequestRoutes {
 enum ContainerRequestChangesParser {
     static let writable: Set<String> = [
         "name", "description", "properties", "state", "priority", "command", "container_image", "cwd",
-        "environment", "mounts", "output_path", "runtime_constraints", "scheduling_parameters",
+        "environment", "mounts", "output_path", "runtime_constraints", "scheduling_parameters", "use_existing",
     ]
     static let readOnly: Set<String> = Set(ContainerRequest.CodingKeys.allCases.map(\.stringValue)).subtracting(writable)
 
@@ -66,6 +66,7 @@ enum ContainerRequestChangesParser {
         }
         changes.priority = try attributes.integer("priority", in: 0...ContainerRequest.maxPriority)
         changes.command = try attributes.stringArray("command")
+        changes.useExisting = try attributes.boolean("use_existing")
         changes.containerImage = try attributes.string("container_image")
         changes.cwd = try attributes.string("cwd")
         changes.environment = try attributes.stringMap("environment")

@@ -60,6 +60,14 @@ struct AttributeBody {
         }
     }
 
+    func boolean(_ key: String) throws -> Bool? {
+        switch attributes[key] {
+        case nil: return nil
+        case .bool(let flag)?: return flag
+        case let value?: throw wrongType(key, value, "true or false")
+        }
+    }
+
     func stringArray(_ key: String) throws -> [String]? {
         switch attributes[key] {
         case nil: return nil

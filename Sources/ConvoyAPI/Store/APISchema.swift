@@ -72,6 +72,9 @@ public enum APISchema {
         PostgresMigration(version: 2, name: "token owners, container requests, logs, collections", sql: """
             -- The user a token acts for; admin, dispatcher and container tokens act for the system user.
             ALTER TABLE api_client_authorizations ADD COLUMN owner_uuid text;
+            -- What runs, hashed: requests with use_existing share a live container with the same one.
+            ALTER TABLE containers ADD COLUMN fingerprint text;
+            CREATE INDEX containers_fingerprint ON containers (fingerprint) WHERE state IN ('Queued', 'Locked', 'Running');
 
             CREATE TABLE container_requests (
                 uuid text PRIMARY KEY,
@@ -90,6 +93,7 @@ public enum APISchema {
                 scheduling_parameters jsonb NOT NULL DEFAULT '{}',
                 properties jsonb NOT NULL DEFAULT '{}',
                 container_uuid text REFERENCES containers (uuid),
+                use_existing boolean NOT NULL DEFAULT true,
                 log_uuid text,
                 output_uuid text,
                 created_at timestamptz NOT NULL DEFAULT now(),

@@ -6,7 +6,7 @@ import Foundation
 enum ContainerRequestRecord {
     static let columns = """
         uuid, owner_uuid, name, description, state, priority, command, container_image, cwd, environment, mounts, \
-        output_path, runtime_constraints, scheduling_parameters, properties, container_uuid, log_uuid, output_uuid, \
+        output_path, runtime_constraints, scheduling_parameters, properties, container_uuid, use_existing, log_uuid, output_uuid, \
         created_at, modified_at
         """
 
@@ -32,6 +32,7 @@ enum ContainerRequestRecord {
             schedulingParameters: try row.decode(PostgresJSONB<SchedulingParameters>.self, column: "scheduling_parameters").value,
             properties: try row.decode(PostgresJSONB<[String: JSONValue]>.self, column: "properties").value,
             containerUUID: try row.decode(String?.self, column: "container_uuid").flatMap(ArvadosUUID.init),
+            useExisting: try row.decode(Bool.self, column: "use_existing"),
             logUUID: try row.decode(String?.self, column: "log_uuid"),
             outputUUID: try row.decode(String?.self, column: "output_uuid"),
             createdAt: try row.decode(Date.self, column: "created_at"),
@@ -57,6 +58,7 @@ enum ContainerRequestRecord {
             ResourceAttribute("scheduling_parameters", kind: .json),
             ResourceAttribute("properties", kind: .json),
             ResourceAttribute("container_uuid", kind: .text),
+            ResourceAttribute("use_existing", kind: .boolean),
             ResourceAttribute("log_uuid", kind: .text),
             ResourceAttribute("output_uuid", kind: .text),
             ResourceAttribute("created_at", kind: .timestamp),

@@ -18,6 +18,7 @@ public struct ContainerRequestChanges: Sendable, Equatable {
     public var outputPath: String?
     public var runtimeConstraints: RuntimeConstraints?
     public var schedulingParameters: SchedulingParameters?
+    public var useExisting: Bool?
 
     public init(name: String? = nil, description: String?? = nil, properties: [String: JSONValue]? = nil,
                 state: ContainerRequestState? = nil, priority: Int? = nil, command: [String]? = nil,
@@ -41,7 +42,7 @@ public struct ContainerRequestChanges: Sendable, Equatable {
 
     /// True when it touches what the container will run (allowed only before committing).
     var changesSpec: Bool {
-        command != nil || containerImage != nil || cwd != nil || environment != nil || mounts != nil
+        useExisting != nil || command != nil || containerImage != nil || cwd != nil || environment != nil || mounts != nil
             || outputPath != nil || runtimeConstraints != nil || schedulingParameters != nil
     }
 }
@@ -77,14 +78,17 @@ public struct ContainerRequestStore: Sendable {
             }
             let row = try await tx.query("""
                 INSERT INTO container_requests (uuid, owner_uuid, name, description, state, priority, command, container_image,
-                    cwd, environment, mounts, output_path, runtime_constraints, scheduling_parameters, properties, container_uuid)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
+                    cwd, environment, mounts, output_path, runtime_constraints, scheduling_parameters, properties, container_uuid, use_existing)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
                 RETURNING \(ContainerRequestRecord.columns)
                 """, [request.uuid.rawValue, request.ownerUUID.rawValue, request.name, request.description, request.state.rawValue,
                       request.priority, PostgresJSONB(request.command), request.containerImage, request.cwd,
                       PostgresJSONB(request.environment), PostgresJSONB(request.mounts), request.outputPath,
                       PostgresJSONB(request.runtimeConstraints), PostgresJSONB(request.schedulingParameters),
-                      PostgresJSONB(request.properties), request.containerUUID?.rawValue]).first!
+                      PostgresJSONB(request.properties), request.containerUUID?.rawValue, request.useExisting]).first!
+            if let containerUUID = request.containerUUID {
+                try await self.containers.followRequests(containerUUID, by: caller, on: tx)
+            }
             return try ContainerRequestRecord.decode(row)
         }
     }
@@ -155,15 +159,14 @@ public struct ContainerRequestStore: Sendable {
                 UPDATE container_requests SET name = $2, description = $3, state = $4, priority = $5, command = $6,
                     container_image = $7, cwd = $8, environment = $9, mounts = $10, output_path = $11,
                     runtime_constraints = $12, scheduling_parameters = $13, properties = $14, container_uuid = $15,
-                    modified_at = now()
+                    use_existing = $16, modified_at = now()
                 WHERE uuid = $1 RETURNING \(ContainerRequestRecord.columns)
                 """, [uuid.rawValue, request.name, request.description, request.state.rawValue, request.priority,
                       PostgresJSONB(request.command), request.containerImage, request.cwd, PostgresJSONB(request.environment),
                       PostgresJSONB(request.mounts), request.outputPath, PostgresJSONB(request.runtimeConstraints),
                       PostgresJSONB(request.schedulingParameters), PostgresJSONB(request.properties),
-                      request.containerUUID?.rawValue]).first!
-            if current.state == .committed, let containerUUID = current.containerUUID,
-               request.priority != current.priority || request.state != current.state {
+                      request.containerUUID?.rawValue, request.useExisting]).first!
+            if let containerUUID = request.containerUUID, request.priority != current.priority || request.state != current.state {
                 try await self.containers.followRequests(containerUUID, by: caller, on: tx)
             }
             // Reread: following the requests may have finalised this one too.
@@ -180,6 +183,9 @@ public struct ContainerRequestStore: Sendable {
                                  environment: request.environment, mounts: request.mounts, outputPath: request.outputPath,
                                  runtimeConstraints: request.runtimeConstraints,
                                  schedulingParameters: request.schedulingParameters, priority: request.priority)
+        if request.useExisting, let shared = try await containers.reusable(spec, on: tx) {
+            return shared
+        }
         return try await containers.create(spec, on: tx).uuid
     }
 
@@ -197,6 +203,7 @@ public struct ContainerRequestStore: Sendable {
         if let outputPath = changes.outputPath { request.outputPath = outputPath }
         if let constraints = changes.runtimeConstraints { request.runtimeConstraints = constraints }
         if let parameters = changes.schedulingParameters { request.schedulingParameters = parameters }
+        if let useExisting = changes.useExisting { request.useExisting = useExisting }
         guard committing else { return }
         // What a container needs before anything can run it.
         if request.command.isEmpty { throw APIError.unprocessable("a committed container request needs a non-empty command") }

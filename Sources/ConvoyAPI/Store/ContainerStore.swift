@@ -1,5 +1,6 @@
 import ConvoyModel
 import ConvoyPostgres
+import Crypto
 import Foundation
 
 /// What a new container runs and needs.
@@ -27,6 +28,22 @@ public struct ContainerSpec: Sendable, Equatable {
         self.runtimeConstraints = runtimeConstraints
         self.schedulingParameters = schedulingParameters
         self.priority = priority
+    }
+
+    /// The SHA-256 of everything that decides what runs (not the priority): equal specs may share
+    /// one container (`use_existing`).
+    public var fingerprint: String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let canonical: [String: JSONValue] = [
+            "command": .array(command.map(JSONValue.string)), "container_image": .string(containerImage), "cwd": .string(cwd),
+            "environment": .object(environment.mapValues(JSONValue.string)), "mounts": .object(mounts),
+            "output_path": .string(outputPath),
+            "runtime_constraints": (try? JSONDecoder().decode(JSONValue.self, from: encoder.encode(runtimeConstraints))) ?? .null,
+            "scheduling_parameters": (try? JSONDecoder().decode(JSONValue.self, from: encoder.encode(schedulingParameters))) ?? .null,
+        ]
+        let data = (try? encoder.encode(JSONValue.object(canonical))) ?? Data()
+        return BlobDigest.hex(SHA256.hash(data: data))
     }
 }
 
@@ -79,12 +96,12 @@ public struct ContainerStore: Sendable {
         let uuid = ArvadosUUID.generate(cluster: clusterID, type: .container)
         let row = try await db.query("""
             INSERT INTO containers (uuid, state, priority, command, container_image, cwd, environment, mounts,
-                                    output_path, runtime_constraints, scheduling_parameters)
-            VALUES ($1, 'Queued', $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                                    output_path, runtime_constraints, scheduling_parameters, fingerprint)
+            VALUES ($1, 'Queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
             RETURNING \(ContainerRecord.columns)
             """, [uuid.rawValue, spec.priority, PostgresJSONB(spec.command), spec.containerImage, spec.cwd,
                   PostgresJSONB(spec.environment), PostgresJSONB(spec.mounts), spec.outputPath,
-                  PostgresJSONB(spec.runtimeConstraints), PostgresJSONB(spec.schedulingParameters)]).first!
+                  PostgresJSONB(spec.runtimeConstraints), PostgresJSONB(spec.schedulingParameters), spec.fingerprint]).first!
         let container = try ContainerRecord.decode(row)
         try await recordHistory(container.uuid, from: nil, to: .queued, authUUID: nil, epoch: nil, tokenUUID: nil, on: db)
         return container
@@ -290,6 +307,17 @@ public struct ContainerStore: Sendable {
     }
 
     // MARK: Following container requests
+
+    /// A live (Queued, Locked or Running) container with this spec, row-locked, for a request that
+    /// may share it; the one furthest along wins.
+    func reusable(_ spec: ContainerSpec, on tx: PostgresTransaction) async throws -> ArvadosUUID? {
+        let row = try await tx.query("""
+            SELECT uuid FROM containers WHERE fingerprint = $1 AND state IN ('Queued', 'Locked', 'Running') AND priority > 0
+            ORDER BY CASE state WHEN 'Running' THEN 0 WHEN 'Locked' THEN 1 ELSE 2 END, created_at
+            LIMIT 1 FOR UPDATE
+            """, [spec.fingerprint]).first
+        return try row.flatMap { ArvadosUUID(try $0.decode(String.self, column: "uuid")) }
+    }
 
     /// Sets the container's priority to the highest of its committed requests'. A Queued container
     /// nobody wants any more is cancelled; a Locked or Running one keeps its state at priority 0,

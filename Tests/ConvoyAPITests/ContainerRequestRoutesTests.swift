@@ -1,0 +1,188 @@
+import ConvoyAPI
+import ConvoyModel
+import ConvoyTesting
+import Foundation
+import XCTest
+
+/// Container requests over real HTTP: committing makes the container, its priority follows the
+/// requests, cancelling behaves as Arvados' does.
+final class ContainerRequestRoutesTests: PostgresTestCase {
+    private var api: TestAPIServer!
+
+    override func setUp() async throws {
+        api = try await TestAPIServer.start(database: try postgresServer())
+    }
+
+    override func tearDown() async throws {
+        await api?.stop()
+    }
+
+    private let spec = #""command":["sh","-c","echo hi"],"container_image":"debian:12","cwd":"/tmp","environment":{"A":"1"},"runtime_constraints":{"vcpus":2,"ram":1000000}"#
+
+    /// Creates a request and returns its JSON, failing the test on a non-200.
+    private func submit(_ attributes: String, token: String? = nil) async throws -> [String: JSONValue] {
+        let (status, json) = try await api.call("POST", "/arvados/v1/container_requests", token: token ?? api.userToken,
+                                                body: #"{"container_request":{\#(attributes)}}"#)
+        XCTAssertEqual(status, 200, TestAPIServer.errorMessage(json))
+        return json
+    }
+
+    private func patch(_ uuid: String, _ attributes: String, token: String? = nil) async throws -> (Int, [String: JSONValue]) {
+        try await api.call("PATCH", "/arvados/v1/container_requests/\(uuid)", token: token ?? api.userToken,
+                           body: #"{"container_request":{\#(attributes)}}"#)
+    }
+
+    private func container(_ uuid: String) async throws -> [String: JSONValue] {
+        try await api.call("GET", "/arvados/v1/containers/\(uuid)", token: api.adminToken).1
+    }
+
+    func testCommittingARequestCreatesAContainerWithItsSpec() async throws {
+        let draft = try await submit(spec + #","name":"draft","priority":5"#)
+        XCTAssertEqual(draft["state"], "Uncommitted")
+        XCTAssertEqual(draft["container_uuid"], .null, "no container before commit")
+        XCTAssertEqual(draft["kind"], "arvados#containerRequest")
+        let uuid = try XCTUnwrap(draft["uuid"]?.stringValue)
+
+        let (editStatus, edited) = try await patch(uuid, #""cwd":"/work""#)
+        XCTAssertEqual(editStatus, 200, TestAPIServer.errorMessage(edited))
+        let (status, committed) = try await patch(uuid, #""state":"Committed""#)
+        XCTAssertEqual(status, 200, TestAPIServer.errorMessage(committed))
+        let containerUUID = try XCTUnwrap(committed["container_uuid"]?.stringValue)
+        let made = try await container(containerUUID)
+        XCTAssertEqual(made["state"], "Queued")
+        XCTAssertEqual(made["priority"], .number(5))
+        XCTAssertEqual(made["command"], ["sh", "-c", "echo hi"])
+        XCTAssertEqual(made["cwd"], "/work")
+        XCTAssertEqual(made["container_image"], "debian:12")
+        XCTAssertEqual(made["environment"], ["A": "1"])
+        XCTAssertEqual(made["runtime_constraints"]?.objectValue?["vcpus"], .number(2))
+
+        let (specStatus, refused) = try await patch(uuid, #""command":["true"]"#)
+        XCTAssertEqual(specStatus, 422, "the spec is fixed once committed")
+        XCTAssertTrue(TestAPIServer.errorMessage(refused).contains("Committed"))
+    }
+
+    func testTheContainerPriorityFollowsItsRequestsAndCancellingAllCancelsAQueuedContainer() async throws {
+        let first = try await submit(spec + #","state":"Committed","priority":3"#)
+        let second = try await submit(spec + #","state":"Committed","priority":7"#)
+        let containerUUID = try XCTUnwrap(first["container_uuid"]?.stringValue)
+        XCTAssertEqual(second["container_uuid"]?.stringValue, containerUUID, "use_existing shares the live container")
+        let shared = try await container(containerUUID)
+        XCTAssertEqual(shared["priority"], .number(7), "the highest committed request wins")
+
+        let (lowerStatus, _) = try await patch(try XCTUnwrap(second["uuid"]?.stringValue), #""priority":0"#)
+        XCTAssertEqual(lowerStatus, 200)
+        let afterOne = try await container(containerUUID)
+        XCTAssertEqual(afterOne["priority"], .number(3))
+        XCTAssertEqual(afterOne["state"], "Queued")
+
+        let (cancelStatus, cancelled) = try await patch(try XCTUnwrap(first["uuid"]?.stringValue), #""priority":0"#)
+        XCTAssertEqual(cancelStatus, 200)
+        XCTAssertEqual(cancelled["state"], "Final", "its container was cancelled, so the request is final")
+        let afterAll = try await container(containerUUID)
+        XCTAssertEqual(afterAll["state"], "Cancelled")
+        XCTAssertEqual(afterAll["priority"], .number(0))
+
+        let separate = try await submit(spec + #","state":"Committed","priority":1,"use_existing":false"#)
+        XCTAssertNotEqual(separate["container_uuid"]?.stringValue, containerUUID)
+    }
+
+    func testCancellingTheRequestOfARunningContainerLeavesItToTheDispatcher() async throws {
+        let request = try await submit(spec + #","state":"Committed","priority":2,"use_existing":false"#)
+        let requestUUID = try XCTUnwrap(request["uuid"]?.stringValue)
+        let containerUUID = try XCTUnwrap(request["container_uuid"]?.stringValue)
+        let (_, locked) = try await api.call("POST", "/arvados/v1/containers/\(containerUUID)/lock", token: api.dispatcherToken)
+        let authUUID = try XCTUnwrap(locked["auth_uuid"]?.stringValue)
+        let (runStatus, _) = try await api.call("PATCH", "/arvados/v1/containers/\(containerUUID)", token: api.dispatcherToken,
+                                                body: #"{"container":{"state":"Running","auth_uuid":"\#(authUUID)"}}"#)
+        XCTAssertEqual(runStatus, 200)
+
+        let (status, cancelled) = try await patch(requestUUID, #""priority":0"#)
+        XCTAssertEqual(status, 200, TestAPIServer.errorMessage(cancelled))
+        XCTAssertEqual(cancelled["state"], "Committed", "it stays committed until its container ends")
+        let running = try await container(containerUUID)
+        XCTAssertEqual(running["state"], "Running", "a running container is the dispatcher's to stop")
+        XCTAssertEqual(running["priority"], .number(0))
+
+        let (doneStatus, _) = try await api.call("PATCH", "/arvados/v1/containers/\(containerUUID)", token: api.dispatcherToken,
+                                                 body: #"{"container":{"state":"Cancelled","auth_uuid":"\#(authUUID)","log":"zzzzz-4zz18-000000000000001"}}"#)
+        XCTAssertEqual(doneStatus, 200)
+        let (_, final) = try await api.call("GET", "/arvados/v1/container_requests/\(requestUUID)", token: api.userToken)
+        XCTAssertEqual(final["state"], "Final")
+        XCTAssertEqual(final["log_uuid"], "zzzzz-4zz18-000000000000001", "the container's log is copied to its requests")
+    }
+
+    func testACompletedContainerFinalisesItsRequest() async throws {
+        let request = try await submit(spec + #","state":"Committed","priority":2,"use_existing":false"#)
+        let containerUUID = try XCTUnwrap(request["container_uuid"]?.stringValue)
+        for body in [#"{"container":{"state":"Running"}}"#, #"{"container":{"state":"Complete","exit_code":0,"output":"zzzzz-4zz18-00000000000000a"}}"#] {
+            let path = "/arvados/v1/containers/\(containerUUID)"
+            if body.contains("Running") {
+                let (lockStatus, _) = try await api.call("POST", path + "/lock", token: api.adminToken)
+                XCTAssertEqual(lockStatus, 200)
+            }
+            let (status, json) = try await api.call("PATCH", path, token: api.adminToken, body: body)
+            XCTAssertEqual(status, 200, TestAPIServer.errorMessage(json))
+        }
+        let (_, final) = try await api.call("GET", "/arvados/v1/container_requests/\(try XCTUnwrap(request["uuid"]?.stringValue))", token: api.userToken)
+        XCTAssertEqual(final["state"], "Final")
+        XCTAssertEqual(final["output_uuid"], "zzzzz-4zz18-00000000000000a")
+    }
+
+    func testWhoMaySeeAndChangeRequests() async throws {
+        let mine = try await submit(spec)
+        let uuid = try XCTUnwrap(mine["uuid"]?.stringValue)
+        let other = try await api.services.tokens.create(on: api.services.database, kind: .user).v2
+        let (hiddenStatus, _) = try await api.call("GET", "/arvados/v1/container_requests/\(uuid)", token: other)
+        XCTAssertEqual(hiddenStatus, 404, "another user's request is invisible")
+        let (_, otherList) = try await api.call("GET", "/arvados/v1/container_requests", token: other)
+        XCTAssertEqual(otherList["items"], .array([]))
+        let (_, ownList) = try await api.call("GET", "/arvados/v1/container_requests?filters=%5B%5B%22state%22%2C%22%3D%22%2C%22Uncommitted%22%5D%5D", token: api.userToken)
+        XCTAssertEqual(ownList["items_available"], .number(1))
+        let (adminStatus, _) = try await api.call("GET", "/arvados/v1/container_requests/\(uuid)", token: api.adminToken)
+        XCTAssertEqual(adminStatus, 200)
+        let (dispatcherStatus, _) = try await api.call("POST", "/arvados/v1/container_requests", token: api.dispatcherToken,
+                                                       body: #"{"container_request":{}}"#)
+        XCTAssertEqual(dispatcherStatus, 403)
+        let (patchStatus, _) = try await patch(uuid, #""name":"x""#, token: other)
+        XCTAssertEqual(patchStatus, 404)
+    }
+
+    func testSettingFinalCancelsAQueuedContainer() async throws {
+        let request = try await submit(spec + #","state":"Committed","priority":2,"use_existing":false"#)
+        let (status, final) = try await patch(try XCTUnwrap(request["uuid"]?.stringValue), #""state":"Final""#)
+        XCTAssertEqual(status, 200, TestAPIServer.errorMessage(final))
+        XCTAssertEqual(final["state"], "Final")
+        XCTAssertEqual(final["priority"], .number(0))
+        let cancelled = try await container(try XCTUnwrap(request["container_uuid"]?.stringValue))
+        XCTAssertEqual(cancelled["state"], "Cancelled")
+        let (again, refused) = try await patch(try XCTUnwrap(request["uuid"]?.stringValue), #""state":"Committed""#)
+        XCTAssertEqual(again, 422, "Final is final")
+        XCTAssertTrue(TestAPIServer.errorMessage(refused).contains("Final"))
+    }
+
+    func testBadRequestBodiesAreRefusedWithReasons() async throws {
+        let (_, before) = try await api.call("GET", "/arvados/v1/container_requests", token: api.adminToken)
+        let cases: [(body: String, status: Int, message: String)] = [
+            (#"{"container_request":{"nonsense":1}}"#, 422, "unknown attribute 'nonsense'"),
+            (#"{"container_request":{"priority":"high"}}"#, 422, "'priority' must be an integer"),
+            (#"{"container_request":{"priority":1001}}"#, 422, "between 0 and 1000"),
+            (#"{"container_request":{"command":["a",1]}}"#, 422, "array of strings"),
+            (#"{"container_request":{"runtime_constraints":{"gpus":1}}}"#, 422, "unknown key 'gpus'"),
+            (#"{"container_request":{"runtime_constraints":{"vcpus":"two"}}}"#, 422, "wrong type"),
+            (#"{"container_request":{"state":"Committed","command":["true"],"priority":0}}"#, 422, "priority greater than 0"),
+            (#"{"container_request":{"state":"Committed","priority":1}}"#, 422, "non-empty command"),
+            (#"{"container_request":{"state":"Running"}}"#, 422, "unknown state"),
+            (#"{"container_request":{"container_uuid":"zzzzz-dz642-000000000000000"}}"#, 422, "cannot be changed"),
+            (#"{"container_request":{}, "extra":1}"#, 422, "unknown parameter 'extra'"),
+            (#"{"container_request":"#, 400, "not valid JSON"),
+        ]
+        for item in cases {
+            let (status, json) = try await api.call("POST", "/arvados/v1/container_requests", token: api.userToken, body: item.body)
+            XCTAssertEqual(status, item.status, item.body)
+            XCTAssertTrue(TestAPIServer.errorMessage(json).contains(item.message), "\(item.body): \(TestAPIServer.errorMessage(json))")
+        }
+        let (_, after) = try await api.call("GET", "/arvados/v1/container_requests", token: api.adminToken)
+        XCTAssertEqual(after["items_available"], before["items_available"], "nothing refused was stored")
+    }
+}
