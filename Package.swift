@@ -16,6 +16,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         // Already in the graph through Hummingbird's TLS stack; we use its SHA-256.
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
+        // Hummingbird's TLS stack; named for NIOSSLCertificate and the server TLS configuration.
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // The three C libraries, bound as system libraries found through pkg-config.
@@ -34,8 +36,11 @@ let package = Package(
                 "ConvoyModel", "ConvoyPostgres",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_NIOFileSystem", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -71,7 +76,7 @@ let package = Package(
         .testTarget(name: "ConvoyPostgresTests", dependencies: ["ConvoyPostgres", "ConvoyTesting"]),
         .testTarget(name: "ConvoySSHTests", dependencies: ["ConvoySSH", "ConvoyTesting"]),
         .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyTesting"]),
-        .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting"]),
+        .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [
             "ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),
         ]),

@@ -9,6 +9,7 @@ packages=(
   postgresql postgresql-contrib
   openssh-server openssh-client
   bubblewrap podman runc busybox-static
+  python3-venv
 )
 
 missing=()
@@ -31,4 +32,15 @@ fi
 # sshd refuses to start without its privilege-separation directory; nothing else creates it here.
 if [ ! -d /run/sshd ]; then
   if [ "$(id -u)" -eq 0 ]; then mkdir -p /run/sshd && chmod 0755 /run/sshd; else sudo mkdir -p /run/sshd && sudo chmod 0755 /run/sshd; fi
+fi
+
+# The unmodified Arvados Python SDK, for the compatibility test (ConvoyCLITests), in a venv of the
+# repository's own. Pinned so that the test means the same thing on every machine.
+arvados_sdk_version="3.2.1"
+venv="$(cd "$(dirname "$0")/.." && pwd)/.venv-arvados"
+if ! "$venv/bin/python" -c "import arvados._version as v, sys; sys.exit(v.__version__ != '$arvados_sdk_version')" 2>/dev/null; then
+  echo "deps: installing arvados-python-client $arvados_sdk_version into $venv"
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "arvados-python-client==$arvados_sdk_version"
 fi

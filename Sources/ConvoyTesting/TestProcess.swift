@@ -22,7 +22,7 @@ public enum TestProcess {
     @discardableResult
     public static func run(
         _ executable: String, _ arguments: [String],
-        environment: [String: String]? = nil, stdin: String? = nil, check: Bool = true
+        environment: [String: String]? = nil, stdin: String? = nil, check: Bool = true, timeout: TimeInterval? = nil
     ) throws -> Output {
         let scratch = try makeTemporaryDirectory(prefix: "convoy-run")
         defer { try? FileManager.default.removeItem(at: scratch) }
@@ -35,7 +35,22 @@ public enum TestProcess {
         }
         let child = try SpawnedProcess.spawn(executable, arguments, environment: environment,
                                              stdin: inPath, stdout: outPath, stderr: errPath)
-        let status = child.wait()
+        var status: Int32
+        if let timeout {
+            // Past the limit: SIGINT first (Python prints where it was), then SIGKILL.
+            if let finished = child.wait(timeout: timeout) {
+                status = finished
+            } else {
+                child.terminate(signal: SIGINT)
+                status = child.wait(timeout: 5) ?? {
+                    child.terminate(signal: SIGKILL)
+                    return child.wait()
+                }()
+                try? "\n[killed after \(Int(timeout)) s]\n".appendLine(to: errPath)
+            }
+        } else {
+            status = child.wait()
+        }
         let output = Output(
             status: status,
             stdout: (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? "",
@@ -127,6 +142,22 @@ public struct SpawnedProcess: Sendable {
         return signal == 0 ? (status >> 8) & 0xff : 128 + signal
     }
 
+    /// Waits up to `timeout` for the process to end; its exit status, or nil if it is still running.
+    public func wait(timeout: TimeInterval) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        var status: Int32 = 0
+        while Date() < deadline {
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid {
+                let signal = status & 0x7f
+                return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+            }
+            if result < 0 && errno != EINTR { return -1 }
+            usleep(10_000)
+        }
+        return nil
+    }
+
     /// True while the process has not exited (it is reaped if it has).
     public var isRunning: Bool {
         var status: Int32 = 0
@@ -174,5 +205,14 @@ public enum FreePort {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         return rc == 0
+    }
+}
+
+private extension String {
+    func appendLine(to path: String) throws {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(utf8))
     }
 }

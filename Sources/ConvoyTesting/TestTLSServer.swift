@@ -25,13 +25,7 @@ public final class TestTLSServer: @unchecked Sendable {
 
     public static func start() throws -> TestTLSServer {
         let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-tls")
-        let certificate = directory.appendingPathComponent("cert.pem").path
-        let key = directory.appendingPathComponent("key.pem").path
-        try TestProcess.run("/usr/bin/openssl", [
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-            "-keyout", key, "-out", certificate, "-days", "2", "-subj", "/CN=127.0.0.1",
-            "-addext", "subjectAltName=IP:127.0.0.1",
-        ])
+        let (certificate, key) = try selfSignedCertificate(in: directory)
         let port = try FreePort.find()
         let log = directory.appendingPathComponent("s_server.log").path
         let process = try SpawnedProcess.spawn(
@@ -61,4 +55,16 @@ public final class TestTLSServer: @unchecked Sendable {
         process.wait()
         try? FileManager.default.removeItem(at: directory)
     }
+}
+
+/// Makes a fresh self-signed certificate and key for 127.0.0.1 (PEM files in `directory`) with openssl.
+public func selfSignedCertificate(in directory: URL) throws -> (certificate: String, key: String) {
+    let certificate = directory.appendingPathComponent("cert.pem").path
+    let key = directory.appendingPathComponent("key.pem").path
+    try TestProcess.run("/usr/bin/openssl", [
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", key, "-out", certificate, "-days", "2", "-subj", "/CN=127.0.0.1",
+        "-addext", "subjectAltName=IP:127.0.0.1",
+    ])
+    return (certificate, key)
 }

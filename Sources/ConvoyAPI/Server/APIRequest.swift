@@ -91,11 +91,17 @@ public struct APIServices: Sendable {
         }
     }
 
-    /// The query string as the flat map the list parameters come in.
+    /// The query string as the flat map the list parameters come in. `+` is a space, as HTML
+    /// forms and Python's urlencode (the Arvados SDK) write it.
     static func queryParameters(_ request: Request) -> [String: String] {
         var parameters: [String: String] = [:]
-        for (key, value) in request.uri.queryParameters {
-            parameters[String(key)] = String(value)
+        for pair in (request.uri.query ?? "").split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            func decode(_ text: Substring) -> String {
+                let spaced = text.replacingOccurrences(of: "+", with: " ")
+                return spaced.removingPercentEncoding ?? spaced
+            }
+            parameters[decode(parts[0])] = parts.count > 1 ? decode(parts[1]) : ""
         }
         return parameters
     }

@@ -1,0 +1,66 @@
+import ConvoyModel
+import ConvoyPostgres
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import NIOSSL
+import ServiceLifecycle
+
+/// What `convoy api` runs: the services prepared from the configuration, served over HTTP, or
+/// HTTPS when the configuration names a certificate and key.
+public enum APIServer {
+    /// Connects to PostgreSQL, applies the migrations, installs the SystemRootToken and opens the
+    /// blob directory.
+    public static func prepare(_ config: ConvoyConfig, logger: Logger) async throws -> APIServices {
+        let database = PostgresPool(configuration: PostgresConfiguration(keywords: config.postgreSQL.connection),
+                                    maxConnections: config.postgreSQL.connectionPool)
+        let applied = try await database.withConnection { try await PostgresMigrator(migrations: APISchema.migrations).migrate($0) }
+        if !applied.isEmpty {
+            logger.info("applied migrations", metadata: ["versions": "\(applied.map(\.version))"])
+        }
+        let containers = ContainerStore(clusterID: config.clusterID, maxDispatchAttempts: config.containers.maxDispatchAttempts)
+        _ = try await containers.tokens.installSystemRootToken(on: database, secret: config.systemRootToken)
+        return APIServices(database: database, containers: containers, blobs: try BlobStore(directory: config.api.blobDirectory),
+                           maxRequestBodySize: config.api.maxRequestSize, maxFileSize: config.api.maxFileSize,
+                           scheme: config.api.tls.certificate == nil ? "http" : "https")
+    }
+
+    /// The HTTP(S) server as a service for a `ServiceGroup`. `listen` overrides the configured address.
+    public static func application(
+        _ services: APIServices, config: ConvoyConfig, logger: Logger,
+        onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    ) throws -> some Service {
+        let (host, port) = try config.api.listenAddress()
+        let server: HTTPServerBuilder
+        if let certificate = config.api.tls.certificate, let key = config.api.tls.key {
+            let tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: try NIOSSLCertificate.fromPEMFile(certificate).map { .certificate($0) },
+                privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
+            server = try .tls(.http1(), tlsConfiguration: tls)
+        } else {
+            server = .http1()
+        }
+        return Application(
+            router: APIRouter.make(services: services),
+            server: server,
+            configuration: .init(address: .hostname(host, port: port), serverName: "convoy-api"),
+            onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? port) },
+            logger: logger)
+    }
+}
+
+extension PostgresConfiguration {
+    /// From libpq keywords as the configuration file gives them (Arvados' PostgreSQL.Connection).
+    public init(keywords: [String: String]) {
+        var extra = keywords
+        let host = extra.removeValue(forKey: "host") ?? "127.0.0.1"
+        let port = extra.removeValue(forKey: "port").flatMap(Int.init) ?? 5432
+        let user = extra.removeValue(forKey: "user") ?? "postgres"
+        let database = extra.removeValue(forKey: "dbname") ?? user
+        let password = extra.removeValue(forKey: "password")
+        self.init(host: host, port: port, user: user, database: database, password: password,
+                  applicationName: "convoy-api", extra: extra)
+    }
+}

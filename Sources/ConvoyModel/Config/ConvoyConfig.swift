@@ -1,0 +1,249 @@
+import Foundation
+import Yams
+
+/// Convoy's one configuration file (YAML). Keys follow Arvados' cluster configuration where the
+/// concept is the same, so users can move over. Unknown keys are errors, not silently ignored:
+/// a misspelt limit should not quietly fall back to its default.
+public struct ConvoyConfig: Sendable, Equatable, Decodable {
+    /// The five-character cluster id that starts every uuid.
+    public var clusterID: String
+    /// The admin token's secret. `SystemRootTokenFile` reads it from a file instead.
+    public var systemRootToken: String
+    public var postgreSQL: PostgreSQLConfig
+    public var api: APIConfig
+    public var containers: ContainersConfig
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case clusterID = "ClusterID"
+        case systemRootToken = "SystemRootToken"
+        case systemRootTokenFile = "SystemRootTokenFile"
+        case postgreSQL = "PostgreSQL"
+        case api = "API"
+        case containers = "Containers"
+    }
+
+    public init(clusterID: String, systemRootToken: String, postgreSQL: PostgreSQLConfig, api: APIConfig = APIConfig(),
+                containers: ContainersConfig = ContainersConfig()) {
+        self.clusterID = clusterID
+        self.systemRootToken = systemRootToken
+        self.postgreSQL = postgreSQL
+        self.api = api
+        self.containers = containers
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        clusterID = try container.decode(String.self, forKey: .clusterID)
+        if let token = try container.decodeIfPresent(String.self, forKey: .systemRootToken) {
+            systemRootToken = token
+        } else if let file = try container.decodeIfPresent(String.self, forKey: .systemRootTokenFile) {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ConfigError("SystemRootTokenFile \(file) cannot be read")
+            }
+            systemRootToken = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        } else {
+            throw ConfigError("SystemRootToken (or SystemRootTokenFile) is required")
+        }
+        postgreSQL = try container.decode(PostgreSQLConfig.self, forKey: .postgreSQL)
+        api = try container.decodeIfPresent(APIConfig.self, forKey: .api) ?? APIConfig()
+        containers = try container.decodeIfPresent(ContainersConfig.self, forKey: .containers) ?? ContainersConfig()
+    }
+
+    /// Parses and checks a configuration file's text.
+    public static func parse(yaml: String) throws -> ConvoyConfig {
+        let config: ConvoyConfig
+        do {
+            config = try YAMLDecoder().decode(ConvoyConfig.self, from: yaml)
+        } catch let error as ConfigError {
+            throw error
+        } catch let error as DecodingError {
+            // Yams wraps errors thrown while decoding (ours among them) as "not valid YAML".
+            if case .dataCorrupted(let context) = error, let ours = context.underlyingError as? ConfigError { throw ours }
+            throw ConfigError(Self.describe(error))
+        } catch {
+            throw ConfigError("the configuration is not valid YAML: \(error)")
+        }
+        try config.validate()
+        return config
+    }
+
+    func validate() throws {
+        guard clusterID.count == 5, clusterID.allSatisfy({ $0.isASCII && ($0.isNumber || $0.isLowercase) }) else {
+            throw ConfigError("ClusterID must be 5 characters from [0-9a-z], not '\(clusterID)'")
+        }
+        guard systemRootToken.count >= 32, systemRootToken.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
+            throw ConfigError("SystemRootToken must be at least 32 letters and digits")
+        }
+        if let port = postgreSQL.connection["port"], Int(port) == nil {
+            throw ConfigError("PostgreSQL.Connection.port must be a number, not '\(port)'")
+        }
+        guard (1...1000).contains(postgreSQL.connectionPool) else { throw ConfigError("PostgreSQL.ConnectionPool must be 1 to 1000") }
+        guard api.maxRequestSize >= 1024 else { throw ConfigError("API.MaxRequestSize must be at least 1024 bytes") }
+        guard api.maxFileSize >= 1 else { throw ConfigError("API.MaxFileSize must be positive") }
+        guard containers.maxDispatchAttempts >= 1 else { throw ConfigError("Containers.MaxDispatchAttempts must be at least 1") }
+        if (api.tls.certificate == nil) != (api.tls.key == nil) {
+            throw ConfigError("API.TLS needs both Certificate and Key, or neither")
+        }
+        _ = try api.listenAddress()
+    }
+
+    private static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String {
+            context.codingPath.map(\.stringValue).filter { Int($0) == nil }.joined(separator: ".")
+        }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return "\((path(context).isEmpty ? "" : path(context) + ".") + key.stringValue) is required"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context):
+            return "\(path(context)) has the wrong type: \(context.debugDescription)"
+        case .dataCorrupted(let context):
+            return path(context).isEmpty ? "the configuration is not valid YAML: \(context.debugDescription)"
+                                         : "\(path(context)): \(context.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}
+
+/// `PostgreSQL:` — where the API keeps its records.
+public struct PostgreSQLConfig: Sendable, Equatable, Decodable {
+    /// libpq connection keywords, as in Arvados' config: host, port, user, password, dbname, and
+    /// any other (sslmode, …). A password may also come from `PGPASSFILE`/`~/.pgpass`.
+    public var connection: [String: String]
+    public var connectionPool: Int
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case connection = "Connection"
+        case connectionPool = "ConnectionPool"
+    }
+
+    public init(connection: [String: String], connectionPool: Int = 16) {
+        self.connection = connection
+        self.connectionPool = connectionPool
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        connection = try container.decode([String: String].self, forKey: .connection)
+        connectionPool = try container.decodeIfPresent(Int.self, forKey: .connectionPool) ?? 16
+    }
+}
+
+/// `API:` — how `convoy api` serves.
+public struct APIConfig: Sendable, Equatable, Decodable {
+    /// `host:port` to listen on.
+    public var listen: String
+    public var tls: TLSConfig
+    /// Largest JSON request body, in bytes (Arvados' API.MaxRequestSize).
+    public var maxRequestSize: Int
+    /// Largest collection file upload, in bytes.
+    public var maxFileSize: Int64
+    /// Where collection file contents are stored.
+    public var blobDirectory: String
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case listen = "Listen"
+        case tls = "TLS"
+        case maxRequestSize = "MaxRequestSize"
+        case maxFileSize = "MaxFileSize"
+        case blobDirectory = "BlobDirectory"
+    }
+
+    public init(listen: String = "127.0.0.1:8000", tls: TLSConfig = TLSConfig(), maxRequestSize: Int = 128 << 20,
+                maxFileSize: Int64 = 64 << 30, blobDirectory: String = "/var/lib/convoy/blobs") {
+        self.listen = listen
+        self.tls = tls
+        self.maxRequestSize = maxRequestSize
+        self.maxFileSize = maxFileSize
+        self.blobDirectory = blobDirectory
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = APIConfig()
+        listen = try container.decodeIfPresent(String.self, forKey: .listen) ?? defaults.listen
+        tls = try container.decodeIfPresent(TLSConfig.self, forKey: .tls) ?? defaults.tls
+        maxRequestSize = try container.decodeIfPresent(Int.self, forKey: .maxRequestSize) ?? defaults.maxRequestSize
+        maxFileSize = try container.decodeIfPresent(Int64.self, forKey: .maxFileSize) ?? defaults.maxFileSize
+        blobDirectory = try container.decodeIfPresent(String.self, forKey: .blobDirectory) ?? defaults.blobDirectory
+    }
+
+    /// `Listen` split into host and port.
+    public func listenAddress() throws -> (host: String, port: Int) {
+        guard let colon = listen.lastIndex(of: ":"), let port = Int(listen[listen.index(after: colon)...]),
+              (0...65535).contains(port), colon != listen.startIndex
+        else { throw ConfigError("API.Listen must be host:port, not '\(listen)'") }
+        return (String(listen[..<colon]).trimmingCharacters(in: CharacterSet(charactersIn: "[]")), port)
+    }
+}
+
+/// `API.TLS:` — serve HTTPS with this certificate chain and key (PEM files).
+public struct TLSConfig: Sendable, Equatable, Decodable {
+    public var certificate: String?
+    public var key: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case certificate = "Certificate"
+        case key = "Key"
+    }
+
+    public init(certificate: String? = nil, key: String? = nil) {
+        self.certificate = certificate
+        self.key = key
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        certificate = try container.decodeIfPresent(String.self, forKey: .certificate)
+        key = try container.decodeIfPresent(String.self, forKey: .key)
+    }
+}
+
+/// `Containers:` — limits on running containers.
+public struct ContainersConfig: Sendable, Equatable, Decodable {
+    /// Locks per container before it is cancelled instead (Arvados' Containers.MaxDispatchAttempts).
+    public var maxDispatchAttempts: Int
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case maxDispatchAttempts = "MaxDispatchAttempts"
+    }
+
+    public init(maxDispatchAttempts: Int = 10) {
+        self.maxDispatchAttempts = maxDispatchAttempts
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        maxDispatchAttempts = try container.decodeIfPresent(Int.self, forKey: .maxDispatchAttempts) ?? 10
+    }
+}
+
+/// A configuration mistake, said so that the operator can fix it.
+public struct ConfigError: Error, Equatable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+private struct AnyCodingKey: CodingKey {
+    let stringValue: String
+    let intValue: Int?
+    init(stringValue: String) { self.stringValue = stringValue; intValue = nil }
+    init?(intValue: Int) { stringValue = String(intValue); self.intValue = intValue }
+}
+
+extension Decoder {
+    /// Throws for a key the section does not know, naming it and the section's known keys.
+    func rejectUnknownKeys<Keys: CodingKey & CaseIterable>(_ known: Keys.Type) throws {
+        let present = try container(keyedBy: AnyCodingKey.self).allKeys.map(\.stringValue)
+        let names = Set(Keys.allCases.map(\.stringValue))
+        if let unknown = present.sorted().first(where: { !names.contains($0) }) {
+            let section = codingPath.map(\.stringValue).joined(separator: ".")
+            throw ConfigError("unknown key '\((section.isEmpty ? "" : section + ".") + unknown)'; known keys here are \(names.sorted().joined(separator: ", "))")
+        }
+    }
+}
