@@ -26,6 +26,7 @@ run: build
 
 ## bench: the benchmarks recorded in docs/benchmarks.md (release build; not part of make test)
 bench: deps
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product convoy
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product ConvoyBench
 	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyBench"
 

@@ -67,7 +67,7 @@ let package = Package(
         // Benchmarks run with `make bench`, never as part of `make test`.
         .executableTarget(
             name: "ConvoyBench",
-            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH"],
+            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyModel"],
             path: "Benchmarks/ConvoyBench"
         ),
 

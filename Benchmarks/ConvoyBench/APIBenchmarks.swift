@@ -1,0 +1,139 @@
+import ConvoyHTTP
+import ConvoyModel
+import ConvoyPostgres
+import ConvoyTesting
+import Foundation
+
+/// The containers API's two benchmarks, against the real `convoy api` binary (release build) over
+/// plain HTTP on loopback, with its own private PostgreSQL.
+enum APIBenchmarks {
+    static func run(quick: Bool) async throws {
+        let database = try TestPostgresServer.start()
+        defer { database.stop() }
+        // Locks are cycled far past the usual cap of 10 per container.
+        let api = try TestAPIProcess.start(database: database, tls: false,
+                                           extraConfig: "Containers:\n  MaxDispatchAttempts: 2000000000")
+        defer { api.stop() }
+        let token = try api.runCLI(["token", "create", "--kind", "dispatcher"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        let db = try await PostgresConnection.connect(database.configuration)
+        defer { Task { await db.close() } }
+        try await lockUnlockBenchmark(api: api, token: token, database: database, db: db, quick: quick)
+        try await queueListingBenchmark(api: api, token: token, db: db, quick: quick)
+    }
+
+    /// Queued containers with fixed uuids `zzzzz-dz642-<prefix><n>`, straight into the table.
+    static func insertContainers(_ db: PostgresConnection, count: Int, prefix: String, queuedEvery: Int = 1) async throws -> [String] {
+        try await db.execute("""
+            INSERT INTO containers (uuid, state, priority, command, runtime_constraints, fingerprint)
+            SELECT 'zzzzz-dz642-' || $1 || lpad(i::text, 15 - length($1), '0'),
+                   CASE WHEN i % $3 = 0 THEN 'Queued' ELSE 'Complete' END,
+                   (i * 7919) % 1000 + 1, '["true"]', '{"vcpus":1,"ram":268435456}', md5(i::text)
+            FROM generate_series(1, $2::int) AS i
+            """, [prefix, count, queuedEvery])
+        try await db.execute("ANALYZE containers")
+        return (1...count).map { "zzzzz-dz642-\(prefix)\(String(repeating: "0", count: 15 - prefix.count - String($0).count))\($0)" }
+    }
+
+    // MARK: (3) lock + unlock cycles per second, 8 clients
+
+    static func lockUnlockBenchmark(api: TestAPIProcess, token: String, database: TestPostgresServer, db: PostgresConnection,
+                                    quick: Bool) async throws {
+        print("## API: lock + unlock cycles per second, 8 concurrent clients\n")
+        let clients = 8
+        let duration: Duration = quick ? .seconds(3) : .seconds(15)
+        let containers = try await insertContainers(db, count: clients, prefix: "lock")
+        let http = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
+        let headers = [(name: "Authorization", value: "Bearer \(token)")]
+        func cycle(_ uuid: String) async throws {
+            for action in ["lock", "unlock"] {
+                let response = try await http.execute(HTTPRequest(method: "POST", url: "\(api.baseURL)/arvados/v1/containers/\(uuid)/\(action)", headers: headers))
+                guard response.status == 200 else {
+                    throw TestProcess.Failure("\(action) answered \(response.status): \(String(decoding: response.body, as: UTF8.self))")
+                }
+            }
+        }
+        for uuid in containers { try await cycle(uuid) }  // warm up connections and caches
+        let start = ContinuousClock.now
+        let end = start + duration
+        let cycles = try await withThrowingTaskGroup(of: Int.self) { group in
+            for uuid in containers {
+                group.addTask {
+                    var count = 0
+                    while ContinuousClock.now < end {
+                        try await cycle(uuid)
+                        count += 1
+                    }
+                    return count
+                }
+            }
+            return try await group.reduce(0, +)
+        }
+        let ours = Double(cycles) / ConvoyBench.seconds(ContinuousClock.now - start)
+
+        // pgbench runs what the API's lock and unlock do in SQL: per call one transaction that
+        // row-locks the container, checks the epoch, writes the row and a history row (the API
+        // also mints and revokes a token, which this script leaves out), 8 clients, a row each.
+        let pgContainers = try await insertContainers(db, count: clients, prefix: "pgbn")
+        let script = """
+            \\set n :client_id + 1
+            BEGIN;
+            SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE;
+            SELECT state FROM containers WHERE uuid = 'zzzzz-dz642-pgbn' || lpad(:n::text, 11, '0') FOR UPDATE;
+            UPDATE containers SET state = 'Locked', locked_by_uuid = 'x', auth_uuid = 'y', lock_count = lock_count + 1, modified_at = now() WHERE uuid = 'zzzzz-dz642-pgbn' || lpad(:n::text, 11, '0');
+            INSERT INTO container_state_history (container_uuid, from_state, to_state) VALUES ('zzzzz-dz642-pgbn' || lpad(:n::text, 11, '0'), 'Queued', 'Locked');
+            COMMIT;
+            BEGIN;
+            SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE;
+            SELECT state FROM containers WHERE uuid = 'zzzzz-dz642-pgbn' || lpad(:n::text, 11, '0') FOR UPDATE;
+            UPDATE containers SET state = 'Queued', locked_by_uuid = NULL, auth_uuid = NULL, modified_at = now() WHERE uuid = 'zzzzz-dz642-pgbn' || lpad(:n::text, 11, '0');
+            INSERT INTO container_state_history (container_uuid, from_state, to_state) VALUES ('zzzzz-dz642-pgbn' || lpad(:n::text, 11, '0'), 'Locked', 'Queued');
+            COMMIT;
+
+            """
+        precondition(pgContainers.count == clients)
+        let scriptPath = NSTemporaryDirectory() + "/convoy-bench-lock-\(getpid()).sql"
+        try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: scriptPath) }
+        let output = try TestProcess.run("/usr/bin/pgbench", [
+            "-n", "-f", scriptPath, "-c", String(clients), "-j", "2", "-T", String(duration.components.seconds), "-M", "extended",
+            "-h", database.host, "-p", String(database.port), "-U", database.user, database.database,
+        ]).stdout
+        let pgbench = output.split(separator: "\n").first { $0.hasPrefix("tps") }
+            .flatMap { $0.split(separator: " ").dropFirst(2).first }.flatMap { Double($0) } ?? 0
+
+        print("| client | lock + unlock cycles/s (8 clients, \(duration.components.seconds) s) | ratio to pgbench |")
+        print("|---|---|---|")
+        print("| `convoy api` over HTTP (POST …/lock, POST …/unlock) | \(Int(ours)) | \(String(format: "%.2f", ours / pgbench)) |")
+        print("| pgbench, the same two transactions in SQL | \(Int(pgbench)) | 1.00 |")
+        print("")
+    }
+
+    // MARK: (4) the first 100 Queued containers by priority, from 100,000
+
+    static func queueListingBenchmark(api: TestAPIProcess, token: String, db: PostgresConnection, quick: Bool) async throws {
+        print("## API: the first 100 Queued containers by priority, from a table of 100,000\n")
+        // 100,000 more rows: four in five Queued, the rest Complete.
+        _ = try await insertContainers(db, count: 100_000, prefix: "q", queuedEvery: 1)
+        try await db.execute("UPDATE containers SET state = 'Complete' WHERE uuid LIKE 'zzzzz-dz642-q%' AND right(uuid, 1) IN ('0', '5')")
+        try await db.execute("ANALYZE containers")
+        let http = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
+        let filters = #"[["state","=","Queued"]]"#.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        let runs = quick ? 50 : 300
+        print("| request | median | p90 | runs |")
+        print("|---|---|---|---|")
+        for count in ["none", "exact"] {
+            let url = "\(api.baseURL)/arvados/v1/containers?filters=\(filters)&order=priority%20desc&limit=100&count=\(count)"
+            var latencies: [Duration] = []
+            for run in 0..<(runs + 10) {
+                let start = ContinuousClock.now
+                let response = try await http.execute(HTTPRequest(url: url, headers: [(name: "Authorization", value: "Bearer \(token)")]))
+                let elapsed = ContinuousClock.now - start
+                guard response.status == 200 else { throw TestProcess.Failure("list answered \(response.status)") }
+                if run >= 10 { latencies.append(elapsed) }  // the first ten warm up
+            }
+            latencies.sort()
+            print("| `GET /arvados/v1/containers?filters=[[\"state\",\"=\",\"Queued\"]]&order=priority desc&limit=100&count=\(count)` | \(ConvoyBench.milliseconds(latencies[latencies.count / 2])) ms | \(ConvoyBench.milliseconds(latencies[latencies.count * 9 / 10])) ms | \(runs) |")
+        }
+        print("")
+    }
+}
