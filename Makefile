@@ -20,7 +20,7 @@ test: deps
 	$(SWIFT) build $(SWIFT_FLAGS) --build-tests
 	$(SWIFT) test $(SWIFT_FLAGS) --skip-build
 
-## run: the local cluster (for now: checks the machine and says what it will start)
+## run: the local cluster on loopback: PostgreSQL, convoy api over HTTPS, a demo workload (make stop ends it)
 run: build
 	@bash scripts/run.sh "$$($(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)/convoy"
 

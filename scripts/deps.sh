@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  pkg-config openssl
+  pkg-config openssl curl
   libpq-dev libssh2-1-dev libcurl4-openssl-dev
   postgresql postgresql-contrib
   openssh-server openssh-client

@@ -1,30 +1,134 @@
 #!/usr/bin/env bash
-# `make run`: the embedded local cluster. The dispatcher, the API and the loopback cloud driver
-# land in later work; until then this checks the machine and says what the cluster will be.
+# `make run`: the embedded local cluster, all on loopback, its state under ./.convoy-dev/.
+# Today it runs the parts that exist: a private PostgreSQL, `convoy api` over HTTPS with a fresh
+# self-signed certificate, a user token and a demo workload of container requests. The
+# dispatcher replicas and the loopback cloud join when they are built. `make stop` stops it.
 set -euo pipefail
 
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dev="$root/.convoy-dev"
+pg_port="${CONVOY_PG_PORT:-54329}"
+api_port="${CONVOY_API_PORT:-8443}"
+pg_bin="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)"
+
+as_postgres() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+stop() {
+  if [ -f "$dev/api.pid" ]; then
+    kill "$(cat "$dev/api.pid")" 2>/dev/null || true
+    rm -f "$dev/api.pid"
+  fi
+  if [ -f "$dev/pg/data/postmaster.pid" ]; then
+    as_postgres "$pg_bin/pg_ctl" -D "$dev/pg/data" -m fast -w stop >/dev/null || true
+  fi
+}
+
 if [ "${1:-}" = "--stop" ]; then
-  echo "convoy: nothing is running yet (make run starts no long-lived process so far)."
+  stop
+  echo "convoy: stopped (state kept in $dev; rm -rf it to start afresh)"
   exit 0
 fi
 
 convoy="$1"
-echo "== convoy doctor"
-"$convoy" doctor
-echo
-cat <<'TEXT'
-== What `make run` will start (work in progress)
-The local cluster, all on loopback, with its data under ./.convoy-dev/:
-  - a private PostgreSQL (initdb + pg_ctl, as in the test harness)
-  - convoy api            the containers API (Arvados-compatible) — not built yet
-  - convoy dispatch  x3   dispatcher replicas electing a leader — not built yet
-  - loopback cloud        one private sshd per worker instance — harness exists, driver not yet
-  - a demo workload       a dozen containers of different sizes — not yet
+[ -n "$pg_bin" ] || { echo "PostgreSQL server programs not found: run make deps" >&2; exit 1; }
+stop
+mkdir -p "$dev"
 
-What exists today is the foundation: the libpq, libssh2 and libcurl bindings, the test harness
-that starts real PostgreSQL, sshd and HTTP servers, `convoy version` and `convoy doctor`.
-Try:
-  make test      the test suite against real servers
-  make bench     SSH and PostgreSQL round-trip benchmarks (docs/benchmarks.md)
+echo "== PostgreSQL on 127.0.0.1:$pg_port"
+if [ ! -d "$dev/pg/data" ]; then
+  mkdir -p "$dev/pg"
+  [ "$(id -u)" -ne 0 ] || chown -R postgres:postgres "$dev/pg"
+  as_postgres "$pg_bin/initdb" -D "$dev/pg/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+fi
+as_postgres "$pg_bin/pg_ctl" -D "$dev/pg/data" -l "$dev/pg/server.log" -w \
+  -o "-k $dev/pg -p $pg_port -c listen_addresses=127.0.0.1" start >/dev/null
+psql=(psql -h 127.0.0.1 -p "$pg_port" -U postgres -X -q -t -A)
+if [ "$("${psql[@]}" -d postgres -c "SELECT 1 FROM pg_database WHERE datname = 'convoy'")" != "1" ]; then
+  "${psql[@]}" -d postgres -c "CREATE DATABASE convoy"
+fi
+
+echo "== TLS certificate and the system root token"
+mkdir -p "$dev/tls"
+if [ ! -f "$dev/tls/cert.pem" ]; then
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 \
+    -keyout "$dev/tls/key.pem" -out "$dev/tls/cert.pem" -subj /CN=convoy-dev \
+    -addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null
+fi
+if [ ! -f "$dev/root-token" ]; then
+  (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$dev/root-token")
+fi
+
+cat > "$dev/config.yml" <<YAML
+ClusterID: zzzzz
+SystemRootTokenFile: $dev/root-token
+PostgreSQL:
+  Connection:
+    host: 127.0.0.1
+    port: $pg_port
+    user: postgres
+    dbname: convoy
+API:
+  Listen: 127.0.0.1:$api_port
+  TLS:
+    Certificate: $dev/tls/cert.pem
+    Key: $dev/tls/key.pem
+  BlobDirectory: $dev/blobs
+Containers:
+  MaxDispatchAttempts: 10
+YAML
+
+echo "== convoy api on https://127.0.0.1:$api_port"
+nohup "$convoy" api --config "$dev/config.yml" >> "$dev/api.log" 2>&1 &
+echo $! > "$dev/api.pid"
+base="https://127.0.0.1:$api_port"
+for _ in $(seq 1 150); do
+  curl -skf "$base/discovery/v1/apis/arvados/v1/rest" >/dev/null && break
+  kill -0 "$(cat "$dev/api.pid")" 2>/dev/null || { echo "convoy api exited:" >&2; tail -20 "$dev/api.log" >&2; exit 1; }
+  sleep 0.2
+done
+
+[ -f "$dev/user-token" ] || "$convoy" api token create --config "$dev/config.yml" --kind user > "$dev/user-token"
+[ -f "$dev/dispatcher-token" ] || "$convoy" api token create --config "$dev/config.yml" --kind dispatcher > "$dev/dispatcher-token"
+user_token="$(cat "$dev/user-token")"
+
+echo "== demo workload: container requests of different sizes"
+request() {  # name priority vcpus ram-MiB command…
+  local name="$1" priority="$2" vcpus="$3" ram="$4"; shift 4
+  local command
+  command="$(printf '"%s",' "$@")"
+  curl -skf -X POST -H "Authorization: Bearer $user_token" -H "Content-Type: application/json" \
+    "$base/arvados/v1/container_requests" -d @- <<JSON | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  %-14s %s -> container %s" % (r["name"], r["state"], r["container_uuid"]))'
+{"container_request": {"name": "$name", "state": "Committed", "priority": $priority, "use_existing": false,
+  "command": [${command%,}], "container_image": "busybox",
+  "runtime_constraints": {"vcpus": $vcpus, "ram": $((ram * 1048576))}}}
+JSON
+}
+request hello        500 1 64   echo "hello from convoy"
+request count-small  400 1 128  sh -c 'for i in 1 2 3; do echo $i; sleep 1; done'
+request big-sort     300 2 1024 sh -c 'seq 100000 | sort -rn | head -3'
+request nightly      100 4 4096 sh -c 'sleep 5; echo done'
+
+echo
+echo "== the queue, as a dispatcher sees it"
+filters='%5B%5B%22state%22%2C%22%3D%22%2C%22Queued%22%5D%5D'
+curl -skf -H "Authorization: Bearer $(cat "$dev/dispatcher-token")" \
+  "$base/arvados/v1/containers?filters=$filters&order=priority+desc&count=exact" | python3 -c '
+import json, sys
+page = json.load(sys.stdin)
+print("  %d Queued" % page["items_available"])
+for c in page["items"]:
+    print("  %s priority %4d  %d vCPU %5d MiB  %s" % (c["uuid"], c["priority"], c["runtime_constraints"]["vcpus"],
+          c["runtime_constraints"]["ram"] // 1048576, " ".join(c["command"])))'
+
+cat <<TEXT
+
+Running: PostgreSQL (127.0.0.1:$pg_port) and convoy api ($base), state in $dev.
+Use it as an Arvados cluster:
+  export ARVADOS_API_HOST=127.0.0.1:$api_port ARVADOS_API_HOST_INSECURE=1
+  export ARVADOS_API_TOKEN=\$(cat $dev/user-token)
+  .venv-arvados/bin/python -c 'import arvados; print(arvados.api("v1").container_requests().list().execute()["items_available"])'
+Not running yet: the dispatcher replicas and the loopback cloud (they are still being built),
+so the containers stay Queued. \`make stop\` stops everything.
 TEXT
-"$convoy" version --verbose
