@@ -150,4 +150,19 @@ final class ContainerRoutesTests: PostgresTestCase {
         let (getStatus, _) = try await call("GET", "/arvados/v1/containers/zzzzz-dz642-000000000000000", token: scoped)
         XCTAssertEqual(getStatus, 403, "an exact scope does not cover the paths below it")
     }
+
+    func testFiftyConcurrentLockCallsOverHTTPHaveExactlyOneWinner() async throws {
+        let container = try await newContainer()
+        let api: TestAPIServer = self.api
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for _ in 0..<50 {
+                group.addTask { try await api.call("POST", "/arvados/v1/containers/\(container.uuid)/lock", token: api.dispatcherToken).0 }
+            }
+            return try await group.reduce(into: [Int]()) { $0.append($1) }
+        }
+        XCTAssertEqual(statuses.filter { $0 == 200 }.count, 1, "\(statuses)")
+        XCTAssertEqual(statuses.filter { $0 == 422 }.count, 49, "the others are told the container is no longer Queued")
+        let (_, locked) = try await call("GET", "/arvados/v1/containers/\(container.uuid)", token: api.adminToken)
+        XCTAssertEqual(locked["lock_count"], .number(1))
+    }
 }

@@ -21,20 +21,18 @@ enum CollectionRoutes {
                 properties: try attributes.object("properties") ?? [:],
                 containerUUID: try attributes.uuid("container_uuid", type: .container),
                 by: caller, on: services.database)
-            return try APIResponses.json(APIResponses.collection(collection))
+            return try APIResponses.one(collection)
         }
         collections.get { request, _ -> Response in
             _ = try await services.authenticate(request)
             let query = try APIServices.listQuery(request, schema: CollectionStore.schema)
             let page = try await services.collections.list(query, on: services.database)
-            let items = try page.items.map { try APIResponses.collection($0, select: query.select) }
-            return try APIResponses.json(APIResponses.list(items, kind: "arvados#collectionList", query: query,
-                                                           itemsAvailable: page.itemsAvailable))
+            return try APIResponses.page(page.items, query: query, itemsAvailable: page.itemsAvailable)
         }
         collections.get(":uuid") { request, context -> Response in
             _ = try await services.authenticate(request)
             let uuid = try APIServices.uuid(context, type: .collection)
-            return try APIResponses.json(APIResponses.collection(try await services.collections.get(uuid, on: services.database)))
+            return try APIResponses.one(try await services.collections.get(uuid, on: services.database))
         }
         collections.put(":uuid/files/**") { request, context -> Response in
             let caller = try await services.authenticate(request)

@@ -12,21 +12,18 @@ enum ContainerRequestRoutes {
             let created = try await services.database.withConnection { db in
                 try await services.containerRequests.create(changes, by: caller, on: db)
             }
-            return try APIResponses.json(APIResponses.containerRequest(created))
+            return try APIResponses.one(created)
         }
         requests.get { request, _ -> Response in
             let caller = try await services.authenticate(request)
             let query = try APIServices.listQuery(request, schema: ContainerRequestStore.schema)
             let page = try await services.containerRequests.list(query, as: caller, on: services.database)
-            let items = try page.items.map { try APIResponses.containerRequest($0, select: query.select) }
-            return try APIResponses.json(APIResponses.list(items, kind: "arvados#containerRequestList", query: query,
-                                                           itemsAvailable: page.itemsAvailable))
+            return try APIResponses.page(page.items, query: query, itemsAvailable: page.itemsAvailable)
         }
         requests.get(":uuid") { request, context -> Response in
             let caller = try await services.authenticate(request)
             let uuid = try APIServices.uuid(context, type: .containerRequest)
-            return try APIResponses.json(APIResponses.containerRequest(
-                try await services.containerRequests.get(uuid, as: caller, on: services.database)))
+            return try APIResponses.one(try await services.containerRequests.get(uuid, as: caller, on: services.database))
         }
         let update: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, context in
             let caller = try await services.authenticate(request)
@@ -35,7 +32,7 @@ enum ContainerRequestRoutes {
             let updated = try await services.database.withConnection { db in
                 try await services.containerRequests.update(uuid, changes, by: caller, on: db)
             }
-            return try APIResponses.json(APIResponses.containerRequest(updated))
+            return try APIResponses.one(updated)
         }
         requests.patch(":uuid", use: update)
         requests.put(":uuid", use: update)

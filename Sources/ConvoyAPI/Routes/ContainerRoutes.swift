@@ -11,13 +11,12 @@ enum ContainerRoutes {
             let caller = try await services.authenticate(request)
             let query = try APIServices.listQuery(request, schema: ContainerStore.schema)
             let page = try await services.containers.list(query, as: caller, on: services.database)
-            let items = try page.items.map { try APIResponses.container($0, select: query.select) }
-            return try APIResponses.json(APIResponses.list(items, kind: "arvados#containerList", query: query, itemsAvailable: page.itemsAvailable))
+            return try APIResponses.page(page.items, query: query, itemsAvailable: page.itemsAvailable)
         }
         containers.get(":uuid") { request, context -> Response in
             let caller = try await services.authenticate(request)
             let uuid = try APIServices.uuid(context, type: .container)
-            return try APIResponses.json(APIResponses.container(try await services.containers.get(uuid, as: caller, on: services.database)))
+            return try APIResponses.one(try await services.containers.get(uuid, as: caller, on: services.database))
         }
         let update: @Sendable (Request, BasicRequestContext) async throws -> Response = { request, context in
             let caller = try await services.authenticate(request)
@@ -27,7 +26,7 @@ enum ContainerRoutes {
             let container = try await services.database.withConnection { db in
                 try await services.containers.update(uuid, changes, by: caller, epoch: epoch, on: db)
             }
-            return try APIResponses.json(APIResponses.container(container))
+            return try APIResponses.one(container)
         }
         containers.patch(":uuid", use: update)
         containers.put(":uuid", use: update)
@@ -44,7 +43,7 @@ enum ContainerRoutes {
                 let container = try await services.database.withConnection { db in
                     try await perform(services.containers, uuid, caller, epoch, db)
                 }
-                return try APIResponses.json(APIResponses.container(container))
+                return try APIResponses.one(container)
             }
         }
         containers.get(":uuid/auth") { request, context -> Response in

@@ -22,14 +22,13 @@ enum LogRoutes {
             }
             let entry = try await services.logs.create(objectUUID: objectUUID, eventType: eventType, properties: properties,
                                                        by: caller, on: services.database)
-            return try APIResponses.json(APIResponses.log(entry))
+            return try APIResponses.one(entry)
         }
         logs.get { request, _ -> Response in
             let caller = try await services.authenticate(request)
             let query = try APIServices.listQuery(request, schema: LogStore.schema)
             let page = try await services.logs.list(query, as: caller, on: services.database)
-            let items = try page.items.map { try APIResponses.log($0, select: query.select) }
-            return try APIResponses.json(APIResponses.list(items, kind: "arvados#logList", query: query, itemsAvailable: page.itemsAvailable))
+            return try APIResponses.page(page.items, query: query, itemsAvailable: page.itemsAvailable)
         }
     }
 }

@@ -26,35 +26,30 @@ enum APIResponses {
                         body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 
-    /// A record as Arvados returns it: every attribute present (null when unset), plus `kind`.
-    static func record<Keys: CodingKey & CaseIterable>(_ value: some Encodable, keys: Keys.Type, kind: String,
-                                                         select: [String]? = nil) throws -> JSONValue {
-        let data = try encoder.encode(value)
-        var members = try JSONDecoder().decode([String: JSONValue].self, from: data)
-        for key in Keys.allCases where members[key.stringValue] == nil {
-            members[key.stringValue] = .null
+    /// One record as Arvados returns it: every attribute present (null when unset), plus `kind`.
+    static func one<Record: APIRecord>(_ record: Record) throws -> Response {
+        try encoded(RecordBody(record: record))
+    }
+
+    /// A page of records in Arvados' list envelope. With `select`, only those attributes.
+    static func page<Record: APIRecord>(_ records: [Record], query: ListQuery, itemsAvailable: Int?) throws -> Response {
+        if let select = query.select {
+            let items = try records.map { try selected($0, select) }
+            return try json(list(items, kind: Record.kind + "List", query: query, itemsAvailable: itemsAvailable))
         }
-        if let select {
-            members = members.filter { select.contains($0.key) }
-        }
-        members["kind"] = .string(kind)
-        return .object(members)
+        return try encoded(ListBody(kind: Record.kind + "List", offset: query.offset, limit: query.limit,
+                                    items: records.map(RecordBody.init), itemsAvailable: itemsAvailable))
     }
 
-    static func container(_ container: Container, select: [String]? = nil) throws -> JSONValue {
-        try record(container, keys: Container.CodingKeys.self, kind: "arvados#container", select: select)
+    /// The record with only the `select`ed attributes (and `kind`).
+    static func selected<Record: APIRecord>(_ record: Record, _ select: [String]) throws -> JSONValue {
+        let members = try JSONDecoder().decode([String: JSONValue].self, from: encoder.encode(RecordBody(record: record)))
+        return .object(members.filter { select.contains($0.key) || $0.key == "kind" })
     }
 
-    static func containerRequest(_ request: ContainerRequest, select: [String]? = nil) throws -> JSONValue {
-        try record(request, keys: ContainerRequest.CodingKeys.self, kind: "arvados#containerRequest", select: select)
-    }
-
-    static func log(_ entry: LogEntry, select: [String]? = nil) throws -> JSONValue {
-        try record(entry, keys: LogEntry.CodingKeys.self, kind: "arvados#log", select: select)
-    }
-
-    static func collection(_ collection: Collection, select: [String]? = nil) throws -> JSONValue {
-        try record(collection, keys: Collection.CodingKeys.self, kind: "arvados#collection", select: select)
+    private static func encoded(_ value: some Encodable) throws -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"],
+                 body: ResponseBody(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 
     static func token(_ token: APIToken, secret: String? = nil) -> JSONValue {
@@ -83,5 +78,72 @@ enum APIResponses {
         ]
         if let itemsAvailable { members["items_available"] = .number(Double(itemsAvailable)) }
         return .object(members)
+    }
+}
+
+/// A model type the API returns: its JSON attribute names and its Arvados `kind`.
+protocol APIRecord: Encodable {
+    associatedtype Keys: CodingKey & CaseIterable
+    static var kind: String { get }
+}
+
+extension Container: APIRecord {
+    typealias Keys = CodingKeys
+    static var kind: String { "arvados#container" }
+}
+
+extension ContainerRequest: APIRecord {
+    typealias Keys = CodingKeys
+    static var kind: String { "arvados#containerRequest" }
+}
+
+extension LogEntry: APIRecord {
+    typealias Keys = CodingKeys
+    static var kind: String { "arvados#log" }
+}
+
+extension Collection: APIRecord {
+    typealias Keys = CodingKeys
+    static var kind: String { "arvados#collection" }
+}
+
+/// Encodes a record straight into the response (no round trip through `JSONValue`): first a null
+/// for every attribute, then the record's own encoding over them (set ones replace the nulls),
+/// then `kind`. All three write into the one JSON object of this level.
+private struct RecordBody<Record: APIRecord>: Encodable {
+    let record: Record
+
+    private enum Extra: String, CodingKey { case kind }
+
+    func encode(to encoder: any Encoder) throws {
+        var nulls = encoder.container(keyedBy: Record.Keys.self)
+        for key in Record.Keys.allCases { try nulls.encodeNil(forKey: key) }
+        try record.encode(to: encoder)
+        var extra = encoder.container(keyedBy: Extra.self)
+        try extra.encode(Record.kind, forKey: .kind)
+    }
+}
+
+private struct ListBody<Record: APIRecord>: Encodable {
+    let kind: String
+    let offset: Int
+    let limit: Int
+    let items: [RecordBody<Record>]
+    let itemsAvailable: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case kind, offset, limit, items
+        case etag, selfLink = "self_link", itemsAvailable = "items_available"
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(kind, forKey: .kind)
+        try container.encode("", forKey: .etag)
+        try container.encode("", forKey: .selfLink)
+        try container.encode(offset, forKey: .offset)
+        try container.encode(limit, forKey: .limit)
+        try container.encode(items, forKey: .items)
+        try container.encodeIfPresent(itemsAvailable, forKey: .itemsAvailable)
     }
 }
