@@ -45,6 +45,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "ConvoyAPIClient", dependencies: ["ConvoyModel", "ConvoyHTTP"]),
         .target(
             name: "ConvoyTesting",
             dependencies: [
@@ -76,6 +77,7 @@ let package = Package(
         .testTarget(name: "ConvoyPostgresTests", dependencies: ["ConvoyPostgres", "ConvoyTesting"]),
         .testTarget(name: "ConvoySSHTests", dependencies: ["ConvoySSH", "ConvoyTesting"]),
         .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyAPIClientTests", dependencies: ["ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [
             "ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),

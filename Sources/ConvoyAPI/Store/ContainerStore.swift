@@ -47,32 +47,6 @@ public struct ContainerSpec: Sendable, Equatable {
     }
 }
 
-/// The changes a `PATCH /containers/{uuid}` asks for. Nil means "leave as is".
-public struct ContainerUpdate: Sendable, Equatable {
-    public var state: ContainerState?
-    public var priority: Int?
-    public var exitCode: Int?
-    public var progress: Double?
-    public var log: String?
-    public var output: String?
-    public var runtimeStatus: [String: JSONValue]?
-    /// The auth_uuid the caller believes is current (not a change: a check).
-    public var knownAuthUUID: ArvadosUUID?
-
-    public init(state: ContainerState? = nil, priority: Int? = nil, exitCode: Int? = nil, progress: Double? = nil,
-                log: String? = nil, output: String? = nil, runtimeStatus: [String: JSONValue]? = nil,
-                knownAuthUUID: ArvadosUUID? = nil) {
-        self.state = state
-        self.priority = priority
-        self.exitCode = exitCode
-        self.progress = progress
-        self.log = log
-        self.output = output
-        self.runtimeStatus = runtimeStatus
-        self.knownAuthUUID = knownAuthUUID
-    }
-}
-
 /// The containers table and its state machine. Every change runs in one transaction that first
 /// takes the row lock (`SELECT … FOR UPDATE`) and checks the cluster epoch, and every state change
 /// appends a row to `container_state_history`.

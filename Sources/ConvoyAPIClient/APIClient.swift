@@ -1,0 +1,262 @@
+import ConvoyHTTP
+import ConvoyModel
+import Foundation
+
+/// Where the API is and who is calling: what the dispatcher and the runner are configured with.
+public struct APIClientConfiguration: Sendable {
+    /// `host:port`, as in `ARVADOS_API_HOST`.
+    public var host: String
+    /// `v2/<uuid>/<secret>` or a bare secret.
+    public var token: String
+    /// Accept any certificate (`ARVADOS_API_HOST_INSECURE`): only for self-signed set-ups.
+    public var insecure: Bool
+    /// `https` unless the API is plain HTTP on loopback.
+    public var scheme: String
+    /// Sent as `X-Convoy-Epoch` with lock, unlock and updates (the dispatcher's fencing epoch).
+    public var epoch: Int64?
+
+    public init(host: String, token: String, insecure: Bool = false, scheme: String = "https", epoch: Int64? = nil) {
+        self.host = host
+        self.token = token
+        self.insecure = insecure
+        self.scheme = scheme
+        self.epoch = epoch
+    }
+
+    /// From `CONVOY_API_HOST`/`CONVOY_API_TOKEN`, or the Arvados names `ARVADOS_API_HOST`,
+    /// `ARVADOS_API_TOKEN`, `ARVADOS_API_HOST_INSECURE`; nil when host or token is missing.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> APIClientConfiguration? {
+        guard let host = environment["CONVOY_API_HOST"] ?? environment["ARVADOS_API_HOST"],
+              let token = environment["CONVOY_API_TOKEN"] ?? environment["ARVADOS_API_TOKEN"]
+        else { return nil }
+        let insecureValue = (environment["CONVOY_API_HOST_INSECURE"] ?? environment["ARVADOS_API_HOST_INSECURE"] ?? "").lowercased()
+        return APIClientConfiguration(host: host, token: token, insecure: ["1", "true", "yes"].contains(insecureValue))
+    }
+}
+
+/// What the API answered instead of success, or why no answer came.
+public enum APIClientError: Error, Sendable, CustomStringConvertible {
+    /// The API refused: its status and the messages of its `{"errors": […]}` body.
+    case refused(status: Int, messages: [String])
+    /// No usable answer (connection refused, timeout, TLS): worth retrying later.
+    case unreachable(String)
+    /// An answer that is not what the route returns.
+    case malformedResponse(String)
+
+    /// The caller's lock is gone (stale auth_uuid or epoch): it must stop, not retry.
+    public var isStale: Bool {
+        if case .refused(409, _) = self { return true }
+        return false
+    }
+
+    /// Worth retrying: the API was unreachable or failed on its side.
+    public var isTransient: Bool {
+        switch self {
+        case .unreachable: return true
+        case .refused(let status, _): return status >= 500 || status == 429 || status == 408
+        case .malformedResponse: return false
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .refused(let status, let messages): return "API refused (\(status)): \(messages.joined(separator: "; "))"
+        case .unreachable(let reason): return "API unreachable: \(reason)"
+        case .malformedResponse(let reason): return "malformed API response: \(reason)"
+        }
+    }
+}
+
+/// A page of a list.
+public struct APIPage<Item: Sendable>: Sendable {
+    public let items: [Item]
+    public let itemsAvailable: Int?
+}
+
+/// A typed client of the containers API, over ConvoyHTTP (libcurl). Safe to share: requests run
+/// concurrently on one curl multi handle.
+public struct APIClient: Sendable {
+    public let configuration: APIClientConfiguration
+    private let http: HTTPClient
+
+    public init(_ configuration: APIClientConfiguration) {
+        self.configuration = configuration
+        self.http = HTTPClient(configuration: HTTPClientConfiguration(verifyTLS: !configuration.insecure))
+    }
+
+    var baseURL: String { "\(configuration.scheme)://\(configuration.host)/arvados/v1" }
+
+    // MARK: Containers
+
+    public func container(_ uuid: ArvadosUUID) async throws -> Container {
+        try await decode(Container.self, try await send("GET", "/containers/\(uuid)"))
+    }
+
+    /// Containers matching `filters` (`[attribute, operator, value]` triples) in `order`.
+    public func containers(filters: [[JSONValue]] = [], order: [String] = [], limit: Int = 100, offset: Int = 0,
+                           count: Bool = false) async throws -> APIPage<Container> {
+        var query = [("limit", String(limit)), ("offset", String(offset)), ("count", count ? "exact" : "none")]
+        if !filters.isEmpty { query.append(("filters", try Self.json(.array(filters.map(JSONValue.array))))) }
+        if !order.isEmpty { query.append(("order", try Self.json(.array(order.map(JSONValue.string))))) }
+        return try await page(Container.self, try await send("GET", "/containers", query: query))
+    }
+
+    public func lock(_ uuid: ArvadosUUID) async throws -> Container {
+        try await decode(Container.self, try await send("POST", "/containers/\(uuid)/lock", fenced: true))
+    }
+
+    public func unlock(_ uuid: ArvadosUUID) async throws -> Container {
+        try await decode(Container.self, try await send("POST", "/containers/\(uuid)/unlock", fenced: true))
+    }
+
+    /// Applies `update`; `update.knownAuthUUID` travels as `auth_uuid`, so a stale caller gets
+    /// `APIClientError.refused(409, …)` (`isStale`).
+    public func update(_ uuid: ArvadosUUID, _ update: ContainerUpdate) async throws -> Container {
+        try await decode(Container.self, try await send("PATCH", "/containers/\(uuid)",
+                                                         body: .object(["container": .object(update.attributes)]), fenced: true))
+    }
+
+    /// The container token of the current lock (`v2/…`), for the dispatcher that holds it.
+    public func containerToken(_ uuid: ArvadosUUID) async throws -> String {
+        let object = try await send("GET", "/containers/\(uuid)/auth")
+        guard let token = object["api_token"]?.stringValue else { throw APIClientError.malformedResponse("no api_token in /auth") }
+        return token
+    }
+
+    /// The caller's own token record.
+    public func currentToken() async throws -> [String: JSONValue] {
+        try await send("GET", "/api_client_authorizations/current")
+    }
+
+    // MARK: Logs and collections
+
+    @discardableResult
+    public func log(objectUUID: String, eventType: String, text: String) async throws -> LogEntry {
+        try await decode(LogEntry.self, try await send("POST", "/logs", body: .object(["log": .object([
+            "object_uuid": .string(objectUUID), "event_type": .string(eventType), "properties": .object(["text": .string(text)]),
+        ])])))
+    }
+
+    public func logs(objectUUID: String, afterID: Int64 = 0, limit: Int = 1000) async throws -> APIPage<LogEntry> {
+        let filters: JSONValue = .array([
+            .array([.string("object_uuid"), .string("="), .string(objectUUID)]),
+            .array([.string("id"), .string(">"), .number(Double(afterID))]),
+        ])
+        return try await page(LogEntry.self, try await send("GET", "/logs", query: [
+            ("filters", try Self.json(filters)), ("order", "id asc"), ("limit", String(limit)), ("count", "none"),
+        ]))
+    }
+
+    public func createCollection(name: String, containerUUID: ArvadosUUID? = nil, properties: [String: JSONValue] = [:]) async throws -> Collection {
+        var attributes: [String: JSONValue] = ["name": .string(name), "properties": .object(properties)]
+        if let containerUUID { attributes["container_uuid"] = .string(containerUUID.rawValue) }
+        return try await decode(Collection.self, try await send("POST", "/collections", body: .object(["collection": .object(attributes)])))
+    }
+
+    public func collection(_ uuid: ArvadosUUID) async throws -> Collection {
+        try await decode(Collection.self, try await send("GET", "/collections/\(uuid)"))
+    }
+
+    /// Adds (or replaces) a file of a collection.
+    @discardableResult
+    public func upload(_ bytes: [UInt8], to collection: ArvadosUUID, path: String) async throws -> CollectionFile {
+        let response = try await execute(HTTPRequest(method: "PUT", url: "\(baseURL)/collections/\(collection)/files/\(Self.escapePath(path))",
+                                                     headers: authorization, body: bytes))
+        return try decode(CollectionFile.self, try Self.object(from: response))
+    }
+
+    /// A file of a collection, whole or the bytes in `range`.
+    public func download(_ collection: ArvadosUUID, path: String, range: ClosedRange<Int64>? = nil) async throws -> [UInt8] {
+        var headers = authorization
+        if let range { headers.append((name: "Range", value: "bytes=\(range.lowerBound)-\(range.upperBound)")) }
+        let response = try await execute(HTTPRequest(url: "\(baseURL)/collections/\(collection)/files/\(Self.escapePath(path))", headers: headers))
+        guard (200..<300).contains(response.status) else { _ = try Self.object(from: response); return [] }
+        return response.body
+    }
+
+    // MARK: Plumbing
+
+    private var authorization: [(name: String, value: String)] {
+        [(name: "Authorization", value: "Bearer \(configuration.token)")]
+    }
+
+    private func send(_ method: String, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil,
+                      fenced: Bool = false) async throws -> [String: JSONValue] {
+        var url = baseURL + path
+        if !query.isEmpty {
+            url += "?" + query.map { "\($0.0)=\(Self.escapeQuery($0.1))" }.joined(separator: "&")
+        }
+        var headers = authorization
+        if fenced, let epoch = configuration.epoch { headers.append((name: "X-Convoy-Epoch", value: String(epoch))) }
+        var bytes: [UInt8]?
+        if let body {
+            headers.append((name: "Content-Type", value: "application/json"))
+            bytes = Array(try JSONEncoder().encode(body))
+        }
+        return try Self.object(from: try await execute(HTTPRequest(method: method, url: url, headers: headers, body: bytes)))
+    }
+
+    private func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
+        do {
+            return try await http.execute(request)
+        } catch {
+            throw APIClientError.unreachable("\(error)")
+        }
+    }
+
+    /// The JSON object of a 2xx answer; any other status becomes `refused` with the API's messages.
+    private static func object(from response: HTTPResponse) throws -> [String: JSONValue] {
+        let json = try? JSONDecoder().decode(JSONValue.self, from: Data(response.body))
+        guard (200..<300).contains(response.status) else {
+            let messages = json?.objectValue?["errors"]?.arrayValue?.compactMap(\.stringValue)
+                ?? [String(decoding: response.body.prefix(200), as: UTF8.self)]
+            throw APIClientError.refused(status: response.status, messages: messages)
+        }
+        guard let object = json?.objectValue else { throw APIClientError.malformedResponse("the body is not a JSON object") }
+        return object
+    }
+
+    private static let decoder: JSONDecoder = {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let text = try decoder.singleValueContainer().decode(String.self)
+            guard let date = ISO8601Timestamp.parse(text) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a timestamp: \(text)"))
+            }
+            return date
+        }
+        return decoder
+    }()
+
+    private func decode<Value: Decodable>(_ type: Value.Type, _ object: [String: JSONValue]) throws -> Value {
+        do {
+            return try Self.decoder.decode(Value.self, from: JSONEncoder().encode(JSONValue.object(object)))
+        } catch {
+            throw APIClientError.malformedResponse("not a \(Value.self): \(error)")
+        }
+    }
+
+    private func page<Item: Decodable & Sendable>(_ type: Item.Type, _ object: [String: JSONValue]) throws -> APIPage<Item> {
+        guard let items = object["items"]?.arrayValue else { throw APIClientError.malformedResponse("a list without items") }
+        var available: Int?
+        if case .number(let number)? = object["items_available"] { available = Int(number) }
+        return APIPage(items: try items.map { item in
+            guard let members = item.objectValue else { throw APIClientError.malformedResponse("a list item that is not an object") }
+            return try decode(Item.self, members)
+        }, itemsAvailable: available)
+    }
+
+    private static func json(_ value: JSONValue) throws -> String {
+        String(decoding: try JSONEncoder().encode(value), as: UTF8.self)
+    }
+
+    private static func escapeQuery(_ text: String) -> String {
+        var allowed = CharacterSet.alphanumerics
+        allowed.insert(charactersIn: "-._~")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+
+    private static func escapePath(_ path: String) -> String {
+        path.split(separator: "/", omittingEmptySubsequences: false).map { escapeQuery(String($0)) }.joined(separator: "/")
+    }
+}
