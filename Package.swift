@@ -46,6 +46,7 @@ let package = Package(
             ]
         ),
         .target(name: "ConvoyAPIClient", dependencies: ["ConvoyModel", "ConvoyHTTP"]),
+        .target(name: "ConvoyRunner", dependencies: ["ConvoyModel", "ConvoyAPIClient"]),
         .target(
             name: "ConvoyTesting",
             dependencies: [
@@ -78,6 +79,7 @@ let package = Package(
         .testTarget(name: "ConvoySSHTests", dependencies: ["ConvoySSH", "ConvoyTesting"]),
         .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyTesting"]),
         .testTarget(name: "ConvoyAPIClientTests", dependencies: ["ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyRunnerTests", dependencies: ["ConvoyRunner", "ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [
             "ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),

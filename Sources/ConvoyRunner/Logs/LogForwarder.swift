@@ -1,0 +1,119 @@
+import ConvoyAPIClient
+import ConvoyModel
+import Foundation
+
+/// Where a container's log lines go: each line gets one timestamp, is written at once to a file
+/// per stream on the worker (`<directory>/<stream>.txt`), and is sent to the API's `logs` in
+/// batches, at most once per `flushInterval`, one log entry per stream. Past `maxLinesPerFlush`
+/// lines in one interval the rest of that interval's lines are not sent to the API (the files
+/// keep everything) and a visible "log throttled" note says how many were held back. A failed
+/// send is kept and retried at the next flush, so an API that is briefly down loses nothing.
+public actor LogForwarder {
+    public let objectUUID: String
+    public let directory: URL
+    public let flushInterval: Duration
+    public let maxLinesPerFlush: Int
+    private let api: APIClient
+    private var files: [String: FileHandle] = [:]
+    /// Per stream, text waiting to be sent, oldest first.
+    private var unsent: [String: String] = [:]
+    private var linesThisInterval = 0
+    private var throttledThisInterval = 0
+    private var flusher: Task<Void, Never>?
+    /// Lines written to the files, per stream (for reports and tests).
+    public private(set) var lineCounts: [String: Int] = [:]
+
+    public init(api: APIClient, objectUUID: String, directory: URL, flushInterval: Duration = .seconds(1),
+                maxLinesPerFlush: Int = 10_000) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        self.api = api
+        self.objectUUID = objectUUID
+        self.directory = directory
+        self.flushInterval = flushInterval
+        self.maxLinesPerFlush = maxLinesPerFlush
+    }
+
+    /// Starts the periodic flush.
+    public func start() {
+        guard flusher == nil else { return }
+        let interval = flushInterval
+        flusher = Task { [weak self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                await self?.flush()
+            }
+        }
+    }
+
+    /// Records one line of `stream` (e.g. `stdout`, `stderr`, `crunch-run`), stamped `at`.
+    public func append(_ line: LineSplitter.Line, stream: String, at time: Date = Date()) throws {
+        let text = "\(ISO8601Timestamp.format(time)) \(line.text)\(line.continued ? " [continues]" : "")\n"
+        try file(for: stream).write(contentsOf: Data(text.utf8))
+        lineCounts[stream, default: 0] += 1
+        if linesThisInterval < maxLinesPerFlush {
+            linesThisInterval += 1
+            unsent[stream, default: ""] += text
+        } else {
+            throttledThisInterval += 1
+        }
+    }
+
+    /// Sends what is waiting. Returns false if the API could not take it (it is kept for later).
+    @discardableResult
+    public func flush() async -> Bool {
+        if throttledThisInterval > 0 {
+            let note = "\(ISO8601Timestamp.format(Date())) log throttled: \(throttledThisInterval) lines over \(maxLinesPerFlush) per \(flushInterval) were not sent to the API; the worker's log files have them\n"
+            unsent["crunch-run", default: ""] += note
+            throttledThisInterval = 0
+        }
+        linesThisInterval = 0
+        var allSent = true
+        for stream in unsent.keys.sorted() {
+            guard let text = unsent[stream], !text.isEmpty else { continue }
+            unsent[stream] = ""
+            do {
+                try await api.log(objectUUID: objectUUID, eventType: stream, text: text)
+            } catch {
+                // Keep it, ahead of anything appended meanwhile.
+                unsent[stream] = text + (unsent[stream] ?? "")
+                allSent = false
+            }
+        }
+        return allSent
+    }
+
+    /// Stops the periodic flush and sends everything left, retrying for up to `deadline`.
+    /// Returns false if something could still not be sent (it remains in the files).
+    public func finish(deadline: Duration = .seconds(60)) async -> Bool {
+        flusher?.cancel()
+        flusher = nil
+        let end = ContinuousClock.now + deadline
+        var delay: Duration = .milliseconds(100)
+        while true {
+            if await flush() { break }
+            if ContinuousClock.now + delay > end { return false }
+            try? await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(5))
+        }
+        for handle in files.values { try? handle.close() }
+        files.removeAll()
+        return true
+    }
+
+    /// The file a stream's lines go to.
+    public nonisolated func path(of stream: String) -> URL {
+        directory.appendingPathComponent("\(stream).txt")
+    }
+
+    private func file(for stream: String) throws -> FileHandle {
+        if let handle = files[stream] { return handle }
+        let path = path(of: stream)
+        if !FileManager.default.fileExists(atPath: path.path) {
+            FileManager.default.createFile(atPath: path.path, contents: nil)
+        }
+        let handle = try FileHandle(forWritingTo: path)
+        try handle.seekToEnd()
+        files[stream] = handle
+        return handle
+    }
+}
