@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // The runner's child processes: process groups, sessions, async output streams.
+        .package(url: "https://github.com/swiftlang/swift-subprocess", from: "1.0.2"),
         // Already in the graph through Hummingbird's TLS stack; we use its SHA-256.
         .package(url: "https://github.com/apple/swift-crypto", "3.12.3"..<"5.0.0"),
         // Hummingbird's TLS stack; named for NIOSSLCertificate and the server TLS configuration.
@@ -46,7 +48,9 @@ let package = Package(
             ]
         ),
         .target(name: "ConvoyAPIClient", dependencies: ["ConvoyModel", "ConvoyHTTP"]),
-        .target(name: "ConvoyRunner", dependencies: ["ConvoyModel", "ConvoyAPIClient"]),
+        .target(name: "ConvoyRunner", dependencies: [
+            "ConvoyModel", "ConvoyAPIClient", .product(name: "Subprocess", package: "swift-subprocess"),
+        ]),
         .target(
             name: "ConvoyTesting",
             dependencies: [

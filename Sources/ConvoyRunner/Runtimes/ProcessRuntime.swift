@@ -1,0 +1,130 @@
+import Foundation
+import Subprocess
+#if canImport(System)
+import System
+#else
+import SystemPackage
+#endif
+
+/// What to run: the container's command, directory and environment, already mapped to this host.
+public struct ProcessSpec: Sendable, Equatable {
+    public var command: [String]
+    public var workingDirectory: String
+    public var environment: [String: String]
+
+    public init(command: [String], workingDirectory: String, environment: [String: String]) {
+        self.command = command
+        self.workingDirectory = workingDirectory
+        self.environment = environment
+    }
+}
+
+/// How a command ended.
+public enum ProcessOutcome: Sendable, Equatable {
+    case exited(Int32)
+    case signalled(Int32)
+
+    /// The exit code Arvados records: the status, or 128 + the signal.
+    public var exitCode: Int {
+        switch self {
+        case .exited(let code): return Int(code)
+        case .signalled(let signal): return 128 + Int(signal)
+        }
+    }
+}
+
+/// Why a command could not run at all (the container never ran).
+public enum ProcessRuntimeError: Error, Equatable, CustomStringConvertible {
+    case emptyCommand
+    case commandNotFound(String)
+    case cannotStart(String)
+
+    public var description: String {
+        switch self {
+        case .emptyCommand: return "the container's command is empty"
+        case .commandNotFound(let name): return "command not found: \(name)"
+        case .cannotStart(let reason): return "the command could not be started: \(reason)"
+        }
+    }
+}
+
+/// A command running under the `process` runtime, for stopping it from elsewhere.
+public actor ProcessControl {
+    private var stopRequested: Int32?
+    private var signalSender: (@Sendable (Int32) -> Void)?
+
+    public init() {}
+
+    /// Signals the whole process group (SIGTERM by default); remembered if it has not started yet.
+    public func stop(signal: Int32 = SIGTERM) {
+        stopRequested = signal
+        signalSender?(signal)
+    }
+
+    func attach(_ sender: @escaping @Sendable (Int32) -> Void) {
+        signalSender = sender
+        if let stopRequested { sender(stopRequested) }
+    }
+
+    func detach() {
+        signalSender = nil
+    }
+}
+
+/// The `process` runtime: the command executed directly (no image, no sandbox) in a process
+/// group of its own, for trusted workers. stdout and stderr are read as they come, cut into lines.
+public enum ProcessRuntime {
+    /// Runs `spec` to the end, handing each line to `onLine` (stream `stdout` or `stderr`) in order
+    /// per stream. `control` can stop it (its whole process group) while it runs.
+    public static func run(
+        _ spec: ProcessSpec, control: ProcessControl = ProcessControl(), maxLineBytes: Int = 64 << 10,
+        onLine: @escaping @Sendable (String, LineSplitter.Line) async throws -> Void
+    ) async throws -> ProcessOutcome {
+        guard let name = spec.command.first else { throw ProcessRuntimeError.emptyCommand }
+        let executable: Executable = name.contains("/") ? .path(FilePath(name)) : .name(name)
+        var options = PlatformOptions()
+        options.processGroupID = 0  // a new group led by the command: stop() reaches its children too
+        var environment: [Environment.Key: String] = [:]
+        for (key, value) in spec.environment {
+            if let key = Environment.Key(rawValue: key) { environment[key] = value }
+        }
+        let result: ExecutionResult<Void, SequenceOutput, SequenceOutput>
+        do {
+            result = try await Subprocess.run(
+                executable, arguments: Arguments(Array(spec.command.dropFirst())), environment: .custom(environment),
+                workingDirectory: FilePath(spec.workingDirectory), platformOptions: options,
+                input: .none, output: .sequence, error: .sequence
+            ) { execution in
+                await control.attach { signal in
+                    try? execution.send(signal: Signal(rawValue: signal), toProcessGroup: true)
+                }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await pump(execution.standardOutput, stream: "stdout", maxLineBytes: maxLineBytes, onLine) }
+                    group.addTask { try await pump(execution.standardError, stream: "stderr", maxLineBytes: maxLineBytes, onLine) }
+                    try await group.waitForAll()
+                }
+                await control.detach()
+            }
+        } catch let error as SubprocessError {
+            let text = "\(error)"
+            if text.lowercased().contains("not found") || text.contains("ENOENT") || text.contains("No such file") {
+                throw ProcessRuntimeError.commandNotFound(name)
+            }
+            throw ProcessRuntimeError.cannotStart(text)
+        }
+        switch result.terminationStatus {
+        case .exited(let code): return .exited(code)
+        case .signaled(let signal): return .signalled(signal)
+        }
+    }
+
+    private static func pump(_ sequence: SubprocessOutputSequence, stream: String, maxLineBytes: Int,
+                             _ onLine: @Sendable (String, LineSplitter.Line) async throws -> Void) async throws {
+        var splitter = LineSplitter(maxLineBytes: maxLineBytes)
+        for try await buffer in sequence {
+            let bytes = buffer.withUnsafeBytes { Array($0) }
+            for line in splitter.feed(bytes) { try await onLine(stream, line) }
+        }
+        if let last = splitter.finish() { try await onLine(stream, last) }
+    }
+}
