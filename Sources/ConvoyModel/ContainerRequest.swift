@@ -89,3 +89,12 @@ public enum ContainerRequestState: String, Sendable, Codable, CaseIterable {
     case committed = "Committed"
     case final = "Final"
 }
+
+extension ContainerRequest {
+    /// What committing this request asks to run, at its priority.
+    public var spec: ContainerSpec {
+        ContainerSpec(command: command, containerImage: containerImage, cwd: cwd, environment: environment, mounts: mounts,
+                      outputPath: outputPath, runtimeConstraints: runtimeConstraints,
+                      schedulingParameters: schedulingParameters, priority: priority)
+    }
+}

@@ -14,18 +14,19 @@ enum ContainerRecord {
         guard let uuid = ArvadosUUID(try row.decode(String.self, column: "uuid")),
               let state = ContainerState(rawValue: try row.decode(String.self, column: "state"))
         else { throw PostgresError(kind: .decoding, message: "malformed container row") }
+        let spec = try ContainerSpecColumns.decode(row)
         return Container(
             uuid: uuid,
             state: state,
-            priority: try row.decode(Int.self, column: "priority"),
-            command: try row.decode(PostgresJSONB<[String]>.self, column: "command").value,
-            containerImage: try row.decode(String.self, column: "container_image"),
-            cwd: try row.decode(String.self, column: "cwd"),
-            environment: try row.decode(PostgresJSONB<[String: String]>.self, column: "environment").value,
-            mounts: try row.decode(PostgresJSONB<[String: JSONValue]>.self, column: "mounts").value,
-            outputPath: try row.decode(String.self, column: "output_path"),
-            runtimeConstraints: try row.decode(PostgresJSONB<RuntimeConstraints>.self, column: "runtime_constraints").value,
-            schedulingParameters: try row.decode(PostgresJSONB<SchedulingParameters>.self, column: "scheduling_parameters").value,
+            priority: spec.priority,
+            command: spec.command,
+            containerImage: spec.containerImage,
+            cwd: spec.cwd,
+            environment: spec.environment,
+            mounts: spec.mounts,
+            outputPath: spec.outputPath,
+            runtimeConstraints: spec.runtimeConstraints,
+            schedulingParameters: spec.schedulingParameters,
             lockedByUUID: try row.decode(String?.self, column: "locked_by_uuid").flatMap(ArvadosUUID.init),
             authUUID: try row.decode(String?.self, column: "auth_uuid").flatMap(ArvadosUUID.init),
             lockCount: try row.decode(Int.self, column: "lock_count"),
@@ -69,4 +70,20 @@ enum ContainerRecord {
             ResourceAttribute("modified_at", kind: .timestamp),
         ],
         defaultOrder: [ListOrder("created_at", ascending: false)])
+}
+
+/// The spec columns that `containers` and `container_requests` share, read the same way for both.
+enum ContainerSpecColumns {
+    static func decode(_ row: PostgresRow) throws -> ContainerSpec {
+        ContainerSpec(
+            command: try row.decode(PostgresJSONB<[String]>.self, column: "command").value,
+            containerImage: try row.decode(String.self, column: "container_image"),
+            cwd: try row.decode(String.self, column: "cwd"),
+            environment: try row.decode(PostgresJSONB<[String: String]>.self, column: "environment").value,
+            mounts: try row.decode(PostgresJSONB<[String: JSONValue]>.self, column: "mounts").value,
+            outputPath: try row.decode(String.self, column: "output_path"),
+            runtimeConstraints: try row.decode(PostgresJSONB<RuntimeConstraints>.self, column: "runtime_constraints").value,
+            schedulingParameters: try row.decode(PostgresJSONB<SchedulingParameters>.self, column: "scheduling_parameters").value,
+            priority: try row.decode(Int.self, column: "priority"))
+    }
 }

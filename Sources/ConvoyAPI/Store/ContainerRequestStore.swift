@@ -179,10 +179,7 @@ public struct ContainerRequestStore: Sendable {
     // MARK: Helpers
 
     private func makeContainer(for request: ContainerRequest, on tx: PostgresTransaction) async throws -> ArvadosUUID {
-        let spec = ContainerSpec(command: request.command, containerImage: request.containerImage, cwd: request.cwd,
-                                 environment: request.environment, mounts: request.mounts, outputPath: request.outputPath,
-                                 runtimeConstraints: request.runtimeConstraints,
-                                 schedulingParameters: request.schedulingParameters, priority: request.priority)
+        let spec = request.spec
         if request.useExisting, let shared = try await containers.reusable(spec, on: tx) {
             return shared
         }

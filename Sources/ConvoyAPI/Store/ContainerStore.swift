@@ -3,33 +3,7 @@ import ConvoyPostgres
 import Crypto
 import Foundation
 
-/// What a new container runs and needs.
-public struct ContainerSpec: Sendable, Equatable {
-    public var command: [String]
-    public var containerImage: String
-    public var cwd: String
-    public var environment: [String: String]
-    public var mounts: [String: JSONValue]
-    public var outputPath: String
-    public var runtimeConstraints: RuntimeConstraints
-    public var schedulingParameters: SchedulingParameters
-    public var priority: Int
-
-    public init(command: [String], containerImage: String = "", cwd: String = "/", environment: [String: String] = [:],
-                mounts: [String: JSONValue] = [:], outputPath: String = "/out",
-                runtimeConstraints: RuntimeConstraints = RuntimeConstraints(),
-                schedulingParameters: SchedulingParameters = SchedulingParameters(), priority: Int = 1) {
-        self.command = command
-        self.containerImage = containerImage
-        self.cwd = cwd
-        self.environment = environment
-        self.mounts = mounts
-        self.outputPath = outputPath
-        self.runtimeConstraints = runtimeConstraints
-        self.schedulingParameters = schedulingParameters
-        self.priority = priority
-    }
-
+extension ContainerSpec {
     /// The SHA-256 of everything that decides what runs (not the priority): equal specs may share
     /// one container (`use_existing`).
     public var fingerprint: String {
