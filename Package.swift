@@ -64,9 +64,10 @@ let package = Package(
         .executableTarget(
             name: "convoy",
             dependencies: [
-                "ConvoyModel", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyAPI",
+                "ConvoyModel", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyAPI", "ConvoyAPIClient", "ConvoyRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

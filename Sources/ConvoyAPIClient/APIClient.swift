@@ -25,12 +25,32 @@ public struct APIClientConfiguration: Sendable {
 
     /// From `CONVOY_API_HOST`/`CONVOY_API_TOKEN`, or the Arvados names `ARVADOS_API_HOST`,
     /// `ARVADOS_API_TOKEN`, `ARVADOS_API_HOST_INSECURE`; nil when host or token is missing.
+    /// The host may carry a scheme (`http://127.0.0.1:8080`) for a plain-HTTP API on loopback.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> APIClientConfiguration? {
-        guard let host = environment["CONVOY_API_HOST"] ?? environment["ARVADOS_API_HOST"],
-              let token = environment["CONVOY_API_TOKEN"] ?? environment["ARVADOS_API_TOKEN"]
+        guard var host = environment["CONVOY_API_HOST"] ?? environment["ARVADOS_API_HOST"],
+              let token = environment["CONVOY_API_TOKEN"] ?? environment["ARVADOS_API_TOKEN"],
+              !host.isEmpty, !token.isEmpty
         else { return nil }
+        var scheme = "https"
+        for candidate in ["http", "https"] where host.hasPrefix("\(candidate)://") {
+            scheme = candidate
+            host = String(host.dropFirst(candidate.count + 3))
+        }
+        while host.hasSuffix("/") { host.removeLast() }
         let insecureValue = (environment["CONVOY_API_HOST_INSECURE"] ?? environment["ARVADOS_API_HOST_INSECURE"] ?? "").lowercased()
-        return APIClientConfiguration(host: host, token: token, insecure: ["1", "true", "yes"].contains(insecureValue))
+        return APIClientConfiguration(host: host, token: token, insecure: ["1", "true", "yes"].contains(insecureValue), scheme: scheme)
+    }
+
+    /// The settings as environment variables, the form `fromEnvironment` reads (for a container
+    /// that asked for the API, or a runner started over SSH).
+    public var environment: [String: String] {
+        let hostValue = scheme == "https" ? host : "\(scheme)://\(host)"
+        var environment = ["CONVOY_API_HOST": hostValue, "CONVOY_API_TOKEN": token, "ARVADOS_API_HOST": hostValue, "ARVADOS_API_TOKEN": token]
+        if insecure {
+            environment["CONVOY_API_HOST_INSECURE"] = "1"
+            environment["ARVADOS_API_HOST_INSECURE"] = "1"
+        }
+        return environment
     }
 }
 
@@ -155,6 +175,30 @@ public struct APIClient: Sendable {
 
     public func collection(_ uuid: ArvadosUUID) async throws -> Collection {
         try await decode(Collection.self, try await send("GET", "/collections/\(uuid)"))
+    }
+
+    /// Collections matching `filters`, newest first unless `order` says otherwise.
+    public func collections(filters: [[JSONValue]] = [], order: [String] = [], limit: Int = 100) async throws -> APIPage<Collection> {
+        var query = [("limit", String(limit)), ("count", "none")]
+        if !filters.isEmpty { query.append(("filters", try Self.json(.array(filters.map(JSONValue.array))))) }
+        if !order.isEmpty { query.append(("order", try Self.json(.array(order.map(JSONValue.string))))) }
+        return try await page(Collection.self, try await send("GET", "/collections", query: query))
+    }
+
+    /// Adds (or replaces) a file of a collection with the contents of a local file, streamed.
+    @discardableResult
+    public func upload(file: URL, to collection: ArvadosUUID, path: String) async throws -> CollectionFile {
+        let response = try await execute(HTTPRequest(method: "PUT", url: "\(baseURL)/collections/\(collection)/files/\(Self.escapePath(path))",
+                                                     headers: authorization + [(name: "Content-Type", value: "application/octet-stream")],
+                                                     bodyFile: file.path, timeout: .seconds(3600)))
+        return try decode(CollectionFile.self, try Self.object(from: response))
+    }
+
+    /// Writes a file of a collection to a local file, streamed.
+    public func download(_ collection: ArvadosUUID, path: String, to file: URL) async throws {
+        let response = try await execute(HTTPRequest(url: "\(baseURL)/collections/\(collection)/files/\(Self.escapePath(path))",
+                                                     headers: authorization, responseFile: file.path, timeout: .seconds(3600)))
+        guard (200..<300).contains(response.status) else { _ = try Self.object(from: response); return }
     }
 
     /// Adds (or replaces) a file of a collection.

@@ -15,6 +15,13 @@ final class CurlTransfer: @unchecked Sendable {
     private var responseBody: [UInt8] = []
     private var responseHeaders: [(name: String, value: String)] = []
     private let errorBuffer = UnsafeMutablePointer<CChar>.allocate(capacity: Int(CURL_ERROR_SIZE) + 1)
+    /// `request.bodyFile`, open while the transfer runs.
+    private var bodyHandle: FileHandle?
+    /// `request.responseFile`, opened when a 2xx response starts arriving.
+    private var responseHandle: FileHandle?
+    /// Whether this response's body goes to `request.responseFile` (decided at its first bytes).
+    private var writesToFile: Bool?
+    private var fileError: String?
 
     init(id: UInt64, request: HTTPRequest, configuration: HTTPClientConfiguration) {
         self.id = id
@@ -26,6 +33,8 @@ final class CurlTransfer: @unchecked Sendable {
     deinit {
         if let easy { curl_easy_cleanup(easy) }
         if let headerList { curl_slist_free_all(headerList) }
+        try? bodyHandle?.close()
+        try? responseHandle?.close()
         errorBuffer.deallocate()
     }
 
@@ -62,10 +71,8 @@ final class CurlTransfer: @unchecked Sendable {
         set(convoy_curl_setopt_data_callback(easy, CURLOPT_WRITEFUNCTION) { data, size, count, context in
             let transfer = Unmanaged<CurlTransfer>.fromOpaque(context!).takeUnretainedValue()
             let length = size * count
-            if let data, length > 0 {
-                transfer.responseBody.append(contentsOf: UnsafeRawBufferPointer(start: data, count: length))
-            }
-            return length
+            guard let data, length > 0 else { return length }
+            return transfer.received(UnsafeRawBufferPointer(start: data, count: length)) ? length : 0
         })
         set(convoy_curl_setopt_pointer(easy, CURLOPT_WRITEDATA, context))
         set(convoy_curl_setopt_data_callback(easy, CURLOPT_HEADERFUNCTION) { data, size, count, context in
@@ -88,7 +95,29 @@ final class CurlTransfer: @unchecked Sendable {
         default:
             set(convoy_curl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method))
         }
-        if let body = request.body {
+        if let bodyFile = request.bodyFile {
+            let size: Int64
+            do {
+                let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: bodyFile))
+                bodyHandle = handle
+                size = Int64(try handle.seekToEnd())
+                try handle.seek(toOffset: 0)
+            } catch {
+                throw HTTPClientError.invalidRequest("cannot read the body file \(bodyFile): \(error)")
+            }
+            // UPLOAD makes curl read the body through READFUNCTION; the method stays the request's.
+            set(convoy_curl_setopt_long(easy, CURLOPT_UPLOAD, 1))
+            set(convoy_curl_setopt_off(easy, CURLOPT_INFILESIZE_LARGE, curl_off_t(size)))
+            set(convoy_curl_setopt_data_callback(easy, CURLOPT_READFUNCTION) { buffer, size, count, context in
+                let transfer = Unmanaged<CurlTransfer>.fromOpaque(context!).takeUnretainedValue()
+                guard let buffer else { return 0 }
+                return transfer.readBody(into: UnsafeMutableRawBufferPointer(start: buffer, count: size * count))
+            })
+            set(convoy_curl_setopt_pointer(easy, CURLOPT_READDATA, context))
+            if request.method != "PUT" {
+                set(convoy_curl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method))
+            }
+        } else if let body = request.body {
             // The size must be set before COPYPOSTFIELDS so that binary bodies are copied whole.
             set(convoy_curl_setopt_off(easy, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(body.count)))
             body.withUnsafeBytes { raw in
@@ -120,14 +149,69 @@ final class CurlTransfer: @unchecked Sendable {
         return easy
     }
 
+    /// Response bytes: to the response file for a 2xx answer when one is asked for, else memory.
+    /// Returns false to abort the transfer (the file could not be written).
+    private func received(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        if writesToFile == nil {
+            var status = 0
+            if let easy { _ = convoy_curl_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status) }
+            writesToFile = request.responseFile != nil && (200..<300).contains(status)
+            if writesToFile == true, let path = request.responseFile {
+                guard FileManager.default.createFile(atPath: path, contents: nil),
+                      let handle = FileHandle(forWritingAtPath: path) else {
+                    fileError = "cannot create the response file \(path)"
+                    return false
+                }
+                responseHandle = handle
+            }
+        }
+        guard writesToFile == true, let responseHandle else {
+            responseBody.append(contentsOf: bytes)
+            return true
+        }
+        do {
+            try responseHandle.write(contentsOf: Data(bytes))
+            return true
+        } catch {
+            fileError = "cannot write the response file: \(error)"
+            return false
+        }
+    }
+
+    /// Up to `buffer.count` bytes of the body file; 0 at its end, abort on a read error.
+    private func readBody(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        guard let bodyHandle else { return 0 }
+        do {
+            guard let chunk = try bodyHandle.read(upToCount: buffer.count), !chunk.isEmpty else { return 0 }
+            chunk.copyBytes(to: buffer)
+            return chunk.count
+        } catch {
+            fileError = "cannot read the body file: \(error)"
+            return Int(CURL_READFUNC_ABORT)
+        }
+    }
+
     /// Called once libcurl is done with the handle.
     func complete(code: CURLcode) {
+        try? responseHandle?.close()
+        responseHandle = nil
+        if let fileError {
+            finish(.failure(HTTPClientError.invalidRequest("\(request.method) \(request.url): \(fileError)")))
+            return
+        }
         guard code == CURLE_OK, let easy else {
             finish(.failure(error(for: code)))
             return
         }
         var status = 0
         _ = convoy_curl_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status)
+        if writesToFile == nil, let path = request.responseFile, (200..<300).contains(status) {
+            // An empty body never reached the write callback: the file must still exist.
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                finish(.failure(HTTPClientError.invalidRequest("\(request.method) \(request.url): cannot create the response file \(path)")))
+                return
+            }
+        }
         finish(.success(HTTPResponse(status: status, headers: responseHeaders, body: responseBody)))
     }
 

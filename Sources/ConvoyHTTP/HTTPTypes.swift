@@ -5,6 +5,11 @@ public struct HTTPRequest: Sendable {
     /// Header fields in order; names are case-insensitive on the wire.
     public var headers: [(name: String, value: String)]
     public var body: [UInt8]?
+    /// A file sent as the body, read as it goes (for uploads larger than memory); `body` must be nil.
+    public var bodyFile: String?
+    /// A file a successful (2xx) response's body is written to instead of memory; the response's
+    /// `body` is then empty. Other statuses keep their (small) body in memory.
+    public var responseFile: String?
     /// Limit for the whole exchange (connect, send, receive); nil uses the client's default.
     public var timeout: Duration?
     /// Whether a failed attempt may be sent again. Defaults to true for idempotent methods
@@ -13,12 +18,15 @@ public struct HTTPRequest: Sendable {
 
     public init(
         method: String = "GET", url: String, headers: [(name: String, value: String)] = [],
-        body: [UInt8]? = nil, timeout: Duration? = nil, retryable: Bool? = nil
+        body: [UInt8]? = nil, bodyFile: String? = nil, responseFile: String? = nil, timeout: Duration? = nil,
+        retryable: Bool? = nil
     ) {
         self.method = method.uppercased()
         self.url = url
         self.headers = headers
         self.body = body
+        self.bodyFile = bodyFile
+        self.responseFile = responseFile
         self.timeout = timeout
         self.retryable = retryable ?? ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"].contains(method.uppercased())
     }

@@ -181,6 +181,10 @@ public struct ContainerStore: Sendable {
                 throw APIError.unprocessable("container \(uuid) is \(current.state.rawValue), a final state: it cannot change")
             }
             try self.checkAuthUUID(current, update, caller)
+            if update.state == .running && current.state == .running {
+                // Two runners holding the same lock: only the first may start the container.
+                throw APIError.conflict("container \(uuid) is already Running: another runner started this lock; this one must not run it")
+            }
             if update.priority != nil && caller.kind != .admin {
                 throw APIError.forbidden("only an admin may set a container's priority directly")
             }

@@ -109,7 +109,7 @@ public actor LogForwarder {
         if let handle = files[stream] { return handle }
         let path = path(of: stream)
         if !FileManager.default.fileExists(atPath: path.path) {
-            FileManager.default.createFile(atPath: path.path, contents: nil)
+            _ = FileManager.default.createFile(atPath: path.path, contents: nil)
         }
         let handle = try FileHandle(forWritingTo: path)
         try handle.seekToEnd()

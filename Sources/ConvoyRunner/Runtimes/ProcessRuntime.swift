@@ -52,8 +52,19 @@ public enum ProcessRuntimeError: Error, Equatable, CustomStringConvertible {
 public actor ProcessControl {
     private var stopRequested: Int32?
     private var signalSender: (@Sendable (Int32) -> Void)?
+    private var startWaiters: [CheckedContinuation<Int32?, Never>] = []
+    private var finished = false
+    /// The command's pid (also its process group id) while it runs.
+    public private(set) var processID: Int32?
 
     public init() {}
+
+    /// Waits until the command has started (its pid) or could not start (nil).
+    public func started() async -> Int32? {
+        if let processID { return processID }
+        if finished { return nil }
+        return await withCheckedContinuation { startWaiters.append($0) }
+    }
 
     /// Signals the whole process group (SIGTERM by default); remembered if it has not started yet.
     public func stop(signal: Int32 = SIGTERM) {
@@ -61,13 +72,20 @@ public actor ProcessControl {
         signalSender?(signal)
     }
 
-    func attach(_ sender: @escaping @Sendable (Int32) -> Void) {
+    func attach(processID: Int32, _ sender: @escaping @Sendable (Int32) -> Void) {
+        self.processID = processID
         signalSender = sender
+        for waiter in startWaiters { waiter.resume(returning: processID) }
+        startWaiters.removeAll()
         if let stopRequested { sender(stopRequested) }
     }
 
     func detach() {
         signalSender = nil
+        processID = nil
+        finished = true
+        for waiter in startWaiters { waiter.resume(returning: nil) }
+        startWaiters.removeAll()
     }
 }
 
@@ -95,7 +113,7 @@ public enum ProcessRuntime {
                 workingDirectory: FilePath(spec.workingDirectory), platformOptions: options,
                 input: .none, output: .sequence, error: .sequence
             ) { execution in
-                await control.attach { signal in
+                await control.attach(processID: execution.processIdentifier.value) { signal in
                     try? execution.send(signal: Signal(rawValue: signal), toProcessGroup: true)
                 }
                 try await withThrowingTaskGroup(of: Void.self) { group in
@@ -103,14 +121,18 @@ public enum ProcessRuntime {
                     group.addTask { try await pump(execution.standardError, stream: "stderr", maxLineBytes: maxLineBytes, onLine) }
                     try await group.waitForAll()
                 }
-                await control.detach()
             }
+            await control.detach()
         } catch let error as SubprocessError {
+            await control.detach()
             let text = "\(error)"
             if text.lowercased().contains("not found") || text.contains("ENOENT") || text.contains("No such file") {
                 throw ProcessRuntimeError.commandNotFound(name)
             }
             throw ProcessRuntimeError.cannotStart(text)
+        } catch {
+            await control.detach()
+            throw error
         }
         switch result.terminationStatus {
         case .exited(let code): return .exited(code)

@@ -1,0 +1,391 @@
+import ConvoyAPIClient
+import ConvoyModel
+import Foundation
+
+/// Runs one Locked container to its end on this worker — Arvados' crunch-run for Convoy.
+///
+/// Get the container (it must be Locked; its auth_uuid is the one every update carries) → move
+/// it to Running (only one runner wins; a refusal means nothing is started) → prepare the
+/// workspace and image → run the command through the runtime, forwarding its lines → watch the
+/// container meanwhile (cancelled, priority 0, lock lost) → save logs and output as collections
+/// → Complete with the exit code, or Cancelled with a `runtime_status` error when it never ran
+/// or was stopped. Transient API errors are retried with back-off up to a deadline.
+public actor ContainerRunner {
+    /// Why the command is being stopped early.
+    enum StopReason: Equatable {
+        /// Finish as Cancelled (priority 0, a signal, max_run_time).
+        case cancel(String)
+        /// The container is no longer ours: change nothing more.
+        case stale(String)
+    }
+
+    public let uuid: ArvadosUUID
+    public let api: APIClient
+    public let options: RunnerOptions
+    /// Told of each phase (for the state directory).
+    private let onPhase: @Sendable (RunnerRecord.Phase, _ commandProcessGroup: Int32?, _ runtime: String?) -> Void
+    /// Where the runner's own messages go besides the crunch-run log stream.
+    private let echo: @Sendable (String) -> Void
+
+    public let runnerID: String
+    private let control = ProcessControl()
+    private var forwarder: LogForwarder?
+    private var authUUID: ArvadosUUID?
+    private var runtimeStatus: [String: JSONValue] = [:]
+    private var stopReason: StopReason?
+    private var runtime: RuntimeKind?
+    private var commandStarted = false
+
+    public init(uuid: ArvadosUUID, api: APIClient, options: RunnerOptions,
+                onPhase: @escaping @Sendable (RunnerRecord.Phase, Int32?, String?) -> Void = { _, _, _ in },
+                echo: @escaping @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }) {
+        self.uuid = uuid
+        self.api = api
+        self.options = options
+        self.onPhase = onPhase
+        self.echo = echo
+        let host = ProcessInfo.processInfo.hostName
+        self.runnerID = "\(host) pid \(getpid()) \(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+    }
+
+    /// Asks the runner to stop the command and finish the container as Cancelled (`--kill`).
+    public func cancel(_ why: String) async {
+        await stopCommand(.cancel(why))
+    }
+
+    /// Runs the container to its end. Never throws: every way out is a `RunResult`.
+    public func run() async -> RunResult {
+        let container: Container
+        do {
+            container = try await retrying("get the container") { try await self.api.container(self.uuid) }
+        } catch {
+            return .refused("cannot get container \(uuid): \(error)")
+        }
+        guard container.state == .locked, let authUUID = container.authUUID else {
+            return .refused("container \(uuid) is \(container.state.rawValue), not Locked: there is nothing to run")
+        }
+        self.authUUID = authUUID
+        runtimeStatus = ["runner": .string(runnerID)]
+
+        if let refusal = await moveToRunning(authUUID) { return .refused(refusal) }
+        let kind = RuntimeKind.choose(for: container, override: options.runtime, imageEngine: options.imageEngine,
+                                      withoutImage: options.runtimeWithoutImage)
+        runtime = kind
+        onPhase(.running, nil, kind.rawValue)
+
+        let workspace = Workspace(root: options.workRoot.appendingPathComponent(uuid.rawValue))
+        do {
+            try workspace.create()
+            let forwarder = try LogForwarder(api: api, objectUUID: uuid.rawValue, directory: workspace.logs,
+                                             flushInterval: options.logFlushInterval, maxLinesPerFlush: options.maxLogLinesPerFlush)
+            await forwarder.start()
+            self.forwarder = forwarder
+        } catch {
+            return await finish(container, workspace: workspace, outcome: nil, neverRan: "cannot prepare the work directory \(workspace.root.path): \(error)")
+        }
+        await say("convoy run \(ConvoyVersion.current) on \(ProcessInfo.processInfo.hostName): container \(uuid), auth_uuid \(authUUID), runner \(runnerID)")
+        await say("state: Locked → Running; runtime \(kind.rawValue); work directory \(workspace.root.path)")
+
+        let watchdog = Task { await self.watch(container, authUUID: authUUID) }
+        defer { watchdog.cancel() }
+
+        let spec: ProcessSpec
+        do {
+            var image: String?
+            if kind.usesImage {
+                guard !container.containerImage.isEmpty else { throw RuntimeSetupError("the \(kind.rawValue) runtime needs container_image") }
+                image = try await ImageLoader(api: api, engine: kind.rawValue, hostEnvironment: options.hostEnvironment)
+                    .ensure(container.containerImage, scratch: workspace.root.appendingPathComponent("image")) { await self.say($0) }
+                // A container of this name left by a runner killed here before must not block this one.
+                _ = try? await EngineCommand.run([kind.rawValue, "rm", "--force", RuntimeCommand.engineContainerName(uuid)],
+                                                 environment: options.hostEnvironment)
+            }
+            spec = try RuntimeCommand(kind: kind, container: container, workspace: workspace, image: image,
+                                      apiEnvironment: api.configuration.environment, hostEnvironment: options.hostEnvironment)
+                .processSpec()
+        } catch {
+            return await finish(container, workspace: workspace, outcome: nil, neverRan: "\(error)")
+        }
+        if let stopReason {
+            return await finish(container, workspace: workspace, outcome: nil, neverRan: "stopped before the command started: \(stopReason)")
+        }
+
+        await say("running: \(container.command.joined(separator: " "))")
+        let lastStderr = StderrTail()
+        let forwarder = self.forwarder!
+        let pidWatcher = Task {
+            if let pid = await control.started() { onPhase(.running, pid, kind.rawValue) }
+        }
+        commandStarted = true
+        let outcome: ProcessOutcome
+        do {
+            outcome = try await ProcessRuntime.run(spec, control: control, maxLineBytes: options.maxLineBytes) { stream, line in
+                if stream == "stderr" { await lastStderr.add(line.text) }
+                try await forwarder.append(line, stream: stream)
+            }
+        } catch {
+            pidWatcher.cancel()
+            return await finish(container, workspace: workspace, outcome: nil, neverRan: "\(error)")
+        }
+        pidWatcher.cancel()
+        watchdog.cancel()
+        if stopReason == nil, let why = Self.neverRan(kind, outcome, await lastStderr.lines) {
+            return await finish(container, workspace: workspace, outcome: nil, neverRan: why)
+        }
+        await say("the command ended: \(outcome)")
+        return await finish(container, workspace: workspace, outcome: outcome, neverRan: nil)
+    }
+
+    // MARK: Steps
+
+    /// Locked → Running with our auth_uuid. Returns why not, or nil once it is ours.
+    private func moveToRunning(_ authUUID: ArvadosUUID) async -> String? {
+        let update = ContainerUpdate(state: .running, runtimeStatus: runtimeStatus, knownAuthUUID: authUUID)
+        let end = ContinuousClock.now + options.apiRetryDeadline
+        var delay: Duration = .milliseconds(100)
+        var unsure = false
+        while true {
+            do {
+                _ = try await api.update(uuid, update)
+                return nil
+            } catch let error as APIClientError where error.isTransient && ContinuousClock.now + delay < end {
+                // The update may have landed with the answer lost: a later refusal needs a look.
+                unsure = true
+                echo("convoy run: moving \(uuid) to Running: \(error); retrying")
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            } catch {
+                if unsure, let current = try? await api.container(uuid), current.state == .running,
+                   current.authUUID == authUUID, current.runtimeStatus["runner"]?.stringValue == runnerID {
+                    return nil
+                }
+                return "the API refused Running for \(uuid): \(error)"
+            }
+        }
+    }
+
+    /// Looks at the container every poll interval while the command runs; stops it when the
+    /// container is cancelled, wanted by nobody, relocked or past its max_run_time.
+    private func watch(_ container: Container, authUUID: ArvadosUUID) async {
+        let started = ContinuousClock.now
+        let maxRunTime = container.schedulingParameters.maxRunTime
+        while !Task.isCancelled {
+            try? await Task.sleep(for: options.pollInterval)
+            if Task.isCancelled { return }
+            do {
+                let current = try await api.container(uuid)
+                if current.state.isFinal {
+                    await stopCommand(.stale("the container is \(current.state.rawValue)"))
+                } else if current.authUUID != authUUID || current.state != .running {
+                    await stopCommand(.stale("the container was unlocked or relocked (state \(current.state.rawValue), auth_uuid \(current.authUUID?.rawValue ?? "none"))"))
+                } else if current.priority == 0 {
+                    await stopCommand(.cancel("priority 0: no request wants the container any more"))
+                } else if maxRunTime > 0 && ContinuousClock.now - started > .seconds(maxRunTime) {
+                    await stopCommand(.cancel("max_run_time of \(maxRunTime) s exceeded"))
+                }
+            } catch let error as APIClientError {
+                if case .refused(let status, _) = error, [401, 403, 404, 409].contains(status) {
+                    await stopCommand(.stale("the API refuses this runner: \(error)"))
+                }
+                // Transient: keep running; the next poll will see.
+            } catch {}
+            if stopReason != nil { return }
+        }
+    }
+
+    /// Stops the command's process group: SIGTERM, then SIGKILL after the grace period.
+    private func stopCommand(_ reason: StopReason) async {
+        guard stopReason == nil else { return }
+        stopReason = reason
+        await say("stopping the command: \(reason)")
+        await control.stop(signal: SIGTERM)
+        let control = self.control
+        let grace = options.stopGrace
+        let engine = runtime?.usesImage == true ? runtime?.rawValue : nil
+        let name = RuntimeCommand.engineContainerName(uuid)
+        let environment = options.hostEnvironment
+        Task {
+            try? await Task.sleep(for: grace)
+            guard await control.processID != nil else { return }
+            await control.stop(signal: SIGKILL)
+            // The engine's client is gone; its container may not be.
+            if let engine { _ = try? await EngineCommand.run([engine, "rm", "--force", "--time", "0", name], environment: environment) }
+        }
+    }
+
+    /// Saves logs and output, then records the final state. `neverRan` is why the command did
+    /// not run (the container ends Cancelled with that error).
+    private func finish(_ container: Container, workspace: Workspace, outcome: ProcessOutcome?, neverRan: String?) async -> RunResult {
+        onPhase(.finishing, nil, runtime?.rawValue)
+        if let neverRan {
+            await say("error: \(neverRan)")
+            runtimeStatus["error"] = .string(neverRan)
+        }
+        if case .stale(let why)? = stopReason {
+            await say("this runner's lock is gone; no more updates: \(why)")
+            _ = await forwarder?.finish(deadline: .seconds(2))
+            return .stale(why)
+        }
+
+        var state: ContainerState = .complete
+        if neverRan != nil {
+            state = .cancelled
+        } else if case .cancel(let why)? = stopReason {
+            state = .cancelled
+            runtimeStatus["error"] = .string("cancelled: \(why)")
+        }
+        var outputUUID: String?
+        if neverRan == nil && outcome != nil {
+            do {
+                outputUUID = try await saveOutput(workspace.output)
+            } catch {
+                await say("error: the output was not saved: \(error)")
+                runtimeStatus["error"] = .string("output not saved: \(error)")
+                state = .cancelled
+            }
+        }
+        await say("state: Running → \(state.rawValue)")
+        var logUUID: String?
+        if let forwarder {
+            if !(await forwarder.finish(deadline: options.apiRetryDeadline)) {
+                echo("convoy run: some log lines could not be sent to the API; the worker's files have them")
+            }
+            do {
+                logUUID = try await saveLogs(workspace.logs)
+            } catch {
+                echo("convoy run: the log collection was not saved: \(error)")
+            }
+        }
+        let update = ContainerUpdate(
+            state: state, exitCode: state == .complete ? outcome?.exitCode : nil, log: logUUID,
+            output: state == .complete ? outputUUID : nil, runtimeStatus: runtimeStatus, knownAuthUUID: authUUID)
+        do {
+            _ = try await retrying("record the final state") { try await self.api.update(self.uuid, update) }
+        } catch let error as APIClientError where error.isStale {
+            return .stale("the final state was refused: \(error)")
+        } catch {
+            return .unrecorded("\(error)")
+        }
+        // The worker keeps the log files; output and tmp are in the collections now.
+        for directory in [workspace.output, workspace.tmp, workspace.mounts] {
+            try? FileManager.default.removeItem(at: directory)
+        }
+        return .finished(state: state.rawValue, exitCode: state == .complete ? outcome?.exitCode : nil)
+    }
+
+    /// The files under the output directory as the container's output collection.
+    private func saveOutput(_ directory: URL) async throws -> String {
+        let files = try Self.regularFiles(under: directory)
+        let total = files.reduce(Int64(0)) { $0 + $1.size }
+        guard total <= options.maxOutputBytes else {
+            throw RuntimeSetupError("the output is \(total) bytes, over the limit of \(options.maxOutputBytes)")
+        }
+        let collection = try await retrying("create the output collection") {
+            try await self.api.createCollection(name: "Output of container \(self.uuid)", containerUUID: self.uuid)
+        }
+        for file in files {
+            _ = try await retrying("upload \(file.path)") {
+                try await self.api.upload(file: file.url, to: collection.uuid, path: file.path)
+            }
+        }
+        await say("output: \(files.count) files, \(total) bytes in collection \(collection.uuid)")
+        return collection.uuid.rawValue
+    }
+
+    /// The worker's log files as the container's log collection.
+    private func saveLogs(_ directory: URL) async throws -> String {
+        let files = try Self.regularFiles(under: directory)
+        let collection = try await retrying("create the log collection") {
+            try await self.api.createCollection(name: "Log of container \(self.uuid)", containerUUID: self.uuid)
+        }
+        for file in files {
+            _ = try await retrying("upload \(file.path)") {
+                try await self.api.upload(file: file.url, to: collection.uuid, path: file.path)
+            }
+        }
+        return collection.uuid.rawValue
+    }
+
+    // MARK: Helpers
+
+    /// A line of the runner's own: its stderr and the `crunch-run` log stream.
+    private func say(_ message: String) async {
+        echo("convoy run: \(message)")
+        try? await forwarder?.append(LineSplitter.Line(message), stream: "crunch-run")
+    }
+
+    /// Runs `body`, retrying transient API errors with back-off until the retry deadline.
+    private func retrying<Value: Sendable>(_ what: String, _ body: @Sendable () async throws -> Value) async throws -> Value {
+        let end = ContinuousClock.now + options.apiRetryDeadline
+        var delay: Duration = .milliseconds(100)
+        var reported = false
+        while true {
+            do {
+                return try await body()
+            } catch let error as APIClientError where error.isTransient && ContinuousClock.now + delay < end {
+                if !reported {
+                    echo("convoy run: \(what): \(error); retrying for up to \(options.apiRetryDeadline)")
+                    reported = true
+                }
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Whether a runtime's exit says the command never ran (the runtime's own error), and why.
+    static func neverRan(_ kind: RuntimeKind, _ outcome: ProcessOutcome, _ stderr: [String]) -> String? {
+        guard case .exited(let code) = outcome, let last = stderr.last else { return nil }
+        switch kind {
+        case .podman, .docker:
+            // 125: the engine failed; 126/127: the command could not be invoked or found.
+            if [125, 126, 127].contains(code) && last.hasPrefix("Error: ") { return "\(kind.rawValue): \(last.dropFirst(7))" }
+        case .bwrap:
+            if code == 1 && last.hasPrefix("bwrap: ") { return String(last) }
+        case .process:
+            break
+        }
+        return nil
+    }
+
+    struct OutputFile {
+        let url: URL
+        let path: String
+        let size: Int64
+    }
+
+    /// Regular files under `directory` with their relative paths; symbolic links are skipped.
+    static func regularFiles(under directory: URL) throws -> [OutputFile] {
+        guard let enumerator = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey, .fileSizeKey]) else {
+            return []
+        }
+        let base = directory.standardizedFileURL.path
+        var files: [OutputFile] = []
+        for case let url as URL in enumerator {
+            let values = try url.resourceValues(forKeys: [.isRegularFileKey, .isSymbolicLinkKey, .fileSizeKey])
+            guard values.isRegularFile == true, values.isSymbolicLink != true else { continue }
+            let path = String(url.standardizedFileURL.path.dropFirst(base.count + 1))
+            files.append(OutputFile(url: url, path: path, size: Int64(values.fileSize ?? 0)))
+        }
+        return files.sorted { $0.path < $1.path }
+    }
+}
+
+extension ContainerRunner.StopReason: CustomStringConvertible {
+    var description: String {
+        switch self {
+        case .cancel(let why): return why
+        case .stale(let why): return why
+        }
+    }
+}
+
+/// The last few stderr lines of a command (how a runtime says it could not start it).
+actor StderrTail {
+    private(set) var lines: [String] = []
+
+    func add(_ line: String) {
+        lines.append(line)
+        if lines.count > 5 { lines.removeFirst() }
+    }
+}

@@ -1,0 +1,203 @@
+import ConvoyModel
+import Foundation
+
+/// The directories a run gets on the worker, all under `root` (`<work dir>/<container uuid>`).
+public struct Workspace: Sendable, Equatable {
+    public let root: URL
+    /// Mounted at the container's output_path; its files become the output collection.
+    public var output: URL { root.appendingPathComponent("output") }
+    /// Mounted at /tmp.
+    public var tmp: URL { root.appendingPathComponent("tmp") }
+    /// The worker's copy of the log streams (`stdout.txt`, `stderr.txt`, `crunch-run.txt`).
+    public var logs: URL { root.appendingPathComponent("logs") }
+    /// Extra `tmp` mounts, one directory each.
+    public var mounts: URL { root.appendingPathComponent("mounts") }
+
+    public init(root: URL) {
+        self.root = root
+    }
+
+    /// Creates the directories (world-writable output and tmp: the image's user may not be root).
+    public func create() throws {
+        for directory in [output, tmp, logs, mounts] {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        }
+        for directory in [output, tmp] {
+            try FileManager.default.setAttributes([.posixPermissions: 0o1777], ofItemAtPath: directory.path)
+        }
+    }
+}
+
+/// Why a container cannot be run as specified (it never runs; it ends Cancelled).
+public struct RuntimeSetupError: Error, Equatable, CustomStringConvertible {
+    public let description: String
+
+    public init(_ description: String) {
+        self.description = description
+    }
+}
+
+/// Turns a container into the command line a runtime executes on the worker. Pure: no I/O
+/// beyond looking at the worker's root directory for the bwrap sandbox.
+public struct RuntimeCommand: Sendable {
+    public var kind: RuntimeKind
+    public var container: Container
+    public var workspace: Workspace
+    /// The local image reference (podman/docker only).
+    public var image: String?
+    /// What the container gets when it asked for the API (runtime_constraints.API).
+    public var apiEnvironment: [String: String]
+    /// The runner's own environment: what podman/bwrap themselves run with.
+    public var hostEnvironment: [String: String]
+    /// The podman/docker executable.
+    public var engine: String
+
+    public init(kind: RuntimeKind, container: Container, workspace: Workspace, image: String? = nil,
+                apiEnvironment: [String: String] = [:], hostEnvironment: [String: String] = ProcessInfo.processInfo.environment,
+                engine: String? = nil) {
+        self.kind = kind
+        self.container = container
+        self.workspace = workspace
+        self.image = image
+        self.apiEnvironment = apiEnvironment
+        self.hostEnvironment = hostEnvironment
+        self.engine = engine ?? kind.rawValue
+    }
+
+    /// The name the container gets in podman/docker, so that a runner (or `--kill`) can remove it.
+    public static func engineContainerName(_ uuid: ArvadosUUID) -> String { "convoy-\(uuid)" }
+
+    /// The environment inside the container.
+    public var containerEnvironment: [String: String] {
+        var environment = ["TMPDIR": "/tmp", "HOME": "/tmp"]
+        if kind != .podman && kind != .docker {
+            environment["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        }
+        if container.runtimeConstraints.api {
+            environment.merge(apiEnvironment) { _, new in new }
+        }
+        environment.merge(container.environment) { _, new in new }
+        return environment
+    }
+
+    /// The `tmp` mounts (path in the container → kind); other kinds are refused.
+    public func tmpMounts() throws -> [String] {
+        var paths: [String] = []
+        for (path, value) in container.mounts.sorted(by: { $0.key < $1.key }) {
+            let kind = value.objectValue?["kind"]?.stringValue ?? ""
+            guard kind == "tmp" else {
+                throw RuntimeSetupError("mount \(path) has kind '\(kind)': this runner supports only 'tmp' mounts")
+            }
+            guard path.hasPrefix("/") else { throw RuntimeSetupError("mount path \(path) is not absolute") }
+            if path != container.outputPath { paths.append(path) }
+        }
+        return paths
+    }
+
+    /// The command to execute, with its directory and environment.
+    public func processSpec() throws -> ProcessSpec {
+        guard !container.command.isEmpty else { throw RuntimeSetupError("the container's command is empty") }
+        guard container.outputPath.hasPrefix("/") else {
+            throw RuntimeSetupError("output_path '\(container.outputPath)' is not absolute")
+        }
+        switch kind {
+        case .podman, .docker: return try engineSpec()
+        case .bwrap: return try bwrapSpec()
+        case .process: return try directSpec()
+        }
+    }
+
+    private func mountDirectory(_ path: String) -> URL {
+        workspace.mounts.appendingPathComponent(path.split(separator: "/").joined(separator: "_"))
+    }
+
+    private func engineSpec() throws -> ProcessSpec {
+        guard let image else { throw RuntimeSetupError("the \(kind.rawValue) runtime needs an image") }
+        let constraints = container.runtimeConstraints
+        var arguments = [
+            engine, "run", "--rm", "--name", Self.engineContainerName(container.uuid),
+            // Never the engine's default bridge network: it uses a private address range.
+            "--network", constraints.api ? "host" : "none",
+            "--workdir", container.cwd,
+            "--volume", "\(workspace.output.path):\(container.outputPath)",
+            "--volume", "\(workspace.tmp.path):/tmp",
+        ]
+        if constraints.vcpus > 0 { arguments += ["--cpus", String(constraints.vcpus)] }
+        if constraints.ram > 0 { arguments += ["--memory", "\(constraints.ram)b"] }
+        for path in try tmpMounts() {
+            arguments += ["--volume", "\(mountDirectory(path).path):\(path)"]
+        }
+        for (key, value) in containerEnvironment.sorted(by: { $0.key < $1.key }) {
+            arguments += ["--env", "\(key)=\(value)"]
+        }
+        arguments.append(image)
+        arguments += container.command
+        return ProcessSpec(command: arguments, workingDirectory: workspace.root.path, environment: hostEnvironment)
+    }
+
+    /// bwrap on a fresh root holding the worker's top-level directories read-only, with /tmp,
+    /// output_path and tmp mounts the only writable places, own pid/ipc/uts namespaces and no
+    /// network unless the container asked for the API. No `--new-session`: the command must stay
+    /// in the runner's process group so that stopping the group reaches it.
+    private func bwrapSpec() throws -> ProcessSpec {
+        var arguments = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+        if !container.runtimeConstraints.api { arguments.append("--unshare-net") }
+        let skipped: Set<String> = ["proc", "dev", "tmp", "run", "lost+found"]
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/")) ?? []
+        for name in entries.sorted() where !skipped.contains(name) {
+            let path = "/" + name
+            if let target = try? FileManager.default.destinationOfSymbolicLink(atPath: path) {
+                arguments += ["--symlink", target, path]
+            } else {
+                var isDirectory: ObjCBool = false
+                if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+                    arguments += ["--ro-bind", path, path]
+                }
+            }
+        }
+        arguments += ["--proc", "/proc", "--dev", "/dev", "--bind", workspace.tmp.path, "/tmp"]
+        // Other runs' work areas stay out of sight (unless they are under /tmp, replaced above).
+        let workRoot = workspace.root.deletingLastPathComponent().path
+        if !workRoot.hasPrefix("/tmp/") && FileManager.default.fileExists(atPath: workRoot) {
+            arguments += ["--tmpfs", workRoot]
+        }
+        arguments += ["--bind", workspace.output.path, container.outputPath]
+        for path in try tmpMounts() {
+            arguments += ["--bind", mountDirectory(path).path, path]
+        }
+        arguments += ["--chdir", container.cwd, "--clearenv"]
+        for (key, value) in containerEnvironment.sorted(by: { $0.key < $1.key }) {
+            arguments += ["--setenv", key, value]
+        }
+        arguments.append("--")
+        arguments += container.command
+        return ProcessSpec(command: arguments, workingDirectory: workspace.root.path, environment: hostEnvironment)
+    }
+
+    /// Direct execution: paths under output_path and /tmp are mapped to the workspace (the
+    /// command sees `CONVOY_OUTPUT_PATH`, `TMPDIR`), any other cwd must exist on the worker.
+    private func directSpec() throws -> ProcessSpec {
+        let cwd = try hostPath(container.cwd)
+        var environment = containerEnvironment
+        environment["TMPDIR"] = workspace.tmp.path
+        environment["HOME"] = workspace.tmp.path
+        environment["CONVOY_OUTPUT_PATH"] = workspace.output.path
+        if container.environment["PATH"] == nil, let path = hostEnvironment["PATH"] { environment["PATH"] = path }
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: cwd, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw RuntimeSetupError("cwd \(container.cwd) does not exist on this worker")
+        }
+        return ProcessSpec(command: container.command, workingDirectory: cwd, environment: environment)
+    }
+
+    private func hostPath(_ path: String) throws -> String {
+        func under(_ base: String) -> String? {
+            if path == base { return "" }
+            let prefix = base.hasSuffix("/") ? base : base + "/"
+            return path.hasPrefix(prefix) ? String(path.dropFirst(prefix.count)) : nil
+        }
+        if let rest = under(container.outputPath) { return rest.isEmpty ? workspace.output.path : workspace.output.appendingPathComponent(rest).path }
+        if let rest = under("/tmp") { return rest.isEmpty ? workspace.tmp.path : workspace.tmp.appendingPathComponent(rest).path }
+        return path
+    }
+}

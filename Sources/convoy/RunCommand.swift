@@ -1,0 +1,257 @@
+import ArgumentParser
+import ConvoyAPIClient
+import ConvoyModel
+import ConvoyRunner
+import Foundation
+import UnixSignals
+#if canImport(Glibc)
+import Glibc
+#endif
+
+extension RuntimeKind: ExpressibleByArgument {}
+
+/// `convoy run`: the runner on a worker (Convoy's crunch-run).
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run one Locked container on this worker, or list or stop the ones running here.",
+        discussion: """
+            Connection settings come from the environment (CONVOY_API_HOST, CONVOY_API_TOKEN, \
+            CONVOY_API_HOST_INSECURE, or the ARVADOS_API_* names), or with --stdin-config as a JSON \
+            object of the same names on standard input, so that the token never shows on a command line. \
+            The same object may carry CONVOY_RUNNER_STATE_DIR, CONVOY_RUNNER_WORK_DIR and CONVOY_RUNTIME.
+
+            Exit status: 0 the container reached a final state; 1 nothing was started (not Locked, \
+            another runner won, bad settings); 2 the runner lost its lock and stopped; 3 the final state \
+            could not be recorded.
+            """)
+
+    @Argument(help: "The container to run.")
+    var uuid: String?
+
+    @Flag(help: "Start the runner in the background (its own session), print its pid, exit once it is Running.")
+    var detach = false
+
+    @Flag(help: "Print the UUIDs of the containers whose runners live on this host.")
+    var list = false
+
+    @Option(help: ArgumentHelp("Stop the runner of this container (its process group), SIGKILL after --grace.", valueName: "uuid"))
+    var kill: String?
+
+    @Option(help: "The signal --kill sends first (TERM, INT, HUP, KILL or a number).")
+    var signal = "TERM"
+
+    @Option(help: "Seconds --kill waits before SIGKILL.")
+    var grace: Double = 10
+
+    @Flag(help: "Read the connection settings as a JSON object from standard input.")
+    var stdinConfig = false
+
+    @Option(help: "Force a runtime: podman, docker, bwrap or process (default: podman for images, else CONVOY_RUNTIME or bwrap).")
+    var runtime: RuntimeKind?
+
+    @Option(help: "The runner state directory (default CONVOY_RUNNER_STATE_DIR or /run/convoy-runner).")
+    var stateDir: String?
+
+    @Option(help: "The work directory (default CONVOY_RUNNER_WORK_DIR or /var/lib/convoy/work).")
+    var workDir: String?
+
+    @Option(help: "Seconds between looks at the container while it runs.")
+    var pollInterval: Double = 2
+
+    @Option(help: "Seconds the runner waits between SIGTERM and SIGKILL when it stops the command.")
+    var stopGrace: Double = 10
+
+    @Option(help: "Seconds transient API errors are retried before the runner gives up.")
+    var apiRetry: Double = 600
+
+    @Option(help: "The largest output (bytes) saved as the output collection.")
+    var maxOutputBytes: Int64 = 64 << 30
+
+    @Option(help: "Lines per second sent to the API logs before throttling (the worker's files keep all).")
+    var maxLogLines: Int = 10_000
+
+    @Flag(help: .hidden)
+    var detachedChild = false
+
+    func validate() throws {
+        let modes = [uuid != nil && kill == nil, list, kill != nil].filter { $0 }.count
+        if modes != 1 { throw ValidationError("give exactly one of: a container UUID, --list, --kill UUID") }
+        if let uuid, ArvadosUUID(uuid) == nil { throw ValidationError("'\(uuid)' is not a container UUID") }
+        if let kill, ArvadosUUID(kill) == nil { throw ValidationError("'\(kill)' is not a container UUID") }
+    }
+
+    func run() async throws {
+        if detachedChild { setsid() }
+        let settings = try readSettings()
+        let state = stateDir.map { RunnerStateDirectory(url: URL(fileURLWithPath: $0)) } ?? RunnerStateDirectory.fromEnvironment(settings)
+        if list {
+            for record in state.list() { print(record.containerUUID) }
+            return
+        }
+        if let kill {
+            throw ExitCode(try await Self.kill(kill, state: state, signal: try Self.signalNumber(signal), grace: grace))
+        }
+        guard let uuidText = uuid, let uuid = ArvadosUUID(uuidText) else { return }
+        guard let configuration = APIClientConfiguration.fromEnvironment(settings) else {
+            throw ValidationError("no API settings: set CONVOY_API_HOST and CONVOY_API_TOKEN (or ARVADOS_API_*), or pass them with --stdin-config")
+        }
+        if detach {
+            throw ExitCode(try await startDetached(uuid, settings: settings, state: state))
+        }
+        throw ExitCode(try await runHere(uuid, configuration: configuration, settings: settings, state: state))
+    }
+
+    /// The environment, overlaid with the `--stdin-config` object.
+    private func readSettings() throws -> [String: String] {
+        var settings = ProcessInfo.processInfo.environment
+        guard stdinConfig else { return settings }
+        let data = FileHandle.standardInput.readDataToEndOfFile()
+        guard let object = try? JSONDecoder().decode(JSONValue.self, from: data).objectValue else {
+            throw ValidationError("--stdin-config: standard input is not a JSON object")
+        }
+        for (key, value) in object {
+            switch value {
+            case .string(let text): settings[key] = text
+            case .bool(let flag): settings[key] = flag ? "1" : "0"
+            case .number(let number): settings[key] = number == number.rounded() ? String(Int64(number)) : String(number)
+            default: throw ValidationError("--stdin-config: \(key) must be a string, number or boolean")
+            }
+        }
+        return settings
+    }
+
+    private func runHere(_ uuid: ArvadosUUID, configuration: APIClientConfiguration, settings: [String: String],
+                         state: RunnerStateDirectory) async throws -> Int32 {
+        let claim: RunnerClaim
+        do {
+            claim = try state.claim(RunnerRecord(containerUUID: uuid.rawValue, pid: getpid(), phase: .starting))
+        } catch {
+            FileHandle.standardError.write(Data("convoy run: \(error)\n".utf8))
+            return 1
+        }
+        defer { claim.release() }
+        var environment = ProcessInfo.processInfo.environment
+        // The token reaches the container only through its own environment, when it asked for the API.
+        for key in ["CONVOY_API_TOKEN", "ARVADOS_API_TOKEN"] { environment[key] = nil }
+        let options = RunnerOptions(
+            workRoot: workDir.map { URL(fileURLWithPath: $0) } ?? RunnerOptions.defaultWorkRoot(settings),
+            runtime: runtime, runtimeWithoutImage: settings["CONVOY_RUNTIME"].flatMap(RuntimeKind.init(rawValue:)) ?? .bwrap,
+            pollInterval: .milliseconds(Int64(pollInterval * 1000)), stopGrace: .milliseconds(Int64(stopGrace * 1000)),
+            maxOutputBytes: maxOutputBytes, apiRetryDeadline: .milliseconds(Int64(apiRetry * 1000)),
+            maxLogLinesPerFlush: maxLogLines, hostEnvironment: environment)
+        let runner = ContainerRunner(uuid: uuid, api: APIClient(configuration), options: options) { phase, group, runtime in
+            try? claim.update { record in
+                record.phase = phase
+                if let group { record.commandProcessGroup = group }
+                if let runtime { record.runtime = runtime }
+            }
+        }
+        let signals = Task {
+            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
+                await runner.cancel("signal \(signal) received")
+            }
+        }
+        defer { signals.cancel() }
+        let result = await runner.run()
+        FileHandle.standardError.write(Data("convoy run: \(uuid): \(result.summary)\n".utf8))
+        return result.exitStatus
+    }
+
+    /// Starts this command again in the background, in a session of its own, with the settings on
+    /// its standard input; waits until it has moved the container to Running (or failed).
+    private func startDetached(_ uuid: ArvadosUUID, settings: [String: String], state: RunnerStateDirectory) async throws -> Int32 {
+        if let record = state.liveRecord(uuid.rawValue) {
+            FileHandle.standardError.write(Data("convoy run: a runner for \(uuid) is already running on this host (pid \(record.pid))\n".utf8))
+            return 1
+        }
+        try FileManager.default.createDirectory(at: state.url, withIntermediateDirectories: true)
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var arguments = ["run", uuid.rawValue, "--stdin-config", "--detached-child", "--state-dir", state.url.path,
+                         "--poll-interval", String(pollInterval), "--stop-grace", String(stopGrace), "--api-retry", String(apiRetry),
+                         "--max-output-bytes", String(maxOutputBytes), "--max-log-lines", String(maxLogLines)]
+        if let workDir { arguments += ["--work-dir", workDir] }
+        if let runtime { arguments += ["--runtime", runtime.rawValue] }
+        let outputPath = state.outputPath(uuid.rawValue)
+        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
+        guard let output = FileHandle(forWritingAtPath: outputPath) else {
+            throw ValidationError("cannot write \(outputPath)")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        for key in ["CONVOY_API_TOKEN", "ARVADOS_API_TOKEN"] { environment[key] = nil }
+        process.environment = environment
+        let input = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let passed = settings.filter { $0.key.hasPrefix("CONVOY_") || $0.key.hasPrefix("ARVADOS_") }
+        input.fileHandleForWriting.write(try JSONEncoder().encode(passed))
+        try input.fileHandleForWriting.close()
+
+        let deadline = ContinuousClock.now + .seconds(120)
+        while ContinuousClock.now < deadline {
+            if !process.isRunning {
+                let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
+                FileHandle.standardError.write(Data(text.suffix(4000).utf8))
+                return process.terminationStatus
+            }
+            if let record = state.liveRecord(uuid.rawValue), record.pid == process.processIdentifier, record.phase != .starting {
+                print(process.processIdentifier)
+                return 0
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        print(process.processIdentifier)
+        FileHandle.standardError.write(Data("convoy run: the runner (pid \(process.processIdentifier)) has not moved \(uuid) to Running yet; see \(outputPath)\n".utf8))
+        return 0
+    }
+
+    /// Signals the runner of `uuid` and its command's process group, SIGKILLs the group after
+    /// `grace` seconds, and waits a while for the runner to record the final state.
+    static func kill(_ uuidText: String, state: RunnerStateDirectory, signal: Int32, grace: Double) async throws -> Int32 {
+        guard let record = state.liveRecord(uuidText) else {
+            FileHandle.standardError.write(Data("convoy run: no runner of \(uuidText) is running on this host\n".utf8))
+            return 1
+        }
+        _ = Glibc.kill(record.pid, signal)
+        if let group = record.commandProcessGroup { _ = Glibc.kill(-group, signal) }
+        let graceEnd = ContinuousClock.now + .milliseconds(Int64(grace * 1000))
+        while let group = record.commandProcessGroup, Glibc.kill(-group, 0) == 0, ContinuousClock.now < graceEnd {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        if let group = record.commandProcessGroup, Glibc.kill(-group, 0) == 0 {
+            FileHandle.standardError.write(Data("convoy run: the command of \(uuidText) outlived the grace period: SIGKILL\n".utf8))
+            _ = Glibc.kill(-group, SIGKILL)
+            if let runtime = record.runtime, RuntimeKind(rawValue: runtime)?.usesImage == true {
+                let remove = Process()
+                remove.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                remove.arguments = [runtime, "rm", "--force", "--time", "0", "convoy-\(uuidText)"]
+                remove.standardOutput = FileHandle.nullDevice
+                remove.standardError = FileHandle.nullDevice
+                try? remove.run()
+                remove.waitUntilExit()
+            }
+        }
+        // The runner now saves logs and records the final state.
+        let recordEnd = ContinuousClock.now + .seconds(60)
+        while state.isHeld(uuidText) && ContinuousClock.now < recordEnd {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        if state.isHeld(uuidText) {
+            FileHandle.standardError.write(Data("convoy run: the runner of \(uuidText) (pid \(record.pid)) is still finishing\n".utf8))
+            return 1
+        }
+        return 0
+    }
+
+    static func signalNumber(_ name: String) throws -> Int32 {
+        let names: [String: Int32] = ["TERM": SIGTERM, "INT": SIGINT, "HUP": SIGHUP, "KILL": SIGKILL, "QUIT": SIGQUIT, "USR1": SIGUSR1, "USR2": SIGUSR2]
+        let key = name.uppercased().hasPrefix("SIG") ? String(name.uppercased().dropFirst(3)) : name.uppercased()
+        if let number = names[key] ?? Int32(name) { return number }
+        throw ValidationError("unknown signal \(name)")
+    }
+}
