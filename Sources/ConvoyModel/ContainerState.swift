@@ -13,7 +13,7 @@ public enum ContainerState: String, Sendable, Codable, CaseIterable {
     /// True when a container may move from this state to `next`.
     public func allowsTransition(to next: ContainerState) -> Bool {
         switch (self, next) {
-        case (.queued, .locked), (.locked, .queued), (.locked, .running), (.running, .complete),
+        case (.queued, .locked), (.locked, .queued), (.running, .queued), (.locked, .running), (.running, .complete),
              (.queued, .cancelled), (.locked, .cancelled), (.running, .cancelled):
             return true
         default:

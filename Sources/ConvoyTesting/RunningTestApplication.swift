@@ -17,13 +17,13 @@ final class RunningTestApplication: Sendable {
         self.task = task
     }
 
-    static func start(router: Router<BasicRequestContext>, label: String) async throws -> RunningTestApplication {
+    static func start(router: Router<BasicRequestContext>, label: String, port: Int = 0) async throws -> RunningTestApplication {
         let ready = PortPromise()
         var logger = Logger(label: label)
         logger.logLevel = .warning
         let app = Application(
             router: router,
-            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            configuration: .init(address: .hostname("127.0.0.1", port: port)),
             onServerRunning: { channel in await ready.fulfil(channel.localAddress?.port ?? 0) },
             logger: logger)
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))

@@ -4,11 +4,13 @@ import ConvoyModel
 import Foundation
 import ConvoyPostgres
 import Hummingbird
+import Synchronization
 
 /// The containers API served from this process on a free loopback port, over a private
 /// PostgreSQL migrated to the API schema, with an admin and a dispatcher token ready to use.
 public final class TestAPIServer: Sendable {
-    private let running: RunningTestApplication
+    /// Replaced by `outage(for:)`, which serves again on the same port.
+    private let running: Mutex<RunningTestApplication>
     public let services: APIServices
     /// `v2/…` tokens for requests.
     public let adminToken: String
@@ -17,10 +19,13 @@ public final class TestAPIServer: Sendable {
     public let userToken: String
     private let client = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
 
-    public var baseURL: String { running.baseURL }
+    public var baseURL: String { running.withLock { $0.baseURL } }
+
+    /// `host:port` (no scheme).
+    public var hostAndPort: String { String(baseURL.dropFirst("http://".count)) }
 
     private init(running: RunningTestApplication, services: APIServices, adminToken: String, dispatcherToken: String, userToken: String) {
-        self.running = running
+        self.running = Mutex(running)
         self.services = services
         self.adminToken = adminToken
         self.dispatcherToken = dispatcherToken
@@ -30,7 +35,7 @@ public final class TestAPIServer: Sendable {
     public static func start(database: TestPostgresServer, clusterID: String = "zzzzz", maxRequestBodySize: Int = 1 << 20,
                              maxFileSize: Int64 = 64 << 20) async throws -> TestAPIServer {
         let pool = PostgresPool(configuration: database.configuration, maxConnections: 8)
-        try await pool.withConnection { try await PostgresMigrator(migrations: APISchema.migrations).migrate($0) }
+        _ = try await pool.withConnection { try await PostgresMigrator(migrations: APISchema.migrations).migrate($0) }
         let blobs = try BlobStore(directory: FileManager.default.temporaryDirectory
             .appendingPathComponent("convoy-test-blobs-\(UUID().uuidString)").path)
         let services = APIServices(database: pool, containers: ContainerStore(clusterID: clusterID), blobs: blobs,
@@ -42,8 +47,18 @@ public final class TestAPIServer: Sendable {
         return TestAPIServer(running: running, services: services, adminToken: admin.v2, dispatcherToken: dispatcher.v2, userToken: user.v2)
     }
 
+    /// Stops serving for `duration` (connections are refused meanwhile), then serves again on the
+    /// same port with the same database.
+    public func outage(for duration: Duration) async throws {
+        let old = running.withLock { $0 }
+        await old.stop()
+        try await Task.sleep(for: duration)
+        let again = try await RunningTestApplication.start(router: APIRouter.make(services: services), label: "convoy-test-api", port: old.port)
+        running.withLock { $0 = again }
+    }
+
     public func stop() async {
-        await running.stop()
+        await running.withLock { $0 }.stop()
         await services.database.close()
         try? FileManager.default.removeItem(atPath: services.collections.blobs.directory)
     }

@@ -82,7 +82,6 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        if detachedChild { setsid() }
         let settings = try readSettings()
         let state = stateDir.map { RunnerStateDirectory(url: URL(fileURLWithPath: $0)) } ?? RunnerStateDirectory.fromEnvironment(settings)
         if list {
@@ -90,7 +89,17 @@ struct RunCommand: AsyncParsableCommand {
             return
         }
         if let kill {
-            throw ExitCode(try await Self.kill(kill, state: state, signal: try Self.signalNumber(signal), grace: grace))
+            let outcome = await RunnerKiller.kill(kill, state: state, signal: try Self.signalNumber(signal),
+                                                  grace: .milliseconds(Int64(grace * 1000))) { Self.report($0) }
+            switch outcome {
+            case .stopped: return
+            case .notRunning:
+                Self.report("no runner of \(kill) is running on this host")
+                throw ExitCode(1)
+            case .stillFinishing(let pid):
+                Self.report("the runner of \(kill) (pid \(pid)) is still saving logs and output")
+                throw ExitCode(1)
+            }
         }
         guard let uuidText = uuid, let uuid = ArvadosUUID(uuidText) else { return }
         guard let configuration = APIClientConfiguration.fromEnvironment(settings) else {
@@ -173,79 +182,32 @@ struct RunCommand: AsyncParsableCommand {
         if let workDir { arguments += ["--work-dir", workDir] }
         if let runtime { arguments += ["--runtime", runtime.rawValue] }
         let outputPath = state.outputPath(uuid.rawValue)
-        _ = FileManager.default.createFile(atPath: outputPath, contents: nil)
-        guard let output = FileHandle(forWritingAtPath: outputPath) else {
-            throw ValidationError("cannot write \(outputPath)")
-        }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
         var environment = ProcessInfo.processInfo.environment
         for key in ["CONVOY_API_TOKEN", "ARVADOS_API_TOKEN"] { environment[key] = nil }
-        process.environment = environment
-        let input = Pipe()
-        process.standardInput = input
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
         let passed = settings.filter { $0.key.hasPrefix("CONVOY_") || $0.key.hasPrefix("ARVADOS_") }
-        input.fileHandleForWriting.write(try JSONEncoder().encode(passed))
-        try input.fileHandleForWriting.close()
+        let child = try DetachedLaunch.start(executable, arguments, environment: environment,
+                                             input: try JSONEncoder().encode(passed), outputPath: outputPath)
 
         let deadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < deadline {
-            if !process.isRunning {
+            if let status = child.exitStatus() {
                 let text = (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? ""
                 FileHandle.standardError.write(Data(text.suffix(4000).utf8))
-                return process.terminationStatus
+                return status
             }
-            if let record = state.liveRecord(uuid.rawValue), record.pid == process.processIdentifier, record.phase != .starting {
-                print(process.processIdentifier)
+            if let record = state.liveRecord(uuid.rawValue), record.pid == child.pid, record.phase != .starting {
+                print(child.pid)
                 return 0
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        print(process.processIdentifier)
-        FileHandle.standardError.write(Data("convoy run: the runner (pid \(process.processIdentifier)) has not moved \(uuid) to Running yet; see \(outputPath)\n".utf8))
+        print(child.pid)
+        FileHandle.standardError.write(Data("convoy run: the runner (pid \(child.pid)) has not moved \(uuid) to Running yet; see \(outputPath)\n".utf8))
         return 0
     }
 
-    /// Signals the runner of `uuid` and its command's process group, SIGKILLs the group after
-    /// `grace` seconds, and waits a while for the runner to record the final state.
-    static func kill(_ uuidText: String, state: RunnerStateDirectory, signal: Int32, grace: Double) async throws -> Int32 {
-        guard let record = state.liveRecord(uuidText) else {
-            FileHandle.standardError.write(Data("convoy run: no runner of \(uuidText) is running on this host\n".utf8))
-            return 1
-        }
-        _ = Glibc.kill(record.pid, signal)
-        if let group = record.commandProcessGroup { _ = Glibc.kill(-group, signal) }
-        let graceEnd = ContinuousClock.now + .milliseconds(Int64(grace * 1000))
-        while let group = record.commandProcessGroup, Glibc.kill(-group, 0) == 0, ContinuousClock.now < graceEnd {
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        if let group = record.commandProcessGroup, Glibc.kill(-group, 0) == 0 {
-            FileHandle.standardError.write(Data("convoy run: the command of \(uuidText) outlived the grace period: SIGKILL\n".utf8))
-            _ = Glibc.kill(-group, SIGKILL)
-            if let runtime = record.runtime, RuntimeKind(rawValue: runtime)?.usesImage == true {
-                let remove = Process()
-                remove.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                remove.arguments = [runtime, "rm", "--force", "--time", "0", "convoy-\(uuidText)"]
-                remove.standardOutput = FileHandle.nullDevice
-                remove.standardError = FileHandle.nullDevice
-                try? remove.run()
-                remove.waitUntilExit()
-            }
-        }
-        // The runner now saves logs and records the final state.
-        let recordEnd = ContinuousClock.now + .seconds(60)
-        while state.isHeld(uuidText) && ContinuousClock.now < recordEnd {
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        if state.isHeld(uuidText) {
-            FileHandle.standardError.write(Data("convoy run: the runner of \(uuidText) (pid \(record.pid)) is still finishing\n".utf8))
-            return 1
-        }
-        return 0
+    static func report(_ message: String) {
+        FileHandle.standardError.write(Data("convoy run: \(message)\n".utf8))
     }
 
     static func signalNumber(_ name: String) throws -> Int32 {

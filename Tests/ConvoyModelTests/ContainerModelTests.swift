@@ -20,7 +20,7 @@ final class ContainerModelTests: XCTestCase {
 
     func testOnlyTheDocumentedTransitionsAreAllowed() {
         let allowed: Set<String> = [
-            "Queued>Locked", "Locked>Queued", "Locked>Running", "Running>Complete",
+            "Queued>Locked", "Locked>Queued", "Running>Queued", "Locked>Running", "Running>Complete",
             "Queued>Cancelled", "Locked>Cancelled", "Running>Cancelled",
         ]
         for from in ContainerState.allCases {

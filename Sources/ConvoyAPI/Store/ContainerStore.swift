@@ -116,7 +116,9 @@ public struct ContainerStore: Sendable {
         return container
     }
 
-    /// Locked → Queued, by the dispatcher that locked it: revokes the container token.
+    /// Locked or Running → Queued, by the dispatcher that locked it: revokes the container token,
+    /// so a runner still holding it is fenced off (its updates and logs are refused). Unlocking a
+    /// Running container requeues it when its runner or worker is lost.
     public func unlock(_ uuid: ArvadosUUID, by caller: APIToken, epoch: Int64?, on db: PostgresConnection) async throws -> Container {
         guard caller.kind == .dispatcher || caller.kind == .admin else {
             throw APIError.forbidden("only a dispatcher token may unlock containers")
@@ -124,7 +126,7 @@ public struct ContainerStore: Sendable {
         return try await db.transaction { tx in
             try await Self.checkEpoch(epoch, on: tx)
             let current = try await self.fetchForUpdate(uuid, on: tx)
-            guard current.state == .locked else {
+            guard current.state == .locked || current.state == .running else {
                 throw APIError.unprocessable(IllegalTransition(from: current.state, to: .queued).description)
             }
             guard caller.kind == .admin || current.lockedByUUID == caller.uuid else {
@@ -134,10 +136,11 @@ public struct ContainerStore: Sendable {
                 try await self.tokens.revoke(on: tx, uuid: authUUID)
             }
             let row = try await tx.query("""
-                UPDATE containers SET state = 'Queued', locked_by_uuid = NULL, auth_uuid = NULL, modified_at = now()
+                UPDATE containers SET state = 'Queued', locked_by_uuid = NULL, auth_uuid = NULL, started_at = NULL,
+                    progress = NULL, runtime_status = '{}', modified_at = now()
                 WHERE uuid = $1 RETURNING \(ContainerRecord.columns)
                 """, [uuid.rawValue]).first!
-            try await self.recordHistory(uuid, from: .locked, to: .queued, authUUID: current.authUUID, epoch: epoch, tokenUUID: caller.uuid, on: tx)
+            try await self.recordHistory(uuid, from: current.state, to: .queued, authUUID: current.authUUID, epoch: epoch, tokenUUID: caller.uuid, on: tx)
             return try ContainerRecord.decode(row)
         }
     }

@@ -65,7 +65,9 @@ public struct RuntimeCommand: Sendable {
     }
 
     /// The name the container gets in podman/docker, so that a runner (or `--kill`) can remove it.
-    public static func engineContainerName(_ uuid: ArvadosUUID) -> String { "convoy-\(uuid)" }
+    public static func engineContainerName(_ uuid: ArvadosUUID) -> String { engineContainerName(uuid.rawValue) }
+
+    public static func engineContainerName(_ uuid: String) -> String { "convoy-\(uuid)" }
 
     /// The environment inside the container.
     public var containerEnvironment: [String: String] {

@@ -1,0 +1,277 @@
+import ConvoyAPI
+import ConvoyAPIClient
+import ConvoyModel
+import ConvoyRunner
+import ConvoyTesting
+import Foundation
+import XCTest
+
+/// The runner against the real API server on a real PostgreSQL, running real commands: in a
+/// busybox image under podman (runc), in a bwrap sandbox, or as plain processes.
+final class ContainerRunnerTests: PostgresTestCase {
+    private var api: TestAPIServer!
+    private var work: URL!
+    private static let imageName = "convoy-test-busybox"
+
+    override func setUp() async throws {
+        api = try await TestAPIServer.start(database: try postgresServer())
+        work = try TestProcess.makeTemporaryDirectory(prefix: "convoy-runner-work")
+    }
+
+    override func tearDown() async throws {
+        await api?.stop()
+        if let work { try? FileManager.default.removeItem(at: work) }
+    }
+
+    private func client(_ token: String) -> APIClient {
+        APIClient(APIClientConfiguration(host: api.hostAndPort, token: token, scheme: "http"))
+    }
+
+    private func options(runtime: RuntimeKind? = nil) throws -> RunnerOptions {
+        RunnerOptions(workRoot: work, runtime: runtime, pollInterval: .milliseconds(200), stopGrace: .seconds(2),
+                      apiRetryDeadline: .seconds(60), logFlushInterval: .milliseconds(200),
+                      hostEnvironment: try TestContainerImage.environment())
+    }
+
+    /// Uploads the busybox image tarball as a collection named `imageName`.
+    private func uploadImage() async throws -> Collection {
+        let admin = client(api.adminToken)
+        let collection = try await admin.createCollection(name: Self.imageName)
+        try await admin.upload(file: URL(fileURLWithPath: try TestContainerImage.tarball()), to: collection.uuid, path: "image.tar")
+        return collection
+    }
+
+    private func run(_ locked: LockedTestContainer, runtime: RuntimeKind? = nil) async throws -> RunResult {
+        let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: try options(runtime: runtime), echo: { _ in })
+        return try await withTimeout(.seconds(120)) { await runner.run() }
+    }
+
+    private func stored(_ uuid: ArvadosUUID) async throws -> Container {
+        try await client(api.adminToken).container(uuid)
+    }
+
+    private func logText(_ uuid: ArvadosUUID, stream: String) async throws -> String {
+        let page = try await client(api.adminToken).logs(objectUUID: uuid.rawValue, limit: 10_000)
+        return page.items.filter { $0.eventType == stream }.compactMap { $0.properties["text"]?.stringValue }.joined()
+    }
+
+    private func file(_ collection: String?, _ path: String) async throws -> String {
+        let uuid = try XCTUnwrap(collection.flatMap(ArvadosUUID.init))
+        return String(decoding: try await client(api.adminToken).download(uuid, path: path), as: UTF8.self)
+    }
+
+    // MARK: The seed's cases, in a real image
+
+    func testEchoHelloWorldInTheImageGoesToCompleteWithItsLogs() async throws {
+        TestContainerImage.removeLoadedImages()
+        _ = try await uploadImage()
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["echo", "hello world"], containerImage: Self.imageName,
+                                                                 outputPath: "/out", priority: 1))
+        let result = try await run(locked)
+        XCTAssertEqual(result, .finished(state: "Complete", exitCode: 0))
+
+        let container = try await stored(locked.uuid)
+        XCTAssertEqual(container.state, .complete)
+        XCTAssertEqual(container.exitCode, 0)
+        let history = try await api.stateHistory(locked.uuid)
+        XCTAssertEqual(history, ["Queued", "Locked", "Running", "Complete"])
+        let stdout = try await logText(locked.uuid, stream: "stdout")
+        XCTAssertTrue(stdout.hasSuffix(" hello world\n"), stdout)
+        let crunchRun = try await logText(locked.uuid, stream: "crunch-run")
+        XCTAssertTrue(crunchRun.contains("runtime podman"), crunchRun)
+        XCTAssertTrue(crunchRun.contains("downloading image.tar"), crunchRun)
+        // The same line, with the same timestamp, in the log collection.
+        let logFile = try await file(container.log, "stdout.txt")
+        XCTAssertEqual(logFile, stdout)
+        XCTAssertNotNil(container.output)
+    }
+
+    func testFalseRecordsExitCodeOne() async throws {
+        _ = try await uploadImage()
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["false"], containerImage: Self.imageName, outputPath: "/out", priority: 1))
+        let result = try await run(locked)
+        XCTAssertEqual(result, .finished(state: "Complete", exitCode: 1))
+        let container = try await stored(locked.uuid)
+        XCTAssertEqual(container.exitCode, 1)
+    }
+
+    func testPwdPrintsTheCwdAndFilesUnderOutputPathBecomeTheOutput() async throws {
+        _ = try await uploadImage()
+        let locked = try await api.lockedContainer(ContainerSpec(
+            command: ["sh", "-c", "pwd; mkdir -p sub; echo result > sub/r.txt; echo top > /out/t.txt"],
+            containerImage: Self.imageName, cwd: "/out", outputPath: "/out", priority: 1))
+        let result1 = try await run(locked)
+        XCTAssertEqual(result1, .finished(state: "Complete", exitCode: 0))
+        let stdout = try await logText(locked.uuid, stream: "stdout")
+        XCTAssertTrue(stdout.hasSuffix(" /out\n"), stdout)
+        let container = try await stored(locked.uuid)
+        let output = try await client(api.adminToken).collection(try XCTUnwrap(container.output.flatMap(ArvadosUUID.init)))
+        XCTAssertEqual(output.files.map(\.path), ["sub/r.txt", "t.txt"])
+        let result = try await file(container.output, "sub/r.txt")
+        XCTAssertEqual(result, "result\n")
+    }
+
+    func testAMissingCommandEndsCancelledWithTheRuntimesError() async throws {
+        _ = try await uploadImage()
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["no-such-command"], containerImage: Self.imageName,
+                                                                 outputPath: "/out", priority: 1))
+        let result2 = try await run(locked)
+        XCTAssertEqual(result2, .finished(state: "Cancelled", exitCode: nil))
+        let container = try await stored(locked.uuid)
+        XCTAssertEqual(container.state, .cancelled)
+        XCTAssertNil(container.exitCode)
+        let error = container.runtimeStatus["error"]?.stringValue ?? ""
+        XCTAssertTrue(error.contains("no-such-command") && error.contains("not found"), error)
+        let crunchRun = try await logText(locked.uuid, stream: "crunch-run")
+        XCTAssertTrue(crunchRun.contains("error: podman:"), crunchRun)
+        XCTAssertNotNil(container.log, "the log collection is saved even when the command never ran")
+    }
+
+    func testAnImageThatDoesNotExistEndsCancelled() async throws {
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["true"], containerImage: "no-such-image", outputPath: "/out", priority: 1))
+        let result3 = try await run(locked)
+        XCTAssertEqual(result3, .finished(state: "Cancelled", exitCode: nil))
+        let container = try await stored(locked.uuid)
+        XCTAssertTrue((container.runtimeStatus["error"]?.stringValue ?? "").contains("image no-such-image not found"))
+    }
+
+    func testThePodmanRuntimeHasNoNetworkUnlessTheContainerAskedForTheAPI() async throws {
+        _ = try await uploadImage()
+        // (busybox-static's wget crashes with -T: no timeout option; a refused connection fails at once.)
+        let probe = ["wget", "-q", "-O", "/dev/null", "http://\(api.hostAndPort)/discovery/v1/apis/arvados/v1/rest"]
+        let isolated = try await api.lockedContainer(ContainerSpec(command: probe, containerImage: Self.imageName, outputPath: "/out", priority: 1))
+        let result4 = try await run(isolated)
+        XCTAssertEqual(result4, .finished(state: "Complete", exitCode: 1))
+        let networked = try await api.lockedContainer(ContainerSpec(command: probe, containerImage: Self.imageName, outputPath: "/out",
+                                                                    runtimeConstraints: RuntimeConstraints(api: true), priority: 1))
+        let result5 = try await run(networked)
+        XCTAssertEqual(result5, .finished(state: "Complete", exitCode: 0))
+    }
+
+    // MARK: Only one runner per lock; a lost lock stops the runner
+
+    func testTwoRunnersOnOneLockedContainerRunTheCommandOnce() async throws {
+        let marks = work.appendingPathComponent("marks")
+        let locked = try await api.lockedContainer(ContainerSpec(
+            command: ["sh", "-c", "echo ran >> \(marks.path); sleep 1"], outputPath: "/out", priority: 1))
+        let first = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: try options(runtime: .process), echo: { _ in })
+        let second = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: try options(runtime: .process), echo: { _ in })
+        async let one = first.run()
+        async let two = second.run()
+        let results = await [one, two]
+        XCTAssertEqual(results.filter { $0 == .finished(state: "Complete", exitCode: 0) }.count, 1, "\(results)")
+        XCTAssertEqual(results.filter { if case .refused = $0 { return true } else { return false } }.count, 1, "\(results)")
+        let ran = try String(contentsOf: marks, encoding: .utf8)
+        XCTAssertEqual(ran, "ran\n")
+    }
+
+    func testUnlockAndRelockStopTheOldRunnerAndRefuseItsUpdates() async throws {
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["sh", "-c", "echo started; sleep 60; echo never"],
+                                                                 outputPath: "/out", priority: 1))
+        let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: try options(runtime: .process), echo: { _ in })
+        let started = ContinuousClock.now
+        let running = Task { await runner.run() }
+        let dispatcher = client(api.dispatcherToken)
+        try await waitForState(locked.uuid, .running)
+        _ = try await dispatcher.unlock(locked.uuid)
+        let relocked = try await dispatcher.lock(locked.uuid)
+        XCTAssertNotEqual(relocked.authUUID, locked.authUUID)
+
+        let result = try await withTimeout(.seconds(30)) { await running.value }
+        guard case .stale = result else { return XCTFail("\(result)") }
+        XCTAssertLessThan(ContinuousClock.now - started, .seconds(30), "the old runner stopped its command")
+        // The old runner's token and auth_uuid are dead: its updates are refused.
+        do {
+            _ = try await client(locked.token).update(locked.uuid, ContainerUpdate(state: .complete, exitCode: 0, knownAuthUUID: locked.authUUID))
+            XCTFail("the old runner's update was accepted")
+        } catch let error as APIClientError {
+            guard case .refused(401, _) = error else { return XCTFail("\(error)") }
+        }
+        let container = try await stored(locked.uuid)
+        XCTAssertEqual(container.state, .locked)
+        XCTAssertEqual(container.authUUID, relocked.authUUID)
+        let stdout = try await logText(locked.uuid, stream: "stdout")
+        XCTAssertFalse(stdout.contains("never"))
+    }
+
+    func testPriorityZeroStopsTheCommandAndEndsCancelled() async throws {
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["sleep", "60"], outputPath: "/out", priority: 1))
+        let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: try options(runtime: .process), echo: { _ in })
+        let running = Task { await runner.run() }
+        try await waitForState(locked.uuid, .running)
+        _ = try await client(api.adminToken).update(locked.uuid, ContainerUpdate(priority: 0))
+        let result = try await withTimeout(.seconds(30)) { await running.value }
+        XCTAssertEqual(result, .finished(state: "Cancelled", exitCode: nil))
+        let container = try await stored(locked.uuid)
+        XCTAssertTrue((container.runtimeStatus["error"]?.stringValue ?? "").contains("priority 0"))
+        XCTAssertNotNil(container.log)
+    }
+
+    // MARK: The API going away
+
+    func testTheAPIDownForFiveSecondsLosesNoLogLine() async throws {
+        let locked = try await api.lockedContainer(ContainerSpec(
+            command: ["sh", "-c", "i=1; while [ $i -le 100 ]; do echo line $i; i=$((i+1)); sleep 0.08; done"],
+            outputPath: "/out", priority: 1))
+        let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: try options(runtime: .process), echo: { _ in })
+        let running = Task { await runner.run() }
+        try await waitForState(locked.uuid, .running)
+        try await Task.sleep(for: .seconds(1))
+        try await api.outage(for: .seconds(5))
+        let result = try await withTimeout(.seconds(60)) { await running.value }
+        XCTAssertEqual(result, .finished(state: "Complete", exitCode: 0))
+        let lines = try await logText(locked.uuid, stream: "stdout").split(separator: "\n").map { $0.split(separator: " ", maxSplits: 1)[1] }
+        XCTAssertEqual(lines, (1...100).map { "line \($0)"[...] })
+    }
+
+    // MARK: The bwrap sandbox
+
+    func testTheBwrapSandboxCannotWriteOutsideItsOutputAndTmp() async throws {
+        // Not under /tmp: inside the sandbox /tmp is the run's own tmp directory.
+        let outside = URL(fileURLWithPath: "/var/tmp/convoy-bwrap-escape-\(UUID().uuidString)")
+        let script = """
+            for f in /etc/convoy-escape /root/convoy-escape /usr/convoy-escape \(outside.path); do
+              if touch $f 2>/dev/null; then echo "wrote $f"; fi
+            done
+            echo kept > /out/kept.txt && echo scratch > /tmp/scratch.txt && echo "output and tmp writable"
+            """
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["sh", "-c", script], cwd: "/out", outputPath: "/out", priority: 1))
+        let result6 = try await run(locked, runtime: .bwrap)
+        XCTAssertEqual(result6, .finished(state: "Complete", exitCode: 0))
+        let stdout = try await logText(locked.uuid, stream: "stdout")
+        XCTAssertTrue(stdout.contains("output and tmp writable"), stdout)
+        XCTAssertFalse(stdout.contains("wrote "), stdout)
+        for path in ["/etc/convoy-escape", "/root/convoy-escape", "/usr/convoy-escape", outside.path] {
+            XCTAssertFalse(FileManager.default.fileExists(atPath: path), path)
+        }
+        let container = try await stored(locked.uuid)
+        let kept = try await file(container.output, "kept.txt")
+        XCTAssertEqual(kept, "kept\n")
+    }
+
+    func testABwrapCommandThatDoesNotExistEndsCancelled() async throws {
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["/no/such/command"], outputPath: "/out", priority: 1))
+        let result7 = try await run(locked, runtime: .bwrap)
+        XCTAssertEqual(result7, .finished(state: "Cancelled", exitCode: nil))
+        let error = try await stored(locked.uuid).runtimeStatus["error"]?.stringValue ?? ""
+        XCTAssertTrue(error.contains("bwrap:") && error.contains("/no/such/command"), error)
+    }
+
+    func testANotLockedContainerIsRefusedWithoutRunningAnything() async throws {
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["true"], outputPath: "/out", priority: 1))
+        let result8 = try await run(locked, runtime: .process)
+        XCTAssertEqual(result8, .finished(state: "Complete", exitCode: 0))
+        let again = try await run(locked, runtime: .process)
+        guard case .refused = again else { return XCTFail("\(again)") }
+    }
+
+    private func waitForState(_ uuid: ArvadosUUID, _ state: ContainerState) async throws {
+        let admin = client(api.adminToken)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if try await admin.container(uuid).state == state { return }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        XCTFail("\(uuid) did not reach \(state.rawValue) in 30 s")
+    }
+}
