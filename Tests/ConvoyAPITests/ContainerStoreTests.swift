@@ -106,6 +106,31 @@ final class ContainerStoreTests: PostgresTestCase {
         await assertAPIError(422, "Queued to Queued") { try await self.store.unlock(container.uuid, by: self.dispatcher, epoch: nil, on: self.db) }
     }
 
+    func testOnlyOneRunnerMayStartALockAndUnlockRequeuesARunningContainer() async throws {
+        let container = try await queued()
+        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        let token = try await store.containerToken(container.uuid, by: dispatcher, on: db)
+        let authenticated = try await store.tokens.authenticate(on: db, presented: token.v2)
+        let runner = try XCTUnwrap(authenticated)
+        let running = try await store.update(container.uuid, ContainerUpdate(state: .running, knownAuthUUID: locked.authUUID),
+                                             by: runner, epoch: nil, on: db)
+        XCTAssertEqual(running.state, .running)
+        // A second runner with the same token and auth_uuid loses.
+        await assertAPIError(409, "already Running") {
+            try await self.store.update(container.uuid, ContainerUpdate(state: .running, knownAuthUUID: locked.authUUID), by: runner, epoch: nil, on: self.db)
+        }
+        // The runner's worker is lost: the dispatcher requeues; the old token is dead.
+        let requeued = try await store.unlock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        XCTAssertEqual(requeued.state, .queued)
+        XCTAssertNil(requeued.startedAt)
+        XCTAssertNil(requeued.authUUID)
+        let oldToken = try await store.tokens.authenticate(on: db, presented: token.v2)
+        XCTAssertNil(oldToken)
+        let history = try await db.query("SELECT from_state, to_state FROM container_state_history WHERE container_uuid = $1 ORDER BY id",
+                                         [container.uuid.rawValue]).rows.map { "\(try $0.decode(String?.self, column: "from_state") ?? "-")>\(try $0.decode(String.self, column: "to_state"))" }
+        XCTAssertEqual(history, ["->Queued", "Queued>Locked", "Locked>Running", "Running>Queued"])
+    }
+
     func testAStaleAuthUUIDIsRefusedAfterUnlockAndRelock() async throws {
         let container = try await queued()
         let first = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)

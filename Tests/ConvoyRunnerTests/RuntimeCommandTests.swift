@@ -1,0 +1,97 @@
+import ConvoyModel
+import ConvoyRunner
+import Foundation
+import XCTest
+
+/// The command lines the runtimes are given (pure: what podman and bwrap are asked to do).
+final class RuntimeCommandTests: XCTestCase {
+    private let workspace = Workspace(root: URL(fileURLWithPath: "/var/lib/convoy/work/zzzzz-dz642-000000000000001"))
+
+    private func container(api: Bool = false, mounts: [String: JSONValue] = [:], cwd: String = "/out") -> Container {
+        var container = Container(uuid: ArvadosUUID("zzzzz-dz642-000000000000001")!, state: .locked, priority: 1,
+                                  command: ["echo", "hi"], containerImage: "img", cwd: cwd, environment: ["A": "1"],
+                                  mounts: mounts, outputPath: "/out",
+                                  runtimeConstraints: RuntimeConstraints(vcpus: 2, ram: 1 << 30, api: api),
+                                  schedulingParameters: SchedulingParameters(), lockCount: 1, createdAt: Date(), modifiedAt: Date())
+        container.authUUID = ArvadosUUID("zzzzz-gj3su-000000000000001")
+        return container
+    }
+
+    private func arguments(_ kind: RuntimeKind, _ container: Container) throws -> [String] {
+        try RuntimeCommand(kind: kind, container: container, workspace: workspace, image: "localhost/convoy-image:abc",
+                           apiEnvironment: ["ARVADOS_API_TOKEN": "v2/x/secret"], hostEnvironment: [:]).processSpec().command
+    }
+
+    func testPodmanGetsNoNetworkLimitsAndTheOutputMount() throws {
+        let arguments = try arguments(.podman, container())
+        XCTAssertEqual(Array(arguments.prefix(5)), ["podman", "run", "--rm", "--name", "convoy-zzzzz-dz642-000000000000001"])
+        XCTAssertTrue(arguments.contains(sequence: ["--network", "none"]))
+        XCTAssertTrue(arguments.contains(sequence: ["--cpus", "2"]))
+        XCTAssertTrue(arguments.contains(sequence: ["--memory", "1073741824b"]))
+        XCTAssertTrue(arguments.contains(sequence: ["--volume", "\(workspace.output.path):/out"]))
+        XCTAssertTrue(arguments.contains(sequence: ["--env", "A=1"]))
+        XCTAssertFalse(arguments.contains { $0.contains("secret") }, "no API token without runtime_constraints.API")
+        XCTAssertEqual(Array(arguments.suffix(3)), ["localhost/convoy-image:abc", "echo", "hi"])
+    }
+
+    func testTheAPIMeansHostNetworkAndTheTokenInTheEnvironment() throws {
+        let arguments = try arguments(.podman, container(api: true))
+        XCTAssertTrue(arguments.contains(sequence: ["--network", "host"]))
+        XCTAssertFalse(arguments.contains("bridge"))
+        XCTAssertTrue(arguments.contains(sequence: ["--env", "ARVADOS_API_TOKEN=v2/x/secret"]))
+        let bwrap = try self.arguments(.bwrap, container(api: true))
+        XCTAssertFalse(bwrap.contains("--unshare-net"))
+    }
+
+    func testBwrapHasAReadOnlyRootAndOnlyOutputAndTmpWritable() throws {
+        let arguments = try arguments(.bwrap, container())
+        XCTAssertTrue(arguments.contains("--unshare-net"))
+        XCTAssertTrue(arguments.contains("--unshare-pid"))
+        XCTAssertTrue(arguments.contains(sequence: ["--ro-bind", "/usr", "/usr"]))
+        XCTAssertTrue(arguments.contains(sequence: ["--bind", workspace.tmp.path, "/tmp"]))
+        XCTAssertTrue(arguments.contains(sequence: ["--bind", workspace.output.path, "/out"]))
+        XCTAssertEqual(arguments.enumerated().filter { $0.element == "--bind" }.count, 2, "no other writable place")
+        XCTAssertFalse(arguments.contains("--new-session"), "the command stays in the runner's process group")
+        XCTAssertEqual(Array(arguments.suffix(3)), ["--", "echo", "hi"])
+    }
+
+    func testTmpMountsAreWritableAndOtherKindsAreRefused() throws {
+        let tmp = try arguments(.bwrap, container(mounts: ["/scratch": .object(["kind": .string("tmp")])]))
+        XCTAssertTrue(tmp.contains(sequence: ["--bind", workspace.mounts.appendingPathComponent("scratch").path, "/scratch"]))
+        XCTAssertThrowsError(try arguments(.podman, container(mounts: ["/data": .object(["kind": .string("collection")])]))) { error in
+            XCTAssertTrue("\(error)".contains("supports only 'tmp' mounts"))
+        }
+    }
+
+    func testTheProcessRuntimeMapsOutputPathAndTmpToTheWorkspace() throws {
+        let root = try FileManager.default.url(for: .itemReplacementDirectory, in: .userDomainMask, appropriateFor: URL(fileURLWithPath: "/tmp"), create: true)
+        let workspace = Workspace(root: root.appendingPathComponent("run"))
+        try workspace.create()
+        defer { try? FileManager.default.removeItem(at: root) }
+        let spec = try RuntimeCommand(kind: .process, container: container(cwd: "/out"), workspace: workspace, hostEnvironment: ["PATH": "/usr/bin:/bin"])
+            .processSpec()
+        XCTAssertEqual(spec.command, ["echo", "hi"])
+        XCTAssertEqual(spec.workingDirectory, workspace.output.path)
+        XCTAssertEqual(spec.environment["CONVOY_OUTPUT_PATH"], workspace.output.path)
+        XCTAssertEqual(spec.environment["TMPDIR"], workspace.tmp.path)
+        XCTAssertEqual(spec.environment["A"], "1")
+        XCTAssertThrowsError(try RuntimeCommand(kind: .process, container: container(cwd: "/no/such/dir"), workspace: workspace).processSpec())
+    }
+
+    func testTheRuntimeFollowsTheImageUnlessOverridden() {
+        var withImage = container()
+        XCTAssertEqual(RuntimeKind.choose(for: withImage, override: nil), .podman)
+        XCTAssertEqual(RuntimeKind.choose(for: withImage, override: .docker), .docker)
+        withImage.containerImage = ""
+        XCTAssertEqual(RuntimeKind.choose(for: withImage, override: nil), .bwrap)
+        XCTAssertEqual(RuntimeKind.choose(for: withImage, override: nil, withoutImage: .process), .process)
+    }
+}
+
+extension Array where Element: Equatable {
+    /// Whether `sequence` occurs here as consecutive elements.
+    func contains(sequence: [Element]) -> Bool {
+        guard sequence.count <= count else { return false }
+        return (0...(count - sequence.count)).contains { Array(self[$0..<($0 + sequence.count)]) == sequence }
+    }
+}
