@@ -116,4 +116,48 @@ final class APIClientTests: PostgresTestCase {
         XCTAssertEqual(convoy?.insecure, false)
         XCTAssertNil(APIClientConfiguration.fromEnvironment(["CONVOY_API_HOST": "c:2"]))
     }
+
+    func testAHostWithASchemeSelectsPlainHTTPAndTheSettingsRoundTrip() {
+        let plain = APIClientConfiguration.fromEnvironment(["CONVOY_API_HOST": "http://127.0.0.1:9/", "CONVOY_API_TOKEN": "t"])
+        XCTAssertEqual(plain?.scheme, "http")
+        XCTAssertEqual(plain?.host, "127.0.0.1:9")
+        let again = plain.flatMap { APIClientConfiguration.fromEnvironment($0.environment) }
+        XCTAssertEqual(again?.scheme, "http")
+        XCTAssertEqual(again?.host, "127.0.0.1:9")
+        XCTAssertEqual(again?.token, "t")
+    }
+
+    func testFilesAreUploadedAndDownloadedStreamedFromAndToDisk() async throws {
+        let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-client-files")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let source = directory.appendingPathComponent("source.bin")
+        let bytes = (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ ($0 >> 11)) }
+        try Data(bytes).write(to: source)
+        let admin = client(api.adminToken)
+        let collection = try await admin.createCollection(name: "files")
+        let stored = try await admin.upload(file: source, to: collection.uuid, path: "dir/source.bin")
+        XCTAssertEqual(stored.size, Int64(bytes.count))
+        let target = directory.appendingPathComponent("target.bin")
+        try await admin.download(collection.uuid, path: "dir/source.bin", to: target)
+        XCTAssertEqual(try Data(contentsOf: target), Data(bytes))
+        let listed = try await admin.collections(filters: [["name", "=", "files"]])
+        XCTAssertEqual(listed.items.map(\.uuid), [collection.uuid])
+
+        // A missing file is the API's 404, and no local file appears.
+        let missing = directory.appendingPathComponent("missing.bin")
+        do {
+            try await admin.download(collection.uuid, path: "nope", to: missing)
+            XCTFail("downloaded a file that does not exist")
+        } catch let error as APIClientError {
+            guard case .refused(404, _) = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: missing.path))
+        // An unreadable local file is an error before anything is sent.
+        do {
+            try await admin.upload(file: directory.appendingPathComponent("absent"), to: collection.uuid, path: "x")
+            XCTFail("uploaded a file that does not exist")
+        } catch {}
+        let after = try await admin.collection(collection.uuid)
+        XCTAssertEqual(after.files.map(\.path), ["dir/source.bin"])
+    }
 }
