@@ -20,6 +20,9 @@ struct ConvoyBench {
         if !arguments.contains("--skip-api") {
             try await APIBenchmarks.run(quick: quick)
         }
+        if !arguments.contains("--skip-runner") {
+            try await RunnerBenchmarks.run(quick: quick)
+        }
     }
 
     // MARK: (1) exec of `true`: kept libssh2 session vs a fresh OpenSSH process

@@ -89,4 +89,35 @@ final class LogForwarderTests: PostgresTestCase {
         let file = try String(contentsOf: forwarder.path(of: "stdout"), encoding: .utf8)
         XCTAssertTrue(file.hasSuffix(" kept\n"), "the file has it regardless")
     }
+
+    func testABigBatchGoesInRequestsUnderTheLimitCutAtLineEnds() async throws {
+        let (uuid, client) = try await runnerClient()
+        // The test API takes request bodies up to 1 MiB; 40,000 lines of ~70 bytes are ~2.8 MB.
+        let forwarder = try LogForwarder(api: client, objectUUID: uuid.rawValue, directory: directory, flushInterval: .seconds(3600),
+                                         maxLinesPerFlush: 1_000_000, maxRequestBytes: 256 << 10)
+        for n in 1...40_000 {
+            try await forwarder.append(LineSplitter.Line("line \(n) " + String(repeating: "x", count: 30)), stream: "stdout")
+        }
+        let sent = await forwarder.finish(deadline: .seconds(30))
+        XCTAssertTrue(sent)
+        let refused = await forwarder.refusedBytes
+        XCTAssertEqual(refused, 0)
+        let entries = try await client.logs(objectUUID: uuid.rawValue, limit: 1000).items.filter { $0.eventType == "stdout" }
+        XCTAssertGreaterThan(entries.count, 8)
+        for entry in entries {
+            let text = entry.properties["text"]?.stringValue ?? ""
+            XCTAssertLessThanOrEqual(text.utf8.count, 256 << 10)
+            XCTAssertTrue(text.hasSuffix("\n"))
+        }
+        let lines = entries.compactMap { $0.properties["text"]?.stringValue }.joined().split(separator: "\n")
+        XCTAssertEqual(lines.count, 40_000)
+        XCTAssertTrue(lines.last?.hasSuffix(" line 40000 " + String(repeating: "x", count: 30)) ?? false)
+    }
+
+    func testChunksNeverSplitACharacter() {
+        let text = String(repeating: "é", count: 3000)[...]
+        let chunk = LogForwarder.chunk(text, maxBytes: 1025)
+        XCTAssertEqual(chunk.utf8.count, 1024)
+        XCTAssertEqual(LogForwarder.chunk("a\nbc\n"[...], maxBytes: 4), "a\n")
+    }
 }

@@ -8,11 +8,15 @@ import Foundation
 /// lines in one interval the rest of that interval's lines are not sent to the API (the files
 /// keep everything) and a visible "log throttled" note says how many were held back. A failed
 /// send is kept and retried at the next flush, so an API that is briefly down loses nothing.
+/// A batch goes in requests of at most `maxRequestBytes`, cut at line ends (the API limits
+/// request bodies); a batch the API refuses outright (not a transient error) is dropped and
+/// counted, since sending it again cannot help — the files keep it.
 public actor LogForwarder {
     public let objectUUID: String
     public let directory: URL
     public let flushInterval: Duration
     public let maxLinesPerFlush: Int
+    public let maxRequestBytes: Int
     private let api: APIClient
     private var files: [String: FileHandle] = [:]
     /// Per stream, text waiting to be sent, oldest first.
@@ -22,15 +26,19 @@ public actor LogForwarder {
     private var flusher: Task<Void, Never>?
     /// Lines written to the files, per stream (for reports and tests).
     public private(set) var lineCounts: [String: Int] = [:]
+    /// Bytes of log text the API refused outright (they are only in the files), and why.
+    public private(set) var refusedBytes = 0
+    public private(set) var lastRefusal: String?
 
     public init(api: APIClient, objectUUID: String, directory: URL, flushInterval: Duration = .seconds(1),
-                maxLinesPerFlush: Int = 10_000) throws {
+                maxLinesPerFlush: Int = 10_000, maxRequestBytes: Int = 512 << 10) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         self.api = api
         self.objectUUID = objectUUID
         self.directory = directory
         self.flushInterval = flushInterval
         self.maxLinesPerFlush = maxLinesPerFlush
+        self.maxRequestBytes = max(maxRequestBytes, 1024)
     }
 
     /// Starts the periodic flush.
@@ -69,17 +77,39 @@ public actor LogForwarder {
         linesThisInterval = 0
         var allSent = true
         for stream in unsent.keys.sorted() {
-            guard let text = unsent[stream], !text.isEmpty else { continue }
+            guard var text = unsent[stream]?[...], !text.isEmpty else { continue }
             unsent[stream] = ""
-            do {
-                try await api.log(objectUUID: objectUUID, eventType: stream, text: text)
-            } catch {
-                // Keep it, ahead of anything appended meanwhile.
-                unsent[stream] = text + (unsent[stream] ?? "")
-                allSent = false
+            while !text.isEmpty {
+                let chunk = Self.chunk(text, maxBytes: maxRequestBytes)
+                do {
+                    try await api.log(objectUUID: objectUUID, eventType: stream, text: String(chunk))
+                } catch let error as APIClientError where !error.isTransient {
+                    refusedBytes += chunk.utf8.count
+                    lastRefusal = "\(error)"
+                } catch {
+                    // Keep the rest, ahead of anything appended meanwhile.
+                    unsent[stream] = String(text) + (unsent[stream] ?? "")
+                    allSent = false
+                    break
+                }
+                text = text[chunk.endIndex...]
             }
         }
         return allSent
+    }
+
+    /// The front of `text` up to `maxBytes` of UTF-8, ending at a line end when there is one.
+    public static func chunk(_ text: Substring, maxBytes: Int) -> Substring {
+        let utf8 = text.utf8
+        guard utf8.count > maxBytes else { return text }
+        let limit = utf8.index(utf8.startIndex, offsetBy: maxBytes)
+        if let newline = utf8[..<limit].lastIndex(of: UInt8(ascii: "\n")) {
+            return text[..<utf8.index(after: newline)]
+        }
+        // One line longer than a request (lines are split far below this): cut on a character.
+        var cut = limit
+        while cut > utf8.startIndex && utf8[cut] & 0xC0 == 0x80 { cut = utf8.index(before: cut) }  // not inside a character
+        return text[..<cut]
     }
 
     /// Stops the periodic flush and sends everything left, retrying for up to `deadline`.

@@ -250,6 +250,9 @@ public actor ContainerRunner {
             if !(await forwarder.finish(deadline: options.apiRetryDeadline)) {
                 echo("convoy run: some log lines could not be sent to the API; the worker's files have them")
             }
+            if await forwarder.refusedBytes > 0 {
+                echo("convoy run: the API refused \(await forwarder.refusedBytes) bytes of log lines (\(await forwarder.lastRefusal ?? "")); the log collection has them")
+            }
             do {
                 logUUID = try await saveLogs(workspace.logs)
             } catch {
