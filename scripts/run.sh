@@ -122,6 +122,49 @@ for c in page["items"]:
     print("  %s priority %4d  %d vCPU %5d MiB  %s" % (c["uuid"], c["priority"], c["runtime_constraints"]["vcpus"],
           c["runtime_constraints"]["ram"] // 1048576, " ".join(c["command"])))'
 
+echo
+echo "== the busybox image as a collection (a podman save tarball, as users upload theirs)"
+image="$dev/image/busybox.tar"
+cat > "$dev/containers.conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
+netns = "none"
+
+[engine]
+runtime = "runc"
+CONF
+export CONTAINERS_CONF="$dev/containers.conf"
+if [ ! -f "$image" ]; then
+  rm -rf "$dev/image" && mkdir -p "$dev/image/rootfs/bin" "$dev/image/rootfs/tmp" "$dev/image/rootfs/etc" "$dev/image/rootfs/out"
+  cp /bin/busybox "$dev/image/rootfs/bin/busybox"
+  for applet in $(/bin/busybox --list); do [ "$applet" = busybox ] || ln -s busybox "$dev/image/rootfs/bin/$applet"; done
+  tar -C "$dev/image/rootfs" -cf "$dev/image/rootfs.tar" .
+  podman import --quiet --change ENV=PATH=/bin "$dev/image/rootfs.tar" localhost/convoy-demo/busybox:1 >/dev/null
+  podman save --quiet --output "$image" localhost/convoy-demo/busybox:1
+  podman rmi --force localhost/convoy-demo/busybox:1 >/dev/null
+fi
+CONVOY_API_HOST="127.0.0.1:$api_port" CONVOY_API_HOST_INSECURE=1 CONVOY_API_TOKEN="$user_token" \
+  "$convoy" images upload "$image" --name busybox 2>&1 | sed 's/^/  /'
+
+echo
+echo "== the top container run by hand, as the dispatcher will: lock, container token, convoy run"
+dispatcher_token="$(cat "$dev/dispatcher-token")"
+uuid="$(curl -skf -H "Authorization: Bearer $dispatcher_token" \
+  "$base/arvados/v1/containers?filters=$filters&order=priority+desc&limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["uuid"])')"
+curl -skf -X POST -H "Authorization: Bearer $dispatcher_token" "$base/arvados/v1/containers/$uuid/lock" >/dev/null
+container_token="$(curl -skf -H "Authorization: Bearer $dispatcher_token" "$base/arvados/v1/containers/$uuid/auth" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_token"])')"
+printf '{"CONVOY_API_HOST": "127.0.0.1:%s", "CONVOY_API_HOST_INSECURE": "1", "CONVOY_API_TOKEN": "%s"}' "$api_port" "$container_token" \
+  | CONVOY_RUNNER_STATE_DIR="$dev/runner-state" CONVOY_RUNNER_WORK_DIR="$dev/work" "$convoy" run --stdin-config "$uuid" 2>&1 | sed 's/^/  /'
+curl -skf -H "Authorization: Bearer $dispatcher_token" "$base/arvados/v1/containers/$uuid" | python3 -c '
+import json, sys
+c = json.load(sys.stdin)
+print("  %s: %s, exit code %s, log collection %s" % (c["uuid"], c["state"], c["exit_code"], c["log"]))'
+echo "  its stdout, from the API logs:"
+log_filters="$(python3 -c 'import json,sys,urllib.parse; print(urllib.parse.quote(json.dumps([["object_uuid","=",sys.argv[1]],["event_type","=","stdout"]])))' "$uuid")"
+curl -skf -H "Authorization: Bearer $dispatcher_token" "$base/arvados/v1/logs?filters=$log_filters" \
+  | python3 -c 'import json,sys; [print("    " + l) for e in json.load(sys.stdin)["items"] for l in e["properties"]["text"].splitlines()]'
+
 cat <<TEXT
 
 Running: PostgreSQL (127.0.0.1:$pg_port) and convoy api ($base), state in $dev.
@@ -130,5 +173,5 @@ Use it as an Arvados cluster:
   export ARVADOS_API_TOKEN=\$(cat $dev/user-token)
   .venv-arvados/bin/python -c 'import arvados; print(arvados.api("v1").container_requests().list().execute()["items_available"])'
 Not running yet: the dispatcher replicas and the loopback cloud (they are still being built),
-so the containers stay Queued. \`make stop\` stops everything.
+so the other containers stay Queued; run one by hand as above with \`convoy run\`. \`make stop\` stops everything.
 TEXT

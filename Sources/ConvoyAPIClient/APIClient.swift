@@ -109,7 +109,7 @@ public struct APIClient: Sendable {
     // MARK: Containers
 
     public func container(_ uuid: ArvadosUUID) async throws -> Container {
-        try await decode(Container.self, try await send("GET", "/containers/\(uuid)"))
+        try decode(Container.self, try await send("GET", "/containers/\(uuid)"))
     }
 
     /// Containers matching `filters` (`[attribute, operator, value]` triples) in `order`.
@@ -118,21 +118,21 @@ public struct APIClient: Sendable {
         var query = [("limit", String(limit)), ("offset", String(offset)), ("count", count ? "exact" : "none")]
         if !filters.isEmpty { query.append(("filters", try Self.json(.array(filters.map(JSONValue.array))))) }
         if !order.isEmpty { query.append(("order", try Self.json(.array(order.map(JSONValue.string))))) }
-        return try await page(Container.self, try await send("GET", "/containers", query: query))
+        return try page(Container.self, try await send("GET", "/containers", query: query))
     }
 
     public func lock(_ uuid: ArvadosUUID) async throws -> Container {
-        try await decode(Container.self, try await send("POST", "/containers/\(uuid)/lock", fenced: true))
+        try decode(Container.self, try await send("POST", "/containers/\(uuid)/lock", fenced: true))
     }
 
     public func unlock(_ uuid: ArvadosUUID) async throws -> Container {
-        try await decode(Container.self, try await send("POST", "/containers/\(uuid)/unlock", fenced: true))
+        try decode(Container.self, try await send("POST", "/containers/\(uuid)/unlock", fenced: true))
     }
 
     /// Applies `update`; `update.knownAuthUUID` travels as `auth_uuid`, so a stale caller gets
     /// `APIClientError.refused(409, …)` (`isStale`).
     public func update(_ uuid: ArvadosUUID, _ update: ContainerUpdate) async throws -> Container {
-        try await decode(Container.self, try await send("PATCH", "/containers/\(uuid)",
+        try decode(Container.self, try await send("PATCH", "/containers/\(uuid)",
                                                          body: .object(["container": .object(update.attributes)]), fenced: true))
     }
 
@@ -152,7 +152,7 @@ public struct APIClient: Sendable {
 
     @discardableResult
     public func log(objectUUID: String, eventType: String, text: String) async throws -> LogEntry {
-        try await decode(LogEntry.self, try await send("POST", "/logs", body: .object(["log": .object([
+        try decode(LogEntry.self, try await send("POST", "/logs", body: .object(["log": .object([
             "object_uuid": .string(objectUUID), "event_type": .string(eventType), "properties": .object(["text": .string(text)]),
         ])])))
     }
@@ -162,7 +162,7 @@ public struct APIClient: Sendable {
             .array([.string("object_uuid"), .string("="), .string(objectUUID)]),
             .array([.string("id"), .string(">"), .number(Double(afterID))]),
         ])
-        return try await page(LogEntry.self, try await send("GET", "/logs", query: [
+        return try page(LogEntry.self, try await send("GET", "/logs", query: [
             ("filters", try Self.json(filters)), ("order", "id asc"), ("limit", String(limit)), ("count", "none"),
         ]))
     }
@@ -170,11 +170,11 @@ public struct APIClient: Sendable {
     public func createCollection(name: String, containerUUID: ArvadosUUID? = nil, properties: [String: JSONValue] = [:]) async throws -> Collection {
         var attributes: [String: JSONValue] = ["name": .string(name), "properties": .object(properties)]
         if let containerUUID { attributes["container_uuid"] = .string(containerUUID.rawValue) }
-        return try await decode(Collection.self, try await send("POST", "/collections", body: .object(["collection": .object(attributes)])))
+        return try decode(Collection.self, try await send("POST", "/collections", body: .object(["collection": .object(attributes)])))
     }
 
     public func collection(_ uuid: ArvadosUUID) async throws -> Collection {
-        try await decode(Collection.self, try await send("GET", "/collections/\(uuid)"))
+        try decode(Collection.self, try await send("GET", "/collections/\(uuid)"))
     }
 
     /// Collections matching `filters`, newest first unless `order` says otherwise.
@@ -182,7 +182,7 @@ public struct APIClient: Sendable {
         var query = [("limit", String(limit)), ("count", "none")]
         if !filters.isEmpty { query.append(("filters", try Self.json(.array(filters.map(JSONValue.array))))) }
         if !order.isEmpty { query.append(("order", try Self.json(.array(order.map(JSONValue.string))))) }
-        return try await page(Collection.self, try await send("GET", "/collections", query: query))
+        return try page(Collection.self, try await send("GET", "/collections", query: query))
     }
 
     /// Adds (or replaces) a file of a collection with the contents of a local file, streamed.

@@ -140,12 +140,20 @@ struct RunCommand: AsyncParsableCommand {
             return 1
         }
         defer { claim.release() }
+        var withoutImage = RuntimeKind.bwrap
+        if let name = settings["CONVOY_RUNTIME"] {
+            guard let kind = RuntimeKind(rawValue: name) else {
+                Self.report("CONVOY_RUNTIME '\(name)' is not one of \(RuntimeKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                return 1
+            }
+            withoutImage = kind
+        }
         var environment = ProcessInfo.processInfo.environment
         // The token reaches the container only through its own environment, when it asked for the API.
         for key in ["CONVOY_API_TOKEN", "ARVADOS_API_TOKEN"] { environment[key] = nil }
         let options = RunnerOptions(
             workRoot: workDir.map { URL(fileURLWithPath: $0) } ?? RunnerOptions.defaultWorkRoot(settings),
-            runtime: runtime, runtimeWithoutImage: settings["CONVOY_RUNTIME"].flatMap(RuntimeKind.init(rawValue:)) ?? .bwrap,
+            runtime: runtime, runtimeWithoutImage: withoutImage,
             pollInterval: .milliseconds(Int64(pollInterval * 1000)), stopGrace: .milliseconds(Int64(stopGrace * 1000)),
             maxOutputBytes: maxOutputBytes, apiRetryDeadline: .milliseconds(Int64(apiRetry * 1000)),
             maxLogLinesPerFlush: maxLogLines, hostEnvironment: environment)

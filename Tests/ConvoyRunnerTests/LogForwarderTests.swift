@@ -120,4 +120,23 @@ final class LogForwarderTests: PostgresTestCase {
         XCTAssertEqual(chunk.utf8.count, 1024)
         XCTAssertEqual(LogForwarder.chunk("a\nbc\n"[...], maxBytes: 4), "a\n")
     }
+
+    func testFinishReturnsOnlyOnceAFlushAlreadyUnderWayHasSentEverything() async throws {
+        let (uuid, client) = try await runnerClient()
+        let forwarder = try LogForwarder(api: client, objectUUID: uuid.rawValue, directory: directory, flushInterval: .milliseconds(5),
+                                         maxLinesPerFlush: 1_000_000, maxRequestBytes: 8 << 10)
+        // One batch of ~90 requests, which the periodic flush picks up and is still sending when
+        // finish() is called.
+        let lines = (0..<20_000).map { LineSplitter.Line("line \($0) " + String(repeating: "y", count: 20)) }
+        try await forwarder.append(lines, stream: "stdout")
+        await forwarder.start()
+        try await Task.sleep(for: .milliseconds(20))
+        let sent = await forwarder.finish(deadline: .seconds(30))
+        XCTAssertTrue(sent)
+        // Counted at once: nothing may still be on its way.
+        let texts = try await api.services.database.query(
+            "SELECT properties->>'text' AS text FROM logs WHERE object_uuid = $1 AND event_type = 'stdout'", [uuid.rawValue])
+        let count = try texts.rows.reduce(0) { $0 + (try $1.decode(String.self, column: "text")).split(separator: "\n").count }
+        XCTAssertEqual(count, 20_000)
+    }
 }

@@ -40,13 +40,13 @@ final class ProcessRuntimeTests: XCTestCase {
 
     func testAMissingCommandIsATypedError() async throws {
         do {
-            _ = try await ProcessRuntime.run(ProcessSpec(command: ["convoy-no-such-command"], workingDirectory: "/", environment: environment)) { _, _ in }
+            _ = try await ProcessRuntime.run(ProcessSpec(command: ["convoy-no-such-command"], workingDirectory: "/", environment: environment), onLine: { _, _ in })
             XCTFail("a missing command ran")
         } catch let error as ProcessRuntimeError {
             XCTAssertEqual(error, .commandNotFound("convoy-no-such-command"))
         }
         do {
-            _ = try await ProcessRuntime.run(ProcessSpec(command: [], workingDirectory: "/", environment: environment)) { _, _ in }
+            _ = try await ProcessRuntime.run(ProcessSpec(command: [], workingDirectory: "/", environment: environment), onLine: { _, _ in })
             XCTFail("an empty command ran")
         } catch let error as ProcessRuntimeError {
             XCTAssertEqual(error, .emptyCommand)

@@ -24,6 +24,7 @@ public actor LogForwarder {
     private var linesThisInterval = 0
     private var throttledThisInterval = 0
     private var flusher: Task<Void, Never>?
+    private var inFlight: Task<Bool, Never>?
     /// Lines written to the files, per stream (for reports and tests).
     public private(set) var lineCounts: [String: Int] = [:]
     /// Bytes of log text the API refused outright (they are only in the files), and why.
@@ -55,20 +56,41 @@ public actor LogForwarder {
 
     /// Records one line of `stream` (e.g. `stdout`, `stderr`, `crunch-run`), stamped `at`.
     public func append(_ line: LineSplitter.Line, stream: String, at time: Date = Date()) throws {
-        let text = "\(ISO8601Timestamp.format(time)) \(line.text)\(line.continued ? " [continues]" : "")\n"
-        try file(for: stream).write(contentsOf: Data(text.utf8))
-        lineCounts[stream, default: 0] += 1
-        if linesThisInterval < maxLinesPerFlush {
-            linesThisInterval += 1
-            unsent[stream, default: ""] += text
-        } else {
-            throttledThisInterval += 1
+        try append([line], stream: stream, at: time)
+    }
+
+    /// Records lines of `stream` read together, all stamped `at`: one write to the file.
+    public func append(_ lines: [LineSplitter.Line], stream: String, at time: Date = Date()) throws {
+        let stamp = ISO8601Timestamp.format(time)
+        var text = ""
+        var toAPI = ""
+        for line in lines {
+            let entry = "\(stamp) \(line.text)\(line.continued ? " [continues]" : "")\n"
+            text += entry
+            if linesThisInterval < maxLinesPerFlush {
+                linesThisInterval += 1
+                toAPI += entry
+            } else {
+                throttledThisInterval += 1
+            }
         }
+        try file(for: stream).write(contentsOf: Data(text.utf8))
+        lineCounts[stream, default: 0] += lines.count
+        if !toAPI.isEmpty { unsent[stream, default: ""] += toAPI }
     }
 
     /// Sends what is waiting. Returns false if the API could not take it (it is kept for later).
+    /// Flushes run one after another: a flush that overlapped another could return before the
+    /// other's batches were sent (and the container's final state then revokes the token).
     @discardableResult
     public func flush() async -> Bool {
+        let previous = inFlight
+        let flush = Task { _ = await previous?.value; return await self.sendPending() }
+        inFlight = flush
+        return await flush.value
+    }
+
+    private func sendPending() async -> Bool {
         if throttledThisInterval > 0 {
             let note = "\(ISO8601Timestamp.format(Date())) log throttled: \(throttledThisInterval) lines over \(maxLinesPerFlush) per \(flushInterval) were not sent to the API; the worker's log files have them\n"
             unsent["crunch-run", default: ""] += note

@@ -119,9 +119,9 @@ public actor ContainerRunner {
         commandStarted = true
         let outcome: ProcessOutcome
         do {
-            outcome = try await ProcessRuntime.run(spec, control: control, maxLineBytes: options.maxLineBytes) { stream, line in
-                if stream == "stderr" { await lastStderr.add(line.text) }
-                try await forwarder.append(line, stream: stream)
+            outcome = try await ProcessRuntime.run(spec, control: control, maxLineBytes: options.maxLineBytes) { stream, lines in
+                if stream == "stderr" { await lastStderr.add(lines.suffix(5).map(\.text)) }
+                try await forwarder.append(lines, stream: stream)
             }
         } catch {
             pidWatcher.cancel()
@@ -387,8 +387,7 @@ extension ContainerRunner.StopReason: CustomStringConvertible {
 actor StderrTail {
     private(set) var lines: [String] = []
 
-    func add(_ line: String) {
-        lines.append(line)
-        if lines.count > 5 { lines.removeFirst() }
+    func add(_ more: [String]) {
+        lines = Array((lines + more).suffix(5))
     }
 }

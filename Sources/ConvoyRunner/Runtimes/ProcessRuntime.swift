@@ -98,6 +98,17 @@ public enum ProcessRuntime {
         _ spec: ProcessSpec, control: ProcessControl = ProcessControl(), maxLineBytes: Int = 64 << 10,
         onLine: @escaping @Sendable (String, LineSplitter.Line) async throws -> Void
     ) async throws -> ProcessOutcome {
+        try await run(spec, control: control, maxLineBytes: maxLineBytes) { stream, lines in
+            for line in lines { try await onLine(stream, line) }
+        }
+    }
+
+    /// As `run(_:control:maxLineBytes:onLine:)`, handing over the lines completed by each read
+    /// together: far fewer hops for a chatty command.
+    public static func run(
+        _ spec: ProcessSpec, control: ProcessControl = ProcessControl(), maxLineBytes: Int = 64 << 10,
+        onLines: @escaping @Sendable (String, [LineSplitter.Line]) async throws -> Void
+    ) async throws -> ProcessOutcome {
         guard let name = spec.command.first else { throw ProcessRuntimeError.emptyCommand }
         let executable: Executable = name.contains("/") ? .path(FilePath(name)) : .name(name)
         var options = PlatformOptions()
@@ -117,8 +128,8 @@ public enum ProcessRuntime {
                     try? execution.send(signal: Signal(rawValue: signal), toProcessGroup: true)
                 }
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await pump(execution.standardOutput, stream: "stdout", maxLineBytes: maxLineBytes, onLine) }
-                    group.addTask { try await pump(execution.standardError, stream: "stderr", maxLineBytes: maxLineBytes, onLine) }
+                    group.addTask { try await pump(execution.standardOutput, stream: "stdout", maxLineBytes: maxLineBytes, onLines) }
+                    group.addTask { try await pump(execution.standardError, stream: "stderr", maxLineBytes: maxLineBytes, onLines) }
                     try await group.waitForAll()
                 }
             }
@@ -141,12 +152,13 @@ public enum ProcessRuntime {
     }
 
     private static func pump(_ sequence: SubprocessOutputSequence, stream: String, maxLineBytes: Int,
-                             _ onLine: @Sendable (String, LineSplitter.Line) async throws -> Void) async throws {
+                             _ onLines: @Sendable (String, [LineSplitter.Line]) async throws -> Void) async throws {
         var splitter = LineSplitter(maxLineBytes: maxLineBytes)
         for try await buffer in sequence {
             let bytes = buffer.withUnsafeBytes { Array($0) }
-            for line in splitter.feed(bytes) { try await onLine(stream, line) }
+            let lines = splitter.feed(bytes)
+            if !lines.isEmpty { try await onLines(stream, lines) }
         }
-        if let last = splitter.finish() { try await onLine(stream, last) }
+        if let last = splitter.finish() { try await onLines(stream, [last]) }
     }
 }
