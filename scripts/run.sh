@@ -147,10 +147,12 @@ CONVOY_API_HOST="127.0.0.1:$api_port" CONVOY_API_HOST_INSECURE=1 CONVOY_API_TOKE
   "$convoy" images upload "$image" --name busybox 2>&1 | sed 's/^/  /'
 
 echo
-echo "== the top container run by hand, as the dispatcher will: lock, container token, convoy run"
+echo "== the 'hello' container run by hand, as the dispatcher will: lock, container token, convoy run"
 dispatcher_token="$(cat "$dev/dispatcher-token")"
-uuid="$(curl -skf -H "Authorization: Bearer $dispatcher_token" \
-  "$base/arvados/v1/containers?filters=$filters&order=priority+desc&limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["uuid"])')"
+hello_filters="$(python3 -c 'import json,urllib.parse; print(urllib.parse.quote(json.dumps([["name","=","hello"]])))')"
+uuid="$(curl -skf -H "Authorization: Bearer $user_token" \
+  "$base/arvados/v1/container_requests?filters=$hello_filters&order=created_at+desc&limit=1" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["container_uuid"])')"
 curl -skf -X POST -H "Authorization: Bearer $dispatcher_token" "$base/arvados/v1/containers/$uuid/lock" >/dev/null
 container_token="$(curl -skf -H "Authorization: Bearer $dispatcher_token" "$base/arvados/v1/containers/$uuid/auth" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_token"])')"
