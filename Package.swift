@@ -52,6 +52,15 @@ let package = Package(
             "ConvoyModel", "ConvoyAPIClient", .product(name: "Subprocess", package: "swift-subprocess"),
         ]),
         .target(
+            name: "ConvoyCluster",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "ConvoyTesting",
             dependencies: [
                 "ConvoyPostgres", "ConvoyAPI", "ConvoyHTTP", "ConvoyModel",
@@ -85,6 +94,7 @@ let package = Package(
         .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyTesting"]),
         .testTarget(name: "ConvoyAPIClientTests", dependencies: ["ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
         .testTarget(name: "ConvoyRunnerTests", dependencies: ["ConvoyRunner", "ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyClusterTests", dependencies: ["ConvoyCluster", "ConvoyTesting"]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [
             "ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),

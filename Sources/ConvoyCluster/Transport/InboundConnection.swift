@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+import NIOCore
+
+/// One accepted connection: the handshake as the acceptor, then calls executed as they come
+/// (concurrently) and their replies written back. Anything else — garbage, an oversized frame,
+/// a failed handshake, a handshake that never finishes — closes this connection only, with a log
+/// line saying why.
+struct InboundConnection {
+    let system: ClusterSystem
+
+    func serve(_ framed: FramedChannel) async {
+        let channel = framed.channel
+        guard system.register(inbound: channel) else {
+            channel.close(promise: nil)
+            return
+        }
+        defer { system.unregister(inbound: channel) }
+        let remote = channel.remoteAddress.map { "\($0)" } ?? "unknown"
+        let handshakeTimer = Task {
+            try? await Task.sleep(for: system.settings.handshakeTimeout)
+            if !Task.isCancelled { channel.close(promise: nil) }
+        }
+        defer { handshakeTimer.cancel() }
+        var peer = "unauthenticated peer at \(remote)"
+        do {
+            try await framed.executeThenClose { inbound, outbound in
+                var iterator = inbound.makeAsyncIterator()
+                let writer = FrameWriter(outbound)
+                let member: String
+                do {
+                    member = try await handshake(&iterator, writer)
+                } catch {
+                    handshakeTimer.cancel()
+                    if case ClusterError.handshakeFailed(let reason) = error {
+                        try? await writer.send(.refused(reason))
+                    } else {
+                        try? await writer.send(.refused("\(error)"))
+                    }
+                    throw error
+                }
+                handshakeTimer.cancel()
+                peer = member
+                system.logger.debug("member connected", metadata: ["member": "\(peer)", "address": "\(remote)"])
+                try await withThrowingDiscardingTaskGroup { group in
+                    while true {
+                        guard let frame = try await iterator.next() else { return }
+                        let message = try WireChannel.decode(frame)
+                        guard case .call(let call) = message else {
+                            throw ClusterError.protocolViolation("expected calls, got \(message)")
+                        }
+                        group.addTask {
+                            let reply = await system.execute(call, from: member)
+                            try? await writer.send(.reply(reply))
+                        }
+                    }
+                }
+            }
+        } catch let error as ClusterError {
+            system.logger.warning("closed a cluster connection", metadata: ["peer": "\(peer)", "address": "\(remote)", "reason": "\(error)"])
+        } catch {
+            // The frame decoder's own error (an oversized frame) arrives here, as does a reset.
+            system.logger.warning("closed a cluster connection", metadata: ["peer": "\(peer)", "address": "\(remote)", "reason": "\(error)"])
+        }
+    }
+
+    /// Checks the dialer's hello and proof; returns its member id.
+    private func handshake(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ writer: FrameWriter) async throws -> String {
+        let first = try await WireChannel.next(&iterator, from: "dialer")
+        guard case .hello(let dialer) = first else {
+            throw ClusterError.handshakeFailed("expected hello, got something else")
+        }
+        guard dialer.protocolVersion == WireMessage.protocolVersion else {
+            throw ClusterError.handshakeFailed("protocol version \(dialer.protocolVersion) is not \(WireMessage.protocolVersion)")
+        }
+        guard dialer.clusterID == system.clusterID else {
+            throw ClusterError.handshakeFailed("cluster \(dialer.clusterID) is not \(system.clusterID)")
+        }
+        guard dialer.nonce.count == 32 else { throw ClusterError.handshakeFailed("a nonce of \(dialer.nonce.count) bytes") }
+        let mine = Hello(clusterID: system.clusterID, memberID: system.memberID, nonce: HandshakeKey.makeNonce())
+        try await writer.send(.helloAck(mine, proof: system.key.proof(role: .acceptor, prover: mine, peerNonce: dialer.nonce)))
+        let second = try await WireChannel.next(&iterator, from: dialer.memberID)
+        guard case .proof(let proof) = second else {
+            throw ClusterError.handshakeFailed("expected the dialer's proof, got something else")
+        }
+        guard system.key.verify(proof, role: .dialer, prover: dialer, peerNonce: mine.nonce) else {
+            throw ClusterError.handshakeFailed("member \(dialer.memberID) does not know the cluster secret")
+        }
+        try await writer.send(.welcome)
+        return dialer.memberID
+    }
+}

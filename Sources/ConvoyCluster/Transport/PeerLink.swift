@@ -1,0 +1,206 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The outgoing connection to one member: dialled on first use, handshaken, kept and reused for
+/// every call to that member, redialled after a failure with back-off (calls during the back-off
+/// fail at once with `unreachable` rather than piling up on a dead address).
+actor PeerLink {
+    let memberID: String
+    private let system: ClusterSystem
+    private var writer: FrameWriter?
+    private var channel: Channel?
+    private var connecting: [CheckedContinuation<FrameWriter, Error>] = []
+    private var isConnecting = false
+    private var pending: [UInt64: CheckedContinuation<ReplyEnvelope, Error>] = [:]
+    private var timers: [UInt64: Task<Void, Never>] = [:]
+    private var retryAt: ContinuousClock.Instant?
+    private var backoff: Duration
+    private var lastFailure = ""
+    private var closed = false
+    private var handshakeTimedOut = false
+
+    init(memberID: String, system: ClusterSystem) {
+        self.memberID = memberID
+        self.system = system
+        self.backoff = system.settings.reconnectBackoff.lowerBound
+    }
+
+    /// Sends `call` and waits for its reply, at most `timeout`.
+    func call(_ call: CallEnvelope, timeout: Duration) async throws -> ReplyEnvelope {
+        let deadline = ContinuousClock.now + timeout
+        let writer = try await connection(timeout: timeout)
+        let id = call.callID
+        let target = "\(call.target)"
+        return try await withCheckedThrowingContinuation { continuation in
+            pending[id] = continuation
+            timers[id] = Task {
+                try? await Task.sleep(until: deadline)
+                if Task.isCancelled { return }
+                self.resolve(id, .failure(ClusterError.timeout(member: self.memberID, target: target,
+                                                               seconds: Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)))
+            }
+            Task {
+                do {
+                    try await writer.send(.call(call))
+                } catch {
+                    self.resolve(id, .failure(ClusterError.unreachable(member: self.memberID, reason: "\(error)")))
+                }
+            }
+        }
+    }
+
+    /// Closes the connection; calls in flight fail.
+    func close() {
+        closed = true
+        channel?.close(promise: nil)
+        failAll(ClusterError.shutdown)
+    }
+
+    // MARK: Connecting
+
+    private func connection(timeout: Duration) async throws -> FrameWriter {
+        if closed { throw ClusterError.shutdown }
+        if let writer { return writer }
+        if let retryAt, ContinuousClock.now < retryAt {
+            throw ClusterError.unreachable(member: memberID, reason: "\(lastFailure) (retrying after back-off)")
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            connecting.append(continuation)
+            guard !isConnecting else { return }
+            isConnecting = true
+            Task { await self.dial(timeout: timeout) }
+        }
+    }
+
+    private func dial(timeout: Duration) async {
+        guard let address = system.address(of: memberID) else {
+            connectFailed(ClusterError.unreachable(member: memberID, reason: "no known address"))
+            return
+        }
+        let settings = system.settings
+        do {
+            let channel = try await ClientBootstrap(group: system.eventLoopGroup)
+                .connectTimeout(.milliseconds(Int64(min(timeout, settings.handshakeTimeout).components.seconds * 1000
+                    + min(timeout, settings.handshakeTimeout).components.attoseconds / 1_000_000_000_000_000)))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connect(host: address.host, port: address.port) { channel in
+                    WireChannel.configure(channel, maxFrameBytes: settings.maxFrameBytes)
+                }
+            Task { await self.run(channel) }
+        } catch {
+            connectFailed(ClusterError.unreachable(member: memberID, reason: "cannot connect to \(address.host):\(address.port): \(error)"))
+        }
+    }
+
+    /// The connection's life: handshake as the dialer, then read replies until it ends.
+    private func run(_ framed: FramedChannel) async {
+        let channel = framed.channel
+        self.channel = channel
+        handshakeTimedOut = false
+        let handshakeTimer = Task {
+            try? await Task.sleep(for: system.settings.handshakeTimeout)
+            if !Task.isCancelled {
+                self.handshakeTimedOut = true
+                channel.close(promise: nil)
+            }
+        }
+        var failure: Error = ClusterError.unreachable(member: memberID, reason: "the connection was closed")
+        do {
+            try await framed.executeThenClose { inbound, outbound in
+                var iterator = inbound.makeAsyncIterator()
+                let writer = FrameWriter(outbound)
+                try await self.handshake(&iterator, writer)
+                handshakeTimer.cancel()
+                self.connected(writer)
+                while true {
+                    let message = try await WireChannel.next(&iterator, from: self.memberID)
+                    guard case .reply(let reply) = message else {
+                        throw ClusterError.protocolViolation("member \(self.memberID) sent \(message) where replies were expected")
+                    }
+                    self.resolve(reply.callID, .success(reply))
+                }
+            }
+        } catch {
+            failure = error
+        }
+        handshakeTimer.cancel()
+        disconnected(failure)
+    }
+
+    private func handshake(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ writer: FrameWriter) async throws {
+        let hello = Hello(clusterID: system.clusterID, memberID: system.memberID, nonce: HandshakeKey.makeNonce())
+        try await writer.send(.hello(hello))
+        let answer: WireMessage
+        do {
+            answer = try await WireChannel.next(&iterator, from: memberID)
+        } catch ClusterError.unreachable {
+            if handshakeTimedOut {
+                throw ClusterError.handshakeFailed("member \(memberID) did not answer the handshake within \(system.settings.handshakeTimeout)")
+            }
+            throw ClusterError.handshakeFailed("member \(memberID) closed the connection during the handshake (wrong secret, cluster or version?)")
+        }
+        switch answer {
+        case .helloAck(let peer, let proof):
+            guard peer.protocolVersion == WireMessage.protocolVersion, peer.clusterID == system.clusterID else {
+                throw ClusterError.handshakeFailed("the peer speaks version \(peer.protocolVersion) of cluster \(peer.clusterID)")
+            }
+            guard peer.memberID == memberID else {
+                throw ClusterError.handshakeFailed("dialled member \(memberID) but \(peer.memberID) answered")
+            }
+            guard system.key.verify(proof, role: .acceptor, prover: peer, peerNonce: hello.nonce) else {
+                throw ClusterError.handshakeFailed("member \(memberID) does not know the cluster secret")
+            }
+            try await writer.send(.proof(system.key.proof(role: .dialer, prover: hello, peerNonce: peer.nonce)))
+            let welcome = try await WireChannel.next(&iterator, from: memberID)
+            if case .refused(let reason) = welcome { throw ClusterError.handshakeFailed(reason) }
+            guard case .welcome = welcome else { throw ClusterError.protocolViolation("expected welcome, got \(welcome)") }
+        case .refused(let reason):
+            throw ClusterError.handshakeFailed(reason)
+        default:
+            throw ClusterError.protocolViolation("expected the handshake's answer, got \(answer)")
+        }
+    }
+
+    private func connected(_ writer: FrameWriter) {
+        self.writer = writer
+        isConnecting = false
+        retryAt = nil
+        backoff = system.settings.reconnectBackoff.lowerBound
+        for waiter in connecting { waiter.resume(returning: writer) }
+        connecting.removeAll()
+    }
+
+    private func connectFailed(_ error: Error) {
+        isConnecting = false
+        lastFailure = "\(error)"
+        retryAt = ContinuousClock.now + backoff
+        backoff = min(backoff * 2, system.settings.reconnectBackoff.upperBound)
+        system.logger.warning("cannot reach member", metadata: ["member": "\(memberID)", "error": "\(error)"])
+        for waiter in connecting { waiter.resume(throwing: error) }
+        connecting.removeAll()
+    }
+
+    private func disconnected(_ error: Error) {
+        channel = nil
+        if writer == nil {
+            connectFailed(error)
+            return
+        }
+        writer = nil
+        system.logger.info("connection to member closed", metadata: ["member": "\(memberID)", "reason": "\(error)"])
+        failAll(ClusterError.unreachable(member: memberID, reason: "the connection was lost: \(error)"))
+    }
+
+    private func resolve(_ id: UInt64, _ result: Result<ReplyEnvelope, Error>) {
+        timers.removeValue(forKey: id)?.cancel()
+        pending.removeValue(forKey: id)?.resume(with: result)
+    }
+
+    private func failAll(_ error: Error) {
+        for id in Array(pending.keys) { resolve(id, .failure(error)) }
+        for waiter in connecting { waiter.resume(throwing: error) }
+        connecting.removeAll()
+    }
+}

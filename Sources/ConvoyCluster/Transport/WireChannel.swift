@@ -1,0 +1,52 @@
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// One framed TCP connection as async streams of `WireMessage`s.
+typealias FramedChannel = NIOAsyncChannel<ByteBuffer, ByteBuffer>
+
+enum WireChannel {
+    /// Installs the frame codec and wraps the channel for async use.
+    static func configure(_ channel: Channel, maxFrameBytes: Int) -> EventLoopFuture<FramedChannel> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
+            try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+            return try FramedChannel(wrappingChannelSynchronously: channel)
+        }
+    }
+
+    static func encode(_ message: WireMessage) throws -> ByteBuffer {
+        ByteBuffer(bytes: try JSONEncoder().encode(message))
+    }
+
+    static func decode(_ frame: ByteBuffer) throws -> WireMessage {
+        do {
+            return try JSONDecoder().decode(WireMessage.self, from: Data(frame.readableBytesView))
+        } catch {
+            let preview = String(decoding: frame.readableBytesView.prefix(40), as: UTF8.self)
+            throw ClusterError.protocolViolation("a frame that is not a message (\(frame.readableBytes) bytes: \(preview.debugDescription))")
+        }
+    }
+
+    /// The next message, or an error when the peer closed the connection.
+    static func next(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, from peer: String,
+                     isolation: isolated (any Actor)? = #isolation) async throws -> WireMessage {
+        guard let frame = try await iterator.next(isolation: isolation) else {
+            throw ClusterError.unreachable(member: peer, reason: "the connection was closed")
+        }
+        return try decode(frame)
+    }
+}
+
+/// Writes frames to one connection from several tasks, one after another.
+actor FrameWriter {
+    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+
+    init(_ outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) {
+        self.outbound = outbound
+    }
+
+    func send(_ message: WireMessage) async throws {
+        try await outbound.write(try WireChannel.encode(message))
+    }
+}

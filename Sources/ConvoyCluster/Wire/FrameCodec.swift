@@ -1,0 +1,42 @@
+import NIOCore
+
+/// Frames on the cluster's TCP connections: a 4-byte big-endian payload length, then the payload.
+/// A length over `maxFrameBytes` is a protocol violation: the connection is closed before any of
+/// the payload is buffered.
+public struct FrameDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = ByteBuffer
+
+    public let maxFrameBytes: Int
+
+    public init(maxFrameBytes: Int) {
+        self.maxFrameBytes = maxFrameBytes
+    }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
+        guard Int(length) <= maxFrameBytes else {
+            throw ClusterError.protocolViolation("a frame of \(length) bytes is over the limit of \(maxFrameBytes)")
+        }
+        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 4)
+        context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(length))!))
+        return .continue
+    }
+
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        // A half-received frame at EOF is dropped with the connection.
+        try decode(context: context, buffer: &buffer)
+    }
+}
+
+/// Writes each payload with its 4-byte length in front.
+public struct FrameEncoder: MessageToByteEncoder {
+    public typealias OutboundIn = ByteBuffer
+
+    public init() {}
+
+    public func encode(data: ByteBuffer, out: inout ByteBuffer) throws {
+        out.writeInteger(UInt32(data.readableBytes))
+        out.writeImmutableBuffer(data)
+    }
+}

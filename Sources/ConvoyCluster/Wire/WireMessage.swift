@@ -1,0 +1,70 @@
+import Foundation
+
+/// What travels in one frame: JSON of one of these. JSON, not a binary format: every other seam of
+/// Convoy speaks Codable JSON, a frame can be read in a packet capture, and the benchmark in
+/// docs/benchmarks.md measures what it costs against a raw TCP echo.
+public enum WireMessage: Codable, Sendable, Equatable {
+    /// Dialer → acceptor: who is calling.
+    case hello(Hello)
+    /// Acceptor → dialer: who answers, its nonce, and its proof of the secret over both nonces.
+    case helloAck(Hello, proof: Data)
+    /// Dialer → acceptor: the dialer's proof.
+    case proof(Data)
+    /// Acceptor → dialer: the connection is open for calls.
+    case welcome
+    /// Either side: why the connection is being closed.
+    case refused(String)
+    case call(CallEnvelope)
+    case reply(ReplyEnvelope)
+
+    public static let protocolVersion = 1
+}
+
+/// The first thing each side says.
+public struct Hello: Codable, Sendable, Equatable {
+    public var protocolVersion: Int
+    public var clusterID: String
+    public var memberID: String
+    /// 32 random bytes; each side proves the secret over both nonces.
+    public var nonce: Data
+
+    public init(protocolVersion: Int = WireMessage.protocolVersion, clusterID: String, memberID: String, nonce: Data) {
+        self.protocolVersion = protocolVersion
+        self.clusterID = clusterID
+        self.memberID = memberID
+        self.nonce = nonce
+    }
+}
+
+/// One distributed call.
+public struct CallEnvelope: Codable, Sendable, Equatable {
+    public var callID: UInt64
+    public var target: ClusterActorID
+    /// The mangled name of the distributed function (`RemoteCallTarget.identifier`).
+    public var method: String
+    /// Each argument, JSON-encoded.
+    public var arguments: [Data]
+    /// The caller's leader epoch, when it calls as the leader; members refuse a lower one.
+    public var epoch: Int64?
+
+    public init(callID: UInt64, target: ClusterActorID, method: String, arguments: [Data], epoch: Int64?) {
+        self.callID = callID
+        self.target = target
+        self.method = method
+        self.arguments = arguments
+        self.epoch = epoch
+    }
+}
+
+/// The answer to one call: a JSON-encoded value (none for Void), or an error.
+public struct ReplyEnvelope: Codable, Sendable, Equatable {
+    public var callID: UInt64
+    public var value: Data?
+    public var error: ClusterError?
+
+    public init(callID: UInt64, value: Data? = nil, error: ClusterError? = nil) {
+        self.callID = callID
+        self.value = value
+        self.error = error
+    }
+}

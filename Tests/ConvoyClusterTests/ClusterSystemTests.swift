@@ -1,0 +1,265 @@
+import ConvoyCluster
+import ConvoyTesting
+import Distributed
+import Foundation
+import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A distributed actor for the tests.
+distributed actor Greeter {
+    typealias ActorSystem = ClusterSystem
+
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    distributed func greet(_ name: String) -> String { "hello \(name) from \(actorSystem.memberID)" }
+    distributed func add(_ a: Int, _ b: Int) -> Int { a + b }
+    distributed func nothing() {}
+    distributed func fail(_ message: String) throws { throw Failure(description: message) }
+    distributed func slow(milliseconds: Int) async throws -> Int {
+        try await Task.sleep(for: .milliseconds(milliseconds))
+        return milliseconds
+    }
+}
+
+/// The actor system over real TCP on loopback: calls, errors, the handshake, bad peers, epochs.
+final class ClusterSystemTests: XCTestCase {
+    private var systems: [ClusterSystem] = []
+    private var greeters: [Greeter] = []
+
+    override func tearDown() async throws {
+        for system in systems { await system.shutdown() }
+        systems.removeAll()
+        greeters.removeAll()
+    }
+
+    /// A member listening on a free loopback port, with a `greeter`.
+    private func member(_ id: String, secret: String = "s3cret", cluster: String = "zzzzz",
+                        settings: ClusterSettings = ClusterSettings(callTimeout: .seconds(2), handshakeTimeout: .seconds(1))) async throws -> (ClusterSystem, Int) {
+        let system = ClusterSystem(clusterID: cluster, memberID: id, secret: secret, settings: settings)
+        let port = try await system.listen(host: "127.0.0.1", port: 0)
+        greeters.append(system.makeActor(named: "greeter") { Greeter(actorSystem: system) })
+        systems.append(system)
+        return (system, port)
+    }
+
+    private func greeter(on member: String, port: Int, from system: ClusterSystem) throws -> Greeter {
+        system.setAddress(MemberAddress(host: "127.0.0.1", port: port), of: member)
+        return try Greeter.resolve(id: system.id(of: "greeter", on: member), using: system)
+    }
+
+    func testCallsReachAnActorOnAnotherMemberAndReturnValuesVoidAndErrors() async throws {
+        let (a, _) = try await member("a")
+        let (_, portB) = try await member("b")
+        let remote = try greeter(on: "b", port: portB, from: a)
+        let greeting = try await remote.greet("convoy")
+        XCTAssertEqual(greeting, "hello convoy from b")
+        let sum = try await remote.add(40, 2)
+        XCTAssertEqual(sum, 42)
+        try await remote.nothing()
+        do {
+            try await remote.fail("no such worker")
+            XCTFail("the remote throw was lost")
+        } catch let error as ClusterError {
+            XCTAssertEqual(error, .remote(type: "Failure", message: "no such worker"))
+        }
+        // An actor the member does not have.
+        let missing = try Greeter.resolve(id: a.id(of: "nobody", on: "b"), using: a)
+        do {
+            _ = try await missing.greet("x")
+            XCTFail("called an actor that does not exist")
+        } catch let error as ClusterError {
+            XCTAssertEqual(error, .unknownActor("nobody@b"))
+        }
+    }
+
+    func testAHundredConcurrentCallsAllGetTheirOwnReplies() async throws {
+        let (a, _) = try await member("a")
+        let (_, portB) = try await member("b")
+        let remote = try greeter(on: "b", port: portB, from: a)
+        let sums = try await withThrowingTaskGroup(of: (Int, Int).self) { group in
+            for n in 0..<100 {
+                group.addTask { (n, try await remote.add(n, 1000)) }
+            }
+            return try await group.reduce(into: [Int: Int]()) { $0[$1.0] = $1.1 }
+        }
+        XCTAssertEqual(sums.count, 100)
+        for (n, sum) in sums { XCTAssertEqual(sum, n + 1000) }
+    }
+
+    func testAWrongSecretOrClusterIsRefusedAndTheMemberKeepsServingOthers() async throws {
+        let (a, _) = try await member("a")
+        let (_, portB) = try await member("b")
+        let (intruder, _) = try await member("x", secret: "guessed")
+        let (stranger, _) = try await member("y", cluster: "other")
+        for outsider in [intruder, stranger] {
+            let remote = try greeter(on: "b", port: portB, from: outsider)
+            do {
+                _ = try await remote.greet("me")
+                XCTFail("an outsider got through")
+            } catch let error as ClusterError {
+                guard case .handshakeFailed = error else { return XCTFail("\(error)") }
+            }
+        }
+        let greeting = try await greeter(on: "b", port: portB, from: a).greet("member")
+        XCTAssertEqual(greeting, "hello member from b")
+    }
+
+    func testGarbageAndAnOversizedFrameCloseOnlyThatConnection() async throws {
+        let (a, _) = try await member("a")
+        let (_, portB) = try await member("b")
+        let remote = try greeter(on: "b", port: portB, from: a)
+        _ = try await remote.greet("before")
+        // Random bytes, a frame of JSON that is no message, and a frame header of 4 GiB.
+        var random = [UInt8](repeating: 0, count: 4096)
+        for index in random.indices { random[index] = UInt8.random(in: 0...255) }
+        let notAMessage = Array(#"{"call": "me maybe"}"#.utf8)
+        for bytes in [random, [0, 0, 0, UInt8(notAMessage.count)] + notAMessage, [0xFF, 0xFF, 0xFF, 0xFF, 1, 2, 3]] {
+            let closed = try RawSocket.sendAndSeeClosed(port: portB, bytes: bytes, within: 5)
+            XCTAssertTrue(closed, "the member closed the connection")
+        }
+        // The established connection and new ones still work.
+        let after = try await remote.greet("after")
+        XCTAssertEqual(after, "hello after from b")
+        let (c, _) = try await member("c")
+        let fresh = try await greeter(on: "b", port: portB, from: c).add(1, 2)
+        XCTAssertEqual(fresh, 3)
+    }
+
+    func testACallToADeadMemberFailsWithATypedErrorWithinItsTimeout() async throws {
+        let (a, _) = try await member("a")
+        // Nothing listens: refused at once.
+        let closedPort = try FreePort.find()
+        let dead = try greeter(on: "dead", port: closedPort, from: a)
+        var start = ContinuousClock.now
+        do {
+            _ = try await dead.greet("anyone")
+            XCTFail("a dead member answered")
+        } catch let error as ClusterError {
+            guard case .unreachable = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(2))
+        // Accepts TCP but never speaks (a frozen process): the handshake times out.
+        let frozen = try RawSocket.listenSilently()
+        defer { close(frozen.fd) }
+        let silent = try greeter(on: "frozen", port: frozen.port, from: a)
+        start = ContinuousClock.now
+        do {
+            _ = try await ClusterSystem.$callTimeout.withValue(.seconds(1)) { try await silent.greet("anyone") }
+            XCTFail("a frozen member answered")
+        } catch let error as ClusterError {
+            switch error {
+            case .unreachable, .timeout, .handshakeFailed: break
+            default: XCTFail("\(error)")
+            }
+        }
+        XCTAssertLessThan(ContinuousClock.now - start, .seconds(3))
+        // A call that the member takes too long to answer: a timeout naming the target.
+        let (_, portB) = try await member("b")
+        let slow = try greeter(on: "b", port: portB, from: a)
+        do {
+            _ = try await ClusterSystem.$callTimeout.withValue(.milliseconds(300)) { try await slow.slow(milliseconds: 5000) }
+            XCTFail("the slow call returned")
+        } catch let error as ClusterError {
+            guard case .timeout(member: "b", _, _) = error else { return XCTFail("\(error)") }
+        }
+    }
+
+    func testAMemberRefusesAnEpochLowerThanTheHighestItHasSeen() async throws {
+        let (leader, _) = try await member("leader")
+        let (follower, portF) = try await member("follower")
+        let remote = try greeter(on: "follower", port: portF, from: leader)
+        follower.observe(epoch: 5)
+        leader.outgoingEpoch = 4
+        do {
+            _ = try await remote.greet("old leader")
+            XCTFail("a stale epoch was accepted")
+        } catch let error as ClusterError {
+            XCTAssertEqual(error, .staleEpoch(sent: 4, seen: 5))
+        }
+        leader.outgoingEpoch = 6
+        _ = try await remote.greet("new leader")
+        XCTAssertEqual(follower.highestEpochSeen, 6)
+        leader.outgoingEpoch = 5
+        do {
+            _ = try await remote.greet("the leader before")
+            XCTFail("epoch 5 after 6 was accepted")
+        } catch let error as ClusterError {
+            XCTAssertEqual(error, .staleEpoch(sent: 5, seen: 6))
+        }
+    }
+
+    func testAnActorIdSurvivesTheMemberRestarting() async throws {
+        let (a, _) = try await member("a", settings: ClusterSettings(callTimeout: .seconds(2), handshakeTimeout: .seconds(1),
+                                                                     reconnectBackoff: .milliseconds(50)...(.milliseconds(200))))
+        let b = ClusterSystem(clusterID: "zzzzz", memberID: "b", secret: "s3cret")
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        var greeterB: Greeter? = b.makeActor(named: "greeter") { Greeter(actorSystem: b) }
+        let remote = try greeter(on: "b", port: port, from: a)
+        _ = try await remote.greet("first")
+        await b.shutdown()
+        greeterB = nil
+        // The same member comes back on the same port with a new actor of the same name.
+        let again = ClusterSystem(clusterID: "zzzzz", memberID: "b", secret: "s3cret")
+        systems.append(again)
+        try await again.listen(host: "127.0.0.1", port: port)
+        greeters.append(again.makeActor(named: "greeter") { Greeter(actorSystem: again) })
+        let deadline = ContinuousClock.now + .seconds(5)
+        var greeting: String?
+        while greeting == nil && ContinuousClock.now < deadline {
+            greeting = try? await remote.greet("again")
+            if greeting == nil { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        XCTAssertEqual(greeting, "hello again from b")
+        XCTAssertNil(greeterB)
+    }
+}
+
+/// Plain sockets, for peers that do not speak the protocol.
+enum RawSocket {
+    /// Connects, sends `bytes`, and reports whether the other side closed the connection.
+    static func sendAndSeeClosed(port: Int, bytes: [UInt8], within seconds: Int) throws -> Bool {
+        let fd = try connect(port: port)
+        defer { close(fd) }
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count == 0 { return true }  // EOF: closed
+            if count < 0 { return errno == ECONNRESET }
+            // A `refused` frame may come first; keep reading until the close.
+        }
+    }
+
+    /// A listening socket that accepts connections (the kernel does) and never answers.
+    static func listenSilently() throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0, listen(fd, 16) == 0 else { throw TestProcess.Failure("cannot listen: \(errno)") }
+        withUnsafeMutablePointer(to: &address) { _ = $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        return (fd, Int(UInt16(bigEndian: address.sin_port)))
+    }
+
+    private static func connect(port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw TestProcess.Failure("cannot connect to 127.0.0.1:\(port): \(errno)") }
+        return fd
+    }
+}
