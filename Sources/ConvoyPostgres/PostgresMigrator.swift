@@ -11,7 +11,9 @@ public struct PostgresMigration: Sendable, Equatable {
     }
 }
 
-/// Applies ordered migrations once each, recording them in `schema_migrations`.
+/// Applies ordered migrations once each, recording them in a table of their own
+/// (`schema_migrations` by default; another set of migrations, like the dispatcher cluster's,
+/// names its own table so that the two version sequences never mix).
 ///
 /// Several processes may start at once: the migrator holds an advisory lock for the whole run, so
 /// the second one waits, then finds everything applied. Each migration runs in its own
@@ -19,10 +21,14 @@ public struct PostgresMigration: Sendable, Equatable {
 public struct PostgresMigrator: Sendable {
     public let migrations: [PostgresMigration]
     public let lockKey: Int64
+    public let table: String
 
-    public init(migrations: [PostgresMigration], lockKey: Int64 = PostgresAdvisoryLockKey.forName("convoy.schema_migrations")) {
+    public init(migrations: [PostgresMigration], table: String = "schema_migrations",
+                lockKey: Int64 = PostgresAdvisoryLockKey.forName("convoy.schema_migrations")) {
         precondition(Set(migrations.map(\.version)).count == migrations.count, "migration versions must be unique")
+        precondition(table.allSatisfy { $0.isLetter || $0 == "_" }, "a plain table name")
         self.migrations = migrations.sorted { $0.version < $1.version }
+        self.table = table
         self.lockKey = lockKey
     }
 
@@ -43,13 +49,13 @@ public struct PostgresMigrator: Sendable {
     /// The versions recorded as applied, in order.
     public func appliedVersions(_ connection: PostgresConnection) async throws -> [Int] {
         try await ensureTable(connection)
-        return try await connection.query("SELECT version FROM schema_migrations ORDER BY version")
+        return try await connection.query("SELECT version FROM \(table) ORDER BY version")
             .rows.map { try $0.decode(Int.self, column: "version") }
     }
 
     private func ensureTable(_ connection: PostgresConnection) async throws {
         try await connection.execute("""
-            CREATE TABLE IF NOT EXISTS schema_migrations (
+            CREATE TABLE IF NOT EXISTS \(table) (
                 version bigint PRIMARY KEY,
                 name text NOT NULL,
                 applied_at timestamptz NOT NULL DEFAULT now()
@@ -65,7 +71,7 @@ public struct PostgresMigrator: Sendable {
                 // A script may hold several statements: run it through the simple protocol.
                 try await transaction.connection.executeScriptInTransaction(transaction.id, migration.sql)
                 try await transaction.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
+                    "INSERT INTO \(table) (version, name) VALUES ($1, $2)",
                     [migration.version, migration.name])
             }
             applied.append(migration)

@@ -63,11 +63,12 @@ public enum APISchema {
             CREATE INDEX container_state_history_container ON container_state_history (container_uuid, id);
 
             -- The dispatcher cluster's epoch: one row, only ever raised.
-            CREATE TABLE cluster_epoch (
+            -- (The dispatcher's cluster migrations create it too, whichever runs first.)
+            CREATE TABLE IF NOT EXISTS cluster_epoch (
                 id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
                 epoch bigint NOT NULL DEFAULT 0
             );
-            INSERT INTO cluster_epoch (id, epoch) VALUES (1, 0);
+            INSERT INTO cluster_epoch (id, epoch) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
             """),
         PostgresMigration(version: 2, name: "token owners, container requests, logs, collections", sql: """
             -- The user a token acts for; admin, dispatcher and container tokens act for the system user.

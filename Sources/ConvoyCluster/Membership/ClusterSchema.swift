@@ -1,0 +1,47 @@
+import ConvoyPostgres
+
+/// The dispatcher cluster's tables, migrated by each replica at start (safe when several start at
+/// once), recorded in `cluster_schema_migrations`. The epoch itself lives in the API's
+/// `cluster_epoch` row, which the API reads to refuse older leaders.
+public enum ClusterSchema {
+    public static let migrations: [PostgresMigration] = [
+        PostgresMigration(version: 1, name: "members and leadership", sql: """
+            -- The epoch row the API also reads (its migrations create it too, whichever runs first).
+            CREATE TABLE IF NOT EXISTS cluster_epoch (
+                id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+                epoch bigint NOT NULL DEFAULT 0
+            );
+            INSERT INTO cluster_epoch (id, epoch) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+
+            CREATE TABLE cluster_members (
+                member_id text PRIMARY KEY,
+                -- host:port of the member's actor system and of its management HTTP port
+                address text NOT NULL,
+                management_address text,
+                host text NOT NULL,
+                pid integer NOT NULL,
+                version text NOT NULL,
+                started_at timestamptz NOT NULL DEFAULT now(),
+                heartbeat_at timestamptz NOT NULL DEFAULT now()
+            );
+
+            -- Who leads, since when, under which epoch, and the backend of its lock session
+            -- (a follower terminates it when the lease goes stale).
+            CREATE TABLE cluster_leader (
+                id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+                member_id text,
+                epoch bigint NOT NULL DEFAULT 0,
+                backend_pid integer,
+                elected_at timestamptz,
+                lease_renewed_at timestamptz
+            );
+            INSERT INTO cluster_leader (id) VALUES (1);
+            """),
+    ]
+
+    public static let migrator = PostgresMigrator(migrations: migrations, table: "cluster_schema_migrations",
+                                                  lockKey: PostgresAdvisoryLockKey.forName("convoy.cluster_schema_migrations"))
+
+    /// The channel a new leader notifies (payload: its epoch).
+    public static let leaderChannel = "convoy_cluster_leader"
+}
