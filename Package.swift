@@ -62,6 +62,14 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ConvoyDispatch",
+            dependencies: [
+                "ConvoyModel", "ConvoyCluster",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "ConvoyTesting",
             dependencies: [
                 "ConvoyPostgres", "ConvoyAPI", "ConvoyHTTP", "ConvoyModel",
@@ -75,6 +83,7 @@ let package = Package(
             name: "convoy",
             dependencies: [
                 "ConvoyModel", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyAPI", "ConvoyAPIClient", "ConvoyRunner",
+                "ConvoyCluster", "ConvoyDispatch",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -96,7 +105,7 @@ let package = Package(
         .testTarget(name: "ConvoyAPIClientTests", dependencies: ["ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
         .testTarget(name: "ConvoyRunnerTests", dependencies: ["ConvoyRunner", "ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
         .testTarget(name: "ConvoyClusterTests", dependencies: ["ConvoyCluster", "ConvoyPostgres", "ConvoyTesting"]),
-        .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient"]),
+        .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [
             "ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),
         ]),

@@ -50,17 +50,3 @@ public enum APIServer {
             logger: logger)
     }
 }
-
-extension PostgresConfiguration {
-    /// From libpq keywords as the configuration file gives them (Arvados' PostgreSQL.Connection).
-    public init(keywords: [String: String]) {
-        var extra = keywords
-        let host = extra.removeValue(forKey: "host") ?? "127.0.0.1"
-        let port = extra.removeValue(forKey: "port").flatMap(Int.init) ?? 5432
-        let user = extra.removeValue(forKey: "user") ?? "postgres"
-        let database = extra.removeValue(forKey: "dbname") ?? user
-        let password = extra.removeValue(forKey: "password")
-        self.init(host: host, port: port, user: user, database: database, password: password,
-                  applicationName: "convoy-api", extra: extra)
-    }
-}

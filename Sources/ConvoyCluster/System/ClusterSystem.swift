@@ -60,6 +60,9 @@ public final class ClusterSystem: DistributedActorSystem, Sendable {
     @TaskLocal static var nextActorName: String?
     /// A call timeout for the calls made in this task.
     @TaskLocal public static var callTimeout: Duration?
+    /// An epoch to stamp on the calls made in this task instead of `outgoingEpoch` (diagnostics:
+    /// showing that members refuse an old one).
+    @TaskLocal public static var callEpoch: Int64?
 
     private struct State {
         var actors: [ClusterActorID: WeakActor] = [:]
@@ -230,7 +233,7 @@ public final class ClusterSystem: DistributedActorSystem, Sendable {
             state.nextCallID += 1
             let link = state.links[id.memberID] ?? PeerLink(memberID: id.memberID, system: self)
             state.links[id.memberID] = link
-            return (link, state.nextCallID, state.outgoingEpoch)
+            return (link, state.nextCallID, Self.callEpoch ?? state.outgoingEpoch)
         }
         let call = CallEnvelope(callID: callID, target: id, method: target.identifier, arguments: arguments, epoch: epoch)
         let reply = try await link.call(call, timeout: Self.callTimeout ?? settings.callTimeout)

@@ -12,6 +12,7 @@ public struct ConvoyConfig: Sendable, Equatable, Decodable {
     public var postgreSQL: PostgreSQLConfig
     public var api: APIConfig
     public var containers: ContainersConfig
+    public var dispatch: DispatchConfig
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case clusterID = "ClusterID"
@@ -20,15 +21,17 @@ public struct ConvoyConfig: Sendable, Equatable, Decodable {
         case postgreSQL = "PostgreSQL"
         case api = "API"
         case containers = "Containers"
+        case dispatch = "Dispatch"
     }
 
     public init(clusterID: String, systemRootToken: String, postgreSQL: PostgreSQLConfig, api: APIConfig = APIConfig(),
-                containers: ContainersConfig = ContainersConfig()) {
+                containers: ContainersConfig = ContainersConfig(), dispatch: DispatchConfig = DispatchConfig()) {
         self.clusterID = clusterID
         self.systemRootToken = systemRootToken
         self.postgreSQL = postgreSQL
         self.api = api
         self.containers = containers
+        self.dispatch = dispatch
     }
 
     public init(from decoder: Decoder) throws {
@@ -48,6 +51,7 @@ public struct ConvoyConfig: Sendable, Equatable, Decodable {
         postgreSQL = try container.decode(PostgreSQLConfig.self, forKey: .postgreSQL)
         api = try container.decodeIfPresent(APIConfig.self, forKey: .api) ?? APIConfig()
         containers = try container.decodeIfPresent(ContainersConfig.self, forKey: .containers) ?? ContainersConfig()
+        dispatch = try container.decodeIfPresent(DispatchConfig.self, forKey: .dispatch) ?? DispatchConfig()
     }
 
     /// Parses and checks a configuration file's text.

@@ -1,0 +1,174 @@
+import ConvoyPostgres
+import Foundation
+import Logging
+
+/// Everything one replica needs to be a cluster member.
+public struct ClusterMemberConfiguration: Sendable {
+    public var clusterID: String
+    public var memberID: String
+    public var secret: String
+    /// Where the actor system listens (port 0 picks one; the members table gets the real one).
+    public var listenHost: String
+    public var listenPort: Int
+    /// host:port of the management HTTP port, published in the members table.
+    public var managementAddress: String?
+    /// libpq keywords (the configuration's PostgreSQL.Connection).
+    public var database: [String: String]
+    public var version: String
+    public var election: ElectionSettings
+    public var heartbeatInterval: Duration
+    public var cluster: ClusterSettings
+
+    public init(clusterID: String, memberID: String, secret: String, listenHost: String, listenPort: Int, managementAddress: String?,
+                database: [String: String], version: String, election: ElectionSettings = ElectionSettings(),
+                heartbeatInterval: Duration = .seconds(1), cluster: ClusterSettings = ClusterSettings()) {
+        self.clusterID = clusterID
+        self.memberID = memberID
+        self.secret = secret
+        self.listenHost = listenHost
+        self.listenPort = listenPort
+        self.managementAddress = managementAddress
+        self.database = database
+        self.version = version
+        self.election = election
+        self.heartbeatInterval = heartbeatInterval
+        self.cluster = cluster
+    }
+}
+
+/// The cluster as one member sees it, for `convoy cluster status`.
+public struct ClusterStatus: Codable, Sendable, Equatable {
+    public var clusterID: String
+    /// The member that answered.
+    public var memberID: String
+    public var leader: String?
+    public var epoch: Int64
+    public var members: [MemberRecord]
+
+    enum CodingKeys: String, CodingKey {
+        case clusterID = "cluster_id", memberID = "member_id", leader, epoch, members
+    }
+}
+
+/// One replica's membership of the cluster: its actor system (listening, fenced by the epochs it
+/// learns), its row in the members table, and its campaign. Leader work hangs off `onLeadership`:
+/// while it says this member leads, the member's calls carry the epoch.
+public actor ClusterMember {
+    public nonisolated let configuration: ClusterMemberConfiguration
+    public nonisolated let system: ClusterSystem
+    private let database: PostgresPool
+    private let logger: Logger
+    private var membership: Membership?
+    private var election: LeaderElection?
+    private var addressRefresh: Task<Void, Never>?
+    private var agent: MemberAgent?
+    private let onLeadership: @Sendable (Leadership) async -> Void
+
+    public init(_ configuration: ClusterMemberConfiguration, logger: Logger = Logger(label: "convoy-cluster"),
+                onLeadership: @escaping @Sendable (Leadership) async -> Void = { _ in }) {
+        self.configuration = configuration
+        self.logger = logger
+        self.onLeadership = onLeadership
+        system = ClusterSystem(clusterID: configuration.clusterID, memberID: configuration.memberID, secret: configuration.secret,
+                               settings: configuration.cluster, logger: logger)
+        database = PostgresPool(configuration: PostgresConfiguration(keywords: configuration.database,
+                                                                     applicationName: "convoy-dispatch \(configuration.memberID)"),
+                                maxConnections: 4)
+    }
+
+    /// Migrates the cluster tables, listens, registers, heartbeats and campaigns. Returns the
+    /// actor system's port.
+    @discardableResult
+    public func start() async throws -> Int {
+        _ = try await database.withConnection { try await ClusterSchema.migrator.migrate($0) }
+        let system = self.system
+        agent = system.makeActor(named: MemberAgent.name) { MemberAgent(actorSystem: system) }
+        let port = try await system.listen(host: configuration.listenHost, port: configuration.listenPort)
+        let me = MemberRecord(memberID: configuration.memberID, address: "\(configuration.listenHost):\(port)",
+                              managementAddress: configuration.managementAddress, host: ProcessInfo.processInfo.hostName,
+                              pid: getpid(), version: configuration.version)
+        let membership = Membership(me: me, database: database, interval: configuration.heartbeatInterval, logger: logger)
+        try await membership.start()
+        self.membership = membership
+        let onLeadership = self.onLeadership
+        let election = LeaderElection(clusterID: configuration.clusterID, memberID: configuration.memberID,
+                                      database: PostgresConfiguration(keywords: configuration.database), settings: configuration.election,
+                                      logger: logger) { leadership in
+            // Fencing first: learn the epoch, and stamp (or stop stamping) our calls with it.
+            system.observe(epoch: leadership.epoch)
+            system.outgoingEpoch = leadership.isMe ? leadership.epoch : nil
+            await onLeadership(leadership)
+        }
+        await election.start()
+        self.election = election
+        let (database, interval) = (self.database, configuration.heartbeatInterval)
+        addressRefresh = Task {
+            while !Task.isCancelled {
+                if let members = try? await Membership.members(database) {
+                    for member in members { system.setAddress(member.memberAddress, of: member.memberID) }
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+        return port
+    }
+
+    public func leadership() async -> Leadership {
+        await election?.current ?? Leadership(leader: nil, epoch: 0, isMe: false)
+    }
+
+    /// Who is in the cluster and who leads, from the database.
+    public func status() async throws -> ClusterStatus {
+        let members = try await Membership.members(database)
+        let row = try await database.query("SELECT member_id, epoch FROM cluster_leader WHERE id = 1").first
+        return ClusterStatus(clusterID: configuration.clusterID, memberID: configuration.memberID,
+                             leader: try row?.decode(String?.self, column: "member_id"),
+                             epoch: try row?.decode(Int64.self, column: "epoch") ?? 0, members: members)
+    }
+
+    /// The outcome of pinging one member through the actor system.
+    public struct PingResult: Codable, Sendable {
+        public var memberID: String
+        public var reply: PingReply?
+        public var error: String?
+        public var milliseconds: Double
+    }
+
+    /// Pings every other registered member (with `epoch` stamped instead of this member's own,
+    /// when given); each answer or typed error.
+    public func pingMembers(epoch: Int64? = nil) async throws -> [PingResult] {
+        let members = try await Membership.members(database).filter { $0.memberID != configuration.memberID }
+        var results: [PingResult] = []
+        for member in members {
+            system.setAddress(member.memberAddress, of: member.memberID)
+            let start = ContinuousClock.now
+            do {
+                let agent = try MemberAgent.resolve(id: system.id(of: MemberAgent.name, on: member.memberID), using: system)
+                let reply = try await ClusterSystem.$callEpoch.withValue(epoch) { try await agent.ping() }
+                results.append(PingResult(memberID: member.memberID, reply: reply, error: nil, milliseconds: Self.milliseconds(since: start)))
+            } catch {
+                results.append(PingResult(memberID: member.memberID, reply: nil, error: "\(error)", milliseconds: Self.milliseconds(since: start)))
+            }
+        }
+        return results
+    }
+
+    private static func milliseconds(since start: ContinuousClock.Instant) -> Double {
+        let elapsed = ContinuousClock.now - start
+        return Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
+    }
+
+    /// Steps down if this member leads; another member takes over.
+    public func stepDown() async {
+        await election?.stepDown()
+    }
+
+    /// Steps down, leaves the members table, closes connections.
+    public func stop() async {
+        addressRefresh?.cancel()
+        await election?.stop()
+        await membership?.leave()
+        await system.shutdown()
+        await database.close()
+    }
+}

@@ -1,0 +1,138 @@
+import ArgumentParser
+import ConvoyCluster
+import ConvoyHTTP
+import ConvoyModel
+import Foundation
+
+/// `convoy cluster`: look at and steer the dispatcher replicas through a replica's management port.
+struct ClusterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cluster",
+        abstract: "Show the dispatcher cluster (members, leader, epoch) or make the leader step down.",
+        subcommands: [Status.self, Members.self, StepDown.self])
+
+    /// Where to ask and with which token.
+    struct Target: ParsableArguments {
+        @Option(help: "A replica's management host:port (default: CONVOY_MANAGEMENT_ADDRESS, else Dispatch.ManagementListen of --config).")
+        var management: String?
+
+        @Option(help: "The Convoy configuration file, for Dispatch.ManagementListen and Dispatch.ManagementToken.")
+        var config: String?
+
+        func resolve() throws -> (address: String, token: String) {
+            let environment = ProcessInfo.processInfo.environment
+            var dispatch: DispatchConfig?
+            if let config {
+                guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
+                    throw ValidationError("cannot read the configuration file \(config)")
+                }
+                do {
+                    dispatch = try ConvoyConfig.parse(yaml: text).dispatch
+                } catch let error as ConfigError {
+                    throw ValidationError("\(config): \(error.description)")
+                }
+            }
+            guard let address = management ?? environment["CONVOY_MANAGEMENT_ADDRESS"] ?? dispatch?.managementListen else {
+                throw ValidationError("say which replica to ask: --management host:port, CONVOY_MANAGEMENT_ADDRESS, or --config")
+            }
+            guard let token = environment["CONVOY_MANAGEMENT_TOKEN"] ?? dispatch?.managementToken else {
+                throw ValidationError("no management token: set CONVOY_MANAGEMENT_TOKEN or give --config with Dispatch.ManagementToken")
+            }
+            return (address, token)
+        }
+    }
+
+    static func request(_ method: String, _ address: String, _ path: String, token: String) async throws -> HTTPResponse {
+        let client = HTTPClient(configuration: HTTPClientConfiguration(connectTimeout: .seconds(5), defaultTimeout: .seconds(10), retry: .none))
+        defer { client.shutdown() }
+        let response: HTTPResponse
+        do {
+            response = try await client.execute(HTTPRequest(method: method, url: "http://\(address)\(path)",
+                                                            headers: [(name: "Authorization", value: "Bearer \(token)")]))
+        } catch {
+            throw ValidationError("cannot reach the replica at \(address): \(error)")
+        }
+        if response.status == 401 { throw ValidationError("the replica at \(address) refused the management token (401)") }
+        return response
+    }
+
+    static func status(_ address: String, token: String) async throws -> ClusterStatus {
+        let response = try await request("GET", address, "/cluster/status", token: token)
+        guard response.status == 200 else { throw ValidationError("\(address) answered \(response.status): \(response.bodyText)") }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try decoder.decode(ClusterStatus.self, from: Data(response.body))
+    }
+
+    /// `convoy cluster status [--json]`
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The members, the leader and the epoch.")
+        @OptionGroup var target: Target
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() async throws {
+            let (address, token) = try target.resolve()
+            let status = try await ClusterCommand.status(address, token: token)
+            if json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                encoder.dateEncodingStrategy = .iso8601
+                print(String(decoding: try encoder.encode(status), as: UTF8.self))
+                return
+            }
+            print("cluster \(status.clusterID): leader \(status.leader ?? "none"), epoch \(status.epoch) (asked \(status.memberID))")
+            ClusterCommand.printMembers(status)
+        }
+    }
+
+    /// `convoy cluster members`
+    struct Members: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The members, one per line.")
+        @OptionGroup var target: Target
+
+        func run() async throws {
+            let (address, token) = try target.resolve()
+            ClusterCommand.printMembers(try await ClusterCommand.status(address, token: token))
+        }
+    }
+
+    static func printMembers(_ status: ClusterStatus) {
+        let rows = [["MEMBER", "ADDRESS", "MANAGEMENT", "HOST", "PID", "VERSION", "HEARTBEAT", "ROLE"]] + status.members.map { member in
+            [member.memberID, member.address, member.managementAddress ?? "-", member.host, String(member.pid), member.version,
+             String(format: "%.1fs ago", member.heartbeatAge), member.memberID == status.leader ? "leader" : "follower"]
+        }
+        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for row in rows {
+            print(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  "))
+        }
+    }
+
+    /// `convoy cluster step-down`
+    struct StepDown: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make the leader step down (for a rolling restart); another member takes over.")
+        @OptionGroup var target: Target
+        @Option(help: "Seconds to wait for the new leader.") var wait: Double = 15
+
+        func run() async throws {
+            let (address, token) = try target.resolve()
+            let before = try await ClusterCommand.status(address, token: token)
+            guard let leader = before.leader, let member = before.members.first(where: { $0.memberID == leader }),
+                  let leaderAddress = member.managementAddress else {
+                throw ValidationError("the cluster has no leader with a management address right now")
+            }
+            let response = try await ClusterCommand.request("POST", leaderAddress, "/cluster/step-down", token: token)
+            guard response.status == 200 else { throw ValidationError("\(leader) answered \(response.status): \(response.bodyText)") }
+            print("\(leader) stepped down (epoch \(before.epoch))")
+            let deadline = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
+            while ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(100))
+                if let now = try? await ClusterCommand.status(address, token: token), let next = now.leader, now.epoch > before.epoch {
+                    print("new leader: \(next) (epoch \(now.epoch))")
+                    return
+                }
+            }
+            throw ValidationError("no new leader within \(wait) s")
+        }
+    }
+}

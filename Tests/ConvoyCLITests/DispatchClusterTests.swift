@@ -1,0 +1,203 @@
+import ConvoyHTTP
+import ConvoyPostgres
+import ConvoyTesting
+import Foundation
+import XCTest
+
+/// `convoy dispatch` replicas as separate OS processes on one private PostgreSQL: election,
+/// failover after kill -9 and SIGSTOP, fencing of a resumed leader, step-down, SIGTERM, and the
+/// `convoy cluster` commands.
+final class DispatchClusterTests: PostgresTestCase {
+    private var db: PostgresConnection!
+    private var replicas: [TestDispatchReplica] = []
+    private let http = HTTPClient(configuration: HTTPClientConfiguration(connectTimeout: .seconds(2), defaultTimeout: .seconds(10), retry: .none))
+
+    override func setUp() async throws {
+        db = try await PostgresConnection.connect(try postgresServer().configuration)
+        // Start each test from an empty cluster (replicas of earlier tests are gone).
+        _ = try? await db.execute("DELETE FROM cluster_members")
+        _ = try? await db.execute("UPDATE cluster_leader SET member_id = NULL, backend_pid = NULL")
+    }
+
+    override func tearDown() async throws {
+        for replica in replicas { replica.remove() }
+        replicas.removeAll()
+        await db?.close()
+    }
+
+    private func start(_ names: [String]) throws -> [TestDispatchReplica] {
+        let started = try names.map { try TestDispatchReplica.start(database: try postgresServer(), memberID: $0) }
+        replicas += started
+        return started
+    }
+
+    private func leader() async throws -> (member: String?, epoch: Int64) {
+        guard let row = try await db.query("SELECT member_id, epoch FROM cluster_leader WHERE id = 1").first else { return (nil, 0) }
+        return (try row.decode(String?.self, column: "member_id"), try row.decode(Int64.self, column: "epoch"))
+    }
+
+    /// Waits for a leader other than `old` with an epoch above `epoch`; returns it and how long it took.
+    private func waitForLeader(other old: String? = nil, above epoch: Int64 = 0, within: Duration = .seconds(10)) async throws -> (String, Int64, Duration) {
+        let start = ContinuousClock.now
+        while ContinuousClock.now - start < within {
+            let (member, current) = try await leader()
+            if let member, member != old, current > epoch, replicas.contains(where: { $0.memberID == member }) {
+                return (member, current, ContinuousClock.now - start)
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw TestProcess.Failure("no new leader within \(within); now \(try await leader())")
+    }
+
+    private func replica(_ name: String) -> TestDispatchReplica { replicas.first { $0.memberID == name }! }
+
+    private func management(_ method: String, _ replica: TestDispatchReplica, _ path: String, token: String? = nil) async throws -> (Int, JSONValueBox) {
+        let response = try await http.execute(HTTPRequest(method: method, url: "http://\(replica.managementAddress)\(path)",
+                                                          headers: [(name: "Authorization", value: "Bearer \(token ?? replica.managementToken)")]))
+        return (response.status, JSONValueBox(response.body))
+    }
+
+    func testThreeReplicasElectOneLeaderAndTheClusterCommandsShowIt() async throws {
+        let started = try start(["r1", "r2", "r3"])
+        let (leaderID, epoch, _) = try await waitForLeader()
+        // Every member registered; a second look finds the same single leader.
+        try await Task.sleep(for: .seconds(1))
+        let (again, sameEpoch) = try await leader()
+        XCTAssertEqual(again, leaderID)
+        XCTAssertEqual(sameEpoch, epoch)
+
+        let environment = ProcessInfo.processInfo.environment.merging(["CONVOY_MANAGEMENT_TOKEN": started[0].managementToken]) { _, new in new }
+        let status = try ConvoyBinary.run(["cluster", "status", "--management", started[1].managementAddress], environment: environment)
+        XCTAssertEqual(status.status, 0, status.stderr)
+        XCTAssertTrue(status.stdout.contains("leader \(leaderID), epoch \(epoch)"), status.stdout)
+        for name in ["r1", "r2", "r3"] { XCTAssertTrue(status.stdout.contains(name), status.stdout) }
+        let json = try ConvoyBinary.run(["cluster", "status", "--json", "--management", started[2].managementAddress], environment: environment)
+        let parsed = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        XCTAssertEqual(parsed?["leader"] as? String, leaderID)
+        XCTAssertEqual((parsed?["members"] as? [[String: Any]])?.count, 3)
+        for member in (parsed?["members"] as? [[String: Any]]) ?? [] {
+            XCTAssertNotNil(member["pid"])
+            XCTAssertLessThan(member["heartbeat_age"] as? Double ?? 99, 5)
+        }
+
+        // A wrong management token: 401, and the command says so.
+        let (code, _) = try await management("GET", started[0], "/cluster/status", token: "wrong")
+        XCTAssertEqual(code, 401)
+        let refused = try ConvoyBinary.run(["cluster", "status", "--management", started[0].managementAddress],
+                                           environment: environment.merging(["CONVOY_MANAGEMENT_TOKEN": "wrong"]) { _, new in new })
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("401"), refused.stderr)
+
+        // Garbage, an oversized frame and a wrong-secret handshake on a replica's TCP port: refused,
+        // and the replica keeps serving the others.
+        let target = started.first { $0.memberID != leaderID }!
+        for bytes: [UInt8] in [Array(repeating: 0x42, count: 1000), [0xFF, 0xFF, 0xFF, 0xF0, 1, 2]] {
+            XCTAssertTrue(try RawTCP.sendAndSeeClosed(port: target.clusterPort, bytes: bytes, within: 5))
+        }
+        let (pingCode, pings) = try await management("GET", replica(leaderID), "/cluster/ping")
+        XCTAssertEqual(pingCode, 200)
+        XCTAssertEqual(pings.array.count, 2)
+        XCTAssertTrue(pings.array.allSatisfy { $0["error"] == nil }, "\(pings.array)")
+        XCTAssertTrue(target.log.contains("closed a cluster connection"), target.log)
+    }
+
+    func testKillingTheLeaderElectsANewOneWithAHigherEpochWithinTwoSeconds() async throws {
+        _ = try start(["k1", "k2", "k3"])
+        let (old, epoch, _) = try await waitForLeader()
+        replica(old).signal(SIGKILL)
+        let (new, newEpoch, took) = try await waitForLeader(other: old, above: epoch, within: .seconds(5))
+        XCTAssertNotEqual(new, old)
+        XCTAssertGreaterThan(newEpoch, epoch)
+        XCTAssertLessThan(took, .seconds(2), "failover took \(took)")
+    }
+
+    func testAStoppedLeaderIsReplacedAndWhenItResumesItStepsDownAndItsEpochIsRefused() async throws {
+        _ = try start(["s1", "s2", "s3"])
+        let (old, epoch, _) = try await waitForLeader()
+        let stopped = replica(old)
+        stopped.signal(SIGSTOP)
+        // The lease is 1 s: a follower terminates the stopped leader's session and wins.
+        let (new, newEpoch, took) = try await waitForLeader(other: old, above: epoch, within: .seconds(6))
+        XCTAssertGreaterThan(newEpoch, epoch)
+        XCTAssertLessThan(took, .seconds(4))
+        stopped.signal(SIGCONT)
+        let deadline = ContinuousClock.now + .seconds(3)
+        while !stopped.log.contains("stepped down") && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        XCTAssertTrue(stopped.log.contains("stepped down"), stopped.log)
+        let (stillNew, _) = try await leader()
+        XCTAssertEqual(stillNew, new)
+        // Calls stamped with the old epoch are refused by every member; the new leader's are not.
+        let (_, refused) = try await management("GET", stopped, "/cluster/ping?epoch=\(epoch)")
+        XCTAssertEqual(refused.array.count, 2)
+        for result in refused.array {
+            XCTAssertTrue((result["error"] as? String ?? "").contains("stale epoch \(epoch)"), "\(result)")
+        }
+        let (_, accepted) = try await management("GET", replica(new), "/cluster/ping")
+        XCTAssertTrue(accepted.array.allSatisfy { $0["error"] == nil }, "\(accepted.array)")
+    }
+
+    func testStepDownHandsOverAndALeaderStepsDownOnSIGTERM() async throws {
+        let started = try start(["d1", "d2", "d3"])
+        let (first, epoch, _) = try await waitForLeader()
+        let environment = ProcessInfo.processInfo.environment.merging(["CONVOY_MANAGEMENT_TOKEN": started[0].managementToken]) { _, new in new }
+        let asked = started.first { $0.memberID != first }!
+        let stepDown = try ConvoyBinary.run(["cluster", "step-down", "--management", asked.managementAddress], environment: environment)
+        XCTAssertEqual(stepDown.status, 0, stepDown.stderr)
+        let (second, secondEpoch) = try await leader()
+        XCTAssertNotEqual(second, first)
+        XCTAssertEqual(secondEpoch, epoch + 1)
+        XCTAssertTrue(stepDown.stdout.contains("new leader: \(second ?? "")"), stepDown.stdout)
+        // Asking a follower to step down directly is refused with the leader's name.
+        let (code, _) = try await management("POST", replica(first), "/cluster/step-down")
+        XCTAssertEqual(code, 409)
+
+        // SIGTERM of the leader: it steps down, leaves the members table and exits 0.
+        let terminated = ContinuousClock.now
+        XCTAssertEqual(replica(second!).stop(), 0)
+        let (third, thirdEpoch, _) = try await waitForLeader(other: second, above: secondEpoch, within: .seconds(5))
+        XCTAssertLessThan(ContinuousClock.now - terminated, .seconds(5))
+        XCTAssertNotEqual(third, second)
+        XCTAssertEqual(thirdEpoch, secondEpoch + 1)
+        let members = try await db.query("SELECT member_id FROM cluster_members ORDER BY member_id").rows.map { try $0.decode(String.self, column: "member_id") }
+        XCTAssertFalse(members.contains(second!))
+        XCTAssertTrue(replica(second!).log.contains("stepped down"))
+    }
+}
+
+/// A JSON body, loosely typed for assertions.
+struct JSONValueBox {
+    let value: Any?
+
+    init(_ bytes: [UInt8]) {
+        value = try? JSONSerialization.jsonObject(with: Data(bytes))
+    }
+
+    var array: [[String: Any]] { value as? [[String: Any]] ?? [] }
+}
+
+/// Plain sockets for peers that do not speak the protocol.
+enum RawTCP {
+    static func sendAndSeeClosed(port: Int, bytes: [UInt8], within seconds: Int) throws -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw TestProcess.Failure("cannot connect to 127.0.0.1:\(port)") }
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = read(fd, &buffer, buffer.count)
+            if count == 0 { return true }
+            if count < 0 { return errno == ECONNRESET }
+        }
+    }
+}
