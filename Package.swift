@@ -93,7 +93,7 @@ let package = Package(
         // Benchmarks run with `make bench`, never as part of `make test`.
         .executableTarget(
             name: "ConvoyBench",
-            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient"],
+            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyCluster"],
             path: "Benchmarks/ConvoyBench"
         ),
 

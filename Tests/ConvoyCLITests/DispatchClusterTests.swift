@@ -109,6 +109,26 @@ final class DispatchClusterTests: PostgresTestCase {
         XCTAssertNotEqual(new, old)
         XCTAssertGreaterThan(newEpoch, epoch)
         XCTAssertLessThan(took, .seconds(2), "failover took \(took)")
+        // The dead member is still in the table: a call to it fails with a typed error, quickly.
+        let asked = ContinuousClock.now
+        let (_, pings) = try await management("GET", replica(new), "/cluster/ping")
+        XCTAssertLessThan(ContinuousClock.now - asked, .seconds(6))
+        let toDead = pings.array.first { $0["memberID"] as? String == old }
+        XCTAssertTrue((toDead?["error"] as? String ?? "").contains("unreachable"), "\(pings.array)")
+    }
+
+    func testALeaderWhoseLockSessionIsTerminatedStepsDownWithinASecond() async throws {
+        _ = try start(["t1", "t2"])
+        let (old, epoch, _) = try await waitForLeader()
+        let backend = try await db.query("SELECT backend_pid FROM cluster_leader").first!.decode(Int.self, column: "backend_pid")
+        let terminated = ContinuousClock.now
+        _ = try await db.query("SELECT pg_terminate_backend($1)", [backend])
+        while !replica(old).log.contains("stepped down") && ContinuousClock.now - terminated < .seconds(3) {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        XCTAssertLessThan(ContinuousClock.now - terminated, .seconds(1), replica(old).log)
+        let (_, newEpoch, _) = try await waitForLeader(above: epoch, within: .seconds(3))
+        XCTAssertGreaterThan(newEpoch, epoch)
     }
 
     func testAStoppedLeaderIsReplacedAndWhenItResumesItStepsDownAndItsEpochIsRefused() async throws {

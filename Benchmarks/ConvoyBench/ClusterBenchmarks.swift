@@ -1,0 +1,160 @@
+import ConvoyCluster
+import ConvoyPostgres
+import ConvoyTesting
+import Distributed
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The actor the round-trip benchmark calls.
+distributed actor BenchEcho {
+    typealias ActorSystem = ClusterSystem
+
+    distributed func echo(_ payload: String) -> String { payload }
+}
+
+/// The cluster's benchmarks: failover after killing the leader (real `convoy dispatch` release
+/// processes on a private PostgreSQL), and distributed-call round trips against a raw TCP echo.
+enum ClusterBenchmarks {
+    static func run(quick: Bool) async throws {
+        try await failover(quick: quick)
+        try await roundTrips(quick: quick)
+    }
+
+    // MARK: Failover over repeated leader kills
+
+    static func failover(quick: Bool) async throws {
+        let kills = quick ? 5 : 30
+        print("## Cluster: failover after `kill -9` of the leader, \(kills) times (3 replicas, lease 1 s, retry period 100 ms)\n")
+        let database = try TestPostgresServer.start()
+        defer { database.stop() }
+        let db = try await PostgresConnection.connect(database.configuration)
+        var replicas: [String: TestDispatchReplica] = [:]
+        for name in ["f1", "f2", "f3"] { replicas[name] = try TestDispatchReplica.start(database: database, memberID: name) }
+        defer { for replica in replicas.values { replica.remove() } }
+        func leader() async throws -> (String?, Int64) {
+            let row = try await db.query("SELECT member_id, epoch FROM cluster_leader WHERE id = 1").first!
+            return (try row.decode(String?.self, column: "member_id"), try row.decode(Int64.self, column: "epoch"))
+        }
+        func waitForLeader(other old: String?, above epoch: Int64) async throws -> (String, Int64) {
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline {
+                let (member, current) = try await leader()
+                if let member, member != old, current > epoch, replicas[member] != nil { return (member, current) }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            throw TestProcess.Failure("no leader within 30 s")
+        }
+        var (current, epoch) = try await waitForLeader(other: nil, above: 0)
+        var times: [Double] = []
+        for _ in 0..<kills {
+            // Let every member settle (heartbeats, connections) before the next kill.
+            try await Task.sleep(for: .milliseconds(500))
+            let killed = ContinuousClock.now
+            replicas[current]!.signal(SIGKILL)
+            let dead = current
+            (current, epoch) = try await waitForLeader(other: dead, above: epoch)
+            let elapsed = ContinuousClock.now - killed
+            times.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
+            replicas[dead]!.remove()
+            replicas[dead] = try TestDispatchReplica.start(database: database, memberID: dead)
+        }
+        await db.close()
+        let sorted = times.sorted()
+        func at(_ p: Double) -> Double { sorted[min(sorted.count - 1, Int((Double(sorted.count - 1) * p).rounded()))] }
+        print("| kills | median | p99 | max | min |")
+        print("|---|---|---|---|---|")
+        print(String(format: "| %d | %.0f ms | %.0f ms | %.0f ms | %.0f ms |\n", kills, at(0.5), at(0.99), sorted.last!, sorted.first!))
+    }
+
+    // MARK: Round trips: distributed calls vs a raw TCP echo
+
+    static func roundTrips(quick: Bool) async throws {
+        print("## Cluster: sequential round trips on loopback, distributed call vs raw TCP echo of the same size\n")
+        let duration: Duration = quick ? .seconds(2) : .seconds(8)
+        let a = ClusterSystem(clusterID: "zzzzz", memberID: "a", secret: "bench-secret")
+        let b = ClusterSystem(clusterID: "zzzzz", memberID: "b", secret: "bench-secret")
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        let actor = b.makeActor(named: "echo") { BenchEcho(actorSystem: b) }
+        a.setAddress(MemberAddress(host: "127.0.0.1", port: port), of: "b")
+        let remote = try BenchEcho.resolve(id: a.id(of: "echo", on: "b"), using: a)
+        print("| payload | call frame bytes | distributed calls/s | raw TCP echo round trips/s (same bytes) | ratio (calls / raw) |")
+        print("|---|---|---|---|---|")
+        for size in [16, 1024] {
+            let payload = String(repeating: "x", count: size)
+            for _ in 0..<200 { _ = try await remote.echo(payload) }
+            var calls = 0
+            let start = ContinuousClock.now
+            while ContinuousClock.now - start < duration {
+                _ = try await remote.echo(payload)
+                calls += 1
+            }
+            let callRate = Double(calls) / seconds(ContinuousClock.now - start)
+            // The call frame as it goes on the wire (length prefix included).
+            let frame = try JSONEncoder().encode(WireMessage.call(CallEnvelope(
+                callID: UInt64(calls), target: ClusterActorID(memberID: "b", name: "echo"), method: "$s10ConvoyBench0B4EchoC4echoyS2SYaKFTE",
+                arguments: [try JSONEncoder().encode(payload)], epoch: nil))).count + 4
+            let rawRate = try rawEcho(bytes: frame, duration: duration)
+            print(String(format: "| %d B | %d | %.0f | %.0f | %.2f |", size, frame, callRate, rawRate, callRate / rawRate))
+        }
+        print("")
+        _ = actor
+        await a.shutdown()
+        await b.shutdown()
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    /// Round trips per second of `bytes` through a thread-per-connection echo server on loopback,
+    /// with blocking sockets and TCP_NODELAY: the floor a protocol on TCP can approach.
+    static func rawEcho(bytes: Int, duration: Duration) throws -> Double {
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        listen(listener, 4)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        let server = Thread {
+            let connection = accept(listener, nil, nil)
+            var one: Int32 = 1
+            setsockopt(connection, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            while true {
+                let count = read(connection, &buffer, buffer.count)
+                if count <= 0 { break }
+                var sent = 0
+                while sent < count { sent += write(connection, &buffer[sent], count - sent) }
+            }
+            close(connection)
+        }
+        server.start()
+        let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(client); close(listener) }
+        guard withUnsafePointer(to: &address, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, length) } }) == 0 else {
+            throw TestProcess.Failure("raw echo: cannot connect")
+        }
+        var one: Int32 = 1
+        setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        var message = [UInt8](repeating: 0x78, count: bytes)
+        var reply = [UInt8](repeating: 0, count: bytes)
+        var trips = 0
+        let start = ContinuousClock.now
+        while ContinuousClock.now - start < duration {
+            var sent = 0
+            while sent < bytes { sent += write(client, &message[sent], bytes - sent) }
+            var received = 0
+            while received < bytes {
+                let count = read(client, &reply[received], bytes - received)
+                if count <= 0 { throw TestProcess.Failure("raw echo: connection lost") }
+                received += count
+            }
+            trips += 1
+        }
+        return Double(trips) / seconds(ContinuousClock.now - start)
+    }
+}
