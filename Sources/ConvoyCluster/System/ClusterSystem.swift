@@ -261,13 +261,13 @@ public final class ClusterSystem: DistributedActorSystem, Sendable {
         }
         let reply = ReplyBox()
         var decoder = ClusterInvocationDecoder(arguments: call.arguments)
-        let handler = ClusterResultHandler(callID: call.callID) { await reply.set($0) }
+        let handler = ClusterResultHandler(callID: call.callID) { reply.set($0) }
         do {
             try await executeDistributedTarget(on: actor, target: RemoteCallTarget(call.method), invocationDecoder: &decoder, handler: handler)
         } catch {
             return ReplyEnvelope(callID: call.callID, error: ClusterError.reporting(error))
         }
-        return await reply.value ?? ReplyEnvelope(callID: call.callID, error: .protocolViolation("the call produced no result"))
+        return reply.value ?? ReplyEnvelope(callID: call.callID, error: .protocolViolation("the call produced no result"))
     }
 }
 
@@ -282,10 +282,12 @@ final class WeakActor: Sendable {
 }
 
 /// Where the result handler leaves a call's reply.
-actor ReplyBox {
-    private(set) var value: ReplyEnvelope?
+final class ReplyBox: Sendable {
+    private let reply = Mutex<ReplyEnvelope?>(nil)
+
+    var value: ReplyEnvelope? { reply.withLock { $0 } }
 
     func set(_ reply: ReplyEnvelope) {
-        value = reply
+        self.reply.withLock { $0 = reply }
     }
 }

@@ -51,7 +51,10 @@ struct InboundConnection {
                         }
                         group.addTask {
                             let reply = await system.execute(call, from: member)
-                            try? await writer.send(.reply(reply))
+                            // Straight to the channel: replies need no ordering among themselves.
+                            if let frame = try? WireChannel.encode(.reply(reply)) {
+                                channel.writeAndFlush(frame, promise: nil)
+                            }
                         }
                     }
                 }

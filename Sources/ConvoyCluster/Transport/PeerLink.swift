@@ -9,12 +9,13 @@ import NIOPosix
 actor PeerLink {
     let memberID: String
     private let system: ClusterSystem
-    private var writer: FrameWriter?
+    /// The connection once its handshake is done; calls are written to it directly.
+    private var ready: Channel?
     private var channel: Channel?
-    private var connecting: [CheckedContinuation<FrameWriter, Error>] = []
+    private var connecting: [CheckedContinuation<Channel, Error>] = []
     private var isConnecting = false
     private var pending: [UInt64: CheckedContinuation<ReplyEnvelope, Error>] = [:]
-    private var timers: [UInt64: Task<Void, Never>] = [:]
+    private var timers: [UInt64: Scheduled<Void>] = [:]
     private var retryAt: ContinuousClock.Instant?
     private var backoff: Duration
     private var lastFailure = ""
@@ -29,24 +30,20 @@ actor PeerLink {
 
     /// Sends `call` and waits for its reply, at most `timeout`.
     func call(_ call: CallEnvelope, timeout: Duration) async throws -> ReplyEnvelope {
-        let deadline = ContinuousClock.now + timeout
-        let writer = try await connection(timeout: timeout)
+        let channel = try await connection(timeout: timeout)
+        let frame = try WireChannel.encode(.call(call))
         let id = call.callID
         let target = "\(call.target)"
+        let member = memberID
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
         return try await withCheckedThrowingContinuation { continuation in
             pending[id] = continuation
-            timers[id] = Task {
-                try? await Task.sleep(until: deadline)
-                if Task.isCancelled { return }
-                self.resolve(id, .failure(ClusterError.timeout(member: self.memberID, target: target,
-                                                               seconds: Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)))
+            // An event-loop timer and a direct write: no task per call on the hot path.
+            timers[id] = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
+                Task { await self.resolve(id, .failure(ClusterError.timeout(member: member, target: target, seconds: seconds))) }
             }
-            Task {
-                do {
-                    try await writer.send(.call(call))
-                } catch {
-                    self.resolve(id, .failure(ClusterError.unreachable(member: self.memberID, reason: "\(error)")))
-                }
+            channel.writeAndFlush(frame).whenFailure { error in
+                Task { await self.resolve(id, .failure(ClusterError.unreachable(member: member, reason: "\(error)"))) }
             }
         }
     }
@@ -60,9 +57,9 @@ actor PeerLink {
 
     // MARK: Connecting
 
-    private func connection(timeout: Duration) async throws -> FrameWriter {
+    private func connection(timeout: Duration) async throws -> Channel {
         if closed { throw ClusterError.shutdown }
-        if let writer { return writer }
+        if let ready { return ready }
         if let retryAt, ContinuousClock.now < retryAt {
             throw ClusterError.unreachable(member: memberID, reason: "\(lastFailure) (retrying after back-off)")
         }
@@ -113,7 +110,7 @@ actor PeerLink {
                 let writer = FrameWriter(outbound)
                 try await self.handshake(&iterator, writer)
                 handshakeTimer.cancel()
-                self.connected(writer)
+                self.connected(channel)
                 while true {
                     let message = try await WireChannel.next(&iterator, from: self.memberID)
                     guard case .reply(let reply) = message else {
@@ -163,12 +160,12 @@ actor PeerLink {
         }
     }
 
-    private func connected(_ writer: FrameWriter) {
-        self.writer = writer
+    private func connected(_ channel: Channel) {
+        ready = channel
         isConnecting = false
         retryAt = nil
         backoff = system.settings.reconnectBackoff.lowerBound
-        for waiter in connecting { waiter.resume(returning: writer) }
+        for waiter in connecting { waiter.resume(returning: channel) }
         connecting.removeAll()
     }
 
@@ -184,11 +181,11 @@ actor PeerLink {
 
     private func disconnected(_ error: Error) {
         channel = nil
-        if writer == nil {
+        if ready == nil {
             connectFailed(error)
             return
         }
-        writer = nil
+        ready = nil
         system.logger.info("connection to member closed", metadata: ["member": "\(memberID)", "reason": "\(error)"])
         failAll(ClusterError.unreachable(member: memberID, reason: "the connection was lost: \(error)"))
     }
