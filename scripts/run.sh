@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: the embedded local cluster, all on loopback, its state under ./.convoy-dev/.
 # Today it runs the parts that exist: a private PostgreSQL, `convoy api` over HTTPS with a fresh
-# self-signed certificate, a user token and a demo workload of container requests. The
-# dispatcher replicas and the loopback cloud join when they are built. `make stop` stops it.
+# self-signed certificate, three `convoy dispatch` replicas (membership and leader election), a
+# user token and a demo workload of container requests, one of them run through `convoy run`.
+# The scheduler and the loopback cloud join when they are built. `make stop` stops it.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -16,6 +17,11 @@ as_postgres() {
 }
 
 stop() {
+  for pidfile in "$dev"/dispatch-*.pid; do
+    [ -f "$pidfile" ] || continue
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
   if [ -f "$dev/api.pid" ]; then
     kill "$(cat "$dev/api.pid")" 2>/dev/null || true
     rm -f "$dev/api.pid"
@@ -56,9 +62,11 @@ if [ ! -f "$dev/tls/cert.pem" ]; then
     -keyout "$dev/tls/key.pem" -out "$dev/tls/cert.pem" -subj /CN=convoy-dev \
     -addext subjectAltName=IP:127.0.0.1,DNS:localhost 2>/dev/null
 fi
-if [ ! -f "$dev/root-token" ]; then
-  (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$dev/root-token")
-fi
+for secret in root-token cluster-secret management-token; do
+  if [ ! -f "$dev/$secret" ]; then
+    (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' > "$dev/$secret")
+  fi
+done
 
 cat > "$dev/config.yml" <<YAML
 ClusterID: zzzzz
@@ -77,6 +85,9 @@ API:
   BlobDirectory: $dev/blobs
 Containers:
   MaxDispatchAttempts: 10
+Dispatch:
+  ClusterSecretFile: $dev/cluster-secret
+  ManagementTokenFile: $dev/management-token
 YAML
 
 echo "== convoy api on https://127.0.0.1:$api_port"
@@ -88,6 +99,22 @@ for _ in $(seq 1 150); do
   kill -0 "$(cat "$dev/api.pid")" 2>/dev/null || { echo "convoy api exited:" >&2; tail -20 "$dev/api.log" >&2; exit 1; }
   sleep 0.2
 done
+
+echo "== three dispatcher replicas (membership and leader election)"
+for n in 1 2 3; do
+  nohup "$convoy" dispatch --config "$dev/config.yml" --member-id "dispatch-$n" \
+    --listen "127.0.0.1:$((9100 + 2 * n))" --management-listen "127.0.0.1:$((9101 + 2 * n))" >> "$dev/dispatch-$n.log" 2>&1 &
+  echo $! > "$dev/dispatch-$n.pid"
+done
+export CONVOY_MANAGEMENT_TOKEN="$(cat "$dev/management-token")"
+for _ in $(seq 1 100); do
+  "$convoy" cluster status --management 127.0.0.1:9103 2>/dev/null | grep -q "leader dispatch" && break
+  for n in 1 2 3; do
+    kill -0 "$(cat "$dev/dispatch-$n.pid")" 2>/dev/null || { echo "convoy dispatch $n exited:" >&2; tail -20 "$dev/dispatch-$n.log" >&2; exit 1; }
+  done
+  sleep 0.2
+done
+"$convoy" cluster status --management 127.0.0.1:9103 | sed 's/^/  /'
 
 [ -f "$dev/user-token" ] || "$convoy" api token create --config "$dev/config.yml" --kind user > "$dev/user-token"
 [ -f "$dev/dispatcher-token" ] || "$convoy" api token create --config "$dev/config.yml" --kind dispatcher > "$dev/dispatcher-token"
@@ -169,11 +196,14 @@ curl -skf -H "Authorization: Bearer $dispatcher_token" "$base/arvados/v1/logs?fi
 
 cat <<TEXT
 
-Running: PostgreSQL (127.0.0.1:$pg_port) and convoy api ($base), state in $dev.
+Running: PostgreSQL (127.0.0.1:$pg_port), convoy api ($base) and three convoy dispatch replicas
+(management ports 127.0.0.1:9103, :9105, :9107), state in $dev.
+  export CONVOY_MANAGEMENT_TOKEN=\$(cat $dev/management-token)
+  convoy cluster status --management 127.0.0.1:9103     # or: convoy cluster step-down …
 Use it as an Arvados cluster:
   export ARVADOS_API_HOST=127.0.0.1:$api_port ARVADOS_API_HOST_INSECURE=1
   export ARVADOS_API_TOKEN=\$(cat $dev/user-token)
   .venv-arvados/bin/python -c 'import arvados; print(arvados.api("v1").container_requests().list().execute()["items_available"])'
-Not running yet: the dispatcher replicas and the loopback cloud (they are still being built),
-so the other containers stay Queued; run one by hand as above with \`convoy run\`. \`make stop\` stops everything.
+Not running yet: the scheduler and the loopback cloud (they are still being built), so the
+other containers stay Queued; run one by hand as above with \`convoy run\`. \`make stop\` stops everything.
 TEXT

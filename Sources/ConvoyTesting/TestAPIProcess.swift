@@ -2,32 +2,27 @@ import Foundation
 
 /// The real `convoy api` binary, started as an operator would: a YAML configuration file in a
 /// private directory, a private PostgreSQL, optionally HTTPS with a fresh self-signed certificate.
-public final class TestAPIProcess: @unchecked Sendable {
-    // @unchecked: `stopped` is only touched under `lock`; everything else is immutable.
+public final class TestAPIProcess: Sendable {
     public let directory: URL
     public let configPath: String
     public let port: Int
     public let tls: Bool
     /// The configuration's SystemRootToken (an admin token).
     public let rootToken: String
-    private let process: SpawnedProcess
-    private let watchdog: SpawnedProcess
-    private let lock = NSLock()
-    private var stopped = false
+    private let server: TestServerProcess
 
     /// `host:port`, as `ARVADOS_API_HOST` wants it.
     public var hostAndPort: String { "127.0.0.1:\(port)" }
     public var baseURL: String { "\(tls ? "https" : "http")://\(hostAndPort)" }
     public var logPath: String { directory.appendingPathComponent("api.log").path }
 
-    private init(directory: URL, configPath: String, port: Int, tls: Bool, rootToken: String, process: SpawnedProcess, watchdog: SpawnedProcess) {
+    private init(directory: URL, configPath: String, port: Int, tls: Bool, rootToken: String, server: TestServerProcess) {
         self.directory = directory
         self.configPath = configPath
         self.port = port
         self.tls = tls
         self.rootToken = rootToken
-        self.process = process
-        self.watchdog = watchdog
+        self.server = server
     }
 
     public static func start(database: TestPostgresServer, tls: Bool = true, extraConfig: String = "") throws -> TestAPIProcess {
@@ -56,21 +51,10 @@ public final class TestAPIProcess: @unchecked Sendable {
             """
         let configPath = directory.appendingPathComponent("config.yml").path
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        let log = directory.appendingPathComponent("api.log").path
-        let process = try SpawnedProcess.spawn(try ConvoyBinary.path(), ["api", "--config", configPath],
-                                               stdin: "/dev/null", stdout: log, stderr: log)
-        let watchdog = try TestProcess.startWatchdog(cleanup: "kill \(process.pid); rm -rf \(TestProcess.quote(directory.path))")
-        let deadline = Date().addingTimeInterval(60)
-        while !FreePort.isListening(address: "127.0.0.1", port: port) {
-            guard process.isRunning, Date() < deadline else {
-                process.terminate(signal: SIGKILL)
-                watchdog.terminate(signal: SIGKILL)
-                throw TestProcess.Failure("convoy api did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
-            }
-            usleep(20_000)
-        }
-        return TestAPIProcess(directory: directory, configPath: configPath, port: port, tls: tls, rootToken: rootToken,
-                              process: process, watchdog: watchdog)
+        let server = try TestServerProcess(
+            try ConvoyBinary.path(), ["api", "--config", configPath], logPath: directory.appendingPathComponent("api.log").path,
+            readyPort: port, name: "convoy api", cleanup: "kill $PID; rm -rf \(TestProcess.quote(directory.path))")
+        return TestAPIProcess(directory: directory, configPath: configPath, port: port, tls: tls, rootToken: rootToken, server: server)
     }
 
     /// Runs `convoy api <arguments> --config <this server's config>`.
@@ -81,20 +65,8 @@ public final class TestAPIProcess: @unchecked Sendable {
     /// SIGTERM, then waits for a graceful exit; returns the exit status.
     @discardableResult
     public func stop() -> Int32 {
-        let first = lock.withLock { () -> Bool in
-            defer { stopped = true }
-            return !stopped
-        }
-        guard first else { return 0 }
-        process.terminate(signal: SIGTERM)
-        var status = process.wait(timeout: 20)
-        if status == nil {
-            process.terminate(signal: SIGKILL)
-            status = process.wait()
-        }
-        watchdog.terminate(signal: SIGKILL)
-        watchdog.wait()
+        let status = server.stop()
         try? FileManager.default.removeItem(at: directory)
-        return status ?? -1
+        return status
     }
 }

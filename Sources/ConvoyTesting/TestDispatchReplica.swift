@@ -2,31 +2,25 @@ import Foundation
 
 /// A real `convoy dispatch` process with a YAML configuration of its own, on a private PostgreSQL:
 /// a member of the test's cluster, with its replica-protocol and management ports on loopback.
-public final class TestDispatchReplica: @unchecked Sendable {
-    // @unchecked: `stopped` is only touched under `lock`; everything else is immutable.
+public final class TestDispatchReplica: Sendable {
     public let memberID: String
     public let directory: URL
     public let clusterPort: Int
     public let managementPort: Int
     public let managementToken: String
-    public let process: SpawnedProcess
-    private let watchdog: SpawnedProcess
-    private let lock = NSLock()
-    private var stopped = false
+    private let server: TestServerProcess
 
     public var managementAddress: String { "127.0.0.1:\(managementPort)" }
-    public var logPath: String { directory.appendingPathComponent("dispatch.log").path }
-    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    public var log: String { server.log }
 
     private init(memberID: String, directory: URL, clusterPort: Int, managementPort: Int, managementToken: String,
-                 process: SpawnedProcess, watchdog: SpawnedProcess) {
+                 server: TestServerProcess) {
         self.memberID = memberID
         self.directory = directory
         self.clusterPort = clusterPort
         self.managementPort = managementPort
         self.managementToken = managementToken
-        self.process = process
-        self.watchdog = watchdog
+        self.server = server
     }
 
     /// Starts a replica and waits until its management port answers.
@@ -57,47 +51,24 @@ public final class TestDispatchReplica: @unchecked Sendable {
             """
         let configPath = directory.appendingPathComponent("config.yml").path
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        let log = directory.appendingPathComponent("dispatch.log").path
-        let process = try SpawnedProcess.spawn(try ConvoyBinary.path(), ["dispatch", "--config", configPath],
-                                               stdin: "/dev/null", stdout: log, stderr: log)
         // SIGCONT first: a replica a test stopped must still die with the test.
-        let watchdog = try TestProcess.startWatchdog(cleanup: "kill -CONT \(process.pid); kill -9 \(process.pid); rm -rf \(TestProcess.quote(directory.path))")
-        let deadline = Date().addingTimeInterval(60)
-        while !FreePort.isListening(address: "127.0.0.1", port: managementPort) {
-            guard process.isRunning, Date() < deadline else {
-                process.terminate(signal: SIGKILL)
-                watchdog.terminate(signal: SIGKILL)
-                throw TestProcess.Failure("convoy dispatch \(memberID) did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
-            }
-            usleep(20_000)
-        }
+        let server = try TestServerProcess(
+            try ConvoyBinary.path(), ["dispatch", "--config", configPath], logPath: directory.appendingPathComponent("dispatch.log").path,
+            readyPort: managementPort, name: "convoy dispatch \(memberID)",
+            cleanup: "kill -CONT $PID; kill -9 $PID; rm -rf \(TestProcess.quote(directory.path))")
         return TestDispatchReplica(memberID: memberID, directory: directory, clusterPort: clusterPort, managementPort: managementPort,
-                                   managementToken: managementToken, process: process, watchdog: watchdog)
+                                   managementToken: managementToken, server: server)
     }
 
     /// Sends `signal` to the replica.
     public func signal(_ signal: Int32) {
-        process.terminate(signal: signal)
+        server.process.terminate(signal: signal)
     }
 
     /// SIGTERM (SIGKILL if it takes more than 20 s); returns the exit status. Keeps the log.
     @discardableResult
     public func stop(signal: Int32 = SIGTERM) -> Int32 {
-        let first = lock.withLock { () -> Bool in
-            defer { stopped = true }
-            return !stopped
-        }
-        guard first else { return 0 }
-        process.terminate(signal: SIGCONT)
-        process.terminate(signal: signal)
-        var status = process.wait(timeout: 20)
-        if status == nil {
-            process.terminate(signal: SIGKILL)
-            status = process.wait()
-        }
-        watchdog.terminate(signal: SIGKILL)
-        watchdog.wait()
-        return status ?? -1
+        server.stop(signal: signal)
     }
 
     /// Stops the replica if running and deletes its directory.

@@ -92,7 +92,7 @@ final class DispatchClusterTests: PostgresTestCase {
         // and the replica keeps serving the others.
         let target = started.first { $0.memberID != leaderID }!
         for bytes: [UInt8] in [Array(repeating: 0x42, count: 1000), [0xFF, 0xFF, 0xFF, 0xF0, 1, 2]] {
-            XCTAssertTrue(try RawTCP.sendAndSeeClosed(port: target.clusterPort, bytes: bytes, within: 5))
+            XCTAssertTrue(try RawSocket.sendAndSeeClosed(port: target.clusterPort, bytes: bytes, within: 5))
         }
         let (pingCode, pings) = try await management("GET", replica(leaderID), "/cluster/ping")
         XCTAssertEqual(pingCode, 200)
@@ -197,27 +197,18 @@ struct JSONValueBox {
     var array: [[String: Any]] { value as? [[String: Any]] ?? [] }
 }
 
-/// Plain sockets for peers that do not speak the protocol.
-enum RawTCP {
-    static func sendAndSeeClosed(port: Int, bytes: [UInt8], within seconds: Int) throws -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+extension DispatchClusterTests {
+    func testAReplicaWithAnotherClusterSecretRefusesToJoin() async throws {
+        _ = try start(["w1"])
+        _ = try await waitForLeader()
+        do {
+            let intruder = try TestDispatchReplica.start(database: try postgresServer(), memberID: "w2", secret: "not-the-cluster-secret")
+            replicas.append(intruder)
+            XCTFail("a replica with another secret started")
+        } catch {
+            XCTAssertTrue("\(error)".contains("cluster secret is not the one"), "\(error)")
         }
-        guard connected == 0 else { throw TestProcess.Failure("cannot connect to 127.0.0.1:\(port)") }
-        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let count = read(fd, &buffer, buffer.count)
-            if count == 0 { return true }
-            if count < 0 { return errno == ECONNRESET }
-        }
+        let members = try await db.query("SELECT member_id FROM cluster_members").rows.map { try $0.decode(String.self, column: "member_id") }
+        XCTAssertEqual(members, ["w1"])
     }
 }

@@ -81,6 +81,12 @@ public actor ClusterMember {
     @discardableResult
     public func start() async throws -> Int {
         _ = try await database.withConnection { try await ClusterSchema.migrator.migrate($0) }
+        let check = HandshakeKey(secret: configuration.secret).secretCheck(clusterID: configuration.clusterID)
+        try await database.execute("INSERT INTO cluster_secret_check (id, digest) VALUES (1, $1) ON CONFLICT (id) DO NOTHING", [check])
+        let recorded = try await database.query("SELECT digest FROM cluster_secret_check WHERE id = 1").first?.decode(String.self, column: "digest")
+        guard recorded == check else {
+            throw ClusterError.handshakeFailed("this replica's cluster secret is not the one the cluster's other replicas use (cluster_secret_check); fix Dispatch.ClusterSecret, or delete that row when rotating the secret with every replica stopped")
+        }
         let system = self.system
         agent = system.makeActor(named: MemberAgent.name) { MemberAgent(actorSystem: system) }
         let port = try await system.listen(host: configuration.listenHost, port: configuration.listenPort)

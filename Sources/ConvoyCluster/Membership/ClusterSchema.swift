@@ -37,6 +37,16 @@ public enum ClusterSchema {
             );
             INSERT INTO cluster_leader (id) VALUES (1);
             """),
+        PostgresMigration(version: 2, name: "the cluster secret's check value", sql: """
+            -- HMAC of a fixed text with the cluster secret: a replica started with another secret
+            -- refuses to join (it could win the election and then talk to nobody). Delete the row
+            -- when rotating the secret, with every replica stopped.
+            CREATE TABLE cluster_secret_check (
+                id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+                digest text NOT NULL,
+                set_at timestamptz NOT NULL DEFAULT now()
+            );
+            """),
     ]
 
     public static let migrator = PostgresMigrator(migrations: migrations, table: "cluster_schema_migrations",

@@ -18,6 +18,13 @@ public struct HandshakeKey: Sendable {
 
     public enum Role: String, Sendable { case dialer, acceptor }
 
+    /// A value that shows which secret a replica holds without revealing it (hex HMAC of a fixed
+    /// text): stored once per cluster so that a replica with another secret refuses to join.
+    public func secretCheck(clusterID: String) -> String {
+        HMAC<SHA256>.authenticationCode(for: Data("convoy cluster secret check \(clusterID)".utf8), using: key)
+            .map { String(format: "%02x", $0) }.joined()
+    }
+
     /// The proof `role` sends: over the peer's nonce first, then its own.
     public func proof(role: Role, prover: Hello, peerNonce: Data) -> Data {
         var message = Data("convoy-cluster-v\(prover.protocolVersion) \(role.rawValue) \(prover.clusterID) \(prover.memberID)\n".utf8)

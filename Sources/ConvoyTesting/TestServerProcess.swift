@@ -1,0 +1,55 @@
+import Foundation
+
+/// A server program the harness started: spawned with its output in a log file, watched by a
+/// watchdog that cleans up if the test process dies, ready once its port listens, and stopped
+/// gracefully (SIGKILL after 20 s) exactly once.
+public final class TestServerProcess: @unchecked Sendable {
+    // @unchecked: `stopped` is only touched under `lock`; everything else is immutable.
+    public let process: SpawnedProcess
+    public let logPath: String
+    private let watchdog: SpawnedProcess
+    private let lock = NSLock()
+    private var stopped = false
+
+    /// Starts `executable` and waits (up to 60 s) until something listens on 127.0.0.1:`readyPort`.
+    /// `cleanup` is the shell the watchdog runs if this test process dies first (`$PID` is the server).
+    public init(_ executable: String, _ arguments: [String], logPath: String, readyPort: Int, name: String, cleanup: String) throws {
+        let process = try SpawnedProcess.spawn(executable, arguments, stdin: "/dev/null", stdout: logPath, stderr: logPath)
+        let watchdog = try TestProcess.startWatchdog(cleanup: cleanup.replacingOccurrences(of: "$PID", with: String(process.pid)))
+        let deadline = Date().addingTimeInterval(60)
+        while !FreePort.isListening(address: "127.0.0.1", port: readyPort) {
+            guard process.isRunning, Date() < deadline else {
+                process.terminate(signal: SIGKILL)
+                watchdog.terminate(signal: SIGKILL)
+                throw TestProcess.Failure("\(name) did not start: \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")")
+            }
+            usleep(20_000)
+        }
+        self.process = process
+        self.logPath = logPath
+        self.watchdog = watchdog
+    }
+
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Sends `signal` (SIGCONT first, so that a stopped server can act on it), waits up to 20 s,
+    /// then SIGKILL; returns the exit status. Only the first call acts.
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM) -> Int32 {
+        let first = lock.withLock { () -> Bool in
+            defer { stopped = true }
+            return !stopped
+        }
+        guard first else { return 0 }
+        process.terminate(signal: SIGCONT)
+        process.terminate(signal: signal)
+        var status = process.wait(timeout: 20)
+        if status == nil {
+            process.terminate(signal: SIGKILL)
+            status = process.wait()
+        }
+        watchdog.terminate(signal: SIGKILL)
+        watchdog.wait()
+        return status ?? -1
+    }
+}
