@@ -104,6 +104,7 @@ let package = Package(
         .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyTesting"]),
         .testTarget(name: "ConvoyAPIClientTests", dependencies: ["ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
         .testTarget(name: "ConvoyRunnerTests", dependencies: ["ConvoyRunner", "ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyDispatchTests", dependencies: ["ConvoyDispatch", "ConvoyModel"]),
         .testTarget(name: "ConvoyClusterTests", dependencies: ["ConvoyCluster", "ConvoyPostgres", "ConvoyTesting"]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [

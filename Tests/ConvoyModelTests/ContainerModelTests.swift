@@ -56,3 +56,49 @@ final class ContainerModelTests: XCTestCase {
         XCTAssertEqual(constraints, RuntimeConstraints(vcpus: 4))
     }
 }
+
+final class InstanceTypeTests: XCTestCase {
+    private let types = [
+        InstanceType(name: "tiny", vcpus: 1, ram: 1 << 30, scratch: 10 << 30, price: 0.01),
+        InstanceType(name: "medium", vcpus: 4, ram: 16 << 30, scratch: 100 << 30, price: 0.10),
+        InstanceType(name: "medium-spot", vcpus: 4, ram: 16 << 30, scratch: 100 << 30, price: 0.03, preemptible: true),
+        InstanceType(name: "large", vcpus: 16, ram: 64 << 30, scratch: 500 << 30, price: 0.50),
+    ]
+
+    func testTheCheapestFittingTypeIsChosen() {
+        XCTAssertEqual(InstanceType.cheapest(fitting: RuntimeConstraints(vcpus: 1, ram: 512 << 20), preemptible: false, among: types)?.name, "tiny")
+        XCTAssertEqual(InstanceType.cheapest(fitting: RuntimeConstraints(vcpus: 2, ram: 512 << 20), preemptible: false, among: types)?.name, "medium")
+        XCTAssertEqual(InstanceType.cheapest(fitting: RuntimeConstraints(vcpus: 2), preemptible: true, among: types)?.name, "medium-spot")
+        // The RAM overhead counts: 1 GiB asked + 256 MiB overhead does not fit on a 1 GiB type.
+        XCTAssertEqual(InstanceType.cheapest(fitting: RuntimeConstraints(vcpus: 1, ram: 1 << 30), preemptible: false, among: types,
+                                             ramOverhead: 256 << 20)?.name, "medium")
+        XCTAssertEqual(InstanceType.cheapest(fitting: RuntimeConstraints(vcpus: 1, ram: 1, scratch: 200 << 30), preemptible: false, among: types)?.name, "large")
+    }
+
+    func testWhenNothingFitsTheReasonNamesWhatWasAskedAndWhatIsOffered() {
+        let huge = RuntimeConstraints(vcpus: 64, ram: 512 << 30)
+        XCTAssertNil(InstanceType.cheapest(fitting: huge, preemptible: false, among: types))
+        let reason = InstanceType.noFitReason(huge, preemptible: false, among: types)
+        XCTAssertTrue(reason.contains("64 VCPUs") && reason.contains("512 GiB"), reason)
+        XCTAssertTrue(reason.contains("at most 16 VCPUs, 64 GiB RAM"), reason)
+    }
+
+    func testByteSizesParseAsArvadosWritesThem() {
+        XCTAssertEqual(ByteSize.parse("2GiB"), 2 << 30)
+        XCTAssertEqual(ByteSize.parse("20GB"), 20_000_000_000)
+        XCTAssertEqual(ByteSize.parse("512MiB"), 512 << 20)
+        XCTAssertEqual(ByteSize.parse("1.5 GiB"), 3 << 29)
+        XCTAssertEqual(ByteSize.parse("1000"), 1000)
+        XCTAssertNil(ByteSize.parse("lots"))
+        XCTAssertNil(ByteSize.parse("-1GiB"))
+    }
+
+    func testOnlyTheDocumentedWorkerTransitionsAreAllowed() {
+        XCTAssertTrue(WorkerState.booting.allowsTransition(to: .idle))
+        XCTAssertTrue(WorkerState.running.allowsTransition(to: .idle))
+        XCTAssertTrue(WorkerState.unknown.allowsTransition(to: .running))
+        for next in WorkerState.allCases { XCTAssertFalse(WorkerState.shutdown.allowsTransition(to: next)) }
+        XCTAssertFalse(WorkerState.idle.allowsTransition(to: .booting))
+        XCTAssertFalse(WorkerState.running.allowsTransition(to: .booting))
+    }
+}

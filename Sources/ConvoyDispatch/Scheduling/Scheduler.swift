@@ -1,0 +1,238 @@
+import ConvoyModel
+import Foundation
+
+/// A container as the scheduler sees it.
+public struct QueuedContainer: Sendable, Equatable {
+    public enum Place: Sendable, Equatable {
+        /// Queued in the API.
+        case queued
+        /// Locked by this cluster, not running anywhere.
+        case locked
+        /// Its runner runs on this worker.
+        case running(worker: String)
+    }
+
+    public var uuid: String
+    public var priority: Int
+    public var createdAt: Date
+    public var place: Place
+    /// The cheapest fitting type, or nil when none fits.
+    public var instanceType: InstanceType?
+    /// Why no type fits (when `instanceType` is nil).
+    public var unfitReason: String?
+
+    public init(uuid: String, priority: Int, createdAt: Date, place: Place, instanceType: InstanceType?, unfitReason: String? = nil) {
+        self.uuid = uuid
+        self.priority = priority
+        self.createdAt = createdAt
+        self.place = place
+        self.instanceType = instanceType
+        self.unfitReason = unfitReason
+    }
+}
+
+/// A worker as the scheduler sees it.
+public struct WorkerSnapshot: Sendable, Equatable {
+    public var id: String
+    public var type: InstanceType
+    public var state: WorkerState
+    public var idleBehavior: IdleBehavior
+    /// Containers its runners run (from the last probe and from starts since).
+    public var containers: Set<String>
+    /// Since when it has run nothing (for TimeoutIdle).
+    public var idleSince: Date?
+
+    public init(id: String, type: InstanceType, state: WorkerState, idleBehavior: IdleBehavior = .run,
+                containers: Set<String> = [], idleSince: Date? = nil) {
+        self.id = id
+        self.type = type
+        self.state = state
+        self.idleBehavior = idleBehavior
+        self.containers = containers
+        self.idleSince = idleSince
+    }
+}
+
+/// The limits the scheduler keeps to.
+public struct SchedulerLimits: Sendable, Equatable {
+    /// Instances in all, counting those booting and shutting down.
+    public var maxInstances: Int
+    /// Create calls in flight at once.
+    public var maxConcurrentCreates: Int
+    /// Cloud operations (create, destroy) this pass may start (from MaxCloudOpsPerSecond).
+    public var cloudOpsBudget: Int
+    /// A container attempted within this is left alone.
+    public var minRetryPeriod: TimeInterval
+    /// Idle workers (idle behaviour `run`) shut down after this.
+    public var timeoutIdle: TimeInterval
+
+    public init(maxInstances: Int = 64, maxConcurrentCreates: Int = 1, cloudOpsBudget: Int = 20, minRetryPeriod: TimeInterval = 0,
+                timeoutIdle: TimeInterval = 60) {
+        self.maxInstances = maxInstances
+        self.maxConcurrentCreates = maxConcurrentCreates
+        self.cloudOpsBudget = cloudOpsBudget
+        self.minRetryPeriod = minRetryPeriod
+        self.timeoutIdle = timeoutIdle
+    }
+}
+
+/// Everything one scheduling pass looks at.
+public struct SchedulerSnapshot: Sendable {
+    public var containers: [QueuedContainer]
+    public var workers: [WorkerSnapshot]
+    public var limits: SchedulerLimits
+    /// Create calls in flight (instances not yet listed as workers), by type name.
+    public var creating: [String: Int]
+    /// Types the cloud said it has no capacity or quota for, until the given time.
+    public var quotaHolds: [String: Date]
+    /// When each container was last attempted (locked or started).
+    public var lastAttempt: [String: Date]
+    public var now: Date
+
+    public init(containers: [QueuedContainer], workers: [WorkerSnapshot], limits: SchedulerLimits, creating: [String: Int] = [:],
+                quotaHolds: [String: Date] = [:], lastAttempt: [String: Date] = [:], now: Date) {
+        self.containers = containers
+        self.workers = workers
+        self.limits = limits
+        self.creating = creating
+        self.quotaHolds = quotaHolds
+        self.lastAttempt = lastAttempt
+        self.now = now
+    }
+}
+
+/// What the leader should do next.
+public enum SchedulerAction: Sendable, Equatable {
+    /// Boot an instance of this type.
+    case create(InstanceType)
+    /// Lock (if Queued) and start the container on the worker.
+    case start(container: String, worker: String)
+    /// Give a locked container back to the queue (it cannot start now).
+    case unlock(container: String)
+    /// No instance type fits: cancel it with this reason.
+    case cancel(container: String, reason: String)
+    /// Stop a running container nobody wants any more.
+    case kill(container: String, worker: String)
+    /// Destroy the instance.
+    case shutdown(worker: String)
+}
+
+/// The scheduler: a pure function from a snapshot to actions, so that it can be tested and
+/// measured without a cloud, an API or a clock.
+///
+/// Containers are taken by priority (then age). Each gets an idle worker of its type, or a
+/// booting one nobody has claimed yet, or a new instance if the limits allow. Once a container
+/// cannot get an instance because the cluster is at its instance limit, no container after it
+/// gets anything (lower priorities must not take what higher ones wait for): locked ones among
+/// them go back to the queue, and unclaimed idle workers are shut down to make room. A type the
+/// cloud has no capacity for blocks only the containers of that type.
+public enum Scheduler {
+    public static func plan(_ snapshot: SchedulerSnapshot) -> [SchedulerAction] {
+        var actions: [SchedulerAction] = []
+        let limits = snapshot.limits
+        var workers = Dictionary(uniqueKeysWithValues: snapshot.workers.map { ($0.id, $0) })
+
+        // Running containers nobody wants any more (priority 0) are killed.
+        for container in snapshot.containers where container.priority == 0 {
+            if case .running(let worker) = container.place { actions.append(.kill(container: container.uuid, worker: worker)) }
+        }
+
+        // Idle workers that may take a container, and booting ones nobody waits for yet, by type.
+        var idle: [String: [String]] = [:]
+        var booting: [String: Int] = [:]
+        for worker in snapshot.workers.sorted(by: { $0.id < $1.id }) where worker.idleBehavior == .run {
+            switch worker.state {
+            case .idle where worker.containers.isEmpty: idle[worker.type.name, default: []].append(worker.id)
+            case .booting, .unknown: booting[worker.type.name, default: 0] += 1
+            default: break
+            }
+        }
+        for (type, count) in snapshot.creating { booting[type, default: 0] += count }
+
+        var instances = snapshot.workers.count + snapshot.creating.values.reduce(0, +)
+        var createsInFlight = snapshot.creating.values.reduce(0, +)
+        var cloudOps = limits.cloudOpsBudget
+        var atInstanceLimit = false
+        let waiting = snapshot.containers
+            .filter { $0.priority > 0 && $0.place.isWaiting }
+            .sorted { ($1.priority, $0.createdAt, $0.uuid) < ($0.priority, $1.createdAt, $1.uuid) }
+
+        for container in waiting {
+            guard let type = container.instanceType else {
+                actions.append(.cancel(container: container.uuid, reason: container.unfitReason ?? "no instance type fits"))
+                continue
+            }
+            if atInstanceLimit {
+                if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
+                continue
+            }
+            if let last = snapshot.lastAttempt[container.uuid], snapshot.now.timeIntervalSince(last) < limits.minRetryPeriod {
+                continue
+            }
+            if var free = idle[type.name], !free.isEmpty {
+                let worker = free.removeFirst()
+                idle[type.name] = free
+                workers[worker]?.containers.insert(container.uuid)
+                actions.append(.start(container: container.uuid, worker: worker))
+                continue
+            }
+            if let count = booting[type.name], count > 0 {
+                booting[type.name] = count - 1  // it will take the next one of its type that boots
+                continue
+            }
+            if let hold = snapshot.quotaHolds[type.name], hold > snapshot.now {
+                // The cloud has no room for this type now; others may still run.
+                if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
+                continue
+            }
+            if instances >= limits.maxInstances {
+                atInstanceLimit = true
+                if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
+                continue
+            }
+            guard createsInFlight < limits.maxConcurrentCreates, cloudOps > 0 else {
+                // Limited for this pass only: the container keeps its place and its lock.
+                continue
+            }
+            actions.append(.create(type))
+            instances += 1
+            createsInFlight += 1
+            cloudOps -= 1
+        }
+
+        // Workers to shut down: unclaimed idle ones when higher priorities wait for room, idle
+        // ones past TimeoutIdle, and drained ones that finished.
+        for worker in snapshot.workers.sorted(by: { $0.id < $1.id }) where worker.state != .shutdown {
+            let stillIdle = worker.state == .idle && worker.containers.isEmpty && workers[worker.id]?.containers.isEmpty == true
+            var shutDown = false
+            switch worker.idleBehavior {
+            case .drain:
+                shutDown = worker.containers.isEmpty && worker.state != .booting
+            case .hold:
+                shutDown = false
+            case .run:
+                let unclaimed = idle[worker.type.name]?.contains(worker.id) == true
+                if stillIdle && unclaimed && atInstanceLimit {
+                    shutDown = true
+                } else if stillIdle && unclaimed, let since = worker.idleSince, snapshot.now.timeIntervalSince(since) >= limits.timeoutIdle {
+                    shutDown = true
+                }
+            }
+            if shutDown && cloudOps > 0 {
+                actions.append(.shutdown(worker: worker.id))
+                cloudOps -= 1
+            }
+        }
+        return actions
+    }
+}
+
+extension QueuedContainer.Place {
+    /// Queued, or locked without a runner: waiting for a worker.
+    var isWaiting: Bool {
+        switch self {
+        case .queued, .locked: return true
+        case .running: return false
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+
+/// A kind of cloud VM the dispatcher may boot (Arvados' InstanceTypes entry).
+public struct InstanceType: Sendable, Hashable, Codable {
+    /// The configuration's name for it (also the instance tag).
+    public var name: String
+    /// The cloud's name for it (e.g. `m5.large`).
+    public var providerType: String
+    public var vcpus: Int
+    public var ram: Int64
+    public var scratch: Int64
+    /// Price per hour.
+    public var price: Double
+    public var preemptible: Bool
+
+    public init(name: String, providerType: String? = nil, vcpus: Int, ram: Int64, scratch: Int64 = 0, price: Double, preemptible: Bool = false) {
+        self.name = name
+        self.providerType = providerType ?? name
+        self.vcpus = vcpus
+        self.ram = ram
+        self.scratch = scratch
+        self.price = price
+        self.preemptible = preemptible
+    }
+
+    /// Whether a container with these needs fits on this type. RAM gets `ramOverhead` on top of
+    /// what the container asks (the runner and the OS need some), as Arvados' ReserveExtraRAM.
+    public func fits(_ constraints: RuntimeConstraints, preemptible wantsPreemptible: Bool, ramOverhead: Int64 = 0) -> Bool {
+        vcpus >= constraints.vcpus && ram >= constraints.ram + ramOverhead && scratch >= constraints.scratch
+            && preemptible == wantsPreemptible
+    }
+
+    /// The cheapest of `types` that fits (ties: fewer VCPUs, then less RAM, then the name), or nil.
+    public static func cheapest(fitting constraints: RuntimeConstraints, preemptible: Bool, among types: [InstanceType],
+                                ramOverhead: Int64 = 0) -> InstanceType? {
+        types.filter { $0.fits(constraints, preemptible: preemptible, ramOverhead: ramOverhead) }
+            .min { ($0.price, $0.vcpus, $0.ram, $0.name) < ($1.price, $1.vcpus, $1.ram, $1.name) }
+    }
+
+    /// Why no type fits, for the container's runtime_status: what it asked for and the largest offer.
+    public static func noFitReason(_ constraints: RuntimeConstraints, preemptible: Bool, among types: [InstanceType],
+                                   ramOverhead: Int64 = 0) -> String {
+        let asked = "\(constraints.vcpus) VCPUs, \(ByteSize.format(constraints.ram)) RAM (+\(ByteSize.format(ramOverhead)) overhead), "
+            + "\(ByteSize.format(constraints.scratch)) scratch\(preemptible ? ", preemptible" : "")"
+        let candidates = types.filter { $0.preemptible == preemptible }
+        guard !candidates.isEmpty else {
+            return "no instance type fits: the container asks for \(asked) and no \(preemptible ? "preemptible" : "non-preemptible") type is configured"
+        }
+        let most = "at most \(candidates.map(\.vcpus).max()!) VCPUs, \(ByteSize.format(candidates.map(\.ram).max()!)) RAM, "
+            + "\(ByteSize.format(candidates.map(\.scratch).max()!)) scratch"
+        return "no instance type fits: the container asks for \(asked); the configured types offer \(most)"
+    }
+}
+
+/// Byte sizes as Arvados' configuration writes them: `512MiB`, `2GiB`, `20GB`, `1000000`.
+public enum ByteSize {
+    private static let units: [(String, Int64)] = [
+        ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40),
+        ("KB", 1_000), ("MB", 1_000_000), ("GB", 1_000_000_000), ("TB", 1_000_000_000_000),
+        ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30), ("T", 1 << 40), ("B", 1),
+    ]
+
+    public static func parse(_ text: String) -> Int64? {
+        let trimmed = text.replacingOccurrences(of: " ", with: "")
+        for (suffix, scale) in units where trimmed.hasSuffix(suffix) {
+            guard let number = Double(trimmed.dropLast(suffix.count)), number >= 0 else { return nil }
+            return Int64(number * Double(scale))
+        }
+        return Int64(trimmed).flatMap { $0 >= 0 ? $0 : nil }
+    }
+
+    /// A short human form (binary units).
+    public static func format(_ bytes: Int64) -> String {
+        for (suffix, scale) in [("TiB", Int64(1) << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where bytes >= scale {
+            let value = Double(bytes) / Double(scale)
+            return value == value.rounded() ? "\(Int64(value)) \(suffix)" : String(format: "%.1f \(suffix)", value)
+        }
+        return "\(bytes) B"
+    }
+}

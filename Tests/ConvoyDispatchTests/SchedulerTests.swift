@@ -1,0 +1,119 @@
+import ConvoyDispatch
+import ConvoyModel
+import Foundation
+import XCTest
+
+/// The scheduler's decisions on snapshots: priorities, limits, quotas, retries, idle and drain.
+final class SchedulerTests: XCTestCase {
+    private let small = InstanceType(name: "small", vcpus: 1, ram: 1 << 30, price: 0.01)
+    private let large = InstanceType(name: "large", vcpus: 8, ram: 32 << 30, price: 0.40)
+    private let now = Date(timeIntervalSince1970: 1_000_000)
+
+    private func container(_ uuid: String, priority: Int, age: TimeInterval = 0, place: QueuedContainer.Place = .queued,
+                           type: InstanceType?) -> QueuedContainer {
+        QueuedContainer(uuid: uuid, priority: priority, createdAt: now.addingTimeInterval(-1000 + age), place: place, instanceType: type,
+                        unfitReason: type == nil ? "no instance type fits: too big" : nil)
+    }
+
+    private func worker(_ id: String, _ type: InstanceType, _ state: WorkerState = .idle, behavior: IdleBehavior = .run,
+                        containers: Set<String> = [], idleFor: TimeInterval = 0) -> WorkerSnapshot {
+        WorkerSnapshot(id: id, type: type, state: state, idleBehavior: behavior, containers: containers,
+                       idleSince: now.addingTimeInterval(-idleFor))
+    }
+
+    private func plan(_ containers: [QueuedContainer], _ workers: [WorkerSnapshot] = [], limits: SchedulerLimits = SchedulerLimits(maxConcurrentCreates: 10),
+                      creating: [String: Int] = [:], holds: [String: Date] = [:], attempts: [String: Date] = [:]) -> [SchedulerAction] {
+        Scheduler.plan(SchedulerSnapshot(containers: containers, workers: workers, limits: limits, creating: creating,
+                                         quotaHolds: holds, lastAttempt: attempts, now: now))
+    }
+
+    func testIdleWorkersGoToTheHighestPrioritiesAndTheRestGetNewInstances() {
+        let actions = plan([container("low", priority: 1, type: small), container("high", priority: 9, type: small),
+                            container("big", priority: 5, type: large)],
+                           [worker("w1", small)])
+        XCTAssertEqual(actions, [.start(container: "high", worker: "w1"), .create(large), .create(small)])
+    }
+
+    func testEqualPrioritiesGoOldestFirst() {
+        let actions = plan([container("newer", priority: 5, age: 10, type: small), container("older", priority: 5, age: 0, type: small)],
+                           [worker("w1", small)])
+        XCTAssertEqual(actions.first, .start(container: "older", worker: "w1"))
+    }
+
+    func testAContainerNoTypeFitsIsCancelledWithItsReason() {
+        let actions = plan([container("huge", priority: 5, type: nil)])
+        XCTAssertEqual(actions, [.cancel(container: "huge", reason: "no instance type fits: too big")])
+    }
+
+    func testBootingInstancesAreWaitedForNotDuplicated() {
+        let actions = plan([container("a", priority: 5, type: small), container("b", priority: 4, type: small)],
+                           [worker("w1", small, .booting)], creating: ["small": 0])
+        XCTAssertEqual(actions, [.create(small)], "a waits for w1; only b needs a new instance")
+        let inFlight = plan([container("a", priority: 5, type: small)], creating: ["small": 1])
+        XCTAssertEqual(inFlight, [])
+    }
+
+    func testAtTheInstanceLimitLowerPrioritiesTakeNothingAndLockedOnesAreUnlocked() {
+        // Two instances allowed, both busy; the high one waits, so the low one may not take the
+        // idle large worker... there is none; and the locked low one goes back to the queue.
+        let limits = SchedulerLimits(maxInstances: 2, maxConcurrentCreates: 10)
+        let actions = plan([container("high", priority: 9, type: large), container("low", priority: 1, place: .locked, type: small)],
+                           [worker("w1", small, .running, containers: ["x"]), worker("w2", small, .idle)], limits: limits)
+        XCTAssertEqual(actions, [.unlock(container: "low"), .shutdown(worker: "w2")],
+                       "the idle small worker is shut down to make room for the large one the higher priority needs")
+    }
+
+    func testAtTheLimitAnIdleWorkerStillServesTheHigherPriority() {
+        let limits = SchedulerLimits(maxInstances: 1, maxConcurrentCreates: 10)
+        let actions = plan([container("high", priority: 9, type: small), container("low", priority: 1, type: small)],
+                           [worker("w1", small)], limits: limits)
+        XCTAssertEqual(actions, [.start(container: "high", worker: "w1")])
+    }
+
+    func testAQuotaHoldBlocksOnlyThatType() {
+        let actions = plan([container("big", priority: 9, place: .locked, type: large), container("little", priority: 1, type: small)],
+                           holds: ["large": now.addingTimeInterval(60)])
+        XCTAssertEqual(actions, [.unlock(container: "big"), .create(small)])
+        let expired = plan([container("big", priority: 9, type: large)], holds: ["large": now.addingTimeInterval(-1)])
+        XCTAssertEqual(expired, [.create(large)])
+    }
+
+    func testConcurrentCreatesAndCloudOpsAreLimitedPerPass() {
+        let many = (1...5).map { container("c\($0)", priority: 10 - $0, type: small) }
+        XCTAssertEqual(plan(many, limits: SchedulerLimits(maxConcurrentCreates: 2)).count, 2)
+        // One create in flight: c1 waits for it, and there is room for one more create.
+        XCTAssertEqual(plan(many, limits: SchedulerLimits(maxConcurrentCreates: 2), creating: ["small": 1]), [.create(small)])
+        XCTAssertEqual(plan(many, limits: SchedulerLimits(maxConcurrentCreates: 10, cloudOpsBudget: 3)).count, 3)
+    }
+
+    func testARecentlyAttemptedContainerWaitsForMinRetryPeriod() {
+        let limits = SchedulerLimits(maxConcurrentCreates: 10, minRetryPeriod: 30)
+        let recent = plan([container("a", priority: 5, type: small)], [worker("w1", small)], limits: limits,
+                          attempts: ["a": now.addingTimeInterval(-10)])
+        XCTAssertEqual(recent, [])
+        let old = plan([container("a", priority: 5, type: small)], [worker("w1", small)], limits: limits,
+                       attempts: ["a": now.addingTimeInterval(-40)])
+        XCTAssertEqual(old, [.start(container: "a", worker: "w1")])
+    }
+
+    func testPriorityZeroKillsARunningContainer() {
+        let actions = plan([container("unwanted", priority: 0, place: .running(worker: "w1"), type: small)],
+                           [worker("w1", small, .running, containers: ["unwanted"])])
+        XCTAssertEqual(actions, [.kill(container: "unwanted", worker: "w1")])
+    }
+
+    func testIdleWorkersShutDownAfterTimeoutIdleUnlessHeldAndDrainedOnesWhenEmpty() {
+        let limits = SchedulerLimits(maxConcurrentCreates: 10, timeoutIdle: 60)
+        let actions = plan([], [worker("fresh", small, idleFor: 10), worker("stale", small, idleFor: 120),
+                                worker("held", small, behavior: .hold, idleFor: 1000),
+                                worker("draining-busy", small, .running, behavior: .drain, containers: ["x"]),
+                                worker("drained", small, .idle, behavior: .drain)], limits: limits)
+        XCTAssertEqual(actions, [.shutdown(worker: "drained"), .shutdown(worker: "stale")])
+    }
+
+    func testDrainingAndHeldWorkersTakeNoNewContainers() {
+        let actions = plan([container("a", priority: 5, type: small)],
+                           [worker("w1", small, behavior: .drain), worker("w2", small, behavior: .hold)])
+        XCTAssertEqual(actions, [.create(small), .shutdown(worker: "w1")])
+    }
+}
