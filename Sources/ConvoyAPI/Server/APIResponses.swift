@@ -38,7 +38,7 @@ enum APIResponses {
             return try json(list(items, kind: Record.kind + "List", query: query, itemsAvailable: itemsAvailable))
         }
         return try encoded(ListBody(kind: Record.kind + "List", offset: query.offset, limit: query.limit,
-                                    items: records.map { RecordBody($0) }, itemsAvailable: itemsAvailable))
+                                    items: records.map { RecordBody(record: $0) }, itemsAvailable: itemsAvailable))
     }
 
     /// The record with only the `select`ed attributes (and `kind`).
