@@ -13,6 +13,8 @@ public struct ConvoyConfig: Sendable, Equatable, Decodable {
     public var api: APIConfig
     public var containers: ContainersConfig
     public var dispatch: DispatchConfig
+    /// What the dispatcher may boot, by name.
+    public var instanceTypes: [InstanceType]
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case clusterID = "ClusterID"
@@ -22,16 +24,19 @@ public struct ConvoyConfig: Sendable, Equatable, Decodable {
         case api = "API"
         case containers = "Containers"
         case dispatch = "Dispatch"
+        case instanceTypes = "InstanceTypes"
     }
 
     public init(clusterID: String, systemRootToken: String, postgreSQL: PostgreSQLConfig, api: APIConfig = APIConfig(),
-                containers: ContainersConfig = ContainersConfig(), dispatch: DispatchConfig = DispatchConfig()) {
+                containers: ContainersConfig = ContainersConfig(), dispatch: DispatchConfig = DispatchConfig(),
+                instanceTypes: [InstanceType] = []) {
         self.clusterID = clusterID
         self.systemRootToken = systemRootToken
         self.postgreSQL = postgreSQL
         self.api = api
         self.containers = containers
         self.dispatch = dispatch
+        self.instanceTypes = instanceTypes
     }
 
     public init(from decoder: Decoder) throws {
@@ -52,6 +57,8 @@ public struct ConvoyConfig: Sendable, Equatable, Decodable {
         api = try container.decodeIfPresent(APIConfig.self, forKey: .api) ?? APIConfig()
         containers = try container.decodeIfPresent(ContainersConfig.self, forKey: .containers) ?? ContainersConfig()
         dispatch = try container.decodeIfPresent(DispatchConfig.self, forKey: .dispatch) ?? DispatchConfig()
+        instanceTypes = try (container.decodeIfPresent([String: InstanceTypeConfig].self, forKey: .instanceTypes) ?? [:])
+            .values.map(\.type).sorted { $0.name < $1.name }
     }
 
     /// Parses and checks a configuration file's text.
@@ -207,23 +214,41 @@ public struct TLSConfig: Sendable, Equatable, Decodable {
     }
 }
 
-/// `Containers:` — limits on running containers.
+/// `Containers:` — limits on running containers, and the worker pool.
 public struct ContainersConfig: Sendable, Equatable, Decodable {
     /// Locks per container before it is cancelled instead (Arvados' Containers.MaxDispatchAttempts).
     public var maxDispatchAttempts: Int
+    /// RAM added to what a container asks when choosing its instance type (the runner, the OS).
+    public var reserveExtraRAM: Int64
+    /// A container is not retried sooner than this after an attempt.
+    public var minRetryPeriod: Duration
+    /// The dispatcher's SSH private key for workers (a file).
+    public var dispatchPrivateKeyFile: String?
+    public var cloudVMs: CloudVMsConfig
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case maxDispatchAttempts = "MaxDispatchAttempts"
+        case maxDispatchAttempts = "MaxDispatchAttempts", reserveExtraRAM = "ReserveExtraRAM", minRetryPeriod = "MinRetryPeriod"
+        case dispatchPrivateKeyFile = "DispatchPrivateKeyFile", cloudVMs = "CloudVMs"
     }
 
-    public init(maxDispatchAttempts: Int = 10) {
+    public init(maxDispatchAttempts: Int = 10, reserveExtraRAM: Int64 = 256 << 20, minRetryPeriod: Duration = .zero,
+                dispatchPrivateKeyFile: String? = nil, cloudVMs: CloudVMsConfig = CloudVMsConfig()) {
         self.maxDispatchAttempts = maxDispatchAttempts
+        self.reserveExtraRAM = reserveExtraRAM
+        self.minRetryPeriod = minRetryPeriod
+        self.dispatchPrivateKeyFile = dispatchPrivateKeyFile
+        self.cloudVMs = cloudVMs
     }
 
     public init(from decoder: Decoder) throws {
         try decoder.rejectUnknownKeys(CodingKeys.self)
         let container = try decoder.container(keyedBy: CodingKeys.self)
-        maxDispatchAttempts = try container.decodeIfPresent(Int.self, forKey: .maxDispatchAttempts) ?? 10
+        let defaults = ContainersConfig()
+        maxDispatchAttempts = try container.decodeIfPresent(Int.self, forKey: .maxDispatchAttempts) ?? defaults.maxDispatchAttempts
+        reserveExtraRAM = try container.decodeByteSize(.reserveExtraRAM, section: "Containers", default: defaults.reserveExtraRAM)
+        minRetryPeriod = try container.decodeDuration(.minRetryPeriod, section: "Containers") ?? defaults.minRetryPeriod
+        dispatchPrivateKeyFile = try container.decodeIfPresent(String.self, forKey: .dispatchPrivateKeyFile)
+        cloudVMs = try container.decodeIfPresent(CloudVMsConfig.self, forKey: .cloudVMs) ?? defaults.cloudVMs
     }
 }
 

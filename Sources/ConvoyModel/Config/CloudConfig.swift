@@ -1,0 +1,127 @@
+import Foundation
+
+/// `InstanceTypes: { name: {…} }` — what the dispatcher may boot (Arvados' keys).
+struct InstanceTypeConfig: Decodable {
+    let type: InstanceType
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case providerType = "ProviderType", vcpus = "VCPUs", ram = "RAM", scratch = "Scratch"
+        case price = "Price", preemptible = "Preemptible"
+    }
+
+    init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let name = decoder.codingPath.last?.stringValue ?? ""
+        let vcpus = try container.decode(Int.self, forKey: .vcpus)
+        guard vcpus > 0 else { throw ConfigError("InstanceTypes.\(name).VCPUs must be positive") }
+        type = InstanceType(
+            name: name, providerType: try container.decodeIfPresent(String.self, forKey: .providerType),
+            vcpus: vcpus, ram: try container.decodeByteSize(.ram, section: "InstanceTypes.\(name)"),
+            scratch: try container.decodeByteSize(.scratch, section: "InstanceTypes.\(name)", default: 0),
+            price: try container.decodeIfPresent(Double.self, forKey: .price) ?? 0,
+            preemptible: try container.decodeIfPresent(Bool.self, forKey: .preemptible) ?? false)
+    }
+}
+
+/// `Containers.CloudVMs:` — the worker pool and its cloud (Arvados' keys where they exist).
+public struct CloudVMsConfig: Sendable, Equatable, Decodable {
+    /// `loopback`, `ec2` or `stub`.
+    public var driver: String
+    /// Driver settings (e.g. ec2: Region, ImageID, SubnetID; loopback: AddressPrefix).
+    public var driverParameters: [String: String]
+    /// Run on a new worker until it succeeds; then the worker is booted.
+    public var bootProbeCommand: String
+    public var sshPort: Int
+    public var sshUser: String
+    public var pollInterval: Duration
+    public var probeInterval: Duration
+    public var timeoutIdle: Duration
+    public var timeoutBooting: Duration
+    public var timeoutProbe: Duration
+    public var maxCloudOpsPerSecond: Int
+    public var maxConcurrentInstanceCreateOps: Int
+    public var maxInstances: Int
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case driver = "Driver", driverParameters = "DriverParameters", bootProbeCommand = "BootProbeCommand"
+        case sshPort = "SSHPort", sshUser = "SSHUser", pollInterval = "PollInterval", probeInterval = "ProbeInterval"
+        case timeoutIdle = "TimeoutIdle", timeoutBooting = "TimeoutBooting", timeoutProbe = "TimeoutProbe"
+        case maxCloudOpsPerSecond = "MaxCloudOpsPerSecond", maxConcurrentInstanceCreateOps = "MaxConcurrentInstanceCreateOps"
+        case maxInstances = "MaxInstances"
+    }
+
+    public init(driver: String = "loopback", driverParameters: [String: String] = [:], bootProbeCommand: String = "true",
+                sshPort: Int = 22, sshUser: String = "root", pollInterval: Duration = .seconds(1), probeInterval: Duration = .seconds(10),
+                timeoutIdle: Duration = .seconds(60), timeoutBooting: Duration = .seconds(600), timeoutProbe: Duration = .seconds(600),
+                maxCloudOpsPerSecond: Int = 10, maxConcurrentInstanceCreateOps: Int = 1, maxInstances: Int = 64) {
+        self.driver = driver
+        self.driverParameters = driverParameters
+        self.bootProbeCommand = bootProbeCommand
+        self.sshPort = sshPort
+        self.sshUser = sshUser
+        self.pollInterval = pollInterval
+        self.probeInterval = probeInterval
+        self.timeoutIdle = timeoutIdle
+        self.timeoutBooting = timeoutBooting
+        self.timeoutProbe = timeoutProbe
+        self.maxCloudOpsPerSecond = maxCloudOpsPerSecond
+        self.maxConcurrentInstanceCreateOps = maxConcurrentInstanceCreateOps
+        self.maxInstances = maxInstances
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = CloudVMsConfig()
+        driver = try container.decodeIfPresent(String.self, forKey: .driver) ?? defaults.driver
+        guard ["loopback", "ec2", "stub"].contains(driver) else {
+            throw ConfigError("Containers.CloudVMs.Driver must be loopback, ec2 or stub, not '\(driver)'")
+        }
+        driverParameters = try container.decodeIfPresent([String: String].self, forKey: .driverParameters) ?? [:]
+        bootProbeCommand = try container.decodeIfPresent(String.self, forKey: .bootProbeCommand) ?? defaults.bootProbeCommand
+        sshPort = try container.decodeIfPresent(Int.self, forKey: .sshPort) ?? defaults.sshPort
+        sshUser = try container.decodeIfPresent(String.self, forKey: .sshUser) ?? defaults.sshUser
+        func duration(_ key: CodingKeys, _ fallback: Duration) throws -> Duration {
+            try container.decodeDuration(key, section: "Containers.CloudVMs") ?? fallback
+        }
+        pollInterval = try duration(.pollInterval, defaults.pollInterval)
+        probeInterval = try duration(.probeInterval, defaults.probeInterval)
+        timeoutIdle = try duration(.timeoutIdle, defaults.timeoutIdle)
+        timeoutBooting = try duration(.timeoutBooting, defaults.timeoutBooting)
+        timeoutProbe = try duration(.timeoutProbe, defaults.timeoutProbe)
+        maxCloudOpsPerSecond = try container.decodeIfPresent(Int.self, forKey: .maxCloudOpsPerSecond) ?? defaults.maxCloudOpsPerSecond
+        maxConcurrentInstanceCreateOps = try container.decodeIfPresent(Int.self, forKey: .maxConcurrentInstanceCreateOps)
+            ?? defaults.maxConcurrentInstanceCreateOps
+        maxInstances = try container.decodeIfPresent(Int.self, forKey: .maxInstances) ?? defaults.maxInstances
+        guard (1...65535).contains(sshPort) else { throw ConfigError("Containers.CloudVMs.SSHPort must be 1 to 65535") }
+        guard maxCloudOpsPerSecond >= 1, maxConcurrentInstanceCreateOps >= 1, maxInstances >= 1 else {
+            throw ConfigError("Containers.CloudVMs.MaxCloudOpsPerSecond, MaxConcurrentInstanceCreateOps and MaxInstances must be at least 1")
+        }
+    }
+}
+
+extension KeyedDecodingContainer {
+    /// A byte size written as a number or as `2GiB`/`20GB`/….
+    func decodeByteSize(_ key: Key, section: String, default fallback: Int64? = nil) throws -> Int64 {
+        if let number = try? decodeIfPresent(Int64.self, forKey: key) { return number }
+        guard let text = try decodeIfPresent(String.self, forKey: key) else {
+            if let fallback { return fallback }
+            throw ConfigError("\(section).\(key.stringValue) is required")
+        }
+        guard let bytes = ByteSize.parse(text) else {
+            throw ConfigError("\(section).\(key.stringValue) must be a size like 512MiB or 2GiB, not '\(text)'")
+        }
+        return bytes
+    }
+
+    /// A duration written as `500ms`, `3s`, `1m`, `1h` or a number of seconds.
+    func decodeDuration(_ key: Key, section: String) throws -> Duration? {
+        if let seconds = try? decodeIfPresent(Double.self, forKey: key) { return .milliseconds(Int64(seconds * 1000)) }
+        guard let text = try decodeIfPresent(String.self, forKey: key) else { return nil }
+        guard let value = ConfigDuration.parse(text) else {
+            throw ConfigError("\(section).\(key.stringValue) must be a duration like 500ms, 3s or 1m, not '\(text)'")
+        }
+        return value
+    }
+}

@@ -1,0 +1,74 @@
+import ConvoyModel
+import XCTest
+
+/// The configuration file's dispatcher sections: Arvados' keys and units, clear errors.
+final class ConfigTests: XCTestCase {
+    private let base = """
+        ClusterID: zzzzz
+        SystemRootToken: \(String(repeating: "a", count: 40))
+        PostgreSQL:
+          Connection:
+            host: 127.0.0.1
+        """
+
+    private func parse(_ extra: String) throws -> ConvoyConfig {
+        try ConvoyConfig.parse(yaml: base + "\n" + extra)
+    }
+
+    private func error(_ extra: String) -> String {
+        do {
+            _ = try parse(extra)
+            return "no error"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    func testInstanceTypesAndCloudVMsParseWithArvadosUnits() throws {
+        let config = try parse("""
+            InstanceTypes:
+              small: {ProviderType: t3.small, VCPUs: 2, RAM: 2GiB, Scratch: 20GB, Price: 0.02}
+              spot: {VCPUs: 4, RAM: 8589934592, Price: 0.03, Preemptible: true}
+            Containers:
+              ReserveExtraRAM: 512MiB
+              MinRetryPeriod: 30s
+              CloudVMs:
+                Driver: ec2
+                DriverParameters: {Region: us-east-1, ImageID: ami-1}
+                TimeoutIdle: 2m
+                ProbeInterval: 500ms
+                MaxInstances: 10
+            Dispatch:
+              ClusterSecret: 0123456789abcdef
+              ManagementToken: fedcba9876543210
+              LeaseTime: 5s
+            """)
+        XCTAssertEqual(config.instanceTypes, [
+            InstanceType(name: "small", providerType: "t3.small", vcpus: 2, ram: 2 << 30, scratch: 20_000_000_000, price: 0.02),
+            InstanceType(name: "spot", vcpus: 4, ram: 8 << 30, price: 0.03, preemptible: true),
+        ])
+        XCTAssertEqual(config.containers.reserveExtraRAM, 512 << 20)
+        XCTAssertEqual(config.containers.minRetryPeriod, .seconds(30))
+        XCTAssertEqual(config.containers.cloudVMs.driver, "ec2")
+        XCTAssertEqual(config.containers.cloudVMs.driverParameters["Region"], "us-east-1")
+        XCTAssertEqual(config.containers.cloudVMs.timeoutIdle, .seconds(120))
+        XCTAssertEqual(config.containers.cloudVMs.probeInterval, .milliseconds(500))
+        XCTAssertEqual(config.containers.cloudVMs.maxInstances, 10)
+        XCTAssertEqual(config.dispatch.leaseTime, .seconds(5))
+        XCTAssertNoThrow(try config.dispatch.validateForDispatch())
+    }
+
+    func testMistakesInTheDispatcherSectionsAreNamed() {
+        XCTAssertTrue(error("InstanceTypes:\n  small: {VCPUs: 2, RAM: lots}").contains("InstanceTypes.small.RAM must be a size"))
+        XCTAssertTrue(error("InstanceTypes:\n  small: {VCPUs: 2, RAM: 1GiB, Cores: 4}").contains("unknown key 'InstanceTypes.small.Cores'"))
+        XCTAssertTrue(error("InstanceTypes:\n  small: {RAM: 1GiB}").contains("VCPUs is required"))
+        XCTAssertTrue(error("Containers:\n  CloudVMs:\n    Driver: azure").contains("Driver must be loopback, ec2 or stub"))
+        XCTAssertTrue(error("Containers:\n  CloudVMs:\n    TimeoutIdle: soon").contains("TimeoutIdle must be a duration"))
+        XCTAssertTrue(error("Dispatch:\n  RetryPeriod: 1 fortnight").contains("Dispatch.RetryPeriod must be a duration"))
+        XCTAssertTrue(error("Dispatch:\n  Secret: x").contains("unknown key 'Dispatch.Secret'"))
+        let noSecret = (try? parse("Dispatch:\n  ManagementToken: fedcba9876543210"))?.dispatch
+        XCTAssertThrowsError(try noSecret?.validateForDispatch()) { error in
+            XCTAssertTrue("\(error)".contains("ClusterSecret"))
+        }
+    }
+}
