@@ -93,7 +93,7 @@ let package = Package(
         // Benchmarks run with `make bench`, never as part of `make test`.
         .executableTarget(
             name: "ConvoyBench",
-            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyCluster"],
+            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyCluster", "ConvoyDispatch"],
             path: "Benchmarks/ConvoyBench"
         ),
 

@@ -26,6 +26,9 @@ struct ConvoyBench {
         if !arguments.contains("--skip-cluster") {
             try await ClusterBenchmarks.run(quick: quick)
         }
+        if !arguments.contains("--skip-scheduler") {
+            SchedulerBenchmarks.run(quick: quick)
+        }
     }
 
     // MARK: (1) exec of `true`: kept libssh2 session vs a fresh OpenSSH process
