@@ -116,10 +116,34 @@ final class LeaderElectionTests: PostgresTestCase {
         XCTAssertEqual(now.epoch, epoch + 1)
     }
 
+    func testAStaleLeaseNeverTerminatesASessionThatIsNotAnElectionSession() async throws {
+        // The lock is held, and the row names a stale lease whose backend pid belongs to some
+        // other session (as after pid reuse): neither session may be terminated.
+        let holder = try await PostgresConnection.connect(try postgresServer().configuration)
+        let locked = try await holder.tryAdvisoryLock(PostgresAdvisoryLockKey.forName("convoy.cluster.zzzzz.leader"))
+        XCTAssertTrue(locked)
+        let bystander = try await PostgresConnection.connect(try postgresServer().configuration)
+        try await db.execute("""
+            UPDATE cluster_leader SET member_id = 'gone', backend_pid = $1, lease_renewed_at = now() - interval '1 hour'
+            """, [Int(bystander.backendPID)])
+        let all = try candidates(["a"])
+        for (election, _) in all { await election.start() }
+        try await Task.sleep(for: .milliseconds(600))
+        let none = await leaders(all)
+        XCTAssertEqual(none, [])
+        try await bystander.execute("SELECT 1")
+        try await holder.execute("SELECT 1")
+        await holder.close()
+        _ = try await waitForOneLeader(all, within: .seconds(3))
+        await bystander.close()
+    }
+
     func testAHungLeaderWithAnOpenSessionIsTerminatedOnceItsLeaseIsStale() async throws {
         // A leader that holds the lock and stopped renewing (its process is stopped, its TCP
         // connection still open): a session of our own in that state.
-        let hung = try await PostgresConnection.connect(try postgresServer().configuration)
+        var configuration = try postgresServer().configuration
+        configuration.applicationName = "convoy-dispatch hung election"
+        let hung = try await PostgresConnection.connect(configuration)
         let key = PostgresAdvisoryLockKey.forName("convoy.cluster.zzzzz.leader")
         let locked = try await hung.tryAdvisoryLock(key)
         XCTAssertTrue(locked)

@@ -197,7 +197,12 @@ public actor LeaderElection {
                let age = try row.decode(Double?.self, column: "age"), age > seconds(settings.leaseTime) {
                 logger.warning("the leader's lease is stale: terminating its lock session",
                                metadata: ["leader": "\(leader ?? "")", "epoch": "\(recordedEpoch)", "lease_age": "\(age)", "backend_pid": "\(backend)"])
-                _ = try await reader.query("SELECT pg_terminate_backend($1)", [backend])
+                // Only an election session: between a new leader's lock and its row update the
+                // recorded pid may be an old one, reused by an unrelated backend.
+                _ = try await reader.query("""
+                    SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                    WHERE pid = $1 AND application_name LIKE 'convoy-dispatch % election'
+                    """, [backend])
                 _ = try await reader.execute("UPDATE cluster_leader SET backend_pid = NULL WHERE id = 1 AND epoch = $1", [recordedEpoch])
             }
         } catch {
