@@ -148,9 +148,8 @@ struct RunCommand: AsyncParsableCommand {
             }
             withoutImage = kind
         }
-        var environment = ProcessInfo.processInfo.environment
         // The token reaches the container only through its own environment, when it asked for the API.
-        for key in ["CONVOY_API_TOKEN", "ARVADOS_API_TOKEN"] { environment[key] = nil }
+        let environment = Self.environmentWithoutToken()
         let options = RunnerOptions(
             workRoot: workDir.map { URL(fileURLWithPath: $0) } ?? RunnerOptions.defaultWorkRoot(settings),
             runtime: runtime, runtimeWithoutImage: withoutImage,
@@ -190,8 +189,7 @@ struct RunCommand: AsyncParsableCommand {
         if let workDir { arguments += ["--work-dir", workDir] }
         if let runtime { arguments += ["--runtime", runtime.rawValue] }
         let outputPath = state.outputPath(uuid.rawValue)
-        var environment = ProcessInfo.processInfo.environment
-        for key in ["CONVOY_API_TOKEN", "ARVADOS_API_TOKEN"] { environment[key] = nil }
+        let environment = Self.environmentWithoutToken()
         let passed = settings.filter { $0.key.hasPrefix("CONVOY_") || $0.key.hasPrefix("ARVADOS_") }
         let child = try DetachedLaunch.start(executable, arguments, environment: environment,
                                              input: try JSONEncoder().encode(passed), outputPath: outputPath)
@@ -212,6 +210,11 @@ struct RunCommand: AsyncParsableCommand {
         print(child.pid)
         FileHandle.standardError.write(Data("convoy run: the runner (pid \(child.pid)) has not moved \(uuid) to Running yet; see \(outputPath)\n".utf8))
         return 0
+    }
+
+    /// This process's environment without the API token (it travels only where it must).
+    static func environmentWithoutToken() -> [String: String] {
+        ProcessInfo.processInfo.environment.filter { $0.key != "CONVOY_API_TOKEN" && $0.key != "ARVADOS_API_TOKEN" }
     }
 
     static func report(_ message: String) {

@@ -283,23 +283,20 @@ public actor ContainerRunner {
         guard total <= options.maxOutputBytes else {
             throw RuntimeSetupError("the output is \(total) bytes, over the limit of \(options.maxOutputBytes)")
         }
-        let collection = try await retrying("create the output collection") {
-            try await self.api.createCollection(name: "Output of container \(self.uuid)", containerUUID: self.uuid)
-        }
-        for file in files {
-            _ = try await retrying("upload \(file.path)") {
-                try await self.api.upload(file: file.url, to: collection.uuid, path: file.path)
-            }
-        }
-        await say("output: \(files.count) files, \(total) bytes in collection \(collection.uuid)")
-        return collection.uuid.rawValue
+        let uuid = try await saveCollection("Output of container \(uuid)", files)
+        await say("output: \(files.count) files, \(total) bytes in collection \(uuid)")
+        return uuid
     }
 
     /// The worker's log files as the container's log collection.
     private func saveLogs(_ directory: URL) async throws -> String {
-        let files = try Self.regularFiles(under: directory)
-        let collection = try await retrying("create the log collection") {
-            try await self.api.createCollection(name: "Log of container \(self.uuid)", containerUUID: self.uuid)
+        try await saveCollection("Log of container \(uuid)", try Self.regularFiles(under: directory))
+    }
+
+    /// A collection of this container holding `files`; its uuid.
+    private func saveCollection(_ name: String, _ files: [OutputFile]) async throws -> String {
+        let collection = try await retrying("create the collection \(name)") {
+            try await self.api.createCollection(name: name, containerUUID: self.uuid)
         }
         for file in files {
             _ = try await retrying("upload \(file.path)") {

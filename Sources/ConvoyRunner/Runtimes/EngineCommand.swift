@@ -10,13 +10,9 @@ import SystemPackage
 enum EngineCommand {
     /// The exit status and stdout+stderr (up to 1 MiB) of `arguments`.
     static func run(_ arguments: [String], environment: [String: String]) async throws -> (status: Int32, output: String) {
-        var keys: [Environment.Key: String] = [:]
-        for (key, value) in environment {
-            if let key = Environment.Key(rawValue: key) { keys[key] = value }
-        }
         do {
             let result = try await Subprocess.run(
-                .name(arguments[0]), arguments: Arguments(Array(arguments.dropFirst())), environment: .custom(keys),
+                .name(arguments[0]), arguments: Arguments(Array(arguments.dropFirst())), environment: .custom(subprocessEnvironment(environment)),
                 output: .string(limit: 1 << 20), error: .combinedWithOutput)
             switch result.terminationStatus {
             case .exited(let code): return (code, result.standardOutput)
@@ -26,4 +22,13 @@ enum EngineCommand {
             throw RuntimeSetupError("cannot run \(arguments[0]): \(error)")
         }
     }
+}
+
+/// An environment as swift-subprocess takes it (names it cannot represent are left out).
+func subprocessEnvironment(_ environment: [String: String]) -> [Environment.Key: String] {
+    var keys: [Environment.Key: String] = [:]
+    for (key, value) in environment {
+        if let key = Environment.Key(rawValue: key) { keys[key] = value }
+    }
+    return keys
 }

@@ -113,14 +113,10 @@ public enum ProcessRuntime {
         let executable: Executable = name.contains("/") ? .path(FilePath(name)) : .name(name)
         var options = PlatformOptions()
         options.processGroupID = 0  // a new group led by the command: stop() reaches its children too
-        var environment: [Environment.Key: String] = [:]
-        for (key, value) in spec.environment {
-            if let key = Environment.Key(rawValue: key) { environment[key] = value }
-        }
         let result: ExecutionResult<Void, SequenceOutput, SequenceOutput>
         do {
             result = try await Subprocess.run(
-                executable, arguments: Arguments(Array(spec.command.dropFirst())), environment: .custom(environment),
+                executable, arguments: Arguments(Array(spec.command.dropFirst())), environment: .custom(subprocessEnvironment(spec.environment)),
                 workingDirectory: FilePath(spec.workingDirectory), platformOptions: options,
                 input: .none, output: .sequence, error: .sequence
             ) { execution in
