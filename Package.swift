@@ -64,15 +64,16 @@ let package = Package(
         .target(
             name: "ConvoyDispatch",
             dependencies: [
-                "ConvoyModel", "ConvoyCluster",
+                "ConvoyModel", "ConvoyCluster", "ConvoySSH", "ConvoyAPIClient", "ConvoyHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
             name: "ConvoyTesting",
             dependencies: [
-                "ConvoyPostgres", "ConvoyAPI", "ConvoyHTTP", "ConvoyModel",
+                "ConvoyPostgres", "ConvoyAPI", "ConvoyHTTP", "ConvoyModel", "ConvoyDispatch",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -104,7 +105,9 @@ let package = Package(
         .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyTesting"]),
         .testTarget(name: "ConvoyAPIClientTests", dependencies: ["ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
         .testTarget(name: "ConvoyRunnerTests", dependencies: ["ConvoyRunner", "ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
-        .testTarget(name: "ConvoyDispatchTests", dependencies: ["ConvoyDispatch", "ConvoyModel"]),
+        .testTarget(name: "ConvoyDispatchTests", dependencies: [
+            "ConvoyDispatch", "ConvoyModel", "ConvoyAPI", "ConvoyAPIClient", "ConvoyHTTP", "ConvoyTesting",
+        ]),
         .testTarget(name: "ConvoyClusterTests", dependencies: ["ConvoyCluster", "ConvoyPostgres", "ConvoyTesting"]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [

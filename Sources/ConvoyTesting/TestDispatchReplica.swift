@@ -26,11 +26,11 @@ public final class TestDispatchReplica: Sendable {
     /// Starts a replica and waits until its management port answers.
     public static func start(database: TestPostgresServer, memberID: String, secret: String = "a-cluster-secret-for-tests",
                              managementToken: String = "a-management-token-for-tests", leaseTime: String = "1s",
-                             retryPeriod: String = "100ms") throws -> TestDispatchReplica {
+                             retryPeriod: String = "100ms", pool: TestDispatchPool? = nil) throws -> TestDispatchReplica {
         let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-dispatch-\(memberID)")
         let clusterPort = try FreePort.find()
         let managementPort = try FreePort.find()
-        let config = """
+        var config = """
             ClusterID: zzzzz
             SystemRootToken: \(String(repeating: "r", count: 40))
             PostgreSQL:
@@ -49,6 +49,24 @@ public final class TestDispatchReplica: Sendable {
               RetryPeriod: \(retryPeriod)
               HeartbeatInterval: 500ms
             """
+        if let pool {
+            config += "\n" + pool.dispatchYAML + "\n" + pool.topLevelYAML
+        } else {
+            // A pool that reaches no API: enough for cluster tests (the leader's passes fail and are logged).
+            let key = try TestSSHKey.generate(type: .ed25519, at: directory.appendingPathComponent("dispatch_key"))
+            config += """
+
+                  APIHost: "http://127.0.0.1:9"
+                  APIToken: "no-api-for-this-test"
+                InstanceTypes:
+                  small: {VCPUs: 1, RAM: 1GiB, Price: 0.01}
+                Containers:
+                  DispatchPrivateKeyFile: "\(key.privateKeyPath)"
+                  CloudVMs:
+                    DriverParameters: {Directory: "\(directory.appendingPathComponent("cloud").path)"}
+                    RunnerDirectory: "\(directory.appendingPathComponent("bin").path)"
+                """
+        }
         let configPath = directory.appendingPathComponent("config.yml").path
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         // SIGCONT first: a replica a test stopped must still die with the test.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConvoyAPIClient
 import ConvoyCluster
 import ConvoyDispatch
 import ConvoyModel
@@ -42,6 +43,9 @@ struct DispatchCommand: AsyncParsableCommand {
         logger.logLevel = .info
         logger[metadataKey: "member"] = "\(member)"
 
+        let (dispatchSettings, workerSettings, driver) = try await Self.pool(config)
+        let service = DispatchService(settings: dispatchSettings, driver: driver, logger: logger)
+
         let cluster = ClusterMember(ClusterMemberConfiguration(
             clusterID: config.clusterID, memberID: member, secret: dispatch.clusterSecret ?? "", listenHost: host, listenPort: port,
             managementAddress: dispatch.managementListen, database: config.postgreSQL.connection, version: ConvoyVersion.current,
@@ -50,22 +54,70 @@ struct DispatchCommand: AsyncParsableCommand {
             logger: logger) { [logger] leadership in
             logger.info("leadership", metadata: ["leader": "\(leadership.leader ?? "none")", "epoch": "\(leadership.epoch)",
                                                  "this member leads": "\(leadership.isMe)"])
+            await service.leadershipChanged(leadership)
         }
+        await service.attach(cluster)
+        let system = cluster.system
+        let workerHost = system.makeActor(named: WorkerHost.name) { WorkerHost(actorSystem: system, settings: workerSettings, logger: logger) }
+        let control = system.makeActor(named: DispatchControl.name) { DispatchControl(actorSystem: system, service: service) }
         let boundPort = try await cluster.start()
         logger.info("replica started", metadata: ["replica protocol": "\(host):\(boundPort)", "management": "\(dispatch.managementListen)"])
         let app = Application(
-            router: ManagementRouter.make(member: cluster, token: dispatch.managementToken ?? ""),
+            router: ManagementRouter.make(member: cluster, token: dispatch.managementToken ?? "", dispatch: service),
             configuration: .init(address: .hostname(managementHost, port: managementPort), serverName: "convoy-dispatch"),
             logger: logger)
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         do {
             try await group.run()
         } catch {
+            await service.stop()
             await cluster.stop()
             throw error
         }
-        // A leader steps down before it goes.
+        // A leader stops its loop and steps down before it goes; workers and runners stay.
+        await service.stop()
         await cluster.stop()
+        await workerHost.whenLocal { await $0.stopAll() }
+        _ = control
         logger.info("replica stopped")
+    }
+
+    /// The leader's settings, this member's worker-hosting settings and the cloud driver.
+    static func pool(_ config: ConvoyConfig) async throws -> (DispatchSettings, WorkerHostSettings, any CloudDriver) {
+        let cloud = config.containers.cloudVMs
+        guard let token = config.dispatch.apiToken, !token.isEmpty else {
+            throw ValidationError("Dispatch.APIToken (or APITokenFile) is required: a token from `convoy api token create --kind dispatcher`")
+        }
+        guard let keyFile = config.containers.dispatchPrivateKeyFile else {
+            throw ValidationError("Containers.DispatchPrivateKeyFile is required: the SSH key the dispatcher logs in to workers with")
+        }
+        guard FileManager.default.isReadableFile(atPath: keyFile) else {
+            throw ValidationError("Containers.DispatchPrivateKeyFile \(keyFile) cannot be read")
+        }
+        guard !config.instanceTypes.isEmpty else { throw ValidationError("InstanceTypes: at least one instance type is required") }
+        var environment = ["CONVOY_API_HOST": config.dispatcherAPIHost, "CONVOY_API_TOKEN": token]
+        if config.dispatch.apiInsecure { environment["CONVOY_API_HOST_INSECURE"] = "1" }
+        guard let api = APIClientConfiguration.fromEnvironment(environment) else {
+            throw ValidationError("Dispatch.APIHost '\(config.dispatcherAPIHost)' is not usable")
+        }
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        let runner = try await RunnerBinary(localPath: cloud.deployRunnerBinary ?? executable, remoteDirectory: cloud.runnerDirectory)
+        let settings = DispatchSettings(
+            clusterID: config.clusterID, instanceTypes: config.instanceTypes, reserveExtraRAM: config.containers.reserveExtraRAM,
+            minRetryPeriod: config.containers.minRetryPeriod, cloud: cloud, api: api,
+            runnerAPIHost: config.dispatch.runnerAPIHost ?? config.dispatcherAPIHost, runtimeEngine: config.containers.runtimeEngine,
+            memberTimeout: max(config.dispatch.heartbeatInterval * 3, .seconds(3)) + config.dispatch.heartbeatInterval)
+        let workers = WorkerHostSettings(sshUser: cloud.sshUser, privateKey: .file(path: keyFile), bootProbeCommand: cloud.bootProbeCommand,
+                                         probeInterval: cloud.probeInterval, runner: runner)
+        let driver: any CloudDriver
+        switch cloud.driver {
+        case "loopback":
+            let publicKey = try await LoopbackDriver.publicKey(ofPrivateKeyFile: keyFile)
+            driver = try LoopbackDriver(LoopbackDriver.settings(clusterID: config.clusterID, cloud: cloud, authorizedKey: publicKey,
+                                                                runnerBinary: runner.localPath))
+        default:
+            throw ValidationError("Containers.CloudVMs.Driver \(cloud.driver) is not available in this version; use loopback")
+        }
+        return (settings, workers, driver)
     }
 }

@@ -1,4 +1,5 @@
 import ConvoyCluster
+import ConvoyModel
 import Foundation
 import Hummingbird
 import NIOCore
@@ -10,9 +11,13 @@ import NIOCore
 /// - `GET /cluster/ping[?epoch=N]` — this member pings every other member through the replica
 ///   protocol (stamping epoch N when given) and reports each answer or error.
 public enum ManagementRouter {
-    public static func make(member: ClusterMember, token: String) -> Router<BasicRequestContext> {
+    public static func make(member: ClusterMember, token: String, dispatch: DispatchService? = nil) -> Router<BasicRequestContext> {
         let router = Router()
         router.middlewares.add(BearerTokenMiddleware(token: token))
+        router.get("_health/ping") { _, _ -> Response in
+            try json(["health": "OK"])
+        }
+        if let dispatch { addPoolRoutes(router, dispatch) }
         router.get("cluster/status") { _, _ -> Response in
             try json(try await member.status())
         }
@@ -34,6 +39,42 @@ public enum ManagementRouter {
             return try json(try await member.pingMembers(epoch: epoch))
         }
         return router
+    }
+
+    /// `/arvados/v1/dispatch/…`: the leader's pool (followers ask the leader).
+    private static func addPoolRoutes(_ router: Router<BasicRequestContext>, _ dispatch: DispatchService) {
+        router.get("arvados/v1/dispatch/instances") { _, _ -> Response in
+            do { return try json(["items": try await dispatch.pool().instances]) } catch { return try failure(error) }
+        }
+        router.get("arvados/v1/dispatch/containers") { _, _ -> Response in
+            do { return try json(["items": try await dispatch.pool().containers]) } catch { return try failure(error) }
+        }
+        for action in ["drain", "hold", "run", "kill"] {
+            router.post("arvados/v1/dispatch/instances/\(action)") { request, _ -> Response in
+                guard let instance = request.uri.queryParameters.get("instance_id"), !instance.isEmpty else {
+                    return try json(["errors": ["instance_id is required"]], status: .badRequest)
+                }
+                do {
+                    if action == "kill" {
+                        try await dispatch.killInstance(instance)
+                    } else {
+                        try await dispatch.setIdleBehavior(instance, IdleBehavior(rawValue: action)!)
+                    }
+                    return try json(["instance_id": instance, "action": action])
+                } catch {
+                    return try failure(error)
+                }
+            }
+        }
+    }
+
+    private static func failure(_ error: any Error) throws -> Response {
+        switch error {
+        case DispatchError.noLeader: return try json(["errors": ["\(error)"]], status: .serviceUnavailable)
+        case DispatchError.unknownInstance: return try json(["errors": ["\(error)"]], status: .notFound)
+        case DispatchError.badRequest: return try json(["errors": ["\(error)"]], status: .badRequest)
+        default: return try json(["errors": ["\(error)"]], status: .badGateway)
+        }
     }
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {

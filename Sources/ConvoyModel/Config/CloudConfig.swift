@@ -42,19 +42,25 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
     public var maxCloudOpsPerSecond: Int
     public var maxConcurrentInstanceCreateOps: Int
     public var maxInstances: Int
+    /// The `convoy` binary copied to workers when theirs is missing or differs (default: the
+    /// dispatcher's own executable); Arvados' DeployRunnerBinary.
+    public var deployRunnerBinary: String?
+    /// Where on the worker the runner binary is kept, named by its checksum.
+    public var runnerDirectory: String
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case driver = "Driver", driverParameters = "DriverParameters", bootProbeCommand = "BootProbeCommand"
         case sshPort = "SSHPort", sshUser = "SSHUser", pollInterval = "PollInterval", probeInterval = "ProbeInterval"
         case timeoutIdle = "TimeoutIdle", timeoutBooting = "TimeoutBooting", timeoutProbe = "TimeoutProbe"
         case maxCloudOpsPerSecond = "MaxCloudOpsPerSecond", maxConcurrentInstanceCreateOps = "MaxConcurrentInstanceCreateOps"
-        case maxInstances = "MaxInstances"
+        case maxInstances = "MaxInstances", deployRunnerBinary = "DeployRunnerBinary", runnerDirectory = "RunnerDirectory"
     }
 
     public init(driver: String = "loopback", driverParameters: [String: String] = [:], bootProbeCommand: String = "true",
                 sshPort: Int = 22, sshUser: String = "root", pollInterval: Duration = .seconds(1), probeInterval: Duration = .seconds(10),
                 timeoutIdle: Duration = .seconds(60), timeoutBooting: Duration = .seconds(600), timeoutProbe: Duration = .seconds(600),
-                maxCloudOpsPerSecond: Int = 10, maxConcurrentInstanceCreateOps: Int = 1, maxInstances: Int = 64) {
+                maxCloudOpsPerSecond: Int = 10, maxConcurrentInstanceCreateOps: Int = 1, maxInstances: Int = 64,
+                deployRunnerBinary: String? = nil, runnerDirectory: String = "/var/lib/convoy/bin") {
         self.driver = driver
         self.driverParameters = driverParameters
         self.bootProbeCommand = bootProbeCommand
@@ -68,6 +74,8 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         self.maxCloudOpsPerSecond = maxCloudOpsPerSecond
         self.maxConcurrentInstanceCreateOps = maxConcurrentInstanceCreateOps
         self.maxInstances = maxInstances
+        self.deployRunnerBinary = deployRunnerBinary
+        self.runnerDirectory = runnerDirectory
     }
 
     public init(from decoder: Decoder) throws {
@@ -94,6 +102,11 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         maxConcurrentInstanceCreateOps = try container.decodeIfPresent(Int.self, forKey: .maxConcurrentInstanceCreateOps)
             ?? defaults.maxConcurrentInstanceCreateOps
         maxInstances = try container.decodeIfPresent(Int.self, forKey: .maxInstances) ?? defaults.maxInstances
+        deployRunnerBinary = try container.decodeIfPresent(String.self, forKey: .deployRunnerBinary)
+        runnerDirectory = try container.decodeIfPresent(String.self, forKey: .runnerDirectory) ?? defaults.runnerDirectory
+        guard runnerDirectory.hasPrefix("/"), !runnerDirectory.contains("'") else {
+            throw ConfigError("Containers.CloudVMs.RunnerDirectory must be an absolute path without quotes")
+        }
         guard (1...65535).contains(sshPort) else { throw ConfigError("Containers.CloudVMs.SSHPort must be 1 to 65535") }
         guard maxCloudOpsPerSecond >= 1, maxConcurrentInstanceCreateOps >= 1, maxInstances >= 1 else {
             throw ConfigError("Containers.CloudVMs.MaxCloudOpsPerSecond, MaxConcurrentInstanceCreateOps and MaxInstances must be at least 1")

@@ -224,19 +224,23 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
     public var minRetryPeriod: Duration
     /// The dispatcher's SSH private key for workers (a file).
     public var dispatchPrivateKeyFile: String?
+    /// How runners run containers without an image-specific choice: podman, docker, bwrap or
+    /// process (Arvados' Containers.RuntimeEngine); passed to `convoy run` as CONVOY_RUNTIME.
+    public var runtimeEngine: String
     public var cloudVMs: CloudVMsConfig
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case maxDispatchAttempts = "MaxDispatchAttempts", reserveExtraRAM = "ReserveExtraRAM", minRetryPeriod = "MinRetryPeriod"
-        case dispatchPrivateKeyFile = "DispatchPrivateKeyFile", cloudVMs = "CloudVMs"
+        case dispatchPrivateKeyFile = "DispatchPrivateKeyFile", runtimeEngine = "RuntimeEngine", cloudVMs = "CloudVMs"
     }
 
     public init(maxDispatchAttempts: Int = 10, reserveExtraRAM: Int64 = 256 << 20, minRetryPeriod: Duration = .zero,
-                dispatchPrivateKeyFile: String? = nil, cloudVMs: CloudVMsConfig = CloudVMsConfig()) {
+                dispatchPrivateKeyFile: String? = nil, runtimeEngine: String = "podman", cloudVMs: CloudVMsConfig = CloudVMsConfig()) {
         self.maxDispatchAttempts = maxDispatchAttempts
         self.reserveExtraRAM = reserveExtraRAM
         self.minRetryPeriod = minRetryPeriod
         self.dispatchPrivateKeyFile = dispatchPrivateKeyFile
+        self.runtimeEngine = runtimeEngine
         self.cloudVMs = cloudVMs
     }
 
@@ -248,6 +252,10 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
         reserveExtraRAM = try container.decodeByteSize(.reserveExtraRAM, section: "Containers", default: defaults.reserveExtraRAM)
         minRetryPeriod = try container.decodeDuration(.minRetryPeriod, section: "Containers") ?? defaults.minRetryPeriod
         dispatchPrivateKeyFile = try container.decodeIfPresent(String.self, forKey: .dispatchPrivateKeyFile)
+        runtimeEngine = try container.decodeIfPresent(String.self, forKey: .runtimeEngine) ?? defaults.runtimeEngine
+        guard ["podman", "docker", "bwrap", "process"].contains(runtimeEngine) else {
+            throw ConfigError("Containers.RuntimeEngine must be podman, docker, bwrap or process, not '\(runtimeEngine)'")
+        }
         cloudVMs = try container.decodeIfPresent(CloudVMsConfig.self, forKey: .cloudVMs) ?? defaults.cloudVMs
     }
 }

@@ -19,6 +19,15 @@ public struct DispatchConfig: Sendable, Equatable, Decodable {
     public var heartbeatInterval: Duration
     /// Default limit of one replica → replica call.
     public var callTimeout: Duration
+    /// The API the leader polls and locks through: `host:port`, or `http://host:port` for plain
+    /// HTTP on loopback. Default: API.Listen (https when API.TLS is set).
+    public var apiHost: String?
+    /// The dispatcher token (`convoy api token create --kind dispatcher`); `APITokenFile` reads it from a file.
+    public var apiToken: String?
+    /// Accept the API's certificate without checking it (self-signed set-ups only).
+    public var apiInsecure: Bool
+    /// The API address runners on workers use (default: APIHost).
+    public var runnerAPIHost: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case clusterSecret = "ClusterSecret", clusterSecretFile = "ClusterSecretFile"
@@ -26,11 +35,14 @@ public struct DispatchConfig: Sendable, Equatable, Decodable {
         case listen = "Listen", managementListen = "ManagementListen", memberID = "MemberID"
         case leaseTime = "LeaseTime", retryPeriod = "RetryPeriod", heartbeatInterval = "HeartbeatInterval"
         case callTimeout = "CallTimeout"
+        case apiHost = "APIHost", apiToken = "APIToken", apiTokenFile = "APITokenFile", apiInsecure = "APIInsecure"
+        case runnerAPIHost = "RunnerAPIHost"
     }
 
     public init(clusterSecret: String? = nil, managementToken: String? = nil, listen: String = "127.0.0.1:9100",
                 managementListen: String = "127.0.0.1:9101", memberID: String? = nil, leaseTime: Duration = .seconds(3),
-                retryPeriod: Duration = .milliseconds(250), heartbeatInterval: Duration = .seconds(1), callTimeout: Duration = .seconds(5)) {
+                retryPeriod: Duration = .milliseconds(250), heartbeatInterval: Duration = .seconds(1), callTimeout: Duration = .seconds(5),
+                apiHost: String? = nil, apiToken: String? = nil, apiInsecure: Bool = false, runnerAPIHost: String? = nil) {
         self.clusterSecret = clusterSecret
         self.managementToken = managementToken
         self.listen = listen
@@ -40,6 +52,10 @@ public struct DispatchConfig: Sendable, Equatable, Decodable {
         self.retryPeriod = retryPeriod
         self.heartbeatInterval = heartbeatInterval
         self.callTimeout = callTimeout
+        self.apiHost = apiHost
+        self.apiToken = apiToken
+        self.apiInsecure = apiInsecure
+        self.runnerAPIHost = runnerAPIHost
     }
 
     public init(from decoder: Decoder) throws {
@@ -62,6 +78,10 @@ public struct DispatchConfig: Sendable, Equatable, Decodable {
         retryPeriod = try duration(.retryPeriod, defaults.retryPeriod)
         heartbeatInterval = try duration(.heartbeatInterval, defaults.heartbeatInterval)
         callTimeout = try duration(.callTimeout, defaults.callTimeout)
+        apiHost = try container.decodeIfPresent(String.self, forKey: .apiHost)
+        apiToken = try Self.secret(container, .apiToken, .apiTokenFile)
+        apiInsecure = try container.decodeIfPresent(Bool.self, forKey: .apiInsecure) ?? false
+        runnerAPIHost = try container.decodeIfPresent(String.self, forKey: .runnerAPIHost)
     }
 
     private static func secret(_ container: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys, _ fileKey: CodingKeys) throws -> String? {
@@ -107,5 +127,14 @@ public enum ConfigDuration {
         }
         guard let seconds = Double(trimmed), seconds >= 0 else { return nil }
         return .milliseconds(Int64(seconds * 1000))
+    }
+}
+
+extension ConvoyConfig {
+    /// Where the dispatcher reaches the API: Dispatch.APIHost, else API.Listen (plain HTTP unless
+    /// API.TLS is set), in the form `APIClientConfiguration.fromEnvironment` reads.
+    public var dispatcherAPIHost: String {
+        if let host = dispatch.apiHost { return host }
+        return api.tls.certificate == nil ? "http://\(api.listen)" : api.listen
     }
 }

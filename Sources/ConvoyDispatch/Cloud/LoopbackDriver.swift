@@ -1,0 +1,190 @@
+import ConvoyModel
+import Foundation
+
+/// The loopback cloud: each instance is a private OpenSSH sshd on its own loopback address, with
+/// its own host key and directory — real SSH on one machine, for `make run` and the tests.
+///
+/// The cloud's state is its directory (one subdirectory per instance with `instance.json`), so
+/// every replica on the machine sees the same instances, and instances outlive the replica that
+/// created them: sshd daemonizes into a session of its own, as a VM outlives its dispatcher.
+/// Instances share the machine's filesystem and process table, so each gets its own runner state
+/// and work directories through its sshd's `SetEnv`.
+public actor LoopbackDriver: CloudDriver {
+    public struct Settings: Sendable {
+        public var clusterID: String
+        /// Where instance directories live.
+        public var directory: URL
+        /// The first three octets of instance addresses (`127.0.9` → 127.0.9.2, 127.0.9.3, …).
+        public var addressPrefix: String
+        public var sshPort: Int
+        /// The public key line the dispatcher logs in with.
+        public var authorizedKey: String
+        /// The `convoy` binary that stops an instance's runners when it is destroyed.
+        public var runnerBinary: String
+        public var sshd: String
+
+        public init(clusterID: String, directory: URL, addressPrefix: String = "127.0.9", sshPort: Int, authorizedKey: String,
+                    runnerBinary: String, sshd: String = "/usr/sbin/sshd") {
+            self.clusterID = clusterID
+            self.directory = directory
+            self.addressPrefix = addressPrefix
+            self.sshPort = sshPort
+            self.authorizedKey = authorizedKey
+            self.runnerBinary = runnerBinary
+            self.sshd = sshd
+        }
+    }
+
+    public nonisolated let settings: Settings
+
+    public init(_ settings: Settings) throws {
+        let octets = settings.addressPrefix.split(separator: ".")
+        guard octets.count == 3, octets.first == "127", octets.allSatisfy({ UInt8($0) != nil }) else {
+            throw CloudError.failed("loopback AddressPrefix must be three octets starting with 127 (e.g. 127.0.9), not '\(settings.addressPrefix)'")
+        }
+        self.settings = settings
+    }
+
+    /// The settings from `Containers.CloudVMs` (DriverParameters: Directory, AddressPrefix).
+    public static func settings(clusterID: String, cloud: CloudVMsConfig, authorizedKey: String, runnerBinary: String) -> Settings {
+        Settings(clusterID: clusterID,
+                 directory: URL(fileURLWithPath: cloud.driverParameters["Directory"] ?? "/var/lib/convoy/loopback"),
+                 addressPrefix: cloud.driverParameters["AddressPrefix"] ?? "127.0.9", sshPort: cloud.sshPort,
+                 authorizedKey: authorizedKey, runnerBinary: runnerBinary)
+    }
+
+    private func instanceDirectory(_ id: String) -> URL { settings.directory.appendingPathComponent(id) }
+
+    public func create(_ type: InstanceType, tags: [String: String]) async throws -> CloudInstance {
+        let id = "lo-" + (0..<10).map { _ in String("0123456789abcdef".randomElement()!) }.joined()
+        let directory = instanceDirectory(id)
+        do {
+            for sub in ["state", "work"] {
+                try FileManager.default.createDirectory(at: directory.appendingPathComponent(sub), withIntermediateDirectories: true)
+            }
+            if !FileManager.default.fileExists(atPath: "/run/sshd") {
+                try FileManager.default.createDirectory(atPath: "/run/sshd", withIntermediateDirectories: true, attributes: [.posixPermissions: 0o755])
+            }
+            let hostKeyPath = directory.appendingPathComponent("host_key").path
+            try await LocalProgram.check("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", id, "-f", hostKeyPath])
+            let hostKey = try String(contentsOfFile: hostKeyPath + ".pub", encoding: .utf8)
+                .split(separator: " ").prefix(2).joined(separator: " ")
+            try (settings.authorizedKey + "\n").write(to: directory.appendingPathComponent("authorized_keys"), atomically: true, encoding: .utf8)
+
+            let used = Set(try await instances().map(\.address))
+            var lastError = "no free address"
+            for octet in 2...254 {
+                let address = "\(settings.addressPrefix).\(octet)"
+                if used.contains(address) { continue }
+                try sshdConfig(directory: directory, address: address, hostKeyPath: hostKeyPath)
+                    .write(to: directory.appendingPathComponent("sshd_config"), atomically: true, encoding: .utf8)
+                // Without -D sshd binds, daemonizes (setsid) and exits 0; a taken address fails here.
+                let result = try await LocalProgram.run(settings.sshd, ["-f", directory.appendingPathComponent("sshd_config").path,
+                                                                      "-E", directory.appendingPathComponent("sshd.log").path])
+                guard result.status == 0 else {
+                    lastError = "sshd on \(address):\(settings.sshPort): " + ((try? String(contentsOf: directory.appendingPathComponent("sshd.log"), encoding: .utf8)) ?? result.output)
+                    continue
+                }
+                var allTags = tags
+                allTags[CloudTag.cluster] = settings.clusterID
+                allTags[CloudTag.instanceType] = type.name
+                let instance = CloudInstance(id: id, typeName: type.name, address: address, sshPort: settings.sshPort, hostKey: hostKey,
+                                             tags: allTags, createdAt: Date())
+                try write(instance)
+                return instance
+            }
+            throw CloudError.failed("loopback: could not start an instance: \(lastError)")
+        } catch {
+            try? FileManager.default.removeItem(at: directory)
+            if let error = error as? CloudError { throw error }
+            throw CloudError.failed("loopback: \(error)")
+        }
+    }
+
+    private func sshdConfig(directory: URL, address: String, hostKeyPath: String) -> String {
+        """
+        ListenAddress \(address)
+        Port \(settings.sshPort)
+        HostKey \(hostKeyPath)
+        PidFile \(directory.appendingPathComponent("sshd.pid").path)
+        AuthorizedKeysFile \(directory.appendingPathComponent("authorized_keys").path)
+        UsePAM no
+        StrictModes no
+        PasswordAuthentication no
+        KbdInteractiveAuthentication no
+        PubkeyAuthentication yes
+        PermitRootLogin prohibit-password
+        MaxSessions 100
+        MaxStartups 100:30:200
+        LogLevel ERROR
+        SetEnv CONVOY_RUNNER_STATE_DIR=\(directory.appendingPathComponent("state").path) CONVOY_RUNNER_WORK_DIR=\(directory.appendingPathComponent("work").path)
+
+        """
+    }
+
+    private func write(_ instance: CloudInstance) throws {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        try encoder.encode(instance).write(to: instanceDirectory(instance.id).appendingPathComponent("instance.json"), options: .atomic)
+    }
+
+    private func read(_ id: String) -> CloudInstance? {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        guard let data = try? Data(contentsOf: instanceDirectory(id).appendingPathComponent("instance.json")) else { return nil }
+        return try? decoder.decode(CloudInstance.self, from: data)
+    }
+
+    public func instances() async throws -> [CloudInstance] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: settings.directory.path)) ?? []
+        return names.sorted().compactMap(read).filter { $0.tags[CloudTag.cluster] == settings.clusterID }
+    }
+
+    public func setTags(_ id: String, _ tags: [String: String]) async throws {
+        guard var instance = read(id) else { throw CloudError.failed("loopback: no instance \(id)") }
+        instance.tags.merge(tags) { $1 }
+        try write(instance)
+    }
+
+    /// The pid of the instance's listening sshd, if it runs.
+    public nonisolated func sshdPID(_ id: String) -> pid_t? {
+        let file = settings.directory.appendingPathComponent(id).appendingPathComponent("sshd.pid")
+        guard let text = try? String(contentsOf: file, encoding: .utf8),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 0, kill(pid, 0) == 0
+        else { return nil }
+        return pid
+    }
+
+    /// Stops the instance as a powered-off VM stops: its runners, its sessions, its sshd; then
+    /// removes its directory.
+    public func destroy(_ id: String) async throws {
+        let directory = instanceDirectory(id)
+        guard FileManager.default.fileExists(atPath: directory.path) else { return }
+        var environment = ProcessInfo.processInfo.environment
+        environment["CONVOY_RUNNER_STATE_DIR"] = directory.appendingPathComponent("state").path
+        if let listing = try? await LocalProgram.run(settings.runnerBinary, ["run", "--list"], environment: environment), listing.status == 0 {
+            for uuid in listing.output.split(separator: "\n").map(String.init) where !uuid.isEmpty {
+                _ = try? await LocalProgram.run(settings.runnerBinary, ["run", "--kill", uuid, "--signal", "KILL", "--grace", "1"],
+                                                environment: environment)
+            }
+        }
+        if let pid = sshdPID(id) {
+            _ = try? await LocalProgram.run("/usr/bin/pkill", ["-KILL", "-P", String(pid)])
+            kill(pid, SIGKILL)
+        }
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Stops the sshd only (the instance stays listed, unreachable): a VM that hung or lost its network.
+    public func breakInstance(_ id: String) {
+        if let pid = sshdPID(id) { kill(pid, SIGKILL) }
+    }
+}
+
+extension LoopbackDriver {
+    /// The public key line of a private key file (`ssh-keygen -y`), for instances' authorized_keys.
+    public static func publicKey(ofPrivateKeyFile path: String) async throws -> String {
+        try await LocalProgram.check("/usr/bin/ssh-keygen", ["-y", "-f", path]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}

@@ -1,0 +1,41 @@
+import ConvoyAPIClient
+import ConvoyModel
+import Foundation
+
+/// What the leader's loop works with, from the configuration.
+public struct DispatchSettings: Sendable {
+    public var clusterID: String
+    public var instanceTypes: [InstanceType]
+    public var reserveExtraRAM: Int64
+    public var minRetryPeriod: Duration
+    public var cloud: CloudVMsConfig
+    /// The API as the dispatcher reaches it (the dispatcher token; the epoch is added per term).
+    public var api: APIClientConfiguration
+    /// The API host runners use, as `CONVOY_API_HOST` takes it.
+    public var runnerAPIHost: String
+    /// CONVOY_RUNTIME for runners.
+    public var runtimeEngine: String
+    /// A member whose heartbeat is older than this is gone: its workers are reassigned.
+    public var memberTimeout: Duration
+    /// Extra settings passed on every runner's standard input (tests: CONVOY_RUNNER_* overrides).
+    public var extraRunnerSettings: [String: String]
+
+    public init(clusterID: String, instanceTypes: [InstanceType], reserveExtraRAM: Int64, minRetryPeriod: Duration, cloud: CloudVMsConfig,
+                api: APIClientConfiguration, runnerAPIHost: String, runtimeEngine: String, memberTimeout: Duration,
+                extraRunnerSettings: [String: String] = [:]) {
+        self.clusterID = clusterID
+        self.instanceTypes = instanceTypes
+        self.reserveExtraRAM = reserveExtraRAM
+        self.minRetryPeriod = minRetryPeriod
+        self.cloud = cloud
+        self.api = api
+        self.runnerAPIHost = runnerAPIHost
+        self.runtimeEngine = runtimeEngine
+        self.memberTimeout = memberTimeout
+        self.extraRunnerSettings = extraRunnerSettings
+    }
+}
+
+extension Duration {
+    var timeInterval: TimeInterval { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

@@ -1,0 +1,140 @@
+import ConvoyCluster
+import ConvoyModel
+import Distributed
+import Foundation
+import Logging
+
+/// Why a pool command could not be carried out.
+public enum DispatchError: Error, Sendable, Codable, CustomStringConvertible {
+    case noLeader
+    case unknownInstance(String)
+    case badRequest(String)
+
+    public var description: String {
+        switch self {
+        case .noLeader: return "no leader is elected right now; try again shortly"
+        case .unknownInstance(let id): return "no instance \(id) in the pool"
+        case .badRequest(let message): return message
+        }
+    }
+}
+
+/// One replica's dispatching: it runs a `DispatchLeader` while its member leads (and only then),
+/// and answers pool questions — itself when it leads, else by asking the leader.
+public actor DispatchService {
+    private let settings: DispatchSettings
+    private let driver: any CloudDriver
+    private let logger: Logger
+    private var member: ClusterMember?
+    private var leader: DispatchLeader?
+    private var leaderEpoch: Int64 = 0
+    private var latest = PoolView.empty
+
+    public init(settings: DispatchSettings, driver: any CloudDriver, logger: Logger) {
+        self.settings = settings
+        self.driver = driver
+        self.logger = logger
+    }
+
+    public func attach(_ member: ClusterMember) {
+        self.member = member
+    }
+
+    /// Starts leader work when this member wins, stops it the moment it loses.
+    public func leadershipChanged(_ leadership: Leadership) async {
+        if leadership.isMe {
+            guard leader == nil || leaderEpoch != leadership.epoch, let member else { return }
+            await leader?.stop()
+            let next = DispatchLeader(settings: settings, epoch: leadership.epoch, driver: driver, member: member, logger: logger) { [weak self] view in
+                await self?.publish(view)
+            }
+            leader = next
+            leaderEpoch = leadership.epoch
+            await next.start()
+        } else if let current = leader {
+            await current.stop()
+            leader = nil
+            latest = .empty
+        }
+    }
+
+    private func publish(_ view: PoolView) {
+        if view.epoch == leaderEpoch, leader != nil { latest = view }
+    }
+
+    public func stop() async {
+        await leader?.stop()
+        leader = nil
+    }
+
+    /// This replica's own view when it leads; nil otherwise.
+    public var localView: PoolView? { leader == nil ? nil : latest }
+
+    public var localLeader: DispatchLeader? { leader }
+
+    // MARK: Answered here or by the leader
+
+    public func pool() async throws -> PoolView {
+        if let view = localView { return view }
+        guard let view = try await leaderControl().pool() else { throw DispatchError.noLeader }
+        return view
+    }
+
+    public func setIdleBehavior(_ instance: String, _ behavior: IdleBehavior) async throws {
+        if let leader {
+            do { try await leader.setIdleBehavior(instance, behavior) } catch { throw DispatchError.unknownInstance(instance) }
+            return
+        }
+        if let error = try await leaderControl().setIdleBehavior(instance, behavior.rawValue) { throw error }
+    }
+
+    public func killInstance(_ instance: String) async throws {
+        if let leader {
+            do { try await leader.killInstance(instance) } catch { throw DispatchError.unknownInstance(instance) }
+            return
+        }
+        if let error = try await leaderControl().killInstance(instance) { throw error }
+    }
+
+    private func leaderControl() async throws -> DispatchControl {
+        guard let member else { throw DispatchError.noLeader }
+        let leadership = await member.leadership()
+        guard let leaderID = leadership.leader, leaderID != member.configuration.memberID else { throw DispatchError.noLeader }
+        return try DispatchControl.resolve(id: member.system.id(of: DispatchControl.name, on: leaderID), using: member.system)
+    }
+}
+
+/// Every member's pool-control actor (`dispatch@<member>`): followers forward leader-only
+/// management requests to the leader's.
+public distributed actor DispatchControl {
+    public typealias ActorSystem = ClusterSystem
+
+    public static let name = "dispatch"
+
+    private let service: DispatchService
+
+    public init(actorSystem: ClusterSystem, service: DispatchService) {
+        self.actorSystem = actorSystem
+        self.service = service
+    }
+
+    /// The leader's pool view; nil when this member does not lead.
+    public distributed func pool() async -> PoolView? {
+        await service.localView
+    }
+
+    /// Errors come back as values so that the caller can tell them apart (a thrown error would
+    /// arrive as `ClusterError.remote`).
+    public distributed func setIdleBehavior(_ instance: String, _ behavior: String) async -> DispatchError? {
+        guard let value = IdleBehavior(rawValue: behavior) else { return .badRequest("idle behaviour must be run, hold or drain") }
+        guard await service.localLeader != nil else { return .noLeader }
+        do { try await service.setIdleBehavior(instance, value) } catch { return error as? DispatchError ?? .badRequest("\(error)") }
+        return nil
+    }
+
+    public distributed func killInstance(_ instance: String) async -> DispatchError? {
+        guard await service.localLeader != nil else { return .noLeader }
+        do { try await service.killInstance(instance) } catch { return error as? DispatchError ?? .badRequest("\(error)") }
+        return nil
+    }
+}

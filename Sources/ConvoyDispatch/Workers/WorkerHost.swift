@@ -1,0 +1,73 @@
+import ConvoyCluster
+import Distributed
+import Foundation
+import Logging
+
+/// Every member's worker-hosting actor (`worker-host@<member>`): it keeps one SSH session per
+/// worker the leader assigned to this member. The leader owns the pool; this actor only carries
+/// out its word, and calls from a stale leader are refused by the actor system's epoch fencing.
+public distributed actor WorkerHost {
+    public typealias ActorSystem = ClusterSystem
+
+    public static let name = "worker-host"
+
+    private let settings: WorkerHostSettings
+    private let logger: Logger
+    private var sessions: [String: WorkerSession] = [:]
+
+    public init(actorSystem: ClusterSystem, settings: WorkerHostSettings, logger: Logger) {
+        self.actorSystem = actorSystem
+        self.settings = settings
+        self.logger = logger
+    }
+
+    /// Hosts exactly `instances` (new ones connect and probe; dropped ones are let go — their
+    /// runners keep running) and reports on each.
+    public distributed func sync(_ instances: [CloudInstance]) async -> [WorkerReport] {
+        let wanted = Dictionary(instances.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        for (id, session) in sessions where wanted[id] == nil {
+            sessions[id] = nil
+            await session.stop()
+            logger.info("worker released", metadata: ["instance": "\(id)"])
+        }
+        for (id, instance) in wanted where sessions[id] == nil {
+            let session = WorkerSession(instance: instance, settings: settings, member: actorSystem.memberID, logger: logger)
+            sessions[id] = session
+            await session.start()
+            logger.info("worker hosted", metadata: ["instance": "\(id)", "address": "\(instance.address):\(instance.sshPort)"])
+        }
+        return await inventory()
+    }
+
+    /// The workers this member hosts, as they are now (what a new leader asks first).
+    public distributed func inventory() async -> [WorkerReport] {
+        var reports: [WorkerReport] = []
+        for id in sessions.keys.sorted() {
+            if let session = sessions[id] { reports.append(await session.report) }
+        }
+        return reports
+    }
+
+    /// The instances this member hosts (what a new leader needs to keep assignments).
+    public distributed func hostedInstances() async -> [CloudInstance] {
+        sessions.keys.sorted().compactMap { sessions[$0]?.instance }
+    }
+
+    /// Runs `convoy run --detach --stdin-config UUID` on the worker; returns the runner's pid.
+    public distributed func startContainer(_ uuid: String, on instanceID: String, settings runnerSettings: [String: String]) async throws -> String {
+        guard let session = sessions[instanceID] else { throw WorkerError.notHosted(instanceID) }
+        return try await session.startContainer(uuid, settings: runnerSettings)
+    }
+
+    /// Runs `convoy run --kill UUID` on the worker.
+    public distributed func killContainer(_ uuid: String, on instanceID: String) async throws {
+        guard let session = sessions[instanceID] else { throw WorkerError.notHosted(instanceID) }
+        try await session.killContainer(uuid)
+    }
+
+    /// Closes every session (the member is leaving).
+    public func stopAll() async {
+        for session in sessions.values { await session.stop() }
+        sessions = [:]
+    }
+}

@@ -1,0 +1,64 @@
+import Foundation
+
+/// How one worker looks from the member hosting its SSH session (a distributed call's answer).
+public struct WorkerReport: Codable, Sendable, Equatable {
+    public enum Phase: String, Codable, Sendable {
+        /// No SSH session yet.
+        case connecting
+        /// Connected; the boot probe has not passed yet.
+        case booting
+        /// Booted, runner deployed, probed with `convoy run --list`.
+        case ready
+        /// Was ready; the last probe or connection failed.
+        case unreachable
+        /// The host presented a key other than the one the cloud gave us: nothing is sent to it.
+        case hostKeyMismatch
+    }
+
+    public var instanceID: String
+    /// The member hosting the session.
+    public var member: String
+    public var phase: Phase
+    /// Containers whose runners live there (the last probe, plus starts since).
+    public var containers: [String]
+    /// When `convoy run --list` last succeeded.
+    public var lastProbe: Date?
+    public var bootedAt: Date?
+    /// How long the boot probe took to pass, measured from when this member began hosting.
+    public var bootSeconds: Double?
+    /// How long the last probe took.
+    public var probeSeconds: Double?
+    public var hostedSince: Date
+    /// The last failure, if the worker is not ready.
+    public var error: String?
+
+    public init(instanceID: String, member: String, phase: Phase, containers: [String], lastProbe: Date?, bootedAt: Date?,
+                bootSeconds: Double?, probeSeconds: Double?, hostedSince: Date, error: String?) {
+        self.instanceID = instanceID
+        self.member = member
+        self.phase = phase
+        self.containers = containers
+        self.lastProbe = lastProbe
+        self.bootedAt = bootedAt
+        self.bootSeconds = bootSeconds
+        self.probeSeconds = probeSeconds
+        self.hostedSince = hostedSince
+        self.error = error
+    }
+}
+
+/// Why a worker refused a command.
+public enum WorkerError: Error, Sendable, CustomStringConvertible {
+    case notHosted(String)
+    case notReady(instance: String, phase: WorkerReport.Phase)
+    case commandFailed(instance: String, command: String, status: Int32, stderr: String)
+
+    public var description: String {
+        switch self {
+        case .notHosted(let id): return "instance \(id) is not hosted by this member"
+        case .notReady(let id, let phase): return "instance \(id) is not ready (\(phase.rawValue))"
+        case .commandFailed(let id, let command, let status, let stderr):
+            return "on \(id): \(command) exited \(status): \(stderr.suffix(1500))"
+        }
+    }
+}

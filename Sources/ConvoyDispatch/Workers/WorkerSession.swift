@@ -1,0 +1,205 @@
+import ConvoySSH
+import Foundation
+import Logging
+
+/// What a member needs to host worker sessions (from its own configuration).
+public struct WorkerHostSettings: Sendable {
+    public var sshUser: String
+    public var privateKey: SSHPrivateKey
+    public var bootProbeCommand: String
+    public var probeInterval: Duration
+    /// Between failed boot probes and reconnects.
+    public var retryInterval: Duration
+    public var connectTimeout: Duration
+    public var runner: RunnerBinary
+
+    public init(sshUser: String, privateKey: SSHPrivateKey, bootProbeCommand: String, probeInterval: Duration,
+                retryInterval: Duration = .seconds(1), connectTimeout: Duration = .seconds(10), runner: RunnerBinary) {
+        self.sshUser = sshUser
+        self.privateKey = privateKey
+        self.bootProbeCommand = bootProbeCommand
+        self.probeInterval = probeInterval
+        self.retryInterval = retryInterval
+        self.connectTimeout = connectTimeout
+        self.runner = runner
+    }
+}
+
+/// One worker's SSH session, kept by the member hosting it: connect (verifying the host key the
+/// cloud gave us), boot probe, runner deployment, then `convoy run --list` every ProbeInterval;
+/// starts and kills runners on the leader's word.
+actor WorkerSession {
+    let instance: CloudInstance
+    private let settings: WorkerHostSettings
+    private let member: String
+    private let logger: Logger
+    private let hostedSince = Date()
+    private let hostedClock = ContinuousClock.now
+    private var session: SSHSession?
+    private var phase: WorkerReport.Phase = .connecting
+    private var containers: Set<String> = []
+    /// Starts since a probe began: the probe may have listed before they registered.
+    private var startedDuring: [String: ContinuousClock.Instant] = [:]
+    private var lastProbe: Date?
+    private var bootedAt: Date?
+    private var bootSeconds: Double?
+    private var probeSeconds: Double?
+    private var runnerDeployed = false
+    private var lastError: String?
+    private var loop: Task<Void, Never>?
+
+    init(instance: CloudInstance, settings: WorkerHostSettings, member: String, logger: Logger) {
+        self.instance = instance
+        self.settings = settings
+        self.member = member
+        var logger = logger
+        logger[metadataKey: "instance"] = "\(instance.id)"
+        self.logger = logger
+    }
+
+    func start() {
+        loop = Task { await self.run() }
+    }
+
+    func stop() async {
+        loop?.cancel()
+        await session?.close()
+        session = nil
+    }
+
+    var report: WorkerReport {
+        WorkerReport(instanceID: instance.id, member: member, phase: phase, containers: containers.sorted(), lastProbe: lastProbe,
+                     bootedAt: bootedAt, bootSeconds: bootSeconds, probeSeconds: probeSeconds, hostedSince: hostedSince, error: lastError)
+    }
+
+    private func run() async {
+        while !Task.isCancelled {
+            var pause = settings.retryInterval
+            do {
+                let ssh = try await connected()
+                if bootedAt == nil {
+                    try await bootProbe(ssh)
+                }
+                if bootedAt != nil {
+                    if !runnerDeployed { try await deployRunner(ssh) }
+                    try await probe(ssh)
+                    pause = settings.probeInterval
+                }
+            } catch SSHError.hostKeyMismatch(let key) {
+                phase = .hostKeyMismatch
+                lastError = "host key \(key) is not the one the cloud gave for this instance (\(instance.hostKey ?? "none"))"
+                logger.error("worker host key mismatch: refusing it", metadata: ["presented": "\(key)"])
+                pause = settings.probeInterval
+            } catch is CancellationError {
+                return
+            } catch {
+                lastError = "\(error)"
+                if session.map({ _ in true }) == true, !(await session!.isConnected) { session = nil }
+                if case .some(SSHError.unreachable) = error as? SSHError { session = nil }
+                if phase == .ready { phase = .unreachable }
+                logger.debug("worker not ready", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: pause)
+        }
+    }
+
+    private func connected() async throws -> SSHSession {
+        if let session, await session.isConnected { return session }
+        guard let expected = instance.hostKey else {
+            phase = .hostKeyMismatch
+            throw SSHError.authenticationFailed("the cloud gave no host key for \(instance.id); refusing to trust the first one presented")
+        }
+        let configuration = SSHConfiguration(
+            host: instance.address, port: instance.sshPort, user: settings.sshUser, privateKey: settings.privateKey,
+            hostKeyVerifier: .publicKey(expected), connectTimeout: settings.connectTimeout, keepaliveInterval: .seconds(15))
+        let session = try await SSHSession.connect(configuration)
+        self.session = session
+        if phase == .connecting || phase == .hostKeyMismatch { phase = bootedAt == nil ? .booting : .unreachable }
+        return session
+    }
+
+    private func bootProbe(_ ssh: SSHSession) async throws {
+        phase = .booting
+        let result = try await ssh.exec(settings.bootProbeCommand, timeout: .seconds(60))
+        guard result.exitStatus == 0 else {
+            lastError = "boot probe exited \(result.exitStatus): \(result.stderrText.suffix(500))"
+            return
+        }
+        bootedAt = Date()
+        bootSeconds = Self.seconds(ContinuousClock.now - hostedClock)
+        logger.info("worker booted", metadata: ["boot_seconds": "\(bootSeconds!)"])
+    }
+
+    /// Uploads the runner unless the worker has this very binary.
+    private func deployRunner(_ ssh: SSHSession) async throws {
+        let runner = settings.runner
+        let id = instance.id
+        try await runner.uploads.withLock {
+            let check = try await ssh.exec("sha256sum '\(runner.remotePath)' 2>/dev/null", timeout: .seconds(60))
+            if check.exitStatus == 0, check.stdoutText.hasPrefix(runner.sha256) { return }
+            let directory = (runner.remotePath as NSString).deletingLastPathComponent
+            let temporary = "\(runner.remotePath).\(UUID().uuidString.prefix(8)).tmp"
+            let mkdir = try await ssh.exec("mkdir -p '\(directory)'", timeout: .seconds(30))
+            guard mkdir.exitStatus == 0 else {
+                throw WorkerError.commandFailed(instance: id, command: "mkdir -p \(directory)", status: mkdir.exitStatus, stderr: mkdir.stderrText)
+            }
+            try await ssh.upload(try runner.contents(), to: temporary, mode: 0o755, timeout: .seconds(600))
+            // Renamed into place so that a reader never sees half a binary.
+            let move = try await ssh.exec("mv -f '\(temporary)' '\(runner.remotePath)'", timeout: .seconds(30))
+            guard move.exitStatus == 0 else {
+                throw WorkerError.commandFailed(instance: id, command: "mv", status: move.exitStatus, stderr: move.stderrText)
+            }
+        }
+        runnerDeployed = true
+        logger.info("runner ready", metadata: ["path": "\(runner.remotePath)"])
+    }
+
+    private func probe(_ ssh: SSHSession) async throws {
+        let began = ContinuousClock.now
+        let result = try await ssh.exec("'\(settings.runner.remotePath)' run --list", timeout: .seconds(60))
+        guard result.exitStatus == 0 else {
+            throw WorkerError.commandFailed(instance: instance.id, command: "convoy run --list", status: result.exitStatus, stderr: result.stderrText)
+        }
+        var listed = Set(result.stdoutText.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
+        for (uuid, at) in startedDuring {
+            if at >= began { listed.insert(uuid) } else { startedDuring[uuid] = nil }
+        }
+        containers = listed
+        lastProbe = Date()
+        probeSeconds = Self.seconds(ContinuousClock.now - began)
+        phase = .ready
+        lastError = nil
+    }
+
+    /// Starts a detached runner for `uuid`; `settings` (API host, container token, …) go on its
+    /// standard input. Only on a ready worker, whose host key was verified when it connected.
+    func startContainer(_ uuid: String, settings runnerSettings: [String: String]) async throws -> String {
+        guard phase == .ready, runnerDeployed, let ssh = session else { throw WorkerError.notReady(instance: instance.id, phase: phase) }
+        let input = try JSONEncoder().encode(runnerSettings)
+        let command = "'\(settings.runner.remotePath)' run --detach --stdin-config \(uuid)"
+        let result = try await ssh.exec(command, stdin: [UInt8](input), timeout: .seconds(180))
+        guard result.exitStatus == 0 else {
+            throw WorkerError.commandFailed(instance: instance.id, command: "convoy run --detach \(uuid)", status: result.exitStatus,
+                                            stderr: result.stderrText)
+        }
+        containers.insert(uuid)
+        startedDuring[uuid] = ContinuousClock.now
+        return result.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func killContainer(_ uuid: String) async throws {
+        guard let ssh = session else { throw WorkerError.notReady(instance: instance.id, phase: phase) }
+        let result = try await ssh.exec("'\(settings.runner.remotePath)' run --kill \(uuid) --grace 10", timeout: .seconds(60))
+        // 1: no runner of it there (already gone) — what a kill wants.
+        guard result.exitStatus == 0 || result.exitStatus == 1 else {
+            throw WorkerError.commandFailed(instance: instance.id, command: "convoy run --kill \(uuid)", status: result.exitStatus,
+                                            stderr: result.stderrText)
+        }
+        containers.remove(uuid)
+        startedDuring[uuid] = nil
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+}
