@@ -25,7 +25,12 @@ final class DispatcherTests: PostgresTestCase {
 
     override func tearDown() async throws {
         for replica in replicas {
-            if (testRun?.totalFailureCount ?? 0) > 0 { print("---- \(replica.memberID) log ----\n\(replica.log.suffix(6000))") }
+            if (testRun?.totalFailureCount ?? 0) > 0 {
+                print("---- \(replica.memberID) log ----\n\(replica.log.suffix(6000))")
+                // The whole log, for a closer look.
+                try? replica.log.write(toFile: NSTemporaryDirectory() + "/convoy-failed-\(name.filter(\.isLetter))-\(replica.memberID).log",
+                                       atomically: true, encoding: .utf8)
+            }
             replica.remove()
         }
         replicas.removeAll()
@@ -139,5 +144,187 @@ final class DispatcherTests: PostgresTestCase {
         XCTAssertTrue(reason.contains("at most 4 VCPUs"), reason)
         let instances = try await pool.driver().instances()
         XCTAssertTrue(instances.isEmpty, "an instance was booted for a container nothing fits: \(instances)")
+    }
+
+    /// The instance a container runs on, per the management API.
+    private func instance(of uuid: ArvadosUUID, via replica: TestDispatchReplica) async throws -> String? {
+        try await items(replica, "/arvados/v1/dispatch/containers").first { $0["uuid"]?.stringValue == uuid.rawValue }?["instance"]?.stringValue
+    }
+
+    private func waitUntilRunning(_ uuid: ArvadosUUID, via replica: TestDispatchReplica) async throws -> String {
+        var where_: String?
+        try await wait("\(uuid) Running on an instance") {
+            guard try await container(uuid).state == .running else { return false }
+            where_ = try await instance(of: uuid, via: replica)
+            return where_ != nil
+        }
+        return where_!
+    }
+
+    /// The replica's "container started" log line for `uuid` (it names the instance).
+    private func startLine(_ uuid: ArvadosUUID, in replica: TestDispatchReplica) -> String? {
+        replica.log.split(separator: "\n").first { $0.contains("container started") && $0.contains(uuid.rawValue) }.map(String.init)
+    }
+
+    /// What `convoy run --list` says on a loopback instance.
+    private func runners(on instance: String, pool: TestDispatchPool) throws -> [String] {
+        var environment = ProcessInfo.processInfo.environment
+        environment["CONVOY_RUNNER_STATE_DIR"] = pool.cloudDirectory.appendingPathComponent(instance).appendingPathComponent("state").path
+        return try ConvoyBinary.run(["run", "--list"], environment: environment).stdout.split(separator: "\n").map(String.init)
+    }
+
+    func testCancellingARunningContainerKillsItsRunner() async throws {
+        let pool = try startPool()
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        let uuid = try await submit(["sleep", "300"])
+        let worker = try await waitUntilRunning(uuid, via: replica)
+        XCTAssertEqual(try runners(on: worker, pool: pool), [uuid.rawValue])
+        _ = try await admin.update(uuid, ContainerUpdate(state: .cancelled))
+        try await wait("the runner gone from \(worker)", within: .seconds(30)) { try runners(on: worker, pool: pool).isEmpty }
+        XCTAssertTrue(replica.log.contains("killing a runner whose container is Cancelled"), replica.log.suffix(3000).description)
+        let cancelled = try await container(uuid).state
+        XCTAssertEqual(cancelled, .cancelled)
+    }
+
+    func testPriorityZeroKillsARunningContainer() async throws {
+        let pool = try startPool()
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        let uuid = try await submit(["sleep", "300"])
+        let worker = try await waitUntilRunning(uuid, via: replica)
+        _ = try await admin.update(uuid, ContainerUpdate(priority: 0))
+        try await wait("the container Cancelled", within: .seconds(30)) { try await container(uuid).state == .cancelled }
+        try await wait("the runner gone from \(worker)", within: .seconds(30)) { try runners(on: worker, pool: pool).isEmpty }
+    }
+
+    func testDrainLetsTheRunningContainerFinishStartsNothingNewThenShutsTheInstanceDown() async throws {
+        let pool = try startPool()
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        let first = try await submit(["sleep", "4"])
+        let drained = try await waitUntilRunning(first, via: replica)
+        let (status, body) = try await management("POST", replica, "/arvados/v1/dispatch/instances/drain?instance_id=\(drained)")
+        XCTAssertEqual(status, 200, "\(body)")
+        let second = try await submit(["true"])
+        try await wait("both containers Complete", within: .seconds(90)) {
+            let a = try await container(first).state, b = try await container(second).state
+            return a == .complete && b == .complete
+        }
+        try await wait("the drained instance destroyed") { try await !pool.driver().instances().contains { $0.id == drained } }
+        let exitCode = try await container(first).exitCode
+        XCTAssertEqual(exitCode, 0)
+        // The second never ran on the draining instance.
+        let secondStart = try XCTUnwrap(startLine(second, in: replica), replica.log)
+        XCTAssertFalse(secondStart.contains(drained), secondStart)
+        let (unknown, _) = try await management("POST", replica, "/arvados/v1/dispatch/instances/hold?instance_id=nope")
+        XCTAssertEqual(unknown, 404)
+        let (missing, _) = try await management("POST", replica, "/arvados/v1/dispatch/instances/hold")
+        XCTAssertEqual(missing, 400)
+    }
+
+    func testIdleInstancesShutDownAfterTimeoutIdle() async throws {
+        let pool = try startPool(cloudVMs: ["TimeoutIdle": "2s"])
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        let uuid = try await submit(["true"])
+        try await wait("the container Complete") { try await container(uuid).state == .complete }
+        try await wait("no instances left", within: .seconds(30)) { try await pool.driver().instances().isEmpty }
+        XCTAssertTrue(replica.log.contains("reason=idle or drained"), replica.log)
+    }
+
+    func testAWorkerWithTheWrongHostKeyIsKeptOutAndGetsNoToken() async throws {
+        let pool = try startPool()
+        // An instance whose sshd presents a key other than the one its cloud record names.
+        let driver = try pool.driver()
+        let impostor = try await driver.create(InstanceType(name: "small", vcpus: 1, ram: 1 << 30, price: 0.02), tags: [:])
+        let other = try TestSSHKey.generate(type: .ed25519, at: pool.directory.appendingPathComponent("other_host_key"))
+        let record = pool.cloudDirectory.appendingPathComponent(impostor.id).appendingPathComponent("instance.json")
+        var json = try String(contentsOf: record, encoding: .utf8)
+        json = json.replacingOccurrences(of: impostor.hostKey!.replacingOccurrences(of: "/", with: "\\/"),
+                                         with: other.publicKey.split(separator: " ").prefix(2).joined(separator: " ").replacingOccurrences(of: "/", with: "\\/"))
+        try json.write(to: record, atomically: true, encoding: .utf8)
+        let recorded = try await driver.instances().first?.hostKey
+        XCTAssertNotEqual(recorded, impostor.hostKey)
+
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        let uuid = try await submit(["sh", "-c", "echo fine"])
+        try await wait("the impostor refused") { replica.log.contains("worker host key mismatch") }
+        // Nothing ran there: no runner record, no work directory entries.
+        XCTAssertEqual(try runners(on: impostor.id, pool: pool), [])
+        try await wait("the container Complete elsewhere", within: .seconds(60)) { try await container(uuid).state == .complete }
+        try await wait("the impostor destroyed") { try await !driver.instances().contains { $0.id == impostor.id } }
+        let start = try XCTUnwrap(startLine(uuid, in: replica), replica.log)
+        XCTAssertFalse(start.contains(impostor.id), start)
+        let locks = try await container(uuid).lockCount
+        XCTAssertEqual(locks, 1)
+    }
+
+    func testKillingTheLeaderWhileTenContainersRunStrandsNoneAndStartsNoneTwice() async throws {
+        let pool = try startPool()
+        let started = try startReplicas(["d1", "d2", "d3"], pool: pool)
+        var uuids: [ArvadosUUID] = []
+        for index in 0..<10 { uuids.append(try await submit(["sh", "-c", "sleep 25; echo done \(index)"])) }
+        try await wait("10 containers Running", within: .seconds(120)) {
+            var running = 0
+            for uuid in uuids where try await container(uuid).state == .running { running += 1 }
+            return running == 10
+        }
+        let leaderID = try await api.services.database.query("SELECT member_id FROM cluster_leader WHERE id = 1").first!
+            .decode(String.self, column: "member_id")
+        let leader = try XCTUnwrap(started.first { $0.memberID == leaderID })
+        leader.stop(signal: SIGKILL)
+        try await wait("all 10 Complete after the leader died", within: .seconds(120)) {
+            var done = 0
+            for uuid in uuids where try await container(uuid).state == .complete { done += 1 }
+            return done == 10
+        }
+        for uuid in uuids {
+            let final = try await container(uuid)
+            XCTAssertEqual(final.exitCode, 0)
+            XCTAssertEqual(final.lockCount, 1, "\(uuid) was locked again")
+            let states = try await history(uuid)
+            XCTAssertEqual(states, ["Queued", "Locked", "Running", "Complete"], "\(uuid)")
+        }
+    }
+
+    func testKillingTheFollowerHostingWorkersLetsThemFinishUnderANewHost() async throws {
+        let pool = try startPool()
+        let started = try startReplicas(["d1", "d2", "d3"], pool: pool)
+        var uuids: [ArvadosUUID] = []
+        for index in 0..<4 { uuids.append(try await submit(["sh", "-c", "sleep 20; echo done \(index)"])) }
+        try await wait("4 containers Running", within: .seconds(120)) {
+            var running = 0
+            for uuid in uuids where try await container(uuid).state == .running { running += 1 }
+            return running == 4
+        }
+        let leaderID = try await api.services.database.query("SELECT member_id FROM cluster_leader WHERE id = 1").first!
+            .decode(String.self, column: "member_id")
+        let leader = try XCTUnwrap(started.first { $0.memberID == leaderID })
+        let instances = try await items(leader, "/arvados/v1/dispatch/instances")
+        let hostsBefore = Dictionary(uniqueKeysWithValues: instances.compactMap { item -> (String, String)? in
+            guard let id = item["instance"]?.stringValue, let host = item["hosted_by"]?.stringValue else { return nil }
+            return (id, host)
+        })
+        let victimID = try XCTUnwrap(hostsBefore.values.first { $0 != leaderID }, "no follower hosts a worker: \(hostsBefore)")
+        XCTAssertFalse(hostsBefore.values.contains(leaderID), "the leader hosts workers although followers exist: \(hostsBefore)")
+        let moved = hostsBefore.filter { $0.value == victimID }.map(\.key)
+        started.first { $0.memberID == victimID }!.stop(signal: SIGKILL)
+        let killedAt = Date()
+        try await wait("the dead follower's workers re-hosted and probed", within: .seconds(60)) {
+            let now = try await items(leader, "/arvados/v1/dispatch/instances")
+            return moved.allSatisfy { id in
+                guard let item = now.first(where: { $0["instance"]?.stringValue == id }),
+                      let host = item["hosted_by"]?.stringValue, host != victimID, host != leaderID,
+                      let probed = item["last_probe"]?.stringValue, let date = ISO8601DateFormatter().date(from: probed)
+                else { return false }
+                return date > killedAt
+            }
+        }
+        try await wait("all 4 Complete", within: .seconds(120)) {
+            var done = 0
+            for uuid in uuids where try await container(uuid).state == .complete { done += 1 }
+            return done == 4
+        }
+        for uuid in uuids {
+            let states = try await history(uuid)
+            XCTAssertEqual(states, ["Queued", "Locked", "Running", "Complete"], "\(uuid)")
+        }
     }
 }

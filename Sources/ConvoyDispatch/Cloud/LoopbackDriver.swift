@@ -36,6 +36,8 @@ public actor LoopbackDriver: CloudDriver {
     }
 
     public nonisolated let settings: Settings
+    /// Addresses being tried by creates in flight (the actor is re-entered while sshd starts).
+    private var reserved: Set<String> = []
 
     public init(_ settings: Settings) throws {
         let octets = settings.addressPrefix.split(separator: ".")
@@ -71,18 +73,21 @@ public actor LoopbackDriver: CloudDriver {
                 .split(separator: " ").prefix(2).joined(separator: " ")
             try (settings.authorizedKey + "\n").write(to: directory.appendingPathComponent("authorized_keys"), atomically: true, encoding: .utf8)
 
-            let used = Set(try await instances().map(\.address))
             var lastError = "no free address"
+            // (A create that finished since this list was taken holds its address: our sshd then
+            // fails to bind and the next address is tried.)
+            let taken = Set(try await instances().map(\.address))
             for octet in 2...254 {
                 let address = "\(settings.addressPrefix).\(octet)"
-                if used.contains(address) { continue }
+                if reserved.contains(address) || taken.contains(address) { continue }
+                reserved.insert(address)
+                defer { reserved.remove(address) }
                 try sshdConfig(directory: directory, address: address, hostKeyPath: hostKeyPath)
                     .write(to: directory.appendingPathComponent("sshd_config"), atomically: true, encoding: .utf8)
-                // Without -D sshd binds, daemonizes (setsid) and exits 0; a taken address fails here.
-                let result = try await LocalProgram.run(settings.sshd, ["-f", directory.appendingPathComponent("sshd_config").path,
-                                                                      "-E", directory.appendingPathComponent("sshd.log").path])
-                guard result.status == 0 else {
-                    lastError = "sshd on \(address):\(settings.sshPort): " + ((try? String(contentsOf: directory.appendingPathComponent("sshd.log"), encoding: .utf8)) ?? result.output)
+                do {
+                    try await startSSHD(directory)
+                } catch {
+                    lastError = "sshd on \(address):\(settings.sshPort): \(error)"
                     continue
                 }
                 var allTags = tags
@@ -99,6 +104,24 @@ public actor LoopbackDriver: CloudDriver {
             if let error = error as? CloudError { throw error }
             throw CloudError.failed("loopback: \(error)")
         }
+    }
+
+    /// sshd daemonizes before it binds, so its exit status says little: success is its pid file
+    /// (written once it listens) naming a live process.
+    private func startSSHD(_ directory: URL) async throws {
+        let log = directory.appendingPathComponent("sshd.log")
+        try? FileManager.default.removeItem(at: log)
+        let pidFile = directory.appendingPathComponent("sshd.pid")
+        try? FileManager.default.removeItem(at: pidFile)
+        let result = try await LocalProgram.run(settings.sshd, ["-f", directory.appendingPathComponent("sshd_config").path, "-E", log.path])
+        guard result.status == 0 else { throw CloudError.failed("sshd exited \(result.status): \(result.output)") }
+        for _ in 0..<100 {
+            if sshdPID(directory.lastPathComponent) != nil { return }
+            let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            if text.contains("Cannot bind") || text.contains("fatal") { throw CloudError.failed(text) }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw CloudError.failed("sshd wrote no pid file within 5 s: \((try? String(contentsOf: log, encoding: .utf8)) ?? "")")
     }
 
     private func sshdConfig(directory: URL, address: String, hostKeyPath: String) -> String {

@@ -427,9 +427,18 @@ public actor DispatchLeader {
             runnerSettings["CONVOY_API_TOKEN"] = token
             if settings.api.insecure { runnerSettings["CONVOY_API_HOST_INSECURE"] = "1" }
             runnerSettings["CONVOY_RUNTIME"] = settings.runtimeEngine
-            let pid = try await workerHost(on: memberID).startContainer(uuid, on: worker, settings: runnerSettings)
+            let host = try workerHost(on: memberID)
+            // As long as the SSH command may take (a busy worker starts runners slowly).
+            let pid = try await ClusterSystem.$callTimeout.withValue(.seconds(200)) {
+                try await host.startContainer(uuid, on: worker, settings: runnerSettings)
+            }
             starting[uuid] = (worker, Date())
             logger.info("container started", metadata: ["container": "\(uuid)", "instance": "\(worker)", "member": "\(memberID)", "pid": "\(pid)"])
+        } catch let error as ClusterError where error.outcomeUnknown {
+            // The runner may have started: keep the container where it is until a probe of the
+            // worker says (a runner that never came up leaves it Locked and lost: started again).
+            starting[uuid] = (worker, Date())
+            logger.warning("container start: no answer from the worker's host", metadata: ["container": "\(uuid)", "instance": "\(worker)", "error": "\(error)"])
         } catch {
             starting[uuid] = nil
             logger.warning("container start failed", metadata: ["container": "\(uuid)", "instance": "\(worker)", "error": "\(error)"])
@@ -479,7 +488,8 @@ public actor DispatchLeader {
     private func kill(_ uuid: String, on worker: String) async {
         guard let memberID = hosts[worker] else { return }
         do {
-            try await workerHost(on: memberID).killContainer(uuid, on: worker)
+            let host = try workerHost(on: memberID)
+            try await ClusterSystem.$callTimeout.withValue(.seconds(90)) { try await host.killContainer(uuid, on: worker) }
             logger.info("container killed", metadata: ["container": "\(uuid)", "instance": "\(worker)"])
         } catch {
             logger.warning("kill failed", metadata: ["container": "\(uuid)", "instance": "\(worker)", "error": "\(error)"])
@@ -554,5 +564,15 @@ public actor DispatchLeader {
                                  instanceType: type?.name, instance: worker, schedulingStatus: status)
         }
         return PoolView(epoch: epoch, instances: instanceViews, containers: containerViews, cloudErrors: cloudErrors, updatedAt: now)
+    }
+}
+
+extension ClusterError {
+    /// The call may or may not have been carried out (sent, but no answer).
+    var outcomeUnknown: Bool {
+        switch self {
+        case .timeout: return true
+        default: return false
+        }
     }
 }

@@ -130,13 +130,19 @@ actor WorkerSession {
         logger.info("worker booted", metadata: ["boot_seconds": "\(bootSeconds!)"])
     }
 
-    /// Uploads the runner unless the worker has this very binary.
+    /// Uploads the runner unless the worker has this very binary. A checksum file written after
+    /// each complete upload makes the check cheap (hashing 100+ MB on every connect is not).
     private func deployRunner(_ ssh: SSHSession) async throws {
         let runner = settings.runner
         let id = instance.id
+        let check = "test -x '\(runner.remotePath)' && cat '\(runner.remotePath).sha256' 2>/dev/null"
+        if try await ssh.exec(check, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) {
+            runnerDeployed = true
+            return
+        }
         try await runner.uploads.withLock {
-            let check = try await ssh.exec("sha256sum '\(runner.remotePath)' 2>/dev/null", timeout: .seconds(60))
-            if check.exitStatus == 0, check.stdoutText.hasPrefix(runner.sha256) { return }
+            // Another session of this member may have uploaded it meanwhile (workers that share a filesystem).
+            if try await ssh.exec(check, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) { return }
             let directory = (runner.remotePath as NSString).deletingLastPathComponent
             let temporary = "\(runner.remotePath).\(UUID().uuidString.prefix(8)).tmp"
             let mkdir = try await ssh.exec("mkdir -p '\(directory)'", timeout: .seconds(30))
@@ -144,10 +150,14 @@ actor WorkerSession {
                 throw WorkerError.commandFailed(instance: id, command: "mkdir -p \(directory)", status: mkdir.exitStatus, stderr: mkdir.stderrText)
             }
             try await ssh.upload(try runner.contents(), to: temporary, mode: 0o755, timeout: .seconds(600))
-            // Renamed into place so that a reader never sees half a binary.
-            let move = try await ssh.exec("mv -f '\(temporary)' '\(runner.remotePath)'", timeout: .seconds(30))
+            // Verified, then renamed into place so that a reader never sees half a binary; the
+            // checksum file last.
+            let install = "sha256sum '\(temporary)' | grep -q '^\(runner.sha256) ' && mv -f '\(temporary)' '\(runner.remotePath)'"
+                + " && echo \(runner.sha256) > '\(runner.remotePath).sha256.tmp' && mv -f '\(runner.remotePath).sha256.tmp' '\(runner.remotePath).sha256'"
+            let move = try await ssh.exec(install, timeout: .seconds(60))
             guard move.exitStatus == 0 else {
-                throw WorkerError.commandFailed(instance: id, command: "mv", status: move.exitStatus, stderr: move.stderrText)
+                _ = try? await ssh.exec("rm -f '\(temporary)'", timeout: .seconds(30))
+                throw WorkerError.commandFailed(instance: id, command: "install the runner", status: move.exitStatus, stderr: move.stderrText)
             }
         }
         runnerDeployed = true
