@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # `make run`: the embedded local cluster, all on loopback, its state under ./.convoy-dev/.
-# Today it runs the parts that exist: a private PostgreSQL, `convoy api` over HTTPS with a fresh
-# self-signed certificate, three `convoy dispatch` replicas (membership and leader election), a
-# user token and a demo workload of container requests, one of them run through `convoy run`.
-# The scheduler and the loopback cloud join when they are built. `make stop` stops it.
+# A private PostgreSQL, `convoy api` over HTTPS with a fresh self-signed certificate, three
+# `convoy dispatch` replicas (one leader) with the loopback cloud (each instance a private sshd on
+# 127.0.50.N), a busybox image, and a demo workload of container requests that the dispatcher
+# runs to Complete on the cheapest fitting instances. `make stop` stops it all.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,11 +17,16 @@ as_postgres() {
 }
 
 stop() {
+  # Dispatchers first (they would replace what is destroyed), then the loopback instances:
+  # their runners and their sshd (every such process names $dev/loopback on its command line).
   for pidfile in "$dev"/dispatch-*.pid; do
     [ -f "$pidfile" ] || continue
     kill "$(cat "$pidfile")" 2>/dev/null || true
     rm -f "$pidfile"
   done
+  sleep 0.5
+  pkill -KILL -f "$dev/loopback/" 2>/dev/null || true
+  rm -rf "$dev/loopback"
   if [ -f "$dev/api.pid" ]; then
     kill "$(cat "$dev/api.pid")" 2>/dev/null || true
     rm -f "$dev/api.pid"
@@ -83,12 +88,46 @@ API:
     Certificate: $dev/tls/cert.pem
     Key: $dev/tls/key.pem
   BlobDirectory: $dev/blobs
+InstanceTypes:
+  small:  {ProviderType: t3.small,  VCPUs: 1, RAM: 1GiB,  Price: 0.02}
+  medium: {ProviderType: t3.medium, VCPUs: 2, RAM: 4GiB,  Price: 0.04}
+  large:  {ProviderType: t3.xlarge, VCPUs: 4, RAM: 16GiB, Price: 0.16}
 Containers:
   MaxDispatchAttempts: 10
+  DispatchPrivateKeyFile: $dev/dispatch-key
+  RuntimeEngine: podman
+  CloudVMs:
+    Driver: loopback
+    DriverParameters:
+      Directory: $dev/loopback
+      AddressPrefix: "127.0.50"
+      SetEnv: CONTAINERS_CONF=$dev/containers.conf
+    SSHPort: 2222
+    SSHUser: root
+    RunnerDirectory: $dev/bin
+    PollInterval: 500ms
+    ProbeInterval: 2s
+    TimeoutIdle: 60s
+    MaxInstances: 8
+    MaxConcurrentInstanceCreateOps: 4
 Dispatch:
   ClusterSecretFile: $dev/cluster-secret
   ManagementTokenFile: $dev/management-token
+  APIHost: 127.0.0.1:$api_port
+  APIInsecure: true
+  APITokenFile: $dev/dispatcher-token
 YAML
+# The API reads the whole file: the dispatcher token exists once the API made it (below).
+touch "$dev/dispatcher-token"
+[ -f "$dev/dispatch-key" ] || ssh-keygen -q -t ed25519 -N '' -C convoy-dispatch -f "$dev/dispatch-key"
+cat > "$dev/containers.conf" <<'CONF'
+[containers]
+default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
+netns = "none"
+
+[engine]
+runtime = "runc"
+CONF
 
 echo "== convoy api on https://127.0.0.1:$api_port"
 nohup "$convoy" api --config "$dev/config.yml" >> "$dev/api.log" 2>&1 &
@@ -100,7 +139,26 @@ for _ in $(seq 1 150); do
   sleep 0.2
 done
 
-echo "== three dispatcher replicas (membership and leader election)"
+[ -f "$dev/user-token" ] || "$convoy" api token create --config "$dev/config.yml" --kind user > "$dev/user-token"
+[ -s "$dev/dispatcher-token" ] || "$convoy" api token create --config "$dev/config.yml" --kind dispatcher > "$dev/dispatcher-token"
+user_token="$(cat "$dev/user-token")"
+
+echo "== the busybox image as a collection (a podman save tarball, as users upload theirs)"
+image="$dev/image/busybox.tar"
+export CONTAINERS_CONF="$dev/containers.conf"
+if [ ! -f "$image" ]; then
+  rm -rf "$dev/image" && mkdir -p "$dev/image/rootfs/bin" "$dev/image/rootfs/tmp" "$dev/image/rootfs/etc" "$dev/image/rootfs/out"
+  cp /bin/busybox "$dev/image/rootfs/bin/busybox"
+  for applet in $(/bin/busybox --list); do [ "$applet" = busybox ] || ln -s busybox "$dev/image/rootfs/bin/$applet"; done
+  tar -C "$dev/image/rootfs" -cf "$dev/image/rootfs.tar" .
+  podman import --quiet --change ENV=PATH=/bin "$dev/image/rootfs.tar" localhost/convoy-demo/busybox:1 >/dev/null
+  podman save --quiet --output "$image" localhost/convoy-demo/busybox:1
+  podman rmi --force localhost/convoy-demo/busybox:1 >/dev/null
+fi
+CONVOY_API_HOST="127.0.0.1:$api_port" CONVOY_API_HOST_INSECURE=1 CONVOY_API_TOKEN="$user_token" \
+  "$convoy" images upload "$image" --name busybox 2>&1 | sed 's/^/  /'
+
+echo "== three dispatcher replicas (one leader; followers host the workers' SSH sessions)"
 for n in 1 2 3; do
   nohup "$convoy" dispatch --config "$dev/config.yml" --member-id "dispatch-$n" \
     --listen "127.0.0.1:$((9100 + 2 * n))" --management-listen "127.0.0.1:$((9101 + 2 * n))" >> "$dev/dispatch-$n.log" 2>&1 &
@@ -115,10 +173,6 @@ for _ in $(seq 1 100); do
   sleep 0.2
 done
 "$convoy" cluster status --management 127.0.0.1:9103 | sed 's/^/  /'
-
-[ -f "$dev/user-token" ] || "$convoy" api token create --config "$dev/config.yml" --kind user > "$dev/user-token"
-[ -f "$dev/dispatcher-token" ] || "$convoy" api token create --config "$dev/config.yml" --kind dispatcher > "$dev/dispatcher-token"
-user_token="$(cat "$dev/user-token")"
 
 echo "== demo workload: container requests of different sizes"
 request() {  # name priority vcpus ram-MiB command…
@@ -138,60 +192,34 @@ request big-sort     300 2 1024 sh -c 'seq 100000 | sort -rn | head -3'
 request nightly      100 4 4096 sh -c 'sleep 5; echo done'
 
 echo
-echo "== the queue, as a dispatcher sees it"
-filters='%5B%5B%22state%22%2C%22%3D%22%2C%22Queued%22%5D%5D'
-curl -skf -H "Authorization: Bearer $(cat "$dev/dispatcher-token")" \
-  "$base/arvados/v1/containers?filters=$filters&order=priority+desc&count=exact" | python3 -c '
+echo "== the dispatcher runs them: instances booted, containers locked and started over SSH"
+management=(-sf -H "Authorization: Bearer $CONVOY_MANAGEMENT_TOKEN")
+unfinished="$(python3 -c 'import json,urllib.parse; print(urllib.parse.quote(json.dumps([["state","in",["Queued","Locked","Running"]]])))')"
+for _ in $(seq 1 300); do
+  left="$(curl -skf -H "Authorization: Bearer $(cat "$dev/dispatcher-token")" "$base/arvados/v1/containers?filters=$unfinished&count=exact&limit=0" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["items_available"])')"
+  [ "$left" = 0 ] && break
+  sleep 1
+done
+curl -skf -H "Authorization: Bearer $user_token" "$base/arvados/v1/container_requests?order=created_at+desc&limit=4" | python3 -c '
 import json, sys
-page = json.load(sys.stdin)
-print("  %d Queued" % page["items_available"])
-for c in page["items"]:
-    print("  %s priority %4d  %d vCPU %5d MiB  %s" % (c["uuid"], c["priority"], c["runtime_constraints"]["vcpus"],
-          c["runtime_constraints"]["ram"] // 1048576, " ".join(c["command"])))'
-
-echo
-echo "== the busybox image as a collection (a podman save tarball, as users upload theirs)"
-image="$dev/image/busybox.tar"
-cat > "$dev/containers.conf" <<'CONF'
-[containers]
-default_ulimits = ["nofile=20000:20000", "nproc=4096:4096"]
-netns = "none"
-
-[engine]
-runtime = "runc"
-CONF
-export CONTAINERS_CONF="$dev/containers.conf"
-if [ ! -f "$image" ]; then
-  rm -rf "$dev/image" && mkdir -p "$dev/image/rootfs/bin" "$dev/image/rootfs/tmp" "$dev/image/rootfs/etc" "$dev/image/rootfs/out"
-  cp /bin/busybox "$dev/image/rootfs/bin/busybox"
-  for applet in $(/bin/busybox --list); do [ "$applet" = busybox ] || ln -s busybox "$dev/image/rootfs/bin/$applet"; done
-  tar -C "$dev/image/rootfs" -cf "$dev/image/rootfs.tar" .
-  podman import --quiet --change ENV=PATH=/bin "$dev/image/rootfs.tar" localhost/convoy-demo/busybox:1 >/dev/null
-  podman save --quiet --output "$image" localhost/convoy-demo/busybox:1
-  podman rmi --force localhost/convoy-demo/busybox:1 >/dev/null
-fi
-CONVOY_API_HOST="127.0.0.1:$api_port" CONVOY_API_HOST_INSECURE=1 CONVOY_API_TOKEN="$user_token" \
-  "$convoy" images upload "$image" --name busybox 2>&1 | sed 's/^/  /'
-
-echo
-echo "== the 'hello' container run by hand, as the dispatcher will: lock, container token, convoy run"
-dispatcher_token="$(cat "$dev/dispatcher-token")"
-hello_filters="$(python3 -c 'import json,urllib.parse; print(urllib.parse.quote(json.dumps([["name","=","hello"]])))')"
-uuid="$(curl -skf -H "Authorization: Bearer $user_token" \
-  "$base/arvados/v1/container_requests?filters=$hello_filters&order=created_at+desc&limit=1" \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["container_uuid"])')"
-curl -skf -X POST -H "Authorization: Bearer $dispatcher_token" "$base/arvados/v1/containers/$uuid/lock" >/dev/null
-container_token="$(curl -skf -H "Authorization: Bearer $dispatcher_token" "$base/arvados/v1/containers/$uuid/auth" \
-  | python3 -c 'import json,sys; print(json.load(sys.stdin)["api_token"])')"
-printf '{"CONVOY_API_HOST": "127.0.0.1:%s", "CONVOY_API_HOST_INSECURE": "1", "CONVOY_API_TOKEN": "%s"}' "$api_port" "$container_token" \
-  | CONVOY_RUNNER_STATE_DIR="$dev/runner-state" CONVOY_RUNNER_WORK_DIR="$dev/work" "$convoy" run --stdin-config "$uuid" 2>&1 | sed 's/^/  /'
-curl -skf -H "Authorization: Bearer $dispatcher_token" "$base/arvados/v1/containers/$uuid" | python3 -c '
+for r in reversed(json.load(sys.stdin)["items"]):
+    print("  %-12s container %s" % (r["name"], r["container_uuid"]))' > "$dev/requests.txt"
+while read -r name _ uuid; do
+  curl -skf -H "Authorization: Bearer $(cat "$dev/dispatcher-token")" "$base/arvados/v1/containers/$uuid" | python3 -c '
 import json, sys
 c = json.load(sys.stdin)
-print("  %s: %s, exit code %s, log collection %s" % (c["uuid"], c["state"], c["exit_code"], c["log"]))'
-echo "  its stdout, from the API logs:"
+print("  %-12s %s  %-9s exit %s" % (sys.argv[1], c["uuid"], c["state"], c["exit_code"]))' "$name"
+done < "$dev/requests.txt"
+echo "  the instances (GET /arvados/v1/dispatch/instances):"
+curl "${management[@]}" http://127.0.0.1:9103/arvados/v1/dispatch/instances | python3 -c '
+import json, sys
+for i in json.load(sys.stdin)["items"]:
+    print("    %s %-18s %-6s %-6s hosted by %s" % (i["instance"], i["address"], i["instance_type"], i["worker_state"], i["hosted_by"]))'
+uuid="$(awk '$1 == "hello" {print $3}' "$dev/requests.txt")"
+echo "  the hello container's stdout, from the API logs:"
 log_filters="$(python3 -c 'import json,sys,urllib.parse; print(urllib.parse.quote(json.dumps([["object_uuid","=",sys.argv[1]],["event_type","=","stdout"]])))' "$uuid")"
-curl -skf -H "Authorization: Bearer $dispatcher_token" "$base/arvados/v1/logs?filters=$log_filters" \
+curl -skf -H "Authorization: Bearer $(cat "$dev/dispatcher-token")" "$base/arvados/v1/logs?filters=$log_filters" \
   | python3 -c 'import json,sys; [print("    " + l) for e in json.load(sys.stdin)["items"] for l in e["properties"]["text"].splitlines()]'
 
 cat <<TEXT
@@ -204,6 +232,6 @@ Use it as an Arvados cluster:
   export ARVADOS_API_HOST=127.0.0.1:$api_port ARVADOS_API_HOST_INSECURE=1
   export ARVADOS_API_TOKEN=\$(cat $dev/user-token)
   .venv-arvados/bin/python -c 'import arvados; print(arvados.api("v1").container_requests().list().execute()["items_available"])'
-Not running yet: the scheduler and the loopback cloud (they are still being built), so the
-other containers stay Queued; run one by hand as above with \`convoy run\`. \`make stop\` stops everything.
+The pool: curl -H "Authorization: Bearer \$CONVOY_MANAGEMENT_TOKEN" http://127.0.0.1:9103/arvados/v1/dispatch/instances
+Idle instances shut down after a minute. \`make stop\` stops everything.
 TEXT

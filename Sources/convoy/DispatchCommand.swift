@@ -112,8 +112,11 @@ struct DispatchCommand: AsyncParsableCommand {
         let driver: any CloudDriver
         switch cloud.driver {
         case "loopback":
+            do { _ = try LoopbackDriver.settings(clusterID: config.clusterID, cloud: cloud, authorizedKey: "", runnerBinary: "") } catch {
+                throw ValidationError("Containers.CloudVMs.DriverParameters: \(error)")
+            }
             let publicKey = try await LoopbackDriver.publicKey(ofPrivateKeyFile: keyFile)
-            driver = try LoopbackDriver(LoopbackDriver.settings(clusterID: config.clusterID, cloud: cloud, authorizedKey: publicKey,
+            driver = try LoopbackDriver(try LoopbackDriver.settings(clusterID: config.clusterID, cloud: cloud, authorizedKey: publicKey,
                                                                 runnerBinary: runner.localPath))
         default:
             throw ValidationError("Containers.CloudVMs.Driver \(cloud.driver) is not available in this version; use loopback")

@@ -22,9 +22,12 @@ public actor LoopbackDriver: CloudDriver {
         /// The `convoy` binary that stops an instance's runners when it is destroyed.
         public var runnerBinary: String
         public var sshd: String
+        /// Environment every command on an instance gets (what a VM image would configure, e.g.
+        /// CONTAINERS_CONF), besides its own runner directories.
+        public var environment: [String: String]
 
         public init(clusterID: String, directory: URL, addressPrefix: String = "127.0.9", sshPort: Int, authorizedKey: String,
-                    runnerBinary: String, sshd: String = "/usr/sbin/sshd") {
+                    runnerBinary: String, sshd: String = "/usr/sbin/sshd", environment: [String: String] = [:]) {
             self.clusterID = clusterID
             self.directory = directory
             self.addressPrefix = addressPrefix
@@ -32,6 +35,7 @@ public actor LoopbackDriver: CloudDriver {
             self.authorizedKey = authorizedKey
             self.runnerBinary = runnerBinary
             self.sshd = sshd
+            self.environment = environment
         }
     }
 
@@ -47,12 +51,25 @@ public actor LoopbackDriver: CloudDriver {
         self.settings = settings
     }
 
-    /// The settings from `Containers.CloudVMs` (DriverParameters: Directory, AddressPrefix).
-    public static func settings(clusterID: String, cloud: CloudVMsConfig, authorizedKey: String, runnerBinary: String) -> Settings {
-        Settings(clusterID: clusterID,
-                 directory: URL(fileURLWithPath: cloud.driverParameters["Directory"] ?? "/var/lib/convoy/loopback"),
-                 addressPrefix: cloud.driverParameters["AddressPrefix"] ?? "127.0.9", sshPort: cloud.sshPort,
-                 authorizedKey: authorizedKey, runnerBinary: runnerBinary)
+    /// The settings from `Containers.CloudVMs` (DriverParameters: Directory, AddressPrefix, and
+    /// SetEnv: `NAME=value NAME=value`).
+    public static func settings(clusterID: String, cloud: CloudVMsConfig, authorizedKey: String, runnerBinary: String) throws -> Settings {
+        var environment: [String: String] = [:]
+        for pair in (cloud.driverParameters["SetEnv"] ?? "").split(separator: " ") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty else {
+                throw CloudError.failed("loopback SetEnv must be NAME=value pairs separated by spaces, not '\(pair)'")
+            }
+            environment[parts[0]] = parts[1]
+        }
+        let known: Set<String> = ["Directory", "AddressPrefix", "SetEnv"]
+        if let unknown = cloud.driverParameters.keys.sorted().first(where: { !known.contains($0) }) {
+            throw CloudError.failed("unknown loopback DriverParameters key '\(unknown)'; known: \(known.sorted().joined(separator: ", "))")
+        }
+        return Settings(clusterID: clusterID,
+                        directory: URL(fileURLWithPath: cloud.driverParameters["Directory"] ?? "/var/lib/convoy/loopback"),
+                        addressPrefix: cloud.driverParameters["AddressPrefix"] ?? "127.0.9", sshPort: cloud.sshPort,
+                        authorizedKey: authorizedKey, runnerBinary: runnerBinary, environment: environment)
     }
 
     private func instanceDirectory(_ id: String) -> URL { settings.directory.appendingPathComponent(id) }
@@ -140,9 +157,16 @@ public actor LoopbackDriver: CloudDriver {
         MaxSessions 100
         MaxStartups 100:30:200
         LogLevel ERROR
-        SetEnv CONVOY_RUNNER_STATE_DIR=\(directory.appendingPathComponent("state").path) CONVOY_RUNNER_WORK_DIR=\(directory.appendingPathComponent("work").path)
+        SetEnv \(environment(directory))
 
         """
+    }
+
+    private func environment(_ directory: URL) -> String {
+        var environment = settings.environment
+        environment["CONVOY_RUNNER_STATE_DIR"] = directory.appendingPathComponent("state").path
+        environment["CONVOY_RUNNER_WORK_DIR"] = directory.appendingPathComponent("work").path
+        return environment.keys.sorted().map { "\($0)=\(environment[$0]!)" }.joined(separator: " ")
     }
 
     private func write(_ instance: CloudInstance) throws {
