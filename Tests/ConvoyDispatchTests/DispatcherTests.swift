@@ -327,4 +327,46 @@ final class DispatcherTests: PostgresTestCase {
             XCTAssertEqual(states, ["Queued", "Locked", "Running", "Complete"], "\(uuid)")
         }
     }
+
+    func testManagementRoutesAnswerOnEveryReplicaAndFollowersForwardToTheLeader() async throws {
+        let pool = try startPool()
+        let started = try startReplicas(["d1", "d2"], pool: pool)
+        let uuid = try await submit(["sleep", "30"])
+        let worker = try await waitUntilRunning(uuid, via: started[0].memberID == "d1" ? started[0] : started[1])
+        for replica in started {
+            let (health, body) = try await management("GET", replica, "/_health/ping")
+            XCTAssertEqual(health, 200)
+            XCTAssertEqual(body["health"]?.stringValue, "OK")
+            // Leader or follower, the same pool.
+            let instances = try await items(replica, "/arvados/v1/dispatch/instances")
+            XCTAssertEqual(instances.compactMap { $0["instance"]?.stringValue }, [worker], replica.memberID)
+            let containers = try await items(replica, "/arvados/v1/dispatch/containers")
+            XCTAssertEqual(containers.first { $0["uuid"]?.stringValue == uuid.rawValue }?["instance"]?.stringValue, worker)
+        }
+        // A follower forwards an operator command to the leader.
+        let leaderID = try await api.services.database.query("SELECT member_id FROM cluster_leader WHERE id = 1").first!
+            .decode(String.self, column: "member_id")
+        let follower = try XCTUnwrap(started.first { $0.memberID != leaderID })
+        let (hold, holdBody) = try await management("POST", follower, "/arvados/v1/dispatch/instances/hold?instance_id=\(worker)")
+        XCTAssertEqual(hold, 200, "\(holdBody)")
+        try await wait("the hold visible on every replica") {
+            try await items(started[0], "/arvados/v1/dispatch/instances").first?["idle_behavior"]?.stringValue == "hold"
+        }
+        // No token, a wrong token: 401 and nothing done.
+        for headers in [[(name: String, value: String)](), [(name: "Authorization", value: "Bearer not-the-token")]] {
+            let response = try await http.execute(HTTPRequest(method: "POST",
+                url: "http://\(follower.managementAddress)/arvados/v1/dispatch/instances/kill?instance_id=\(worker)", headers: headers))
+            XCTAssertEqual(response.status, 401)
+        }
+        let state = try await container(uuid).state
+        XCTAssertEqual(state, .running)
+        // Killing the instance through the follower: the container is lost, then requeued and run again.
+        let (kill, _) = try await management("POST", follower, "/arvados/v1/dispatch/instances/kill?instance_id=\(worker)")
+        XCTAssertEqual(kill, 200)
+        try await wait("the instance gone") { try await !pool.driver().instances().contains { $0.id == worker } }
+        try await wait("the lost container requeued and running again", within: .seconds(60)) {
+            let current = try await container(uuid)
+            return current.state == .running && current.lockCount == 2
+        }
+    }
 }
