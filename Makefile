@@ -31,7 +31,7 @@ bench: deps
 	cc -shared -fPIC -O2 -o .build/malloc_counter.so Benchmarks/malloc-counter/malloc_counter.c
 	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyBench" --skip-scheduler
 	LD_PRELOAD="$(CURDIR)/.build/malloc_counter.so" "$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyBench" \
-	  --skip-ssh --skip-postgres --skip-api --skip-runner --skip-cluster
+	  --skip-ssh --skip-postgres --skip-api --skip-runner --skip-cluster --skip-dispatcher
 
 ## doctor: check this machine
 doctor: build

@@ -26,6 +26,9 @@ struct ConvoyBench {
         if !arguments.contains("--skip-cluster") {
             try await ClusterBenchmarks.run(quick: quick)
         }
+        if !arguments.contains("--skip-dispatcher") {
+            try await DispatcherBenchmarks.run(quick: quick)
+        }
         if !arguments.contains("--skip-scheduler") {
             SchedulerBenchmarks.run(quick: quick)
         }

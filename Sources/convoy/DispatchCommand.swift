@@ -26,6 +26,13 @@ struct DispatchCommand: AsyncParsableCommand {
     @Option(help: "host:port for the management HTTP port (overrides Dispatch.ManagementListen).")
     var managementListen: String?
 
+    @Option(help: "Log lines as json (one object per line, every field its own key) or text.")
+    var logFormat: LogFormat = .json
+
+    enum LogFormat: String, ExpressibleByArgument, CaseIterable {
+        case json, text
+    }
+
     func run() async throws {
         var config = try options.load()
         if let listen { config.dispatch.listen = listen }
@@ -39,6 +46,9 @@ struct DispatchCommand: AsyncParsableCommand {
         let (host, port) = try HostPort.parse(dispatch.listen, key: "Dispatch.Listen")
         let (managementHost, managementPort) = try HostPort.parse(dispatch.managementListen, key: "Dispatch.ManagementListen")
         let member = memberID ?? dispatch.memberID ?? "\(ProcessInfo.processInfo.hostName)-\(port)"
+        if logFormat == .json {
+            LoggingSystem.bootstrap { JSONLogHandler(label: $0) }
+        }
         var logger = Logger(label: "convoy-dispatch")
         logger.logLevel = .info
         logger[metadataKey: "member"] = "\(member)"

@@ -214,6 +214,11 @@ final class DispatcherTests: PostgresTestCase {
         // The second never ran on the draining instance.
         let secondStart = try XCTUnwrap(startLine(second, in: replica), replica.log)
         XCTAssertFalse(secondStart.contains(drained), secondStart)
+        // Logs are JSON lines with the container and the instance as fields of their own.
+        let fields = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(secondStart.utf8)) as? [String: Any], secondStart)
+        XCTAssertEqual(fields["container"] as? String, second.rawValue)
+        XCTAssertNotNil(fields["instance"] as? String)
+        XCTAssertEqual(fields["msg"] as? String, "container started")
         let (unknown, _) = try await management("POST", replica, "/arvados/v1/dispatch/instances/hold?instance_id=nope")
         XCTAssertEqual(unknown, 404)
         let (missing, _) = try await management("POST", replica, "/arvados/v1/dispatch/instances/hold")
@@ -226,7 +231,7 @@ final class DispatcherTests: PostgresTestCase {
         let uuid = try await submit(["true"])
         try await wait("the container Complete") { try await container(uuid).state == .complete }
         try await wait("no instances left", within: .seconds(30)) { try await pool.driver().instances().isEmpty }
-        XCTAssertTrue(replica.log.contains("reason=idle or drained"), replica.log)
+        XCTAssertTrue(replica.log.contains(#""reason":"idle or drained""#), replica.log)
     }
 
     func testAWorkerWithTheWrongHostKeyIsKeptOutAndGetsNoToken() async throws {
