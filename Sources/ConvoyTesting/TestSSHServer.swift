@@ -1,3 +1,4 @@
+import ConvoyDispatch
 import Foundation
 
 /// A private OpenSSH server, standing in for one worker host: its own sshd_config, host key,
@@ -83,31 +84,14 @@ public final class TestSSHServer: @unchecked Sendable {
     }
 
     private func launch(hostKeyPath: String, hostKeyType: TestSSHKey.KeyType, clientKeyType: TestSSHKey.KeyType, environment: [String: String], logLevel: String) throws {
-        var config = """
-            ListenAddress \(address)
-            Port \(port)
-            HostKey \(hostKeyPath)
-            PidFile \(directory.appendingPathComponent("sshd.pid").path)
-            AuthorizedKeysFile \(directory.appendingPathComponent("authorized_keys").path)
-            UsePAM no
-            StrictModes no
-            PasswordAuthentication no
-            KbdInteractiveAuthentication no
-            PubkeyAuthentication yes
-            PermitRootLogin prohibit-password
-            MaxSessions 200
-            MaxStartups 200:30:400
-            LogLevel \(logLevel)
-            Subsystem sftp internal-sftp
-
-            """
+        var extra = ["Subsystem sftp internal-sftp"]
         // libssh2 1.10 signs with ssh-rsa (SHA-1) only, which OpenSSH 8.8+ no longer accepts by default.
-        if hostKeyType == .rsa { config += "HostKeyAlgorithms +ssh-rsa\n" }
-        if clientKeyType == .rsa { config += "PubkeyAcceptedAlgorithms +ssh-rsa\n" }
-        if !environment.isEmpty {
-            let pairs = environment.keys.sorted().map { "\($0)=\(environment[$0]!)" }
-            config += "SetEnv \(pairs.joined(separator: " "))\n"
-        }
+        if hostKeyType == .rsa { extra.append("HostKeyAlgorithms +ssh-rsa") }
+        if clientKeyType == .rsa { extra.append("PubkeyAcceptedAlgorithms +ssh-rsa") }
+        let config = SSHDConfig(listenAddress: address, port: port, hostKeyPath: hostKeyPath,
+                                pidFile: directory.appendingPathComponent("sshd.pid").path,
+                                authorizedKeysFile: directory.appendingPathComponent("authorized_keys").path,
+                                maxSessions: 200, logLevel: logLevel, environment: environment, extraLines: extra).text
         try config.write(to: configFile, atomically: true, encoding: .utf8)
         try TestProcess.run("/usr/sbin/sshd", ["-t", "-f", configFile.path])
 

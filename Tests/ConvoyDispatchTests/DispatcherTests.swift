@@ -161,6 +161,17 @@ final class DispatcherTests: PostgresTestCase {
         return where_!
     }
 
+    private func waitUntilAll(_ uuids: [ArvadosUUID], are state: ContainerState) async throws {
+        try await wait("\(uuids.count) containers \(state.rawValue)", within: .seconds(120)) {
+            for uuid in uuids where try await container(uuid).state != state { return false }
+            return true
+        }
+    }
+
+    private func currentLeader() async throws -> String {
+        try await api.services.database.query("SELECT member_id FROM cluster_leader WHERE id = 1").first!.decode(String.self, column: "member_id")
+    }
+
     /// The replica's "container started" log line for `uuid` (it names the instance).
     private func startLine(_ uuid: ArvadosUUID, in replica: TestDispatchReplica) -> String? {
         replica.log.split(separator: "\n").first { $0.contains("container started") && $0.contains(uuid.rawValue) }.map(String.init)
@@ -266,20 +277,11 @@ final class DispatcherTests: PostgresTestCase {
         let started = try startReplicas(["d1", "d2", "d3"], pool: pool)
         var uuids: [ArvadosUUID] = []
         for index in 0..<10 { uuids.append(try await submit(["sh", "-c", "sleep 25; echo done \(index)"])) }
-        try await wait("10 containers Running", within: .seconds(120)) {
-            var running = 0
-            for uuid in uuids where try await container(uuid).state == .running { running += 1 }
-            return running == 10
-        }
-        let leaderID = try await api.services.database.query("SELECT member_id FROM cluster_leader WHERE id = 1").first!
-            .decode(String.self, column: "member_id")
+        try await waitUntilAll(uuids, are: .running)
+        let leaderID = try await currentLeader()
         let leader = try XCTUnwrap(started.first { $0.memberID == leaderID })
         leader.stop(signal: SIGKILL)
-        try await wait("all 10 Complete after the leader died", within: .seconds(120)) {
-            var done = 0
-            for uuid in uuids where try await container(uuid).state == .complete { done += 1 }
-            return done == 10
-        }
+        try await waitUntilAll(uuids, are: .complete)
         for uuid in uuids {
             let final = try await container(uuid)
             XCTAssertEqual(final.exitCode, 0)
@@ -294,13 +296,8 @@ final class DispatcherTests: PostgresTestCase {
         let started = try startReplicas(["d1", "d2", "d3"], pool: pool)
         var uuids: [ArvadosUUID] = []
         for index in 0..<4 { uuids.append(try await submit(["sh", "-c", "sleep 20; echo done \(index)"])) }
-        try await wait("4 containers Running", within: .seconds(120)) {
-            var running = 0
-            for uuid in uuids where try await container(uuid).state == .running { running += 1 }
-            return running == 4
-        }
-        let leaderID = try await api.services.database.query("SELECT member_id FROM cluster_leader WHERE id = 1").first!
-            .decode(String.self, column: "member_id")
+        try await waitUntilAll(uuids, are: .running)
+        let leaderID = try await currentLeader()
         let leader = try XCTUnwrap(started.first { $0.memberID == leaderID })
         let instances = try await items(leader, "/arvados/v1/dispatch/instances")
         let hostsBefore = Dictionary(uniqueKeysWithValues: instances.compactMap { item -> (String, String)? in
@@ -322,11 +319,7 @@ final class DispatcherTests: PostgresTestCase {
                 return date > killedAt
             }
         }
-        try await wait("all 4 Complete", within: .seconds(120)) {
-            var done = 0
-            for uuid in uuids where try await container(uuid).state == .complete { done += 1 }
-            return done == 4
-        }
+        try await waitUntilAll(uuids, are: .complete)
         for uuid in uuids {
             let states = try await history(uuid)
             XCTAssertEqual(states, ["Queued", "Locked", "Running", "Complete"], "\(uuid)")
@@ -349,8 +342,7 @@ final class DispatcherTests: PostgresTestCase {
             XCTAssertEqual(containers.first { $0["uuid"]?.stringValue == uuid.rawValue }?["instance"]?.stringValue, worker)
         }
         // A follower forwards an operator command to the leader.
-        let leaderID = try await api.services.database.query("SELECT member_id FROM cluster_leader WHERE id = 1").first!
-            .decode(String.self, column: "member_id")
+        let leaderID = try await currentLeader()
         let follower = try XCTUnwrap(started.first { $0.memberID != leaderID })
         let (hold, holdBody) = try await management("POST", follower, "/arvados/v1/dispatch/instances/hold?instance_id=\(worker)")
         XCTAssertEqual(hold, 200, "\(holdBody)")

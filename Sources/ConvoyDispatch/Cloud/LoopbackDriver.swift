@@ -142,31 +142,12 @@ public actor LoopbackDriver: CloudDriver {
     }
 
     private func sshdConfig(directory: URL, address: String, hostKeyPath: String) -> String {
-        """
-        ListenAddress \(address)
-        Port \(settings.sshPort)
-        HostKey \(hostKeyPath)
-        PidFile \(directory.appendingPathComponent("sshd.pid").path)
-        AuthorizedKeysFile \(directory.appendingPathComponent("authorized_keys").path)
-        UsePAM no
-        StrictModes no
-        PasswordAuthentication no
-        KbdInteractiveAuthentication no
-        PubkeyAuthentication yes
-        PermitRootLogin prohibit-password
-        MaxSessions 100
-        MaxStartups 100:30:200
-        LogLevel ERROR
-        SetEnv \(environment(directory))
-
-        """
-    }
-
-    private func environment(_ directory: URL) -> String {
         var environment = settings.environment
         environment["CONVOY_RUNNER_STATE_DIR"] = directory.appendingPathComponent("state").path
         environment["CONVOY_RUNNER_WORK_DIR"] = directory.appendingPathComponent("work").path
-        return environment.keys.sorted().map { "\($0)=\(environment[$0]!)" }.joined(separator: " ")
+        return SSHDConfig(listenAddress: address, port: settings.sshPort, hostKeyPath: hostKeyPath,
+                          pidFile: directory.appendingPathComponent("sshd.pid").path,
+                          authorizedKeysFile: directory.appendingPathComponent("authorized_keys").path, environment: environment).text
     }
 
     private func write(_ instance: CloudInstance) throws {
