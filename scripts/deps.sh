@@ -44,3 +44,14 @@ if ! "$venv/bin/python" -c "import arvados._version as v, sys; sys.exit(v.__vers
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check "arvados-python-client==$arvados_sdk_version"
 fi
+
+# moto (an EC2 emulator) for the ec2 driver's tests: the machine's own if it has one, else a
+# pinned copy in a venv of the repository's own.
+moto_version="5.2.1"
+moto_venv="$(cd "$(dirname "$0")/.." && pwd)/.venv-moto"
+if ! command -v moto_server >/dev/null 2>&1 && [ ! -x "$moto_venv/bin/moto_server" ]; then
+  echo "deps: installing moto[server] $moto_version into $moto_venv"
+  rm -rf "$moto_venv"
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install -q --disable-pip-version-check "moto[server]==$moto_version"
+fi

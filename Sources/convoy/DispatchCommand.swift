@@ -128,8 +128,14 @@ struct DispatchCommand: AsyncParsableCommand {
             let publicKey = try await LoopbackDriver.publicKey(ofPrivateKeyFile: keyFile)
             driver = try LoopbackDriver(try LoopbackDriver.settings(clusterID: config.clusterID, cloud: cloud, authorizedKey: publicKey,
                                                                 runnerBinary: runner.localPath))
+        case "ec2":
+            do {
+                driver = EC2Driver(try EC2Driver.settings(clusterID: config.clusterID, cloud: cloud), instanceTypes: config.instanceTypes)
+            } catch {
+                throw ValidationError("Containers.CloudVMs.DriverParameters: \(error)")
+            }
         default:
-            throw ValidationError("Containers.CloudVMs.Driver \(cloud.driver) is not available in this version; use loopback")
+            throw ValidationError("Containers.CloudVMs.Driver \(cloud.driver) is not available in this version; use loopback or ec2")
         }
         return (settings, workers, driver)
     }

@@ -22,8 +22,11 @@ struct JSONLogHandler: LogHandler {
         set { metadata[key] = newValue }
     }
 
-    func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String,
-             file: String, function: String, line: UInt) {
+    func log(event: LogEvent) {
+        write(level: event.level, message: event.message, metadata: event.metadata, source: event.source, error: event.error)
+    }
+
+    private func write(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, error: (any Error)?) {
         var fields: [String: Any] = [:]
         var merged = metadata
         if let provided = metadataProvider?.get() { merged.merge(provided) { _, new in new } }
@@ -34,6 +37,7 @@ struct JSONLogHandler: LogHandler {
         fields["logger"] = label
         fields["source"] = source
         fields["msg"] = message.description
+        if let error { fields["error"] = "\(error)" }
         guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
         Self.output.write(data + Data("\n".utf8))
     }

@@ -25,7 +25,7 @@ public distributed actor WorkerHost {
     /// runners keep running) and reports on each.
     public distributed func sync(_ instances: [CloudInstance]) async -> [WorkerReport] {
         let wanted = Dictionary(instances.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
-        for (id, session) in sessions where wanted[id] == nil {
+        for (id, session) in sessions where wanted[id] == nil || (session.instance.hostKey == nil && wanted[id]?.hostKey != nil) {
             sessions[id] = nil
             await session.stop()
             logger.info("worker released", metadata: ["instance": "\(id)"])

@@ -106,8 +106,10 @@ actor WorkerSession {
     private func connected() async throws -> SSHSession {
         if let session, await session.isConnected { return session }
         guard let expected = instance.hostKey else {
-            phase = .hostKeyMismatch
-            throw SSHError.authenticationFailed("the cloud gave no host key for \(instance.id); refusing to trust the first one presented")
+            // Never trust the first key presented: wait until the cloud reports it (the leader
+            // hands over the instance again once it does; TimeoutBooting bounds the wait).
+            phase = .booting
+            throw WorkerError.notReady(instance: instance.id, phase: .booting)
         }
         let configuration = SSHConfiguration(
             host: instance.address, port: instance.sshPort, user: settings.sshUser, privateKey: settings.privateKey,

@@ -1,0 +1,255 @@
+import ConvoyHTTP
+import ConvoyModel
+import Foundation
+
+/// Amazon EC2 through its query API (`Action=…&Version=2016-11-15`, form-encoded POSTs signed with
+/// SigV4 by libcurl): RunInstances with tags, DescribeInstances filtered by the cluster tag (all
+/// pages), CreateTags, TerminateInstances, and GetConsoleOutput for the SSH host key cloud-init
+/// prints. Capacity and quota refusals become `CloudError.quota`, throttling `CloudError.rateLimited`.
+public actor EC2Driver: CloudDriver {
+    public struct Settings: Sendable {
+        public var clusterID: String
+        public var region: String
+        /// `https://ec2.<region>.amazonaws.com` unless given (moto in the tests).
+        public var endpoint: String
+        public var accessKeyID: String
+        public var secretAccessKey: String
+        public var sessionToken: String?
+        public var imageID: String
+        public var subnetID: String?
+        public var securityGroupIDs: [String]
+        public var keyPairName: String?
+        /// Reach workers on their public address instead of the private one.
+        public var usePublicIP: Bool
+        public var sshPort: Int
+        /// DescribeInstances page size.
+        public var pageSize: Int
+
+        public init(clusterID: String, region: String, endpoint: String? = nil, accessKeyID: String, secretAccessKey: String,
+                    sessionToken: String? = nil, imageID: String, subnetID: String? = nil, securityGroupIDs: [String] = [],
+                    keyPairName: String? = nil, usePublicIP: Bool = false, sshPort: Int = 22, pageSize: Int = 1000) {
+            self.clusterID = clusterID
+            self.region = region
+            self.endpoint = endpoint ?? "https://ec2.\(region).amazonaws.com"
+            self.accessKeyID = accessKeyID
+            self.secretAccessKey = secretAccessKey
+            self.sessionToken = sessionToken
+            self.imageID = imageID
+            self.subnetID = subnetID
+            self.securityGroupIDs = securityGroupIDs
+            self.keyPairName = keyPairName
+            self.usePublicIP = usePublicIP
+            self.sshPort = sshPort
+            self.pageSize = pageSize
+        }
+    }
+
+    static let knownParameters: Set<String> = [
+        "Region", "Endpoint", "AccessKeyID", "SecretAccessKey", "SessionToken", "ImageID", "SubnetID", "SecurityGroupIDs",
+        "KeyPairName", "UsePublicIP", "PageSize",
+    ]
+
+    /// The settings from `Containers.CloudVMs.DriverParameters`; credentials fall back to
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
+    public static func settings(clusterID: String, cloud: CloudVMsConfig,
+                                environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Settings {
+        let parameters = cloud.driverParameters
+        if let unknown = parameters.keys.sorted().first(where: { !knownParameters.contains($0) }) {
+            throw CloudError.failed("unknown ec2 DriverParameters key '\(unknown)'; known: \(knownParameters.sorted().joined(separator: ", "))")
+        }
+        guard let region = parameters["Region"], !region.isEmpty else { throw CloudError.failed("ec2 DriverParameters.Region is required") }
+        guard let image = parameters["ImageID"], !image.isEmpty else { throw CloudError.failed("ec2 DriverParameters.ImageID is required") }
+        guard let key = parameters["AccessKeyID"] ?? environment["AWS_ACCESS_KEY_ID"],
+              let secret = parameters["SecretAccessKey"] ?? environment["AWS_SECRET_ACCESS_KEY"]
+        else { throw CloudError.failed("ec2 needs AccessKeyID and SecretAccessKey (DriverParameters, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)") }
+        let pageSize = try parameters["PageSize"].map { text -> Int in
+            guard let value = Int(text), (5...1000).contains(value) else { throw CloudError.failed("ec2 DriverParameters.PageSize must be 5 to 1000") }
+            return value
+        } ?? 1000
+        return Settings(clusterID: clusterID, region: region, endpoint: parameters["Endpoint"], accessKeyID: key, secretAccessKey: secret,
+                        sessionToken: parameters["SessionToken"] ?? environment["AWS_SESSION_TOKEN"], imageID: image,
+                        subnetID: parameters["SubnetID"],
+                        securityGroupIDs: (parameters["SecurityGroupIDs"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
+                        keyPairName: parameters["KeyPairName"], usePublicIP: ["true", "yes", "1"].contains(parameters["UsePublicIP"]?.lowercased() ?? ""),
+                        sshPort: cloud.sshPort, pageSize: pageSize)
+    }
+
+    public nonisolated let settings: Settings
+    private let http: HTTPClient
+    /// Host keys read from console output, by instance (they never change for an instance).
+    private var hostKeys: [String: String] = [:]
+    /// When the console was last read for an instance whose key was not there yet.
+    private var hostKeyLookups: [String: Date] = [:]
+    /// Instance types by name, to map an instance's type tag back (and to know preemptibility).
+    private let types: [String: InstanceType]
+
+    public init(_ settings: Settings, instanceTypes: [InstanceType]) {
+        self.settings = settings
+        types = Dictionary(instanceTypes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        http = HTTPClient(configuration: HTTPClientConfiguration(
+            connectTimeout: .seconds(10), defaultTimeout: .seconds(60), retry: .none,
+            sigV4: AWSSigV4Credentials(accessKeyID: settings.accessKeyID, secretAccessKey: settings.secretAccessKey,
+                                       sessionToken: settings.sessionToken, region: settings.region, service: "ec2")))
+    }
+
+    // MARK: CloudDriver
+
+    public func create(_ type: InstanceType, tags: [String: String]) async throws -> CloudInstance {
+        var allTags = tags
+        allTags[CloudTag.cluster] = settings.clusterID
+        allTags[CloudTag.instanceType] = type.name
+        allTags["Name"] = allTags["Name"] ?? "convoy-\(settings.clusterID)-\(type.name)"
+        var parameters: [(String, String)] = [
+            ("ImageId", settings.imageID), ("InstanceType", type.providerType), ("MinCount", "1"), ("MaxCount", "1"),
+            // Idempotent if the request is sent twice.
+            ("ClientToken", UUID().uuidString),
+            ("TagSpecification.1.ResourceType", "instance"),
+        ]
+        for (index, key) in allTags.keys.sorted().enumerated() {
+            parameters.append(("TagSpecification.1.Tag.\(index + 1).Key", key))
+            parameters.append(("TagSpecification.1.Tag.\(index + 1).Value", allTags[key]!))
+        }
+        if let subnet = settings.subnetID { parameters.append(("SubnetId", subnet)) }
+        for (index, group) in settings.securityGroupIDs.enumerated() { parameters.append(("SecurityGroupId.\(index + 1)", group)) }
+        if let keyPair = settings.keyPairName { parameters.append(("KeyName", keyPair)) }
+        if type.preemptible { parameters.append(("InstanceMarketOptions.MarketType", "spot")) }
+        let response = try await call("RunInstances", parameters, type: type.name)
+        guard let item = response.descendants("instancesSet").first?.children("item").first, let instance = instance(from: item) else {
+            throw CloudError.failed("ec2 RunInstances: no instance in the answer")
+        }
+        return instance
+    }
+
+    public func instances() async throws -> [CloudInstance] {
+        var found: [CloudInstance] = []
+        var pending: Set<String> = []
+        var nextToken: String?
+        repeat {
+            var parameters: [(String, String)] = [
+                ("Filter.1.Name", "tag:\(CloudTag.cluster)"), ("Filter.1.Value.1", settings.clusterID),
+                ("Filter.2.Name", "instance-state-name"),
+                ("Filter.2.Value.1", "pending"), ("Filter.2.Value.2", "running"), ("Filter.2.Value.3", "stopping"), ("Filter.2.Value.4", "stopped"),
+                ("MaxResults", String(settings.pageSize)),
+            ]
+            if let nextToken { parameters.append(("NextToken", nextToken)) }
+            let response = try await call("DescribeInstances", parameters)
+            for reservation in response.child("reservationSet")?.children("item") ?? [] {
+                for item in reservation.child("instancesSet")?.children("item") ?? [] {
+                    guard let instance = instance(from: item) else { continue }
+                    found.append(instance)
+                    if item.text("instanceState", "name") == "pending" { pending.insert(instance.id) }
+                }
+            }
+            nextToken = response.text("nextToken").flatMap { $0.isEmpty ? nil : $0 }
+        } while nextToken != nil
+        // Host keys appear on the console once cloud-init has run; a few lookups per listing.
+        var lookups = 0
+        for index in found.indices {
+            if let known = hostKeys[found[index].id] {
+                found[index].hostKey = known
+            } else if lookups < 10, !pending.contains(found[index].id),
+                      hostKeyLookups[found[index].id].map({ Date().timeIntervalSince($0) > 15 }) ?? true {
+                lookups += 1
+                hostKeyLookups[found[index].id] = Date()
+                if let key = try? await hostKey(of: found[index].id) {
+                    hostKeys[found[index].id] = key
+                    found[index].hostKey = key
+                }
+            }
+        }
+        return found
+    }
+
+    public func setTags(_ id: String, _ tags: [String: String]) async throws {
+        var parameters: [(String, String)] = [("ResourceId.1", id)]
+        for (index, key) in tags.keys.sorted().enumerated() {
+            parameters.append(("Tag.\(index + 1).Key", key))
+            parameters.append(("Tag.\(index + 1).Value", tags[key]!))
+        }
+        _ = try await call("CreateTags", parameters)
+    }
+
+    public func destroy(_ id: String) async throws {
+        _ = try await call("TerminateInstances", [("InstanceId.1", id)])
+    }
+
+    /// The instance's SSH ed25519 host key as cloud-init prints it on the console, once it has.
+    public func hostKey(of id: String) async throws -> String? {
+        let response = try await call("GetConsoleOutput", [("InstanceId", id)])
+        guard let encoded = response.text("output"), let data = Data(base64Encoded: encoded, options: .ignoreUnknownCharacters) else { return nil }
+        return Self.hostKey(inConsoleOutput: String(decoding: data, as: UTF8.self))
+    }
+
+    /// The `ssh-ed25519 AAAA…` line between cloud-init's host key markers.
+    public static func hostKey(inConsoleOutput text: String) -> String? {
+        guard let begin = text.range(of: "-----BEGIN SSH HOST KEY KEYS-----"),
+              let end = text.range(of: "-----END SSH HOST KEY KEYS-----", range: begin.upperBound..<text.endIndex)
+        else { return nil }
+        for line in text[begin.upperBound..<end.lowerBound].split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            if fields.count >= 2, fields[0] == "ssh-ed25519" { return "\(fields[0]) \(fields[1])" }
+        }
+        return nil
+    }
+
+    // MARK: The query API
+
+    private nonisolated func instance(from item: XMLElementNode) -> CloudInstance? {
+        guard let id = item.text("instanceId") else { return nil }
+        var tags: [String: String] = [:]
+        for tag in item.child("tagSet")?.children("item") ?? [] {
+            if let key = tag.text("key") { tags[key] = tag.text("value") ?? "" }
+        }
+        let address = (settings.usePublicIP ? item.text("ipAddress") : item.text("privateIpAddress")) ?? ""
+        let launched = item.text("launchTime").flatMap(Self.date)
+        return CloudInstance(id: id, typeName: tags[CloudTag.instanceType] ?? item.text("instanceType") ?? "", address: address,
+                             sshPort: settings.sshPort, hostKey: nil, tags: tags, createdAt: launched ?? Date())
+    }
+
+    /// One query API call; the answer's root element, or the error mapped to `CloudError`.
+    private func call(_ action: String, _ parameters: [(String, String)], type: String? = nil) async throws -> XMLElementNode {
+        let body = ([("Action", action), ("Version", "2016-11-15")] + parameters)
+            .map { "\(Self.formEncode($0.0))=\(Self.formEncode($0.1))" }.joined(separator: "&")
+        let response: HTTPResponse
+        do {
+            response = try await http.execute(HTTPRequest(
+                method: "POST", url: settings.endpoint,
+                headers: [(name: "Content-Type", value: "application/x-www-form-urlencoded; charset=utf-8")],
+                body: Array(body.utf8)))
+        } catch {
+            throw CloudError.failed("ec2 \(action): \(error)")
+        }
+        let root = XMLElementNode.parse(response.body)
+        guard (200..<300).contains(response.status) else {
+            let error = root?.descendants("Error").first
+            let code = error?.text("Code") ?? "HTTP \(response.status)"
+            let message = "ec2 \(action): \(code): \(error?.text("Message") ?? response.bodyText.prefix(300).description)"
+            throw Self.classify(code: code, status: response.status, message: message, type: type)
+        }
+        guard let root else { throw CloudError.failed("ec2 \(action): the answer is not XML") }
+        return root
+    }
+
+    /// EC2's `2026-11-23T18:32:12.000Z` (or without the fraction).
+    static func date(_ text: String) -> Date? {
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text)
+    }
+
+    static func classify(code: String, status: Int, message: String, type: String?) -> CloudError {
+        let quota: Set<String> = ["InstanceLimitExceeded", "InsufficientInstanceCapacity", "VcpuLimitExceeded", "InsufficientCapacity",
+                                  "MaxSpotInstanceCountExceeded", "InsufficientHostCapacity", "InsufficientReservedInstanceCapacity"]
+        let throttled: Set<String> = ["RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException"]
+        if quota.contains(code), let type { return .quota(type: type, message: message) }
+        if throttled.contains(code) || status == 429 { return .rateLimited(message: message) }
+        return .failed(message)
+    }
+
+    /// application/x-www-form-urlencoded as AWS signs it: everything but unreserved characters escaped.
+    static func formEncode(_ text: String) -> String {
+        let allowed = CharacterSet(charactersIn: "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+        return text.addingPercentEncoding(withAllowedCharacters: allowed) ?? text
+    }
+}
+

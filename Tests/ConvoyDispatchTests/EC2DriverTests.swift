@@ -1,0 +1,152 @@
+import ConvoyDispatch
+import ConvoyModel
+import ConvoyTesting
+import Foundation
+import XCTest
+
+/// The EC2 driver against moto_server over real HTTP with SigV4, with EC2 errors injected by the
+/// harness's proxy; and the leader's reaction to them in a real `convoy dispatch`.
+final class EC2DriverTests: PostgresTestCase {
+    private var cloud: TestEC2Cloud!
+
+    override func setUp() async throws {
+        cloud = try await TestEC2Cloud.start()
+    }
+
+    override func tearDown() async throws {
+        await cloud?.stop()
+    }
+
+    private let small = InstanceType(name: "small", providerType: "t3.small", vcpus: 1, ram: 1 << 30, price: 0.02)
+    private let spot = InstanceType(name: "spot", providerType: "m5.large", vcpus: 2, ram: 8 << 30, price: 0.03, preemptible: true)
+
+    private func driver(cluster: String = "zzzzz", pageSize: Int = 1000) -> EC2Driver {
+        EC2Driver(EC2Driver.Settings(clusterID: cluster, region: "us-east-1", endpoint: cloud.endpoint, accessKeyID: "testing",
+                                     secretAccessKey: "testing", imageID: "ami-12c6146b", pageSize: pageSize),
+                  instanceTypes: [small, spot])
+    }
+
+    func testCreateListByTagAcrossPagesSetTagsAndDestroy() async throws {
+        let driver = driver(pageSize: 5)
+        var created: [CloudInstance] = []
+        for index in 0..<7 {
+            created.append(try await driver.create(index % 2 == 0 ? small : spot, tags: [CloudTag.createdBy: "test"]))
+        }
+        // Another cluster's instance is not ours.
+        _ = try await self.driver(cluster: "yyyyy").create(small, tags: [:])
+        XCTAssertEqual(Set(created.map(\.id)).count, 7)
+        XCTAssertTrue(created.allSatisfy { $0.address.contains(".") && $0.sshPort == 22 && $0.hostKey == nil })
+
+        var listed = try await driver.instances()
+        XCTAssertEqual(Set(listed.map(\.id)), Set(created.map(\.id)), "all seven, over two pages of five")
+        XCTAssertTrue(cloud.actions.filter { $0 == "DescribeInstances" }.count >= 2, "\(cloud.actions)")
+        let first = try XCTUnwrap(listed.first { $0.id == created[0].id })
+        XCTAssertEqual(first.typeName, "small")
+        XCTAssertEqual(first.tags[CloudTag.cluster], "zzzzz")
+        XCTAssertEqual(first.tags[CloudTag.createdBy], "test")
+        XCTAssertEqual(listed.first { $0.id == created[1].id }?.typeName, "spot")
+
+        try await driver.setTags(created[0].id, [CloudTag.idleBehavior: "drain"])
+        try await driver.destroy(created[1].id)
+        try await driver.destroy(created[2].id)
+        listed = try await driver.instances()
+        XCTAssertEqual(listed.count, 5)
+        XCTAssertFalse(listed.contains { $0.id == created[1].id || $0.id == created[2].id })
+        XCTAssertEqual(listed.first { $0.id == created[0].id }?.tags[CloudTag.idleBehavior], "drain")
+    }
+
+    func testCapacityAndQuotaErrorsHoldTheTypeAndThrottlingSaysBackOff() async throws {
+        let driver = driver()
+        for code in ["InstanceLimitExceeded", "InsufficientInstanceCapacity", "VcpuLimitExceeded"] {
+            cloud.inject(code, into: "RunInstances")
+            do {
+                _ = try await driver.create(spot, tags: [:])
+                XCTFail("\(code) was not reported")
+            } catch CloudError.quota(let type, let message) {
+                XCTAssertEqual(type, "spot")
+                XCTAssertTrue(message.contains(code), message)
+            }
+        }
+        cloud.inject("RequestLimitExceeded", status: 503, into: "DescribeInstances")
+        do {
+            _ = try await driver.instances()
+            XCTFail("throttling was not reported")
+        } catch CloudError.rateLimited(let message) {
+            XCTAssertTrue(message.contains("RequestLimitExceeded"), message)
+        }
+        cloud.inject("InvalidAMIID.Malformed", into: "RunInstances")
+        do {
+            _ = try await driver.create(small, tags: [:])
+            XCTFail("a bad request was not reported")
+        } catch CloudError.failed(let message) {
+            XCTAssertTrue(message.contains("InvalidAMIID.Malformed"), message)
+        }
+        // Nothing was created by the refused calls; the next call works.
+        let listed = try await driver.instances()
+        XCTAssertEqual(listed.count, 0)
+        _ = try await driver.create(small, tags: [:])
+        let after = try await driver.instances()
+        XCTAssertEqual(after.count, 1)
+    }
+
+    func testTheHostKeyIsReadFromCloudInitsConsoleOutput() {
+        let console = """
+            [   12.3] cloud-init[801]: ...
+            -----BEGIN SSH HOST KEY KEYS-----
+            ecdsa-sha2-nistp256 AAAAE2VjZHNh root@ip-10-0-0-5
+            ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFx root@ip-10-0-0-5
+            -----END SSH HOST KEY KEYS-----
+            """
+        XCTAssertEqual(EC2Driver.hostKey(inConsoleOutput: console), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFx")
+        XCTAssertNil(EC2Driver.hostKey(inConsoleOutput: "booting…"))
+    }
+
+    /// The leader in a real `convoy dispatch` on the ec2 driver: a quota refusal holds only that
+    /// type; throttling stops every cloud call for a while.
+    func testTheLeaderHoldsATypeAtQuotaAndBacksOffWhenThrottled() async throws {
+        let api = try await TestAPIServer.start(database: try postgresServer())
+        defer { Task { await api.stop() } }
+        let pool = try TestDispatchPool(apiHost: "http://\(api.hostAndPort)", apiToken: api.dispatcherToken, cloudVMs: [
+            "Driver": "ec2",
+            "DriverParameters": "{Region: us-east-1, Endpoint: \"\(cloud.endpoint)\", AccessKeyID: testing, SecretAccessKey: testing, ImageID: ami-12c6146b}",
+            "MaxConcurrentInstanceCreateOps": "1",
+        ])
+        let replica = try TestDispatchReplica.start(database: try postgresServer(), memberID: "e1", pool: pool)
+        defer { replica.remove() }
+        // The medium container has the higher priority, so its type is asked for first.
+        cloud.inject("InsufficientInstanceCapacity", into: "RunInstances")
+        for (vcpus, ram, priority) in [(2, Int64(2) << 30, 10), (1, Int64(512) << 20, 5)] {
+            _ = try await api.services.containers.create(
+                ContainerSpec(command: ["true"], runtimeConstraints: RuntimeConstraints(vcpus: vcpus, ram: ram), priority: priority),
+                on: api.services.database)
+        }
+        let driver = driver()
+        let deadline = ContinuousClock.now + .seconds(20)
+        var types: [String] = []
+        while ContinuousClock.now < deadline {
+            types = try await driver.instances().map(\.typeName)
+            if !types.isEmpty { break }
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        try await Task.sleep(for: .seconds(2))
+        types = try await driver.instances().map(\.typeName)
+        // The medium type is held after its refusal; the small one was created meanwhile.
+        XCTAssertEqual(types, ["small"], replica.log)
+        XCTAssertEqual(cloud.actions.filter { $0 == "RunInstances" }.count, 2, "\(cloud.actions)")
+        XCTAssertTrue(replica.log.contains("no capacity or quota for medium"), replica.log)
+
+        // Throttled: no cloud call at all for the back-off (at least 10 s).
+        cloud.inject("RequestLimitExceeded", status: 503, into: "DescribeInstances")
+        let before = cloud.actions.count
+        var throttledAt: Int?
+        let watchUntil = ContinuousClock.now + .seconds(5)
+        while throttledAt == nil, ContinuousClock.now < watchUntil {
+            throttledAt = cloud.actions[before...].firstIndex(of: "DescribeInstances")
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let index = try XCTUnwrap(throttledAt, "no DescribeInstances after the injection: \(cloud.actions[before...])")
+        try await Task.sleep(for: .seconds(5))
+        XCTAssertEqual(cloud.actions.count, index + 1, "cloud calls during the back-off: \(cloud.actions[(index + 1)...])")
+        XCTAssertTrue(replica.log.contains("cloud API rate limit"), replica.log)
+    }
+}
