@@ -53,6 +53,7 @@ struct DispatchCommand: AsyncParsableCommand {
         logger.logLevel = .info
         logger[metadataKey: "member"] = "\(member)"
 
+        let metrics = DispatchMetrics.bootstrap()
         let (dispatchSettings, workerSettings, driver) = try await Self.pool(config)
         let service = DispatchService(settings: dispatchSettings, driver: driver, logger: logger)
 
@@ -73,7 +74,7 @@ struct DispatchCommand: AsyncParsableCommand {
         let boundPort = try await cluster.start()
         logger.info("replica started", metadata: ["replica protocol": "\(host):\(boundPort)", "management": "\(dispatch.managementListen)"])
         let app = Application(
-            router: ManagementRouter.make(member: cluster, token: dispatch.managementToken ?? "", dispatch: service),
+            router: ManagementRouter.make(member: cluster, token: dispatch.managementToken ?? "", dispatch: service, metrics: metrics),
             configuration: .init(address: .hostname(managementHost, port: managementPort), serverName: "convoy-dispatch"),
             logger: logger)
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

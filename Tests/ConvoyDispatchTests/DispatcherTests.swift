@@ -86,6 +86,13 @@ final class DispatcherTests: PostgresTestCase {
         return items.compactMap(\.objectValue)
     }
 
+    private func metricsText(_ replica: TestDispatchReplica) async throws -> String {
+        let response = try await http.execute(HTTPRequest(method: "GET", url: "http://\(replica.managementAddress)/metrics",
+                                                          headers: [(name: "Authorization", value: "Bearer \(replica.managementToken)")]))
+        XCTAssertEqual(response.status, 200)
+        return response.bodyText
+    }
+
     private func history(_ uuid: ArvadosUUID) async throws -> [String] { try await api.stateHistory(uuid) }
 
     // MARK: Tests
@@ -344,6 +351,23 @@ final class DispatcherTests: PostgresTestCase {
         // A follower forwards an operator command to the leader.
         let leaderID = try await currentLeader()
         let follower = try XCTUnwrap(started.first { $0.memberID != leaderID })
+        let leader = try XCTUnwrap(started.first { $0.memberID == leaderID })
+
+        // Prometheus text on every replica: the pool on the leader, who leads everywhere.
+        try await wait("the leader's pool metrics") {
+            let text = try await metricsText(leader)
+            return text.contains(#"convoy_containers{state="running"} 1.0"#)
+                && text.split(separator: "\n").contains { $0.hasPrefix("convoy_instances{") && $0.contains(#"type="small""#)
+                    && $0.contains(#"state="running""#) && $0.hasSuffix(" 1.0") }
+        }
+        let leaderMetrics = try await metricsText(leader)
+        for expected in ["convoy_is_leader 1.0", #"convoy_containers{state="running"} 1.0"#, "convoy_instances_price_per_hour 0.02",
+                         "convoy_worker_boot_seconds_count", "convoy_worker_probe_seconds_count", "convoy_containers_started_total 1"] {
+            XCTAssertTrue(leaderMetrics.contains(expected), "\(expected) not in:\n\(leaderMetrics)")
+        }
+        let followerMetrics = try await metricsText(follower)
+        XCTAssertTrue(followerMetrics.contains("convoy_is_leader 0.0"), followerMetrics)
+        XCTAssertTrue(followerMetrics.contains("convoy_leader_epoch"), followerMetrics)
         let (hold, holdBody) = try await management("POST", follower, "/arvados/v1/dispatch/instances/hold?instance_id=\(worker)")
         XCTAssertEqual(hold, 200, "\(holdBody)")
         try await wait("the hold visible on every replica") {

@@ -184,7 +184,14 @@ public actor DispatchLeader {
                 logger.warning("member did not answer sync", metadata: ["member": "\(memberID)"])
                 continue  // keep its last reports: its workers and their containers are still there
             }
-            for report in answer where hosts[report.instanceID] == memberID { reports[report.instanceID] = report }
+            for report in answer where hosts[report.instanceID] == memberID {
+                let previous = reports[report.instanceID]
+                if previous?.bootedAt == nil, report.bootedAt != nil, let seconds = report.bootSeconds, report.bootedAt! > since {
+                    DispatchMetrics.workerBooted(seconds: seconds)
+                }
+                if report.lastProbe != previous?.lastProbe, let seconds = report.probeSeconds { DispatchMetrics.workerProbed(seconds: seconds) }
+                reports[report.instanceID] = report
+            }
         }
     }
 
@@ -398,6 +405,7 @@ public actor DispatchLeader {
     private func noteCloudError(_ error: any Error, now: Date, type: String? = nil) {
         let cloudError = error as? CloudError ?? .failed("\(error)")
         cloudErrors[cloudError.code, default: 0] += 1
+        DispatchMetrics.cloudError(code: cloudError.code)
         switch cloudError {
         case .quota(let held, _):
             quotaHolds[type ?? held] = now.addingTimeInterval(60)
@@ -433,6 +441,7 @@ public actor DispatchLeader {
                 try await host.startContainer(uuid, on: worker, settings: runnerSettings)
             }
             starting[uuid] = (worker, Date())
+            DispatchMetrics.containerStarted()
             logger.info("container started", metadata: ["container": "\(uuid)", "instance": "\(worker)", "member": "\(memberID)", "pid": "\(pid)"])
         } catch let error as ClusterError where error.outcomeUnknown {
             // The runner may have started: keep the container where it is until a probe of the

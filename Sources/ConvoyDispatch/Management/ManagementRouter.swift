@@ -3,6 +3,7 @@ import ConvoyModel
 import Foundation
 import Hummingbird
 import NIOCore
+import Prometheus
 
 /// The management HTTP port of a replica (`convoy cluster …`): bearer-token protected.
 ///
@@ -11,13 +12,20 @@ import NIOCore
 /// - `GET /cluster/ping[?epoch=N]` — this member pings every other member through the replica
 ///   protocol (stamping epoch N when given) and reports each answer or error.
 public enum ManagementRouter {
-    public static func make(member: ClusterMember, token: String, dispatch: DispatchService? = nil) -> Router<BasicRequestContext> {
+    public static func make(member: ClusterMember, token: String, dispatch: DispatchService? = nil,
+                            metrics: PrometheusCollectorRegistry? = nil) -> Router<BasicRequestContext> {
         let router = Router()
         router.middlewares.add(BearerTokenMiddleware(token: token))
         router.get("_health/ping") { _, _ -> Response in
             try json(["health": "OK"])
         }
         if let dispatch { addPoolRoutes(router, dispatch) }
+        if let metrics {
+            router.get("metrics") { _, _ -> Response in
+                Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                         body: ResponseBody(byteBuffer: ByteBuffer(bytes: metrics.emitToBuffer())))
+            }
+        }
         router.get("cluster/status") { _, _ -> Response in
             try json(try await member.status())
         }

@@ -29,6 +29,7 @@ public actor DispatchService {
     private var leader: DispatchLeader?
     private var leaderEpoch: Int64 = 0
     private var latest = PoolView.empty
+    private let gauges = PoolGaugeTracker()
 
     public init(settings: DispatchSettings, driver: any CloudDriver, logger: Logger) {
         self.settings = settings
@@ -42,6 +43,7 @@ public actor DispatchService {
 
     /// Starts leader work when this member wins, stops it the moment it loses.
     public func leadershipChanged(_ leadership: Leadership) async {
+        DispatchMetrics.leadership(isLeader: leadership.isMe, epoch: leadership.epoch)
         if leadership.isMe {
             guard leader == nil || leaderEpoch != leadership.epoch, let member else { return }
             await leader?.stop()
@@ -55,11 +57,15 @@ public actor DispatchService {
             await current.stop()
             leader = nil
             latest = .empty
+            DispatchMetrics.pool(.empty, tracker: gauges)
         }
     }
 
     private func publish(_ view: PoolView) {
-        if view.epoch == leaderEpoch, leader != nil { latest = view }
+        if view.epoch == leaderEpoch, leader != nil {
+            latest = view
+            DispatchMetrics.pool(view, tracker: gauges)
+        }
     }
 
     public func stop() async {
