@@ -118,7 +118,7 @@ struct DispatchCommand: AsyncParsableCommand {
             minRetryPeriod: config.containers.minRetryPeriod, cloud: cloud, api: api,
             runnerAPIHost: config.dispatch.runnerAPIHost ?? config.dispatcherAPIHost, runtimeEngine: config.containers.runtimeEngine,
             memberTimeout: max(config.dispatch.heartbeatInterval * 3, .seconds(3)) + config.dispatch.heartbeatInterval)
-        let workers = WorkerHostSettings(sshUser: cloud.sshUser, privateKey: .file(path: keyFile), bootProbeCommand: cloud.bootProbeCommand,
+        var workers = WorkerHostSettings(sshUser: cloud.sshUser, privateKey: .file(path: keyFile), bootProbeCommand: cloud.bootProbeCommand,
                                          probeInterval: cloud.probeInterval, runner: runner)
         let driver: any CloudDriver
         switch cloud.driver {
@@ -135,8 +135,16 @@ struct DispatchCommand: AsyncParsableCommand {
             } catch {
                 throw ValidationError("Containers.CloudVMs.DriverParameters: \(error)")
             }
+        case "stub":
+            do {
+                let stub = StubCloud(try StubCloud.settings(clusterID: config.clusterID, cloud: cloud))
+                driver = stub
+                workers.connector = stub
+            } catch {
+                throw ValidationError("Containers.CloudVMs.DriverParameters: \(error)")
+            }
         default:
-            throw ValidationError("Containers.CloudVMs.Driver \(cloud.driver) is not available in this version; use loopback or ec2")
+            throw ValidationError("Containers.CloudVMs.Driver \(cloud.driver) is not one of loopback, ec2, stub")
         }
         return (settings, workers, driver)
     }

@@ -390,4 +390,39 @@ final class DispatcherTests: PostgresTestCase {
             return current.state == .running && current.lockCount == 2
         }
     }
+
+    /// The stub cloud (simulation only): 200 containers through the real API, with instances that
+    /// never boot and containers that fail — every container ends once, none is started twice.
+    func testTheStubCloudRunsTwoHundredContainersThroughChaos() async throws {
+        let pool = try startPool(cloudVMs: [
+            "Driver": "stub",
+            "DriverParameters": "{BootTime: 200ms, RunTime: 300ms, BootFailureRate: \"0.2\", RunFailureRate: \"0.1\"}",
+            "PollInterval": "100ms", "ProbeInterval": "200ms", "TimeoutBooting": "2s", "TimeoutIdle": "5s",
+            "MaxInstances": "40", "MaxConcurrentInstanceCreateOps": "20", "MaxCloudOpsPerSecond": "200",
+        ])
+        let replica = try startReplicas(["s1"], pool: pool)[0]
+        var uuids: [ArvadosUUID] = []
+        for index in 0..<200 { uuids.append(try await submit(["echo", String(index)])) }
+        try await wait("200 containers final", within: .seconds(180), every: .seconds(1)) {
+            let rows = try await api.services.database.query(
+                "SELECT count(*)::int8 AS n FROM containers WHERE uuid = ANY(string_to_array($1, ',')) AND state IN ('Complete', 'Cancelled')",
+                [uuids.map(\.rawValue).joined(separator: ",")])
+            return try rows.first!.decode(Int64.self, column: "n") == 200
+        }
+        let rows = try await api.services.database.query(
+            "SELECT state, exit_code, lock_count FROM containers WHERE uuid = ANY(string_to_array($1, ','))", [uuids.map(\.rawValue).joined(separator: ",")])
+        var failed = 0
+        for row in rows.rows {
+            XCTAssertEqual(try row.decode(String.self, column: "state"), "Complete")
+            XCTAssertEqual(try row.decode(Int.self, column: "lock_count"), 1)
+            if try row.decode(Int?.self, column: "exit_code") == 1 { failed += 1 }
+        }
+        XCTAssertGreaterThan(failed, 0, "RunFailureRate 0.1 failed none of 200")
+        XCTAssertLessThan(failed, 60)
+        let running = try await api.services.database.query(
+            "SELECT count(*)::int8 AS n FROM container_state_history WHERE container_uuid = ANY(string_to_array($1, ',')) AND to_state = 'Running'",
+            [uuids.map(\.rawValue).joined(separator: ",")])
+        XCTAssertEqual(try running.first!.decode(Int64.self, column: "n"), 200, "a container went Running twice")
+        XCTAssertTrue(replica.log.contains("the boot probe has not passed"), "no instance failed to boot (BootFailureRate 0.2)")
+    }
 }

@@ -12,9 +12,12 @@ public struct WorkerHostSettings: Sendable {
     public var retryInterval: Duration
     public var connectTimeout: Duration
     public var runner: RunnerBinary
+    /// SSH, or the stub cloud's simulated shells.
+    public var connector: any WorkerConnector
 
     public init(sshUser: String, privateKey: SSHPrivateKey, bootProbeCommand: String, probeInterval: Duration,
-                retryInterval: Duration = .seconds(1), connectTimeout: Duration = .seconds(10), runner: RunnerBinary) {
+                retryInterval: Duration = .seconds(1), connectTimeout: Duration = .seconds(10), runner: RunnerBinary,
+                connector: any WorkerConnector = SSHConnector()) {
         self.sshUser = sshUser
         self.privateKey = privateKey
         self.bootProbeCommand = bootProbeCommand
@@ -22,6 +25,7 @@ public struct WorkerHostSettings: Sendable {
         self.retryInterval = retryInterval
         self.connectTimeout = connectTimeout
         self.runner = runner
+        self.connector = connector
     }
 }
 
@@ -35,7 +39,7 @@ actor WorkerSession {
     private let logger: Logger
     private let hostedSince = Date()
     private let hostedClock = ContinuousClock.now
-    private var session: SSHSession?
+    private var session: (any WorkerShell)?
     private var phase: WorkerReport.Phase = .connecting
     private var containers: Set<String> = []
     /// Starts since a probe began: the probe may have listed before they registered.
@@ -94,7 +98,7 @@ actor WorkerSession {
                 return
             } catch {
                 lastError = "\(error)"
-                if session.map({ _ in true }) == true, !(await session!.isConnected) { session = nil }
+                if let current = session, !(await current.isConnected) { session = nil }
                 if case .some(SSHError.unreachable) = error as? SSHError { session = nil }
                 if phase == .ready { phase = .unreachable }
                 logger.debug("worker not ready", metadata: ["error": "\(error)"])
@@ -103,7 +107,7 @@ actor WorkerSession {
         }
     }
 
-    private func connected() async throws -> SSHSession {
+    private func connected() async throws -> any WorkerShell {
         if let session, await session.isConnected { return session }
         guard let expected = instance.hostKey else {
             // Never trust the first key presented: wait until the cloud reports it (the leader
@@ -111,18 +115,15 @@ actor WorkerSession {
             phase = .booting
             throw WorkerError.notReady(instance: instance.id, phase: .booting)
         }
-        let configuration = SSHConfiguration(
-            host: instance.address, port: instance.sshPort, user: settings.sshUser, privateKey: settings.privateKey,
-            hostKeyVerifier: .publicKey(expected), connectTimeout: settings.connectTimeout, keepaliveInterval: .seconds(15))
-        let session = try await SSHSession.connect(configuration)
+        let session = try await settings.connector.connect(instance, hostKey: expected, settings: settings)
         self.session = session
         if phase == .connecting || phase == .hostKeyMismatch { phase = bootedAt == nil ? .booting : .unreachable }
         return session
     }
 
-    private func bootProbe(_ ssh: SSHSession) async throws {
+    private func bootProbe(_ ssh: any WorkerShell) async throws {
         phase = .booting
-        let result = try await ssh.exec(settings.bootProbeCommand, timeout: .seconds(60))
+        let result = try await ssh.exec(settings.bootProbeCommand, stdin: nil, timeout: .seconds(60))
         guard result.exitStatus == 0 else {
             lastError = "boot probe exited \(result.exitStatus): \(result.stderrText.suffix(500))"
             return
@@ -134,17 +135,17 @@ actor WorkerSession {
 
     /// Uploads the runner unless the worker has this very binary. A checksum file written after
     /// each complete upload makes the check cheap (hashing 100+ MB on every connect is not).
-    private func deployRunner(_ ssh: SSHSession) async throws {
+    private func deployRunner(_ ssh: any WorkerShell) async throws {
         let runner = settings.runner
         let id = instance.id
         let check = "test -x '\(runner.remotePath)' && cat '\(runner.remotePath).sha256' 2>/dev/null"
-        if try await ssh.exec(check, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) {
+        if try await ssh.exec(check, stdin: nil, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) {
             runnerDeployed = true
             return
         }
         try await runner.uploads.withLock {
             // Another session of this member may have uploaded it meanwhile (workers that share a filesystem).
-            if try await ssh.exec(check, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) { return }
+            if try await ssh.exec(check, stdin: nil, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) { return }
             let directory = (runner.remotePath as NSString).deletingLastPathComponent
             let temporary = "\(runner.remotePath).\(UUID().uuidString.prefix(8)).tmp"
             let mkdir = try await ssh.exec("mkdir -p '\(directory)'", timeout: .seconds(30))
@@ -156,7 +157,7 @@ actor WorkerSession {
             // checksum file last.
             let install = "sha256sum '\(temporary)' | grep -q '^\(runner.sha256) ' && mv -f '\(temporary)' '\(runner.remotePath)'"
                 + " && echo \(runner.sha256) > '\(runner.remotePath).sha256.tmp' && mv -f '\(runner.remotePath).sha256.tmp' '\(runner.remotePath).sha256'"
-            let move = try await ssh.exec(install, timeout: .seconds(60))
+            let move = try await ssh.exec(install, stdin: nil, timeout: .seconds(60))
             guard move.exitStatus == 0 else {
                 _ = try? await ssh.exec("rm -f '\(temporary)'", timeout: .seconds(30))
                 throw WorkerError.commandFailed(instance: id, command: "install the runner", status: move.exitStatus, stderr: move.stderrText)
@@ -166,7 +167,7 @@ actor WorkerSession {
         logger.info("runner ready", metadata: ["path": "\(runner.remotePath)"])
     }
 
-    private func probe(_ ssh: SSHSession) async throws {
+    private func probe(_ ssh: any WorkerShell) async throws {
         let began = ContinuousClock.now
         let result = try await ssh.exec("'\(settings.runner.remotePath)' run --list", timeout: .seconds(60))
         guard result.exitStatus == 0 else {
