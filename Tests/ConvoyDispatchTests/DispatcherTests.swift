@@ -425,4 +425,39 @@ final class DispatcherTests: PostgresTestCase {
         XCTAssertEqual(try running.first!.decode(Int64.self, column: "n"), 200, "a container went Running twice")
         XCTAssertTrue(replica.log.contains("the boot probe has not passed"), "no instance failed to boot (BootFailureRate 0.2)")
     }
+
+    /// An instance found at start-up whose boot probe fails while a runner lives there is drained:
+    /// its container finishes, nothing new starts there, then it is destroyed.
+    func testAWorkerFoundRunningAContainerWhoseBootProbeFailsIsDrainedNotKilled() async throws {
+        let pool = try startPool(cloudVMs: ["BootProbeCommand": #""test ! -e $CONVOY_RUNNER_STATE_DIR/../broken""#])
+        let driver = try pool.driver()
+        let instance = try await driver.create(InstanceType(name: "small", vcpus: 1, ram: 1 << 30, price: 0.02), tags: [:])
+        let instanceDirectory = pool.cloudDirectory.appendingPathComponent(instance.id)
+        // The runner a previous leader deployed there, and a container it started.
+        let binary = try ConvoyBinary.path()
+        let checksum = String(try TestProcess.run("/usr/bin/sha256sum", [binary]).stdout.prefix(64))
+        let remote = pool.directory.appendingPathComponent("bin/convoy-\(checksum.prefix(16))").path
+        try FileManager.default.createDirectory(atPath: pool.directory.appendingPathComponent("bin").path, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: binary, toPath: remote)
+        try (checksum + "\n").write(toFile: remote + ".sha256", atomically: true, encoding: .utf8)
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["sh", "-c", "sleep 6; echo survived"], outputPath: "/out", priority: 1))
+        var environment = ProcessInfo.processInfo.environment
+        environment["CONVOY_RUNNER_STATE_DIR"] = instanceDirectory.appendingPathComponent("state").path
+        environment["CONVOY_RUNNER_WORK_DIR"] = instanceDirectory.appendingPathComponent("work").path
+        let started = try ConvoyBinary.run(["run", "--detach", "--stdin-config", locked.uuid.rawValue, "--runtime", "process"], environment: environment,
+                                           stdin: #"{"CONVOY_API_HOST": "http://\#(api.hostAndPort)", "CONVOY_API_TOKEN": "\#(locked.token)"}"#)
+        XCTAssertEqual(started.status, 0, started.stderr)
+        try "".write(to: instanceDirectory.appendingPathComponent("broken"), atomically: true, encoding: .utf8)
+
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        try await wait("the instance drained") {
+            try await items(replica, "/arvados/v1/dispatch/instances").first { $0["instance"]?.stringValue == instance.id }?["idle_behavior"]?.stringValue == "drain"
+        }
+        try await wait("the container Complete", within: .seconds(30)) { try await container(locked.uuid).state == .complete }
+        try await wait("the drained instance destroyed", within: .seconds(30)) { try await !driver.instances().contains { $0.id == instance.id } }
+        let states = try await history(locked.uuid)
+        XCTAssertEqual(states, ["Queued", "Locked", "Running", "Complete"])
+        XCTAssertTrue(replica.log.contains("draining a worker whose boot probe fails"), replica.log)
+        XCTAssertFalse(replica.log.contains("the boot probe has not passed"), replica.log)
+    }
 }

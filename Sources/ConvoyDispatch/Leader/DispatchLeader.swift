@@ -239,6 +239,14 @@ public actor DispatchLeader {
         let cloud = settings.cloud
         for (id, instance) in instances where !shuttingDown.contains(id) {
             let report = reports[id]
+            if let report, report.bootProbeFailing, idleBehavior[id] != .drain {
+                logger.warning("draining a worker whose boot probe fails while runners live there",
+                               metadata: ["instance": "\(id)", "containers": "\(report.containers.count)"])
+                idleBehavior[id] = .drain
+                let driver = self.driver
+                Task { try? await driver.setTags(id, [CloudTag.idleBehavior: IdleBehavior.drain.rawValue]) }
+                continue
+            }
             var reason: String?
             switch report?.phase {
             case .hostKeyMismatch:
@@ -265,6 +273,7 @@ public actor DispatchLeader {
     private func workerState(_ id: String) -> WorkerState {
         guard let report = reports[id] else { return .unknown }
         switch report.phase {
+        case .ready where report.bootProbeFailing: return runningOn(id).isEmpty ? .unknown : .running
         case .ready: return runningOn(id).isEmpty ? .idle : .running
         case .booting, .connecting: return report.bootedAt == nil ? .booting : .unknown
         case .unreachable, .hostKeyMismatch: return .unknown

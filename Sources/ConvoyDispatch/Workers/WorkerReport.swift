@@ -31,9 +31,11 @@ public struct WorkerReport: Codable, Sendable, Equatable {
     public var hostedSince: Date
     /// The last failure, if the worker is not ready.
     public var error: String?
+    /// The boot probe fails, yet runners live there (found so at start-up): drain it, never kill it.
+    public var bootProbeFailing: Bool
 
     public init(instanceID: String, member: String, phase: Phase, containers: [String], lastProbe: Date?, bootedAt: Date?,
-                bootSeconds: Double?, probeSeconds: Double?, hostedSince: Date, error: String?) {
+                bootSeconds: Double?, probeSeconds: Double?, hostedSince: Date, error: String?, bootProbeFailing: Bool = false) {
         self.instanceID = instanceID
         self.member = member
         self.phase = phase
@@ -44,6 +46,7 @@ public struct WorkerReport: Codable, Sendable, Equatable {
         self.probeSeconds = probeSeconds
         self.hostedSince = hostedSince
         self.error = error
+        self.bootProbeFailing = bootProbeFailing
     }
 }
 

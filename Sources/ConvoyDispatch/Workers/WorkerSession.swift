@@ -50,6 +50,7 @@ actor WorkerSession {
     private var probeSeconds: Double?
     private var runnerDeployed = false
     private var lastError: String?
+    private var bootProbeFailing = false
     private var loop: Task<Void, Never>?
 
     init(instance: CloudInstance, settings: WorkerHostSettings, member: String, logger: Logger) {
@@ -73,7 +74,8 @@ actor WorkerSession {
 
     var report: WorkerReport {
         WorkerReport(instanceID: instance.id, member: member, phase: phase, containers: containers.sorted(), lastProbe: lastProbe,
-                     bootedAt: bootedAt, bootSeconds: bootSeconds, probeSeconds: probeSeconds, hostedSince: hostedSince, error: lastError)
+                     bootedAt: bootedAt, bootSeconds: bootSeconds, probeSeconds: probeSeconds, hostedSince: hostedSince, error: lastError,
+                     bootProbeFailing: bootProbeFailing)
     }
 
     private func run() async {
@@ -126,11 +128,31 @@ actor WorkerSession {
         let result = try await ssh.exec(settings.bootProbeCommand, stdin: nil, timeout: .seconds(60))
         guard result.exitStatus == 0 else {
             lastError = "boot probe exited \(result.exitStatus): \(result.stderrText.suffix(500))"
+            try await lookForRunnersDespiteTheBootProbe(ssh)
             return
         }
+        bootProbeFailing = false
         bootedAt = Date()
         bootSeconds = Self.seconds(ContinuousClock.now - hostedClock)
         logger.info("worker booted", metadata: ["boot_seconds": "\(bootSeconds!)"])
+    }
+
+    /// A worker whose boot probe fails may still run containers (one found at start-up, whose
+    /// probe broke since): if this runner binary is there and lists any, report them, so that
+    /// the leader drains the worker instead of killing what runs.
+    private func lookForRunnersDespiteTheBootProbe(_ ssh: any WorkerShell) async throws {
+        let runner = settings.runner
+        let check = "test -x '\(runner.remotePath)' && cat '\(runner.remotePath).sha256' 2>/dev/null"
+        guard try await ssh.exec(check, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) else { return }
+        let listing = try await ssh.exec("'\(runner.remotePath)' run --list", timeout: .seconds(60))
+        let listed = Set(listing.stdoutText.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
+        guard listing.exitStatus == 0, !listed.isEmpty || bootProbeFailing else { return }
+        if !bootProbeFailing { logger.warning("boot probe fails but runners live here: reporting them", metadata: ["containers": "\(listed.count)"]) }
+        bootProbeFailing = true
+        runnerDeployed = true
+        containers = listed
+        lastProbe = Date()
+        phase = .ready
     }
 
     /// Uploads the runner unless the worker has this very binary. A checksum file written after
