@@ -460,4 +460,22 @@ final class DispatcherTests: PostgresTestCase {
         XCTAssertTrue(replica.log.contains("draining a worker whose boot probe fails"), replica.log)
         XCTAssertFalse(replica.log.contains("the boot probe has not passed"), replica.log)
     }
+
+    /// A worker that stops answering is shut down after TimeoutProbe; its container is requeued
+    /// (its token revoked) and runs again elsewhere.
+    func testAWorkerThatStopsAnsweringIsShutDownAfterTimeoutProbeAndItsContainerRunsAgain() async throws {
+        let pool = try startPool(cloudVMs: ["ProbeInterval": "300ms", "TimeoutProbe": "2s"])
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        let uuid = try await submit(["sh", "-c", "sleep 8; echo finished"])
+        let lost = try await waitUntilRunning(uuid, via: replica)
+        await (try pool.driver()).breakInstance(lost)
+        try await wait("the unreachable instance destroyed", within: .seconds(30)) { try await !pool.driver().instances().contains { $0.id == lost } }
+        XCTAssertTrue(replica.log.contains("no successful probe for"), replica.log)
+        try await wait("the container Complete on another instance", within: .seconds(60)) { try await container(uuid).state == .complete }
+        let final = try await container(uuid)
+        XCTAssertEqual(final.lockCount, 2)
+        XCTAssertEqual(final.exitCode, 0)
+        let states = try await history(uuid)
+        XCTAssertEqual(states, ["Queued", "Locked", "Running", "Queued", "Locked", "Running", "Complete"])
+    }
 }

@@ -204,9 +204,12 @@ public actor LoopbackDriver: CloudDriver {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    /// Stops the sshd only (the instance stays listed, unreachable): a VM that hung or lost its network.
-    public func breakInstance(_ id: String) {
-        if let pid = sshdPID(id) { kill(pid, SIGKILL) }
+    /// Stops its sshd and SSH sessions but not its runners (the instance stays listed,
+    /// unreachable): a VM that lost its network.
+    public func breakInstance(_ id: String) async {
+        guard let pid = sshdPID(id) else { return }
+        _ = try? await LocalProgram.run("/usr/bin/pkill", ["-KILL", "-P", String(pid)])
+        kill(pid, SIGKILL)
     }
 }
 

@@ -299,7 +299,8 @@ public actor DispatchLeader {
         for (uuid, start) in starting {
             // A probe that ended after the start knows (WorkerSession adds starts made while it ran).
             let probedSince = reports[start.worker]?.lastProbe.map { $0 > start.at } ?? false
-            if probedSince || now.timeIntervalSince(start.at) > grace { starting[uuid] = nil }
+            let workerGone = instances[start.worker] == nil || shuttingDown.contains(start.worker)
+            if probedSince || workerGone || now.timeIntervalSince(start.at) > grace { starting[uuid] = nil }
         }
         var location: [String: String] = [:]
         for (id, report) in reports where instances[id] != nil { for uuid in report.containers { location[uuid] = id } }
