@@ -143,6 +143,21 @@ public struct APIClient: Sendable {
         return token
     }
 
+    // MARK: Container requests
+
+    /// Creates a container request from its attributes (Arvados names: `command`, `state`, …).
+    public func createContainerRequest(_ attributes: [String: JSONValue]) async throws -> ContainerRequest {
+        try decode(ContainerRequest.self, try await send("POST", "/container_requests", body: .object(["container_request": .object(attributes)])))
+    }
+
+    public func containerRequest(_ uuid: ArvadosUUID) async throws -> ContainerRequest {
+        try decode(ContainerRequest.self, try await send("GET", "/container_requests/\(uuid)"))
+    }
+
+    public func updateContainerRequest(_ uuid: ArvadosUUID, _ attributes: [String: JSONValue]) async throws -> ContainerRequest {
+        try decode(ContainerRequest.self, try await send("PATCH", "/container_requests/\(uuid)", body: .object(["container_request": .object(attributes)])))
+    }
+
     /// The caller's own token record.
     public func currentToken() async throws -> [String: JSONValue] {
         try await send("GET", "/api_client_authorizations/current")

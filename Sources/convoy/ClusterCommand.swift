@@ -32,11 +32,15 @@ struct ClusterCommand: AsyncParsableCommand {
                     throw ValidationError("\(config): \(error.description)")
                 }
             }
-            guard let address = management ?? environment["CONVOY_MANAGEMENT_ADDRESS"] ?? dispatch?.managementListen else {
-                throw ValidationError("say which replica to ask: --management host:port, CONVOY_MANAGEMENT_ADDRESS, or --config")
+            // CONVOY_MGMT_URL (http://host:port) and CONVOY_MGMT_TOKEN are the short names `make run` writes.
+            let url = environment["CONVOY_MGMT_URL"].map { text in
+                text.replacingOccurrences(of: "http://", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
             }
-            guard let token = environment["CONVOY_MANAGEMENT_TOKEN"] ?? dispatch?.managementToken else {
-                throw ValidationError("no management token: set CONVOY_MANAGEMENT_TOKEN or give --config with Dispatch.ManagementToken")
+            guard let address = management ?? environment["CONVOY_MANAGEMENT_ADDRESS"] ?? url ?? dispatch?.managementListen else {
+                throw ValidationError("say which replica to ask: --management host:port, CONVOY_MGMT_URL, CONVOY_MANAGEMENT_ADDRESS, or --config")
+            }
+            guard let token = environment["CONVOY_MANAGEMENT_TOKEN"] ?? environment["CONVOY_MGMT_TOKEN"] ?? dispatch?.managementToken else {
+                throw ValidationError("no management token: set CONVOY_MGMT_TOKEN (or CONVOY_MANAGEMENT_TOKEN), or give --config with Dispatch.ManagementToken")
             }
             return (address, token)
         }

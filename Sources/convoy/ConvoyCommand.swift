@@ -10,6 +10,7 @@ struct ConvoyCommand: AsyncParsableCommand {
             Convoy queues containers, boots cloud VMs, runs each container on a worker over SSH, and \
             keeps going through crashes and rolling restarts.
             """,
-        subcommands: [VersionCommand.self, DoctorCommand.self, APICommand.self, DispatchCommand.self, ClusterCommand.self, RunCommand.self, ImagesCommand.self]
+        subcommands: [VersionCommand.self, DoctorCommand.self, APICommand.self, DispatchCommand.self, ClusterCommand.self, InstancesCommand.self,
+                      ContainersCommand.self, RunCommand.self, ImagesCommand.self]
     )
 }

@@ -373,6 +373,19 @@ final class DispatcherTests: PostgresTestCase {
         try await wait("the hold visible on every replica") {
             try await items(started[0], "/arvados/v1/dispatch/instances").first?["idle_behavior"]?.stringValue == "hold"
         }
+        // The same through the CLI, asking the follower.
+        var cli = ProcessInfo.processInfo.environment
+        cli["CONVOY_MGMT_URL"] = "http://\(follower.managementAddress)"
+        cli["CONVOY_MGMT_TOKEN"] = follower.managementToken
+        let listed = try ConvoyBinary.run(["instances", "list"], environment: cli)
+        XCTAssertEqual(listed.status, 0, listed.stderr)
+        XCTAssertTrue(listed.stdout.contains(worker) && listed.stdout.contains("hold") && listed.stdout.contains(uuid.rawValue), listed.stdout)
+        let back = try ConvoyBinary.run(["instances", "run", worker], environment: cli)
+        XCTAssertEqual(back.status, 0, back.stderr)
+        let unknown = try ConvoyBinary.run(["instances", "drain", "lo-nope"], environment: cli)
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("no such instance"), unknown.stderr)
+
         // No token, a wrong token: 401 and nothing done.
         for headers in [[(name: String, value: String)](), [(name: "Authorization", value: "Bearer not-the-token")]] {
             let response = try await http.execute(HTTPRequest(method: "POST",

@@ -1,0 +1,110 @@
+import ConvoyAPIClient
+import ConvoyModel
+import ConvoyTesting
+import Foundation
+import XCTest
+
+/// `convoy containers …` as an operator uses it against the real API: submit, list, show, logs,
+/// cancel; and its errors (API down, bad token, unknown or malformed UUID, no settings).
+final class ContainersCLITests: PostgresTestCase {
+    private var api: TestAPIServer!
+
+    override func setUp() async throws {
+        api = try await TestAPIServer.start(database: try postgresServer())
+    }
+
+    override func tearDown() async throws {
+        await api?.stop()
+    }
+
+    private func convoy(_ arguments: [String], host: String? = nil, token: String? = nil) throws -> TestProcess.Output {
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("CONVOY_API") && !$0.key.hasPrefix("ARVADOS_API") }
+        environment["CONVOY_API_HOST"] = host ?? "http://\(api.hostAndPort)"
+        environment["CONVOY_API_TOKEN"] = token ?? api.adminToken
+        return try ConvoyBinary.run(arguments, environment: environment)
+    }
+
+    func testSubmitListShowLogsAndCancelThroughTheCLI() async throws {
+        let submitted = try convoy(["containers", "submit", "--vcpus", "2", "--ram", "1GiB", "--priority", "700", "--env", "GREETING=hi",
+                                    "--", "sh", "-c", "echo $GREETING"])
+        XCTAssertEqual(submitted.status, 0, submitted.stderr)
+        let words = submitted.stdout.split(separator: " ", omittingEmptySubsequences: true).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let request = try XCTUnwrap(words.first { $0.contains("-xvhdp-") }, submitted.stdout)
+        let containerUUID = try XCTUnwrap(words.first { $0.contains("-dz642-") }, submitted.stdout)
+        let container = try XCTUnwrap(ArvadosUUID(containerUUID))
+
+        let stored = try await APIClient(APIClientConfiguration(host: api.hostAndPort, token: api.adminToken, scheme: "http")).container(container)
+        XCTAssertEqual(stored.command, ["sh", "-c", "echo $GREETING"])
+        XCTAssertEqual(stored.runtimeConstraints.vcpus, 2)
+        XCTAssertEqual(stored.runtimeConstraints.ram, 1 << 30)
+        XCTAssertEqual(stored.environment["GREETING"], "hi")
+        XCTAssertEqual(stored.priority, 700)
+
+        let listed = try convoy(["containers", "list", "--state", "queued", "--json"])
+        XCTAssertEqual(listed.status, 0, listed.stderr)
+        let items = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
+        XCTAssertTrue(items.contains { $0["uuid"] as? String == containerUUID }, listed.stdout)
+        let table = try convoy(["containers", "list"])
+        XCTAssertTrue(table.stdout.contains(containerUUID) && table.stdout.contains("Queued"), table.stdout)
+
+        let shown = try convoy(["containers", "show", request])
+        XCTAssertEqual(shown.status, 0, shown.stderr)
+        XCTAssertTrue(shown.stdout.contains(containerUUID) && shown.stdout.contains("Queued") && shown.stdout.contains("2 VCPUs"), shown.stdout)
+
+        // Lines a runner sent, as `logs` prints them.
+        let runner = APIClient(APIClientConfiguration(host: api.hostAndPort, token: api.dispatcherToken, scheme: "http"))
+        _ = try await runner.log(objectUUID: containerUUID, eventType: "stdout", text: "2026-11-23T00:00:00Z hi\n")
+        _ = try await runner.log(objectUUID: containerUUID, eventType: "stderr", text: "2026-11-23T00:00:01Z a warning\n")
+        let logs = try convoy(["containers", "logs", containerUUID])
+        XCTAssertEqual(logs.status, 0, logs.stderr)
+        XCTAssertEqual(logs.stdout, "2026-11-23T00:00:00Z hi\n2026-11-23T00:00:01Z a warning\n")
+        let stdoutOnly = try convoy(["containers", "logs", containerUUID, "--stream", "stdout"])
+        XCTAssertEqual(stdoutOnly.stdout, "2026-11-23T00:00:00Z hi\n")
+
+        // Cancelling the request: nobody wants the container any more.
+        let cancelled = try convoy(["containers", "cancel", request])
+        XCTAssertEqual(cancelled.status, 0, cancelled.stderr)
+        let after = try convoy(["containers", "show", containerUUID, "--json"])
+        let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(after.stdout.utf8)) as? [String: Any])
+        XCTAssertTrue(object["state"] as? String == "Cancelled" || object["priority"] as? Int == 0, after.stdout)
+
+        // Cancelling a container directly (admin token).
+        let second = try convoy(["containers", "submit", "--", "sleep", "60"])
+        let secondUUID = try XCTUnwrap(second.stdout.split(separator: " ").map(String.init).first { $0.contains("-dz642-") }, second.stdout)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let direct = try convoy(["containers", "cancel", secondUUID])
+        XCTAssertEqual(direct.status, 0, direct.stderr)
+        XCTAssertTrue(direct.stdout.contains("Cancelled"), direct.stdout)
+        // Following a final container's logs ends at once.
+        let followed = try convoy(["containers", "logs", secondUUID, "--follow"])
+        XCTAssertEqual(followed.status, 0, followed.stderr)
+    }
+
+    func testCLIErrorsSayWhatToDo() async throws {
+        let down = try convoy(["containers", "list"], host: "http://127.0.0.1:\(try FreePort.find())")
+        XCTAssertEqual(down.status, 3, down.stderr)
+        XCTAssertTrue(down.stderr.contains("cannot reach the API"), down.stderr)
+
+        let badToken = try convoy(["containers", "list"], token: "v2/zzzzz-gj3su-000000000000000/not-the-secret")
+        XCTAssertEqual(badToken.status, 1, badToken.stderr)
+        XCTAssertTrue(badToken.stderr.contains("401") && badToken.stderr.contains("check CONVOY_API_TOKEN"), badToken.stderr)
+
+        let unknown = try convoy(["containers", "show", "zzzzz-dz642-000000000000000"])
+        XCTAssertEqual(unknown.status, 1, unknown.stderr)
+        XCTAssertTrue(unknown.stderr.contains("404") && unknown.stderr.contains("check the UUID"), unknown.stderr)
+
+        let malformed = try convoy(["containers", "show", "not-a-uuid"])
+        XCTAssertNotEqual(malformed.status, 0)
+        XCTAssertTrue(malformed.stderr.contains("is not a UUID"), malformed.stderr)
+
+        let noCommand = try convoy(["containers", "submit"])
+        XCTAssertNotEqual(noCommand.status, 0)
+        XCTAssertTrue(noCommand.stderr.contains("give the command after --"), noCommand.stderr)
+
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("CONVOY_API") && !$0.key.hasPrefix("ARVADOS_API") }
+        environment["HOME"] = NSTemporaryDirectory()
+        let unset = try ConvoyBinary.run(["containers", "list"], environment: environment)
+        XCTAssertNotEqual(unset.status, 0)
+        XCTAssertTrue(unset.stderr.contains("no API settings"), unset.stderr)
+    }
+}
