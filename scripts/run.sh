@@ -174,64 +174,82 @@ for _ in $(seq 1 100); do
 done
 "$convoy" cluster status --management 127.0.0.1:9103 | sed 's/^/  /'
 
-echo "== demo workload: container requests of different sizes"
-request() {  # name priority vcpus ram-MiB command…
-  local name="$1" priority="$2" vcpus="$3" ram="$4"; shift 4
-  local command
-  command="$(printf '"%s",' "$@")"
-  curl -skf -X POST -H "Authorization: Bearer $user_token" -H "Content-Type: application/json" \
-    "$base/arvados/v1/container_requests" -d @- <<JSON | python3 -c 'import json,sys; r=json.load(sys.stdin); print("  %-14s %s -> container %s" % (r["name"], r["state"], r["container_uuid"]))'
-{"container_request": {"name": "$name", "state": "Committed", "priority": $priority, "use_existing": false,
-  "command": [${command%,}], "container_image": "busybox",
-  "runtime_constraints": {"vcpus": $vcpus, "ram": $((ram * 1048576))}}}
-JSON
+# What `source .convoy-dev/env` gives a shell: the CLI and the Arvados SDK against this cluster.
+umask 077
+cat > "$dev/env" <<ENV
+export CONVOY_API_HOST=127.0.0.1:$api_port CONVOY_API_HOST_INSECURE=1 CONVOY_API_TOKEN=$(cat "$dev/root-token")
+export CONVOY_MGMT_URL=http://127.0.0.1:9103 CONVOY_MGMT_TOKEN=$(cat "$dev/management-token")
+export ARVADOS_API_HOST=127.0.0.1:$api_port ARVADOS_API_HOST_INSECURE=1 ARVADOS_API_TOKEN=$(cat "$dev/root-token")
+ENV
+umask 022
+# shellcheck disable=SC1091
+source "$dev/env"
+
+echo "== demo workload: a dozen containers of different sizes and lengths (one fails, one fits no instance type)"
+submit() {  # name vcpus ram command…
+  local name="$1" vcpus="$2" ram="$3"; shift 3
+  "$convoy" containers submit --name "$name" --image busybox --vcpus "$vcpus" --ram "$ram" -- "$@" \
+    | awk -v n="$name" '{ printf "  %-12s %s\n", n, $0 }'
 }
-request hello        500 1 64   echo "hello from convoy"
-request count-small  400 1 128  sh -c 'for i in 1 2 3; do echo $i; sleep 1; done'
-request big-sort     300 2 1024 sh -c 'seq 100000 | sort -rn | head -3'
-request nightly      100 4 4096 sh -c 'sleep 5; echo done'
+submit hello       1 64MiB   echo "hello from convoy"
+submit count       1 128MiB  sh -c 'for i in 1 2 3; do echo $i; sleep 1; done'
+submit big-sort    2 1GiB    sh -c 'seq 100000 | sort -rn | head -3'
+submit nightly     4 4GiB    sh -c 'sleep 5; echo done'
+submit fails       1 64MiB   sh -c 'echo "about to fail" >&2; exit 3'
+submit too-big     64 512GiB echo "no instance type has 64 VCPUs"
+submit env         1 64MiB   env
+submit sleep-2     1 256MiB  sleep 2
+submit sleep-4     2 2GiB    sleep 4
+submit sleep-6     1 512MiB  sleep 6
+submit wc          1 64MiB   sh -c 'seq 1000 | wc -l'
+submit uname       1 64MiB   uname -a
 
 echo
-echo "== the dispatcher runs them: instances booted, containers locked and started over SSH"
-management=(-sf -H "Authorization: Bearer $CONVOY_MANAGEMENT_TOKEN")
-unfinished="$(python3 -c 'import json,urllib.parse; print(urllib.parse.quote(json.dumps([["state","in",["Queued","Locked","Running"]]])))')"
-for _ in $(seq 1 300); do
-  left="$(curl -skf -H "Authorization: Bearer $(cat "$dev/dispatcher-token")" "$base/arvados/v1/containers?filters=$unfinished&count=exact&limit=0" \
-    | python3 -c 'import json,sys; print(json.load(sys.stdin)["items_available"])')"
-  [ "$left" = 0 ] && break
-  sleep 1
+echo "== live progress (containers by state, instances by state, the leader)"
+progress() {
+  python3 - "$("$convoy" containers list --json --limit 100)" "$("$convoy" instances list --json)" "$("$convoy" cluster status --json)" <<'PY'
+import json, sys, collections
+containers = json.loads(sys.argv[1]); instances = json.loads(sys.argv[2])["items"]; status = json.loads(sys.argv[3])
+by = collections.Counter(c["state"] for c in containers)
+inst = collections.Counter(i["worker_state"] for i in instances)
+print("  leader %-10s | containers %s | instances %s" % (status.get("leader"),
+      " ".join("%s %d" % (s, by[s]) for s in ["Queued", "Locked", "Running", "Complete", "Cancelled"]),
+      " ".join("%s %d" % kv for kv in sorted(inst.items())) or "none"))
+print(by["Queued"] + by["Locked"] + by["Running"])
+PY
+}
+for _ in $(seq 1 150); do
+  output="$(progress)"
+  echo "$output" | head -1
+  [ "$(echo "$output" | tail -1)" = 0 ] && break
+  sleep 2
 done
-curl -skf -H "Authorization: Bearer $user_token" "$base/arvados/v1/container_requests?order=created_at+desc&limit=4" | python3 -c '
-import json, sys
-for r in reversed(json.load(sys.stdin)["items"]):
-    print("  %-12s container %s" % (r["name"], r["container_uuid"]))' > "$dev/requests.txt"
-while read -r name _ uuid; do
-  curl -skf -H "Authorization: Bearer $(cat "$dev/dispatcher-token")" "$base/arvados/v1/containers/$uuid" | python3 -c '
-import json, sys
-c = json.load(sys.stdin)
-print("  %-12s %s  %-9s exit %s" % (sys.argv[1], c["uuid"], c["state"], c["exit_code"]))' "$name"
-done < "$dev/requests.txt"
-echo "  the instances (GET /arvados/v1/dispatch/instances):"
-curl "${management[@]}" http://127.0.0.1:9103/arvados/v1/dispatch/instances | python3 -c '
-import json, sys
-for i in json.load(sys.stdin)["items"]:
-    print("    %s %-18s %-6s %-6s hosted by %s" % (i["instance"], i["address"], i["instance_type"], i["worker_state"], i["hosted_by"]))'
-uuid="$(awk '$1 == "hello" {print $3}' "$dev/requests.txt")"
-echo "  the hello container's stdout, from the API logs:"
-log_filters="$(python3 -c 'import json,sys,urllib.parse; print(urllib.parse.quote(json.dumps([["object_uuid","=",sys.argv[1]],["event_type","=","stdout"]])))' "$uuid")"
-curl -skf -H "Authorization: Bearer $(cat "$dev/dispatcher-token")" "$base/arvados/v1/logs?filters=$log_filters" \
-  | python3 -c 'import json,sys; [print("    " + l) for e in json.load(sys.stdin)["items"] for l in e["properties"]["text"].splitlines()]'
+
+echo
+echo "== the result"
+"$convoy" containers list --limit 12 | sed 's/^/  /'
+echo
+"$convoy" instances list | sed 's/^/  /'
+hello="$("$convoy" containers list --json --limit 100 | python3 -c 'import json,sys; print([c["uuid"] for c in json.load(sys.stdin) if c["command"] == ["echo", "hello from convoy"]][0])')"
+echo
+echo "  convoy containers logs $hello"
+"$convoy" containers logs "$hello" | sed 's/^/    /'
+too_big="$("$convoy" containers list --json --limit 100 | python3 -c 'import json,sys; print([c["uuid"] for c in json.load(sys.stdin) if c["runtime_constraints"]["vcpus"] == 64][0])')"
+echo "  convoy containers show $too_big | grep error"
+"$convoy" containers show "$too_big" | grep error | sed 's/^/    /'
 
 cat <<TEXT
 
-Running: PostgreSQL (127.0.0.1:$pg_port), convoy api ($base) and three convoy dispatch replicas
-(management ports 127.0.0.1:9103, :9105, :9107), state in $dev.
-  export CONVOY_MANAGEMENT_TOKEN=\$(cat $dev/management-token)
-  convoy cluster status --management 127.0.0.1:9103     # or: convoy cluster step-down …
-Use it as an Arvados cluster:
-  export ARVADOS_API_HOST=127.0.0.1:$api_port ARVADOS_API_HOST_INSECURE=1
-  export ARVADOS_API_TOKEN=\$(cat $dev/user-token)
+Running: PostgreSQL (127.0.0.1:$pg_port), convoy api ($base), three convoy dispatch replicas
+(management ports 127.0.0.1:9103, :9105, :9107) and the loopback instances; state in $dev.
+Try:
+  source $dev/env; alias convoy=$convoy
+  convoy cluster status                 convoy cluster step-down
+  convoy instances list                 convoy instances drain <instance>
+  convoy containers submit --image busybox -- echo hi
+  convoy containers list                convoy containers logs <uuid> --follow
+  curl -H "Authorization: Bearer \$CONVOY_MGMT_TOKEN" \$CONVOY_MGMT_URL/metrics
   .venv-arvados/bin/python -c 'import arvados; print(arvados.api("v1").container_requests().list().execute()["items_available"])'
-The pool: curl -H "Authorization: Bearer \$CONVOY_MANAGEMENT_TOKEN" http://127.0.0.1:9103/arvados/v1/dispatch/instances
-Idle instances shut down after a minute. \`make stop\` stops everything.
+Logs: $dev/api.log, $dev/dispatch-N.log (JSON lines). Idle instances shut down after a minute.
+\`make stop\` stops everything.
 TEXT
