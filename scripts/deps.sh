@@ -10,6 +10,7 @@ packages=(
   openssh-server openssh-client
   bubblewrap podman runc busybox-static
   python3-venv
+  chromium fonts-dejavu-core
 )
 
 missing=()

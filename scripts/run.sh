@@ -242,6 +242,8 @@ cat <<TEXT
 
 Running: PostgreSQL (127.0.0.1:$pg_port), convoy api ($base), three convoy dispatch replicas
 (management ports 127.0.0.1:9103, :9105, :9107) and the loopback instances; state in $dev.
+Status page: http://127.0.0.1:9103/#token=$(cat "$dev/management-token")   (any replica: :9103, :9105, :9107)
+Metrics:     http://127.0.0.1:9103/metrics (bearer management token)
 Try:
   source $dev/env; alias convoy=$convoy
   convoy cluster status                 convoy cluster step-down

@@ -491,4 +491,34 @@ final class DispatcherTests: PostgresTestCase {
         let states = try await history(uuid)
         XCTAssertEqual(states, ["Queued", "Locked", "Running", "Queued", "Locked", "Running", "Complete"])
     }
+
+    /// The status page in headless Chromium shows the live members, instances and containers.
+    func testTheStatusPageShowsTheLiveClusterInABrowser() async throws {
+        guard let chromium = TestProcess.findExecutable("chromium") else {
+            throw TestProcess.Failure("chromium not found: run `make deps`")
+        }
+        let pool = try startPool()
+        let started = try startReplicas(["d1", "d2"], pool: pool)
+        let uuid = try await submit(["sleep", "60"])
+        let worker = try await waitUntilRunning(uuid, via: started[0])
+        // The page itself needs no token; its data does (401 without).
+        let page = try await http.execute(HTTPRequest(method: "GET", url: "http://\(started[1].managementAddress)/"))
+        XCTAssertEqual(page.status, 200)
+        XCTAssertTrue(page.bodyText.contains("<table id=\"instances\">"))
+        XCTAssertFalse(page.bodyText.contains(worker))
+
+        let url = "http://\(started[1].managementAddress)/#token=\(started[1].managementToken)"
+        let profile = pool.directory.appendingPathComponent("chromium-profile").path
+        let flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--user-data-dir=\(profile)",
+                     "--virtual-time-budget=6000", "--window-size=1280,900"]
+        let dom = try TestProcess.run(chromium, flags + ["--dump-dom", url], check: false)
+        for expected in ["d1", "d2", "leader", worker, uuid.rawValue, "running on \(worker)", "small (t3.small)"] {
+            XCTAssertTrue(dom.stdout.contains(expected), "\(expected) not on the page:\n\(dom.stdout.suffix(4000))\n\(dom.stderr.suffix(2000))")
+        }
+        let screenshot = NSTemporaryDirectory() + "/convoy-status.png"
+        try? FileManager.default.removeItem(atPath: screenshot)
+        _ = try TestProcess.run(chromium, flags + ["--screenshot=\(screenshot)", url], check: false)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: screenshot), "no screenshot")
+        print("status page screenshot: \(screenshot)")
+    }
 }

@@ -16,6 +16,11 @@ public enum ManagementRouter {
                             metrics: PrometheusCollectorRegistry? = nil) -> Router<BasicRequestContext> {
         let router = Router()
         router.middlewares.add(BearerTokenMiddleware(token: token))
+        // The status page carries no data (its script fetches with the token), so it needs none.
+        router.get("/") { _, _ -> Response in
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8", .cacheControl: "no-store"],
+                     body: ResponseBody(byteBuffer: ByteBuffer(string: StatusPage.html)))
+        }
         router.get("_health/ping") { _, _ -> Response in
             try json(["health": "OK"])
         }
@@ -99,6 +104,7 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     let token: String
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        if request.method == .get && request.uri.path == "/" { return try await next(request, context) }
         let presented = request.headers[.authorization].map { $0.hasPrefix("Bearer ") ? String($0.dropFirst(7)) : "" } ?? ""
         guard constantTimeEqual(presented, token) else {
             return Response(status: .unauthorized, headers: [.contentType: "application/json", .wwwAuthenticate: "Bearer"],
