@@ -71,4 +71,26 @@ final class ConfigTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("ClusterSecret"))
         }
     }
+
+    /// deploy/config.example.yml stays a valid configuration (its secret files swapped for values).
+    func testTheDeployExampleConfigurationParses() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        var text = try String(contentsOf: root.appendingPathComponent("deploy/config.example.yml"), encoding: .utf8)
+        let secrets = ["SystemRootTokenFile": "SystemRootToken", "ClusterSecretFile": "ClusterSecret",
+                       "ManagementTokenFile": "ManagementToken", "APITokenFile": "APIToken"]
+        var lines: [String] = []
+        for line in text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init) {
+            var replaced = line
+            for (fileKey, key) in secrets where line.trimmingCharacters(in: .whitespaces).hasPrefix(fileKey + ":") {
+                let indent = line.prefix { $0 == " " }
+                replaced = "\(indent)\(key): \(String(repeating: "s", count: 40))"
+            }
+            lines.append(replaced)
+        }
+        text = lines.joined(separator: "\n")
+        let config = try ConvoyConfig.parse(yaml: text)
+        XCTAssertEqual(config.containers.cloudVMs.driver, "ec2")
+        XCTAssertEqual(config.instanceTypes.count, 4)
+        XCTAssertEqual(config.dispatch.apiHost, "api.internal:8443")
+    }
 }
