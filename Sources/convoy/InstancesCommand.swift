@@ -40,32 +40,36 @@ struct InstancesCommand: AsyncParsableCommand {
         }
     }
 
+    /// Which replica to ask, and which instance.
+    struct InstanceArguments: ParsableArguments {
+        @OptionGroup var target: ClusterCommand.Target
+        @Argument(help: "The instance id (see `convoy instances list`).") var instance: String
+
+        func act(_ action: String) async throws { try await InstancesCommand.act(action, instance, target) }
+    }
+
     struct Drain: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Let what runs there finish, start nothing new, then shut it down.")
-        @OptionGroup var target: ClusterCommand.Target
-        @Argument(help: "The instance id.") var instance: String
-        func run() async throws { try await InstancesCommand.act("drain", instance, target) }
+        @OptionGroup var arguments: InstanceArguments
+        func run() async throws { try await arguments.act("drain") }
     }
 
     struct Hold: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Start nothing new there and never shut it down on its own.")
-        @OptionGroup var target: ClusterCommand.Target
-        @Argument(help: "The instance id.") var instance: String
-        func run() async throws { try await InstancesCommand.act("hold", instance, target) }
+        @OptionGroup var arguments: InstanceArguments
+        func run() async throws { try await arguments.act("hold") }
     }
 
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Back to normal: take containers, shut down after TimeoutIdle.")
-        @OptionGroup var target: ClusterCommand.Target
-        @Argument(help: "The instance id.") var instance: String
-        func run() async throws { try await InstancesCommand.act("run", instance, target) }
+        @OptionGroup var arguments: InstanceArguments
+        func run() async throws { try await arguments.act("run") }
     }
 
     struct Kill: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Destroy it now; containers running there are requeued.")
-        @OptionGroup var target: ClusterCommand.Target
-        @Argument(help: "The instance id.") var instance: String
-        func run() async throws { try await InstancesCommand.act("kill", instance, target) }
+        @OptionGroup var arguments: InstanceArguments
+        func run() async throws { try await arguments.act("kill") }
     }
 
     static func act(_ action: String, _ instance: String, _ target: ClusterCommand.Target) async throws {
