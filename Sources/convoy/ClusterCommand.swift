@@ -13,7 +13,7 @@ struct ClusterCommand: AsyncParsableCommand {
 
     /// Where to ask and with which token.
     struct Target: ParsableArguments {
-        @Option(help: "A replica's management host:port (default: CONVOY_MANAGEMENT_ADDRESS, else Dispatch.ManagementListen of --config).")
+        @Option(help: "A replica's management host:port (default: CONVOY_MGMT_URL or CONVOY_MANAGEMENT_ADDRESS, else Dispatch.ManagementListen of --config).")
         var management: String?
 
         @Option(help: "The Convoy configuration file, for Dispatch.ManagementListen and Dispatch.ManagementToken.")

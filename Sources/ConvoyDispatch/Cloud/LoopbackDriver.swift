@@ -197,10 +197,7 @@ public actor LoopbackDriver: CloudDriver {
                                                 environment: environment)
             }
         }
-        if let pid = sshdPID(id) {
-            _ = try? await LocalProgram.run("/usr/bin/pkill", ["-KILL", "-P", String(pid)])
-            kill(pid, SIGKILL)
-        }
+        await breakInstance(id)
         try? FileManager.default.removeItem(at: directory)
     }
 

@@ -287,6 +287,20 @@ public actor DispatchLeader {
         return set
     }
 
+    /// Where each container's runner is: the workers' last reports, then starts not yet probed.
+    private func containerLocations() -> [String: String] {
+        var location: [String: String] = [:]
+        for (id, report) in reports where instances[id] != nil { for uuid in report.containers { location[uuid] = id } }
+        for (uuid, start) in starting { location[uuid] = start.worker }
+        return location
+    }
+
+    /// The cheapest configured type that fits the container (ReserveExtraRAM included), if any.
+    private func instanceType(for container: Container) -> InstanceType? {
+        InstanceType.cheapest(fitting: container.runtimeConstraints, preemptible: container.schedulingParameters.preemptible,
+                              among: settings.instanceTypes, ramOverhead: settings.reserveExtraRAM)
+    }
+
     private func typeNamed(_ name: String) -> InstanceType? {
         settings.instanceTypes.first { $0.name == name }
     }
@@ -302,9 +316,7 @@ public actor DispatchLeader {
             let workerGone = instances[start.worker] == nil || shuttingDown.contains(start.worker)
             if probedSince || workerGone || now.timeIntervalSince(start.at) > grace { starting[uuid] = nil }
         }
-        var location: [String: String] = [:]
-        for (id, report) in reports where instances[id] != nil { for uuid in report.containers { location[uuid] = id } }
-        for (uuid, start) in starting { location[uuid] = start.worker }
+        let location = containerLocations()
 
         var workers: [WorkerSnapshot] = []
         for (id, instance) in instances where !shuttingDown.contains(id) {
@@ -336,12 +348,10 @@ public actor DispatchLeader {
                 unlock(uuid, reason: "priority 0")
                 continue
             }
-            let preemptible = container.schedulingParameters.preemptible
-            let type = InstanceType.cheapest(fitting: container.runtimeConstraints, preemptible: preemptible,
-                                             among: settings.instanceTypes, ramOverhead: settings.reserveExtraRAM)
+            let type = instanceType(for: container)
             queue.append(QueuedContainer(
                 uuid: uuid, priority: container.priority, createdAt: container.createdAt, place: place, instanceType: type,
-                unfitReason: type == nil ? InstanceType.noFitReason(container.runtimeConstraints, preemptible: preemptible,
+                unfitReason: type == nil ? InstanceType.noFitReason(container.runtimeConstraints, preemptible: container.schedulingParameters.preemptible,
                                                                     among: settings.instanceTypes, ramOverhead: settings.reserveExtraRAM) : nil))
         }
         for uuid in inFlight {
@@ -557,9 +567,7 @@ public actor DispatchLeader {
     // MARK: View
 
     private func view(now: Date) -> PoolView {
-        var location: [String: String] = [:]
-        for (id, report) in reports { for uuid in report.containers { location[uuid] = id } }
-        for (uuid, start) in starting { location[uuid] = start.worker }
+        let location = containerLocations()
         let instanceViews = instances.values.sorted { $0.id < $1.id }.map { instance in
             let type = typeNamed(instance.typeName)
             return InstanceView(
@@ -571,8 +579,7 @@ public actor DispatchLeader {
                 error: reports[instance.id]?.error)
         }
         let containerViews = containers.values.sorted { $0.uuid.rawValue < $1.uuid.rawValue }.map { container in
-            let type = InstanceType.cheapest(fitting: container.runtimeConstraints, preemptible: container.schedulingParameters.preemptible,
-                                             among: settings.instanceTypes, ramOverhead: settings.reserveExtraRAM)
+            let type = instanceType(for: container)
             let worker = location[container.uuid.rawValue]
             let status: String
             if let worker { status = "running on \(worker)" }

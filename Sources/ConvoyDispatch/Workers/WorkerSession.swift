@@ -137,12 +137,17 @@ actor WorkerSession {
         logger.info("worker booted", metadata: ["boot_seconds": "\(bootSeconds!)"])
     }
 
+    /// Prints the checksum recorded after the last verified upload, if the binary is there.
+    private var runnerCheckCommand: String {
+        "test -x '\(settings.runner.remotePath)' && cat '\(settings.runner.remotePath).sha256' 2>/dev/null"
+    }
+
     /// A worker whose boot probe fails may still run containers (one found at start-up, whose
     /// probe broke since): if this runner binary is there and lists any, report them, so that
     /// the leader drains the worker instead of killing what runs.
     private func lookForRunnersDespiteTheBootProbe(_ ssh: any WorkerShell) async throws {
         let runner = settings.runner
-        let check = "test -x '\(runner.remotePath)' && cat '\(runner.remotePath).sha256' 2>/dev/null"
+        let check = runnerCheckCommand
         guard try await ssh.exec(check, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) else { return }
         let listing = try await ssh.exec("'\(runner.remotePath)' run --list", timeout: .seconds(60))
         let listed = Set(listing.stdoutText.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
@@ -160,7 +165,7 @@ actor WorkerSession {
     private func deployRunner(_ ssh: any WorkerShell) async throws {
         let runner = settings.runner
         let id = instance.id
-        let check = "test -x '\(runner.remotePath)' && cat '\(runner.remotePath).sha256' 2>/dev/null"
+        let check = runnerCheckCommand
         if try await ssh.exec(check, stdin: nil, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) {
             runnerDeployed = true
             return
