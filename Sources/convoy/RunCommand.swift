@@ -182,7 +182,10 @@ struct RunCommand: AsyncParsableCommand {
             return 1
         }
         try FileManager.default.createDirectory(at: state.url, withIntermediateDirectories: true)
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        // /proc/self/exe itself, not the path it names: the file may have been replaced since this
+        // process started (a dispatcher installing the runner again), and the link still reaches
+        // the very binary that is running.
+        let executable = FileManager.default.fileExists(atPath: "/proc/self/exe") ? "/proc/self/exe" : CommandLine.arguments[0]
         var arguments = ["run", uuid.rawValue, "--stdin-config", "--detached-child", "--state-dir", state.url.path,
                          "--poll-interval", String(pollInterval), "--stop-grace", String(stopGrace), "--api-retry", String(apiRetry),
                          "--max-output-bytes", String(maxOutputBytes), "--max-log-lines", String(maxLogLines)]
