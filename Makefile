@@ -20,9 +20,10 @@ test: deps
 	$(SWIFT) build $(SWIFT_FLAGS) --build-tests
 	$(SWIFT) test $(SWIFT_FLAGS) --skip-build
 
-## run: the local cluster on loopback: PostgreSQL, convoy api over HTTPS, a demo workload (make stop ends it)
+## run: the local cluster on loopback (PostgreSQL, convoy api over HTTPS, three dispatchers, loopback
+## instances), a demo workload and a live view; Ctrl-C stops all of it. State in ./.convoy-dev (or CONVOY_DEV_DIR).
 run: build
-	@bash scripts/run.sh "$$($(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)/convoy"
+	@"$$($(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)/convoy" dev run
 
 ## bench: the benchmarks recorded in docs/benchmarks.md (release build; not part of make test)
 bench: deps
@@ -37,9 +38,10 @@ bench: deps
 doctor: build
 	"$$($(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)/convoy" doctor
 
-## stop: stop everything `make run` started
+## stop: stop everything `make run` (or `convoy dev up`) started
 stop:
-	@bash scripts/run.sh --stop
+	@convoy="$$($(SWIFT) build $(SWIFT_FLAGS) --show-bin-path)/convoy"; \
+	  if [ -x "$$convoy" ]; then "$$convoy" dev down; else echo "no convoy binary built: nothing of make run can be running"; fi
 
 clean:
 	rm -rf .build .convoy-dev

@@ -76,6 +76,10 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // The local stack `make run` and `convoy dev` start: processes, files, demo, terminal UI.
+        .target(name: "ConvoyDevStack", dependencies: [
+            "ConvoyModel", "ConvoyPostgres", "ConvoyHTTP", "ConvoyAPIClient", "ConvoyRunner", "ConvoyCluster", "ConvoyDispatch",
+        ]),
         .target(
             name: "ConvoyTesting",
             dependencies: [
@@ -90,7 +94,7 @@ let package = Package(
             name: "convoy",
             dependencies: [
                 "ConvoyModel", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyAPI", "ConvoyAPIClient", "ConvoyRunner",
-                "ConvoyCluster", "ConvoyDispatch",
+                "ConvoyCluster", "ConvoyDispatch", "ConvoyDevStack",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -115,7 +119,7 @@ let package = Package(
             "ConvoyDispatch", "ConvoyModel", "ConvoyAPI", "ConvoyAPIClient", "ConvoyHTTP", "ConvoyTesting",
         ]),
         .testTarget(name: "ConvoyClusterTests", dependencies: ["ConvoyCluster", "ConvoyPostgres", "ConvoyTesting"]),
-        .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres"]),
+        .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres", "ConvoyDevStack"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [
             "ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),
         ]),

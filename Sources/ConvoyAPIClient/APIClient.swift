@@ -115,9 +115,7 @@ public struct APIClient: Sendable {
     /// Containers matching `filters` (`[attribute, operator, value]` triples) in `order`.
     public func containers(filters: [[JSONValue]] = [], order: [String] = [], limit: Int = 100, offset: Int = 0,
                            count: Bool = false) async throws -> APIPage<Container> {
-        var query = [("limit", String(limit)), ("offset", String(offset)), ("count", count ? "exact" : "none")]
-        if !filters.isEmpty { query.append(("filters", try Self.json(.array(filters.map(JSONValue.array))))) }
-        if !order.isEmpty { query.append(("order", try Self.json(.array(order.map(JSONValue.string))))) }
+        let query = try Self.listQuery(filters, order, [("limit", String(limit)), ("offset", String(offset)), ("count", count ? "exact" : "none")])
         return try page(Container.self, try await send("GET", "/containers", query: query))
     }
 
@@ -159,6 +157,12 @@ public struct APIClient: Sendable {
     }
 
     /// The caller's own token record.
+    /// Container requests matching `filters`, newest first unless `order` says otherwise.
+    public func containerRequests(filters: [[JSONValue]] = [], order: [String] = ["created_at desc"], limit: Int = 100) async throws -> APIPage<ContainerRequest> {
+        let query = try Self.listQuery(filters, order, [("limit", String(limit)), ("count", "none")])
+        return try page(ContainerRequest.self, try await send("GET", "/container_requests", query: query))
+    }
+
     public func currentToken() async throws -> [String: JSONValue] {
         try await send("GET", "/api_client_authorizations/current")
     }
@@ -194,9 +198,7 @@ public struct APIClient: Sendable {
 
     /// Collections matching `filters`, newest first unless `order` says otherwise.
     public func collections(filters: [[JSONValue]] = [], order: [String] = [], limit: Int = 100) async throws -> APIPage<Collection> {
-        var query = [("limit", String(limit)), ("count", "none")]
-        if !filters.isEmpty { query.append(("filters", try Self.json(.array(filters.map(JSONValue.array))))) }
-        if !order.isEmpty { query.append(("order", try Self.json(.array(order.map(JSONValue.string))))) }
+        let query = try Self.listQuery(filters, order, [("limit", String(limit)), ("count", "none")])
         return try page(Collection.self, try await send("GET", "/collections", query: query))
     }
 
@@ -207,6 +209,13 @@ public struct APIClient: Sendable {
                                                      headers: authorization + [(name: "Content-Type", value: "application/octet-stream")],
                                                      bodyFile: file.path, timeout: .seconds(3600)))
         return try decode(CollectionFile.self, try Self.object(from: response))
+    }
+
+    /// Uploads a container image tarball (`podman save` output) as a collection that containers
+    /// name by `name` in their container_image.
+    public func uploadImage(file: URL, name: String) async throws -> (collection: Collection, file: CollectionFile) {
+        let collection = try await createCollection(name: name, properties: ["convoy_image": .string(name)])
+        return (collection, try await upload(file: file, to: collection.uuid, path: "image.tar"))
     }
 
     /// Writes a file of a collection to a local file, streamed.
@@ -293,6 +302,14 @@ public struct APIClient: Sendable {
         } catch {
             throw APIClientError.malformedResponse("not a \(Value.self): \(error)")
         }
+    }
+
+    /// A list call's query: `base`, plus the filters and order as JSON when there are any.
+    private static func listQuery(_ filters: [[JSONValue]], _ order: [String], _ base: [(String, String)]) throws -> [(String, String)] {
+        var query = base
+        if !filters.isEmpty { query.append(("filters", try json(.array(filters.map(JSONValue.array))))) }
+        if !order.isEmpty { query.append(("order", try json(.array(order.map(JSONValue.string))))) }
+        return query
     }
 
     private func page<Item: Decodable & Sendable>(_ type: Item.Type, _ object: [String: JSONValue]) throws -> APIPage<Item> {

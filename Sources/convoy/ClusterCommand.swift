@@ -20,7 +20,7 @@ struct ClusterCommand: AsyncParsableCommand {
         var config: String?
 
         func resolve() throws -> (address: String, token: String) {
-            let environment = ProcessInfo.processInfo.environment
+            let environment = try ClientEnvironment.current()
             var dispatch: DispatchConfig?
             if let config {
                 guard let text = try? String(contentsOfFile: config, encoding: .utf8) else {
@@ -37,10 +37,10 @@ struct ClusterCommand: AsyncParsableCommand {
                 text.replacingOccurrences(of: "http://", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
             }
             guard let address = management ?? environment["CONVOY_MANAGEMENT_ADDRESS"] ?? url ?? dispatch?.managementListen else {
-                throw ValidationError("say which replica to ask: --management host:port, CONVOY_MGMT_URL, CONVOY_MANAGEMENT_ADDRESS, or --config")
+                throw ValidationError("say which replica to ask: --management host:port, CONVOY_MGMT_URL, ManagementURL in ~/.config/convoy/config.yaml, or --config")
             }
             guard let token = environment["CONVOY_MANAGEMENT_TOKEN"] ?? environment["CONVOY_MGMT_TOKEN"] ?? dispatch?.managementToken else {
-                throw ValidationError("no management token: set CONVOY_MGMT_TOKEN (or CONVOY_MANAGEMENT_TOKEN), or give --config with Dispatch.ManagementToken")
+                throw ValidationError("no management token: set CONVOY_MGMT_TOKEN, ManagementToken in ~/.config/convoy/config.yaml, or give --config with Dispatch.ManagementToken")
             }
             return (address, token)
         }
@@ -105,10 +105,7 @@ struct ClusterCommand: AsyncParsableCommand {
             [member.memberID, member.address, member.managementAddress ?? "-", member.host, String(member.pid), member.version,
              String(format: "%.1fs ago", member.heartbeatAge), member.memberID == status.leader ? "leader" : "follower"]
         }
-        let widths = (0..<rows[0].count).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        for row in rows {
-            print(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  "))
-        }
+        Table.print(rows)
     }
 
     /// `convoy cluster step-down`
@@ -116,7 +113,8 @@ struct ClusterCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Make the leader step down (for a rolling restart); another member takes over.")
         @OptionGroup var target: Target
-        @Option(help: "Seconds to wait for the new leader.") var wait: Double = 15
+        @Flag(help: "Wait until another member leads (exit 1 if none does within --timeout).") var wait = false
+        @Option(help: "Seconds --wait waits for the new leader.") var timeout: Double = 30
 
         func run() async throws {
             let (address, token) = try target.resolve()
@@ -128,7 +126,8 @@ struct ClusterCommand: AsyncParsableCommand {
             let response = try await ClusterCommand.request("POST", leaderAddress, "/cluster/step-down", token: token)
             guard response.status == 200 else { throw ValidationError("\(leader) answered \(response.status): \(response.bodyText)") }
             print("\(leader) stepped down (epoch \(before.epoch))")
-            let deadline = ContinuousClock.now + .milliseconds(Int64(wait * 1000))
+            guard wait else { return }
+            let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
             while ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(100))
                 if let now = try? await ClusterCommand.status(address, token: token), let next = now.leader, now.epoch > before.epoch {
@@ -136,7 +135,8 @@ struct ClusterCommand: AsyncParsableCommand {
                     return
                 }
             }
-            throw ValidationError("no new leader within \(wait) s")
+            FileHandle.standardError.write(Data("convoy: no new leader within \(timeout) s\n".utf8))
+            throw ExitCode(1)
         }
     }
 }

@@ -16,8 +16,8 @@ struct ContainersCommand: AsyncParsableCommand {
         subcommands: [Submit.self, List.self, Show.self, Logs.self, Cancel.self])
 
     static func client() throws -> APIClient {
-        guard let configuration = APIClientConfiguration.fromEnvironment() else {
-            throw ValidationError("no API settings: set CONVOY_API_HOST and CONVOY_API_TOKEN (or ARVADOS_API_HOST and ARVADOS_API_TOKEN); `source .convoy-dev/env` after `make run`")
+        guard let configuration = APIClientConfiguration.fromEnvironment(try ClientEnvironment.current()) else {
+            throw ValidationError("no API settings: set CONVOY_API_HOST and CONVOY_API_TOKEN (or ARVADOS_API_HOST and ARVADOS_API_TOKEN), or APIHost and APIToken in ~/.config/convoy/config.yaml; `make run` writes both")
         }
         return APIClient(configuration)
     }
@@ -72,18 +72,14 @@ struct ContainersCommand: AsyncParsableCommand {
             guard !words.isEmpty else { throw ValidationError("give the command after --, e.g. convoy containers submit -- echo hello") }
             guard let bytes = ByteSize.parse(ram) else { throw ValidationError("--ram must be a size like 512MiB or 2GiB, not '\(ram)'") }
             guard (1...1000).contains(priority) else { throw ValidationError("--priority must be 1 to 1000") }
-            var env: [String: JSONValue] = [:]
+            var env: [String: String] = [:]
             for pair in environment {
                 let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
                 guard parts.count == 2 else { throw ValidationError("--env wants NAME=VALUE, not '\(pair)'") }
-                env[parts[0]] = .string(parts[1])
+                env[parts[0]] = parts[1]
             }
-            let attributes: [String: JSONValue] = [
-                "name": .string(name ?? words.joined(separator: " ").prefix(60).description), "state": .string("Committed"),
-                "priority": .number(Double(priority)), "command": .array(words.map(JSONValue.string)), "container_image": .string(image),
-                "cwd": .string(cwd), "environment": .object(env), "output_path": .string("/out"), "use_existing": .bool(false),
-                "runtime_constraints": .object(["vcpus": .number(Double(vcpus)), "ram": .number(Double(bytes))]),
-            ]
+            let attributes = ContainerSubmission(name: name, command: words, image: image, vcpus: vcpus, ramBytes: Int64(bytes),
+                                                 priority: priority, environment: env, cwd: cwd).attributes
             let api = try ContainersCommand.client()
             let request = try await ContainersCommand.calling { try await api.createContainerRequest(attributes) }
             if json { return try ContainersCommand.printJSON(request) }

@@ -26,7 +26,7 @@ struct ImagesCommand: AsyncParsableCommand {
         var name: String
 
         func run() async throws {
-            guard let configuration = APIClientConfiguration.fromEnvironment() else {
+            guard let configuration = APIClientConfiguration.fromEnvironment(try ClientEnvironment.current()) else {
                 throw ValidationError("no API settings: set CONVOY_API_HOST and CONVOY_API_TOKEN (or ARVADOS_API_*)")
             }
             var isDirectory: ObjCBool = false
@@ -38,8 +38,7 @@ struct ImagesCommand: AsyncParsableCommand {
                 throw ValidationError("\(file) is not a tar archive (make one with `podman save -o \(file) IMAGE`)")
             }
             let api = APIClient(configuration)
-            let collection = try await api.createCollection(name: name, properties: ["convoy_image": .string(name)])
-            let stored = try await api.upload(file: URL(fileURLWithPath: file), to: collection.uuid, path: "image.tar")
+            let (collection, stored) = try await api.uploadImage(file: URL(fileURLWithPath: file), name: name)
             print(collection.uuid)
             FileHandle.standardError.write(Data("uploaded \(file) (\(stored.size) bytes, sha256 \(stored.sha256)) as image \(name)\n".utf8))
         }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import ConvoyDevStack
 import ConvoyHTTP
 import ConvoyModel
 import Foundation
@@ -97,11 +98,6 @@ struct InstancesCommand: AsyncParsableCommand {
 /// Left-aligned columns, two spaces apart.
 enum Table {
     static func print(_ rows: [[String]]) {
-        guard let first = rows.first else { return }
-        let widths = (0..<first.count).map { column in rows.map { $0.indices.contains(column) ? $0[column].count : 0 }.max() ?? 0 }
-        for row in rows {
-            Swift.print(zip(row, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
-                .trimmingCharacters(in: .whitespaces))
-        }
+        for line in TextTable.lines(rows) { Swift.print(line) }
     }
 }

@@ -163,7 +163,7 @@ final class DispatchClusterTests: PostgresTestCase {
         let (first, epoch, _) = try await waitForLeader()
         let environment = ProcessInfo.processInfo.environment.merging(["CONVOY_MANAGEMENT_TOKEN": started[0].managementToken]) { _, new in new }
         let asked = started.first { $0.memberID != first }!
-        let stepDown = try ConvoyBinary.run(["cluster", "step-down", "--management", asked.managementAddress], environment: environment)
+        let stepDown = try ConvoyBinary.run(["cluster", "step-down", "--wait", "--management", asked.managementAddress], environment: environment)
         XCTAssertEqual(stepDown.status, 0, stepDown.stderr)
         let (second, secondEpoch) = try await leader()
         XCTAssertNotEqual(second, first)

@@ -99,7 +99,7 @@ public struct ConvoyConfig: Sendable, Equatable, Decodable {
         _ = try api.listenAddress()
     }
 
-    private static func describe(_ error: DecodingError) -> String {
+    static func describe(_ error: DecodingError) -> String {
         func path(_ context: DecodingError.Context) -> String {
             context.codingPath.map(\.stringValue).filter { Int($0) == nil }.joined(separator: ".")
         }
