@@ -38,7 +38,13 @@ struct DevPostgres {
         if !FileManager.default.fileExists(atPath: layout.postgresData + "/PG_VERSION") {
             try? FileManager.default.removeItem(atPath: layout.postgresData)
             try FileManager.default.createDirectory(atPath: layout.postgresDirectory, withIntermediateDirectories: true)
-            if Self.isRoot { try await LocalProgram.check("/bin/chown", ["-R", "postgres:postgres", layout.postgresDirectory]) }
+            if Self.isRoot {
+                try await LocalProgram.check("/bin/chown", ["-R", "postgres:postgres", layout.postgresDirectory])
+                let reachable = try await LocalProgram.run("/usr/sbin/runuser", ["-u", "postgres", "--", "/usr/bin/test", "-w", layout.postgresDirectory])
+                guard reachable.status == 0 else {
+                    throw DevStackError("PostgreSQL runs as the postgres user, which cannot reach \(layout.postgresDirectory): let it through the parent directories (chmod o+x)")
+                }
+            }
             let initdb = try await asServerUser(bin + "/initdb", ["-D", layout.postgresData, "-U", "postgres", "-A", "trust",
                                                                   "-E", "UTF8", "--locale=C.UTF-8"])
             guard initdb.status == 0 else { throw DevStackError("initdb failed: \(initdb.output.suffix(1500))") }

@@ -76,7 +76,7 @@ public struct DevStack: Sendable {
         }
         let status = try await waitForLeader()
         report("cluster    leader \(status.leader ?? "none"), epoch \(status.epoch), \(status.members.count) members")
-        try write(layout.environmentFile(settings), to: layout.envFile, mode: 0o600)
+        try write(layout.environmentFile(settings, convoy: convoy), to: layout.envFile, mode: 0o600)
     }
 
     /// Writes the client configuration (`~/.config/convoy/config.yaml`) for this stack unless the

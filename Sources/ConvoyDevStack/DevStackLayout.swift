@@ -115,14 +115,15 @@ public struct DevStackLayout: Sendable {
                      managementURL: "http://" + settings.managementAddress(1), managementToken: secret("management-token"))
     }
 
-    /// `source <dir>/env`: the CLI and the Arvados Python SDK against this stack.
-    func environmentFile(_ settings: DevStackSettings) -> String {
+    /// `source <dir>/env`: the CLI (on PATH) and the Arvados Python SDK against this stack.
+    func environmentFile(_ settings: DevStackSettings, convoy: String) -> String {
         let client = clientConfig(settings)
         return """
             # Written by `convoy dev up`: `source` it for the CLI and the Arvados SDK.
             export CONVOY_API_HOST=\(settings.apiHost) CONVOY_API_HOST_INSECURE=1 CONVOY_API_TOKEN=\(client.apiToken ?? "")
             export CONVOY_MGMT_URL=\(client.managementURL ?? "") CONVOY_MGMT_TOKEN=\(client.managementToken ?? "")
             export ARVADOS_API_HOST=\(settings.apiHost) ARVADOS_API_HOST_INSECURE=1 ARVADOS_API_TOKEN=\(client.apiToken ?? "")
+            export PATH="\((convoy as NSString).deletingLastPathComponent):$PATH"
 
             """
     }

@@ -15,7 +15,11 @@ public enum ConvoyBinary {
     }
 
     /// Runs `convoy` with `arguments` and returns what it printed and its exit status.
+    /// The user's own `~/.config/convoy/config.yaml` never reaches it: `CONVOY_CLIENT_CONFIG` points
+    /// nowhere unless `environment` names a file.
     public static func run(_ arguments: [String], environment: [String: String]? = nil, stdin: String? = nil) throws -> TestProcess.Output {
-        try TestProcess.run(try path(), arguments, environment: environment, stdin: stdin, check: false)
+        var environment = environment ?? ProcessInfo.processInfo.environment
+        if environment["CONVOY_CLIENT_CONFIG"] == nil { environment["CONVOY_CLIENT_CONFIG"] = "/nonexistent/convoy-client-config.yaml" }
+        return try TestProcess.run(try path(), arguments, environment: environment, stdin: stdin, check: false)
     }
 }

@@ -31,4 +31,14 @@ final class DoctorCommandTests: XCTestCase {
         XCTAssertNotEqual(unknown.status, 0)
         XCTAssertTrue(unknown.stderr.contains("no-such-command"), unknown.stderr)
     }
+
+    func testShellCompletionScriptsCoverTheSubcommands() throws {
+        for shell in ["bash", "zsh", "fish"] {
+            let script = try ConvoyBinary.run(["--generate-completion-script", shell])
+            XCTAssertEqual(script.status, 0, script.stderr)
+            for word in ["containers", "instances", "cluster", "step-down", "dev"] {
+                XCTAssertTrue(script.stdout.contains(word), "\(shell) completion lacks \(word)")
+            }
+        }
+    }
 }

@@ -93,4 +93,28 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.instanceTypes.count, 4)
         XCTAssertEqual(config.dispatch.apiHost, "api.internal:8443")
     }
+
+    func testClientConfigFillsOnlyWhatTheEnvironmentLeavesUnset() throws {
+        let config = try ClientConfig.parse(yaml: """
+            APIHost: "127.0.0.1:8443"
+            APIToken: file-token
+            APIHostInsecure: true
+            ManagementURL: http://127.0.0.1:9103
+            ManagementToken: file-management
+            """)
+        let filled = config.filling(["ARVADOS_API_TOKEN": "env-token", "CONVOY_MANAGEMENT_TOKEN": "env-management", "HOME": "/root"])
+        XCTAssertEqual(filled["CONVOY_API_HOST"], "127.0.0.1:8443")
+        XCTAssertNil(filled["CONVOY_API_TOKEN"], "ARVADOS_API_TOKEN in the environment wins over the file")
+        XCTAssertEqual(filled["CONVOY_API_HOST_INSECURE"], "1")
+        XCTAssertEqual(filled["CONVOY_MGMT_URL"], "http://127.0.0.1:9103")
+        XCTAssertNil(filled["CONVOY_MGMT_TOKEN"])
+        XCTAssertEqual(filled["HOME"], "/root")
+        XCTAssertEqual(try ClientConfig.parse(yaml: config.yaml(comment: "written by a test")), config, "what yaml(comment:) writes reads back")
+        XCTAssertEqual(try ClientConfig.parse(yaml: ""), ClientConfig())
+        XCTAssertThrowsError(try ClientConfig.parse(yaml: "APIHost: x\nAPITokn: y\n")) { error in
+            XCTAssertTrue("\(error)".contains("APITokn"), "\(error)")
+        }
+        XCTAssertEqual(ClientConfig.defaultPath(environment: ["HOME": "/home/u"]), "/home/u/.config/convoy/config.yaml")
+        XCTAssertEqual(ClientConfig.defaultPath(environment: ["HOME": "/home/u", "XDG_CONFIG_HOME": "/x"]), "/x/convoy/config.yaml")
+    }
 }

@@ -1,0 +1,200 @@
+import ConvoyDevStack
+import ConvoyModel
+import ConvoyTesting
+import Foundation
+import XCTest
+
+/// The stack `make run` starts, started the way scripts and tests start it (`convoy dev up`,
+/// without the terminal UI): the demo workload runs to its end on loopback instances with podman,
+/// each container's final state and logs are checked through the CLI's `--json` output, a dead
+/// replica is restarted by a second `up`, `deploy/rolling-restart.sh` restarts every replica, and
+/// `convoy dev down` leaves nothing running.
+final class DevStackTests: XCTestCase {
+    private var directory: URL!
+    private var stackArguments: [String] = []
+    private var environment: [String: String] = [:]
+
+    override func setUp() async throws {
+        directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-dev")
+        // PostgreSQL runs as the postgres user when the tests run as root: it must get through.
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
+        // Ports no other suite holds: the kernel's picks, and a base with its five successors free.
+        let dispatchBase = try Self.freeRange(6)
+        stackArguments = [
+            "--dir", directory.appendingPathComponent("stack").path,
+            "--postgres-port", String(try FreePort.find()), "--api-port", String(try FreePort.find()),
+            "--dispatch-port-base", String(dispatchBase),
+            "--address-prefix", "127.\(Int.random(in: 100...250)).\(Int.random(in: 0...255))",
+            "--ssh-port", String(Int.random(in: 20_000...29_999)), "--engine", "podman",
+        ]
+        environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("CONVOY_") && !$0.key.hasPrefix("ARVADOS_") }
+        environment["XDG_CONFIG_HOME"] = directory.appendingPathComponent("xdg").path
+        environment["CONVOY_CLIENT_CONFIG"] = directory.appendingPathComponent("xdg/convoy/config.yaml").path
+    }
+
+    override func tearDown() async throws {
+        // Whatever the test did, nothing of the stack outlives it.
+        _ = try? ConvoyBinary.run(["dev", "down"] + stackArguments, environment: environment)
+        _ = try? TestProcess.run("/usr/bin/pkill", ["-KILL", "-f", directory.path], check: false)
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    private static func freeRange(_ count: Int) throws -> Int {
+        for _ in 0..<50 {
+            let base = Int.random(in: 30_000...39_000)
+            if (base..<base + count).allSatisfy(Self.isFree) { return base }
+        }
+        throw TestProcess.Failure("no \(count) consecutive free ports")
+    }
+
+    private static func isFree(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
+        return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
+    }
+
+    private func dev(_ arguments: [String]) throws -> TestProcess.Output {
+        let result = try ConvoyBinary.run(["dev"] + arguments + stackArguments, environment: environment)
+        return result
+    }
+
+    private func convoy(_ arguments: [String], environment extra: [String: String] = [:]) throws -> TestProcess.Output {
+        try ConvoyBinary.run(arguments, environment: environment.merging(extra) { $1 })
+    }
+
+    private func json(_ output: TestProcess.Output) throws -> Any {
+        XCTAssertEqual(output.status, 0, output.stderr)
+        return try JSONSerialization.jsonObject(with: Data(output.stdout.utf8))
+    }
+
+    /// The settings `source <dir>/env` would give a shell.
+    private func sourcedEnvironment() throws -> [String: String] {
+        let text = try String(contentsOfFile: directory.appendingPathComponent("stack/env").path, encoding: .utf8)
+        var values: [String: String] = [:]
+        for line in text.split(separator: "\n") where line.hasPrefix("export ") {
+            for pair in line.dropFirst(7).split(separator: " ") {
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                if parts.count == 2, parts[0] != "PATH" { values[parts[0]] = parts[1] }
+            }
+        }
+        return values
+    }
+
+    private func pid(_ member: String) -> String {
+        ((try? String(contentsOfFile: directory.appendingPathComponent("stack/run/\(member).pid").path, encoding: .utf8)) ?? "")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    func testTheDemoRunsToItsEndOnTheDevStackAndDownLeavesNothingRunning() async throws {
+        let up = try dev(["up", "--write-client-config"])
+        XCTAssertEqual(up.status, 0, "stdout: \(up.stdout)\nstderr: \(up.stderr)")
+        XCTAssertTrue(up.stdout.contains("leader dispatch-"), up.stdout)
+        let env = try sourcedEnvironment()
+        for name in ["CONVOY_API_HOST", "CONVOY_API_TOKEN", "CONVOY_MGMT_URL", "CONVOY_MGMT_TOKEN", "ARVADOS_API_HOST", "ARVADOS_API_TOKEN", "ARVADOS_API_HOST_INSECURE"] {
+            XCTAssertFalse((env[name] ?? "").isEmpty, "env lacks \(name)")
+        }
+
+        // A second `up` leaves a running stack alone; after kill -9 of a replica it restarts just that one.
+        let again = try dev(["up"])
+        XCTAssertEqual(again.status, 0, again.stderr)
+        XCTAssertFalse(again.stdout.contains("started"), again.stdout)
+        let (first, third) = (pid("dispatch-1"), pid("dispatch-3"))
+        kill(pid_t(pid("dispatch-2"))!, SIGKILL)
+        let healed = try dev(["up"])
+        XCTAssertEqual(healed.status, 0, healed.stderr)
+        XCTAssertTrue(healed.stdout.contains("dispatch-2 restarted (it had died)"), healed.stdout)
+        XCTAssertEqual([pid("dispatch-1"), pid("dispatch-3")], [first, third], "the live replicas are left alone")
+
+        // The demo, through the client config `up --write-client-config` wrote (no CONVOY_* in the environment).
+        let demo = try json(try dev(["demo", "--json"])) as? [[String: Any]] ?? []
+        XCTAssertEqual(demo.count, DemoWorkload.items.count)
+        let containerOf = Dictionary(uniqueKeysWithValues: demo.map { ($0["name"] as? String ?? "", $0["container_uuid"] as? String ?? "") })
+        var final: [String: [String: Any]] = [:]
+        let deadline = ContinuousClock.now + .seconds(300)
+        while ContinuousClock.now < deadline {
+            let listed = try json(try convoy(["containers", "list", "--json", "--limit", "100"])) as? [[String: Any]] ?? []
+            final = Dictionary(uniqueKeysWithValues: listed.map { ($0["uuid"] as? String ?? "", $0) })
+            if containerOf.values.allSatisfy({ ["Complete", "Cancelled"].contains(final[$0]?["state"] as? String ?? "") }) { break }
+            try await Task.sleep(for: .seconds(1))
+        }
+        for item in DemoWorkload.items {
+            let uuid = try XCTUnwrap(containerOf[item.name])
+            let container = try XCTUnwrap(final[uuid], item.name)
+            if let exitCode = item.exitCode {
+                XCTAssertEqual(container["state"] as? String, "Complete", "\(item.name): \(container)")
+                XCTAssertEqual(container["exit_code"] as? Int, exitCode, item.name)
+                let logs = try convoy(["containers", "logs", uuid])
+                XCTAssertEqual(logs.status, 0, logs.stderr)
+                XCTAssertTrue(logs.stdout.contains(item.expectedText), "\(item.name) logs: \(logs.stdout)")
+            } else {
+                XCTAssertEqual(container["state"] as? String, "Cancelled", "\(item.name): \(container)")
+                let shown = try json(try convoy(["containers", "show", uuid, "--json"])) as? [String: Any] ?? [:]
+                let error = (shown["runtime_status"] as? [String: Any])?["error"] as? String ?? ""
+                XCTAssertTrue(error.contains("no instance type fits") && error.contains(item.expectedText), error)
+            }
+        }
+
+        let status = try json(try convoy(["cluster", "status", "--json"])) as? [String: Any] ?? [:]
+        XCTAssertNotNil(status["leader"] as? String, "\(status)")
+        XCTAssertEqual((status["members"] as? [[String: Any]])?.count, 3, "\(status)")
+        let instances = try json(try convoy(["instances", "list", "--json"])) as? [String: Any] ?? [:]
+        XCTAssertFalse((instances["items"] as? [Any] ?? []).isEmpty, "the demo booted loopback instances")
+
+        // The environment beats the client config: a bad token there is what the CLI presents.
+        let badToken = try convoy(["containers", "list"], environment: ["CONVOY_API_TOKEN": "v2/zzzzz-gj3su-000000000000000/nope"])
+        XCTAssertEqual(badToken.status, 1, badToken.stdout)
+        XCTAssertTrue(badToken.stderr.contains("401"), badToken.stderr)
+
+        // deploy/rolling-restart.sh, with `convoy dev restart` as the process manager: every replica
+        // restarted in turn, the leader stepped down first, a leader at the end.
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let before = ["dispatch-1", "dispatch-2", "dispatch-3"].map(pid)
+        let stackDirectory = directory.appendingPathComponent("stack").path
+        let restartCommand = ([try ConvoyBinary.path(), "dev", "restart", "%s"] + stackArguments).map(TestProcess.quote).joined(separator: " ")
+        let rolling = try TestProcess.run("/bin/bash", [repository.appendingPathComponent("deploy/rolling-restart.sh").path, "dispatch-1", "dispatch-2", "dispatch-3"],
+                                          environment: environment.merging([
+                                              "CONVOY": try ConvoyBinary.path(), "CONVOY_MGMT_TOKEN": env["CONVOY_MGMT_TOKEN"] ?? "",
+                                              "CONVOY_RESTART_COMMAND": restartCommand, "CONVOY_MEMBER_ENV": stackDirectory + "/run/%s.env",
+                                          ]) { $1 }, check: false, timeout: 300)
+        XCTAssertEqual(rolling.status, 0, "stdout: \(rolling.stdout)\nstderr: \(rolling.stderr)")
+        XCTAssertTrue(rolling.stdout.contains("stepping down") && rolling.stdout.contains("all 3 replicas restarted"), rolling.stdout)
+        let after = ["dispatch-1", "dispatch-2", "dispatch-3"].map(pid)
+        XCTAssertTrue(zip(before, after).allSatisfy { $0 != $1 }, "every replica is a new process: \(before) → \(after)")
+        let restarted = try json(try convoy(["cluster", "status", "--json"])) as? [String: Any] ?? [:]
+        XCTAssertNotNil(restarted["leader"] as? String, "\(restarted)")
+
+        // Down: nothing that names the stack's directory runs any more, and the CLI says the API is down.
+        let down = try dev(["down"])
+        XCTAssertEqual(down.status, 0, down.stderr)
+        XCTAssertFalse(down.stdout.contains("leftover"), "down stopped everything itself: \(down.stdout)")
+        let left = try TestProcess.run("/usr/bin/pgrep", ["-a", "-f", stackDirectory], check: false)
+        XCTAssertEqual(left.stdout.trimmingCharacters(in: .whitespacesAndNewlines), "", "still running after down")
+        let stopped = try dev(["status"])
+        XCTAssertEqual(stopped.status, 1, stopped.stdout)
+        let unreachable = try convoy(["containers", "list"])
+        XCTAssertEqual(unreachable.status, 3, unreachable.stderr)
+        XCTAssertTrue(unreachable.stderr.contains("cannot reach the API"), unreachable.stderr)
+        let noReplica = try convoy(["cluster", "status"])
+        XCTAssertNotEqual(noReplica.status, 0)
+        XCTAssertTrue(noReplica.stderr.contains("cannot reach the replica"), noReplica.stderr)
+    }
+
+    func testDevRejectsBadSettingsAndABrokenClientConfigSaysWhere() throws {
+        let badPrefix = try ConvoyBinary.run(["dev", "up", "--dir", directory.path, "--address-prefix", "10.0.0"], environment: environment)
+        XCTAssertNotEqual(badPrefix.status, 0)
+        XCTAssertTrue(badPrefix.stderr.contains("three octets starting with 127"), badPrefix.stderr)
+        let unknownMember = try ConvoyBinary.run(["dev", "restart", "dispatch-9", "--dir", directory.path], environment: environment)
+        XCTAssertNotEqual(unknownMember.status, 0)
+        XCTAssertTrue(unknownMember.stderr.contains("no member dispatch-9"), unknownMember.stderr)
+
+        let file = directory.appendingPathComponent("client.yaml").path
+        try "APIHost: 127.0.0.1:1\nAPITokn: typo\n".write(toFile: file, atomically: true, encoding: .utf8)
+        let broken = try convoy(["containers", "list"], environment: ["CONVOY_CLIENT_CONFIG": file])
+        XCTAssertNotEqual(broken.status, 0)
+        XCTAssertTrue(broken.stderr.contains(file) && broken.stderr.contains("APITokn"), broken.stderr)
+    }
+}
