@@ -76,6 +76,8 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        // The HA checker: a run's history against the invariants (`convoy check history`).
+        .target(name: "ConvoyCheck", dependencies: ["ConvoyPostgres"]),
         // The local stack `make run` and `convoy dev` start: processes, files, demo, terminal UI.
         .target(name: "ConvoyDevStack", dependencies: [
             "ConvoyModel", "ConvoyPostgres", "ConvoyHTTP", "ConvoyAPIClient", "ConvoyRunner", "ConvoyCluster", "ConvoyDispatch",
@@ -94,7 +96,7 @@ let package = Package(
             name: "convoy",
             dependencies: [
                 "ConvoyModel", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyAPI", "ConvoyAPIClient", "ConvoyRunner",
-                "ConvoyCluster", "ConvoyDispatch", "ConvoyDevStack",
+                "ConvoyCluster", "ConvoyDispatch", "ConvoyDevStack", "ConvoyCheck",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -109,6 +111,7 @@ let package = Package(
         ),
 
         .testTarget(name: "ConvoyModelTests", dependencies: ["ConvoyModel"]),
+        .testTarget(name: "ConvoyCheckTests", dependencies: ["ConvoyCheck"]),
         .testTarget(name: "ConvoyIOTests", dependencies: ["ConvoyIO"]),
         .testTarget(name: "ConvoyPostgresTests", dependencies: ["ConvoyPostgres", "ConvoyTesting"]),
         .testTarget(name: "ConvoySSHTests", dependencies: ["ConvoySSH", "ConvoyTesting"]),

@@ -11,6 +11,6 @@ struct ConvoyCommand: AsyncParsableCommand {
             keeps going through crashes and rolling restarts.
             """,
         subcommands: [VersionCommand.self, DoctorCommand.self, APICommand.self, DispatchCommand.self, ClusterCommand.self, InstancesCommand.self,
-                      ContainersCommand.self, RunCommand.self, ImagesCommand.self, DevCommand.self]
+                      ContainersCommand.self, RunCommand.self, ImagesCommand.self, DevCommand.self, CheckCommand.self]
     )
 }

@@ -1,5 +1,6 @@
 import ConvoyDevStack
 import ConvoyModel
+import ConvoyPostgres
 import ConvoyTesting
 import Foundation
 import XCTest
@@ -166,6 +167,22 @@ final class DevStackTests: XCTestCase {
         XCTAssertTrue(zip(before, after).allSatisfy { $0 != $1 }, "every replica is a new process: \(before) → \(after)")
         let restarted = try json(try convoy(["cluster", "status", "--json"])) as? [String: Any] ?? [:]
         XCTAssertNotNil(restarted["leader"] as? String, "\(restarted)")
+
+        // The HA checker over everything this run recorded: the demo, the killed replica, the rolling
+        // restart — no violation, nothing open, no container run twice.
+        let configFile = stackDirectory + "/config.yml"
+        let checked = try convoy(["check", "history", "--config", configFile, "--expect-all-final", "--max-restarts", "0", "--locked-bound", "60"])
+        XCTAssertEqual(checked.status, 0, "stdout: \(checked.stdout)\nstderr: \(checked.stderr)")
+        XCTAssertTrue(checked.stdout.contains("containers: \(DemoWorkload.items.count) submitted, \(DemoWorkload.items.count - 1) complete, 1 cancelled, 0 open"), checked.stdout)
+        XCTAssertTrue(checked.stdout.contains("no violations"), checked.stdout)
+        // … and it is not blind: a second member recorded with the leader's epoch is reported, with evidence.
+        let postgresPort = stackArguments[stackArguments.firstIndex(of: "--postgres-port")! + 1]
+        let psql = try XCTUnwrap(PostgresServerPrograms.locate()) + "/psql"
+        _ = try TestProcess.run(psql, ["-h", "127.0.0.1", "-p", postgresPort, "-U", "postgres", "-d", "convoy", "-X", "-q", "-c",
+                                       "INSERT INTO cluster_leader_history (epoch, member_id) SELECT max(epoch), 'impostor' FROM cluster_leader_history"])
+        let caught = try convoy(["check", "history", "--config", configFile, "--json"])
+        XCTAssertEqual(caught.status, 1, caught.stderr)
+        XCTAssertTrue(caught.stdout.contains("two-leaders-in-one-epoch") && caught.stdout.contains("impostor"), caught.stdout)
 
         // Down: nothing that names the stack's directory runs any more, and the CLI says the API is down.
         let down = try dev(["down"])

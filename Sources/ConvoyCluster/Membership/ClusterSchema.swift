@@ -47,6 +47,19 @@ public enum ClusterSchema {
                 set_at timestamptz NOT NULL DEFAULT now()
             );
             """),
+        PostgresMigration(version: 3, name: "leader history", sql: """
+            -- Append-only: every election, for the HA checker (`convoy check history`). No unique
+            -- epoch on purpose: two members elected with one epoch must be recordable, to be caught.
+            -- elected_at is the clock after the epoch row was raised, so every change that passed
+            -- the API's epoch check with the old epoch is recorded before it.
+            CREATE TABLE cluster_leader_history (
+                id bigserial PRIMARY KEY,
+                epoch bigint NOT NULL,
+                member_id text NOT NULL,
+                backend_pid integer,
+                elected_at timestamptz NOT NULL DEFAULT clock_timestamp()
+            );
+            """),
     ]
 
     public static let migrator = PostgresMigrator(migrations: migrations, table: "cluster_schema_migrations",

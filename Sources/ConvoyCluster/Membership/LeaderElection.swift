@@ -149,6 +149,8 @@ public actor LeaderElection {
                     UPDATE cluster_leader SET member_id = $1, epoch = $2, backend_pid = pg_backend_pid(),
                         elected_at = now(), lease_renewed_at = now() WHERE id = 1
                     """, [memberID, epoch])
+                try await tx.execute("INSERT INTO cluster_leader_history (epoch, member_id, backend_pid) VALUES ($1, $2, pg_backend_pid())",
+                                     [epoch, memberID])
                 try await tx.execute("SELECT pg_notify($1, $2)", [channel, String(epoch)])
                 return epoch
             }

@@ -110,7 +110,7 @@ public actor ContainerRunner {
             return await finish(container, workspace: workspace, outcome: nil, neverRan: "stopped before the command started: \(stopReason)")
         }
 
-        await say("running: \(container.command.joined(separator: " "))")
+        await say("runner \(runnerID) running: \(container.command.joined(separator: " "))")
         let lastStderr = StderrTail()
         let forwarder = self.forwarder!
         let pidWatcher = Task {
