@@ -3,7 +3,7 @@ SWIFT ?= swift
 # Extra flags for every swift invocation, e.g. SWIFT_FLAGS="--scratch-path .build-ci".
 SWIFT_FLAGS ?=
 
-.PHONY: all deps build test run bench doctor stop clean
+.PHONY: all deps build test run bench chaos doctor stop clean
 
 all: build
 
@@ -33,6 +33,15 @@ bench: deps
 	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyBench" --skip-scheduler
 	LD_PRELOAD="$(CURDIR)/.build/malloc_counter.so" "$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyBench" \
 	  --skip-ssh --skip-postgres --skip-api --skip-runner --skip-cluster --skip-dispatcher
+
+## chaos: the HA proofs at full scale (long; release build; results in docs/reliability.md):
+## CHAOS_CONTAINERS sleep containers Running while every replica is restarted twice by deploy/rolling-restart.sh
+CHAOS_CONTAINERS ?= 200
+chaos: deps
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product convoy
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product ConvoyChaosTool
+	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" rolling-restart \
+	  --containers $(CHAOS_CONTAINERS) --rounds 2 --output .build/chaos-rolling-restart.json
 
 ## doctor: check this machine
 doctor: build

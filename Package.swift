@@ -103,6 +103,15 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The HA proofs `make chaos` runs (and the short versions `make test` runs).
+        .target(name: "ConvoyChaos", dependencies: [
+            "ConvoyModel", "ConvoyPostgres", "ConvoyAPIClient", "ConvoyCheck", "ConvoyDevStack", "ConvoyDispatch",
+        ]),
+        .executableTarget(
+            name: "ConvoyChaosTool",
+            dependencies: ["ConvoyChaos", "ConvoyDevStack", "ConvoyTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Chaos"
+        ),
         // Benchmarks run with `make bench`, never as part of `make test`.
         .executableTarget(
             name: "ConvoyBench",
@@ -112,6 +121,7 @@ let package = Package(
 
         .testTarget(name: "ConvoyModelTests", dependencies: ["ConvoyModel"]),
         .testTarget(name: "ConvoyCheckTests", dependencies: ["ConvoyCheck"]),
+        .testTarget(name: "ConvoyChaosTests", dependencies: ["ConvoyChaos", "ConvoyDevStack", "ConvoyCheck", "ConvoyTesting"]),
         .testTarget(name: "ConvoyIOTests", dependencies: ["ConvoyIO"]),
         .testTarget(name: "ConvoyPostgresTests", dependencies: ["ConvoyPostgres", "ConvoyTesting"]),
         .testTarget(name: "ConvoySSHTests", dependencies: ["ConvoySSH", "ConvoyTesting"]),

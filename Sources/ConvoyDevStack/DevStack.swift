@@ -1,6 +1,7 @@
 import ConvoyCluster
 import ConvoyDispatch
 import ConvoyHTTP
+import ConvoyPostgres
 import ConvoyRunner
 import Foundation
 #if canImport(Glibc)
@@ -41,6 +42,11 @@ public struct DevStack: Sendable {
         adjust(&settings)
         try settings.validate()
         return DevStack(layout: layout, settings: settings, convoy: convoy, report: report)
+    }
+
+    /// The stack's database, as its superuser.
+    public var postgresConfiguration: PostgresConfiguration {
+        PostgresConfiguration(host: "127.0.0.1", port: settings.postgresPort, user: "postgres", database: "convoy", applicationName: "convoy-dev")
     }
 
     var processNames: [String] { ["api"] + settings.members.map(settings.memberID) }

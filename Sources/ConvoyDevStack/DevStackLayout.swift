@@ -84,10 +84,10 @@ public struct DevStackLayout: Sendable {
             SSHUser: root
             RunnerDirectory: \(runnerDirectory)
             PollInterval: 500ms
-            ProbeInterval: 2s
+            ProbeInterval: \(settings.probeSeconds)s
             TimeoutIdle: \(settings.idleSeconds)s
             MaxInstances: \(settings.maxInstances)
-            MaxConcurrentInstanceCreateOps: 4
+            MaxConcurrentInstanceCreateOps: \(settings.maxConcurrentCreates)
         Dispatch:
           ClusterSecretFile: \(path("cluster-secret"))
           ManagementTokenFile: \(path("management-token"))

@@ -18,6 +18,34 @@ public struct DevStackSettings: Codable, Sendable, Equatable {
     public var maxInstances = 8
     /// How long an idle instance lives before it is shut down, in seconds.
     public var idleSeconds = 60
+    /// How often each worker is probed (`convoy run --list` over SSH), in seconds.
+    public var probeSeconds = 2
+    public var maxConcurrentCreates = 4
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case clusterID, postgresPort, apiPort, dispatchPortBase, replicas, addressPrefix, sshPort, runtimeEngine, maxInstances,
+             idleSeconds, probeSeconds, maxConcurrentCreates
+    }
+
+    /// Reads what an earlier version wrote too: a missing key keeps its default.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        func read<T: Decodable>(_ key: CodingKeys, into value: inout T) throws {
+            if let decoded = try container.decodeIfPresent(T.self, forKey: key) { value = decoded }
+        }
+        try read(.clusterID, into: &clusterID)
+        try read(.postgresPort, into: &postgresPort)
+        try read(.apiPort, into: &apiPort)
+        try read(.dispatchPortBase, into: &dispatchPortBase)
+        try read(.replicas, into: &replicas)
+        try read(.addressPrefix, into: &addressPrefix)
+        try read(.sshPort, into: &sshPort)
+        try read(.runtimeEngine, into: &runtimeEngine)
+        try read(.maxInstances, into: &maxInstances)
+        try read(.idleSeconds, into: &idleSeconds)
+        try read(.probeSeconds, into: &probeSeconds)
+        try read(.maxConcurrentCreates, into: &maxConcurrentCreates)
+    }
 
     public init() {}
 
