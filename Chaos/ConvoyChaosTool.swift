@@ -4,13 +4,19 @@ import ConvoyDevStack
 import ConvoyTesting
 import Foundation
 
+/// A line of progress, flushed at once (the output is usually a file or a pipe).
+func say(_ line: String) {
+    print(line)
+    fflush(nil)
+}
+
 /// `make chaos`: the HA proofs, each on a private local stack (docs/reliability.md).
 @main
 struct ConvoyChaosTool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "convoy-chaos",
-        abstract: "Prove the HA promises on a private local stack: rolling restarts under load.",
-        subcommands: [RollingRestart.self])
+        abstract: "Prove the HA promises on a private local stack: rolling restarts under load, and chaos.",
+        subcommands: [RollingRestart.self, Faults.self])
 
     /// Where the stack lives and which binary it runs.
     struct StackOptions: ParsableArguments {
@@ -18,7 +24,7 @@ struct ConvoyChaosTool: AsyncParsableCommand {
         @Option(help: "The stack directory (default: a new one under /tmp).") var dir: String?
         @Flag(help: "Leave the stack running at the end.") var keep = false
 
-        func makeStack(maxInstances: Int) throws -> DevStack {
+        func makeStack(maxInstances: Int, probeTimeoutSeconds: Int = 60) throws -> DevStack {
             let binary = convoy ?? URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
                 .deletingLastPathComponent().appendingPathComponent("convoy").path
             guard FileManager.default.isExecutableFile(atPath: binary) else { throw ValidationError("no convoy binary at \(binary): build it or pass --convoy") }
@@ -36,9 +42,10 @@ struct ConvoyChaosTool: AsyncParsableCommand {
             settings.maxConcurrentCreates = 20
             settings.probeSeconds = 5
             settings.idleSeconds = 30
+            settings.probeTimeoutSeconds = probeTimeoutSeconds
             try settings.validate()
             return DevStack(layout: DevStackLayout(directory: directory.appendingPathComponent("stack")), settings: settings, convoy: binary,
-                            report: { print("  \($0)") })
+                            report: { say("  \($0)") })
         }
     }
 
@@ -62,9 +69,9 @@ struct ConvoyChaosTool: AsyncParsableCommand {
             scenario.rounds = rounds
             let result: RollingRestartScenario.Result
             do {
-                result = try await scenario.run(dev) { print($0) }
+                result = try await scenario.run(dev) { say($0) }
             } catch {
-                if !stack.keep { try? await dev.down() }
+                if !stack.keep { _ = try? await dev.down() }
                 throw error
             }
             if !stack.keep { try await dev.down() }
@@ -85,6 +92,55 @@ struct ConvoyChaosTool: AsyncParsableCommand {
                 try encoder.encode(result).write(to: URL(fileURLWithPath: output))
             }
             if !report.isClean || result.maxGapSeconds >= 2 { throw ExitCode(1) }
+        }
+    }
+
+    struct Faults: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Short containers while a seeded injector kills replicas, hangs the leader, cuts its lock session, restarts the API, kills workers' sshd and crashes PostgreSQL once; then the checker.")
+        @OptionGroup var stack: StackOptions
+        @Option(help: "How many containers.") var containers = 1000
+        @Option(help: "How long faults are injected, in seconds.") var seconds = 150
+        @Option(help: "The seed (default: a random one, printed for replay).") var seed: UInt64?
+        @Option(help: "Which faults, comma-separated (default: all): \(Fault.allCases.map(\.rawValue).joined(separator: ", ")).") var faults: String?
+        @Option(help: "At most this many instances.") var maxInstances = 30
+        @Option(help: "Write the result as JSON here.") var output: String?
+
+        func run() async throws {
+            var scenario = ChaosScenario(seed: seed ?? UInt64.random(in: 1...UInt64.max))
+            scenario.containers = containers
+            scenario.faultPeriod = .seconds(Int64(seconds))
+            if let faults {
+                scenario.faults = try faults.split(separator: ",").map { name in
+                    guard let fault = Fault(rawValue: String(name)) else { throw ValidationError("unknown fault '\(name)'") }
+                    return fault
+                }
+            }
+            let dev = try stack.makeStack(maxInstances: maxInstances, probeTimeoutSeconds: 15)
+            print("stack in \(dev.layout.directory.path)")
+            try await dev.up()
+            let result: ChaosScenario.Result
+            do {
+                result = try await scenario.run(dev) { say($0) }
+            } catch {
+                if !stack.keep { _ = try? await dev.down() }
+                throw error
+            }
+            if !stack.keep { try await dev.down() }
+            let report = result.report
+            print("""
+                seed \(result.seed); faults injected: \(result.injected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+                containers \(report.submitted): complete \(report.completed), cancelled \(report.cancelled), open \(report.open.count), \
+                ran more than once \(report.restarted.count); locks \(report.locks); elections \(report.elections); \
+                drained in \(String(format: "%.0f", result.drainedSeconds)) s; violations \(report.violations.count)
+                """)
+            for violation in report.violations { print("VIOLATION \(violation.kind.rawValue) \(violation.container ?? ""): \(violation.evidence.joined(separator: " | "))") }
+            if let output {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try encoder.encode(result).write(to: URL(fileURLWithPath: output))
+            }
+            if !report.isClean { throw ExitCode(1) }
         }
     }
 }

@@ -68,10 +68,11 @@ struct DevPostgres {
         return started
     }
 
-    /// Stops the server (fast: open sessions are ended, committed data is kept).
-    func stop() async throws {
+    /// Stops the server: `fast` ends open sessions and keeps committed data; `immediate` is a
+    /// crash (recovery from the WAL on the next start).
+    func stop(mode: String = "fast") async throws {
         guard FileManager.default.fileExists(atPath: layout.postgresData + "/postmaster.pid") else { return }
-        let result = try await asServerUser(try bin + "/pg_ctl", ["-D", layout.postgresData, "-m", "fast", "-w", "stop"])
+        let result = try await asServerUser(try bin + "/pg_ctl", ["-D", layout.postgresData, "-m", mode, "-w", "stop"])
         let running = await isRunning
         guard result.status == 0 || !running else { throw DevStackError("pg_ctl stop failed: \(result.output.suffix(800))") }
     }

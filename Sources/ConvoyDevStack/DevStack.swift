@@ -238,6 +238,13 @@ public struct DevStack: Sendable {
         _ = try await waitForLeader()
     }
 
+    /// Crashes PostgreSQL (immediate stop) and starts it again on the same port.
+    public func restartPostgres() async throws {
+        let postgres = DevPostgres(layout: layout, port: settings.postgresPort)
+        try await postgres.stop(mode: "immediate")
+        _ = try await postgres.start()
+    }
+
     // MARK: status
 
     public func components() async -> [Component] {

@@ -85,6 +85,7 @@ public struct DevStackLayout: Sendable {
             RunnerDirectory: \(runnerDirectory)
             PollInterval: 500ms
             ProbeInterval: \(settings.probeSeconds)s
+            TimeoutProbe: \(settings.probeTimeoutSeconds)s
             TimeoutIdle: \(settings.idleSeconds)s
             MaxInstances: \(settings.maxInstances)
             MaxConcurrentInstanceCreateOps: \(settings.maxConcurrentCreates)

@@ -21,10 +21,12 @@ public struct DevStackSettings: Codable, Sendable, Equatable {
     /// How often each worker is probed (`convoy run --list` over SSH), in seconds.
     public var probeSeconds = 2
     public var maxConcurrentCreates = 4
+    /// A worker without a good probe for this long is shut down (its containers requeued).
+    public var probeTimeoutSeconds = 60
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case clusterID, postgresPort, apiPort, dispatchPortBase, replicas, addressPrefix, sshPort, runtimeEngine, maxInstances,
-             idleSeconds, probeSeconds, maxConcurrentCreates
+             idleSeconds, probeSeconds, maxConcurrentCreates, probeTimeoutSeconds
     }
 
     /// Reads what an earlier version wrote too: a missing key keeps its default.
@@ -45,6 +47,7 @@ public struct DevStackSettings: Codable, Sendable, Equatable {
         try read(.idleSeconds, into: &idleSeconds)
         try read(.probeSeconds, into: &probeSeconds)
         try read(.maxConcurrentCreates, into: &maxConcurrentCreates)
+        try read(.probeTimeoutSeconds, into: &probeTimeoutSeconds)
     }
 
     public init() {}

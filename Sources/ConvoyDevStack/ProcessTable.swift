@@ -6,9 +6,9 @@ import Glibc
 /// This machine's processes as /proc shows them: which are alive, what their command lines say,
 /// and stopping them with a grace period. The stack's processes are recognised by its directory
 /// on their command lines, so a pid reused by an unrelated process is never mistaken for ours.
-enum ProcessTable {
+public enum ProcessTable {
     /// Running, not a zombie (a zombie still answers kill(pid, 0)).
-    static func isRunning(_ pid: pid_t) -> Bool {
+    public static func isRunning(_ pid: pid_t) -> Bool {
         guard pid > 0, kill(pid, 0) == 0 || errno == EPERM else { return false }
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return false }
@@ -17,13 +17,13 @@ enum ProcessTable {
     }
 
     /// The command line with its arguments joined by spaces; nil once the process is gone.
-    static func commandLine(_ pid: pid_t) -> String? {
+    public static func commandLine(_ pid: pid_t) -> String? {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"), !data.isEmpty else { return nil }
         return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).trimmingCharacters(in: .whitespaces)
     }
 
     /// Live processes whose command line contains `text`, other than this one and its ancestors.
-    static func pids(mentioning text: String) -> [pid_t] {
+    public static func pids(mentioning text: String) -> [pid_t] {
         let exempt = ancestors()
         let names = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
         return names.compactMap { pid_t($0) }.filter { pid in
@@ -47,7 +47,7 @@ enum ProcessTable {
     /// Sends SIGTERM, waits up to `grace` for the processes to end, then SIGKILLs what is left.
     /// Returns the pids that needed SIGKILL.
     @discardableResult
-    static func stop(_ pids: [pid_t], grace: Duration) async -> [pid_t] {
+    public static func stop(_ pids: [pid_t], grace: Duration) async -> [pid_t] {
         let live = pids.filter(isRunning)
         for pid in live { kill(pid, SIGTERM) }
         let deadline = ContinuousClock.now + grace

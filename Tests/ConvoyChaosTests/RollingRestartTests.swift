@@ -38,7 +38,7 @@ final class RollingRestartTests: XCTestCase {
         do {
             result = try await scenario.run(stack) { print($0) }
         } catch {
-            try? await stack.down()
+            _ = try? await stack.down()
             throw error
         }
         let swept = try await stack.down()

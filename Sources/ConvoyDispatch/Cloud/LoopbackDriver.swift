@@ -143,6 +143,10 @@ public actor LoopbackDriver: CloudDriver {
 
     private func sshdConfig(directory: URL, address: String, hostKeyPath: String) -> String {
         var environment = settings.environment
+        // bash reads ~/.bashrc for commands sshd runs unless it is a nested shell: a VM image has
+        // a lean shell set-up, this host's user (shared by every loopback instance) may not
+        // (pyenv init on every probe cost ~0.3 s of CPU and sank a 200-instance pool).
+        environment["SHLVL"] = environment["SHLVL"] ?? "1"
         environment["CONVOY_RUNNER_STATE_DIR"] = directory.appendingPathComponent("state").path
         environment["CONVOY_RUNNER_WORK_DIR"] = directory.appendingPathComponent("work").path
         return SSHDConfig(listenAddress: address, port: settings.sshPort, hostKeyPath: hostKeyPath,

@@ -1,0 +1,111 @@
+import ConvoyDevStack
+import ConvoyDispatch
+import ConvoyPostgres
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The faults a chaos run injects into a local stack, each the way it happens in production.
+public enum Fault: String, Sendable, Codable, CaseIterable {
+    /// kill -9 of a random replica, started again a moment later.
+    case killReplica = "kill-replica"
+    /// SIGSTOP of the leader past its lease, then SIGCONT: a hung leader that comes back.
+    case stopLeader = "stop-leader"
+    /// pg_terminate_backend of the leader's lock session.
+    case terminateLockSession = "terminate-lock-session"
+    /// The API server restarted (SIGTERM, started again).
+    case restartAPI = "restart-api"
+    /// A worker's sshd killed: the instance is lost to the dispatcher; its runners live on.
+    case killWorkerSSHD = "kill-worker-sshd"
+    /// PostgreSQL crashed (immediate stop) and started again.
+    case restartPostgres = "restart-postgres"
+}
+
+/// Injects faults into a `DevStack`, chosen by a seeded generator; records what it did.
+public actor FaultInjector {
+    private let stack: DevStack
+    private var random: SeededRandom
+    public private(set) var injected: [Fault: Int] = [:]
+    public private(set) var events: [String] = []
+    private let log: @Sendable (String) -> Void
+
+    public init(stack: DevStack, seed: UInt64, log: @escaping @Sendable (String) -> Void) {
+        self.stack = stack
+        self.random = SeededRandom(seed: seed)
+        self.log = log
+    }
+
+    /// Picks one of `faults` and injects it; returns which (nil if it had nothing to act on).
+    @discardableResult
+    public func injectOne(from faults: [Fault]) async -> Fault? {
+        guard let fault = faults.randomElement(using: &random) else { return nil }
+        do {
+            guard try await inject(fault) else { return nil }
+            injected[fault, default: 0] += 1
+            return fault
+        } catch {
+            note("\(fault.rawValue) failed: \(error)")
+            return nil
+        }
+    }
+
+    private func note(_ text: String) {
+        let line = "\(ISO8601DateFormatter().string(from: Date())) \(text)"
+        events.append(line)
+        log(line)
+    }
+
+    /// The leader's member id and its lock session's backend pid, from PostgreSQL.
+    private func leader() async throws -> (member: String, backend: Int32?)? {
+        let connection = try await PostgresConnection.connect(stack.postgresConfiguration)
+        defer { Task { await connection.close() } }
+        guard let row = try await connection.query("SELECT member_id, backend_pid FROM cluster_leader WHERE id = 1", []).rows.first,
+              let member = try row.decode(String?.self, column: "member_id") else { return nil }
+        return (member, try row.decode(Int32?.self, column: "backend_pid"))
+    }
+
+    func inject(_ fault: Fault) async throws -> Bool {
+        switch fault {
+        case .killReplica:
+            let members = stack.settings.members.map(stack.settings.memberID)
+            guard let member = members.randomElement(using: &random), let pid = stack.runningPID(member) else { return false }
+            kill(pid, SIGKILL)
+            note("kill -9 \(member) (pid \(pid))")
+            try await Task.sleep(for: .milliseconds(Int64.random(in: 200...2000, using: &random)))
+            try await stack.up()
+        case .stopLeader:
+            guard let (member, _) = try await leader(), let pid = stack.runningPID(member) else { return false }
+            kill(pid, SIGSTOP)
+            let seconds = Double.random(in: 4...7, using: &random)
+            note(String(format: "SIGSTOP leader %@ (pid %d) for %.1f s", member, pid, seconds))
+            try await Task.sleep(for: .milliseconds(Int64(seconds * 1000)))
+            kill(pid, SIGCONT)
+            note("SIGCONT \(member)")
+        case .terminateLockSession:
+            guard let (member, backend) = try await leader(), let backend else { return false }
+            let connection = try await PostgresConnection.connect(stack.postgresConfiguration)
+            _ = try await connection.query("SELECT pg_terminate_backend($1)", [backend])
+            await connection.close()
+            note("pg_terminate_backend(\(backend)): the lock session of \(member)")
+        case .restartAPI:
+            guard let pid = stack.runningPID("api") else { return false }
+            kill(pid, SIGTERM)
+            note("SIGTERM api (pid \(pid)); starting it again")
+            while ProcessTable.isRunning(pid) { try await Task.sleep(for: .milliseconds(50)) }
+            try await stack.up()
+        case .killWorkerSSHD:
+            let driver = try LoopbackDriver(LoopbackDriver.Settings(
+                clusterID: stack.settings.clusterID, directory: URL(fileURLWithPath: stack.layout.loopbackDirectory),
+                addressPrefix: stack.settings.addressPrefix, sshPort: stack.settings.sshPort, authorizedKey: "", runnerBinary: stack.convoy))
+            let instances = try await driver.instances().filter { driver.sshdPID($0.id) != nil }
+            guard let instance = instances.randomElement(using: &random) else { return false }
+            await driver.breakInstance(instance.id)
+            note("killed the sshd of \(instance.id) (its runners live on, unreachable)")
+        case .restartPostgres:
+            note("PostgreSQL: immediate stop (a crash), then start")
+            try await stack.restartPostgres()
+        }
+        return true
+    }
+}
