@@ -35,13 +35,19 @@ bench: deps
 	  --skip-ssh --skip-postgres --skip-api --skip-runner --skip-cluster --skip-dispatcher
 
 ## chaos: the HA proofs at full scale (long; release build; results in docs/reliability.md):
-## CHAOS_CONTAINERS sleep containers Running while every replica is restarted twice by deploy/rolling-restart.sh
+## CHAOS_CONTAINERS sleep containers Running while every replica is restarted twice by deploy/rolling-restart.sh,
+## then CHAOS_FAULT_CONTAINERS short containers while faults are injected for CHAOS_SECONDS (CHAOS_SEED replays a run)
 CHAOS_CONTAINERS ?= 200
+CHAOS_FAULT_CONTAINERS ?= 3000
+CHAOS_SECONDS ?= 600
+CHAOS_SEED ?=
 chaos: deps
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product convoy
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product ConvoyChaosTool
 	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" rolling-restart \
 	  --containers $(CHAOS_CONTAINERS) --rounds 2 --output .build/chaos-rolling-restart.json
+	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" faults \
+	  --containers $(CHAOS_FAULT_CONTAINERS) --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --output .build/chaos-faults.json
 
 ## doctor: check this machine
 doctor: build
