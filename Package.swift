@@ -52,7 +52,7 @@ let package = Package(
         ),
         .target(name: "ConvoyAPIClient", dependencies: ["ConvoyModel", "ConvoyHTTP"]),
         .target(name: "ConvoyRunner", dependencies: [
-            "ConvoyModel", "ConvoyAPIClient", .product(name: "Subprocess", package: "swift-subprocess"),
+            "ConvoyModel", "ConvoyAPIClient", "ConvoyIO", .product(name: "Subprocess", package: "swift-subprocess"),
         ]),
         .target(
             name: "ConvoyCluster",
@@ -67,7 +67,7 @@ let package = Package(
         .target(
             name: "ConvoyDispatch",
             dependencies: [
-                "ConvoyModel", "ConvoyCluster", "ConvoySSH", "ConvoyAPIClient", "ConvoyHTTP",
+                "ConvoyModel", "ConvoyCluster", "ConvoySSH", "ConvoyAPIClient", "ConvoyHTTP", "ConvoyIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -85,7 +85,7 @@ let package = Package(
         .target(
             name: "ConvoyTesting",
             dependencies: [
-                "ConvoyPostgres", "ConvoyAPI", "ConvoyHTTP", "ConvoyModel", "ConvoyDispatch",
+                "ConvoyPostgres", "ConvoyAPI", "ConvoyHTTP", "ConvoyModel", "ConvoyDispatch", "ConvoyDevStack", "ConvoyIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -24,28 +24,29 @@ struct ConvoyChaosTool: AsyncParsableCommand {
         @Option(help: "The stack directory (default: a new one under /tmp).") var dir: String?
         @Flag(help: "Leave the stack running at the end.") var keep = false
 
+        /// Starts the stack, runs `body` on it, and stops it (also when `body` fails) unless --keep.
+        func withStack<T>(maxInstances: Int, probeTimeoutSeconds: Int = 60, _ body: (DevStack) async throws -> T) async throws -> T {
+            let dev = try makeStack(maxInstances: maxInstances, probeTimeoutSeconds: probeTimeoutSeconds)
+            say("stack in \(dev.layout.directory.path)")
+            try await dev.up()
+            let result: T
+            do {
+                result = try await body(dev)
+            } catch {
+                if !keep { _ = try? await dev.down() }
+                throw error
+            }
+            if !keep { try await dev.down() }
+            return result
+        }
+
         func makeStack(maxInstances: Int, probeTimeoutSeconds: Int = 60) throws -> DevStack {
             let binary = convoy ?? URL(fileURLWithPath: (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0])
                 .deletingLastPathComponent().appendingPathComponent("convoy").path
             guard FileManager.default.isExecutableFile(atPath: binary) else { throw ValidationError("no convoy binary at \(binary): build it or pass --convoy") }
             let directory = try dir.map { URL(fileURLWithPath: $0) } ?? TestProcess.makeTemporaryDirectory(prefix: "convoy-chaos")
-            // PostgreSQL runs as the postgres user when this runs as root: it must get through.
-            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
-            var settings = DevStackSettings()
-            settings.postgresPort = try FreePort.find()
-            settings.apiPort = try FreePort.find()
-            settings.dispatchPortBase = Int.random(in: 40_000...49_000) & ~1
-            settings.addressPrefix = "127.\(Int.random(in: 100...250)).\(Int.random(in: 0...255))"
-            settings.sshPort = Int.random(in: 20_000...29_999)
-            settings.runtimeEngine = "process"
-            settings.maxInstances = maxInstances
-            settings.maxConcurrentCreates = 20
-            settings.probeSeconds = 5
-            settings.idleSeconds = 30
-            settings.probeTimeoutSeconds = probeTimeoutSeconds
-            try settings.validate()
-            return DevStack(layout: DevStackLayout(directory: directory.appendingPathComponent("stack")), settings: settings, convoy: binary,
-                            report: { say("  \($0)") })
+            return try TestDevStack.make(in: directory, convoy: binary, maxInstances: maxInstances, maxConcurrentCreates: 20, probeSeconds: 5,
+                                         probeTimeoutSeconds: probeTimeoutSeconds, report: { say("  \($0)") })
         }
     }
 
@@ -60,21 +61,11 @@ struct ConvoyChaosTool: AsyncParsableCommand {
         @Option(help: "Write the result as JSON here.") var output: String?
 
         func run() async throws {
-            let dev = try stack.makeStack(maxInstances: containers + 10)
-            print("stack in \(dev.layout.directory.path)")
-            try await dev.up()
             var scenario = RollingRestartScenario(script: URL(fileURLWithPath: script).path)
             scenario.containers = containers
             scenario.sleepSeconds = sleep
             scenario.rounds = rounds
-            let result: RollingRestartScenario.Result
-            do {
-                result = try await scenario.run(dev) { say($0) }
-            } catch {
-                if !stack.keep { _ = try? await dev.down() }
-                throw error
-            }
-            if !stack.keep { try await dev.down() }
+            let result = try await stack.withStack(maxInstances: containers + 10) { dev in try await scenario.run(dev) { say($0) } }
             let report = result.report
             print("""
                 containers \(result.containers), rounds \(result.rounds), ramp \(String(format: "%.0f", result.rampSeconds)) s, \
@@ -116,17 +107,7 @@ struct ConvoyChaosTool: AsyncParsableCommand {
                     return fault
                 }
             }
-            let dev = try stack.makeStack(maxInstances: maxInstances, probeTimeoutSeconds: 15)
-            print("stack in \(dev.layout.directory.path)")
-            try await dev.up()
-            let result: ChaosScenario.Result
-            do {
-                result = try await scenario.run(dev) { say($0) }
-            } catch {
-                if !stack.keep { _ = try? await dev.down() }
-                throw error
-            }
-            if !stack.keep { try await dev.down() }
+            let result = try await stack.withStack(maxInstances: maxInstances, probeTimeoutSeconds: 15) { dev in try await scenario.run(dev) { say($0) } }
             let report = result.report
             print("""
                 seed \(result.seed); faults injected: \(result.injected.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", "))

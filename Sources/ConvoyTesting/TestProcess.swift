@@ -1,3 +1,4 @@
+import ConvoyIO
 import Foundation
 
 /// Runs helper programs for the test harness and makes sure what it starts does not outlive it.
@@ -97,62 +98,29 @@ public struct SpawnedProcess: Sendable {
         _ executable: String, _ arguments: [String], environment: [String: String]? = nil,
         stdin: String, stdout: String, stderr: String
     ) throws -> SpawnedProcess {
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-        posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o644)
-
-        let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp = env.map { strdup($0) } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
+        do {
+            let pid = try ChildProcess.spawn(executable, arguments, environment: environment ?? ProcessInfo.processInfo.environment, descriptors: [
+                .open(fd: 0, path: stdin, flags: O_RDONLY, mode: 0),
+                .open(fd: 1, path: stdout, flags: O_WRONLY | O_CREAT | O_APPEND, mode: 0o644),
+                .open(fd: 2, path: stderr, flags: O_WRONLY | O_CREAT | O_APPEND, mode: 0o644),
+            ])
+            return SpawnedProcess(pid: pid)
+        } catch let error as ChildSpawnError {
+            throw TestProcess.Failure(error.description)
         }
-        // The child must not inherit this thread's signal mask: Dispatch's worker threads block
-        // signals, and a pgbench with SIGALRM blocked never ends its -T run.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        posix_spawnattr_setsigmask(&attributes, &emptyMask)
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var pid: pid_t = 0
-        let rc = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
-        guard rc == 0 else {
-            throw TestProcess.Failure("cannot start \(executable): \(String(cString: strerror(rc)))")
-        }
-        return SpawnedProcess(pid: pid)
     }
 
     /// Waits for the process to end; returns its exit status (128 + signal when killed).
     @discardableResult
     public func wait() -> Int32 {
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            if errno != EINTR { return -1 }
-        }
-        let signal = status & 0x7f
-        return signal == 0 ? (status >> 8) & 0xff : 128 + signal
+        ChildProcess.waitForExit(pid)
     }
 
     /// Waits up to `timeout` for the process to end; its exit status, or nil if it is still running.
     public func wait(timeout: TimeInterval) -> Int32? {
         let deadline = Date().addingTimeInterval(timeout)
-        var status: Int32 = 0
         while Date() < deadline {
-            let result = waitpid(pid, &status, WNOHANG)
-            if result == pid {
-                let signal = status & 0x7f
-                return signal == 0 ? (status >> 8) & 0xff : 128 + signal
-            }
-            if result < 0 && errno != EINTR { return -1 }
+            if let status = ChildProcess.exitStatusIfEnded(pid) { return status }
             usleep(10_000)
         }
         return nil

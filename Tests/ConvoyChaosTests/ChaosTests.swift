@@ -10,23 +10,11 @@ import XCTest
 final class ChaosTests: XCTestCase {
     func testAThousandContainersEndExactlyOnceThroughEveryKindOfFault() async throws {
         let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-chaos")
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
         defer {
             _ = try? TestProcess.run("/usr/bin/pkill", ["-KILL", "-f", directory.path], check: false)
             try? FileManager.default.removeItem(at: directory)
         }
-        var settings = DevStackSettings()
-        settings.postgresPort = try FreePort.find()
-        settings.apiPort = try FreePort.find()
-        settings.dispatchPortBase = Int.random(in: 40_000...49_000) & ~1
-        settings.addressPrefix = "127.\(Int.random(in: 100...250)).\(Int.random(in: 0...255))"
-        settings.sshPort = Int.random(in: 20_000...29_999)
-        settings.runtimeEngine = "process"
-        settings.maxInstances = 30
-        settings.maxConcurrentCreates = 10
-        settings.probeTimeoutSeconds = 15
-        let stack = DevStack(layout: DevStackLayout(directory: directory.appendingPathComponent("stack")), settings: settings,
-                             convoy: try ConvoyBinary.path())
+        let stack = try TestDevStack.make(in: directory, convoy: try ConvoyBinary.path(), maxInstances: 30, probeTimeoutSeconds: 15)
         try await stack.up()
         let seed = ProcessInfo.processInfo.environment["CONVOY_CHAOS_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64.max)
         var scenario = ChaosScenario(seed: seed)

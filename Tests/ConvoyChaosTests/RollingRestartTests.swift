@@ -11,22 +11,11 @@ import XCTest
 final class RollingRestartTests: XCTestCase {
     func testARollingRestartUnderLoadRestartsNoContainerAndKeepsALeader() async throws {
         let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-rolling")
-        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
         defer {
             _ = try? TestProcess.run("/usr/bin/pkill", ["-KILL", "-f", directory.path], check: false)
             try? FileManager.default.removeItem(at: directory)
         }
-        var settings = DevStackSettings()
-        settings.postgresPort = try FreePort.find()
-        settings.apiPort = try FreePort.find()
-        settings.dispatchPortBase = Int.random(in: 40_000...49_000) & ~1
-        settings.addressPrefix = "127.\(Int.random(in: 100...250)).\(Int.random(in: 0...255))"
-        settings.sshPort = Int.random(in: 20_000...29_999)
-        settings.runtimeEngine = "process"
-        settings.maxInstances = 20
-        settings.maxConcurrentCreates = 10
-        let stack = DevStack(layout: DevStackLayout(directory: directory.appendingPathComponent("stack")), settings: settings,
-                             convoy: try ConvoyBinary.path())
+        let stack = try TestDevStack.make(in: directory, convoy: try ConvoyBinary.path(), maxInstances: 20, probeTimeoutSeconds: 60)
         try await stack.up()
         let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         var scenario = RollingRestartScenario(script: repository.appendingPathComponent("deploy/rolling-restart.sh").path)
