@@ -105,7 +105,7 @@ let package = Package(
         ),
         // The HA proofs `make chaos` runs (and the short versions `make test` runs).
         .target(name: "ConvoyChaos", dependencies: [
-            "ConvoyModel", "ConvoyPostgres", "ConvoyAPIClient", "ConvoyCheck", "ConvoyDevStack", "ConvoyDispatch",
+            "ConvoyModel", "ConvoyPostgres", "ConvoyAPIClient", "ConvoyCheck", "ConvoyDevStack", "ConvoyDispatch", "ConvoyTesting",
         ]),
         .executableTarget(
             name: "ConvoyChaosTool",
@@ -134,7 +134,7 @@ let package = Package(
         .testTarget(name: "ConvoyClusterTests", dependencies: ["ConvoyCluster", "ConvoyPostgres", "ConvoyTesting"]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres", "ConvoyDevStack"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [
-            "ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),
+            "ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyPostgres", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),
         ]),
     ]
 )

@@ -3,6 +3,7 @@ import ConvoyCheck
 import ConvoyDevStack
 import ConvoyModel
 import ConvoyPostgres
+import ConvoyTesting
 import Foundation
 
 /// The chaos proof: a workload of many short containers while a seeded fault injector kills

@@ -1,6 +1,7 @@
 import ConvoyDevStack
 import ConvoyDispatch
 import ConvoyPostgres
+import ConvoyTesting
 import Foundation
 #if canImport(Glibc)
 import Glibc

@@ -25,6 +25,9 @@ public actor DispatchLeader {
     private var instances: [String: CloudInstance] = [:]
     private var hosts: [String: String] = [:]
     private var reports: [String: WorkerReport] = [:]
+    /// Members that did not answer the last sync (or a start): nothing is started on the
+    /// workers they host until they answer again or the workers are handed to another member.
+    private var silentMembers: Set<String> = []
     private var idleSince: [String: Date] = [:]
     private var idleBehavior: [String: IdleBehavior] = [:]
     private var shuttingDown: Set<String> = []
@@ -182,8 +185,10 @@ public actor DispatchLeader {
         for (memberID, answer) in results {
             guard let answer else {
                 logger.warning("member did not answer sync", metadata: ["member": "\(memberID)"])
+                silentMembers.insert(memberID)
                 continue  // keep its last reports: its workers and their containers are still there
             }
+            silentMembers.remove(memberID)
             for report in answer where hosts[report.instanceID] == memberID {
                 let previous = reports[report.instanceID]
                 if previous?.bootedAt == nil, report.bootedAt != nil, let seconds = report.bootSeconds, report.bootedAt! > since {
@@ -272,6 +277,9 @@ public actor DispatchLeader {
 
     private func workerState(_ id: String) -> WorkerState {
         guard let report = reports[id] else { return .unknown }
+        // Its host does not answer: what it last said may be stale, and a start would fail (and
+        // spend one of the container's dispatch attempts) until it answers or another member hosts it.
+        if let host = hosts[id], silentMembers.contains(host) { return .unknown }
         switch report.phase {
         case .ready where report.bootProbeFailing: return runningOn(id).isEmpty ? .unknown : .running
         case .ready: return runningOn(id).isEmpty ? .idle : .running
@@ -470,6 +478,7 @@ public actor DispatchLeader {
             logger.warning("container start: no answer from the worker's host", metadata: ["container": "\(uuid)", "instance": "\(worker)", "error": "\(error)"])
         } catch {
             starting[uuid] = nil
+            if let clusterError = error as? ClusterError, case .unreachable = clusterError { silentMembers.insert(memberID) }
             logger.warning("container start failed", metadata: ["container": "\(uuid)", "instance": "\(worker)", "error": "\(error)"])
             // Back to the queue (the API cancels it after MaxDispatchAttempts locks).
             if lockedHere || containers[uuid]?.state == .locked {

@@ -1,4 +1,4 @@
-/// SplitMix64: a seeded generator, so a chaos run's faults can be replayed from its printed seed.
+/// SplitMix64: a seeded generator, so that a chaos run or a fuzz run can be replayed from its printed seed.
 public struct SeededRandom: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
