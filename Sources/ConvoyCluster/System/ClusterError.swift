@@ -4,6 +4,8 @@
 public enum ClusterError: Error, Sendable, Equatable, Codable, CustomStringConvertible {
     /// No connection to the member (refused, reset, unknown address, backing off after a failure).
     case unreachable(member: String, reason: String)
+    /// The connection broke while the call was in flight: it may or may not have run there.
+    case connectionLost(member: String, reason: String)
     /// No reply within the call's timeout.
     case timeout(member: String, target: String, seconds: Double)
     /// The member has seen a newer leader: this caller's epoch is stale and it must stop.
@@ -30,6 +32,7 @@ public enum ClusterError: Error, Sendable, Equatable, Codable, CustomStringConve
     public var description: String {
         switch self {
         case .unreachable(let member, let reason): return "member \(member) is unreachable: \(reason)"
+        case .connectionLost(let member, let reason): return "the connection to member \(member) broke during the call: \(reason)"
         case .timeout(let member, let target, let seconds): return "no reply from member \(member) to \(target) within \(seconds) s"
         case .staleEpoch(let sent, let seen): return "stale epoch \(sent): this member has seen epoch \(seen)"
         case .handshakeFailed(let reason): return "handshake failed: \(reason)"

@@ -187,6 +187,8 @@ actor PeerLink {
         }
         ready = nil
         system.logger.info("connection to member closed", metadata: ["member": "\(memberID)", "reason": "\(error)"])
+        // Calls already sent may have run: their callers must not take the failure for a refusal.
+        for id in Array(pending.keys) { resolve(id, .failure(ClusterError.connectionLost(member: memberID, reason: "\(error)"))) }
         failAll(ClusterError.unreachable(member: memberID, reason: "the connection was lost: \(error)"))
     }
 

@@ -606,7 +606,7 @@ extension ClusterError {
     /// The call may or may not have been carried out (sent, but no answer).
     var outcomeUnknown: Bool {
         switch self {
-        case .timeout: return true
+        case .timeout, .connectionLost: return true
         default: return false
         }
     }
