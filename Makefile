@@ -3,7 +3,7 @@ SWIFT ?= swift
 # Extra flags for every swift invocation, e.g. SWIFT_FLAGS="--scratch-path .build-ci".
 SWIFT_FLAGS ?=
 
-.PHONY: all deps build test run bench chaos doctor stop clean
+.PHONY: all deps build test run bench chaos fuzz doctor stop clean
 
 all: build
 
@@ -34,14 +34,23 @@ bench: deps
 	LD_PRELOAD="$(CURDIR)/.build/malloc_counter.so" "$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyBench" \
 	  --skip-ssh --skip-postgres --skip-api --skip-runner --skip-cluster --skip-dispatcher
 
-## chaos: the HA proofs at full scale (long; release build; results in docs/reliability.md):
-## CHAOS_CONTAINERS sleep containers Running while every replica is restarted twice by deploy/rolling-restart.sh,
-## then CHAOS_FAULT_CONTAINERS short containers while faults are injected for CHAOS_SECONDS (CHAOS_SEED replays a run)
+## fuzz: the replicas' TCP protocol (frames, messages, handshakes) under libFuzzer for FUZZ_SECONDS
+## (its own build in .build/fuzz; a failing input stops it, saved in .build/fuzz-artifacts/;
+## FUZZ_KEEP=1 merges the inputs with new coverage into Fuzz/corpus/wire, which make test replays)
+FUZZ_SECONDS ?= 300
+FUZZ_KEEP ?= 0
+fuzz: deps
+	SWIFT="$(SWIFT)" SWIFT_FLAGS="$(SWIFT_FLAGS)" FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_KEEP=$(FUZZ_KEEP) bash scripts/fuzz.sh
+
+## chaos: the HA proofs at full scale (long; release build; results in docs/reliability.md): the wire
+## protocol fuzzed for FUZZ_SECONDS, then CHAOS_CONTAINERS sleep containers Running while every replica is
+## restarted twice by deploy/rolling-restart.sh, then CHAOS_FAULT_CONTAINERS short containers while faults
+## are injected for CHAOS_SECONDS (CHAOS_SEED replays a run)
 CHAOS_CONTAINERS ?= 200
 CHAOS_FAULT_CONTAINERS ?= 3000
 CHAOS_SECONDS ?= 600
 CHAOS_SEED ?=
-chaos: deps
+chaos: deps fuzz
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product convoy
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product ConvoyChaosTool
 	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" rolling-restart \

@@ -112,6 +112,11 @@ let package = Package(
             dependencies: ["ConvoyChaos", "ConvoyDevStack", "ConvoyTesting", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             path: "Chaos"
         ),
+        // The wire protocol's fuzz target (make fuzz, part of make chaos) and the harness the regression tests replay.
+        .target(name: "ConvoyFuzzing", dependencies: [
+            "ConvoyCluster", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+        ], path: "Fuzz/ConvoyFuzzing"),
+        .executableTarget(name: "convoy-wire-fuzz", dependencies: ["ConvoyFuzzing"], path: "Fuzz/convoy-wire-fuzz"),
         // Benchmarks run with `make bench`, never as part of `make test`.
         .executableTarget(
             name: "ConvoyBench",
@@ -131,7 +136,7 @@ let package = Package(
         .testTarget(name: "ConvoyDispatchTests", dependencies: [
             "ConvoyDispatch", "ConvoyModel", "ConvoyAPI", "ConvoyAPIClient", "ConvoyHTTP", "ConvoyTesting",
         ]),
-        .testTarget(name: "ConvoyClusterTests", dependencies: ["ConvoyCluster", "ConvoyPostgres", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyClusterTests", dependencies: ["ConvoyCluster", "ConvoyPostgres", "ConvoyTesting", "ConvoyFuzzing"]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres", "ConvoyDevStack"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [
             "ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyPostgres", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),

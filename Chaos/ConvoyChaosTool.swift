@@ -23,6 +23,8 @@ struct ConvoyChaosTool: AsyncParsableCommand {
         @Option(help: "The convoy binary the stack runs (default: the one next to this program).") var convoy: String?
         @Option(help: "The stack directory (default: a new one under /tmp).") var dir: String?
         @Flag(help: "Leave the stack running at the end.") var keep = false
+        @Option(help: "The cloud driver: loopback (sshd instances, real runners) or stub (convoy stub-cloud, simulated, shared by the replicas).")
+        var driver = "loopback"
 
         /// Starts the stack, runs `body` on it, and stops it (also when `body` fails) unless --keep.
         func withStack<T>(maxInstances: Int, probeTimeoutSeconds: Int = 60, _ body: (DevStack) async throws -> T) async throws -> T {
@@ -45,8 +47,9 @@ struct ConvoyChaosTool: AsyncParsableCommand {
                 .deletingLastPathComponent().appendingPathComponent("convoy").path
             guard FileManager.default.isExecutableFile(atPath: binary) else { throw ValidationError("no convoy binary at \(binary): build it or pass --convoy") }
             let directory = try dir.map { URL(fileURLWithPath: $0) } ?? TestProcess.makeTemporaryDirectory(prefix: "convoy-chaos")
+            guard ["loopback", "stub"].contains(driver) else { throw ValidationError("--driver must be loopback or stub, not \(driver)") }
             return try TestDevStack.make(in: directory, convoy: binary, maxInstances: maxInstances, maxConcurrentCreates: 20, probeSeconds: 5,
-                                         probeTimeoutSeconds: probeTimeoutSeconds, report: { say("  \($0)") })
+                                         probeTimeoutSeconds: probeTimeoutSeconds, driver: driver, report: { say("  \($0)") })
         }
     }
 

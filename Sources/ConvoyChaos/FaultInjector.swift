@@ -27,6 +27,11 @@ public enum Fault: String, Sendable, Codable, CaseIterable {
 public actor FaultInjector {
     private let stack: DevStack
     private var random: SeededRandom
+    /// The kinds still to inject in this round: each round is a seeded shuffle of every kind, so a
+    /// run of n kinds sees each of them within its first n faults, then again in a new order.
+    private var round: [Fault] = []
+    /// Stub instances already cut off.
+    private var lost: Set<String> = []
     public private(set) var injected: [Fault: Int] = [:]
     public private(set) var events: [String] = []
     private let log: @Sendable (String) -> Void
@@ -37,18 +42,24 @@ public actor FaultInjector {
         self.log = log
     }
 
-    /// Picks one of `faults` and injects it; returns which (nil if it had nothing to act on).
+    /// Injects the next of `faults` in this round's order; returns which (nil if it had nothing to
+    /// act on or failed, in which case that kind goes to the end of the round to be tried again).
     @discardableResult
     public func injectOne(from faults: [Fault]) async -> Fault? {
-        guard let fault = faults.randomElement(using: &random) else { return nil }
+        round.removeAll { !faults.contains($0) }
+        if round.isEmpty { round = faults.shuffled(using: &random) }
+        guard !round.isEmpty else { return nil }
+        let fault = round.removeFirst()
         do {
-            guard try await inject(fault) else { return nil }
-            injected[fault, default: 0] += 1
-            return fault
+            if try await inject(fault) {
+                injected[fault, default: 0] += 1
+                return fault
+            }
         } catch {
             note("\(fault.rawValue) failed: \(error)")
-            return nil
         }
+        round.append(fault)
+        return nil
     }
 
     private func note(_ text: String) {
@@ -95,6 +106,13 @@ public actor FaultInjector {
             note("SIGTERM api (pid \(pid)); starting it again")
             while ProcessTable.isRunning(pid) { try await Task.sleep(for: .milliseconds(50)) }
             try await stack.up()
+        case .killWorkerSSHD where stack.settings.driver == "stub":
+            // The stub's equivalent: the instance cut off the network, its runners going on.
+            let instances = try await stack.stubCloud.instances().filter { !lost.contains($0.id) }
+            guard let instance = instances.randomElement(using: &random) else { return false }
+            try await stack.stubCloud.lose(instance.id)
+            lost.insert(instance.id)
+            note("cut stub instance \(instance.id) off the network (its runners live on, unreachable)")
         case .killWorkerSSHD:
             let driver = try LoopbackDriver(LoopbackDriver.Settings(
                 clusterID: stack.settings.clusterID, directory: URL(fileURLWithPath: stack.layout.loopbackDirectory),

@@ -39,6 +39,8 @@ public struct HistoryReport: Sendable, Codable {
     public var restarted: [String: Int] = [:]
     public var locks = 0
     public var elections = 0
+    /// Runner executions the runners' own log lines show.
+    public var executions = 0
     public var violations: [Violation] = []
 
     public var isClean: Bool { violations.isEmpty }
@@ -64,6 +66,7 @@ public struct HistoryChecker: Sendable {
 
     public func check(_ history: CheckedHistory) -> HistoryReport {
         var report = HistoryReport()
+        report.executions = history.executions.count
         report.elections = history.terms.count
         checkTerms(history.terms, &report)
 

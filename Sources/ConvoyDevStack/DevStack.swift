@@ -49,7 +49,12 @@ public struct DevStack: Sendable {
         PostgresConfiguration(host: "127.0.0.1", port: settings.postgresPort, user: "postgres", database: "convoy", applicationName: "convoy-dev")
     }
 
-    var processNames: [String] { ["api"] + settings.members.map(settings.memberID) }
+    var processNames: [String] { ["api"] + (usesStub ? ["stub-cloud"] : []) + settings.members.map(settings.memberID) }
+
+    private var usesStub: Bool { settings.driver == "stub" }
+
+    /// The stub cloud the replicas share (driver `stub`).
+    public var stubCloud: RemoteStubCloud { RemoteStubCloud(endpoint: settings.stubEndpoint, token: layout.secret("stub-cloud-token")) }
 
     /// The pid in the component's pid file, if that process runs and is one of this stack's.
     public func runningPID(_ component: String) -> pid_t? {
@@ -73,6 +78,10 @@ public struct DevStack: Sendable {
         try await startIfNeeded("api", ["api", "--config", layout.configFile])
         try await waitForAPI()
         try await makeTokens()
+        if usesStub {
+            try await startIfNeeded("stub-cloud", ["stub-cloud", "--config", layout.configFile])
+            try await waitForStubCloud()
+        }
         for n in settings.members {
             try await startIfNeeded(settings.memberID(n), [
                 "dispatch", "--config", layout.configFile, "--member-id", settings.memberID(n),
@@ -107,7 +116,7 @@ public struct DevStack: Sendable {
             try files.createDirectory(atPath: directory, withIntermediateDirectories: true)
         }
         try layout.save(settings)
-        for name in ["root-token", "cluster-secret", "management-token"] where layout.secret(name).isEmpty {
+        for name in ["root-token", "cluster-secret", "management-token", "stub-cloud-token"] where layout.secret(name).isEmpty {
             var bytes = [UInt8](repeating: 0, count: 32)
             for index in bytes.indices { bytes[index] = UInt8.random(in: 0...255) }
             try write(bytes.map { String(format: "%02x", $0) }.joined(), to: layout.path(name), mode: 0o600)
@@ -155,6 +164,16 @@ public struct DevStack: Sendable {
             try await Task.sleep(for: .milliseconds(200))
         }
         throw DevStackError("convoy api did not answer on https://\(settings.apiHost) within 60 s:\n\(logTail("api"))")
+    }
+
+    private func waitForStubCloud() async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while ContinuousClock.now < deadline {
+            if (try? await stubCloud.instances()) != nil { return }
+            guard runningPID("stub-cloud") != nil else { throw DevStackError("convoy stub-cloud exited:\n\(logTail("stub-cloud"))") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw DevStackError("convoy stub-cloud did not answer on \(settings.stubEndpoint) within 30 s:\n\(logTail("stub-cloud"))")
     }
 
     private func makeTokens() async throws {
@@ -253,12 +272,17 @@ public struct DevStack: Sendable {
                                     ? "running on 127.0.0.1:\(settings.postgresPort)" : "stopped")]
         for name in processNames {
             let pid = runningPID(name)
-            let address = name == "api" ? "https://\(settings.apiHost)"
+            let address = name == "api" ? "https://\(settings.apiHost)" : name == "stub-cloud" ? settings.stubEndpoint
                 : settings.members.first { settings.memberID($0) == name }.map { "management http://\(settings.managementAddress($0))" } ?? ""
             result.append(Component(name: name, pid: pid, detail: pid == nil ? "stopped" : "running, \(address)"))
         }
-        let instances = ((try? FileManager.default.contentsOfDirectory(atPath: layout.loopbackDirectory)) ?? []).count
-        result.append(Component(name: "instances", pid: nil, detail: "\(instances) loopback instance(s) in \(layout.loopbackDirectory)"))
+        if usesStub {
+            let instances = (try? await stubCloud.instances())?.count
+            result.append(Component(name: "instances", pid: nil, detail: instances.map { "\($0) stub instance(s) at \(settings.stubEndpoint)" } ?? "stub cloud not answering"))
+        } else {
+            let instances = ((try? FileManager.default.contentsOfDirectory(atPath: layout.loopbackDirectory)) ?? []).count
+            result.append(Component(name: "instances", pid: nil, detail: "\(instances) loopback instance(s) in \(layout.loopbackDirectory)"))
+        }
         return result
     }
 
@@ -281,6 +305,11 @@ public struct DevStack: Sendable {
         if !instances.isEmpty { report("instances destroyed: \(instances.map(\.id).joined(separator: " "))") }
         await ProcessTable.stop(ProcessTable.pids(mentioning: layout.loopbackDirectory + "/") + ProcessTable.pids(mentioning: layout.runnerDirectory + "/"),
                                 grace: .seconds(2))
+        if let stub = runningPID("stub-cloud") {
+            // Its simulated instances and runners end with it.
+            await ProcessTable.stop([stub], grace: .seconds(5))
+            report("stub cloud stopped")
+        }
         if let api = runningPID("api") {
             await ProcessTable.stop([api], grace: .seconds(10))
             report("api stopped")
@@ -290,7 +319,7 @@ public struct DevStack: Sendable {
         let leftovers = ProcessTable.pids(mentioning: layout.directory.path + "/")
         let described = leftovers.map { "\($0) \(ProcessTable.commandLine($0) ?? "")" }
         await ProcessTable.stop(leftovers, grace: .seconds(1))
-        for name in processNames { try? FileManager.default.removeItem(atPath: layout.pidFile(name)) }
+        for name in processNames + ["stub-cloud"] { try? FileManager.default.removeItem(atPath: layout.pidFile(name)) }
         return described
     }
 }

@@ -75,11 +75,7 @@ public struct DevStackLayout: Sendable {
           DispatchPrivateKeyFile: \(dispatchKey)
           RuntimeEngine: \(settings.runtimeEngine)
           CloudVMs:
-            Driver: loopback
-            DriverParameters:
-              Directory: \(loopbackDirectory)
-              AddressPrefix: "\(settings.addressPrefix)"
-              SetEnv: CONTAINERS_CONF=\(containersConf)
+        \(cloudDriver(settings))
             SSHPort: \(settings.sshPort)
             SSHUser: root
             RunnerDirectory: \(runnerDirectory)
@@ -97,6 +93,16 @@ public struct DevStackLayout: Sendable {
           APITokenFile: \(path("dispatcher-token"))
 
         """
+    }
+
+    /// The `Driver` and `DriverParameters` lines (indented for `CloudVMs`).
+    private func cloudDriver(_ settings: DevStackSettings) -> String {
+        let lines = settings.driver == "stub"
+            ? ["Driver: stub", "DriverParameters:", "  Endpoint: \(settings.stubEndpoint)", "  TokenFile: \(path("stub-cloud-token"))",
+               "  BootTime: 1s", "  RunTime: 1s"]
+            : ["Driver: loopback", "DriverParameters:", "  Directory: \(loopbackDirectory)", "  AddressPrefix: \"\(settings.addressPrefix)\"",
+               "  SetEnv: CONTAINERS_CONF=\(containersConf)"]
+        return lines.map { "    " + $0 }.joined(separator: "\n")
     }
 
     /// Podman's settings on this machine: runc (crun fails here), explicit ulimits, no network.

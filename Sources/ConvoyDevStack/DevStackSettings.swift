@@ -23,10 +23,15 @@ public struct DevStackSettings: Codable, Sendable, Equatable {
     public var maxConcurrentCreates = 4
     /// A worker without a good probe for this long is shut down (its containers requeued).
     public var probeTimeoutSeconds = 60
+    /// The cloud driver: `loopback` (sshd processes on this machine, real runners) or `stub` (a
+    /// simulated cloud, `convoy stub-cloud`, shared by the replicas: cheap instances for scale).
+    public var driver = "loopback"
+    /// Where `convoy stub-cloud` listens when the driver is `stub`.
+    public var stubPort = 9300
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case clusterID, postgresPort, apiPort, dispatchPortBase, replicas, addressPrefix, sshPort, runtimeEngine, maxInstances,
-             idleSeconds, probeSeconds, maxConcurrentCreates, probeTimeoutSeconds
+             idleSeconds, probeSeconds, maxConcurrentCreates, probeTimeoutSeconds, driver, stubPort
     }
 
     /// Reads what an earlier version wrote too: a missing key keeps its default.
@@ -48,6 +53,8 @@ public struct DevStackSettings: Codable, Sendable, Equatable {
         try read(.probeSeconds, into: &probeSeconds)
         try read(.maxConcurrentCreates, into: &maxConcurrentCreates)
         try read(.probeTimeoutSeconds, into: &probeTimeoutSeconds)
+        try read(.driver, into: &driver)
+        try read(.stubPort, into: &stubPort)
     }
 
     public init() {}
@@ -56,11 +63,13 @@ public struct DevStackSettings: Codable, Sendable, Equatable {
     public func clusterAddress(_ n: Int) -> String { "127.0.0.1:\(dispatchPortBase + 2 * (n - 1))" }
     public func managementAddress(_ n: Int) -> String { "127.0.0.1:\(dispatchPortBase + 2 * (n - 1) + 1)" }
     public var apiHost: String { "127.0.0.1:\(apiPort)" }
+    public var stubEndpoint: String { "http://127.0.0.1:\(stubPort)" }
     public var members: [Int] { Array(1...max(1, replicas)) }
 
     /// Checks what a user may have given on the command line.
     public func validate() throws {
-        for (name, port) in [("postgres port", postgresPort), ("api port", apiPort), ("dispatch port base", dispatchPortBase), ("ssh port", sshPort)]
+        for (name, port) in [("postgres port", postgresPort), ("api port", apiPort), ("dispatch port base", dispatchPortBase), ("ssh port", sshPort),
+                             ("stub port", stubPort)]
         where !(1...65_535).contains(port) {
             throw DevStackError("the \(name) must be between 1 and 65535, not \(port)")
         }
@@ -69,6 +78,7 @@ public struct DevStackSettings: Codable, Sendable, Equatable {
         guard octets.count == 3, octets[0] == "127", octets.allSatisfy({ UInt8($0) != nil }) else {
             throw DevStackError("the address prefix must be three octets starting with 127 (e.g. 127.0.50), not '\(addressPrefix)'")
         }
+        guard ["loopback", "stub"].contains(driver) else { throw DevStackError("the driver must be loopback or stub, not '\(driver)'") }
         guard ["podman", "docker", "bwrap", "process"].contains(runtimeEngine) else {
             throw DevStackError("the engine must be podman, docker, bwrap or process, not '\(runtimeEngine)'")
         }

@@ -4,12 +4,12 @@ import NIOCore
 import ServiceLifecycle
 
 /// A Hummingbird router served on a free loopback port until `stop()`, for the test servers.
-final class RunningTestApplication: Sendable {
-    let port: Int
+public final class RunningTestApplication: Sendable {
+    public let port: Int
     private let group: ServiceGroup
     private let task: Task<Void, Error>
 
-    var baseURL: String { "http://127.0.0.1:\(port)" }
+    public var baseURL: String { "http://127.0.0.1:\(port)" }
 
     private init(port: Int, group: ServiceGroup, task: Task<Void, Error>) {
         self.port = port
@@ -17,7 +17,7 @@ final class RunningTestApplication: Sendable {
         self.task = task
     }
 
-    static func start(router: Router<BasicRequestContext>, label: String, port: Int = 0) async throws -> RunningTestApplication {
+    public static func start(router: Router<BasicRequestContext>, label: String, port: Int = 0) async throws -> RunningTestApplication {
         let ready = PortPromise()
         var logger = Logger(label: label)
         logger.logLevel = .warning
@@ -33,7 +33,7 @@ final class RunningTestApplication: Sendable {
     }
 
     /// Stops the server and waits until it has.
-    func stop() async {
+    public func stop() async {
         await group.triggerGracefulShutdown()
         _ = try? await task.value
     }

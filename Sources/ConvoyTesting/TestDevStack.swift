@@ -6,7 +6,7 @@ import Foundation
 /// `make test` and in `make chaos`.
 public enum TestDevStack {
     public static func make(in directory: URL, convoy: String, maxInstances: Int, maxConcurrentCreates: Int = 10,
-                            probeSeconds: Int = 2, probeTimeoutSeconds: Int = 60,
+                            probeSeconds: Int = 2, probeTimeoutSeconds: Int = 60, driver: String = "loopback",
                             report: @escaping @Sendable (String) -> Void = { _ in }) throws -> DevStack {
         // PostgreSQL runs as the postgres user when this runs as root: it must get through.
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
@@ -22,6 +22,8 @@ public enum TestDevStack {
         settings.probeSeconds = probeSeconds
         settings.probeTimeoutSeconds = probeTimeoutSeconds
         settings.idleSeconds = 30
+        settings.driver = driver
+        settings.stubPort = try FreePort.find()
         try settings.validate()
         return DevStack(layout: DevStackLayout(directory: directory.appendingPathComponent("stack")), settings: settings, convoy: convoy, report: report)
     }

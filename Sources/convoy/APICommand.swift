@@ -70,7 +70,7 @@ struct APICommand: AsyncParsableCommand {
         }
     }
 
-    struct Token: AsyncParsableCommand {
+    struct Token: CommandGroup {
         static let configuration = CommandConfiguration(abstract: "Manage API tokens.", subcommands: [Create.self])
 
         /// `convoy api token create --kind user --scopes … --expires …`

@@ -5,7 +5,7 @@ import ConvoyPostgres
 import Foundation
 
 /// `convoy check history`: the HA checker over a run's recorded history.
-struct CheckCommand: AsyncParsableCommand {
+struct CheckCommand: CommandGroup {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Check what a run recorded against Convoy's invariants.",
@@ -51,7 +51,7 @@ struct CheckCommand: AsyncParsableCommand {
                 print(String(decoding: try encoder.encode(report), as: UTF8.self))
             } else {
                 print("containers: \(report.submitted) submitted, \(report.completed) complete, \(report.cancelled) cancelled, \(report.open.count) open")
-                print("locks: \(report.locks); restarted (ran more than once): \(report.restarted.count); elections: \(report.elections)")
+                print("locks: \(report.locks); runner executions: \(report.executions); restarted (ran more than once): \(report.restarted.count); elections: \(report.elections)")
                 for violation in report.violations {
                     print("VIOLATION \(violation.kind.rawValue)\(violation.container.map { " \($0)" } ?? "")")
                     for line in violation.evidence { print("  \(line)") }

@@ -5,7 +5,7 @@ import ConvoyModel
 import Foundation
 
 /// `convoy cluster`: look at and steer the dispatcher replicas through a replica's management port.
-struct ClusterCommand: AsyncParsableCommand {
+struct ClusterCommand: CommandGroup {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
         abstract: "Show the dispatcher cluster (members, leader, epoch) or make the leader step down.",
@@ -115,6 +115,11 @@ struct ClusterCommand: AsyncParsableCommand {
         @OptionGroup var target: Target
         @Flag(help: "Wait until another member leads (exit 1 if none does within --timeout).") var wait = false
         @Option(help: "Seconds --wait waits for the new leader.") var timeout: Double = 30
+
+        func validate() throws {
+            // Checked before anything is asked of the cluster: a bad value must not cost a step-down.
+            guard timeout > 0, timeout <= 86_400 else { throw ValidationError("--timeout must be between 0 and 86400 seconds, not \(timeout)") }
+        }
 
         func run() async throws {
             let (address, token) = try target.resolve()

@@ -4,7 +4,7 @@ import ConvoyModel
 import Foundation
 
 /// `convoy containers`: submit, list, show, follow logs of and cancel containers through the API.
-struct ContainersCommand: AsyncParsableCommand {
+struct ContainersCommand: CommandGroup {
     static let configuration = CommandConfiguration(
         commandName: "containers",
         abstract: "Submit containers, list and show them, follow their logs, cancel them.",

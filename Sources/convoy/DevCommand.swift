@@ -9,7 +9,7 @@ import Glibc
 #endif
 
 /// `convoy dev`: the whole cluster on this machine, on loopback (what `make run` starts).
-struct DevCommand: AsyncParsableCommand {
+struct DevCommand: CommandGroup {
     static let configuration = CommandConfiguration(
         commandName: "dev",
         abstract: "Run a complete local Convoy cluster on loopback (PostgreSQL, API, three dispatchers, loopback instances).",
@@ -33,6 +33,8 @@ struct DevCommand: AsyncParsableCommand {
         @Option(help: "The instances' sshd port (default 2222).") var sshPort: Int?
         @Option(help: "The runner's engine: podman (default), docker, bwrap or process.") var engine: String?
         @Option(help: "Seconds an idle instance lives (default 60).") var idleSeconds: Int?
+        @Option(help: "The cloud driver: loopback (default; sshd instances, real runners) or stub (simulated, convoy stub-cloud).") var driver: String?
+        @Option(help: "The stub cloud's port (default 9300).") var stubPort: Int?
 
         var layout: DevStackLayout {
             let path = dir ?? ProcessInfo.processInfo.environment["CONVOY_DEV_DIR"] ?? ".convoy-dev"
@@ -50,6 +52,8 @@ struct DevCommand: AsyncParsableCommand {
                     if let sshPort { settings.sshPort = sshPort }
                     if let engine { settings.runtimeEngine = engine }
                     if let idleSeconds { settings.idleSeconds = idleSeconds }
+                    if let driver { settings.driver = driver }
+                    if let stubPort { settings.stubPort = stubPort }
                 }
             } catch let error as DevStackError {
                 throw ValidationError(error.description)

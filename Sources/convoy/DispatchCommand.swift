@@ -137,9 +137,17 @@ struct DispatchCommand: AsyncParsableCommand {
             }
         case "stub":
             do {
-                let stub = StubCloud(try StubCloud.settings(clusterID: config.clusterID, cloud: cloud))
-                driver = stub
-                workers.connector = stub
+                _ = try StubCloud.settings(clusterID: config.clusterID, cloud: cloud)
+                if let endpoint = try StubCloud.endpoint(cloud: cloud) {
+                    // Shared by every replica: the simulated cloud outlives any of them.
+                    let remote = RemoteStubCloud(endpoint: endpoint.url, token: endpoint.token)
+                    driver = remote
+                    workers.connector = remote
+                } else {
+                    let stub = StubCloud(try StubCloud.settings(clusterID: config.clusterID, cloud: cloud))
+                    driver = stub
+                    workers.connector = stub
+                }
             } catch {
                 throw ValidationError("Containers.CloudVMs.DriverParameters: \(error)")
             }

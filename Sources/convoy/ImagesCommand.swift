@@ -4,7 +4,7 @@ import ConvoyModel
 import Foundation
 
 /// `convoy images`: container images kept as collections (an image tarball each).
-struct ImagesCommand: AsyncParsableCommand {
+struct ImagesCommand: CommandGroup {
     static let configuration = CommandConfiguration(
         commandName: "images",
         abstract: "Manage container images kept in collections.",

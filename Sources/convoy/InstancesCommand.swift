@@ -5,7 +5,7 @@ import ConvoyModel
 import Foundation
 
 /// `convoy instances`: the worker pool, through any replica's management port (followers ask the leader).
-struct InstancesCommand: AsyncParsableCommand {
+struct InstancesCommand: CommandGroup {
     static let configuration = CommandConfiguration(
         commandName: "instances",
         abstract: "List the worker instances, or drain, hold, run or kill one.",

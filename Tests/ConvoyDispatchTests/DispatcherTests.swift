@@ -26,7 +26,10 @@ final class DispatcherTests: PostgresTestCase {
     override func tearDown() async throws {
         for replica in replicas {
             if (testRun?.totalFailureCount ?? 0) > 0 {
-                print("---- \(replica.memberID) log ----\n\(replica.log.suffix(6000))")
+                // A replica that died on its own keeps its exit status until reaped: 137 is our SIGKILL.
+                let status = replica.stop(signal: SIGKILL)
+                print("---- \(replica.memberID) log (exit status \(status == 137 ? "137, killed at teardown" : "\(status), ended before teardown")) ----")
+                print(replica.log.suffix(6000))
                 // The whole log, for a closer look.
                 try? replica.log.write(toFile: NSTemporaryDirectory() + "/convoy-failed-\(name.filter(\.isLetter))-\(replica.memberID).log",
                                        atomically: true, encoding: .utf8)
@@ -493,6 +496,135 @@ final class DispatcherTests: PostgresTestCase {
     }
 
     /// The status page in headless Chromium shows the live members, instances and containers.
+    /// Seeded random requests to the management ports (bad tokens with any method, path and body;
+    /// the real token with malformed queries and unknown instances) and bad `convoy cluster` /
+    /// `convoy instances` command lines: never a 5xx, never a crash, a clear error each time, and
+    /// nothing changes — the leader, its epoch, the pool and the running container.
+    func testRandomBadManagementRequestsAndCommandLinesChangeNothing() async throws {
+        let seed = ProcessInfo.processInfo.environment["CONVOY_FUZZ_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64.max)
+        print("management fuzz seed \(seed) (replay: CONVOY_FUZZ_SEED=\(seed))")
+        var random = SeededRandom(seed: seed)
+        let pool = try startPool()
+        let started = try startReplicas(["d1", "d2"], pool: pool)
+        let uuid = try await submit(["sleep", "300"])
+        let worker = try await waitUntilRunning(uuid, via: started[0])
+
+        func snapshot() async throws -> String {
+            let leader = try await api.services.database.query("SELECT member_id, epoch FROM cluster_leader WHERE id = 1").first!
+            let instances = try await items(started[0], "/arvados/v1/dispatch/instances")
+                .map { "\($0["instance"]?.stringValue ?? "?") \($0["idle_behavior"]?.stringValue ?? "?") \($0["state"]?.stringValue ?? "?")" }
+            let current = try await container(uuid)
+            return "leader \(try leader.decode(String.self, column: "member_id")) epoch \(try leader.decode(Int64.self, column: "epoch")); "
+                + "instances \(instances.sorted()); container \(current.state) lock \(current.lockCount)"
+        }
+        let before = try await snapshot()
+
+        let tokens = started.map(\.managementToken)
+        let badTokens: [String?] = [nil, "", "nope", tokens[0] + "x", String(tokens[0].dropLast()), tokens[0].uppercased() == tokens[0] ? "x" : tokens[0].uppercased(),
+                                    String(repeating: "t", count: 8000), "\u{00e9}\u{2603}"]
+        let authorizations: [(String) -> String] = [{ "Bearer \($0)" }, { "bearer \($0)" }, { $0 }, { "Basic \($0)" }, { "Bearer  \($0)" }]
+        let paths = ["/cluster/status", "/cluster/step-down", "/cluster/ping", "/cluster/ping?epoch=999999", "/metrics", "/_health/ping",
+                     "/arvados/v1/dispatch/instances", "/arvados/v1/dispatch/containers",
+                     "/arvados/v1/dispatch/instances/kill?instance_id=\(worker)", "/arvados/v1/dispatch/instances/drain?instance_id=\(worker)",
+                     "/arvados/v1/dispatch/instances/hold?instance_id=\(worker)", "/arvados/v1/dispatch/instances/frob?instance_id=\(worker)",
+                     "/%00", "/../../etc/passwd", "/cluster/" + String(repeating: "a", count: 4000), "/arvados/v1/dispatch/instances/kill"]
+        let garbageQueries = ["", "?instance_id=", "?instance_id=lo-nope", "?instance_id=%00", "?instance_id=\(String(repeating: "z", count: 3000))",
+                              "?instance_id=lo-1%3B%20rm%20-rf%20%2F", "?instance_id=\(worker)x", "?instance_id=%E2%98%83&instance_id=\(worker)x"]
+        let bodies: [[UInt8]?] = [nil, Array("{}".utf8), Array(#"{"instance_id":"\#(worker)"}"#.utf8), Array(repeating: 0x5b, count: 50_000),
+                                  (0..<200).map { UInt8(truncatingIfNeeded: $0 &* 37) }]
+        var statuses: [Int: Int] = [:]
+        func send(_ method: String, _ replica: TestDispatchReplica, _ path: String, authorization: String?, body: [UInt8]?) async throws -> Int {
+            var headers: [(name: String, value: String)] = [(name: "Content-Type", value: "application/json")]
+            if let authorization { headers.append((name: "Authorization", value: authorization)) }
+            let response = try await http.execute(HTTPRequest(method: method, url: "http://\(replica.managementAddress)\(path)", headers: headers, body: body))
+            statuses[response.status, default: 0] += 1
+            XCTAssertLessThan(response.status, 500, "seed \(seed): \(method) \(path.prefix(100)) → \(response.status) \(response.bodyText.prefix(200))")
+            return response.status
+        }
+
+        // Without the token: any method, any path, any body — refused with 401 (the status page's
+        // HTML, which carries no data, is the one thing served to anybody).
+        for _ in 0..<400 {
+            let method = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].randomElement(using: &random)!
+            let path = paths.randomElement(using: &random)!
+            let authorization = badTokens.randomElement(using: &random)!.map { authorizations.randomElement(using: &random)!($0) }
+            let status = try await send(method, started.randomElement(using: &random)!, path, authorization: authorization,
+                                        body: bodies.randomElement(using: &random)!)
+            XCTAssertEqual(status, 401, "seed \(seed): \(method) \(path.prefix(100)) without a valid token")
+        }
+        // With the token: malformed queries, unknown instances and actions, wrong methods.
+        for _ in 0..<300 {
+            let replica = started.randomElement(using: &random)!
+            let (method, path): (String, String)
+            switch Int.random(in: 0..<4, using: &random) {
+            case 0:
+                method = "POST"
+                path = "/arvados/v1/dispatch/instances/" + ["drain", "hold", "run", "kill"].randomElement(using: &random)! + garbageQueries.randomElement(using: &random)!
+            case 1:
+                method = "GET"
+                path = "/cluster/ping?epoch=" + ["", "abc", "1e3", "-", "99999999999999999999999", "%00", "0x10"].randomElement(using: &random)!
+            case 2:
+                method = ["PUT", "PATCH", "DELETE"].randomElement(using: &random)!
+                path = paths.randomElement(using: &random)!
+            default:
+                method = ["GET", "POST"].randomElement(using: &random)!
+                path = ["/cluster/", "/arvados/v1/dispatch/", "/arvados/v1/dispatch/instances/kill/\(worker)", "/cluster/step-down/now",
+                        "/arvados/v1/dispatch/instance/kill?instance_id=\(worker)"].randomElement(using: &random)!
+            }
+            let status = try await send(method, replica, path, authorization: "Bearer \(replica.managementToken)", body: bodies.randomElement(using: &random)!)
+            XCTAssertTrue([400, 404, 405].contains(status), "seed \(seed): \(method) \(path.prefix(100)) → \(status)")
+        }
+
+        // The command line: bad arguments, bad tokens, bad addresses. Each exits non-zero with a
+        // message (never a crash), and none of it reaches the pool.
+        var good = ProcessInfo.processInfo.environment
+        good["CONVOY_MGMT_URL"] = "http://\(started[1].managementAddress)"
+        good["CONVOY_MGMT_TOKEN"] = started[1].managementToken
+        var badToken = good
+        badToken["CONVOY_MGMT_TOKEN"] = "not-the-token"
+        var nowhere = good
+        nowhere["CONVOY_MGMT_URL"] = "http://127.0.0.1:\(try FreePort.find())"
+        var garbled = good
+        garbled["CONVOY_MGMT_URL"] = ["not a url", "ftp://x", "http://", "http://[::1", ""].randomElement(using: &random)!
+        let harmful: [[String]] = [["instances", "kill", worker], ["instances", "drain", worker], ["instances", "hold", worker],
+                                   ["cluster", "step-down"], ["instances", "list"], ["cluster", "status"], ["cluster", "members"]]
+        let invalid: [[String]] = [["instances", "kill"], ["instances", "drain", "lo-nope"], ["instances", "frobnicate", worker],
+                                   ["instances", "kill", String(repeating: "a", count: 20_000)], ["instances", "hold", "lo-1; rm -rf /"],
+                                   ["cluster", "step-down", "--timeout", "abc"], ["cluster", "step-down", "--timeout", "-5", "--wait"],
+                                   ["cluster", "step-down", "--wait", "--timeout", "1e300"], ["cluster", "step-down", "--timeout", "nan"],
+                                   ["cluster", "status", "--json", "--bogus"], ["cluster"], ["cluster", "elect", "me"],
+                                   ["instances", "kill", worker, "extra"], ["--management"], ["cluster", "status", "--management", "nohost:"],
+                                   ["cluster", "status", "--management", "127.0.0.1:99999"], ["instances", "run", ""], ["containers", "show", "not-a-uuid"],
+                                   [String(repeating: "x", count: 5000)], ["instances", "list", "--json", "--json=maybe"]]
+        var cliRuns = 0
+        for round in 0..<60 {
+            let (arguments, environment, why): ([String], [String: String], String)
+            switch round % 4 {
+            case 0: (arguments, environment, why) = (harmful.randomElement(using: &random)!, badToken, "a wrong token")
+            case 1: (arguments, environment, why) = (harmful.randomElement(using: &random)!, Bool.random(using: &random) ? nowhere : garbled, "no management port there")
+            default: (arguments, environment, why) = (invalid.randomElement(using: &random)!, good, "bad arguments")
+            }
+            let result = try ConvoyBinary.run(arguments, environment: environment)
+            cliRuns += 1
+            let shown = arguments.map { String($0.prefix(40)) }
+            XCTAssertTrue([1, 3, 64].contains(result.status), "seed \(seed): convoy \(shown) (\(why)) exited \(result.status): \(result.stderr.prefix(300))")
+            XCTAssertFalse(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "seed \(seed): convoy \(shown) (\(why)) said nothing")
+            XCTAssertFalse(result.stderr.contains("Fatal error") || result.stderr.contains("Backtrace"), "seed \(seed): convoy \(shown) crashed: \(result.stderr.prefix(500))")
+            if environment["CONVOY_MGMT_TOKEN"] == "not-the-token" {
+                XCTAssertTrue(result.stderr.contains("token"), "seed \(seed): convoy \(shown) with a wrong token: \(result.stderr.prefix(300))")
+            }
+        }
+        print("management fuzz seed \(seed): statuses \(statuses.sorted { $0.key < $1.key }), \(cliRuns) command lines")
+
+        let after = try await snapshot()
+        XCTAssertEqual(after, before, "seed \(seed)")
+        for replica in started {
+            let (health, _) = try await management("GET", replica, "/_health/ping")
+            XCTAssertEqual(health, 200, "\(replica.memberID) still answers")
+        }
+        XCTAssertEqual(try runners(on: worker, pool: pool).count, 1, "the container's runner still runs")
+    }
+
     func testTheStatusPageShowsTheLiveClusterInABrowser() async throws {
         guard let chromium = TestProcess.findExecutable("chromium") else {
             throw TestProcess.Failure("chromium not found: run `make deps`")

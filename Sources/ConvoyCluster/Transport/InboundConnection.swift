@@ -47,7 +47,7 @@ struct InboundConnection {
                         guard let frame = try await iterator.next() else { return }
                         let message = try WireChannel.decode(frame)
                         guard case .call(let call) = message else {
-                            throw ClusterError.protocolViolation("expected calls, got \(message)")
+                            throw ClusterError.protocolViolation("expected calls, got \(message.kind)")
                         }
                         group.addTask {
                             let reply = await system.execute(call, from: member)
@@ -69,27 +69,15 @@ struct InboundConnection {
 
     /// Checks the dialer's hello and proof; returns its member id.
     private func handshake(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ writer: FrameWriter) async throws -> String {
-        let first = try await WireChannel.next(&iterator, from: "dialer")
-        guard case .hello(let dialer) = first else {
-            throw ClusterError.handshakeFailed("expected hello, got something else")
+        var machine = AcceptorHandshake(clusterID: system.clusterID, memberID: system.memberID, key: system.key)
+        while true {
+            switch try machine.receive(try await WireChannel.next(&iterator, from: "dialer")) {
+            case .send(let answer):
+                try await writer.send(answer)
+            case .established(let member):
+                try await writer.send(.welcome)
+                return member
+            }
         }
-        guard dialer.protocolVersion == WireMessage.protocolVersion else {
-            throw ClusterError.handshakeFailed("protocol version \(dialer.protocolVersion) is not \(WireMessage.protocolVersion)")
-        }
-        guard dialer.clusterID == system.clusterID else {
-            throw ClusterError.handshakeFailed("cluster \(dialer.clusterID) is not \(system.clusterID)")
-        }
-        guard dialer.nonce.count == 32 else { throw ClusterError.handshakeFailed("a nonce of \(dialer.nonce.count) bytes") }
-        let mine = Hello(clusterID: system.clusterID, memberID: system.memberID, nonce: HandshakeKey.makeNonce())
-        try await writer.send(.helloAck(mine, proof: system.key.proof(role: .acceptor, prover: mine, peerNonce: dialer.nonce)))
-        let second = try await WireChannel.next(&iterator, from: dialer.memberID)
-        guard case .proof(let proof) = second else {
-            throw ClusterError.handshakeFailed("expected the dialer's proof, got something else")
-        }
-        guard system.key.verify(proof, role: .dialer, prover: dialer, peerNonce: mine.nonce) else {
-            throw ClusterError.handshakeFailed("member \(dialer.memberID) does not know the cluster secret")
-        }
-        try await writer.send(.welcome)
-        return dialer.memberID
     }
 }

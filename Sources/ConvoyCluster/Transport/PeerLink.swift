@@ -114,7 +114,7 @@ actor PeerLink {
                 while true {
                     let message = try await WireChannel.next(&iterator, from: self.memberID)
                     guard case .reply(let reply) = message else {
-                        throw ClusterError.protocolViolation("member \(self.memberID) sent \(message) where replies were expected")
+                        throw ClusterError.protocolViolation("member \(self.memberID) sent \(message.kind) where replies were expected")
                     }
                     self.resolve(reply.callID, .success(reply))
                 }
@@ -127,36 +127,22 @@ actor PeerLink {
     }
 
     private func handshake(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ writer: FrameWriter) async throws {
-        let hello = Hello(clusterID: system.clusterID, memberID: system.memberID, nonce: HandshakeKey.makeNonce())
-        try await writer.send(.hello(hello))
-        let answer: WireMessage
-        do {
-            answer = try await WireChannel.next(&iterator, from: memberID)
-        } catch ClusterError.unreachable {
-            if handshakeTimedOut {
-                throw ClusterError.handshakeFailed("member \(memberID) did not answer the handshake within \(system.settings.handshakeTimeout)")
+        var machine = DialerHandshake(clusterID: system.clusterID, memberID: system.memberID, dialling: memberID, key: system.key)
+        try await writer.send(.hello(machine.hello))
+        while true {
+            let answer: WireMessage
+            do {
+                answer = try await WireChannel.next(&iterator, from: memberID)
+            } catch ClusterError.unreachable {
+                if handshakeTimedOut {
+                    throw ClusterError.handshakeFailed("member \(memberID) did not answer the handshake within \(system.settings.handshakeTimeout)")
+                }
+                throw ClusterError.handshakeFailed("member \(memberID) closed the connection during the handshake (wrong secret, cluster or version?)")
             }
-            throw ClusterError.handshakeFailed("member \(memberID) closed the connection during the handshake (wrong secret, cluster or version?)")
-        }
-        switch answer {
-        case .helloAck(let peer, let proof):
-            guard peer.protocolVersion == WireMessage.protocolVersion, peer.clusterID == system.clusterID else {
-                throw ClusterError.handshakeFailed("the peer speaks version \(peer.protocolVersion) of cluster \(peer.clusterID)")
+            switch try machine.receive(answer) {
+            case .send(let message): try await writer.send(message)
+            case .established: return
             }
-            guard peer.memberID == memberID else {
-                throw ClusterError.handshakeFailed("dialled member \(memberID) but \(peer.memberID) answered")
-            }
-            guard system.key.verify(proof, role: .acceptor, prover: peer, peerNonce: hello.nonce) else {
-                throw ClusterError.handshakeFailed("member \(memberID) does not know the cluster secret")
-            }
-            try await writer.send(.proof(system.key.proof(role: .dialer, prover: hello, peerNonce: peer.nonce)))
-            let welcome = try await WireChannel.next(&iterator, from: memberID)
-            if case .refused(let reason) = welcome { throw ClusterError.handshakeFailed(reason) }
-            guard case .welcome = welcome else { throw ClusterError.protocolViolation("expected welcome, got \(welcome)") }
-        case .refused(let reason):
-            throw ClusterError.handshakeFailed(reason)
-        default:
-            throw ClusterError.protocolViolation("expected the handshake's answer, got \(answer)")
         }
     }
 

@@ -16,16 +16,11 @@ enum WireChannel {
     }
 
     static func encode(_ message: WireMessage) throws -> ByteBuffer {
-        ByteBuffer(bytes: try JSONEncoder().encode(message))
+        try message.frame()
     }
 
     static func decode(_ frame: ByteBuffer) throws -> WireMessage {
-        do {
-            return try JSONDecoder().decode(WireMessage.self, from: Data(frame.readableBytesView))
-        } catch {
-            let preview = String(decoding: frame.readableBytesView.prefix(40), as: UTF8.self)
-            throw ClusterError.protocolViolation("a frame that is not a message (\(frame.readableBytes) bytes: \(preview.debugDescription))")
-        }
+        try WireMessage(frame: frame)
     }
 
     /// The next message, or an error when the peer closed the connection.

@@ -13,14 +13,21 @@ public struct FrameDecoder: ByteToMessageDecoder {
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
+        guard let frame = try Self.nextFrame(from: &buffer, maxFrameBytes: maxFrameBytes) else { return .needMoreData }
+        context.fireChannelRead(wrapInboundOut(frame))
+        return .continue
+    }
+
+    /// The next whole frame's payload, consumed from `buffer`; nil (nothing consumed) while it is
+    /// incomplete. Throws as soon as a length over `maxFrameBytes` is readable.
+    public static func nextFrame(from buffer: inout ByteBuffer, maxFrameBytes: Int) throws -> ByteBuffer? {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
         guard Int(length) <= maxFrameBytes else {
             throw ClusterError.protocolViolation("a frame of \(length) bytes is over the limit of \(maxFrameBytes)")
         }
-        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
+        guard buffer.readableBytes >= 4 + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: 4)
-        context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(length))!))
-        return .continue
+        return buffer.readSlice(length: Int(length))
     }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {

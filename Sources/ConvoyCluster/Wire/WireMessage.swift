@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 
 /// What travels in one frame: JSON of one of these. JSON, not a binary format: every other seam of
 /// Convoy speaks Codable JSON, a frame can be read in a packet capture, and the benchmark in
@@ -18,6 +19,21 @@ public enum WireMessage: Codable, Sendable, Equatable {
     case reply(ReplyEnvelope)
 
     public static let protocolVersion = 1
+
+    /// The message in one frame's payload; anything that is not one is a protocol violation.
+    public init(frame: ByteBuffer) throws {
+        do {
+            self = try JSONDecoder().decode(WireMessage.self, from: Data(frame.readableBytesView))
+        } catch {
+            let preview = String(decoding: frame.readableBytesView.prefix(40), as: UTF8.self)
+            throw ClusterError.protocolViolation("a frame that is not a message (\(frame.readableBytes) bytes: \(preview.debugDescription))")
+        }
+    }
+
+    /// The frame payload that carries this message.
+    public func frame() throws -> ByteBuffer {
+        ByteBuffer(bytes: try JSONEncoder().encode(self))
+    }
 }
 
 /// The first thing each side says.

@@ -6,8 +6,14 @@ import Foundation
 /// The stub cloud: instances, their shells and their runners simulated in this process, with
 /// configurable boot time, run time and failure rates — for scale and chaos simulation only.
 /// Its simulated runners are real API clients (Locked → Running → Complete with the container
-/// token and auth_uuid), so the dispatcher's work against the API is real; only the VMs, SSH and
-/// the containers' processes are not. Its state lives in one process: use it with one replica.
+/// token and auth_uuid, with the runner's `crunch-run` log lines), so the dispatcher's work against
+/// the API is real; only the VMs, SSH and the containers' processes are not. A `sleep N` container
+/// "runs" N seconds, any other the configured run time.
+///
+/// In a replica's process (`Driver: stub`) it serves that replica alone. For several replicas it
+/// runs in its own process, `convoy stub-cloud`, which every replica reaches over HTTP
+/// (`DriverParameters.Endpoint`, `RemoteStubCloud`): the simulated cloud and its runners then
+/// outlive any replica, as a real cloud's VMs do.
 public actor StubCloud: CloudDriver, WorkerConnector {
     public struct Settings: Sendable {
         public var clusterID: String
@@ -33,11 +39,12 @@ public actor StubCloud: CloudDriver, WorkerConnector {
         }
     }
 
-    /// The settings from `Containers.CloudVMs.DriverParameters` (BootTime, RunTime, BootFailureRate,
-    /// RunFailureRate, CreateLatency).
+    /// The settings from `Containers.CloudVMs.DriverParameters`: BootTime, RunTime, BootFailureRate,
+    /// RunFailureRate, CreateLatency for the simulation; Endpoint (and TokenFile) when it runs in
+    /// its own process (`convoy stub-cloud`), which the replicas then reach (`remote`).
     public static func settings(clusterID: String, cloud: CloudVMsConfig) throws -> Settings {
         let parameters = cloud.driverParameters
-        let known: Set<String> = ["BootTime", "RunTime", "BootFailureRate", "RunFailureRate", "CreateLatency"]
+        let known: Set<String> = ["BootTime", "RunTime", "BootFailureRate", "RunFailureRate", "CreateLatency", "Endpoint", "TokenFile"]
         if let unknown = parameters.keys.sorted().first(where: { !known.contains($0) }) {
             throw CloudError.failed("unknown stub DriverParameters key '\(unknown)'; known: \(known.sorted().joined(separator: ", "))")
         }
@@ -56,16 +63,37 @@ public actor StubCloud: CloudDriver, WorkerConnector {
                         createLatency: try duration("CreateLatency", .zero))
     }
 
+    /// Where `convoy stub-cloud` serves (`DriverParameters.Endpoint`, `http://host:port`), with its
+    /// token (the first line of `TokenFile`); nil when the stub runs in the replica's process.
+    public static func endpoint(cloud: CloudVMsConfig) throws -> (url: String, host: String, port: Int, token: String?)? {
+        guard let endpoint = cloud.driverParameters["Endpoint"] else { return nil }
+        guard let url = URL(string: endpoint), url.scheme == "http", let host = url.host, let port = url.port, (1...65_535).contains(port) else {
+            throw CloudError.failed("stub Endpoint must be http://host:port, not '\(endpoint)'")
+        }
+        var token: String?
+        if let file = cloud.driverParameters["TokenFile"] {
+            do {
+                token = try String(contentsOfFile: file, encoding: .utf8).split(separator: "\n").first.map(String.init)
+            } catch {
+                throw CloudError.failed("stub TokenFile \(file) cannot be read: \(error.localizedDescription)")
+            }
+        }
+        return (endpoint, host, port, token)
+    }
+
     private struct Instance {
         var cloud: CloudInstance
         var bootsAt: ContinuousClock.Instant
         var bootFails: Bool
         var runners: [String: Task<Void, Never>] = [:]
+        /// Lost to the network (`lose`): unreachable, while its runners go on.
+        var lost = false
     }
 
     public nonisolated let settings: Settings
     private var instances: [String: Instance] = [:]
     private var counter = 0
+    private var runnerCounter = 0
 
     public init(_ settings: Settings) {
         self.settings = settings
@@ -101,20 +129,35 @@ public actor StubCloud: CloudDriver, WorkerConnector {
         instances[id] = nil
     }
 
+    /// Cuts the instance off the network, as a dead sshd or a partition would: every connection
+    /// and command fails from now on, while its runners keep going and keep talking to the API.
+    public func lose(_ id: String) throws {
+        guard instances[id] != nil else { throw CloudError.failed("stub: no instance \(id)") }
+        instances[id]!.lost = true
+    }
+
     // MARK: WorkerConnector
 
     public func connect(_ instance: CloudInstance, hostKey: String, settings: WorkerHostSettings) async throws -> any WorkerShell {
-        guard let known = instances[instance.id] else { throw SSHError.unreachable("stub instance \(instance.id) does not exist") }
+        try checkConnect(instance.id, hostKey: hostKey)
+        return StubShell(cloud: self, instance: instance.id, runnerChecksum: settings.runner.sha256)
+    }
+
+    /// What connecting to `id` with `hostKey` pinned would do: nothing, or the SSH error.
+    public func checkConnect(_ id: String, hostKey: String) throws {
+        guard let known = instances[id] else { throw SSHError.unreachable("stub instance \(id) does not exist") }
+        guard !known.lost else { throw SSHError.unreachable("stub instance \(id) is lost") }
         guard known.cloud.hostKey == hostKey else {
             throw SSHError.hostKeyMismatch(SSHHostKey(type: "ssh-ed25519", fingerprint: "STUB", blob: []))
         }
-        return StubShell(cloud: self, instance: instance.id, runnerChecksum: settings.runner.sha256)
     }
 
     // MARK: The simulated worker
 
-    fileprivate func run(_ command: String, stdin: [UInt8]?, on id: String, runnerChecksum: String) async throws -> ShellResult {
+    /// A command on the simulated worker `id`, as its shell would answer it.
+    public func run(_ command: String, stdin: [UInt8]?, on id: String, runnerChecksum: String) async throws -> ShellResult {
         guard let instance = instances[id] else { throw SSHError.disconnected("stub instance \(id) is gone") }
+        guard !instance.lost else { throw SSHError.disconnected("stub instance \(id) is lost") }
         if command.contains(" run --list") {
             return ShellResult(stdout: Array(instance.runners.keys.sorted().map { $0 + "\n" }.joined().utf8), exitStatus: 0)
         }
@@ -149,22 +192,43 @@ public actor StubCloud: CloudDriver, WorkerConnector {
         if instances[id]?.runners[uuid] != nil { return ShellResult(stderr: Array("already running\n".utf8), exitStatus: 1) }
         let api = APIClient(configuration)
         let authUUID: ArvadosUUID?
+        var runTime = settings.runTime
+        runnerCounter += 1
+        let runnerID = "\(id) \(runnerCounter)"
         do {
             let container = try await api.container(containerUUID)
             guard container.state == .locked else {
                 return ShellResult(stderr: Array("convoy run: container is \(container.state.rawValue)\n".utf8), exitStatus: 1)
             }
             authUUID = container.authUUID
-            _ = try await api.update(containerUUID, ContainerUpdate(state: .running, knownAuthUUID: authUUID))
+            if container.command.count == 2, container.command[0] == "sleep", let seconds = Double(container.command[1]), seconds >= 0 {
+                runTime = .milliseconds(Int64(min(seconds, 86_400) * 1000))
+            }
+            // The lines a real runner writes, which the HA checker reads.
+            let identity = "stub runner on \(id): container \(uuid), auth_uuid \(authUUID?.rawValue ?? "none"), runner \(runnerID)\n"
+            _ = try? await Self.retryingTransient(for: .seconds(20)) { try await api.log(objectUUID: uuid, eventType: "crunch-run", text: identity) }
+            do {
+                _ = try await Self.retryingTransient(for: .seconds(20)) {
+                    try await api.update(containerUUID, ContainerUpdate(state: .running, runtimeStatus: ["runner": .string(runnerID)], knownAuthUUID: authUUID))
+                }
+            } catch {
+                // A retried update may have landed with its answer lost: ours if it says our runner.
+                guard let current = try? await api.container(containerUUID), current.state == .running, current.authUUID == authUUID,
+                      current.runtimeStatus["runner"]?.stringValue == runnerID else { throw error }
+            }
+            let running = "runner \(runnerID) running: \(container.command.joined(separator: " "))\n"
+            _ = try? await Self.retryingTransient(for: .seconds(20)) { try await api.log(objectUUID: uuid, eventType: "crunch-run", text: running) }
         } catch {
             return ShellResult(stderr: Array("convoy run: \(error)\n".utf8), exitStatus: 1)
         }
-        let runTime = settings.runTime
         let exitCode = Double.random(in: 0..<1) < settings.runFailureRate ? 1 : 0
         let runner = Task {
             do {
                 try await Task.sleep(for: runTime)
-                _ = try? await api.update(containerUUID, ContainerUpdate(state: .complete, exitCode: exitCode, knownAuthUUID: authUUID))
+                // Through an API or PostgreSQL restart, as the real runner does.
+                _ = try? await Self.retryingTransient(for: .seconds(300)) {
+                    try await api.update(containerUUID, ContainerUpdate(state: .complete, exitCode: exitCode, knownAuthUUID: authUUID))
+                }
             } catch {
                 _ = try? await api.update(containerUUID, ContainerUpdate(state: .cancelled, runtimeStatus: ["error": .string("killed")],
                                                                           knownAuthUUID: authUUID))
@@ -172,7 +236,21 @@ public actor StubCloud: CloudDriver, WorkerConnector {
             await self.runnerEnded(uuid, on: id)
         }
         instances[id]?.runners[uuid] = runner
-        return ShellResult(stdout: Array("\(counter)\n".utf8), exitStatus: 0)
+        return ShellResult(stdout: Array("\(runnerCounter)\n".utf8), exitStatus: 0)
+    }
+
+    /// Runs `body` again after transient API failures, with back-off, for up to `limit`.
+    private static func retryingTransient<T: Sendable>(for limit: Duration, _ body: @Sendable () async throws -> T) async throws -> T {
+        let end = ContinuousClock.now + limit
+        var delay: Duration = .milliseconds(100)
+        while true {
+            do {
+                return try await body()
+            } catch let error as APIClientError where error.isTransient && ContinuousClock.now + delay < end {
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
     }
 
     private func runnerEnded(_ uuid: String, on id: String) {
