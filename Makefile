@@ -45,9 +45,11 @@ fuzz: deps
 ## chaos: the HA proofs at full scale (long; release build; results in docs/reliability.md): the wire
 ## protocol fuzzed for FUZZ_SECONDS, then CHAOS_CONTAINERS sleep containers Running while every replica is
 ## restarted twice by deploy/rolling-restart.sh, then CHAOS_FAULT_CONTAINERS short containers while faults
-## are injected for CHAOS_SECONDS (CHAOS_SEED replays a run)
+## are injected for CHAOS_SECONDS on CHAOS_DRIVER's instances (the shared stub cloud; CHAOS_SEED replays a run)
 CHAOS_CONTAINERS ?= 200
-CHAOS_FAULT_CONTAINERS ?= 3000
+CHAOS_FAULT_CONTAINERS ?= 5000
+CHAOS_DRIVER ?= stub
+CHAOS_MAX_INSTANCES ?= 100
 CHAOS_SECONDS ?= 600
 CHAOS_SEED ?=
 chaos: deps fuzz
@@ -55,7 +57,7 @@ chaos: deps fuzz
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product ConvoyChaosTool
 	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" rolling-restart \
 	  --containers $(CHAOS_CONTAINERS) --rounds 2 --output .build/chaos-rolling-restart.json
-	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" faults \
+	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" faults --driver $(CHAOS_DRIVER) --max-instances $(CHAOS_MAX_INSTANCES) \
 	  --containers $(CHAOS_FAULT_CONTAINERS) --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --output .build/chaos-faults.json
 
 ## doctor: check this machine

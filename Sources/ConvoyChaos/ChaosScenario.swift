@@ -65,7 +65,7 @@ public struct ChaosScenario: Sendable {
             if let fault = await injector.injectOne(from: pending), fault == .restartPostgres {
                 pending.removeAll { $0 == .restartPostgres }  // once per run
             }
-            if let states = try? await RollingRestartScenario.states(api, uuids) { log("progress: \(RollingRestartScenario.count(states))") }
+            if let states = try? await WorkloadStates.read(api, uuids) { log("progress: \(WorkloadStates.summary(states))") }
         }
         // Whatever a fault left dead is started again before the drain.
         try await stack.up()
@@ -73,12 +73,12 @@ public struct ChaosScenario: Sendable {
         let drainStart = ContinuousClock.now
         var drained = false
         while ContinuousClock.now - drainStart < drainTimeout {
-            if let states = try? await RollingRestartScenario.states(api, uuids) {
+            if let states = try? await WorkloadStates.read(api, uuids) {
                 if states.count == uuids.count, states.values.allSatisfy(\.isFinal) {
                     drained = true
                     break
                 }
-                log("draining: \(RollingRestartScenario.count(states))")
+                log("draining: \(WorkloadStates.summary(states))")
             }
             try await Task.sleep(for: .seconds(5))
         }

@@ -49,14 +49,14 @@ public struct RollingRestartScenario: Sendable {
 
         let rampStart = ContinuousClock.now
         while true {
-            let states = try await Self.states(api, uuids)
+            let states = try await WorkloadStates.read(api, uuids)
             let running = states.values.filter { $0 == .running }.count
             log("ramp: \(running)/\(uuids.count) Running")
             if running == uuids.count { break }
             if states.values.contains(where: { $0.isFinal }) {
-                throw ChaosError("a container ended before all were Running: raise --sleep (states: \(Self.count(states)))")
+                throw ChaosError("a container ended before all were Running: raise --sleep (states: \(WorkloadStates.summary(states)))")
             }
-            guard ContinuousClock.now - rampStart < rampTimeout else { throw ChaosError("not all Running within \(rampTimeout): \(Self.count(states))") }
+            guard ContinuousClock.now - rampStart < rampTimeout else { throw ChaosError("not all Running within \(rampTimeout): \(WorkloadStates.summary(states))") }
             try await Task.sleep(for: .seconds(5))
         }
         let rampSeconds = (ContinuousClock.now - rampStart).seconds
@@ -86,9 +86,9 @@ public struct RollingRestartScenario: Sendable {
 
         let drainDeadline = ContinuousClock.now + .seconds(Int64(sleepSeconds) + 300)
         while ContinuousClock.now < drainDeadline {
-            let states = try await Self.states(api, uuids)
+            let states = try await WorkloadStates.read(api, uuids)
             if states.values.allSatisfy(\.isFinal) { break }
-            log("draining: \(Self.count(states))")
+            log("draining: \(WorkloadStates.summary(states))")
             try await Task.sleep(for: .seconds(10))
         }
         let connection = try await PostgresConnection.connect(stack.postgresConfiguration)
@@ -99,7 +99,12 @@ public struct RollingRestartScenario: Sendable {
                       leaderSamples: watched.samples, report: report)
     }
 
-    static func states(_ api: APIClient, _ uuids: [String]) async throws -> [String: ContainerState] {
+    static func quote(_ word: String) -> String { "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'" }
+}
+
+/// The states of a scenario's containers, read in pages of 100 (shared by the scenarios).
+enum WorkloadStates {
+    static func read(_ api: APIClient, _ uuids: [String]) async throws -> [String: ContainerState] {
         var states: [String: ContainerState] = [:]
         for chunk in stride(from: 0, to: uuids.count, by: 100).map({ Array(uuids[$0..<min($0 + 100, uuids.count)]) }) {
             let page = try await api.containers(filters: [[.string("uuid"), .string("in"), .array(chunk.map(JSONValue.string))]], limit: chunk.count)
@@ -108,11 +113,10 @@ public struct RollingRestartScenario: Sendable {
         return states
     }
 
-    static func count(_ states: [String: ContainerState]) -> String {
+    /// "Queued 3, Locked 0, Running 12, …"
+    static func summary(_ states: [String: ContainerState]) -> String {
         ContainerState.allCases.map { state in "\(state.rawValue) \(states.values.filter { $0 == state }.count)" }.joined(separator: ", ")
     }
-
-    static func quote(_ word: String) -> String { "'" + word.replacingOccurrences(of: "'", with: "'\\''") + "'" }
 }
 
 /// A scenario that could not be carried out (not a violation: the checker reports those).

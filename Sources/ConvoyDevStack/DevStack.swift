@@ -83,10 +83,7 @@ public struct DevStack: Sendable {
             try await waitForStubCloud()
         }
         for n in settings.members {
-            try await startIfNeeded(settings.memberID(n), [
-                "dispatch", "--config", layout.configFile, "--member-id", settings.memberID(n),
-                "--listen", settings.clusterAddress(n), "--management-listen", settings.managementAddress(n),
-            ])
+            try await startIfNeeded(settings.memberID(n), dispatchArguments(n))
             try "LISTEN=\(settings.clusterAddress(n))\nMANAGEMENT_LISTEN=\(settings.managementAddress(n))\n".write(toFile: layout.memberEnvFile(settings.memberID(n)), atomically: true, encoding: .utf8)
         }
         let status = try await waitForLeader()
@@ -135,6 +132,12 @@ public struct DevStack: Sendable {
         }
         try DevStackLayout.containersConfText.write(toFile: layout.containersConf, atomically: true, encoding: .utf8)
         try layout.config(settings).write(toFile: layout.configFile, atomically: true, encoding: .utf8)
+    }
+
+    /// `convoy dispatch` for replica n.
+    private func dispatchArguments(_ n: Int) -> [String] {
+        ["dispatch", "--config", layout.configFile, "--member-id", settings.memberID(n),
+         "--listen", settings.clusterAddress(n), "--management-listen", settings.managementAddress(n)]
     }
 
     private func startIfNeeded(_ name: String, _ arguments: [String], restarting: Bool = false) async throws {
@@ -250,10 +253,7 @@ public struct DevStack: Sendable {
             await ProcessTable.stop([pid], grace: .seconds(15))
             report("\(member) stopped (pid \(pid))")
         }
-        try await startIfNeeded(member, [
-            "dispatch", "--config", layout.configFile, "--member-id", member,
-            "--listen", settings.clusterAddress(n), "--management-listen", settings.managementAddress(n),
-        ], restarting: true)
+        try await startIfNeeded(member, dispatchArguments(n), restarting: true)
         _ = try await waitForLeader()
     }
 

@@ -13,7 +13,11 @@ public enum TestDevStack {
         var settings = DevStackSettings()
         settings.postgresPort = try FreePort.find()
         settings.apiPort = try FreePort.find()
-        settings.dispatchPortBase = Int.random(in: 40_000...49_000) & ~1
+        // Replica ports and the stub cloud's in one free block below the ephemeral range (a random
+        // base in it once collided with an outgoing connection's port).
+        let base = try FreePort.block(count: 2 * settings.replicas + 1)
+        settings.dispatchPortBase = base
+        settings.stubPort = base + 2 * settings.replicas
         settings.addressPrefix = "127.\(Int.random(in: 100...250)).\(Int.random(in: 0...255))"
         settings.sshPort = Int.random(in: 20_000...29_999)
         settings.runtimeEngine = "process"
@@ -23,7 +27,6 @@ public enum TestDevStack {
         settings.probeTimeoutSeconds = probeTimeoutSeconds
         settings.idleSeconds = 30
         settings.driver = driver
-        settings.stubPort = try FreePort.find()
         try settings.validate()
         return DevStack(layout: DevStackLayout(directory: directory.appendingPathComponent("stack")), settings: settings, convoy: convoy, report: report)
     }

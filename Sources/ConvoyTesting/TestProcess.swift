@@ -160,6 +160,30 @@ public enum FreePort {
         return Int(UInt16(bigEndian: addr.sin_port))
     }
 
+    /// The first of `count` consecutive ports that are free on `address` now, below the kernel's
+    /// ephemeral range (32768 and up here), so that no outgoing connection takes one before the
+    /// server that is given it binds.
+    public static func block(count: Int, on address: String = "127.0.0.1", in range: Range<Int> = 10_000..<30_000) throws -> Int {
+        for _ in 0..<200 {
+            let base = Int.random(in: range.lowerBound..<(range.upperBound - count))
+            if (base..<base + count).allSatisfy({ canBind(address, $0) }) { return base }
+        }
+        throw TestProcess.Failure("no \(count) consecutive free ports in \(range) on \(address)")
+    }
+
+    private static func canBind(_ address: String, _ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = UInt16(port).bigEndian
+        inet_pton(AF_INET, address, &addr.sin_addr)
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+
     /// True when something accepts TCP connections at `address:port`.
     public static func isListening(address: String, port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
