@@ -20,7 +20,7 @@ final class DevStackTests: XCTestCase {
         // PostgreSQL runs as the postgres user when the tests run as root: it must get through.
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
         // Ports no other suite holds: the kernel's picks, and a base with its five successors free.
-        let dispatchBase = try Self.freeRange(6)
+        let dispatchBase = try FreePort.block(count: 6)
         stackArguments = [
             "--dir", directory.appendingPathComponent("stack").path,
             "--postgres-port", String(try FreePort.find()), "--api-port", String(try FreePort.find()),
@@ -38,24 +38,6 @@ final class DevStackTests: XCTestCase {
         _ = try? ConvoyBinary.run(["dev", "down"] + stackArguments, environment: environment)
         _ = try? TestProcess.run("/usr/bin/pkill", ["-KILL", "-f", directory.path], check: false)
         try? FileManager.default.removeItem(at: directory)
-    }
-
-    private static func freeRange(_ count: Int) throws -> Int {
-        for _ in 0..<50 {
-            let base = Int.random(in: 30_000...39_000)
-            if (base..<base + count).allSatisfy(Self.isFree) { return base }
-        }
-        throw TestProcess.Failure("no \(count) consecutive free ports")
-    }
-
-    private static func isFree(_ port: Int) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        inet_pton(AF_INET, "127.0.0.1", &addr.sin_addr)
-        return withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } } == 0
     }
 
     private func dev(_ arguments: [String]) throws -> TestProcess.Output {
@@ -204,6 +186,9 @@ final class DevStackTests: XCTestCase {
         let badPrefix = try ConvoyBinary.run(["dev", "up", "--dir", directory.path, "--address-prefix", "10.0.0"], environment: environment)
         XCTAssertNotEqual(badPrefix.status, 0)
         XCTAssertTrue(badPrefix.stderr.contains("three octets starting with 127"), badPrefix.stderr)
+        let badDriver = try ConvoyBinary.run(["dev", "up", "--dir", directory.path, "--driver", "ec2"], environment: environment)
+        XCTAssertNotEqual(badDriver.status, 0)
+        XCTAssertTrue(badDriver.stderr.contains("the driver must be loopback or stub"), badDriver.stderr)
         let unknownMember = try ConvoyBinary.run(["dev", "restart", "dispatch-9", "--dir", directory.path], environment: environment)
         XCTAssertNotEqual(unknownMember.status, 0)
         XCTAssertTrue(unknownMember.stderr.contains("no member dispatch-9"), unknownMember.stderr)

@@ -4,38 +4,14 @@ import ConvoyTesting
 import Foundation
 import XCTest
 
-/// The chaos proof in its make-test size: a thousand short containers on loopback workers while
-/// every kind of fault is injected for two minutes (the seed is printed for replay); afterwards
+/// The chaos proof in its make-test size: short containers on a private stack while every kind of
+/// fault is injected (the seed is printed for replay; `CONVOY_CHAOS_SEED` replays); afterwards
 /// every container is final exactly once and the checker finds nothing.
 final class ChaosTests: XCTestCase {
+    /// A thousand containers on loopback workers (real sshd, real runners) through two minutes of faults.
     func testAThousandContainersEndExactlyOnceThroughEveryKindOfFault() async throws {
-        let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-chaos")
-        defer {
-            _ = try? TestProcess.run("/usr/bin/pkill", ["-KILL", "-f", directory.path], check: false)
-            try? FileManager.default.removeItem(at: directory)
-        }
-        let stack = try TestDevStack.make(in: directory, convoy: try ConvoyBinary.path(), maxInstances: 30, probeTimeoutSeconds: 15)
-        try await stack.up()
-        let seed = ProcessInfo.processInfo.environment["CONVOY_CHAOS_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64.max)
-        var scenario = ChaosScenario(seed: seed)
-        scenario.containers = 1000
-        scenario.faultPeriod = .seconds(120)
-        scenario.drainTimeout = .seconds(420)
-        let result: ChaosScenario.Result
-        do {
-            result = try await scenario.run(stack) { print($0) }
-        } catch {
-            _ = try? await stack.down()
-            throw error
-        }
-        try await stack.down()
-        let report = result.report
-        XCTAssertEqual(report.violations, [], "seed \(seed) (replay with CONVOY_CHAOS_SEED=\(seed))")
-        XCTAssertEqual(report.submitted, 1000)
-        XCTAssertEqual(report.completed + report.cancelled, 1000, "seed \(seed): open \(report.open.count)")
+        let result = try await runChaos(driver: "loopback", containers: 1000, faultSeconds: 120, drainSeconds: 420, maxInstances: 30)
         XCTAssertGreaterThan(result.injected.values.reduce(0, +), 8, "faults were injected: \(result.injected)")
-        XCTAssertEqual(Set(result.injected.keys), Set(Fault.allCases.map(\.rawValue)), "every kind of fault was injected: \(result.injected)")
-        print("chaos seed \(seed): injected \(result.injected), complete \(report.completed), cancelled \(report.cancelled), ran more than once \(report.restarted.count)")
     }
 
     /// The same faults with the stub driver in its own process (`convoy stub-cloud`), as the long
@@ -43,21 +19,28 @@ final class ChaosTests: XCTestCase {
     /// fault, "killing a worker's sshd" cuts a stub instance off the network, and every container
     /// still ends exactly once.
     func testTheSharedStubCloudRidesOutEveryKindOfFault() async throws {
-        let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-chaos-stub")
+        let result = try await runChaos(driver: "stub", containers: 600, faultSeconds: 90, drainSeconds: 300, maxInstances: 40)
+        XCTAssertGreaterThanOrEqual(result.report.executions, 600, "the stub's runners wrote their crunch-run lines")
+    }
+
+    /// Runs the scenario on a new stack and checks what every run must show.
+    private func runChaos(driver: String, containers: Int, faultSeconds: Int64, drainSeconds: Int64, maxInstances: Int) async throws -> ChaosScenario.Result {
+        let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-chaos-\(driver)")
         defer {
             _ = try? TestProcess.run("/usr/bin/pkill", ["-KILL", "-f", directory.path], check: false)
             try? FileManager.default.removeItem(at: directory)
         }
-        let stack = try TestDevStack.make(in: directory, convoy: try ConvoyBinary.path(), maxInstances: 40, probeTimeoutSeconds: 15, driver: "stub")
+        let stack = try TestDevStack.make(in: directory, convoy: try ConvoyBinary.path(), maxInstances: maxInstances, probeTimeoutSeconds: 15,
+                                          driver: driver)
         try await stack.up()
         let seed = ProcessInfo.processInfo.environment["CONVOY_CHAOS_SEED"].flatMap { UInt64($0) } ?? UInt64.random(in: 1...UInt64.max)
         var scenario = ChaosScenario(seed: seed)
-        scenario.containers = 600
-        scenario.faultPeriod = .seconds(90)
-        scenario.drainTimeout = .seconds(300)
+        scenario.containers = containers
+        scenario.faultPeriod = .seconds(faultSeconds)
+        scenario.drainTimeout = .seconds(drainSeconds)
         let result: ChaosScenario.Result
         do {
-            result = try await scenario.run(stack) { print("stub: \($0)") }
+            result = try await scenario.run(stack) { print("\(driver): \($0)") }
         } catch {
             _ = try? await stack.down()
             throw error
@@ -65,10 +48,10 @@ final class ChaosTests: XCTestCase {
         try await stack.down()
         let report = result.report
         XCTAssertEqual(report.violations, [], "seed \(seed) (replay with CONVOY_CHAOS_SEED=\(seed))")
-        XCTAssertEqual(report.submitted, 600)
-        XCTAssertEqual(report.completed + report.cancelled, 600, "seed \(seed): open \(report.open.count)")
+        XCTAssertEqual(report.submitted, containers)
+        XCTAssertEqual(report.completed + report.cancelled, containers, "seed \(seed): open \(report.open.count)")
         XCTAssertEqual(Set(result.injected.keys), Set(Fault.allCases.map(\.rawValue)), "every kind of fault was injected: \(result.injected)")
-        XCTAssertGreaterThanOrEqual(report.executions, 600, "the stub's runners wrote their crunch-run lines")
-        print("stub chaos seed \(seed): injected \(result.injected), complete \(report.completed), cancelled \(report.cancelled), ran more than once \(report.restarted.count)")
+        print("\(driver) chaos seed \(seed): injected \(result.injected), complete \(report.completed), cancelled \(report.cancelled), ran more than once \(report.restarted.count)")
+        return result
     }
 }
