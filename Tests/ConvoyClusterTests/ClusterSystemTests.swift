@@ -216,4 +216,33 @@ final class ClusterSystemTests: XCTestCase {
         XCTAssertEqual(greeting, "hello again from b")
         XCTAssertNil(greeterB)
     }
+
+    /// A call already sent when its connection breaks may have run there: it fails with
+    /// `connectionLost` (outcome unknown), never with `unreachable` (not sent), so that a leader
+    /// does not take a start that happened for one that did not (CI saw containers run twice).
+    func testACallInFlightWhenTheConnectionBreaksFailsWithConnectionLostAndTheNextWithUnreachable() async throws {
+        let (a, _) = try await member("a", settings: ClusterSettings(callTimeout: .seconds(10), handshakeTimeout: .seconds(1)))
+        let b = ClusterSystem(clusterID: "zzzzz", memberID: "b", secret: "s3cret")
+        let port = try await b.listen(host: "127.0.0.1", port: 0)
+        let greeterB = b.makeActor(named: "greeter") { Greeter(actorSystem: b) }
+        let remote = try greeter(on: "b", port: port, from: a)
+        _ = try await remote.greet("warm-up")
+        let inFlight = Task { try await remote.slow(milliseconds: 5000) }
+        try await Task.sleep(for: .milliseconds(300))
+        await b.shutdown()
+        do {
+            _ = try await inFlight.value
+            XCTFail("the call survived its connection")
+        } catch let error as ClusterError {
+            guard case .connectionLost(let member, _) = error else { return XCTFail("expected connectionLost, got \(error)") }
+            XCTAssertEqual(member, "b")
+        }
+        do {
+            _ = try await remote.greet("after")
+            XCTFail("a call to a stopped member succeeded")
+        } catch let error as ClusterError {
+            guard case .unreachable = error else { return XCTFail("expected unreachable, got \(error)") }
+        }
+        _ = greeterB
+    }
 }

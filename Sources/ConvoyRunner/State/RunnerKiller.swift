@@ -14,15 +14,28 @@ public enum RunnerKiller {
         case stillFinishing(pid: Int32)
     }
 
-    /// Sends `signal` to the runner and to its command's process group (so the command hears it
-    /// even if the runner is wedged); SIGKILLs the group (and removes an engine container) if it
-    /// outlives `grace`; then waits up to `finishWait` for the runner to record the final state.
+    /// Sends `signal` to the runner, which stops its command; sends it to the command's process
+    /// group too if the command still runs two seconds later (a wedged runner); SIGKILLs the group
+    /// (and removes an engine container) if it outlives `grace`; then waits up to `finishWait` for
+    /// the runner to record the final state.
     public static func kill(_ uuid: String, state: RunnerStateDirectory, signal: Int32, grace: Duration,
                             finishWait: Duration = .seconds(60), say: @Sendable (String) -> Void = { _ in }) async -> Outcome {
         guard let record = state.liveRecord(uuid) else { return .notRunning }
         _ = Glibc.kill(record.pid, signal)
-        if let group = record.commandProcessGroup { _ = Glibc.kill(-group, signal) }
+        // The runner stops its command itself, after recording why, so that the container ends
+        // Cancelled. Signalling the group at the same moment raced with that: the command could
+        // die before the runner had heard, and the container ended Complete (seen in CI). The
+        // group hears it directly only if the runner has not stopped it within two seconds
+        // (a wedged runner).
         let graceEnd = ContinuousClock.now + grace
+        let directEnd = ContinuousClock.now + min(grace, .seconds(2))
+        while let group = record.commandProcessGroup, Glibc.kill(-group, 0) == 0, ContinuousClock.now < directEnd {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        if let group = record.commandProcessGroup, Glibc.kill(-group, 0) == 0 {
+            say("the runner of \(uuid) has not stopped its command: signalling the command directly")
+            _ = Glibc.kill(-group, signal)
+        }
         while let group = record.commandProcessGroup, Glibc.kill(-group, 0) == 0, ContinuousClock.now < graceEnd {
             try? await Task.sleep(for: .milliseconds(50))
         }
