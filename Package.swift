@@ -1,6 +1,9 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// `-O` for the modules the simulation spends its time in, in debug builds too (release builds are optimized anyway).
+let optimized: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
 let package = Package(
     name: "Convoy",
     platforms: [.macOS(.v15)],
@@ -64,10 +67,18 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The leader's decisions as a pure state machine (events in, commands out), and the scheduler.
+        // Optimized even in debug builds: make test runs thousands of simulated clusters through it.
+        .target(name: "ConvoyDispatchCore", dependencies: ["ConvoyModel"], swiftSettings: optimized),
+        // The core run against a simulated API, cloud, members and runners on a simulated clock.
+        .target(name: "ConvoySimulation", dependencies: ["ConvoyDispatchCore", "ConvoyModel", "ConvoyCheck"], swiftSettings: optimized),
+        .executableTarget(name: "convoy-sim", dependencies: [
+            "ConvoySimulation", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], path: "Simulation"),
         .target(
             name: "ConvoyDispatch",
             dependencies: [
-                "ConvoyModel", "ConvoyCluster", "ConvoySSH", "ConvoyAPIClient", "ConvoyHTTP", "ConvoyIO",
+                "ConvoyModel", "ConvoyDispatchCore", "ConvoyCluster", "ConvoySSH", "ConvoyAPIClient", "ConvoyHTTP", "ConvoyIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -125,6 +136,8 @@ let package = Package(
         ),
 
         .testTarget(name: "ConvoyModelTests", dependencies: ["ConvoyModel"]),
+        .testTarget(name: "ConvoyDispatchCoreTests", dependencies: ["ConvoyDispatchCore", "ConvoyModel"]),
+        .testTarget(name: "ConvoySimulationTests", dependencies: ["ConvoySimulation", "ConvoyDispatchCore", "ConvoyCheck"]),
         .testTarget(name: "ConvoyCheckTests", dependencies: ["ConvoyCheck"]),
         .testTarget(name: "ConvoyChaosTests", dependencies: ["ConvoyChaos", "ConvoyDevStack", "ConvoyCheck", "ConvoyTesting"]),
         .testTarget(name: "ConvoyIOTests", dependencies: ["ConvoyIO"]),

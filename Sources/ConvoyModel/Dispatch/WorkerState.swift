@@ -11,13 +11,14 @@ public enum WorkerState: String, Sendable, Codable, CaseIterable {
     /// Being (or already) destroyed. Final.
     case shutdown
 
-    /// The moves the worker pool may make.
+    /// The moves the worker pool may make. Any live state may fall back to `unknown` (its host
+    /// went silent, or a new host has not probed it yet).
     public func allowsTransition(to next: WorkerState) -> Bool {
         switch (self, next) {
         case (.unknown, .booting), (.unknown, .idle), (.unknown, .running), (.unknown, .shutdown),
-             (.booting, .idle), (.booting, .running), (.booting, .shutdown),
-             (.idle, .running), (.idle, .shutdown),
-             (.running, .idle), (.running, .shutdown):
+             (.booting, .idle), (.booting, .running), (.booting, .shutdown), (.booting, .unknown),
+             (.idle, .running), (.idle, .shutdown), (.idle, .unknown),
+             (.running, .idle), (.running, .shutdown), (.running, .unknown):
             return true
         default:
             return false

@@ -1,4 +1,4 @@
-import ConvoyDispatch
+import ConvoyDispatchCore
 import ConvoyModel
 import Foundation
 import XCTest

@@ -37,7 +37,7 @@ public enum CloudTag {
 }
 
 /// What a cloud refused, sorted by what the dispatcher should do about it.
-public enum CloudError: Error, Sendable, CustomStringConvertible {
+public enum CloudError: Error, Sendable, Equatable, CustomStringConvertible {
     /// No capacity or quota for this instance type: hold creates of the type for a while.
     case quota(type: String, message: String)
     /// Too many API calls: back off every cloud call.

@@ -33,9 +33,16 @@ public struct WorkerReport: Codable, Sendable, Equatable {
     public var error: String?
     /// The boot probe fails, yet runners live there (found so at start-up): drain it, never kill it.
     public var bootProbeFailing: Bool
+    /// Seconds between the start of the last successful `convoy run --list` and this report, on
+    /// the member's own monotonic clock. The leader turns it into a moment of its own clock (the
+    /// call went out before the report was made), so no two machines' clocks are compared. The
+    /// listing covers every start the member made before that probe began; starts made or in
+    /// progress since are in `containers` too.
+    public var lastProbeBeganAge: Double?
 
     public init(instanceID: String, member: String, phase: Phase, containers: [String], lastProbe: Date?, bootedAt: Date?,
-                bootSeconds: Double?, probeSeconds: Double?, hostedSince: Date, error: String?, bootProbeFailing: Bool = false) {
+                bootSeconds: Double?, probeSeconds: Double?, hostedSince: Date, error: String?, bootProbeFailing: Bool = false,
+                lastProbeBeganAge: Double? = nil) {
         self.instanceID = instanceID
         self.member = member
         self.phase = phase
@@ -47,6 +54,7 @@ public struct WorkerReport: Codable, Sendable, Equatable {
         self.hostedSince = hostedSince
         self.error = error
         self.bootProbeFailing = bootProbeFailing
+        self.lastProbeBeganAge = lastProbeBeganAge
     }
 }
 

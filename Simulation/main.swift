@@ -1,0 +1,103 @@
+import ArgumentParser
+import ConvoySimulation
+import Foundation
+
+/// `make sim`: the dispatcher's core in deterministic simulation, one seed or many.
+@main
+struct SimulationTool: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "convoy-sim",
+        abstract: "Run the dispatcher's core against a simulated cluster: one seed replays one exact history.")
+
+    @Option(help: "small (random small clusters with every fault kind) or large (--instances / --containers).")
+    var profile = "small"
+
+    @Option(help: "Replay this seed (otherwise --seeds random ones, starting from --first-seed when given).")
+    var seed: UInt64?
+
+    @Option(help: "How many seeds to run.")
+    var seeds = 100
+
+    @Option(help: "The first seed of a sweep (default: random).")
+    var firstSeed: UInt64?
+
+    @Option(help: "large: the instance limit.")
+    var instances = 10_000
+
+    @Option(help: "large: containers submitted.")
+    var containers = 100_000
+
+    @Option(help: "large: seconds over which containers are submitted.")
+    var submitWindow = 600.0
+
+    @Option(help: "Print every command, outcome, fault and election whose line holds this text (one seed; 'all' for everything).")
+    var trace: String?
+
+    @Flag(help: "The API does not list state ages (how containers were stranded across elections before).")
+    var noStateAge = false
+
+    @Option(help: "Write the failing seeds here, one per line (appended).")
+    var failuresFile: String?
+
+    func validate() throws {
+        guard ["small", "large"].contains(profile) else { throw ValidationError("--profile must be small or large, not '\(profile)'") }
+        guard seeds > 0 else { throw ValidationError("--seeds must be at least 1") }
+        guard instances > 0, containers >= 0, submitWindow > 0 else { throw ValidationError("--instances, --containers and --submit-window must be positive") }
+    }
+
+    func settings(_ seed: UInt64) -> SimulationSettings {
+        var settings: SimulationSettings = profile == "large"
+            ? .large(seed: seed, instances: instances, containers: containers, submitWindow: submitWindow)
+            : .small(seed: seed)
+        settings.apiReportsStateAge = !noStateAge
+        return settings
+    }
+
+    func run() throws {
+        let list: [UInt64]
+        if let seed { list = [seed] } else {
+            let first = firstSeed ?? UInt64.random(in: 1...UInt64.max / 2)
+            list = (0..<UInt64(seeds)).map { first &+ $0 }
+        }
+        var sweep = SimulationSweep()
+        let began = Date()
+        for seed in list {
+            let simulation = Simulation(settings(seed))
+            if let trace {
+                simulation.trace = { line in if trace == "all" || line.contains(trace) || line.contains("fault") || line.contains("elected") { print(line) } }
+            }
+            let report = simulation.run()
+            sweep.add(report)
+            if !report.isClean {
+                print("FAILED seed \(seed): replay with `\(SimulationSweep.replayCommand(profile: profile, seed: seed))`")
+                for violation in report.violations.prefix(20) { print("  \(violation)") }
+                if let failuresFile {
+                    let line = "\(profile) \(seed)\n"
+                    if let handle = FileHandle(forWritingAtPath: failuresFile) {
+                        handle.seekToEndOfFile()
+                        handle.write(Data(line.utf8))
+                        try? handle.close()
+                    } else {
+                        FileManager.default.createFile(atPath: failuresFile, contents: Data(line.utf8))
+                    }
+                }
+            } else if list.count == 1 {
+                print("seed \(seed): clean")
+            }
+            if list.count == 1 {
+                print(String(format: "simulated %.0f s in %.2f s wall (%d events): %d containers, %d complete, %d cancelled, %d restarted, %d locks, %d elections, %d instances created",
+                             report.simulatedSeconds, Date().timeIntervalSince(began), report.events, report.containers, report.completed,
+                             report.cancelled, report.restarted, report.locks, report.elections, report.instancesCreated))
+                print("faults: " + report.faults.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
+            }
+        }
+        let wall = Date().timeIntervalSince(began)
+        if list.count > 1 {
+            print(String(format: "%d seeds from %llu: %d failed; %d container lifetimes, %.0f simulated s in %.1f s wall (%.0f cluster-s per wall-s), %d events",
+                         sweep.runs, list.first!, sweep.failures.count, sweep.containerLifetimes, sweep.simulatedSeconds, wall,
+                         sweep.simulatedSeconds / max(wall, 1e-9), sweep.events))
+            print("faults: " + sweep.faults.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
+        }
+        if !sweep.failures.isEmpty { throw ExitCode(1) }
+    }
+}

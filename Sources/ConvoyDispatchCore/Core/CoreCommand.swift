@@ -1,0 +1,32 @@
+import ConvoyModel
+
+/// What the core asks its driver to do. Every command is carried out under the term's epoch:
+/// the API and the members refuse an older one, and the driver checks the epoch before a cloud call.
+public enum CoreCommand: Sendable, Equatable {
+    /// The members whose heartbeat is fresh.
+    case listMembers
+    /// The cloud's instances of this cluster.
+    case listInstances
+    /// Locked/Running by this cluster, and the queue by priority.
+    case listContainers(queueDepth: Int)
+    /// What a member hosts (a new leader asks before it assigns anything).
+    case askHosted(MemberID)
+    /// Host exactly these instances, and report on each.
+    case sync(MemberID, [CloudInstance])
+    case lock(ContainerID)
+    /// Start the container's runner (container token on its stdin) on the worker, through its host.
+    case start(ContainerID, on: InstanceID, via: MemberID)
+    /// Locked or Running → Queued (revokes the container token).
+    case unlock(ContainerID, reason: String)
+    case cancel(ContainerID, authUUID: String?, reason: String)
+    case kill(ContainerID, on: InstanceID, via: MemberID, reason: String)
+    case create(InstanceType)
+    case destroy(InstanceID, reason: String)
+    case setIdleBehavior(InstanceID, IdleBehavior)
+}
+
+/// A command with the id its outcome comes back with.
+public struct IssuedCommand: Sendable, Equatable {
+    public var id: CommandID
+    public var command: CoreCommand
+}

@@ -1,0 +1,569 @@
+import ConvoyModel
+import Foundation
+
+/// The leader's decisions for one term, as a value: `handle(_:now:)` takes an event and the
+/// leader's clock and returns the commands to carry out. No I/O, no clock of its own, no
+/// randomness, and every collection it acts on is walked in a fixed order, so one sequence of
+/// events gives one sequence of commands (the simulation relies on it).
+///
+/// A pass, every PollInterval: the live members; on the term's first pass what each member
+/// hosts; the cloud's instances; a sync with every member (assignments out, reports back); the
+/// queue; then the decisions (lost containers, worker health, orphan runners, the scheduler).
+/// Commands on containers and instances run alongside passes; their outcomes come back as events.
+public struct DispatchCore: Sendable {
+    public let settings: CoreSettings
+    public let me: MemberID
+    public let epoch: Int64
+    /// When this term began: nothing a worker reported from before it counts.
+    public let termStart: Moment
+
+    public private(set) var containers: [ContainerID: ContainerRecord] = [:]
+    public private(set) var workers: [InstanceID: WorkerRecord] = [:]
+    public private(set) var liveMembers: [MemberID] = []
+    public private(set) var silentMembers: Set<MemberID> = []
+    /// Create calls in flight, by type name.
+    public private(set) var creating: [String: Int] = [:]
+    public private(set) var quotaHolds: [String: Moment] = [:]
+    public private(set) var cloudBackoffUntil: Moment?
+    public private(set) var cloudErrors: [String: Int] = [:]
+    /// Moves a state machine refused (a bug if ever non-empty; the simulation checks it stays so).
+    public private(set) var refusedTransitions: [String] = []
+    /// Completed passes.
+    public private(set) var passes = 0
+    /// Every member was asked what it hosts, the cloud listed and every member synced: the term
+    /// has adopted the pool, and may call a container lost.
+    public private(set) var adopted = false
+    /// The members were asked what they host (a new leader moves nothing that need not move).
+    private var askedHosted = false
+    /// The cloud has been listed in this term: until then the leader knows no worker, and
+    /// neither syncs members (that would tell them to let every session go) nor decides.
+    private var cloudListed = false
+
+    private var pending: [CommandID: (command: CoreCommand, issuedAt: Moment)] = [:]
+    private var nextCommandID = 1
+    private var stage: Stage = .idle
+    private var passStartedAt: Moment
+    private var nextPassAt: Moment
+    private var hostedClaims: [InstanceID: MemberID] = [:]
+    private var killedAt: [ContainerID: Moment] = [:]
+
+    private enum Stage: Sendable, Equatable {
+        case idle, members, hosted(Set<MemberID>), instances, syncing(Set<MemberID>), containers
+    }
+
+    public init(settings: CoreSettings, me: MemberID, epoch: Int64, now: Moment) {
+        self.settings = settings
+        self.me = me
+        self.epoch = epoch
+        termStart = now
+        passStartedAt = now
+        nextPassAt = now
+    }
+
+    /// When the driver should next send `.tick` (it may send more).
+    public var nextWakeup: Moment? { stage == .idle ? nextPassAt : nil }
+
+    /// Commands issued and not answered yet.
+    public var commandsInFlight: Int { pending.count }
+
+    // MARK: Events
+
+    public mutating func handle(_ event: CoreEvent, now: Moment) -> [IssuedCommand] {
+        var out: [IssuedCommand] = []
+        switch event {
+        case .tick:
+            if stage == .idle, now >= nextPassAt {
+                passStartedAt = now
+                stage = .members
+                issue(.listMembers, now, &out)
+            }
+        case .outcome(let id, let outcome):
+            guard let (command, issuedAt) = pending.removeValue(forKey: id) else { break }
+            apply(command, issuedAt: issuedAt, outcome, now: now, &out)
+        case .setIdleBehavior(let id, let behavior):
+            if workers[id] != nil { issue(.setIdleBehavior(id, behavior), now, &out) }
+        case .killInstance(let id):
+            if workers[id] != nil { shutDown(id, reason: "operator", now: now, &out) }
+        }
+        return out
+    }
+
+    private mutating func issue(_ command: CoreCommand, _ now: Moment, _ out: inout [IssuedCommand]) {
+        let id = CommandID(nextCommandID)
+        nextCommandID += 1
+        pending[id] = (command, now)
+        out.append(IssuedCommand(id: id, command: command))
+    }
+
+    private mutating func endPass(_ now: Moment, completed: Bool) {
+        stage = .idle
+        nextPassAt = passStartedAt + settings.pollInterval
+        if completed { passes += 1 }
+    }
+
+    private mutating func apply(_ command: CoreCommand, issuedAt: Moment, _ outcome: CommandOutcome, now: Moment, _ out: inout [IssuedCommand]) {
+        switch command {
+        case .listMembers:
+            guard case .done(.members(let members)) = outcome else { endPass(now, completed: false); return }
+            liveMembers = members.sorted()
+            silentMembers.formIntersection(liveMembers)
+            if !askedHosted {
+                // This member's own heartbeat is among them once it is up: wait for it.
+                guard !liveMembers.isEmpty else { endPass(now, completed: false); return }
+                stage = .hosted(Set(liveMembers))
+                for member in liveMembers { issue(.askHosted(member), now, &out) }
+            } else {
+                listInstances(now, &out)
+            }
+        case .askHosted(let member):
+            if case .done(.hosted(let ids)) = outcome {
+                for id in ids where hostedClaims[id] == nil { hostedClaims[id] = member }
+            }
+            guard case .hosted(var waiting) = stage else { return }
+            waiting.remove(member)
+            stage = .hosted(waiting)
+            if waiting.isEmpty {
+                askedHosted = true
+                listInstances(now, &out)
+            }
+        case .listInstances:
+            switch outcome {
+            case .done(.instances(let listed)):
+                reconcile(listed, listedAt: issuedAt, now: now)
+                cloudListed = true
+            case .failed(.cloud(let error)): noteCloudError(error, type: nil, now: now)
+            default: break
+            }
+            guard cloudListed else { endPass(now, completed: false); return }
+            syncMembers(now, &out)
+        case .sync(let member, _):
+            if case .done(.reports(let reports)) = outcome {
+                silentMembers.remove(member)
+                absorb(reports, from: member, sentAt: issuedAt, now: now)
+            } else {
+                silentMembers.insert(member)  // keep its last reports: its workers and their runners are still there
+            }
+            guard case .syncing(var waiting) = stage else { return }
+            waiting.remove(member)
+            stage = .syncing(waiting)
+            if waiting.isEmpty { listContainers(now, &out) }
+        case .listContainers:
+            guard case .done(.containers(let entries)) = outcome else { endPass(now, completed: false); return }
+            reconcile(entries, now: now)
+            decide(now: now, &out)
+            endPass(now, completed: true)
+
+        case .lock(let id):
+            guard var record = containers[id], case .locking(let worker) = record.phase else { return }
+            if case .done(.locked(let entry)) = outcome, entry.state == .locked {
+                record.entry = entry
+                record.lockedSince = now
+                if let host = workers[worker]?.host, !silentMembers.contains(host), workers[worker]?.state != .shutdown {
+                    move(&record, to: .starting(worker: worker))
+                    issue(.start(id, on: worker, via: host), now, &out)
+                } else {
+                    move(&record, to: .unlocking)
+                    issue(.unlock(id, reason: "its worker went away while it was being locked"), now, &out)
+                }
+            } else {
+                // Refused (no longer Queued) or no answer: the next listing says where it is.
+                move(&record, to: .idle)
+            }
+            containers[id] = record
+        case .start(let id, let worker, let host):
+            guard var record = containers[id], case .starting = record.phase else { return }
+            switch outcome {
+            case .done, .unknown:
+                // No answer: the runner may have started; a probe of the worker will say.
+                move(&record, to: .started(worker: worker, at: now))
+            case .failed(.refused):
+                move(&record, to: .idle)  // the container is no longer ours to start (cancelled, unlocked)
+            case .failed(let failure):
+                if case .unreachable = failure { silentMembers.insert(host) }
+                // Back to the queue (the API cancels it after MaxDispatchAttempts locks).
+                move(&record, to: .unlocking)
+                issue(.unlock(id, reason: "the start failed: \(failure)"), now, &out)
+            }
+            containers[id] = record
+        case .unlock(let id, _):
+            guard var record = containers[id], record.phase == .unlocking else { return }
+            if case .done = outcome {
+                record.entry.state = .queued
+                record.lockedSince = nil
+            }
+            move(&record, to: .idle)
+            containers[id] = record
+        case .cancel(let id, _, _):
+            guard var record = containers[id], record.phase == .cancelling else { return }
+            if case .done = outcome { record.listed = false }
+            move(&record, to: .idle)
+            containers[id] = record
+        case .kill:
+            break
+        case .create(let type):
+            creating[type.name] = max(0, (creating[type.name] ?? 1) - 1)
+            switch outcome {
+            case .done(.created(let instance)):
+                let id = InstanceID(instance.id)
+                if workers[id] == nil {
+                    workers[id] = WorkerRecord(instance: instance, type: typeNamed(instance.typeName), now: now, knownEmpty: true)
+                }
+            case .failed(.cloud(let error)): noteCloudError(error, type: type.name, now: now)
+            default: break
+            }
+        case .destroy(let id, _):
+            guard var worker = workers[id] else { return }
+            worker.destroying = false
+            worker.destroyRequestedAt = now
+            workers[id] = worker
+            if case .failed(.cloud(let error)) = outcome { noteCloudError(error, type: nil, now: now) }
+        case .setIdleBehavior(let id, let behavior):
+            if case .done = outcome { workers[id]?.idleBehavior = behavior }
+        }
+    }
+
+    // MARK: The pass's steps
+
+    private mutating func listInstances(_ now: Moment, _ out: inout [IssuedCommand]) {
+        if let until = cloudBackoffUntil, until > now {
+            // The cloud asked for quiet: decide with the last listing, if this term has one.
+            guard cloudListed else { endPass(now, completed: false); return }
+            syncMembers(now, &out)
+        } else {
+            stage = .instances
+            issue(.listInstances, now, &out)
+        }
+    }
+
+    private mutating func syncMembers(_ now: Moment, _ out: inout [IssuedCommand]) {
+        assignHosts(now)
+        guard !liveMembers.isEmpty else { listContainers(now, &out); return }
+        var byMember: [MemberID: [CloudInstance]] = Dictionary(uniqueKeysWithValues: liveMembers.map { ($0, []) })
+        for id in workers.keys.sorted() {
+            guard let worker = workers[id], let host = worker.host else { continue }
+            byMember[host]?.append(worker.instance)
+        }
+        stage = .syncing(Set(liveMembers))
+        for member in liveMembers { issue(.sync(member, byMember[member] ?? []), now, &out) }
+    }
+
+    private mutating func listContainers(_ now: Moment, _ out: inout [IssuedCommand]) {
+        adopted = true
+        stage = .containers
+        issue(.listContainers(queueDepth: settings.queueDepth), now, &out)
+    }
+
+    private mutating func reconcile(_ listed: [CloudInstance], listedAt: Moment, now: Moment) {
+        var seen = Set<InstanceID>()
+        for instance in listed {
+            let id = InstanceID(instance.id)
+            seen.insert(id)
+            if var worker = workers[id] {
+                worker.instance = instance
+                if let behavior = instance.tags[CloudTag.idleBehavior].flatMap(IdleBehavior.init(rawValue:)) { worker.idleBehavior = behavior }
+                workers[id] = worker
+            } else {
+                var worker = WorkerRecord(instance: instance, type: typeNamed(instance.typeName), now: now, knownEmpty: false)
+                if let claimed = hostedClaims.removeValue(forKey: id) { worker.host = claimed }
+                workers[id] = worker
+            }
+        }
+        // Gone from the cloud (destroyed, or vanished). One created after the listing was asked
+        // for may not be in it yet.
+        for id in workers.keys.sorted() where !seen.contains(id) && workers[id]!.firstSeen < listedAt {
+            workers[id] = nil
+        }
+    }
+
+    private mutating func assignHosts(_ now: Moment) {
+        let live = liveMembers.isEmpty ? [me] : liveMembers
+        let hosts = workers.keys.sorted().map { ($0, workers[$0]!.host) }
+        for (id, member) in HostAssignment.reassign(hosts, live: live, leader: me) {
+            guard var worker = workers[id] else { continue }
+            worker.host = member
+            worker.hostedFrom = now
+            worker.probedFrom = nil  // the new host's session has to probe it again
+            workers[id] = worker
+        }
+    }
+
+    private mutating func absorb(_ reports: [WorkerReport], from member: MemberID, sentAt: Moment, now: Moment) {
+        for report in reports {
+            let id = InstanceID(report.instanceID)
+            guard var worker = workers[id], worker.host == member else { continue }
+            worker.report = report
+            // The report was made after the call went out, so the probe began no earlier than this.
+            if let age = report.lastProbeBeganAge { worker.probedFrom = sentAt - age }
+            if report.bootedAt != nil || report.phase == .ready { worker.everBooted = true }
+            if !report.containers.isEmpty { worker.knownEmpty = false }
+            for uuid in report.containers { containers[ContainerID(uuid)]?.lastSeenOnWorker = now }
+            workers[id] = worker
+        }
+    }
+
+    private mutating func reconcile(_ entries: [QueueEntry], now: Moment) {
+        var seen = Set<ContainerID>()
+        for entry in entries {
+            seen.insert(entry.id)
+            if var record = containers[entry.id] {
+                let refit = record.entry.constraints != entry.constraints || record.entry.preemptible != entry.preemptible
+                record.entry = entry
+                record.listed = true
+                if refit { record.refit(settings) }
+                containers[entry.id] = record
+            } else {
+                containers[entry.id] = ContainerRecord(entry: entry, settings: settings)
+            }
+            // The API's age of the state survives elections; the answer came after the age was
+            // measured, so `now - age` is never earlier than the change.
+            let since = entry.stateAge.map { now - $0 }
+            if entry.state == .locked {
+                if let since { containers[entry.id]!.lockedSince = since }
+                else if containers[entry.id]!.lockedSince == nil { containers[entry.id]!.lockedSince = now }
+            } else {
+                containers[entry.id]!.lockedSince = nil
+            }
+            containers[entry.id]!.runningSince = entry.state == .running ? since : nil
+        }
+        for id in containers.keys.sorted() where !seen.contains(id) {
+            if containers[id]!.phase.isIdle { containers[id] = nil } else { containers[id]!.listed = false }
+        }
+    }
+
+    // MARK: Decisions
+
+    private mutating func decide(now: Moment, _ out: inout [IssuedCommand]) {
+        let workerIDs = workers.keys.sorted()
+        let containerIDs = containers.keys.sorted()
+
+        // Starts that a probe has since covered, or whose worker is gone, no longer place a runner.
+        for id in containerIDs {
+            guard case .started(let worker, let at) = containers[id]!.phase else { continue }
+            if let record = workers[worker], (record.probedFrom ?? .distantPast) <= at, now - at <= settings.timeoutProbe { continue }
+            var record = containers[id]!
+            move(&record, to: .idle)
+            containers[id] = record
+        }
+
+        // Where runners are: the workers' reports, then our starts not yet covered by a probe.
+        var location: [ContainerID: InstanceID] = [:]
+        var runnersOn: [InstanceID: Set<ContainerID>] = [:]
+        for id in workerIDs {
+            for uuid in workers[id]!.reported { location[uuid] = id; runnersOn[id, default: []].insert(uuid) }
+        }
+        for id in containerIDs {
+            if let worker = containers[id]!.phase.worker { location[id] = worker; runnersOn[worker, default: []].insert(id) }
+        }
+
+        // Workers: state from the facts, health, idle time.
+        for id in workerIDs {
+            var worker = workers[id]!
+            let host = worker.host
+            let next = WorkerHealth.state(worker, hostSilent: host.map(silentMembers.contains) ?? true,
+                                          runnersThere: !(runnersOn[id]?.isEmpty ?? true))
+            if !worker.move(to: next) { refusedTransitions.append("worker \(id): \(worker.state) → \(next)") }
+            if worker.state == .idle { worker.idleSince = worker.idleSince ?? now } else { worker.idleSince = nil }
+            workers[id] = worker
+            switch WorkerHealth.verdict(worker, now: now, settings: settings) {
+            case .healthy: break
+            case .drain:
+                workers[id]!.idleBehavior = .drain
+                issue(.setIdleBehavior(id, .drain), now, &out)
+            case .shutdown(let reason):
+                shutDown(id, reason: reason, now: now, &out)
+            }
+        }
+
+        // A container whose runner no report lists is lost only once every worker that might run
+        // it was probed after this term began and after we last started or saw it.
+        var oldestProbe = Moment(seconds: .infinity)
+        for worker in workers.values where !worker.knownEmpty { oldestProbe = min(oldestProbe, worker.probedFrom ?? .distantPast) }
+
+        var queue: [QueuedContainer] = []
+        for id in containerIDs {
+            var record = containers[id]!
+            guard record.listed, record.phase.isIdle else { continue }
+            let placed: QueuedContainer.Place
+            if record.entry.state == .queued {
+                placed = .queued
+            } else if let worker = location[id] {
+                placed = .running(worker: worker.rawValue)
+            } else {
+                // Its runner was registered on its worker when it moved the container to Running:
+                // a probe that began before that cannot speak for it.
+                let threshold = max(termStart, record.lastAttempt ?? .distantPast, record.lastSeenOnWorker ?? .distantPast,
+                                    record.runningSince ?? .distantPast)
+                let lost = adopted && oldestProbe > threshold
+                if record.entry.state == .running {
+                    if lost {
+                        move(&record, to: .unlocking)
+                        issue(.unlock(id, reason: "its runner is on no worker"), now, &out)
+                        containers[id] = record
+                    }
+                    continue
+                }
+                if !lost && !lockedTooLong(record, now) { continue }  // a runner may still live on a worker not probed since
+                placed = .locked
+            }
+            if record.entry.state == .locked, lockedTooLong(record, now) {
+                move(&record, to: .unlocking)
+                issue(.unlock(id, reason: "Locked for \(Int(settings.lockedTimeout)) s without a runner moving it to Running"), now, &out)
+                containers[id] = record
+                continue
+            }
+            if record.entry.priority == 0 && placed == .locked {
+                move(&record, to: .unlocking)
+                issue(.unlock(id, reason: "priority 0"), now, &out)
+                containers[id] = record
+                continue
+            }
+            queue.append(QueuedContainer(uuid: id.rawValue, priority: record.entry.priority, createdAt: record.entry.createdAt, place: placed,
+                                         instanceType: record.instanceType, unfitReason: record.unfitReason))
+        }
+
+        killedAt = killedAt.filter { now - $0.value < settings.killRepeat }
+        killOrphans(workerIDs, now: now, &out)
+        schedule(queue, runnersOn: runnersOn, now: now, &out)
+
+        // A destroy that did not take (or waited for the cloud's quiet) is tried again.
+        let backedOff = cloudBackoffUntil.map { $0 > now } ?? false
+        for id in workerIDs where !backedOff {
+            guard let worker = workers[id], worker.state == .shutdown, !worker.destroying else { continue }
+            if let at = worker.destroyRequestedAt, now - at < settings.killRepeat { continue }
+            workers[id]!.destroying = true
+            issue(.destroy(id, reason: "the last destroy did not take"), now, &out)
+        }
+    }
+
+    private func lockedTooLong(_ record: ContainerRecord, _ now: Moment) -> Bool {
+        // Counted from the lock (not from a later start of the same lock), so that restarts cannot extend it.
+        guard record.entry.state == .locked, let since = record.lockedSince else { return false }
+        return now - since > settings.lockedTimeout
+    }
+
+    /// Runners listed for containers that are not (or no longer) this cluster's: killed once they outlive a grace.
+    private mutating func killOrphans(_ workerIDs: [InstanceID], now: Moment, _ out: inout [IssuedCommand]) {
+        for id in workerIDs {
+            var worker = workers[id]!
+            var orphans: [ContainerID: Moment] = [:]
+            for uuid in worker.reported.sorted() {
+                let record = containers[uuid]
+                let ours = record.map { $0.listed && ($0.isOurs || !$0.phase.isIdle) } ?? false
+                guard !ours else { continue }
+                let since = worker.orphansSince[uuid] ?? now
+                orphans[uuid] = since
+                guard now - since >= settings.orphanRunnerGrace, let host = worker.host, !silentMembers.contains(host) else { continue }
+                if let at = killedAt[uuid], now - at < settings.killRepeat { continue }
+                killedAt[uuid] = now
+                issue(.kill(uuid, on: id, via: host, reason: "its container is no longer this cluster's"), now, &out)
+            }
+            worker.orphansSince = orphans
+            workers[id] = worker
+        }
+    }
+
+    private mutating func schedule(_ queue: [QueuedContainer], runnersOn: [InstanceID: Set<ContainerID>], now: Moment, _ out: inout [IssuedCommand]) {
+        var snapshotWorkers: [WorkerSnapshot] = []
+        for id in workers.keys.sorted() {
+            let worker = workers[id]!
+            // Workers being destroyed stay in: they count toward MaxInstances until the cloud stops listing them.
+            guard let type = worker.type else { continue }
+            snapshotWorkers.append(WorkerSnapshot(id: id.rawValue, type: type, state: worker.state, idleBehavior: worker.idleBehavior,
+                                                  containers: Set((runnersOn[id] ?? []).map(\.rawValue)), idleSince: worker.idleSince.map(Self.date)))
+        }
+        let backedOff = cloudBackoffUntil.map { $0 > now } ?? false
+        let budget = max(1, Int(Double(settings.maxCloudOpsPerSecond) * max(settings.pollInterval, 1)))
+        let limits = SchedulerLimits(maxInstances: settings.maxInstances, maxConcurrentCreates: settings.maxConcurrentCreates,
+                                     cloudOpsBudget: backedOff ? 0 : budget, minRetryPeriod: settings.minRetryPeriod, timeoutIdle: settings.timeoutIdle)
+        var lastAttempt: [String: Date] = [:]
+        for record in queue { if let at = containers[ContainerID(record.uuid)]?.lastAttempt { lastAttempt[record.uuid] = Self.date(at) } }
+        let snapshot = SchedulerSnapshot(containers: queue, workers: snapshotWorkers, limits: limits, creating: creating.filter { $0.value > 0 },
+                                         quotaHolds: quotaHolds.mapValues(Self.date), lastAttempt: lastAttempt, now: Self.date(now))
+        for action in Scheduler.plan(snapshot) {
+            switch action {
+            case .create(let type):
+                creating[type.name, default: 0] += 1
+                issue(.create(type), now, &out)
+            case .start(let uuid, let workerName):
+                let id = ContainerID(uuid), worker = InstanceID(workerName)
+                guard var record = containers[id], record.phase.isIdle, let host = workers[worker]?.host, !silentMembers.contains(host) else { continue }
+                record.lastAttempt = now
+                workers[worker]!.knownEmpty = false
+                workers[worker]!.idleSince = nil
+                if record.entry.state == .queued {
+                    move(&record, to: .locking(worker: worker))
+                    issue(.lock(id), now, &out)
+                } else {
+                    move(&record, to: .starting(worker: worker))
+                    issue(.start(id, on: worker, via: host), now, &out)
+                }
+                containers[id] = record
+            case .unlock(let uuid):
+                let id = ContainerID(uuid)
+                guard var record = containers[id], record.phase.isIdle else { continue }
+                move(&record, to: .unlocking)
+                issue(.unlock(id, reason: "it cannot start now"), now, &out)
+                containers[id] = record
+            case .cancel(let uuid, let reason):
+                let id = ContainerID(uuid)
+                guard var record = containers[id], record.phase.isIdle else { continue }
+                move(&record, to: .cancelling)
+                issue(.cancel(id, authUUID: record.entry.authUUID, reason: reason), now, &out)
+                containers[id] = record
+            case .kill(let uuid, let workerName):
+                let id = ContainerID(uuid), worker = InstanceID(workerName)
+                guard let host = workers[worker]?.host, !silentMembers.contains(host) else { continue }
+                if let at = killedAt[id], now - at < settings.killRepeat { continue }
+                killedAt[id] = now
+                issue(.kill(id, on: worker, via: host, reason: "priority 0"), now, &out)
+            case .shutdown(let workerName):
+                shutDown(InstanceID(workerName), reason: "idle or drained", now: now, &out)
+            }
+        }
+    }
+
+    private mutating func shutDown(_ id: InstanceID, reason: String, now: Moment, _ out: inout [IssuedCommand]) {
+        guard var worker = workers[id], worker.state != .shutdown || !worker.destroying else { return }
+        if !worker.move(to: .shutdown) { refusedTransitions.append("worker \(id): \(worker.state) → shutdown") }
+        worker.idleSince = nil
+        // While the cloud asks for quiet the destroy waits: the retry in `decide` sends it.
+        if cloudBackoffUntil.map({ $0 > now }) ?? false {
+            workers[id] = worker
+            return
+        }
+        worker.destroying = true
+        workers[id] = worker
+        issue(.destroy(id, reason: reason), now, &out)
+    }
+
+    private mutating func noteCloudError(_ error: CloudError, type: String?, now: Moment) {
+        cloudErrors[error.code, default: 0] += 1
+        switch error {
+        case .quota(let held, _): quotaHolds[type ?? held] = now + settings.quotaHold
+        case .rateLimited: cloudBackoffUntil = now + max(settings.rateLimitBackoff, settings.pollInterval * 5)
+        case .failed: break
+        }
+    }
+
+    private mutating func move(_ record: inout ContainerRecord, to next: DispatchPhase) {
+        let from = record.phase
+        if !record.move(to: next) { refusedTransitions.append("container \(record.id): \(from) → \(next)") }
+    }
+
+    private func typeNamed(_ name: String) -> InstanceType? {
+        settings.instanceTypes.first { $0.name == name }
+    }
+
+    /// The scheduler reads `Date`s; it only compares the ones the core gives it with each other.
+    static func date(_ moment: Moment) -> Date { Date(timeIntervalSinceReferenceDate: moment.seconds) }
+
+    // MARK: Reading
+
+    /// Where each container's runner is taken to be (reports, then starts not yet probed).
+    public var runnerLocations: [ContainerID: InstanceID] {
+        var location: [ContainerID: InstanceID] = [:]
+        for (id, worker) in workers { for uuid in worker.reported { location[uuid] = id } }
+        for (id, record) in containers { if let worker = record.phase.worker { location[id] = worker } }
+        return location
+    }
+}

@@ -1,0 +1,53 @@
+import ConvoyModel
+
+/// The leader's record of one cloud instance.
+public struct WorkerRecord: Sendable, Equatable {
+    public var id: InstanceID
+    public var instance: CloudInstance
+    /// The configured type it was created as (nil: no longer in the configuration).
+    public var type: InstanceType?
+    public private(set) var state: WorkerState
+    /// The member hosting its session.
+    public var host: MemberID?
+    /// When `host` began hosting it (TimeoutBooting counts from here, or from `firstSeen`).
+    public var hostedFrom: Moment
+    public var firstSeen: Moment
+    /// Created by this term and nothing started on it yet: no runner can be there.
+    public var knownEmpty: Bool
+    public var report: WorkerReport?
+    /// The last successful probe began no earlier than this (on the leader's clock).
+    public var probedFrom: Moment?
+    /// Ever seen booted (a new host's session boots it again: that is not a first boot).
+    public var everBooted: Bool = false
+    public var idleBehavior: IdleBehavior
+    public var idleSince: Moment?
+    /// A destroy is in flight.
+    public var destroying = false
+    /// When the last destroy ended (one that did not take is tried again after a while).
+    public var destroyRequestedAt: Moment?
+    /// Runners listed there for containers that are not ours, since when (orphans are killed after a grace).
+    public var orphansSince: [ContainerID: Moment] = [:]
+
+    init(instance: CloudInstance, type: InstanceType?, now: Moment, knownEmpty: Bool) {
+        id = InstanceID(instance.id)
+        self.instance = instance
+        self.type = type
+        state = knownEmpty ? .booting : .unknown
+        hostedFrom = now
+        firstSeen = now
+        self.knownEmpty = knownEmpty
+        idleBehavior = instance.tags[CloudTag.idleBehavior].flatMap(IdleBehavior.init(rawValue:)) ?? .run
+    }
+
+    /// The containers its last report lists.
+    public var reported: Set<ContainerID> { Set((report?.containers ?? []).map { ContainerID($0) }) }
+
+    /// Moves to `next` if `WorkerState` allows it; false (and unchanged) otherwise.
+    @discardableResult
+    mutating func move(to next: WorkerState) -> Bool {
+        guard next != state else { return true }
+        guard state.allowsTransition(to: next) else { return false }
+        state = next
+        return true
+    }
+}

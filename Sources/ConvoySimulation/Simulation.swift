@@ -1,0 +1,722 @@
+import ConvoyCheck
+import ConvoyDispatchCore
+import ConvoyModel
+import Foundation
+
+/// The real `DispatchCore` run against a simulated cluster on a simulated clock: the API's rules
+/// (`SimAPI`), a cloud, members hosting worker sessions, runners, elections, and faults. One seed
+/// gives one exact history. The history is judged by `HistoryChecker`, the checker behind
+/// `convoy check history`, and by liveness: once faults stop, every container ends and every
+/// instance is shut down within a bound.
+public final class Simulation {
+    public let settings: SimulationSettings
+    private var random: SimRandom
+    private var now: Double = 0
+    private var events = EventQueue<Event>()
+    private var api: SimAPI
+    private var instances: [InstanceID: SimInstance] = [:]
+    private var nextInstance = 1
+    private var members: [SimMember] = []
+    private var drivers: [Int64: SimDriver] = [:]
+    private var leader: (member: Int, epoch: Int64)?
+    private var electionPending = false
+    private var steppedDown: (member: Int, until: Double)?
+    private var terms: [LeaderTerm] = []
+    private var runners: [Int: SimRunner] = [:]
+    private var nextRunner = 1
+    private var executions: [RunnerExecution] = []
+    private var faults: [FaultKind: Int] = [:]
+    private var faultCycle: [FaultKind] = []
+    private var cloudErrorsUntil: Double = -.infinity
+    private var cloudError: CloudError = .failed("simulated")
+    private var submitted = 0
+    private var lastSubmit: Double = 0
+    private var eventsProcessed = 0
+    private var instancesCreated = 0
+    private var refusedTransitions: [String] = []
+    private var liveRequeues: [String] = []
+    private var drainedAt: Double?
+    private static let epochDate = Date(timeIntervalSince1970: 1_800_000_000)
+    /// Every command, outcome, fault and election, as it happens (`convoy-sim --trace`).
+    public var trace: ((String) -> Void)?
+
+    private func log(_ text: @autoclosure () -> String) {
+        if let trace { trace(String(format: "%9.3f ", now) + text()) }
+    }
+
+    private enum Event {
+        case submit(Int)
+        case tick(epoch: Int64)
+        case deliver(epoch: Int64, CommandID, CommandOutcome)
+        case arrive(epoch: Int64, IssuedCommand, replyDiscarded: Bool)
+        case probe(member: Int, instance: InstanceID, generation: Int)
+        case probeDone(member: Int, instance: InstanceID, generation: Int, began: Double, listing: Set<ContainerID>)
+        case startDone(member: Int, instance: InstanceID, generation: Int, container: ContainerID, auth: String, reply: Reply?)
+        case runner(Int)
+        case fault
+        case recover(member: Int)
+        case elect
+        case check
+        case restoreWorker(InstanceID)
+    }
+
+    private struct Reply {
+        var epoch: Int64
+        var id: CommandID
+        var issuedAt: Double
+        var timeout: Double
+        var lost: Bool
+        /// The member process that took the call (a crash breaks the connection).
+        var incarnation: Int
+    }
+
+    public init(_ settings: SimulationSettings) {
+        self.settings = settings
+        random = SimRandom(seed: settings.seed)
+        api = SimAPI(maxDispatchAttempts: settings.maxDispatchAttempts, epochDate: Self.epochDate)
+        api.reportsStateAge = settings.apiReportsStateAge
+        for index in 0..<max(1, settings.members) {
+            members.append(SimMember(id: MemberID("dispatch-\(index)"), clockOffset: random.uniform(-settings.clockSkew...settings.clockSkew)))
+        }
+        faultCycle = settings.faultKinds
+    }
+
+    // MARK: Running
+
+    /// Runs to the end (drained, or the time limit) and reports.
+    public func run() -> SimulationReport {
+        for index in 0..<settings.containers {
+            events.schedule(.submit(index), at: random.uniform(0...settings.submitWindow))
+        }
+        if settings.meanTimeBetweenFaults > 0, !settings.faultKinds.isEmpty {
+            events.schedule(.fault, at: random.uniform(0...settings.meanTimeBetweenFaults))
+        }
+        events.schedule(.elect, at: 0)
+        events.schedule(.check, at: 1)
+        while let (time, event) = events.pop() {
+            now = time
+            eventsProcessed += 1
+            if handle(event) { break }
+        }
+        return report()
+    }
+
+    /// True when the run is over.
+    private func handle(_ event: Event) -> Bool {
+        switch event {
+        case .submit(let index): submit(index)
+        case .tick(let epoch): tick(epoch)
+        case .deliver(let epoch, let id, let outcome): deliver(epoch, id, outcome)
+        case .arrive(let epoch, let command, let discarded): arrive(epoch, command, replyDiscarded: discarded)
+        case .probe(let member, let instance, let generation): probe(member, instance, generation)
+        case .probeDone(let member, let instance, let generation, let began, let listing):
+            probeDone(member, instance, generation, began: began, listing: listing)
+        case .startDone(let member, let instance, let generation, let container, let auth, let reply):
+            startDone(member, instance, generation, container, auth, reply)
+        case .runner(let id): runnerStep(id)
+        case .fault: injectFault()
+        case .recover(let member): recover(member)
+        case .elect: elect()
+        case .check: return check()
+        case .restoreWorker(let id): instances[id]?.reachable = true
+        }
+        return false
+    }
+
+    private func check() -> Bool {
+        let quiet = now >= settings.faultsUntil && submitted == settings.containers
+        if quiet, instances.isEmpty, api.records.values.allSatisfy({ $0.entry.state.isFinal }) {
+            drainedAt = now
+            return true
+        }
+        if now >= settings.timeLimit { return true }
+        events.schedule(.check, at: now + 1)
+        return false
+    }
+
+    // MARK: The workload
+
+    private func submit(_ index: Int) {
+        let id = ContainerID(String(format: "zzzzz-dz642-%015d", index))
+        var constraints = RuntimeConstraints()
+        let roll = random.uniform(0...1)
+        constraints.vcpus = roll < 0.6 ? 1 : roll < 0.95 ? 4 : 64  // 5% fit no type: cancelled with the reason
+        constraints.ram = Int64(constraints.vcpus) << 30
+        let preemptible = constraints.vcpus == 1 && random.chance(0.1)
+        let entry = QueueEntry(id: id, state: .queued, priority: Int(random.uniform(1...3.99)),
+                               createdAt: Self.epochDate.addingTimeInterval(now), constraints: constraints, preemptible: preemptible)
+        api.submit(entry, runtime: random.uniform(settings.runtime), exitCode: random.chance(0.1) ? 1 : 0, now: now)
+        submitted += 1
+        lastSubmit = now
+    }
+
+    // MARK: Elections
+
+    private func memberMoment(_ member: Int) -> Moment { Moment(seconds: now + members[member].clockOffset) }
+
+    private func simTime(_ moment: Moment, of member: Int) -> Double { moment.seconds - members[member].clockOffset }
+
+    private func elect() {
+        electionPending = false
+        if let current = leader, members[current.member].canLead(now), drivers[current.epoch] != nil { return }
+        let candidates = members.indices.filter { index in
+            members[index].canLead(now) && !(steppedDown.map { $0.member == index && $0.until > now } ?? false)
+        }
+        guard let chosen = random.pick(candidates) else { scheduleElection(after: 0.5); return }
+        api.clusterEpoch += 1
+        let epoch = api.clusterEpoch
+        terms.append(LeaderTerm(epoch: epoch, memberID: members[chosen].id.rawValue, electedAt: Self.epochDate.addingTimeInterval(now)))
+        // Older leaders that still believe they lead find out at their next lease renewal.
+        for (oldEpoch, driver) in drivers where oldEpoch != epoch {
+            drivers[oldEpoch]?.stopAt = max(now, members[driver.member].pausedUntil) + 0.25
+        }
+        leader = (chosen, epoch)
+        log("elected \(members[chosen].id) for epoch \(epoch)")
+        drivers[epoch] = SimDriver(member: chosen, core: DispatchCore(settings: settings.core, me: members[chosen].id, epoch: epoch,
+                                                                      now: memberMoment(chosen)))
+        events.schedule(.tick(epoch: epoch), at: now)
+    }
+
+    private func scheduleElection(after delay: Double) {
+        guard !electionPending else { return }
+        electionPending = true
+        events.schedule(.elect, at: now + delay)
+    }
+
+    /// The driver of `epoch`, if it still runs here and now (a paused member's events wait for it).
+    private func activeDriver(_ epoch: Int64, retry event: Event) -> SimDriver? {
+        guard let driver = drivers[epoch] else { return nil }
+        let member = members[driver.member]
+        guard member.alive else { drivers[epoch] = nil; return nil }
+        if member.pausedUntil > now { events.schedule(event, at: member.pausedUntil); return nil }
+        if let stopAt = driver.stopAt, now >= stopAt { drivers[epoch] = nil; return nil }
+        return driver
+    }
+
+    // MARK: The leader's driver
+
+    private func tick(_ epoch: Int64) {
+        guard activeDriver(epoch, retry: .tick(epoch: epoch)) != nil else { return }
+        // Taken out of the dictionary so that the core is mutated in place, not copied.
+        var driver = drivers.removeValue(forKey: epoch)!
+        let commands = driver.core.handle(.tick, now: memberMoment(driver.member))
+        drivers[epoch] = driver
+        send(commands, epoch: epoch, from: driver.member)
+        let wake = driver.core.nextWakeup.map { simTime($0, of: driver.member) } ?? now + settings.core.pollInterval
+        events.schedule(.tick(epoch: epoch), at: max(now + 0.01, wake))
+    }
+
+    private func deliver(_ epoch: Int64, _ id: CommandID, _ outcome: CommandOutcome) {
+        guard activeDriver(epoch, retry: .deliver(epoch: epoch, id, outcome)) != nil else { return }
+        log("epoch \(epoch) \(id) → \(Self.describe(outcome))")
+        var driver = drivers.removeValue(forKey: epoch)!
+        let commands = driver.core.handle(.outcome(id, outcome), now: memberMoment(driver.member))
+        drivers[epoch] = driver
+        send(commands, epoch: epoch, from: driver.member)
+        for transition in driver.core.refusedTransitions where !refusedTransitions.contains(transition) { refusedTransitions.append(transition) }
+    }
+
+    private func send(_ commands: [IssuedCommand], epoch: Int64, from member: Int) {
+        for command in commands {
+            log("epoch \(epoch) \(command.id) \(command.command)")
+            events.schedule(.arrive(epoch: epoch, command, replyDiscarded: false), at: now + random.uniform(0.001...0.02))
+        }
+    }
+
+    private func answer(_ epoch: Int64, _ id: CommandID, _ outcome: CommandOutcome, delay: Double? = nil) {
+        events.schedule(.deliver(epoch: epoch, id, outcome), at: now + (delay ?? random.uniform(0.001...0.02)))
+    }
+
+    /// Whether a call from the leader reaches `target`, and how: nil when it cannot (the outcome is already answered).
+    private func reach(_ target: MemberID, epoch: Int64, _ issued: IssuedCommand, replyDiscarded: Bool) -> (member: Int, delay: Double, lost: Bool)? {
+        guard let index = members.firstIndex(where: { $0.id == target }) else {
+            answer(epoch, issued.id, .failed(.unreachable("no such member")))
+            return nil
+        }
+        let member = members[index]
+        let fromSelf = drivers[epoch]?.member == index
+        if !member.alive {
+            if !replyDiscarded { answer(epoch, issued.id, .failed(.unreachable("\(target) is not running"))) }
+            return nil
+        }
+        if member.pausedUntil > now {
+            // The call waits in the socket and runs when the member resumes; the caller gives up first.
+            if !replyDiscarded { answer(epoch, issued.id, .unknown("timed out"), delay: settings.callTimeout) }
+            events.schedule(.arrive(epoch: epoch, issued, replyDiscarded: true), at: member.pausedUntil)
+            return nil
+        }
+        if !fromSelf, member.cutOffUntil > now {
+            if !replyDiscarded { answer(epoch, issued.id, .unknown("timed out"), delay: settings.callTimeout) }
+            return nil
+        }
+        // Fenced: a member refuses an epoch older than the highest it has seen.
+        if epoch < member.seenEpoch {
+            if !replyDiscarded { answer(epoch, issued.id, .failed(.refused("epoch \(epoch) is stale"))) }
+            return nil
+        }
+        members[index].seenEpoch = max(member.seenEpoch, epoch)
+        let slow = !fromSelf && member.slowUntil > now
+        let delay = slow ? random.uniform(2...25) : random.uniform(0.001...0.05)
+        let lost = replyDiscarded || (!fromSelf && member.loseAnswersUntil > now) || delay > settings.callTimeout
+        return (index, delay, lost)
+    }
+
+    private func reply(_ epoch: Int64, _ id: CommandID, _ outcome: CommandOutcome, delay: Double, lost: Bool, timeout: Double) {
+        if lost {
+            answer(epoch, id, .unknown("no answer"), delay: timeout)
+        } else {
+            answer(epoch, id, outcome, delay: min(delay, timeout))
+        }
+    }
+
+    private func arrive(_ epoch: Int64, _ issued: IssuedCommand, replyDiscarded: Bool) {
+        let id = issued.id
+        switch issued.command {
+        case .listMembers:
+            let live = members.filter { $0.alive && $0.pausedUntil <= now }.map(\.id)
+            answer(epoch, id, .done(.members(live)))
+        case .listInstances:
+            if cloudErrorsUntil > now, case .rateLimited = cloudError { answer(epoch, id, .failed(.cloud(cloudError))); return }
+            answer(epoch, id, .done(.instances(instances.keys.sorted().map { instances[$0]!.cloudInstance(epochDate: Self.epochDate) })))
+        case .listContainers(let depth):
+            do { answer(epoch, id, .done(.containers(try api.listing(depth: depth, now: now)))) } catch { answer(epoch, id, apiFailure(error)) }
+        case .askHosted(let target):
+            guard let (member, delay, lost) = reach(target, epoch: epoch, issued, replyDiscarded: replyDiscarded) else { return }
+            reply(epoch, id, .done(.hosted(members[member].sessions.keys.sorted())), delay: delay, lost: lost, timeout: settings.callTimeout)
+        case .sync(let target, let wanted):
+            guard let (member, delay, lost) = reach(target, epoch: epoch, issued, replyDiscarded: replyDiscarded) else { return }
+            sync(member, wanted)
+            reply(epoch, id, .done(.reports(reports(of: member))), delay: delay, lost: lost, timeout: settings.callTimeout)
+        case .lock(let container):
+            do { answer(epoch, id, .done(.locked(try api.lock(container, epoch: epoch, now: now)))) } catch { answer(epoch, id, apiFailure(error)) }
+        case .unlock(let container, let reason):
+            if epoch == api.clusterEpoch, api.isUp(now), let record = api.records[container], record.entry.state == .running,
+               let live = runners.first(where: { $0.value.container == container && $0.value.auth == record.auth && $0.value.endsAt != nil }) {
+                // Nothing was wrong with it: a requeue here runs it twice for no reason.
+                liveRequeues.append(String(format: "unlocked %@ (%@) at %.1f s while its runner %d ran on %@",
+                                           container.rawValue, reason, now, live.key, live.value.instance.rawValue))
+            }
+            do { try api.unlock(container, epoch: epoch, now: now); answer(epoch, id, .done(.none)) } catch { answer(epoch, id, apiFailure(error)) }
+        case .cancel(let container, _, _):
+            do { try api.cancel(container, epoch: epoch, now: now); answer(epoch, id, .done(.none)) } catch { answer(epoch, id, apiFailure(error)) }
+        case .start(let container, let worker, let target):
+            let auth: String
+            do { auth = try api.containerToken(container, now: now) } catch { answer(epoch, id, apiFailure(error)); return }
+            guard let (member, delay, lost) = reach(target, epoch: epoch, issued, replyDiscarded: replyDiscarded) else { return }
+            guard let session = members[member].sessions[worker], session.phase == .ready else {
+                reply(epoch, id, .failed(.failed("instance \(worker) is not ready")), delay: delay, lost: lost, timeout: settings.startTimeout)
+                return
+            }
+            members[member].sessions[worker]!.inProgress.insert(container)
+            let took = delay + random.uniform(0.05...1.5)
+            events.schedule(.startDone(member: member, instance: worker, generation: session.generation, container: container, auth: auth,
+                                       reply: Reply(epoch: epoch, id: id, issuedAt: now, timeout: settings.startTimeout, lost: lost,
+                                                   incarnation: members[member].incarnation)), at: now + took)
+            if lost || took > settings.startTimeout, !replyDiscarded { answer(epoch, id, .unknown("no answer"), delay: settings.startTimeout) }
+        case .kill(let container, let worker, let target, _):
+            guard let (_, delay, lost) = reach(target, epoch: epoch, issued, replyDiscarded: replyDiscarded) else { return }
+            for runner in instances[worker]?.runners.sorted() ?? [] where runners[runner]?.container == container { endRunner(runner) }
+            reply(epoch, id, .done(.none), delay: delay, lost: lost, timeout: settings.callTimeout)
+        case .create(let type):
+            guard epoch == api.clusterEpoch else { answer(epoch, id, .failed(.refused("epoch \(epoch) is no longer the cluster's"))); return }
+            if cloudErrorsUntil > now { answer(epoch, id, .failed(.cloud(cloudError))); return }
+            let instanceID = InstanceID(String(format: "i-%06d", nextInstance))
+            nextInstance += 1
+            instancesCreated += 1
+            let boots = !random.chance(settings.bootFailureRate)
+            let instance = SimInstance(id: instanceID, type: type, createdAt: now, bootAt: boots ? now + random.uniform(settings.bootTime) : .infinity)
+            instances[instanceID] = instance
+            answer(epoch, id, .done(.created(instance.cloudInstance(epochDate: Self.epochDate))), delay: random.uniform(0.05...1))
+        case .destroy(let worker, _):
+            guard epoch == api.clusterEpoch else { answer(epoch, id, .failed(.refused("epoch \(epoch) is no longer the cluster's"))); return }
+            if cloudErrorsUntil > now, case .rateLimited = cloudError { answer(epoch, id, .failed(.cloud(cloudError))); return }
+            destroyInstance(worker)
+            answer(epoch, id, .done(.none))
+        case .setIdleBehavior(let worker, let behavior):
+            guard epoch == api.clusterEpoch else { answer(epoch, id, .failed(.refused("epoch \(epoch) is no longer the cluster's"))); return }
+            instances[worker]?.tags[CloudTag.idleBehavior] = behavior.rawValue
+            answer(epoch, id, instances[worker] == nil ? .failed(.cloud(.failed("no such instance"))) : .done(.none))
+        }
+    }
+
+    private func apiFailure(_ error: any Error) -> CommandOutcome {
+        switch error as? SimAPI.Refusal {
+        case .staleEpoch: return .failed(.refused("stale epoch"))
+        case .conflict(let text): return .failed(.refused(text))
+        case .unavailable, nil: return .failed(.unreachable("the API does not answer"))
+        }
+    }
+
+    // MARK: Members and their worker sessions
+
+    private func sync(_ member: Int, _ wanted: [CloudInstance]) {
+        let ids = Set(wanted.map { InstanceID($0.id) })
+        for id in members[member].sessions.keys.sorted() where !ids.contains(id) { members[member].sessions[id] = nil }
+        for instance in wanted {
+            let id = InstanceID(instance.id)
+            guard members[member].sessions[id] == nil else { continue }
+            members[member].generation += 1
+            let generation = members[member].generation
+            members[member].sessions[id] = SimSession(generation: generation, hostedSince: now)
+            events.schedule(.probe(member: member, instance: id, generation: generation), at: now + random.uniform(0.01...0.5))
+        }
+    }
+
+    private func reports(of member: Int) -> [WorkerReport] {
+        let host = members[member]
+        return host.sessions.keys.sorted().map { id in
+            let session = host.sessions[id]!
+            var containers = session.listed.union(session.inProgress)
+            for (container, _) in session.startedDuring { containers.insert(container) }
+            let clock = { (t: Double) in Self.epochDate.addingTimeInterval(t + host.clockOffset) }
+            return WorkerReport(instanceID: id.rawValue, member: host.id.rawValue, phase: session.phase, containers: containers.map(\.rawValue).sorted(),
+                                lastProbe: session.lastProbeEnded.map(clock), bootedAt: session.bootedAt.map(clock), bootSeconds: nil,
+                                probeSeconds: nil, hostedSince: clock(session.hostedSince), error: nil,
+                                lastProbeBeganAge: session.lastProbeBegan.map { now - $0 })
+        }
+    }
+
+    private func probe(_ member: Int, _ id: InstanceID, _ generation: Int) {
+        guard members[member].alive, let session = members[member].sessions[id], session.generation == generation else { return }
+        if members[member].pausedUntil > now {
+            events.schedule(.probe(member: member, instance: id, generation: generation), at: members[member].pausedUntil)
+            return
+        }
+        guard let instance = instances[id], instance.reachable else {
+            if session.phase == .ready { members[member].sessions[id]!.phase = .unreachable }
+            events.schedule(.probe(member: member, instance: id, generation: generation), at: now + 1)
+            return
+        }
+        if session.bootedAt == nil {
+            guard now >= instance.bootAt else {
+                members[member].sessions[id]!.phase = .booting
+                events.schedule(.probe(member: member, instance: id, generation: generation), at: now + 1)
+                return
+            }
+            members[member].sessions[id]!.bootedAt = now
+        }
+        // `convoy run --list` reads the runner state directory as the probe begins.
+        let listing = Set(instance.runners.compactMap { runners[$0]?.container })
+        let slow = members[member].slowUntil > now
+        events.schedule(.probeDone(member: member, instance: id, generation: generation, began: now, listing: listing),
+                        at: now + (slow ? random.uniform(1...8) : random.uniform(0.01...0.3)))
+    }
+
+    private func probeDone(_ member: Int, _ id: InstanceID, _ generation: Int, began: Double, listing: Set<ContainerID>) {
+        guard members[member].alive, var session = members[member].sessions[id], session.generation == generation else { return }
+        if members[member].pausedUntil > now {
+            events.schedule(.probeDone(member: member, instance: id, generation: generation, began: began, listing: listing), at: members[member].pausedUntil)
+            return
+        }
+        if instances[id]?.reachable == true {
+            session.listed = listing
+            session.lastProbeBegan = began
+            session.lastProbeEnded = now
+            session.startedDuring = session.startedDuring.filter { $0.value >= began }
+            session.phase = .ready
+        } else if session.phase == .ready {
+            session.phase = .unreachable
+        }
+        members[member].sessions[id] = session
+        events.schedule(.probe(member: member, instance: id, generation: generation), at: now + settings.probeInterval * random.uniform(0.9...1.1))
+    }
+
+    private func startDone(_ member: Int, _ id: InstanceID, _ generation: Int, _ container: ContainerID, _ auth: String, _ reply: Reply?) {
+        guard members[member].alive, members[member].incarnation == reply?.incarnation else {
+            // The process died mid-start (the crash settled whether the runner was spawned): the connection broke.
+            if let reply, !reply.lost, now - reply.issuedAt <= reply.timeout { answer(reply.epoch, reply.id, .unknown("the connection broke")) }
+            return
+        }
+        if members[member].pausedUntil > now {
+            events.schedule(.startDone(member: member, instance: id, generation: generation, container: container, auth: auth, reply: reply),
+                            at: members[member].pausedUntil)
+            return
+        }
+        members[member].sessions[id]?.inProgress.remove(container)
+        guard let instance = instances[id], instance.reachable else {
+            if let reply, !reply.lost, now - reply.issuedAt <= reply.timeout {
+                answer(reply.epoch, reply.id, .failed(.failed("the worker did not answer")))
+            }
+            return
+        }
+        spawnRunner(container, auth: auth, on: id)
+        if members[member].sessions[id]?.generation == generation { members[member].sessions[id]!.startedDuring[container] = now }
+        if let reply, !reply.lost, now - reply.issuedAt <= reply.timeout { answer(reply.epoch, reply.id, .done(.none)) }
+    }
+
+    private func recover(_ member: Int) {
+        members[member].alive = true
+        members[member].seenEpoch = 0
+        members[member].sessions = [:]
+        if leader == nil || !members[leader!.member].canLead(now) { scheduleElection(after: 0.25) }
+    }
+
+    // MARK: Runners
+
+    private func spawnRunner(_ container: ContainerID, auth: String, on instance: InstanceID) {
+        guard instances[instance]?.reachable == true else { return }  // gone, or cut off: the exec never got there
+        let id = nextRunner
+        nextRunner += 1
+        runners[id] = SimRunner(container: container, auth: auth, instance: instance)
+        instances[instance]?.runners.insert(id)
+        events.schedule(.runner(id), at: now + random.uniform(0.05...1))
+    }
+
+    private func endRunner(_ id: Int) {
+        guard let runner = runners.removeValue(forKey: id) else { return }
+        instances[runner.instance]?.runners.remove(id)
+    }
+
+    private func runnerStep(_ id: Int) {
+        guard var runner = runners[id] else { return }
+        guard api.isUp(now) else { events.schedule(.runner(id), at: now + 1); return }
+        if runner.endsAt == nil {
+            do {
+                try api.running(runner.container, auth: runner.auth, now: now)
+            } catch {
+                endRunner(id)  // the lock moved on: this runner may do nothing
+                return
+            }
+            executions.append(RunnerExecution(containerUUID: runner.container.rawValue, authUUID: runner.auth, runnerID: "runner-\(id)"))
+            runner.endsAt = now + (api.records[runner.container]?.runtime ?? 1)
+            runners[id] = runner
+        } else if now >= runner.endsAt! {
+            try? api.complete(runner.container, auth: runner.auth, now: now)
+            endRunner(id)
+            return
+        } else if !api.stillMine(runner.container, auth: runner.auth) {
+            endRunner(id)  // the watchdog: unlocked, cancelled or relocked
+            return
+        }
+        events.schedule(.runner(id), at: min(now + 5, runner.endsAt!))
+    }
+
+    private func destroyInstance(_ id: InstanceID) {
+        guard let instance = instances.removeValue(forKey: id) else { return }
+        for runner in instance.runners { runners[runner] = nil }
+    }
+
+    // MARK: Faults
+
+    private func injectFault() {
+        guard now < settings.faultsUntil else { return }
+        if faultCycle.isEmpty { faultCycle = settings.faultKinds }
+        // Every kind once before any repeats, in a seeded order.
+        let index = Int(random.next() % UInt64(faultCycle.count))
+        let kind = faultCycle.remove(at: index)
+        faults[kind, default: 0] += 1
+        log("fault \(kind.rawValue)")
+        let alive = members.indices.filter { members[$0].alive && members[$0].pausedUntil <= now }
+        switch kind {
+        case .crashMember:
+            if let victim = random.pick(alive) { crash(victim) }
+        case .pauseMember:
+            if let victim = random.pick(alive) {
+                members[victim].pausedUntil = now + settings.leaseTime + random.uniform(1...20)
+                if leader?.member == victim { scheduleElection(after: settings.leaseTime) }
+            }
+        case .cutOffMember:
+            if let victim = random.pick(alive.filter { $0 != leader?.member }) { members[victim].cutOffUntil = now + random.uniform(5...60) }
+        case .slowMember:
+            if let victim = random.pick(alive) { members[victim].slowUntil = now + random.uniform(10...60) }
+        case .loseAnswers:
+            if let victim = random.pick(alive) { members[victim].loseAnswersUntil = now + random.uniform(5...30) }
+        case .stepDown:
+            if let current = leader {
+                drivers[current.epoch] = nil
+                leader = nil
+                steppedDown = (current.member, now + 5)
+                scheduleElection(after: 0.3)
+            }
+        case .apiDown:
+            api.downUntil = now + random.uniform(2...15)
+        case .cloudErrors:
+            cloudErrorsUntil = now + random.uniform(10...60)
+            cloudError = random.pick([CloudError.quota(type: "small", message: "InsufficientInstanceCapacity"),
+                                      .rateLimited(message: "RequestLimitExceeded"), .failed("InternalError")])!
+        case .instanceVanishes:
+            if let victim = random.pick(instances.keys.sorted()) { destroyInstance(victim) }
+        case .runnerVanishes:
+            if let victim = random.pick(runners.keys.sorted()) { endRunner(victim) }
+        case .workerUnreachable:
+            if let victim = random.pick(instances.keys.sorted()) {
+                instances[victim]!.reachable = false
+                events.schedule(.restoreWorker(victim), at: now + random.uniform(5...90))
+            }
+        }
+        let next = now - settings.meanTimeBetweenFaults * Foundation.log(max(1e-9, random.uniform(0...1)))
+        if next < settings.faultsUntil { events.schedule(.fault, at: next) }
+    }
+
+    private func crash(_ victim: Int) {
+        // Starts in flight die with the process; the runner may have been spawned just before.
+        for (id, session) in members[victim].sessions.sorted(by: { $0.key < $1.key }) {
+            for container in session.inProgress.sorted() where random.chance(0.5) {
+                if let auth = api.records[container]?.auth { spawnRunner(container, auth: auth, on: id) }
+            }
+        }
+        members[victim].alive = false
+        members[victim].incarnation += 1
+        members[victim].sessions = [:]
+        if let current = leader, current.member == victim {
+            drivers[current.epoch] = nil
+            leader = nil
+            scheduleElection(after: 0.5)
+        }
+        events.schedule(.recover(member: victim), at: now + random.uniform(2...30))
+    }
+
+    /// FNV-1a over every history row: two runs of one seed must give the same digest.
+    private static func digest(_ history: [StateTransition]) -> String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for row in history {
+            let line = "\(row.id) \(row.containerUUID) \(row.from ?? "-") \(row.to) \(row.authUUID ?? "-") \(row.epoch ?? -1) \(row.tokenUUID ?? "-") \(row.at.timeIntervalSince1970)\n"
+            for byte in line.utf8 { hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3 }
+        }
+        return String(format: "%016llx", hash)
+    }
+
+    private static func describe(_ outcome: CommandOutcome) -> String {
+        switch outcome {
+        case .done(.containers(let entries)):
+            return "done: " + entries.filter { $0.state != .queued }.map { "\($0.id.rawValue.suffix(4)) \($0.state.rawValue)" }.joined(separator: ", ")
+                + " (+\(entries.filter { $0.state == .queued }.count) queued)"
+        case .done(.reports(let reports)):
+            return "reports: " + reports.map { "\($0.instanceID) \($0.phase.rawValue) [\($0.containers.map { $0.suffix(4) }.joined(separator: " "))]"
+                + ($0.lastProbeBeganAge.map { String(format: " probed %.1fs ago", $0) } ?? "") }.joined(separator: "; ")
+        case .done(.instances(let listed)): return "instances: " + listed.map(\.id).joined(separator: " ")
+        case .done(let result): return "done \(result)"
+        case .failed(let failure): return "failed: \(failure)"
+        case .unknown(let why): return "unknown: \(why)"
+        }
+    }
+
+    // MARK: The verdict
+
+    private func report() -> SimulationReport {
+        let history = CheckedHistory(transitions: api.history, terms: terms, executions: executions,
+                                     readAt: Self.epochDate.addingTimeInterval(now))
+        let lockedBound = settings.core.lockedTimeout + settings.startTimeout + settings.core.timeoutProbe + settings.leaseTime + 10
+        let checked = HistoryChecker(lockedBound: lockedBound, maxRestarts: nil, expectAllFinal: true).check(history)
+        var violations = checked.violations.map { violation in
+            "\(violation.kind.rawValue)\(violation.container.map { " \($0)" } ?? ""): \(violation.evidence.joined(separator: "; "))"
+        }
+        let quietFrom = max(settings.faultsUntil, lastSubmit)
+        if let drainedAt {
+            if drainedAt - quietFrom > settings.drainBound {
+                violations.append(String(format: "liveness: drained %.0f s after faults stopped (bound %.0f s)", drainedAt - quietFrom, settings.drainBound))
+            }
+        } else {
+            let open = api.records.values.filter { !$0.entry.state.isFinal }.count
+            violations.append(String(format: "liveness: not drained at %.0f s: %d containers open, %d instances left", now, open, instances.count))
+        }
+        violations += refusedTransitions.map { "refused transition: \($0)" }
+        violations += liveRequeues.map { "requeued a live runner: \($0)" }
+        return SimulationReport(seed: settings.seed, simulatedSeconds: now, events: eventsProcessed, containers: settings.containers,
+                                completed: checked.completed, cancelled: checked.cancelled, restarted: checked.restarted.count,
+                                locks: checked.locks, elections: terms.count, executions: executions.count, instancesCreated: instancesCreated,
+                                faults: faults, historyDigest: Self.digest(api.history), violations: violations)
+    }
+}
+
+/// What one simulated run showed.
+public struct SimulationReport: Sendable, Codable {
+    public var seed: UInt64
+    public var simulatedSeconds: Double
+    public var events: Int
+    public var containers: Int
+    public var completed: Int
+    public var cancelled: Int
+    /// Containers that moved to Running more than once (a runner or its worker was lost).
+    public var restarted: Int
+    public var locks: Int
+    public var elections: Int
+    public var executions: Int
+    public var instancesCreated: Int
+    public var faults: [FaultKind: Int]
+    /// A digest of the whole state history: one seed, one history.
+    public var historyDigest: String
+    /// Broken invariants and liveness failures, each with its evidence (empty: the run is clean).
+    public var violations: [String]
+
+    public var isClean: Bool { violations.isEmpty }
+}
+
+// MARK: The simulated parts
+
+struct SimInstance {
+    var id: InstanceID
+    var type: InstanceType
+    var createdAt: Double
+    /// When its sshd answers the boot probe (infinity: never).
+    var bootAt: Double
+    var reachable = true
+    var runners: Set<Int> = []
+    var tags: [String: String] = [:]
+
+    init(id: InstanceID, type: InstanceType, createdAt: Double, bootAt: Double) {
+        self.id = id
+        self.type = type
+        self.createdAt = createdAt
+        self.bootAt = bootAt
+    }
+
+    func cloudInstance(epochDate: Date) -> CloudInstance {
+        CloudInstance(id: id.rawValue, typeName: type.name, address: "10.0.0.1", sshPort: 22, hostKey: "ssh-ed25519 SIM",
+                      tags: tags.merging([CloudTag.instanceType: type.name]) { current, _ in current },
+                      createdAt: epochDate.addingTimeInterval(createdAt))
+    }
+}
+
+struct SimSession {
+    var generation: Int
+    var hostedSince: Double
+    var phase: WorkerReport.Phase = .connecting
+    var bootedAt: Double?
+    var lastProbeBegan: Double?
+    var lastProbeEnded: Double?
+    var listed: Set<ContainerID> = []
+    var inProgress: Set<ContainerID> = []
+    /// Starts finished since the current probe began (the probe may have listed before them).
+    var startedDuring: [ContainerID: Double] = [:]
+
+    init(generation: Int, hostedSince: Double) {
+        self.generation = generation
+        self.hostedSince = hostedSince
+    }
+}
+
+struct SimMember {
+    var id: MemberID
+    var clockOffset: Double
+    var alive = true
+    var pausedUntil: Double = -.infinity
+    var cutOffUntil: Double = -.infinity
+    var slowUntil: Double = -.infinity
+    var loseAnswersUntil: Double = -.infinity
+    var seenEpoch: Int64 = 0
+    var sessions: [InstanceID: SimSession] = [:]
+    var generation = 0
+    var incarnation = 0
+
+    init(id: MemberID, clockOffset: Double) {
+        self.id = id
+        self.clockOffset = clockOffset
+    }
+
+    func canLead(_ now: Double) -> Bool { alive && pausedUntil <= now }
+}
+
+struct SimDriver {
+    var member: Int
+    var core: DispatchCore
+    /// A leader that lost its term stops here (its next lease renewal fails).
+    var stopAt: Double?
+}
+
+struct SimRunner {
+    var container: ContainerID
+    var auth: String
+    var instance: InstanceID
+    var endsAt: Double?
+}

@@ -1,0 +1,114 @@
+import ConvoyDispatchCore
+import ConvoyModel
+
+/// The faults a simulation may inject, each by its own rate.
+public enum FaultKind: String, Sendable, CaseIterable, Codable {
+    /// A member's process dies (its sessions go; runners on workers stay); it restarts later.
+    case crashMember = "crash-member"
+    /// A member stops (SIGSTOP) for longer than the lease, then resumes.
+    case pauseMember = "pause-member"
+    /// The leader cannot reach a member (the member's heartbeats still arrive).
+    case cutOffMember = "cut-off-member"
+    /// A member answers slowly for a while.
+    case slowMember = "slow-member"
+    /// A member carries out calls but its answers are lost (outcome unknown).
+    case loseAnswers = "lose-answers"
+    /// The leader steps down.
+    case stepDown = "step-down"
+    /// The API does not answer for a while.
+    case apiDown = "api-down"
+    /// The cloud refuses creates (quota, capacity, rate limit).
+    case cloudErrors = "cloud-errors"
+    /// An instance disappears, with its runners.
+    case instanceVanishes = "instance-vanishes"
+    /// A runner dies without a word.
+    case runnerVanishes = "runner-vanishes"
+    /// A worker stops answering probes (network cut).
+    case workerUnreachable = "worker-unreachable"
+}
+
+/// One simulated cluster and its workload.
+public struct SimulationSettings: Sendable {
+    public var seed: UInt64
+    public var members: Int
+    public var containers: Int
+    /// Containers are submitted over this many seconds.
+    public var submitWindow: Double
+    public var runtime: ClosedRange<Double>
+    public var core: CoreSettings
+    public var probeInterval: Double
+    public var bootTime: ClosedRange<Double>
+    /// Share of instances that never boot.
+    public var bootFailureRate: Double
+    public var maxDispatchAttempts: Int
+    /// Faults are injected until here (seconds); afterwards the run must drain.
+    public var faultsUntil: Double
+    /// Mean seconds between faults (0: none).
+    public var meanTimeBetweenFaults: Double
+    public var faultKinds: [FaultKind]
+    /// After faults stop, every container must be final and every instance gone within this.
+    public var drainBound: Double
+    /// The run gives up here (a liveness violation if not drained).
+    public var timeLimit: Double
+    public var leaseTime: Double
+    public var callTimeout: Double
+    public var startTimeout: Double
+    /// Each member's clock is this far off, at most (no decision may depend on it).
+    public var clockSkew: Double
+    /// The API lists how long each Locked or Running container has been so (by its own clock).
+    /// Off, a new leader knows only when it first saw the lock: the way containers were stranded
+    /// across elections.
+    public var apiReportsStateAge = true
+
+    public init(seed: UInt64, members: Int = 3, containers: Int = 40, submitWindow: Double = 60, runtime: ClosedRange<Double> = 1...20,
+                core: CoreSettings, probeInterval: Double = 2, bootTime: ClosedRange<Double> = 2...15, bootFailureRate: Double = 0.05,
+                maxDispatchAttempts: Int = 10, faultsUntil: Double = 120, meanTimeBetweenFaults: Double = 8,
+                faultKinds: [FaultKind] = FaultKind.allCases, drainBound: Double = 600, timeLimit: Double = 3600, leaseTime: Double = 3,
+                callTimeout: Double = 10, startTimeout: Double = 30, clockSkew: Double = 1000) {
+        self.seed = seed
+        self.members = members
+        self.containers = containers
+        self.submitWindow = submitWindow
+        self.runtime = runtime
+        self.core = core
+        self.probeInterval = probeInterval
+        self.bootTime = bootTime
+        self.bootFailureRate = bootFailureRate
+        self.maxDispatchAttempts = maxDispatchAttempts
+        self.faultsUntil = faultsUntil
+        self.meanTimeBetweenFaults = meanTimeBetweenFaults
+        self.faultKinds = faultKinds
+        self.drainBound = drainBound
+        self.timeLimit = timeLimit
+        self.leaseTime = leaseTime
+        self.callTimeout = callTimeout
+        self.startTimeout = startTimeout
+        self.clockSkew = clockSkew
+    }
+
+    /// Instance types of a small cloud: three sizes, one preemptible.
+    public static let instanceTypes: [InstanceType] = [
+        InstanceType(name: "small", vcpus: 1, ram: 2 << 30, scratch: 10 << 30, price: 0.05),
+        InstanceType(name: "medium", vcpus: 4, ram: 8 << 30, scratch: 50 << 30, price: 0.2),
+        InstanceType(name: "large", vcpus: 16, ram: 64 << 30, scratch: 200 << 30, price: 0.8),
+        InstanceType(name: "small-spot", vcpus: 1, ram: 2 << 30, scratch: 10 << 30, price: 0.02, preemptible: true),
+    ]
+
+    /// A small cluster with faults (what `make test` runs thousands of).
+    public static func small(seed: UInt64) -> SimulationSettings {
+        var random = SimRandom(seed: seed ^ 0x5eed)
+        let core = CoreSettings(instanceTypes: instanceTypes, pollInterval: 1, timeoutIdle: 20, timeoutBooting: 60, timeoutProbe: 30,
+                                maxCloudOpsPerSecond: 10, maxConcurrentCreates: 4, maxInstances: Int(random.uniform(3...12)), lockedTimeout: 60,
+                                orphanRunnerGrace: 5, killRepeat: 10, quotaHold: 20, rateLimitBackoff: 5)
+        return SimulationSettings(seed: seed, members: Int(random.uniform(1...4.99)), containers: Int(random.uniform(5...40)), core: core)
+    }
+
+    /// A large cluster: `instances` at most, `containers` submitted over `submitWindow`.
+    public static func large(seed: UInt64, instances: Int, containers: Int, submitWindow: Double) -> SimulationSettings {
+        let core = CoreSettings(instanceTypes: instanceTypes, pollInterval: 1, timeoutIdle: 30, timeoutBooting: 120, timeoutProbe: 60,
+                                maxCloudOpsPerSecond: 200, maxConcurrentCreates: 200, maxInstances: instances, lockedTimeout: 120,
+                                orphanRunnerGrace: 10, killRepeat: 30, quotaHold: 30, rateLimitBackoff: 10, queueDepth: max(20_000, containers))
+        return SimulationSettings(seed: seed, members: 3, containers: containers, submitWindow: submitWindow, runtime: 5...120, core: core,
+                                  probeInterval: 10, faultsUntil: submitWindow, meanTimeBetweenFaults: 15, drainBound: 1800, timeLimit: submitWindow + 7200)
+    }
+}
