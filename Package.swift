@@ -74,7 +74,7 @@ let package = Package(
         .target(name: "ConvoySimulation", dependencies: ["ConvoyDispatchCore", "ConvoyModel", "ConvoyCheck"], swiftSettings: optimized),
         .executableTarget(name: "convoy-sim", dependencies: [
             "ConvoySimulation", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-        ], path: "Simulation"),
+        ], path: "Simulation", exclude: ["kept-seeds.txt"]),
         .target(
             name: "ConvoyDispatch",
             dependencies: [

@@ -91,6 +91,9 @@ public enum APIClientError: Error, Sendable, CustomStringConvertible {
 public struct APIPage<Item: Sendable>: Sendable {
     public let items: [Item]
     public let itemsAvailable: Int?
+    /// The API's clock when it answered (its `Date` header, to the second): ages computed
+    /// against it (`serverDate - modified_at`) compare one clock with itself.
+    public var serverDate: Date? = nil
 }
 
 /// A typed client of the containers API, over ConvoyHTTP (libcurl). Safe to share: requests run
@@ -116,7 +119,10 @@ public struct APIClient: Sendable {
     public func containers(filters: [[JSONValue]] = [], order: [String] = [], limit: Int = 100, offset: Int = 0,
                            count: Bool = false) async throws -> APIPage<Container> {
         let query = try Self.listQuery(filters, order, [("limit", String(limit)), ("offset", String(offset)), ("count", count ? "exact" : "none")])
-        return try page(Container.self, try await send("GET", "/containers", query: query))
+        let (object, response) = try await sendAndAnswer("GET", "/containers", query: query)
+        var result = try page(Container.self, object)
+        result.serverDate = response.header("Date").flatMap(Self.httpDate)
+        return result
     }
 
     public func lock(_ uuid: ArvadosUUID) async throws -> Container {
@@ -250,6 +256,20 @@ public struct APIClient: Sendable {
 
     private func send(_ method: String, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil,
                       fenced: Bool = false) async throws -> [String: JSONValue] {
+        try await sendAndAnswer(method, path, query: query, body: body, fenced: fenced).object
+    }
+
+    /// An HTTP `Date` header (RFC 9110's IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`).
+    static func httpDate(_ text: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return formatter.date(from: text)
+    }
+
+    private func sendAndAnswer(_ method: String, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil,
+                               fenced: Bool = false) async throws -> (object: [String: JSONValue], response: HTTPResponse) {
         var url = baseURL + path
         if !query.isEmpty {
             url += "?" + query.map { "\($0.0)=\(Self.escapeQuery($0.1))" }.joined(separator: "&")
@@ -261,7 +281,8 @@ public struct APIClient: Sendable {
             headers.append((name: "Content-Type", value: "application/json"))
             bytes = Array(try JSONEncoder().encode(body))
         }
-        return try Self.object(from: try await execute(HTTPRequest(method: method, url: url, headers: headers, body: bytes)))
+        let response = try await execute(HTTPRequest(method: method, url: url, headers: headers, body: bytes))
+        return (try Self.object(from: response), response)
     }
 
     private func execute(_ request: HTTPRequest) async throws -> HTTPResponse {

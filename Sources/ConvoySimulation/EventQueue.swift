@@ -7,7 +7,10 @@ struct EventQueue<Event> {
     var isEmpty: Bool { heap.isEmpty }
     var count: Int { heap.count }
 
-    mutating func schedule(_ event: Event, at time: Double) {
+    /// Times are kept on a grid of 2⁻²⁰ s (about a microsecond): then adding a member's whole-second
+    /// clock offset, and taking it off again, is exact, and no comparison can depend on it.
+    mutating func schedule(_ event: Event, at unrounded: Double) {
+        let time = unrounded.isFinite ? (unrounded * 1_048_576).rounded(.up) / 1_048_576 : unrounded
         sequence += 1
         heap.append((time, sequence, event))
         var child = heap.count - 1

@@ -76,7 +76,8 @@ public final class Simulation {
         api = SimAPI(maxDispatchAttempts: settings.maxDispatchAttempts, epochDate: Self.epochDate)
         api.reportsStateAge = settings.apiReportsStateAge
         for index in 0..<max(1, settings.members) {
-            members.append(SimMember(id: MemberID("dispatch-\(index)"), clockOffset: random.uniform(-settings.clockSkew...settings.clockSkew)))
+            // Whole seconds, so that moments on a member's clock are exact (see EventQueue).
+            members.append(SimMember(id: MemberID("dispatch-\(index)"), clockOffset: random.uniform(-settings.clockSkew...settings.clockSkew).rounded()))
         }
         faultCycle = settings.faultKinds
     }
@@ -620,7 +621,7 @@ public final class Simulation {
 }
 
 /// What one simulated run showed.
-public struct SimulationReport: Sendable, Codable {
+public struct SimulationReport: Sendable, Codable, Equatable {
     public var seed: UInt64
     public var simulatedSeconds: Double
     public var events: Int

@@ -123,6 +123,13 @@ public actor ClusterMember {
         await election?.current ?? Leadership(leader: nil, epoch: 0, isMe: false)
     }
 
+    /// The cluster's epoch as PostgreSQL has it now: a leader checks it is still its own before
+    /// every cloud call, so that a deposed leader that wakes up cannot touch the new one's instances.
+    public func currentEpoch() async throws -> Int64 {
+        guard let row = try await database.query("SELECT epoch FROM cluster_epoch WHERE id = 1").first else { return 0 }
+        return try row.decode(Int64.self, column: "epoch")
+    }
+
     /// Who is in the cluster and who leads, from the database.
     public func status() async throws -> ClusterStatus {
         let members = try await Membership.members(database)

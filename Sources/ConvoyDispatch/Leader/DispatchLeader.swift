@@ -5,12 +5,12 @@ import Distributed
 import Foundation
 import Logging
 
-/// The leader's work for one term (one epoch): poll the queue, keep the worker pool, run the
-/// scheduler, carry out its actions. Every API command carries the term's epoch and every call to
-/// a member is stamped with it, so a deposed leader's commands are refused.
-///
-/// A new leader first adopts: it asks every member which workers it hosts, lists the cloud, and
-/// decides nothing about a container whose runner might live on a worker nobody has probed yet.
+/// The leader's work for one term (one epoch): a thin driver of `DispatchCore`. It feeds the
+/// core ticks, the answers of the queries it asks for and the outcomes of its commands, and
+/// carries out the commands in one task group that ends with the term. Every command is
+/// fenced by the term's epoch: API changes carry it, member calls are stamped with it, and
+/// cloud changes (create, destroy, tags) go out only while PostgreSQL's `cluster_epoch` is still
+/// this term's.
 public actor DispatchLeader {
     private let settings: DispatchSettings
     private let epoch: Int64
@@ -19,30 +19,19 @@ public actor DispatchLeader {
     private let member: ClusterMember
     private let logger: Logger
     private let onPass: @Sendable (PoolView) async -> Void
-    private let since = Date()
-
-    private var myTokenUUID: String?
-    private var instances: [String: CloudInstance] = [:]
-    private var hosts: [String: String] = [:]
-    private var reports: [String: WorkerReport] = [:]
-    /// Members that did not answer the last sync (or a start): nothing is started on the
-    /// workers they host until they answer again or the workers are handed to another member.
-    private var silentMembers: Set<String> = []
-    private var idleSince: [String: Date] = [:]
-    private var idleBehavior: [String: IdleBehavior] = [:]
-    private var shuttingDown: Set<String> = []
-    private var creating: [String: Int] = [:]
-    private var quotaHolds: [String: Date] = [:]
-    private var cloudBackoffUntil: Date?
-    private var cloudErrors: [String: Int] = [:]
-    private var lastAttempt: [String: Date] = [:]
-    /// Containers a runner was started for, by worker, until a probe lists them.
-    private var starting: [String: (worker: String, at: Date)] = [:]
-    private var inFlight: Set<String> = []
-    private var killed: [String: Date] = [:]
-    private var containers: [String: Container] = [:]
-    private var adopted = false
+    private let clock = ContinuousClock()
+    private let began: ContinuousClock.Instant
+    private var core: DispatchCore
+    private var inbox: AsyncStream<Input>.Continuation?
     private var loop: Task<Void, Never>?
+    private var publishedPasses = 0
+    private let tokenUUID = TokenUUID()
+
+    /// What the loop reacts to: an event for the core, or a command that ended.
+    private enum Input: Sendable {
+        case event(CoreEvent)
+        case finished(IssuedCommand, CommandOutcome)
+    }
 
     public init(settings: DispatchSettings, epoch: Int64, driver: any CloudDriver, member: ClusterMember, logger: Logger,
                 onPass: @escaping @Sendable (PoolView) async -> Void = { _ in }) {
@@ -57,548 +46,342 @@ public actor DispatchLeader {
         logger[metadataKey: "epoch"] = "\(epoch)"
         self.logger = logger
         self.onPass = onPass
+        began = clock.now
+        core = DispatchCore(settings: settings.core, me: MemberID(member.configuration.memberID), epoch: epoch, now: .zero)
     }
 
     public func start() {
-        loop = Task { await self.run() }
+        let (stream, continuation) = AsyncStream.makeStream(of: Input.self)
+        inbox = continuation
+        loop = Task { await self.run(stream, continuation) }
     }
 
-    /// Stops leader work at once (the term ended); workers and runners are left as they are.
+    /// Stops leader work at once (the term ended): every command in flight is cancelled; workers
+    /// and runners are left as they are.
     public func stop() {
         loop?.cancel()
         loop = nil
+        inbox?.finish()
+        inbox = nil
     }
 
-    private func run() async {
+    private var now: Moment {
+        let elapsed = clock.now - began
+        return Moment(seconds: elapsed.timeInterval)
+    }
+
+    private func run(_ stream: AsyncStream<Input>, _ inbox: AsyncStream<Input>.Continuation) async {
         logger.info("leader loop starting")
-        while !Task.isCancelled {
-            let began = ContinuousClock.now
-            do {
-                try await ClusterSystem.$callEpoch.withValue(epoch) { try await pass() }
-            } catch is CancellationError {
-                break
-            } catch {
-                logger.warning("dispatch pass failed", metadata: ["error": "\(error)"])
+        let tick = min(settings.cloud.pollInterval / 4, .milliseconds(250))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    inbox.yield(.event(.tick))
+                    try? await Task.sleep(for: tick)
+                }
             }
-            let elapsed = ContinuousClock.now - began
-            if elapsed < settings.cloud.pollInterval { try? await Task.sleep(for: settings.cloud.pollInterval - elapsed) }
+            for await input in stream {
+                if Task.isCancelled { break }
+                let commands: [IssuedCommand]
+                switch input {
+                case .event(let event):
+                    commands = core.handle(event, now: now)
+                case .finished(let issued, let outcome):
+                    observe(issued, outcome)
+                    commands = core.handle(.outcome(issued.id, outcome), now: now)
+                }
+                for issued in commands {
+                    group.addTask { [self] in
+                        let outcome = await ClusterSystem.$callEpoch.withValue(epoch) { await self.carryOut(issued.command) }
+                        inbox.yield(.finished(issued, outcome))
+                    }
+                }
+                if core.passes != publishedPasses {
+                    publishedPasses = core.passes
+                    await onPass(view())
+                }
+            }
+            group.cancelAll()
         }
         logger.info("leader loop stopped")
     }
 
-    // MARK: One pass
+    // MARK: Carrying out commands
 
-    private func pass() async throws {
-        let now = Date()
-        if myTokenUUID == nil {
-            myTokenUUID = try await api.currentToken()["uuid"]?.stringValue
-        }
-        let live = try await liveMembers()
-        try await refreshInstances(now: now)
-        if !adopted { await collectAssignments(live) }
-        assign(live)
-        await syncMembers(live)
-        if !adopted {
-            adopted = true
-            logger.info("adopted the pool", metadata: ["instances": "\(instances.count)",
-                                                       "containers": "\(reports.values.reduce(0) { $0 + $1.containers.count })"])
-        }
-        try await refreshContainers()
-        enforceWorkerTimeouts(now: now)
-        let snapshot = makeSnapshot(now: now)
-        for action in Scheduler.plan(snapshot) { perform(action, now: now) }
-        await onPass(view(now: now))
-    }
-
-    private func liveMembers() async throws -> [String] {
-        let status = try await member.status()
-        let limit = settings.memberTimeout.timeInterval
-        return status.members.filter { $0.heartbeatAge < limit }.map(\.memberID).sorted()
-    }
-
-    private func refreshInstances(now: Date) async throws {
-        if let until = cloudBackoffUntil, until > now { return }
+    private nonisolated func carryOut(_ command: CoreCommand) async -> CommandOutcome {
         do {
-            let listed = try await driver.instances()
-            var next: [String: CloudInstance] = [:]
-            for instance in listed where !shuttingDown.contains(instance.id) { next[instance.id] = instance }
-            instances = next
-            for instance in listed {
-                if let text = instance.tags[CloudTag.idleBehavior], let behavior = IdleBehavior(rawValue: text) {
-                    idleBehavior[instance.id] = behavior
-                }
+            switch command {
+            case .listMembers:
+                let status = try await member.status()
+                let limit = settings.memberTimeout.timeInterval
+                return .done(.members(status.members.filter { $0.heartbeatAge < limit }.map { MemberID($0.memberID) }))
+            case .listInstances:
+                return .done(.instances(try await driver.instances()))
+            case .listContainers(let depth):
+                return .done(.containers(try await listContainers(depth: depth)))
+            case .askHosted(let target):
+                return .done(.hosted(try await workerHost(on: target).hostedInstances().map { InstanceID($0.id) }))
+            case .sync(let target, let instances):
+                return .done(.reports(try await workerHost(on: target).sync(instances)))
+            case .lock(let id):
+                return .done(.locked(Self.entry(try await api.lock(try uuid(id)), serverDate: nil)))
+            case .start(let id, let worker, let target):
+                return try await startContainer(id, on: worker, via: target)
+            case .unlock(let id, let reason):
+                _ = try await api.unlock(try uuid(id))
+                logger.info("container unlocked", metadata: ["container": "\(id)", "reason": "\(reason)"])
+                return .done(.none)
+            case .cancel(let id, let authUUID, let reason):
+                _ = try await api.update(try uuid(id), ContainerUpdate(state: .cancelled, runtimeStatus: ["error": .string(reason)],
+                                                                        knownAuthUUID: authUUID.flatMap(ArvadosUUID.init)))
+                logger.info("container cancelled", metadata: ["container": "\(id)", "reason": "\(reason)"])
+                return .done(.none)
+            case .kill(let id, let worker, let target, let reason):
+                let host = try workerHost(on: target)
+                try await ClusterSystem.$callTimeout.withValue(.seconds(90)) { try await host.killContainer(id.rawValue, on: worker.rawValue) }
+                logger.info("container killed", metadata: ["container": "\(id)", "instance": "\(worker)", "reason": "\(reason)"])
+                return .done(.none)
+            case .create(let type):
+                try await fence()
+                let instance = try await driver.create(type, tags: [CloudTag.createdBy: member.configuration.memberID])
+                logger.info("instance created", metadata: ["instance": "\(instance.id)", "type": "\(type.name)", "address": "\(instance.address)"])
+                return .done(.created(instance))
+            case .destroy(let id, let reason):
+                try await fence()
+                logger.info("shutting down worker", metadata: ["instance": "\(id)", "reason": "\(reason)"])
+                try await driver.destroy(id.rawValue)
+                logger.info("instance destroyed", metadata: ["instance": "\(id)"])
+                return .done(.none)
+            case .setIdleBehavior(let id, let behavior):
+                try await fence()
+                try await driver.setTags(id.rawValue, [CloudTag.idleBehavior: behavior.rawValue])
+                logger.info("idle behaviour set", metadata: ["instance": "\(id)", "idle_behavior": "\(behavior.rawValue)"])
+                return .done(.none)
             }
-            for id in Array(reports.keys) where next[id] == nil { reports[id] = nil; hosts[id] = nil; idleSince[id] = nil }
         } catch {
-            noteCloudError(error, now: now)
+            return Self.outcome(of: error)
         }
     }
 
-    /// A new leader learns who hosts what, so that nothing is moved that need not be.
-    private func collectAssignments(_ live: [String]) async {
-        for memberID in live {
-            guard let host = try? workerHost(on: memberID) else { continue }
-            if let hosted = try? await host.hostedInstances() {
-                for instance in hosted where hosts[instance.id] == nil { hosts[instance.id] = memberID }
-            }
+    /// Locks are taken by the API; the lock's container token goes to the runner on its stdin.
+    private nonisolated func startContainer(_ id: ContainerID, on worker: InstanceID, via target: MemberID) async throws -> CommandOutcome {
+        let token: String
+        do {
+            token = try await api.containerToken(try uuid(id))
+        } catch let error as APIClientError {
+            // Nothing was started: say whether the container is still ours to start.
+            if case .refused = error { return .failed(.refused("\(error)")) }
+            return .failed(.failed("could not fetch the container token: \(error)"))
         }
+        let launch = RunnerLaunchSettings(apiHost: settings.runnerAPIHost, apiToken: token, insecure: settings.api.insecure,
+                                          runtime: settings.runtimeEngine, extra: settings.extraRunnerSettings)
+        let host = try workerHost(on: target)
+        // As long as the SSH command may take (a busy worker starts runners slowly).
+        let pid = try await ClusterSystem.$callTimeout.withValue(.seconds(200)) {
+            try await host.startContainer(id.rawValue, on: worker.rawValue, settings: launch.environment)
+        }
+        DispatchMetrics.containerStarted()
+        logger.info("container started", metadata: ["container": "\(id)", "instance": "\(worker)", "member": "\(target)", "pid": "\(pid)"])
+        return .done(.none)
     }
 
-    /// Each instance goes to one member: a follower (the one with fewest), or this member while it
-    /// is alone. A member that left loses its instances to the others.
-    private func assign(_ live: [String]) {
-        let me = member.configuration.memberID
-        let followers = live.filter { $0 != me }
-        let candidates = followers.isEmpty ? [me] : followers
-        var load: [String: Int] = Dictionary(uniqueKeysWithValues: candidates.map { ($0, 0) })
-        for (id, host) in hosts where instances[id] != nil && load[host] != nil { load[host, default: 0] += 1 }
-        for id in instances.keys.sorted() {
-            if let host = hosts[id], candidates.contains(host) { continue }
-            let chosen = candidates.min { (load[$0] ?? 0, $0) < (load[$1] ?? 0, $1) }!
-            if let previous = hosts[id] {
-                logger.info("worker reassigned", metadata: ["instance": "\(id)", "from": "\(previous)", "to": "\(chosen)"])
-                load[previous] = load[previous].map { $0 - 1 }
-            }
-            hosts[id] = chosen
-            load[chosen, default: 0] += 1
-        }
-    }
-
-    private func workerHost(on memberID: String) throws -> WorkerHost {
-        try WorkerHost.resolve(id: member.system.id(of: WorkerHost.name, on: memberID), using: member.system)
-    }
-
-    /// Tells every live member which workers to host and collects its reports (concurrently).
-    private func syncMembers(_ live: [String]) async {
-        var byMember: [String: [CloudInstance]] = Dictionary(uniqueKeysWithValues: live.map { ($0, []) })
-        for (id, host) in hosts { if let instance = instances[id] { byMember[host, default: []].append(instance) } }
-        let hostsByID = live.compactMap { id in (try? workerHost(on: id)).map { (id, $0) } }
-        let results = await withTaskGroup(of: (String, [WorkerReport]?).self) { group in
-            for (memberID, host) in hostsByID {
-                let assigned = byMember[memberID] ?? []
-                group.addTask { (memberID, try? await host.sync(assigned)) }
-            }
-            var results: [(String, [WorkerReport]?)] = []
-            for await result in group { results.append(result) }
-            return results
-        }
-        for (memberID, answer) in results {
-            guard let answer else {
-                logger.warning("member did not answer sync", metadata: ["member": "\(memberID)"])
-                silentMembers.insert(memberID)
-                continue  // keep its last reports: its workers and their containers are still there
-            }
-            silentMembers.remove(memberID)
-            for report in answer where hosts[report.instanceID] == memberID {
-                let previous = reports[report.instanceID]
-                if previous?.bootedAt == nil, report.bootedAt != nil, let seconds = report.bootSeconds, report.bootedAt! > since {
-                    DispatchMetrics.workerBooted(seconds: seconds)
-                }
-                if report.lastProbe != previous?.lastProbe, let seconds = report.probeSeconds { DispatchMetrics.workerProbed(seconds: seconds) }
-                reports[report.instanceID] = report
-            }
-        }
-    }
-
-    /// The containers this cluster holds (Locked/Running by its token), the queue, and what
-    /// became of containers runners still run.
-    private func refreshContainers() async throws {
-        guard let myTokenUUID else { return }
-        var seen: [String: Container] = [:]
+    /// Locked/Running by this cluster's token, then Queued with priority > 0 by priority and age.
+    private nonisolated func listContainers(depth: Int) async throws -> [QueueEntry] {
+        let mine = try await tokenUUID.get { try await self.api.currentToken()["uuid"]?.stringValue }
+        var entries: [QueueEntry] = []
         var offset = 0
         while true {
-            let page = try await api.containers(filters: [[.string("locked_by_uuid"), .string("="), .string(myTokenUUID)],
+            let page = try await api.containers(filters: [[.string("locked_by_uuid"), .string("="), .string(mine)],
                                                           [.string("state"), .string("in"), .array([.string("Locked"), .string("Running")])]],
                                                 order: ["uuid"], limit: 1000, offset: offset)
-            for container in page.items { seen[container.uuid.rawValue] = container }
+            entries += page.items.map { Self.entry($0, serverDate: page.serverDate) }
             if page.items.count < 1000 { break }
             offset += page.items.count
         }
         offset = 0
-        while offset < 20_000 {
+        while offset < depth {
             let page = try await api.containers(filters: [[.string("state"), .string("="), .string("Queued")],
                                                           [.string("priority"), .string(">"), .number(0)]],
-                                                order: ["priority desc", "created_at asc"], limit: 1000, offset: offset)
-            for container in page.items { seen[container.uuid.rawValue] = container }
+                                                order: ["priority desc", "created_at asc"], limit: min(1000, depth - offset), offset: offset)
+            entries += page.items.map { Self.entry($0, serverDate: page.serverDate) }
             if page.items.count < 1000 { break }
             offset += page.items.count
         }
-        // Runners still listed for containers no longer ours: cancelled ones are killed.
-        for (worker, report) in reports {
-            for uuid in report.containers where seen[uuid] == nil {
-                if let at = killed[uuid], Date().timeIntervalSince(at) < 30 { continue }
-                guard let id = ArvadosUUID(uuid), let container = try? await api.container(id) else { continue }
-                if container.state == .cancelled || (container.state != .complete && container.lockedByUUID?.rawValue != myTokenUUID) {
-                    killed[uuid] = Date()
-                    logger.info("killing a runner whose container is \(container.state.rawValue)", metadata: ["container": "\(uuid)", "instance": "\(worker)"])
-                    Task { await self.kill(uuid, on: worker) }
-                }
+        return entries
+    }
+
+    private static func entry(_ container: Container, serverDate: Date?) -> QueueEntry {
+        // The API's own clock on both sides: its answer's date and the container's last change.
+        let age = serverDate.map { max(0, $0.timeIntervalSince(container.modifiedAt)) }
+        return QueueEntry(id: ContainerID(container.uuid.rawValue), state: container.state, priority: container.priority,
+                          createdAt: container.createdAt, constraints: container.runtimeConstraints,
+                          preemptible: container.schedulingParameters.preemptible, authUUID: container.authUUID?.rawValue,
+                          stateAge: container.state == .locked || container.state == .running ? age : nil)
+    }
+
+    /// Cloud changes go out only while this term is the cluster's (a stopped leader that resumes
+    /// finds a higher epoch here and touches nothing).
+    private nonisolated func fence() async throws {
+        let current = try await member.currentEpoch()
+        guard current == epoch else { throw FenceError(epoch: epoch, current: current) }
+    }
+
+    private nonisolated func workerHost(on memberID: MemberID) throws -> WorkerHost {
+        try WorkerHost.resolve(id: member.system.id(of: WorkerHost.name, on: memberID.rawValue), using: member.system)
+    }
+
+    private nonisolated func uuid(_ id: ContainerID) throws -> ArvadosUUID {
+        guard let uuid = ArvadosUUID(id.rawValue) else { throw FenceError.badUUID(id.rawValue) }
+        return uuid
+    }
+
+    /// How the core should read an error: refused (nothing changed), unreachable, a cloud error,
+    /// or unknown (sent, no answer).
+    static func outcome(of error: any Error) -> CommandOutcome {
+        switch error {
+        case let error as FenceError:
+            return .failed(.refused("\(error)"))
+        case let error as CloudError:
+            return .failed(.cloud(error))
+        case let error as APIClientError:
+            switch error {
+            case .refused(let status, _) where status < 500: return .failed(.refused("\(error)"))
+            case .refused: return .unknown("\(error)")  // a 5xx may or may not have been applied
+            case .unreachable: return .unknown("\(error)")
+            default: return .failed(.failed("\(error)"))
             }
+        case let error as ClusterError:
+            if error.outcomeUnknown { return .unknown("\(error)") }
+            if case .unreachable = error { return .failed(.unreachable("\(error)")) }
+            return .failed(.failed("\(error)"))
+        default:
+            return .failed(.failed("\(error)"))
         }
-        containers = seen
     }
 
-    // MARK: Workers
+    // MARK: Watching outcomes
 
-    private func enforceWorkerTimeouts(now: Date) {
-        let cloud = settings.cloud
-        for (id, instance) in instances where !shuttingDown.contains(id) {
-            let report = reports[id]
-            if let report, report.bootProbeFailing, idleBehavior[id] != .drain {
-                logger.warning("draining a worker whose boot probe fails while runners live there",
-                               metadata: ["instance": "\(id)", "containers": "\(report.containers.count)"])
-                idleBehavior[id] = .drain
-                let driver = self.driver
-                Task { try? await driver.setTags(id, [CloudTag.idleBehavior: IdleBehavior.drain.rawValue]) }
-                continue
+    /// Logs and metrics for what came back (the core decides what it means).
+    private func observe(_ issued: IssuedCommand, _ outcome: CommandOutcome) {
+        switch (issued.command, outcome) {
+        case (.sync(_, _), .done(.reports(let reports))):
+            for report in reports {
+                let previous = core.workers[InstanceID(report.instanceID)]?.report
+                if previous?.bootedAt == nil, report.bootedAt != nil, let seconds = report.bootSeconds { DispatchMetrics.workerBooted(seconds: seconds) }
+                if report.lastProbe != previous?.lastProbe, let seconds = report.probeSeconds { DispatchMetrics.workerProbed(seconds: seconds) }
             }
-            var reason: String?
-            switch report?.phase {
-            case .hostKeyMismatch:
-                reason = "its SSH host key does not match the one the cloud gave"
-            case .ready:
-                break
-            case .unreachable:
-                if let last = report?.lastProbe, now.timeIntervalSince(last) > cloud.timeoutProbe.timeInterval {
-                    reason = "no successful probe for \(cloud.timeoutProbe)"
-                }
-            case .booting, .connecting, nil:
-                if report?.bootedAt == nil, now.timeIntervalSince(instance.createdAt) > cloud.timeoutBooting.timeInterval,
-                   let report, now.timeIntervalSince(report.hostedSince) > cloud.timeoutBooting.timeInterval {
-                    reason = "the boot probe has not passed within \(cloud.timeoutBooting)"
-                }
-            }
-            if let reason {
-                logger.warning("shutting down worker", metadata: ["instance": "\(id)", "reason": "\(reason)"])
-                shutdown(id)
-            }
-        }
-    }
-
-    private func workerState(_ id: String) -> WorkerState {
-        guard let report = reports[id] else { return .unknown }
-        // Its host does not answer: what it last said may be stale, and a start would fail (and
-        // spend one of the container's dispatch attempts) until it answers or another member hosts it.
-        if let host = hosts[id], silentMembers.contains(host) { return .unknown }
-        switch report.phase {
-        case .ready where report.bootProbeFailing: return runningOn(id).isEmpty ? .unknown : .running
-        case .ready: return runningOn(id).isEmpty ? .idle : .running
-        case .booting, .connecting: return report.bootedAt == nil ? .booting : .unknown
-        case .unreachable, .hostKeyMismatch: return .unknown
-        }
-    }
-
-    /// The containers on a worker: its last report, plus starts not yet probed.
-    private func runningOn(_ id: String) -> Set<String> {
-        var set = Set(reports[id]?.containers ?? [])
-        for (uuid, start) in starting where start.worker == id { set.insert(uuid) }
-        return set
-    }
-
-    /// Where each container's runner is: the workers' last reports, then starts not yet probed.
-    private func containerLocations() -> [String: String] {
-        var location: [String: String] = [:]
-        for (id, report) in reports where instances[id] != nil { for uuid in report.containers { location[uuid] = id } }
-        for (uuid, start) in starting { location[uuid] = start.worker }
-        return location
-    }
-
-    /// The cheapest configured type that fits the container (ReserveExtraRAM included), if any.
-    private func instanceType(for container: Container) -> InstanceType? {
-        InstanceType.cheapest(fitting: container.runtimeConstraints, preemptible: container.schedulingParameters.preemptible,
-                              among: settings.instanceTypes, ramOverhead: settings.reserveExtraRAM)
-    }
-
-    private func typeNamed(_ name: String) -> InstanceType? {
-        settings.instanceTypes.first { $0.name == name }
-    }
-
-    // MARK: Scheduling
-
-    private func makeSnapshot(now: Date) -> SchedulerSnapshot {
-        // A start counts as running on its worker until a probe after it lists the container (or long after).
-        let grace = settings.cloud.probeInterval.timeInterval * 2 + 30
-        for (uuid, start) in starting {
-            // A probe that ended after the start knows (WorkerSession adds starts made while it ran).
-            let probedSince = reports[start.worker]?.lastProbe.map { $0 > start.at } ?? false
-            let workerGone = instances[start.worker] == nil || shuttingDown.contains(start.worker)
-            if probedSince || workerGone || now.timeIntervalSince(start.at) > grace { starting[uuid] = nil }
-        }
-        let location = containerLocations()
-
-        var workers: [WorkerSnapshot] = []
-        for (id, instance) in instances where !shuttingDown.contains(id) {
-            guard let type = typeNamed(instance.typeName) else { continue }
-            let state = workerState(id)
-            let running = runningOn(id)
-            if state == .idle && running.isEmpty { idleSince[id] = idleSince[id] ?? now } else { idleSince[id] = nil }
-            workers.append(WorkerSnapshot(id: id, type: type, state: state, idleBehavior: idleBehavior[id] ?? .run,
-                                          containers: running, idleSince: idleSince[id]))
-        }
-
-        var queue: [QueuedContainer] = []
-        for container in containers.values {
-            let uuid = container.uuid.rawValue
-            let place: QueuedContainer.Place
-            if container.state == .queued {
-                place = .queued
-            } else if let worker = location[uuid] {
-                place = .running(worker: worker)
-            } else if !isLost(container, now: now) {
-                continue  // a runner may still live on a worker nobody has probed since: decide nothing yet
-            } else if container.state == .running {
-                requeueLost(container)
-                continue
-            } else {
-                place = .locked
-            }
-            if container.priority == 0 && place == .locked {
-                unlock(uuid, reason: "priority 0")
-                continue
-            }
-            let type = instanceType(for: container)
-            queue.append(QueuedContainer(
-                uuid: uuid, priority: container.priority, createdAt: container.createdAt, place: place, instanceType: type,
-                unfitReason: type == nil ? InstanceType.noFitReason(container.runtimeConstraints, preemptible: container.schedulingParameters.preemptible,
-                                                                    among: settings.instanceTypes, ramOverhead: settings.reserveExtraRAM) : nil))
-        }
-        for uuid in inFlight {
-            // Being locked or started right now: not waiting, not to be touched.
-            queue.removeAll { $0.uuid == uuid }
-        }
-        let perSecond = settings.cloud.maxCloudOpsPerSecond
-        let budget = max(1, Int(Double(perSecond) * max(settings.cloud.pollInterval.timeInterval, 1)))
-        let limits = SchedulerLimits(maxInstances: settings.cloud.maxInstances, maxConcurrentCreates: settings.cloud.maxConcurrentInstanceCreateOps,
-                                     cloudOpsBudget: cloudBackoffUntil.map { $0 > now ? 0 : budget } ?? budget,
-                                     minRetryPeriod: settings.minRetryPeriod.timeInterval, timeoutIdle: settings.cloud.timeoutIdle.timeInterval)
-        return SchedulerSnapshot(containers: queue, workers: workers, limits: limits, creating: creating, quotaHolds: quotaHolds,
-                                 lastAttempt: lastAttempt, now: now)
-    }
-
-    /// A Locked or Running container no report lists is lost only once every worker that might
-    /// run it has been probed since this term began and since the container was last started.
-    private func isLost(_ container: Container, now: Date) -> Bool {
-        guard adopted else { return false }
-        var threshold = since
-        if let attempt = lastAttempt[container.uuid.rawValue], attempt > threshold { threshold = attempt }
-        if container.modifiedAt > threshold { threshold = container.modifiedAt }
-        for (id, instance) in instances where !shuttingDown.contains(id) {
-            guard let report = reports[id] else { return false }
-            if report.bootedAt == nil && report.phase != .ready && instance.createdAt > threshold { continue }  // new, empty
-            guard let probed = report.lastProbe, probed > threshold else { return false }
-        }
-        return true
-    }
-
-    private func perform(_ action: SchedulerAction, now: Date) {
-        switch action {
-        case .create(let type):
-            creating[type.name, default: 0] += 1
-            Task { await self.create(type) }
-        case .start(let uuid, let worker):
-            guard !inFlight.contains(uuid) else { return }
-            inFlight.insert(uuid)
-            lastAttempt[uuid] = now
-            starting[uuid] = (worker, now)
-            Task { await self.startContainer(uuid, on: worker) }
-        case .unlock(let uuid):
-            unlock(uuid, reason: "it cannot start now")
-        case .cancel(let uuid, let reason):
-            guard !inFlight.contains(uuid), let container = containers[uuid] else { return }
-            inFlight.insert(uuid)
-            Task { await self.cancel(container, reason: reason) }
-        case .kill(let uuid, let worker):
-            if let at = killed[uuid], now.timeIntervalSince(at) < 30 { return }
-            killed[uuid] = now
-            Task { await self.kill(uuid, on: worker) }
-        case .shutdown(let worker):
-            logger.info("shutting down worker", metadata: ["instance": "\(worker)", "reason": "idle or drained"])
-            shutdown(worker)
-        }
-    }
-
-    // MARK: Actions
-
-    private func create(_ type: InstanceType) async {
-        defer { creating[type.name] = max(0, (creating[type.name] ?? 1) - 1) }
-        do {
-            let instance = try await driver.create(type, tags: [CloudTag.createdBy: member.configuration.memberID])
-            instances[instance.id] = instance
-            logger.info("instance created", metadata: ["instance": "\(instance.id)", "type": "\(type.name)", "address": "\(instance.address)"])
-        } catch {
-            noteCloudError(error, now: Date(), type: type.name)
-        }
-    }
-
-    private func noteCloudError(_ error: any Error, now: Date, type: String? = nil) {
-        let cloudError = error as? CloudError ?? .failed("\(error)")
-        cloudErrors[cloudError.code, default: 0] += 1
-        DispatchMetrics.cloudError(code: cloudError.code)
-        switch cloudError {
-        case .quota(let held, _):
-            quotaHolds[type ?? held] = now.addingTimeInterval(60)
-        case .rateLimited:
-            cloudBackoffUntil = now.addingTimeInterval(max(10, settings.cloud.pollInterval.timeInterval * 5))
-        case .failed:
+        case (.sync(let target, _), _):
+            logger.warning("member did not answer sync", metadata: ["member": "\(target)"])
+        case (.listInstances, .failed(.cloud(let error))), (.create, .failed(.cloud(let error))), (.destroy, .failed(.cloud(let error))):
+            DispatchMetrics.cloudError(code: error.code)
+            logger.warning("cloud call failed", metadata: ["error": "\(error)"])
+        case (.start(let id, let worker, _), .unknown(let why)):
+            logger.warning("container start: no answer from the worker's host", metadata: ["container": "\(id)", "instance": "\(worker)", "error": "\(why)"])
+        case (_, .failed(let failure)):
+            logger.warning("command failed", metadata: ["command": "\(Self.name(issued.command))", "error": "\(failure)"])
+        case (_, .unknown(let why)):
+            logger.warning("command got no answer", metadata: ["command": "\(Self.name(issued.command))", "error": "\(why)"])
+        default:
             break
         }
-        logger.warning("cloud call failed", metadata: ["error": "\(cloudError)"])
     }
 
-    private func startContainer(_ uuid: String, on worker: String) async {
-        defer { inFlight.remove(uuid) }
-        guard let id = ArvadosUUID(uuid), let memberID = hosts[worker] else { starting[uuid] = nil; return }
-        var lockedHere = false
-        do {
-            var container = containers[uuid]
-            if container?.state == .queued {
-                container = try await api.lock(id)
-                lockedHere = true
-            }
-            guard let container, container.state == .locked else { starting[uuid] = nil; return }
-            containers[uuid] = container
-            let token = try await api.containerToken(id)
-            var runnerSettings = settings.extraRunnerSettings
-            runnerSettings["CONVOY_API_HOST"] = settings.runnerAPIHost
-            runnerSettings["CONVOY_API_TOKEN"] = token
-            if settings.api.insecure { runnerSettings["CONVOY_API_HOST_INSECURE"] = "1" }
-            runnerSettings["CONVOY_RUNTIME"] = settings.runtimeEngine
-            let host = try workerHost(on: memberID)
-            // As long as the SSH command may take (a busy worker starts runners slowly).
-            let pid = try await ClusterSystem.$callTimeout.withValue(.seconds(200)) {
-                try await host.startContainer(uuid, on: worker, settings: runnerSettings)
-            }
-            starting[uuid] = (worker, Date())
-            DispatchMetrics.containerStarted()
-            logger.info("container started", metadata: ["container": "\(uuid)", "instance": "\(worker)", "member": "\(memberID)", "pid": "\(pid)"])
-        } catch let error as ClusterError where error.outcomeUnknown {
-            // The runner may have started: keep the container where it is until a probe of the
-            // worker says (a runner that never came up leaves it Locked and lost: started again).
-            starting[uuid] = (worker, Date())
-            logger.warning("container start: no answer from the worker's host", metadata: ["container": "\(uuid)", "instance": "\(worker)", "error": "\(error)"])
-        } catch {
-            starting[uuid] = nil
-            if let clusterError = error as? ClusterError, case .unreachable = clusterError { silentMembers.insert(memberID) }
-            logger.warning("container start failed", metadata: ["container": "\(uuid)", "instance": "\(worker)", "error": "\(error)"])
-            // Back to the queue (the API cancels it after MaxDispatchAttempts locks).
-            if lockedHere || containers[uuid]?.state == .locked {
-                _ = try? await api.unlock(id)
-            }
+    private static func name(_ command: CoreCommand) -> String {
+        switch command {
+        case .listMembers: return "list members"
+        case .listInstances: return "list instances"
+        case .listContainers: return "list containers"
+        case .askHosted(let member): return "ask \(member) what it hosts"
+        case .sync(let member, _): return "sync \(member)"
+        case .lock(let id): return "lock \(id)"
+        case .start(let id, let worker, let member): return "start \(id) on \(worker) via \(member)"
+        case .unlock(let id, _): return "unlock \(id)"
+        case .cancel(let id, _, _): return "cancel \(id)"
+        case .kill(let id, let worker, _, _): return "kill \(id) on \(worker)"
+        case .create(let type): return "create \(type.name)"
+        case .destroy(let id, _): return "destroy \(id)"
+        case .setIdleBehavior(let id, _): return "tag \(id)"
         }
-    }
-
-    private func unlock(_ uuid: String, reason: String) {
-        guard !inFlight.contains(uuid), let id = ArvadosUUID(uuid) else { return }
-        inFlight.insert(uuid)
-        Task {
-            defer { self.finished(uuid) }
-            do {
-                _ = try await self.api.unlock(id)
-                self.logger.info("container unlocked", metadata: ["container": "\(uuid)", "reason": "\(reason)"])
-            } catch {
-                self.logger.warning("unlock failed", metadata: ["container": "\(uuid)", "error": "\(error)"])
-            }
-        }
-    }
-
-    private func finished(_ uuid: String) {
-        inFlight.remove(uuid)
-    }
-
-    /// A Running container whose runner is on no worker: back to the queue (the unlock revokes its
-    /// token, so a runner that surfaces later can change nothing).
-    private func requeueLost(_ container: Container) {
-        logger.warning("container lost: no runner on any worker", metadata: ["container": "\(container.uuid)"])
-        unlock(container.uuid.rawValue, reason: "its runner is on no worker")
-    }
-
-    private func cancel(_ container: Container, reason: String) async {
-        defer { inFlight.remove(container.uuid.rawValue) }
-        do {
-            _ = try await api.update(container.uuid, ContainerUpdate(state: .cancelled, runtimeStatus: ["error": .string(reason)],
-                                                                     knownAuthUUID: container.authUUID))
-            logger.info("container cancelled", metadata: ["container": "\(container.uuid)", "reason": "\(reason)"])
-        } catch {
-            logger.warning("cancel failed", metadata: ["container": "\(container.uuid)", "error": "\(error)"])
-        }
-    }
-
-    private func kill(_ uuid: String, on worker: String) async {
-        guard let memberID = hosts[worker] else { return }
-        do {
-            let host = try workerHost(on: memberID)
-            try await ClusterSystem.$callTimeout.withValue(.seconds(90)) { try await host.killContainer(uuid, on: worker) }
-            logger.info("container killed", metadata: ["container": "\(uuid)", "instance": "\(worker)"])
-        } catch {
-            logger.warning("kill failed", metadata: ["container": "\(uuid)", "instance": "\(worker)", "error": "\(error)"])
-        }
-    }
-
-    private func shutdown(_ id: String) {
-        guard !shuttingDown.contains(id) else { return }
-        shuttingDown.insert(id)
-        Task {
-            do {
-                try await self.driver.destroy(id)
-                self.logger.info("instance destroyed", metadata: ["instance": "\(id)"])
-            } catch {
-                self.noteCloudError(error, now: Date())
-            }
-            self.destroyed(id)
-        }
-    }
-
-    private func destroyed(_ id: String) {
-        instances[id] = nil
-        reports[id] = nil
-        hosts[id] = nil
-        idleSince[id] = nil
-        shuttingDown.remove(id)
     }
 
     // MARK: Operator commands
 
     /// Sets an instance's idle behaviour (kept as an instance tag, so a new leader knows it).
     public func setIdleBehavior(_ id: String, _ behavior: IdleBehavior) async throws {
-        guard instances[id] != nil else { throw WorkerError.notHosted(id) }
+        guard core.workers[InstanceID(id)] != nil else { throw WorkerError.notHosted(id) }
+        try await fence()
         try await driver.setTags(id, [CloudTag.idleBehavior: behavior.rawValue])
-        idleBehavior[id] = behavior
+        inbox?.yield(.event(.idleBehaviorSet(InstanceID(id), behavior)))
         logger.info("idle behaviour set", metadata: ["instance": "\(id)", "idle_behavior": "\(behavior.rawValue)"])
     }
 
     /// Destroys an instance now (whatever runs there is lost and requeued).
     public func killInstance(_ id: String) throws {
-        guard instances[id] != nil else { throw WorkerError.notHosted(id) }
+        guard core.workers[InstanceID(id)] != nil else { throw WorkerError.notHosted(id) }
         logger.warning("shutting down worker", metadata: ["instance": "\(id)", "reason": "operator"])
-        shutdown(id)
+        inbox?.yield(.event(.killInstance(InstanceID(id))))
     }
 
     // MARK: View
 
-    private func view(now: Date) -> PoolView {
-        let location = containerLocations()
-        let instanceViews = instances.values.sorted { $0.id < $1.id }.map { instance in
-            let type = typeNamed(instance.typeName)
+    private func view() -> PoolView {
+        let location = core.runnerLocations
+        var runnersOn: [InstanceID: [String]] = [:]
+        for (container, worker) in location { runnersOn[worker, default: []].append(container.rawValue) }
+        let instanceViews = core.workers.keys.sorted().map { id -> InstanceView in
+            let worker = core.workers[id]!
             return InstanceView(
-                instance: instance.id, address: "\(instance.address):\(instance.sshPort)", instanceType: instance.typeName,
-                providerType: type?.providerType ?? instance.typeName, price: type?.price ?? 0,
-                workerState: shuttingDown.contains(instance.id) ? WorkerState.shutdown.rawValue : workerState(instance.id).rawValue,
-                idleBehavior: (idleBehavior[instance.id] ?? .run).rawValue, hostedBy: hosts[instance.id],
-                containers: runningOn(instance.id).sorted(), lastProbe: reports[instance.id]?.lastProbe, createdAt: instance.createdAt,
-                error: reports[instance.id]?.error)
+                instance: id.rawValue, address: "\(worker.instance.address):\(worker.instance.sshPort)", instanceType: worker.instance.typeName,
+                providerType: worker.type?.providerType ?? worker.instance.typeName, price: worker.type?.price ?? 0,
+                workerState: worker.state.rawValue, idleBehavior: worker.idleBehavior.rawValue, hostedBy: worker.host?.rawValue,
+                containers: (runnersOn[id] ?? []).sorted(), lastProbe: worker.report?.lastProbe, createdAt: worker.instance.createdAt,
+                error: worker.report?.error)
         }
-        let containerViews = containers.values.sorted { $0.uuid.rawValue < $1.uuid.rawValue }.map { container in
-            let type = instanceType(for: container)
-            let worker = location[container.uuid.rawValue]
+        let containerViews = core.containers.keys.sorted().compactMap { id -> ContainerView? in
+            let record = core.containers[id]!
+            guard record.listed else { return nil }
+            let worker = location[id]
             let status: String
             if let worker { status = "running on \(worker)" }
-            else if type == nil { status = "no instance type fits" }
-            else if container.state == .queued { status = "waiting for an instance of type \(type!.name)" }
+            else if let reason = record.unfitReason, record.instanceType == nil { status = reason }
+            else if record.entry.state == .queued { status = "waiting for an instance of type \(record.instanceType!.name)" }
             else { status = "locked, waiting to start" }
-            return ContainerView(uuid: container.uuid.rawValue, state: container.state.rawValue, priority: container.priority,
-                                 instanceType: type?.name, instance: worker, schedulingStatus: status)
+            return ContainerView(uuid: id.rawValue, state: record.entry.state.rawValue, priority: record.entry.priority,
+                                 instanceType: record.instanceType?.name, instance: worker?.rawValue, schedulingStatus: status)
         }
-        return PoolView(epoch: epoch, instances: instanceViews, containers: containerViews, cloudErrors: cloudErrors, updatedAt: now)
+        return PoolView(epoch: epoch, instances: instanceViews, containers: containerViews, cloudErrors: core.cloudErrors, updatedAt: Date())
+    }
+}
+
+/// A cloud change refused because this term is no longer the cluster's.
+struct FenceError: Error, CustomStringConvertible {
+    var epoch: Int64
+    var current: Int64
+    var text: String?
+
+    init(epoch: Int64, current: Int64) {
+        self.epoch = epoch
+        self.current = current
+    }
+
+    static func badUUID(_ text: String) -> FenceError {
+        var error = FenceError(epoch: 0, current: 0)
+        error.text = "'\(text)' is not a container uuid"
+        return error
+    }
+
+    var description: String { text ?? "epoch \(epoch) is no longer the cluster's (it is \(current) now)" }
+}
+
+/// This cluster's dispatcher token uuid, fetched once per term by whichever command needs it first.
+private actor TokenUUID {
+    private var value: String?
+
+    func get(_ fetch: @Sendable () async throws -> String?) async throws -> String {
+        if let value { return value }
+        guard let fetched = try await fetch() else { throw APIClientError.malformedResponse("the current token has no uuid") }
+        value = fetched
+        return fetched
     }
 }
 

@@ -36,6 +36,18 @@ public struct DispatchSettings: Sendable {
     }
 }
 
+extension DispatchSettings {
+    /// What the core decides with.
+    public var core: CoreSettings {
+        let cloud = self.cloud
+        return CoreSettings(instanceTypes: instanceTypes, reserveExtraRAM: reserveExtraRAM, minRetryPeriod: minRetryPeriod.timeInterval,
+                            pollInterval: cloud.pollInterval.timeInterval, timeoutIdle: cloud.timeoutIdle.timeInterval,
+                            timeoutBooting: cloud.timeoutBooting.timeInterval, timeoutProbe: cloud.timeoutProbe.timeInterval,
+                            maxCloudOpsPerSecond: cloud.maxCloudOpsPerSecond, maxConcurrentCreates: cloud.maxConcurrentInstanceCreateOps,
+                            maxInstances: cloud.maxInstances)
+    }
+}
+
 extension Duration {
     var timeInterval: TimeInterval { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

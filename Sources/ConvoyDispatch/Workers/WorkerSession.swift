@@ -45,6 +45,10 @@ actor WorkerSession {
     /// Starts since a probe began: the probe may have listed before they registered.
     private var startedDuring: [String: ContinuousClock.Instant] = [:]
     private var lastProbe: Date?
+    /// When the last successful listing began, on this member's monotonic clock.
+    private var lastProbeBegan: ContinuousClock.Instant?
+    /// Starts being carried out right now: reported as living here, since they may.
+    private var starting: Set<String> = []
     private var bootedAt: Date?
     private var bootSeconds: Double?
     private var probeSeconds: Double?
@@ -73,9 +77,9 @@ actor WorkerSession {
     }
 
     var report: WorkerReport {
-        WorkerReport(instanceID: instance.id, member: member, phase: phase, containers: containers.sorted(), lastProbe: lastProbe,
+        WorkerReport(instanceID: instance.id, member: member, phase: phase, containers: containers.union(starting).sorted(), lastProbe: lastProbe,
                      bootedAt: bootedAt, bootSeconds: bootSeconds, probeSeconds: probeSeconds, hostedSince: hostedSince, error: lastError,
-                     bootProbeFailing: bootProbeFailing)
+                     bootProbeFailing: bootProbeFailing, lastProbeBeganAge: lastProbeBegan.map { Self.seconds(ContinuousClock.now - $0) })
     }
 
     private func run() async {
@@ -149,6 +153,7 @@ actor WorkerSession {
         let runner = settings.runner
         let check = runnerCheckCommand
         guard try await ssh.exec(check, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) else { return }
+        let began = ContinuousClock.now
         let listing = try await ssh.exec("'\(runner.remotePath)' run --list", timeout: .seconds(60))
         let listed = Set(listing.stdoutText.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
         guard listing.exitStatus == 0, !listed.isEmpty || bootProbeFailing else { return }
@@ -157,6 +162,7 @@ actor WorkerSession {
         runnerDeployed = true
         containers = listed
         lastProbe = Date()
+        lastProbeBegan = began
         phase = .ready
     }
 
@@ -206,6 +212,7 @@ actor WorkerSession {
         }
         containers = listed
         lastProbe = Date()
+        lastProbeBegan = began
         probeSeconds = Self.seconds(ContinuousClock.now - began)
         phase = .ready
         lastError = nil
@@ -217,6 +224,8 @@ actor WorkerSession {
         guard phase == .ready, runnerDeployed, let ssh = session else { throw WorkerError.notReady(instance: instance.id, phase: phase) }
         let input = try JSONEncoder().encode(runnerSettings)
         let command = "'\(settings.runner.remotePath)' run --detach --stdin-config \(uuid)"
+        starting.insert(uuid)
+        defer { starting.remove(uuid) }
         let result = try await ssh.exec(command, stdin: [UInt8](input), timeout: .seconds(180))
         guard result.exitStatus == 0 else {
             throw WorkerError.commandFailed(instance: instance.id, command: "convoy run --detach \(uuid)", status: result.exitStatus,

@@ -36,7 +36,9 @@ public struct QueueEntry: Sendable, Equatable {
 public enum CoreEvent: Sendable {
     case tick
     case outcome(CommandID, CommandOutcome)
-    case setIdleBehavior(InstanceID, IdleBehavior)
+    /// An operator set the idle behaviour (and its tag): the record follows.
+    case idleBehaviorSet(InstanceID, IdleBehavior)
+    /// An operator wants the instance destroyed now.
     case killInstance(InstanceID)
 }
 

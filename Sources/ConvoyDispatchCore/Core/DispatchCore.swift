@@ -80,8 +80,8 @@ public struct DispatchCore: Sendable {
         case .outcome(let id, let outcome):
             guard let (command, issuedAt) = pending.removeValue(forKey: id) else { break }
             apply(command, issuedAt: issuedAt, outcome, now: now, &out)
-        case .setIdleBehavior(let id, let behavior):
-            if workers[id] != nil { issue(.setIdleBehavior(id, behavior), now, &out) }
+        case .idleBehaviorSet(let id, let behavior):
+            workers[id]?.idleBehavior = behavior
         case .killInstance(let id):
             if workers[id] != nil { shutDown(id, reason: "operator", now: now, &out) }
         }

@@ -1,0 +1,588 @@
+import ConvoyDispatchCore
+import ConvoyModel
+import Foundation
+import XCTest
+
+/// The leader's decisions, pass by pass: hosting, dispatch, lost containers, the locked bound,
+/// orphans, worker health, cloud errors, silent members, determinism. Times are seconds on the
+/// leader's clock from the term's start; the settings are `Fixture.settings`.
+final class DispatchCoreTests: XCTestCase {
+    private let small = Fixture.small
+    private let large = Fixture.large
+
+    /// The leader and one follower `f1`; the cloud lists `workers` (small), each reported ready
+    /// and running nothing, by a probe that began 0.5 s before the report.
+    private func harness(workers: [InstanceID] = ["i-1"], queue: [QueueEntry] = [],
+                         settings: CoreSettings = Fixture.settings) -> CoreHarness {
+        var h = CoreHarness(settings: settings)
+        h.world.members = ["leader", "f1"]
+        h.world.instances = workers.map { Fixture.instance($0) }
+        for id in workers { h.world.reports[id] = Fixture.ready(id) }
+        h.world.queue = queue
+        return h
+    }
+
+    // MARK: Hosting
+
+    func testTheFirstPassAsksEveryMemberWhatItHostsBeforeListingAndAClaimedWorkerStaysWithItsHost() {
+        var h = CoreHarness()
+        let one = Fixture.instance("i-1"), two = Fixture.instance("i-2")
+        h.world.members = ["leader", "f1", "f2"]
+        h.world.hosted = ["f2": ["i-1"]]
+        h.world.instances = [one, two]
+        h.world.reports = ["i-1": Fixture.ready("i-1"), "i-2": Fixture.ready("i-2")]
+
+        XCTAssertEqual(h.pass().commands, [])
+        let depth = h.core.settings.queueDepth
+        XCTAssertEqual(h.lastPassQueries, [
+            .listMembers, .askHosted("f1"), .askHosted("f2"), .askHosted("leader"), .listInstances,
+            .sync("f1", [two]), .sync("f2", [one]), .sync("leader", []), .listContainers(queueDepth: depth),
+        ], "balancing alone would give i-1 to f1: f2's claim keeps it there, and i-2 goes to the other follower")
+        XCTAssertEqual(h.hosts, ["i-1": "f2", "i-2": "f1"])
+        XCTAssertTrue(h.core.adopted)
+
+        // The pool is adopted: later passes ask nobody what it hosts, and nothing moves.
+        h.advance(to: 1)
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertEqual(h.lastPassQueries, [
+            .listMembers, .listInstances, .sync("f1", [two]), .sync("f2", [one]), .sync("leader", []), .listContainers(queueDepth: depth),
+        ])
+        XCTAssertEqual(h.hosts, ["i-1": "f2", "i-2": "f1"])
+
+        // The same rule as a pure function: only workers whose host changes come back.
+        XCTAssertEqual(HostAssignment.reassign([("i-1", "f2"), ("i-2", nil)], live: ["f1", "f2", "leader"], leader: "leader"), ["i-2": "f1"])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testWorkersOfAMemberThatLeftGoToTheFollowerWithFewestAndTheLeaderHostsOnlyWhileAlone() {
+        var h = CoreHarness()
+        let ids: [InstanceID] = ["i-1", "i-2", "i-3", "i-4", "i-5"]
+        let instances = ids.map { Fixture.instance($0) }
+        h.world.members = ["leader", "f1", "f2", "f3"]
+        h.world.hosted = ["f1": ["i-1", "i-2"], "f2": ["i-3", "i-4", "i-5"]]
+        h.world.instances = instances
+        for id in ids { h.world.reports[id] = Fixture.ready(id) }
+
+        h.pass()
+        XCTAssertEqual(h.lastPassSyncs, [
+            .sync("f1", Array(instances[0...1])), .sync("f2", Array(instances[2...4])), .sync("f3", []), .sync("leader", []),
+        ])
+
+        // f1 leaves: both its workers go to f3, which hosts none, not to f2, which hosts three.
+        h.advance(to: 1)
+        h.world.members = ["leader", "f2", "f3"]
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertEqual(h.lastPassSyncs, [.sync("f2", Array(instances[2...4])), .sync("f3", Array(instances[0...1])), .sync("leader", [])])
+        XCTAssertEqual(h.hosts, ["i-1": "f3", "i-2": "f3", "i-3": "f2", "i-4": "f2", "i-5": "f2"])
+        XCTAssertEqual(h.core.workers["i-1"]?.hostedFrom, Moment(seconds: 1), "TimeoutBooting and TimeoutProbe count from the new host")
+        XCTAssertEqual(h.core.workers["i-3"]?.hostedFrom, .zero)
+
+        // Every follower gone: the leader hosts them all itself.
+        h.advance(to: 2)
+        h.world.members = ["leader"]
+        h.pass()
+        XCTAssertEqual(h.lastPassSyncs, [.sync("leader", instances)])
+        XCTAssertEqual(Set(h.hosts.values), ["leader"])
+
+        // A follower joins: the leader gives every worker to it.
+        h.advance(to: 3)
+        h.world.members = ["leader", "f4"]
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertEqual(h.lastPassSyncs, [.sync("f4", instances), .sync("leader", [])])
+        XCTAssertEqual(Set(h.hosts.values), ["f4"])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    // MARK: Dispatch
+
+    func testAQueuedContainerIsLockedThenStartedOnAnIdleWorkerThroughItsHostAndAProbeListingItKeepsItThere() throws {
+        var h = harness(queue: [Fixture.entry("c1")])
+        let lock = try XCTUnwrap(h.pass().first)
+        XCTAssertEqual(lock.command, .lock("c1"))
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .locking(worker: "i-1"))
+
+        let start = try XCTUnwrap(h.answer(lock, .done(.locked(Fixture.entry("c1", .locked)))).first)
+        XCTAssertEqual(start.command, .start("c1", on: "i-1", via: "f1"))
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .starting(worker: "i-1"))
+        XCTAssertEqual(h.answer(start, .done(.none)).commands, [])
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .started(worker: "i-1", at: h.now))
+
+        // The next probe lists the runner (the container still Locked, then Running): it stays
+        // where it is, and nothing starts it again.
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
+        for state in [ContainerState.locked, .running] {
+            h.advance(1)
+            h.world.queue = [Fixture.entry("c1", state)]
+            XCTAssertEqual(h.pass().commands, [], "c1 \(state.rawValue)")
+            XCTAssertEqual(h.core.containers["c1"]?.phase, .idle, "the probe covered the start")
+            XCTAssertEqual(h.core.runnerLocations["c1"], "i-1")
+            XCTAssertEqual(h.core.workers["i-1"]?.state, .running)
+        }
+        XCTAssertEqual(h.log.commands.filter { if case .start = $0 { true } else { false } }.count, 1)
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAStartWithNoAnswerLeavesTheContainerUntilAProbeBegunAfterItNoLongerListsItThenStartsItAgain() throws {
+        var h = harness(queue: [Fixture.entry("c1")])
+        let lock = try XCTUnwrap(h.pass().first)
+        let start = try XCTUnwrap(h.answer(lock, .done(.locked(Fixture.entry("c1", .locked)))).first)
+        XCTAssertEqual(h.answer(start, .unknown("the member did not answer")).commands, [], "no unlock: the runner may be there")
+        let startedAt = h.now
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .started(worker: "i-1", at: startedAt))
+
+        // A probe that began before the start (5 s before a report at 1 s) says nothing about it.
+        h.advance(to: 1)
+        h.world.queue = [Fixture.entry("c1", .locked)]
+        h.world.reports["i-1"] = Fixture.ready("i-1", probeBeganAge: 5)
+        XCTAssertEqual(h.pass().commands, [], "no unlock, no second start")
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .started(worker: "i-1", at: startedAt))
+        XCTAssertEqual(h.core.runnerLocations["c1"], "i-1")
+        XCTAssertEqual(h.core.workers["i-1"]?.state, .running, "taken to run c1")
+
+        // One that began after it lists nothing: c1 is Locked and its runner is nowhere, so it is
+        // started again on the worker, now idle.
+        h.advance(to: 2)
+        h.world.reports["i-1"] = Fixture.ready("i-1", probeBeganAge: 0.2)
+        XCTAssertEqual(h.pass().commands, [.start("c1", on: "i-1", via: "f1")])
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .starting(worker: "i-1"))
+        XCTAssertFalse(h.everIssued { if case .unlock = $0 { true } else { false } }, "never unlocked while it may still run")
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAStartThatFailedUnlocksTheContainerAndTheNextPassTriesAgain() throws {
+        var h = harness(queue: [Fixture.entry("c1")])
+        let lock = try XCTUnwrap(h.pass().first)
+        let start = try XCTUnwrap(h.answer(lock, .done(.locked(Fixture.entry("c1", .locked)))).first)
+        let unlock = h.answer(start, .failed(.failed("convoy run exited 1")))
+        XCTAssertEqual(unlock.commands, [.unlock("c1", reason: "the start failed: convoy run exited 1")])
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .unlocking)
+
+        XCTAssertEqual(h.answer(try XCTUnwrap(unlock.first), .done(.none)).commands, [])
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .idle)
+        XCTAssertEqual(h.core.containers["c1"]?.entry.state, .queued)
+
+        h.advance(to: 1)
+        XCTAssertEqual(h.pass().commands, [.lock("c1")])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    // MARK: Lost containers and the locked bound
+
+    func testARunningContainerNoReportListsIsRequeuedOnlyOnceEveryWorkerWasProbedAfterTheTermBegan() {
+        var h = harness(workers: ["i-1", "i-2"], queue: [Fixture.entry("c1", .running)])
+        h.world.reports["i-2"] = Fixture.report("i-2", phase: .unreachable)  // its host has not probed it this term
+
+        XCTAssertEqual(h.pass().commands, [], "i-1's probe began before the term: it proves nothing yet")
+        h.advance(to: 1)
+        XCTAssertEqual(h.pass().commands, [], "i-1 was probed this term, i-2 not: c1's runner may be on i-2")
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .idle)
+
+        h.advance(to: 2)
+        h.world.reports["i-2"] = Fixture.ready("i-2")
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "its runner is on no worker")])
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .unlocking)
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAnInstanceTheCloudStopsListingIsDroppedAndItsRunningContainerRequeuedOnceTheOthersWereProbed() {
+        var h = harness(workers: ["i-1", "i-2", "i-3"], queue: [Fixture.entry("c1", .running)])
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
+        h.world.reports["i-3"] = Fixture.report("i-3", phase: .unreachable)  // not probed this term yet
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertEqual(h.core.runnerLocations["c1"], "i-1")
+
+        // i-1 vanished (the cloud reclaimed it): gone from the pool, and c1's runner with it.
+        h.advance(to: 1)
+        h.world.instances.removeAll { $0.id == "i-1" }
+        XCTAssertEqual(h.pass().commands, [], "i-3 was not probed since: c1 may still run there")
+        XCTAssertNil(h.core.workers["i-1"])
+        XCTAssertNil(h.core.runnerLocations["c1"])
+
+        h.advance(to: 2)
+        h.world.reports["i-3"] = Fixture.ready("i-3")
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "its runner is on no worker")])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testALockedContainerNobodyMovesToRunningIsUnlockedAfterLockedTimeoutEvenWhileAWorkerNeverAnswers() {
+        var h = harness(workers: ["i-2"], queue: [Fixture.entry("c1", .locked)])
+        h.world.reports["i-2"] = Fixture.report("i-2", phase: .unreachable)  // never probed: c1 is never known lost
+
+        XCTAssertEqual(h.pass().commands, [])
+        h.advance(to: 60)
+        XCTAssertEqual(h.pass().commands, [])
+        h.advance(to: 119.5)
+        XCTAssertEqual(h.pass().commands, [], "Locked for less than LockedTimeout")
+        h.advance(to: 120.5)
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "Locked for 120 s without a runner moving it to Running")])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testALockedContainerWhoseRunnerIsListedButNeverMovesItToRunningIsUnlockedAfterLockedTimeout() {
+        var h = harness(queue: [Fixture.entry("c1", .locked)])
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
+
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertEqual(h.core.runnerLocations["c1"], "i-1")
+        h.advance(to: 119.5)
+        XCTAssertEqual(h.pass().commands, [])
+        h.advance(to: 120.5)
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "Locked for 120 s without a runner moving it to Running")],
+                       "the unlock revokes the token the stuck runner holds")
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testPriorityZeroUnlocksALockedContainerAndKillsARunningOne() {
+        var h = harness(queue: [Fixture.entry("c1", .locked, priority: 0), Fixture.entry("c2", .running, priority: 0)])
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c2"])
+
+        XCTAssertEqual(h.pass().commands, [.kill("c2", on: "i-1", via: "f1", reason: "priority 0")],
+                       "c1 waits: i-1 has not been probed this term, so c1's runner may still be there")
+        h.advance(to: 1)
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "priority 0")], "c2's kill is not repeated within KillRepeat")
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    // MARK: Orphans, fit
+
+    func testARunnerForAContainerNoLongerListedIsKilledAfterTheGraceAndNotAgainWithinKillRepeat() {
+        var h = harness(queue: [Fixture.entry("c1", .running)])
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
+        XCTAssertEqual(h.pass().commands, [])
+
+        // c1 ended (or was cancelled): the queue no longer lists it, yet its runner is still there.
+        h.advance(to: 1)
+        h.world.queue = []
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertNil(h.core.containers["c1"])
+        h.advance(to: 10.5)
+        XCTAssertEqual(h.pass().commands, [], "an orphan for 9.5 s, within OrphanRunnerGrace")
+        h.advance(to: 11.5)
+        let kill = CoreCommand.kill("c1", on: "i-1", via: "f1", reason: "its container is no longer this cluster's")
+        XCTAssertEqual(h.pass().commands, [kill])
+        h.advance(to: 41)
+        XCTAssertEqual(h.pass().commands, [], "killed 29.5 s ago, within KillRepeat")
+        h.advance(to: 42)
+        XCTAssertEqual(h.pass().commands, [kill])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAContainerNoTypeFitsIsCancelledWithTheReason() throws {
+        let huge = Fixture.entry("c1", vcpus: 64)
+        var h = harness(workers: [], queue: [huge])
+        let reason = InstanceType.noFitReason(huge.constraints, preemptible: false, among: h.core.settings.instanceTypes)
+        XCTAssertTrue(reason.contains("64 VCPUs"), reason)
+
+        let cancel = h.pass()
+        XCTAssertEqual(cancel.commands, [.cancel("c1", authUUID: nil, reason: reason)])
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .cancelling)
+        XCTAssertEqual(h.answer(try XCTUnwrap(cancel.first), .done(.none)).commands, [])
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .idle)
+        XCTAssertEqual(h.core.containers["c1"]?.listed, false)
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    // MARK: Worker health
+
+    func testAnIdleWorkerIsDestroyedAfterTimeoutIdle() {
+        var h = harness()
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertEqual(h.core.workers["i-1"]?.state, .idle)
+        h.advance(to: 59.5)
+        XCTAssertEqual(h.pass().commands, [])
+        h.advance(to: 60.5)
+        XCTAssertEqual(h.pass().commands, [.destroy("i-1", reason: "idle or drained")])
+        XCTAssertEqual(h.core.workers["i-1"]?.state, .shutdown)
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAWorkerThatDoesNotBootWithinTimeoutBootingIsDestroyedAndReplaced() throws {
+        var h = harness(workers: [], queue: [Fixture.entry("c1")])
+        let create = try XCTUnwrap(h.pass().first)
+        XCTAssertEqual(create.command, .create(small))
+        h.advance(to: 0.5)
+        let booting = Fixture.instance("i-9")
+        XCTAssertEqual(h.answer(create, .done(.created(booting))).commands, [])
+        XCTAssertEqual(h.core.workers["i-9"]?.state, .booting)
+
+        h.world.instances = [booting]
+        h.world.reports["i-9"] = Fixture.report("i-9", phase: .booting)
+        h.advance(to: 1)
+        XCTAssertEqual(h.pass().commands, [], "c1 waits for the worker that boots")
+        XCTAssertEqual(h.hosts["i-9"], "f1")
+        h.advance(to: 600.5)
+        XCTAssertEqual(h.pass().commands, [], "hosted for 599.5 s")
+        h.advance(to: 601.5)
+        XCTAssertEqual(h.pass().commands, [.destroy("i-9", reason: "the boot probe has not passed within 600 s"), .create(small)])
+        XCTAssertEqual(h.core.workers["i-9"]?.state, .shutdown)
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAWorkerBeingDestroyedStillCountsTowardMaxInstances() throws {
+        var settings = Fixture.settings
+        settings.maxInstances = 1
+        var h = harness(workers: [], queue: [Fixture.entry("c1")], settings: settings)
+        let create = try XCTUnwrap(h.pass().first)
+        let booting = Fixture.instance("i-9")
+        h.advance(to: 0.5)
+        h.answer(create, .done(.created(booting)))
+        h.world.instances = [booting]
+        h.world.reports["i-9"] = Fixture.report("i-9", phase: .booting)
+        h.advance(to: 1)
+        XCTAssertEqual(h.pass().commands, [])
+
+        // Until the cloud stops listing it, the instance being destroyed takes the only place.
+        h.advance(to: 601.5)
+        let destroy = h.pass()
+        XCTAssertEqual(destroy.commands, [.destroy("i-9", reason: "the boot probe has not passed within 600 s")],
+                       "MaxInstances counts instances shutting down: no create beside the destroy")
+        if let destroy = destroy.first { h.answer(destroy, .done(.none)) }
+        h.world.instances = []
+        h.advance(to: 602.5)
+        XCTAssertEqual(h.pass().commands, [.create(small)])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAWorkerWhoseProbesStopIsDestroyedAfterTimeoutProbe() {
+        var h = harness()
+        XCTAssertEqual(h.pass().commands, [])
+        // From now on its probes fail: its host reports it unreachable, the last good probe
+        // (begun 0.5 s before the term) ever older.
+        for at in [300.0, 599.5] {
+            h.advance(to: at)
+            h.world.reports["i-1"] = Fixture.report("i-1", phase: .unreachable, probeBeganAge: at + 0.5)
+            XCTAssertEqual(h.pass().commands, [], "at \(at) s")
+        }
+        h.advance(to: 600.5)
+        h.world.reports["i-1"] = Fixture.report("i-1", phase: .unreachable, probeBeganAge: 601)
+        XCTAssertEqual(h.pass().commands, [.destroy("i-1", reason: "no successful probe for 600 s")])
+        XCTAssertEqual(h.core.workers["i-1"]?.state, .shutdown)
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAWorkerWhoseHostKeyDoesNotMatchIsDestroyed() {
+        var h = harness()
+        h.world.reports["i-1"] = Fixture.report("i-1", phase: .hostKeyMismatch)
+        XCTAssertEqual(h.pass().commands, [.destroy("i-1", reason: "its SSH host key does not match the one the cloud gave")])
+        XCTAssertEqual(h.core.workers["i-1"]?.state, .shutdown)
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAWorkerWhoseBootProbeFailsWhileRunnersLiveThereIsDrainedNotDestroyed() {
+        var h = harness(queue: [Fixture.entry("c1", .running)])
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"], bootProbeFailing: true)
+        XCTAssertEqual(h.pass().commands, [.setIdleBehavior("i-1", .drain)])
+        XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .drain)
+        XCTAssertEqual(h.core.workers["i-1"]?.state, .running)
+
+        h.advance(to: 1)
+        XCTAssertEqual(h.pass().commands, [], "drained once; c1 finishes there")
+        XCTAssertFalse(h.everIssued { if case .destroy = $0 { true } else { false } })
+        XCTAssertEqual(h.core.runnerLocations["c1"], "i-1")
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    // MARK: Cloud errors
+
+    func testAQuotaErrorHoldsCreatesOfThatTypeForQuotaHoldAndOnlyOfThatType() throws {
+        var settings = Fixture.settings
+        settings.maxConcurrentCreates = 2
+        var h = harness(workers: [], queue: [Fixture.entry("c1")], settings: settings)
+        let create = try XCTUnwrap(h.pass().first)
+        XCTAssertEqual(create.command, .create(small))
+        XCTAssertEqual(h.answer(create, .failed(.cloud(.quota(type: "small", message: "InsufficientInstanceCapacity")))).commands, [])
+        XCTAssertEqual(h.core.quotaHolds["small"], Moment(seconds: 60))
+
+        h.advance(to: 1)
+        h.world.queue.append(Fixture.entry("c2", vcpus: 4))
+        XCTAssertEqual(h.pass().commands, [.create(large)], "c1 waits out the hold; the large type is not held")
+        h.advance(to: 59.5)
+        XCTAssertEqual(h.pass().commands, [], "c1 held, c2 waits for the large instance being created")
+        h.advance(to: 60.5)
+        XCTAssertEqual(h.pass().commands, [.create(small)])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testARateLimitedListingStopsCloudCallsUntilRateLimitBackoffPasses() {
+        var h = harness(workers: [], queue: [Fixture.entry("c1")])
+        h.world.listingError = .rateLimited(message: "RequestLimitExceeded")
+        XCTAssertEqual(h.pass().commands, [], "no create while the cloud asks for quiet")
+        XCTAssertTrue(h.lastPassQueries.contains(.listInstances))
+        XCTAssertEqual(h.core.cloudErrors["rate_limited"], 1)
+
+        h.world.listingError = nil
+        for at in [1.0, 9.5] {
+            h.advance(to: at)
+            XCTAssertEqual(h.pass().commands, [], "at \(at) s")
+            XCTAssertFalse(h.lastPassQueries.contains(.listInstances), "at \(at) s the pass decides with the last listing")
+        }
+        h.advance(to: 10.5)
+        XCTAssertEqual(h.pass().commands, [.create(small)])
+        XCTAssertTrue(h.lastPassQueries.contains(.listInstances))
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testARunningContainerIsNotRequeuedBeforeTheCloudWasListedThisTerm() {
+        var h = harness(queue: [Fixture.entry("c1", .running)])
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
+        h.world.listingError = .rateLimited(message: "RequestLimitExceeded")
+        XCTAssertEqual(h.pass().commands, [], "the leader knows no worker yet: c1's runner may be on any of them")
+
+        h.world.listingError = nil
+        h.advance(to: 10.5)
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertEqual(h.core.runnerLocations["c1"], "i-1")
+        XCTAssertFalse(h.everIssued { if case .unlock = $0 { true } else { false } })
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAFailedDestroyIsRetriedAfterKillRepeatAndADestroyedWorkerTheCloudStillListsStaysShutDown() throws {
+        var h = harness()
+        h.pass()
+        let destroy = try XCTUnwrap(h.send(.killInstance("i-1")).first)
+        XCTAssertEqual(destroy.command, .destroy("i-1", reason: "operator"))
+        h.advance(to: 0.5)
+        XCTAssertEqual(h.answer(destroy, .failed(.cloud(.failed("InternalError")))).commands, [])
+
+        h.advance(to: 1)
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertEqual(h.core.workers["i-1"]?.state, .shutdown)
+        h.advance(to: 30)
+        XCTAssertEqual(h.pass().commands, [], "29.5 s since the destroy failed")
+        h.advance(to: 31)
+        let retry = h.pass()
+        XCTAssertEqual(retry.commands, [.destroy("i-1", reason: "the last destroy did not take")])
+        XCTAssertEqual(h.answer(try XCTUnwrap(retry.first), .done(.none)).commands, [])
+
+        // Destroyed, yet the cloud lists it a while longer: it stays shut down, its ready report
+        // notwithstanding, and takes nothing.
+        h.world.queue = [Fixture.entry("c1")]
+        h.advance(to: 32)
+        XCTAssertEqual(h.pass().commands, [.create(small)], "c1 gets a new instance, not the destroyed one")
+        XCTAssertEqual(h.core.workers["i-1"]?.state, .shutdown)
+
+        h.world.instances = []
+        h.advance(to: 33)
+        h.pass()
+        XCTAssertNil(h.core.workers["i-1"], "gone from the cloud, gone from the pool")
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    // MARK: Members
+
+    func testAMemberThatDoesNotAnswerIsSilentAndNothingStartsOnItsWorkersUntilItAnswersAgain() {
+        var h = harness()
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertEqual(h.core.workers["i-1"]?.state, .idle)
+
+        h.advance(to: 1)
+        h.world.silent = ["f1"]
+        h.world.queue = [Fixture.entry("c1")]
+        XCTAssertEqual(h.pass().commands, [], "no lock, no start, and no new instance either: i-1 may still be idle")
+        XCTAssertEqual(h.core.silentMembers, ["f1"])
+        XCTAssertEqual(h.core.workers["i-1"]?.state, .unknown)
+        XCTAssertEqual(h.hosts["i-1"], "f1", "a silent member that is still live keeps its workers")
+
+        h.advance(to: 2)
+        h.world.silent = []
+        XCTAssertEqual(h.pass().commands, [.lock("c1")])
+        XCTAssertEqual(h.core.silentMembers, [])
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .locking(worker: "i-1"))
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    // MARK: Determinism
+
+    func testTwoCoresFedTheSameEventsIssueTheSameCommands() {
+        let first = busyTerm(), second = busyTerm()
+        XCTAssertEqual(first.log, second.log)
+        XCTAssertEqual(first.core.workers, second.core.workers)
+        XCTAssertEqual(first.core.containers, second.core.containers)
+        // The run did something worth comparing.
+        let issued = first.log.commands
+        XCTAssertTrue(issued.contains { if case .start = $0 { true } else { false } })
+        XCTAssertTrue(issued.contains { if case .create = $0 { true } else { false } })
+        XCTAssertTrue(issued.contains { if case .cancel = $0 { true } else { false } })
+        XCTAssertTrue(issued.contains { if case .kill = $0 { true } else { false } })
+        XCTAssertEqual(first.core.refusedTransitions, [])
+        XCTAssertEqual(second.core.refusedTransitions, [])
+    }
+
+    /// A busy term: four members, six workers in every phase, containers in every state, an
+    /// operator's request, every command answered, and a world that follows what the core did.
+    private func busyTerm() -> CoreHarness {
+        var settings = Fixture.settings
+        settings.maxConcurrentCreates = 3
+        var h = CoreHarness(settings: settings)
+        h.world.members = ["leader", "f1", "f2", "f3"]
+        h.world.hosted = ["f2": ["i-3"], "f3": ["i-5"]]
+        h.world.instances = [Fixture.instance("i-1"), Fixture.instance("i-2"), Fixture.instance("i-3", type: large),
+                             Fixture.instance("i-4"), Fixture.instance("i-5", type: large), Fixture.instance("i-6")]
+        h.world.reports = [
+            "i-1": Fixture.ready("i-1"), "i-2": Fixture.ready("i-2", running: ["r1"]), "i-3": Fixture.ready("i-3"),
+            "i-4": Fixture.report("i-4", phase: .unreachable), "i-5": Fixture.ready("i-5", running: ["r2", "ghost"]),
+            "i-6": Fixture.report("i-6", phase: .booting),
+        ]
+        h.world.queue = [
+            Fixture.entry("q1", priority: 5), Fixture.entry("q2", priority: 3), Fixture.entry("q3", priority: 4, vcpus: 4),
+            Fixture.entry("q4", priority: 1, vcpus: 4), Fixture.entry("l1", .locked, priority: 2),
+            Fixture.entry("r1", .running, priority: 2), Fixture.entry("r2", .running, priority: 0, vcpus: 4),
+            Fixture.entry("huge", priority: 1, vcpus: 64), Fixture.entry("lost1", .running, priority: 1),
+        ]
+        var created = 0
+        for step in 0..<14 {
+            if step == 2 { h.world.reports["i-4"] = Fixture.ready("i-4") }
+            if step == 4 { h.world.reports["i-6"] = Fixture.ready("i-6") }
+            var decisions = h.pass()
+            if step == 3 { decisions += h.send(.idleBehaviorSet("i-1", .hold)) }
+
+            let queue = h.world.queue
+            var newInstances: [CloudInstance] = []
+            let answered = h.answerAll(decisions) { command in
+                switch command {
+                case .lock(let id):
+                    guard var entry = queue.first(where: { $0.id == id }) else { return .failed(.refused("not Queued")) }
+                    entry.state = .locked
+                    return .done(.locked(entry))
+                case .create(let type):
+                    created += 1
+                    let instance = Fixture.instance(InstanceID("new-\(created)"), type: type)
+                    newInstances.append(instance)
+                    return .done(.created(instance))
+                default:
+                    return .done(.none)
+                }
+            }
+
+            // The world follows: runners start and stop, the API moves containers, the cloud
+            // lists what was created and forgets what was destroyed.
+            for instance in newInstances {
+                h.world.instances.append(instance)
+                h.world.reports[InstanceID(instance.id)] = Fixture.ready(InstanceID(instance.id))
+            }
+            for command in answered {
+                switch command {
+                case .lock(let id):
+                    h.world.setState(id, .locked)
+                case .start(let id, let worker, _):
+                    h.world.setState(id, .running)
+                    h.world.reports[worker]?.containers.append(id.rawValue)
+                case .unlock(let id, _):
+                    h.world.setState(id, .queued)
+                case .cancel(let id, _, _):
+                    h.world.queue.removeAll { $0.id == id }
+                case .kill(let id, let worker, _, _):
+                    h.world.reports[worker]?.containers.removeAll { $0 == id.rawValue }
+                    h.world.queue.removeAll { $0.id == id && $0.state != .queued }
+                case .destroy(let id, _):
+                    h.world.instances.removeAll { $0.id == id.rawValue }
+                    h.world.reports[id] = nil
+                default:
+                    break
+                }
+            }
+            h.advance(1)
+        }
+        return h
+    }
+}
