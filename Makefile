@@ -3,7 +3,7 @@ SWIFT ?= swift
 # Extra flags for every swift invocation, e.g. SWIFT_FLAGS="--scratch-path .build-ci".
 SWIFT_FLAGS ?=
 
-.PHONY: all deps build test run bench chaos fuzz doctor stop clean
+.PHONY: all deps build test run bench chaos fuzz sim doctor stop clean
 
 all: build
 
@@ -59,6 +59,24 @@ chaos: deps fuzz
 	  --containers $(CHAOS_CONTAINERS) --rounds 2 --output .build/chaos-rolling-restart.json
 	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" faults --driver $(CHAOS_DRIVER) --max-instances $(CHAOS_MAX_INSTANCES) \
 	  --containers $(CHAOS_FAULT_CONTAINERS) --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --output .build/chaos-faults.json
+
+## sim: the dispatcher's core in deterministic simulation (release build). SIM_SEED replays one seed;
+## otherwise SIM_SEEDS random seeds (SIM_FIRST_SEED to start from one). SIM_PROFILE=large is the big
+## cluster: SIM_INSTANCES instances, SIM_CONTAINERS containers submitted over SIM_WINDOW seconds.
+## A failing seed prints its replay command and is appended to .build/sim-failures.txt; keep it in
+## Simulation/kept-seeds.txt once fixed.
+SIM_PROFILE ?= small
+SIM_SEEDS ?= 1000
+SIM_SEED ?=
+SIM_FIRST_SEED ?=
+SIM_INSTANCES ?= 10000
+SIM_CONTAINERS ?= 100000
+SIM_WINDOW ?= 600
+sim: deps
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product convoy-sim
+	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/convoy-sim" --profile $(SIM_PROFILE) --seeds $(SIM_SEEDS) \
+	  $(if $(SIM_SEED),--seed $(SIM_SEED)) $(if $(SIM_FIRST_SEED),--first-seed $(SIM_FIRST_SEED)) \
+	  --instances $(SIM_INSTANCES) --containers $(SIM_CONTAINERS) --submit-window $(SIM_WINDOW) --failures-file .build/sim-failures.txt
 
 ## doctor: check this machine
 doctor: build

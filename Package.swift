@@ -131,7 +131,8 @@ let package = Package(
         // Benchmarks run with `make bench`, never as part of `make test`.
         .executableTarget(
             name: "ConvoyBench",
-            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyCluster", "ConvoyDispatch"],
+            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyCluster", "ConvoyDispatch",
+                           "ConvoyDispatchCore", "ConvoySimulation"],
             path: "Benchmarks/ConvoyBench"
         ),
 

@@ -69,7 +69,10 @@ struct SimulationTool: ParsableCommand {
             let report = simulation.run()
             sweep.add(report)
             if !report.isClean {
-                print("FAILED seed \(seed): replay with `\(SimulationSweep.replayCommand(profile: profile, seed: seed))`")
+                var replay = SimulationSweep.replayCommand(profile: profile, seed: seed)
+                if profile == "large" { replay += " SIM_INSTANCES=\(instances) SIM_CONTAINERS=\(containers) SIM_WINDOW=\(Int(submitWindow))" }
+                if noStateAge { replay += " (and --no-state-age)" }
+                print("FAILED seed \(seed): replay with `\(replay)`")
                 for violation in report.violations.prefix(20) { print("  \(violation)") }
                 if let failuresFile {
                     let line = "\(profile) \(seed)\n"

@@ -31,6 +31,7 @@ struct ConvoyBench {
         }
         if !arguments.contains("--skip-scheduler") {
             SchedulerBenchmarks.run(quick: quick)
+            CoreBenchmarks.run(quick: quick)
         }
     }
 

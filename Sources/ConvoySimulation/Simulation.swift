@@ -333,7 +333,7 @@ public final class Simulation {
             if cloudErrorsUntil > now, case .rateLimited = cloudError { answer(epoch, id, .failed(.cloud(cloudError))); return }
             destroyInstance(worker)
             answer(epoch, id, .done(.none))
-        case .setIdleBehavior(let worker, let behavior):
+        case .setIdleBehavior(let worker, let behavior, _):
             guard epoch == api.clusterEpoch else { answer(epoch, id, .failed(.refused("epoch \(epoch) is no longer the cluster's"))); return }
             instances[worker]?.tags[CloudTag.idleBehavior] = behavior.rawValue
             answer(epoch, id, instances[worker] == nil ? .failed(.cloud(.failed("no such instance"))) : .done(.none))

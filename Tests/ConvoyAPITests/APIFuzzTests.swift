@@ -85,9 +85,46 @@ final class APIFuzzTests: PostgresTestCase {
                        "?limit=-1", "?limit=99999999999999999999999", "?offset=-5", "?order=uuid%3BDROP%20TABLE%20containers",
                        "?select=%5B%22nope%22%5D", "?select=garbage", "?filters=" + String(repeating: "%5B", count: 2000), "?count=maybe",
                        "?filters=%5B%5B%22priority%22%2C%22in%22%2C%22notalist%22%5D%5D"]
+        // Numbers at and past the edges of Int64 and Double, as JSON text spells them, and "NaN",
+        // which JSON cannot spell but a client may send as a string. Converting any of these
+        // unchecked traps (the whole server goes down); each must get a 4xx or a valid answer.
+        let edgeNumbers = ["1e300", "-1e300", "9223372036854775808", "-9223372036854775809", "-0", "1e-300", "1e99999", #""NaN""#, "1e19"]
+        func percentEncoded(_ text: String) -> String { text.addingPercentEncoding(withAllowedCharacters: .alphanumerics)! }
+        var numericQueries: [String] = []
+        for number in edgeNumbers {
+            let filters = [#"[["priority","=",\#(number)]]"#, #"[["priority",">",\#(number)]]"#, #"[["id","in",[1,\#(number)]]]"#,
+                           #"[["exit_code","not in",[\#(number),2]]]"#, #"[["lock_count","<=",\#(number)]]"#, #"[["progress","<",\#(number)]]"#,
+                           #"["priority","!=",\#(number)]"#]
+            numericQueries += filters.map { "?filters=" + percentEncoded($0) }
+            numericQueries += ["?limit=" + percentEncoded(number), "?offset=" + percentEncoded(number), "?limit=1&offset=" + percentEncoded(number)]
+        }
+        // Bodies with such numbers that every token must have refused: each value is out of range,
+        // not whole or not a number where an integer belongs; -0 (a valid 0) and -9223372036854775809
+        // (a valid Int64.min) only next to an unknown attribute or key.
+        let refusedNumbers = edgeNumbers.filter { $0 != "-0" && $0 != "-9223372036854775809" } + ["-1e19", "-1e99999", #""Infinity""#]
+        var numericMalformed: [String] = [#"{"container":{"progress":1e99999}}"#, #"{"container":{"runtime_status":{"n":1e99999}}}"#]
+        for number in refusedNumbers {
+            numericMalformed += [
+                #"{"container":{"priority":\#(number)}}"#, #"{"container":{"exit_code":\#(number)}}"#,
+                #"{"container":{"state":"Complete","exit_code":\#(number)}}"#, #"{"container_request":{"priority":\#(number)}}"#,
+                #"{"container_request":{"runtime_constraints":{"ram":\#(number)}}}"#,
+                #"{"container_request":{"runtime_constraints":{"vcpus":\#(number),"ram":1}}}"#,
+                #"{"container_request":{"scheduling_parameters":{"max_run_time":\#(number)}}}"#,
+            ]
+        }
+        for number in ["-0", "-9223372036854775809", "1e99999"] {
+            numericMalformed += [
+                #"{"container":{"priority":\#(number),"unknown_field":1}}"#, #"{"container":{"progress":\#(number),"unknown_field":1}}"#,
+                #"{"container_request":{"priority":\#(number),"nonsense":1}}"#, #"{"container_request":{"runtime_constraints":{"ram":\#(number),"gpus":1}}}"#,
+            ]
+        }
         let writes = [#"{"container":{"state":"Running"}}"#, #"{"container":{"priority":1000}}"#, #"{"container":{"state":"Cancelled"}}"#,
                       #"{"container_request":{"priority":0}}"#, #"{"collection":{"name":"taken"}}"#,
-                      #"{"log":{"object_uuid":"zzzzz-dz642-000000000000000","event_type":"stdout","properties":{"text":"x"}}}"#]
+                      #"{"log":{"object_uuid":"zzzzz-dz642-000000000000000","event_type":"stdout","properties":{"text":"x"}}}"#,
+                      // Valid edge numbers, which a usable token could store; here only without one.
+                      #"{"container":{"priority":-0}}"#, #"{"container_request":{"priority":-0}}"#,
+                      #"{"log":{"object_uuid":"zzzzz-dz642-000000000000000","event_type":"x","properties":{"a":1e300,"b":-0,"c":1e-300,"d":-9223372036854775809}}}"#,
+                      #"{"collection":{"name":"n","properties":{"big":9223372036854775808,"tiny":-1e-300}}}"#]
         let malformed = ["", "{", "null", "[]", "\"text\"", #"{"container":{"state":7}}"#, #"{"container":{"unknown_field":1}}"#,
                          #"{"container":{"priority":99999999999999999999999999}}"#, #"{"container_request":{"command":"not a list"}}"#,
                          #"{"collection":{"name":null,"extra":{}}}"#, String(repeating: "[", count: 20_000), #"{"container":"#,
@@ -100,12 +137,14 @@ final class APIFuzzTests: PostgresTestCase {
             case 1: return (0..<Int.random(in: 1...300, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
             case 2: return Array(repeating: UInt8(ascii: "a"), count: 300 * 1024)  // over the body limit
             case 3, 4, 5: return Array(writes.randomElement(using: &random)!.utf8)
+            case 6, 7: return Array(numericMalformed.randomElement(using: &random)!.utf8)
             default: return Array(malformed.randomElement(using: &random)!.utf8)
             }
         }
         func probe(tokens: [String?], methods: Set<String>, body: () -> [UInt8]?, routeFilter: (String) -> Bool = { _ in true }) -> Probe {
             let route = routes.filter { methods.contains($0.method) && routeFilter($0.path) }.randomElement(using: &random)!
-            let path = route.path.replacingOccurrences(of: "{u}", with: uuids.randomElement(using: &random)!) + queries.randomElement(using: &random)!
+            let query = Bool.random(using: &random) ? queries.randomElement(using: &random)! : numericQueries.randomElement(using: &random)!
+            let path = route.path.replacingOccurrences(of: "{u}", with: uuids.randomElement(using: &random)!) + query
             var headers: [(name: String, value: String)] = []
             if let token = tokens.randomElement(using: &random)! {
                 headers.append((name: "Authorization", value: ["Bearer \(token)", "bearer \(token)", token, "Bearer  \(token) x", "Basic \(token)"]
@@ -113,7 +152,10 @@ final class APIFuzzTests: PostgresTestCase {
             }
             let contentTypes = ["application/json", "text/plain", "application/octet-stream", "application/json; charset=latin1", "", String(repeating: "x", count: 3000)]
             headers.append((name: "Content-Type", value: contentTypes.randomElement(using: &random)!))
-            if Bool.random(using: &random) { headers.append((name: "X-Convoy-Epoch", value: ["1", "-1", "abc", "99999999999999999999"].randomElement(using: &random)!)) }
+            if Bool.random(using: &random) {
+                let epochs = ["1", "-1", "abc", "99999999999999999999", "9223372036854775808", "18446744073709551616", "1e300", "-0", "NaN"]
+                headers.append((name: "X-Convoy-Epoch", value: epochs.randomElement(using: &random)!))
+            }
             return Probe(method: route.method, path: path, body: body(), headers: headers)
         }
 
@@ -121,8 +163,15 @@ final class APIFuzzTests: PostgresTestCase {
         defer { client.shutdown() }
         var statuses: [Int: Int] = [:]
         func send(_ probe: Probe) async throws {
-            let response = try await client.execute(ConvoyHTTP.HTTPRequest(method: probe.method, url: api.baseURL + probe.path,
+            let response: ConvoyHTTP.HTTPResponse
+            do {
+                response = try await client.execute(ConvoyHTTP.HTTPRequest(method: probe.method, url: api.baseURL + probe.path,
                                                                            headers: probe.headers, body: probe.body))
+            } catch {
+                // A dropped connection: most likely the server trapped on this probe.
+                XCTFail("seed \(seed): \(probe.description) → no answer: \(error)")
+                throw error
+            }
             statuses[response.status, default: 0] += 1
             XCTAssertLessThan(response.status, 500, "seed \(seed): \(probe.description) → \(response.status) \(response.bodyText.prefix(300))")
         }
@@ -135,7 +184,7 @@ final class APIFuzzTests: PostgresTestCase {
         // With the admin's and the dispatcher's tokens: only malformed bodies and queries, which must be refused whole.
         for _ in 0..<700 {
             try await send(probe(tokens: [api.adminToken, api.dispatcherToken], methods: ["POST", "PUT", "PATCH"],
-                                 body: { Array(malformed.randomElement(using: &random)!.utf8) },
+                                 body: { Array((Bool.random(using: &random) ? malformed : numericMalformed).randomElement(using: &random)!.utf8) },
                                  routeFilter: { !$0.hasSuffix("/lock") && !$0.hasSuffix("/unlock") && !$0.contains("/files/") && !$0.hasSuffix("/auth") }))
         }
         for _ in 0..<300 {

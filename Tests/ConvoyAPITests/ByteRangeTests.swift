@@ -17,4 +17,14 @@ final class ByteRangeTests: XCTestCase {
         XCTAssertEqual(ByteRange.parse("items=0-1", size: 10), .whole)
         XCTAssertEqual(ByteRange.parse("bytes=0-1,3-4", size: 10), .whole)
     }
+
+    func testByteRangesBeyondInt64AreServedWholeNotTrapped() {
+        XCTAssertEqual(ByteRange.parse("bytes=99999999999999999999-", size: 10), .whole)
+        XCTAssertEqual(ByteRange.parse("bytes=0-99999999999999999999", size: 10), .whole)
+        XCTAssertEqual(ByteRange.parse("bytes=-99999999999999999999", size: 10), .whole)
+        XCTAssertEqual(ByteRange.parse("bytes=1e300-", size: 10), .whole)
+        XCTAssertEqual(ByteRange.parse("bytes=-9223372036854775807", size: 10), .part(0...9))
+        XCTAssertEqual(ByteRange.parse("bytes=9223372036854775807-", size: 10), .unsatisfiable)
+        XCTAssertEqual(ByteRange.parse("bytes=0-9223372036854775807", size: Int64.max), .part(0...(Int64.max - 1)))
+    }
 }

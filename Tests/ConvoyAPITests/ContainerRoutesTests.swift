@@ -111,6 +111,45 @@ final class ContainerRoutesTests: PostgresTestCase {
         XCTAssertEqual(after, container, "no bad request changed the container")
     }
 
+    func testNumbersOutOfRangeInFiltersBodiesAndHeadersAreRefusedNotACrash() async throws {
+        let container = try await newContainer()
+        let path = "/arvados/v1/containers/\(container.uuid)"
+        func filters(_ json: String) -> String { "filters=" + json.addingPercentEncoding(withAllowedCharacters: .alphanumerics)! }
+        let cases: [(String, String, String?, String?, [(name: String, value: String)], Int, String)] = [
+            // The issue's two crashes.
+            ("GET", "/arvados/v1/containers?" + filters(#"[["priority",">",1e19]]"#), api.adminToken, nil, [], 422, "value 1e+19 is out of range for integer attribute priority"),
+            ("GET", "/arvados/v1/logs?" + filters(#"[["id","=",1e300]]"#), api.adminToken, nil, [], 422, "value 1e+300 is out of range for integer attribute id"),
+            ("GET", "/arvados/v1/containers?" + filters(#"[["priority","in",[1,9223372036854775808]]]"#), api.adminToken, nil, [], 422, "out of range for integer attribute priority"),
+            ("GET", "/arvados/v1/containers?" + filters(#"[["exit_code","not in",[-1e300]]]"#), api.adminToken, nil, [], 422, "out of range for integer attribute exit_code"),
+            ("GET", "/arvados/v1/container_requests?" + filters(#"[["priority","<=",-1e19]]"#), api.adminToken, nil, [], 422, "out of range for integer attribute priority"),
+            ("GET", "/arvados/v1/containers?" + filters(#"[["priority","=",1e-300]]"#), api.adminToken, nil, [], 422, "attribute priority expects an integer, got 1e-300"),
+            ("GET", "/arvados/v1/containers?" + filters(#"[["priority","=",1e99999]]"#), api.adminToken, nil, [], 422, "filters"),
+            ("GET", "/arvados/v1/containers?" + filters(#"[["progress",">","NaN"]]"#), api.adminToken, nil, [], 422, #"attribute progress expects a number, got "NaN""#),
+            ("GET", "/arvados/v1/containers?" + filters(#"[["created_at",">","0000-06-01T00:00:00Z"]]"#), api.adminToken, nil, [], 422, "created_at"),
+            ("GET", "/arvados/v1/containers?limit=1e300", api.adminToken, nil, [], 422, "limit must be a whole number"),
+            ("GET", "/arvados/v1/containers?offset=99999999999999999999", api.adminToken, nil, [], 422, "offset must be a whole number"),
+            ("PATCH", path, api.adminToken, #"{"container":{"priority":1e300}}"#, [], 422, "attribute 'priority' must be an integer between 0 and"),
+            ("PATCH", path, api.adminToken, #"{"container":{"priority":9223372036854775808}}"#, [], 422, "attribute 'priority' must be an integer"),
+            ("PATCH", path, api.adminToken, #"{"container":{"priority":1e-300}}"#, [], 422, "attribute 'priority' must be an integer"),
+            ("PATCH", path, api.adminToken, #"{"container":{"priority":"NaN"}}"#, [], 422, "expected an integer"),
+            ("PATCH", path, api.adminToken, #"{"container":{"exit_code":1e19}}"#, [], 422, "attribute 'exit_code' must be an integer"),
+            ("PATCH", path, api.adminToken, #"{"container":{"priority":1e99999}}"#, [], 400, "not valid JSON"),
+            ("POST", path + "/lock", api.dispatcherToken, nil, [(name: "X-Convoy-Epoch", value: "99999999999999999999999")], 400, "X-Convoy-Epoch must be a whole number from 0 to"),
+            ("POST", path + "/lock", api.dispatcherToken, nil, [(name: "X-Convoy-Epoch", value: "9223372036854775808")], 400, "X-Convoy-Epoch"),
+            ("POST", path + "/lock", api.dispatcherToken, nil, [(name: "X-Convoy-Epoch", value: "1e300")], 400, "X-Convoy-Epoch"),
+        ]
+        for (method, requestPath, token, body, headers, expectedStatus, expectedMessage) in cases {
+            let (status, json) = try await call(method, requestPath, token: token, body: body, headers: headers)
+            XCTAssertEqual(status, expectedStatus, "\(method) \(requestPath.prefix(120)) \(body?.prefix(60) ?? ""): \(json)")
+            XCTAssertTrue(errorMessage(json).contains(expectedMessage), "\(errorMessage(json)) should mention \(expectedMessage)")
+        }
+        let admin = try await api.services.tokens.authenticate(on: api.services.database, presented: api.adminToken)
+        let after = try await api.services.containers.get(container.uuid, as: try XCTUnwrap(admin), on: api.services.database)
+        XCTAssertEqual(after, container, "no refused request changed the container")
+        let (alive, _) = try await call("GET", "/arvados/v1/containers", token: api.adminToken)
+        XCTAssertEqual(alive, 200, "the server is still up")
+    }
+
     func testTheDiscoveryDocumentDescribesRoutesThatWork() async throws {
         let (status, document) = try await call("GET", "/discovery/v1/apis/arvados/v1/rest", token: nil)
         XCTAssertEqual(status, 200, "the discovery document needs no token")

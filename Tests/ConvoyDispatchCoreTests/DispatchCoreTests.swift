@@ -236,7 +236,7 @@ final class DispatchCoreTests: XCTestCase {
         var h = harness(queue: [Fixture.entry("c1", .locked, priority: 0), Fixture.entry("c2", .running, priority: 0)])
         h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c2"])
 
-        XCTAssertEqual(h.pass().commands, [.kill("c2", on: "i-1", via: "f1", reason: "priority 0")],
+        XCTAssertEqual(h.pass().commands, [.kill("c2", on: "i-1", via: "f1", reason: "container has priority 0")],
                        "c1 waits: i-1 has not been probed this term, so c1's runner may still be there")
         h.advance(to: 1)
         XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "priority 0")], "c2's kill is not repeated within KillRepeat")
@@ -246,7 +246,9 @@ final class DispatchCoreTests: XCTestCase {
     // MARK: Orphans, fit
 
     func testARunnerForAContainerNoLongerListedIsKilledAfterTheGraceAndNotAgainWithinKillRepeat() {
-        var h = harness(queue: [Fixture.entry("c1", .running)])
+        var settings = Fixture.settings
+        settings.orphanRunnerGrace = 10
+        var h = harness(queue: [Fixture.entry("c1", .running)], settings: settings)
         h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
         XCTAssertEqual(h.pass().commands, [])
 
@@ -258,7 +260,7 @@ final class DispatchCoreTests: XCTestCase {
         h.advance(to: 10.5)
         XCTAssertEqual(h.pass().commands, [], "an orphan for 9.5 s, within OrphanRunnerGrace")
         h.advance(to: 11.5)
-        let kill = CoreCommand.kill("c1", on: "i-1", via: "f1", reason: "its container is no longer this cluster's")
+        let kill = CoreCommand.kill("c1", on: "i-1", via: "f1", reason: "container is no longer this cluster's (ended, cancelled or unlocked)")
         XCTAssertEqual(h.pass().commands, [kill])
         h.advance(to: 41)
         XCTAssertEqual(h.pass().commands, [], "killed 29.5 s ago, within KillRepeat")
@@ -371,7 +373,7 @@ final class DispatchCoreTests: XCTestCase {
     func testAWorkerWhoseBootProbeFailsWhileRunnersLiveThereIsDrainedNotDestroyed() {
         var h = harness(queue: [Fixture.entry("c1", .running)])
         h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"], bootProbeFailing: true)
-        XCTAssertEqual(h.pass().commands, [.setIdleBehavior("i-1", .drain)])
+        XCTAssertEqual(h.pass().commands, [.setIdleBehavior("i-1", .drain, reason: "whose boot probe fails while runners live there")])
         XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .drain)
         XCTAssertEqual(h.core.workers["i-1"]?.state, .running)
 

@@ -202,7 +202,7 @@ final class DispatcherTests: PostgresTestCase {
         XCTAssertEqual(try runners(on: worker, pool: pool), [uuid.rawValue])
         _ = try await admin.update(uuid, ContainerUpdate(state: .cancelled))
         try await wait("the runner gone from \(worker)", within: .seconds(30)) { try runners(on: worker, pool: pool).isEmpty }
-        XCTAssertTrue(replica.log.contains("killing a runner whose container is Cancelled"), replica.log.suffix(3000).description)
+        XCTAssertTrue(replica.log.contains("killing a runner whose container is no longer this cluster's"), replica.log.suffix(3000).description)
         let cancelled = try await container(uuid).state
         XCTAssertEqual(cancelled, .cancelled)
     }

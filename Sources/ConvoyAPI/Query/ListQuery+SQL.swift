@@ -64,18 +64,32 @@ extension ListQuery {
         return "ORDER BY " + terms.joined(separator: ", ")
     }
 
+    /// The bound value. `parse` has already refused what does not fit (`checkScalar`); should an
+    /// unchecked value arrive anyway it binds as NULL rather than trap.
     private static func parameter(_ value: JSONValue, _ kind: AttributeKind) -> any PostgresEncodable {
         switch (kind, value) {
-        case (.integer, .number(let number)): return Int64(number)
-        case (.double, .number(let number)): return number
+        case (.integer, .number(let number)):
+            guard case .success(let whole) = WholeNumber.int64(number) else { return Optional<Int64>.none }
+            return whole
+        case (.double, .number(let number)):
+            return number.isFinite ? number : Optional<Double>.none
         case (.boolean, .bool(let flag)): return flag
-        case (.timestamp, .string(let text)): return ISO8601Timestamp.parse(text) ?? Date.distantPast
+        case (.timestamp, .string(let text)):
+            guard let date = ISO8601Timestamp.parse(text) else { return Optional<Date>.none }
+            return max(date, earliestPostgresTimestamp)
         case (_, .string(let text)): return text
         case (_, .number(let number)): return String(number)
         case (_, .bool(let flag)): return flag ? "true" : "false"
         default: return Optional<String>.none
         }
     }
+}
+
+extension ListQuery {
+    /// 0001-01-01T00:00:00Z in the proleptic Gregorian calendar PostgreSQL uses. `ISO8601Timestamp`
+    /// reads early dates in the Julian calendar, so its 0001-01-01 is two days earlier, which
+    /// PostgreSQL would refuse as year 0; filters from there to here bind as this instant.
+    static let earliestPostgresTimestamp = Date(timeIntervalSince1970: -62_135_596_800)
 }
 
 extension ListQuery {

@@ -65,12 +65,17 @@ public struct ListQuery: Sendable, Equatable {
         if let text = parameters["order"] {
             query.order = try parseOrder(text, schema: schema)
         }
+        // Int(_: String) is nil (never a trap) for text beyond Int's range, such as 99999999999999999999.
         if let text = parameters["limit"] {
-            guard let limit = Int(text), limit >= 0 else { throw ListQueryError("limit must be a non-negative integer, not '\(text)'") }
+            guard let limit = Int(text), limit >= 0 else {
+                throw ListQueryError("limit must be a whole number from 0 to \(Int.max) (at most \(maxLimit) items are returned), not '\(text.prefix(100))'")
+            }
             query.limit = min(limit, maxLimit)
         }
         if let text = parameters["offset"] {
-            guard let offset = Int(text), offset >= 0 else { throw ListQueryError("offset must be a non-negative integer, not '\(text)'") }
+            guard let offset = Int(text), offset >= 0 else {
+                throw ListQueryError("offset must be a whole number from 0 to \(Int.max), not '\(text.prefix(100))'")
+            }
             query.offset = offset
         }
         if let text = parameters["count"] {
@@ -86,7 +91,7 @@ public struct ListQuery: Sendable, Equatable {
             }
             let names = try items.map { item -> String in
                 guard let name = item.stringValue, schema.attributes[name] != nil else {
-                    throw ListQueryError("select: unknown attribute \(item) for \(schema.name)")
+                    throw ListQueryError("select: unknown attribute \(item.messageText()) for \(schema.name)")
                 }
                 return name
             }
@@ -104,7 +109,7 @@ public struct ListQuery: Sendable, Equatable {
         if items.count == 3, case .string = items[0], case .string = items[1] { triples = [.array(items)] } else { triples = items }
         return try triples.map { item in
             guard case .array(let parts) = item, parts.count == 3, let attribute = parts[0].stringValue, let opText = parts[1].stringValue else {
-                throw ListQueryError("each filter must be [attribute, operator, value], not \(item)")
+                throw ListQueryError("each filter must be [attribute, operator, value], not \(item.messageText())")
             }
             guard let op = FilterOperator(rawValue: opText.lowercased()) else {
                 throw ListQueryError("unknown filter operator '\(opText)'; use one of \(FilterOperator.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -170,18 +175,43 @@ public struct ListQuery: Sendable, Equatable {
         }
     }
 
+    /// Refuses a value the attribute cannot hold, saying what it expects. Integers must fit in
+    /// Int64 (the `bigint` they are bound as), numbers must be finite, timestamps within years
+    /// 0001 to 9999: binding anything else would trap or fail in PostgreSQL.
     private static func checkScalar(_ value: JSONValue, kind: AttributeKind, attribute: String) throws {
         switch (kind, value) {
-        case (.text, .string), (.double, .number), (.boolean, .bool):
+        case (.text, .string), (.boolean, .bool):
             return
-        case (.integer, .number(let number)) where number.rounded() == number:
-            return
-        case (.timestamp, .string(let text)) where ISO8601Timestamp.parse(text) != nil:
-            return
+        case (.double, .number(let number)):
+            guard number.isFinite else {
+                throw ListQueryError("value \(value.messageText()) is out of range for number attribute \(attribute)")
+            }
+        case (.integer, .number(let number)):
+            switch WholeNumber.int64(number) {
+            case .success:
+                return
+            case .failure(.notWhole):
+                throw ListQueryError("attribute \(attribute) expects \(kind.expectation), got \(value.messageText())")
+            case .failure(.outOfRange):
+                throw ListQueryError("value \(value.messageText()) is out of range for integer attribute \(attribute) (\(Int64.min) to \(Int64.max))")
+            }
+        case (.timestamp, .string(let text)):
+            guard let date = ISO8601Timestamp.parse(text) else {
+                throw ListQueryError("attribute \(attribute) expects \(kind.expectation), got \(value.messageText())")
+            }
+            guard supportedTimestamps.contains(date) else {
+                throw ListQueryError("timestamp \(value.messageText()) is out of range for attribute \(attribute) (years 0001 to 9999)")
+            }
+        case (.json, _):
+            throw ListQueryError("attribute \(attribute) holds JSON and can only be compared with null, got \(value.messageText())")
         default:
-            throw ListQueryError("value \(value) does not fit attribute \(attribute)")
+            throw ListQueryError("attribute \(attribute) expects \(kind.expectation), got \(value.messageText())")
         }
     }
+
+    /// The timestamps a filter may name: years 0001 to 9999, as `ISO8601Timestamp` reads them
+    /// (it reads 9999-12-31T23:59:59.999999Z as the first instant of year 10000).
+    static let supportedTimestamps = Date.distantPast...Date(timeIntervalSince1970: 253_402_300_800)
 
     private static func decodeJSON(_ text: String, what: String) throws -> JSONValue {
         do {

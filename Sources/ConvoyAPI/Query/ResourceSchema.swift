@@ -9,6 +9,18 @@ public enum AttributeKind: Sendable {
     case timestamp
     /// Free-form JSON: filterable only by `= null` / `!= null`.
     case json
+
+    /// What a value for such an attribute must be, for error messages: "attribute priority expects an integer".
+    var expectation: String {
+        switch self {
+        case .text: return "text"
+        case .integer: return "an integer"
+        case .double: return "a number"
+        case .boolean: return "true or false"
+        case .timestamp: return "a timestamp such as \"2026-11-23T10:50:53Z\""
+        case .json: return "null"
+        }
+    }
 }
 
 /// One attribute clients may filter, order and select on.

@@ -61,6 +61,17 @@ enum ContainerUpdateParser {
     static let readOnly: Set<String> = Set(Container.CodingKeys.allCases.map(\.rawValue))
         .subtracting(["state", "priority", "exit_code", "progress", "log", "output", "runtime_status", "auth_uuid"])
 
+    /// Container priorities Arvados-style: derived from request priorities and ages, so larger
+    /// than a request's 0…1000, but kept below 1e15 so that every client's JSON double holds them exactly.
+    static let priorities = 0...999_999_999_999_999
+    /// What the `integer` column holds.
+    static let exitCodes = Int(Int32.min)...Int(Int32.max)
+    /// For "wrong type" messages.
+    static let expectations = [
+        "state": "a state name", "priority": "an integer", "exit_code": "an integer", "progress": "a number",
+        "log": "a string", "output": "a string", "runtime_status": "an object", "auth_uuid": "a uuid or null",
+    ]
+
     static func parse(_ body: JSONValue) throws -> ContainerUpdate {
         guard let object = body.objectValue else { throw APIError.unprocessable("the body must be a JSON object") }
         guard let attributes = object["container"]?.objectValue else {
@@ -77,11 +88,17 @@ enum ContainerUpdateParser {
                     throw APIError.unprocessable("unknown state '\(text)'; states are \(ContainerState.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 update.state = state
-            case ("priority", .number(let number)) where number.rounded() == number && abs(number) < 1e15:
-                update.priority = Int(number)
-            case ("exit_code", .number(let number)) where number.rounded() == number && abs(number) < 1e9:
-                update.exitCode = Int(number)
-            case ("progress", .number(let number)):
+            case ("priority", .number(let number)):
+                guard let priority = WholeNumber.int(number, in: priorities) else {
+                    throw APIError.unprocessable("attribute 'priority' must be \(AttributeBody.integerExpectation(priorities)), not \(value.messageText())")
+                }
+                update.priority = priority
+            case ("exit_code", .number(let number)):
+                guard let exitCode = WholeNumber.int(number, in: exitCodes) else {
+                    throw APIError.unprocessable("attribute 'exit_code' must be \(AttributeBody.integerExpectation(exitCodes)), not \(value.messageText())")
+                }
+                update.exitCode = exitCode
+            case ("progress", .number(let number)) where number.isFinite:
                 update.progress = number
             case ("log", .string(let text)):
                 update.log = text
@@ -97,7 +114,7 @@ enum ContainerUpdateParser {
             case (let key, _) where readOnly.contains(key):
                 throw APIError.unprocessable("attribute '\(key)' cannot be changed")
             case ("state", _), ("priority", _), ("exit_code", _), ("progress", _), ("log", _), ("output", _), ("runtime_status", _), ("auth_uuid", _):
-                throw APIError.unprocessable("attribute '\(key)' has the wrong type: \(value)")
+                throw APIError.unprocessable("attribute '\(key)' has the wrong type: expected \(expectations[key] ?? "another type"), got \(value.messageText())")
             default:
                 throw APIError.unprocessable("unknown attribute '\(key)' for containers")
             }

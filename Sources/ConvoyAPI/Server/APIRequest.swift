@@ -68,8 +68,9 @@ public struct APIServices: Sendable {
     /// The dispatcher's epoch from `X-Convoy-Epoch`, if sent.
     func epoch(_ request: Request) throws -> Int64? {
         guard let text = request.headers.first(where: { $0.name.canonicalName == "x-convoy-epoch" })?.value else { return nil }
+        // Int64(_: String) is nil for text beyond Int64's range, never a trap.
         guard let epoch = Int64(text), epoch >= 0 else {
-            throw APIError.badRequest("X-Convoy-Epoch must be a non-negative integer, not '\(text)'")
+            throw APIError.badRequest("X-Convoy-Epoch must be a whole number from 0 to \(Int64.max), not '\(text.prefix(100))'")
         }
         return epoch
     }

@@ -48,16 +48,20 @@ struct AttributeBody {
         return try string(key).map { .some($0) }
     }
 
+    /// A whole number within `range`. Fractions, NaN, infinities and numbers beyond the range
+    /// (1e300, 2^63) are refused with the range in the message; none is ever converted unchecked.
     func integer(_ key: String, in range: ClosedRange<Int>) throws -> Int? {
         switch attributes[key] {
         case nil: return nil
-        case .number(let number)? where number.rounded() == number && abs(number) < 1e15:
-            guard range.contains(Int(number)) else {
-                throw APIError.unprocessable("attribute '\(key)' must be between \(range.lowerBound) and \(range.upperBound)")
-            }
-            return Int(number)
-        case let value?: throw wrongType(key, value, "an integer")
+        case .number(let number)?:
+            guard let value = WholeNumber.int(number, in: range) else { throw wrongType(key, .number(number), Self.integerExpectation(range)) }
+            return value
+        case let value?: throw wrongType(key, value, Self.integerExpectation(range))
         }
+    }
+
+    static func integerExpectation(_ range: ClosedRange<Int>) -> String {
+        "an integer between \(range.lowerBound) and \(range.upperBound)"
     }
 
     func boolean(_ key: String) throws -> Bool? {
@@ -101,15 +105,28 @@ struct AttributeBody {
     }
 
     /// An object decoded as `T`, refusing members outside `knownKeys` and values of the wrong type.
-    func decoded<T: Decodable>(_ key: String, as type: T.Type, knownKeys: Set<String>) throws -> T? {
+    /// Members in `integerKeys` are checked to be whole 64-bit numbers first, so that 1e300 or 1.5
+    /// gets a message naming the member (the decoder only says "not valid JSON" for them).
+    func decoded<T: Decodable>(_ key: String, as type: T.Type, knownKeys: Set<String>, integerKeys: Set<String> = []) throws -> T? {
         guard let members = try object(key) else { return nil }
         if let unknown = members.keys.sorted().first(where: { !knownKeys.contains($0) }) {
             throw APIError.unprocessable("unknown key '\(unknown)' in '\(key)'; known keys are \(knownKeys.sorted().joined(separator: ", "))")
         }
+        for member in integerKeys.sorted() {
+            guard case .number(let number)? = members[member] else { continue }  // absent, or another type: the decoder's to refuse
+            switch WholeNumber.int64(number) {
+            case .success: continue
+            case .failure(.notWhole):
+                throw APIError.unprocessable("attribute '\(key)' has a value of the wrong type at '\(member)': expected an integer, got \(JSONValue.number(number).messageText())")
+            case .failure(.outOfRange):
+                throw APIError.unprocessable("attribute '\(key)' has a value out of range at '\(member)': expected a 64-bit integer, got \(JSONValue.number(number).messageText())")
+            }
+        }
         do {
             return try JSONDecoder().decode(T.self, from: JSONEncoder().encode(JSONValue.object(members)))
         } catch {
-            throw APIError.unprocessable("attribute '\(key)' has a value of the wrong type: \(JSONValue.object(members))")
+            let place = Self.codingPath(of: error).map { " at '\($0)'" } ?? ""
+            throw APIError.unprocessable("attribute '\(key)' has a value of the wrong type\(place): \(JSONValue.object(members).messageText())")
         }
     }
 
@@ -122,6 +139,18 @@ struct AttributeBody {
     }
 
     private func wrongType(_ key: String, _ value: JSONValue, _ expected: String) -> APIError {
-        APIError.unprocessable("attribute '\(key)' must be \(expected), not \(value)")
+        APIError.unprocessable("attribute '\(key)' must be \(expected), not \(value.messageText())")
+    }
+
+    /// The dotted path of the member a decoding error is about (`ram`, `a.b`), if it names one.
+    private static func codingPath(of error: any Error) -> String? {
+        let path: [any CodingKey]
+        switch error as? DecodingError {
+        case .typeMismatch(_, let context)?, .valueNotFound(_, let context)?, .keyNotFound(_, let context)?, .dataCorrupted(let context)?:
+            path = context.codingPath
+        default:
+            return nil
+        }
+        return path.isEmpty ? nil : path.map(\.stringValue).joined(separator: ".")
     }
 }

@@ -137,6 +137,7 @@ public actor DispatchLeader {
                 logger.info("container cancelled", metadata: ["container": "\(id)", "reason": "\(reason)"])
                 return .done(.none)
             case .kill(let id, let worker, let target, let reason):
+                logger.info("killing a runner whose \(reason)", metadata: ["container": "\(id)", "instance": "\(worker)"])
                 let host = try workerHost(on: target)
                 try await ClusterSystem.$callTimeout.withValue(.seconds(90)) { try await host.killContainer(id.rawValue, on: worker.rawValue) }
                 logger.info("container killed", metadata: ["container": "\(id)", "instance": "\(worker)", "reason": "\(reason)"])
@@ -152,7 +153,8 @@ public actor DispatchLeader {
                 try await driver.destroy(id.rawValue)
                 logger.info("instance destroyed", metadata: ["instance": "\(id)"])
                 return .done(.none)
-            case .setIdleBehavior(let id, let behavior):
+            case .setIdleBehavior(let id, let behavior, let reason):
+                if behavior == .drain { logger.warning("draining a worker \(reason)", metadata: ["instance": "\(id)"]) }
                 try await fence()
                 try await driver.setTags(id.rawValue, [CloudTag.idleBehavior: behavior.rawValue])
                 logger.info("idle behaviour set", metadata: ["instance": "\(id)", "idle_behavior": "\(behavior.rawValue)"])
@@ -300,7 +302,7 @@ public actor DispatchLeader {
         case .kill(let id, let worker, _, _): return "kill \(id) on \(worker)"
         case .create(let type): return "create \(type.name)"
         case .destroy(let id, _): return "destroy \(id)"
-        case .setIdleBehavior(let id, _): return "tag \(id)"
+        case .setIdleBehavior(let id, _, _): return "tag \(id)"
         }
     }
 

@@ -22,7 +22,8 @@ public enum CoreCommand: Sendable, Equatable {
     case kill(ContainerID, on: InstanceID, via: MemberID, reason: String)
     case create(InstanceType)
     case destroy(InstanceID, reason: String)
-    case setIdleBehavior(InstanceID, IdleBehavior)
+    /// Set the idle behaviour's instance tag (so that a new leader knows it), with why.
+    case setIdleBehavior(InstanceID, IdleBehavior, reason: String)
 }
 
 /// A command with the id its outcome comes back with.

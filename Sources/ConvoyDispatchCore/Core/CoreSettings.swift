@@ -19,7 +19,8 @@ public struct CoreSettings: Sendable, Equatable {
     /// goes back to the queue (invariant 4's bound; safe, since the unlock revokes its token).
     public var lockedTimeout: Double
     /// A runner still listed for a container that is no longer this cluster's (ended, cancelled,
-    /// unlocked) is killed once it has outlived this.
+    /// unlocked) is killed once it has outlived this (0: at the first pass that sees it; a
+    /// runner whose container ended has nothing left to lose).
     public var orphanRunnerGrace: Double
     /// Between two kills of one runner.
     public var killRepeat: Double
@@ -32,7 +33,7 @@ public struct CoreSettings: Sendable, Equatable {
 
     public init(instanceTypes: [InstanceType], reserveExtraRAM: Int64 = 0, minRetryPeriod: Double = 0, pollInterval: Double = 1,
                 timeoutIdle: Double = 60, timeoutBooting: Double = 600, timeoutProbe: Double = 600, maxCloudOpsPerSecond: Int = 20,
-                maxConcurrentCreates: Int = 1, maxInstances: Int = 64, lockedTimeout: Double = 120, orphanRunnerGrace: Double = 10,
+                maxConcurrentCreates: Int = 1, maxInstances: Int = 64, lockedTimeout: Double = 120, orphanRunnerGrace: Double = 0,
                 killRepeat: Double = 30, quotaHold: Double = 60, rateLimitBackoff: Double = 10, queueDepth: Int = 20_000) {
         self.instanceTypes = instanceTypes
         self.reserveExtraRAM = reserveExtraRAM

@@ -217,7 +217,7 @@ public struct DispatchCore: Sendable {
             worker.destroyRequestedAt = now
             workers[id] = worker
             if case .failed(.cloud(let error)) = outcome { noteCloudError(error, type: nil, now: now) }
-        case .setIdleBehavior(let id, let behavior):
+        case .setIdleBehavior(let id, let behavior, _):
             if case .done = outcome { workers[id]?.idleBehavior = behavior }
         }
     }
@@ -366,9 +366,9 @@ public struct DispatchCore: Sendable {
             workers[id] = worker
             switch WorkerHealth.verdict(worker, now: now, settings: settings) {
             case .healthy: break
-            case .drain:
+            case .drain(let reason):
                 workers[id]!.idleBehavior = .drain
-                issue(.setIdleBehavior(id, .drain), now, &out)
+                issue(.setIdleBehavior(id, .drain, reason: reason), now, &out)
             case .shutdown(let reason):
                 shutDown(id, reason: reason, now: now, &out)
             }
@@ -455,7 +455,7 @@ public struct DispatchCore: Sendable {
                 guard now - since >= settings.orphanRunnerGrace, let host = worker.host, !silentMembers.contains(host) else { continue }
                 if let at = killedAt[uuid], now - at < settings.killRepeat { continue }
                 killedAt[uuid] = now
-                issue(.kill(uuid, on: id, via: host, reason: "its container is no longer this cluster's"), now, &out)
+                issue(.kill(uuid, on: id, via: host, reason: "container is no longer this cluster's (ended, cancelled or unlocked)"), now, &out)
             }
             worker.orphansSince = orphans
             workers[id] = worker
@@ -515,7 +515,7 @@ public struct DispatchCore: Sendable {
                 guard let host = workers[worker]?.host, !silentMembers.contains(host) else { continue }
                 if let at = killedAt[id], now - at < settings.killRepeat { continue }
                 killedAt[id] = now
-                issue(.kill(id, on: worker, via: host, reason: "priority 0"), now, &out)
+                issue(.kill(id, on: worker, via: host, reason: "container has priority 0"), now, &out)
             case .shutdown(let workerName):
                 shutDown(InstanceID(workerName), reason: "idle or drained", now: now, &out)
             }
