@@ -26,7 +26,7 @@ enum CoreBenchmarks {
         }
         // 80% of the workers run one container each; the rest of the containers wait.
         let running = instances * 8 / 10
-        var random = SimRandom(seed: 1)
+        var random = SeededRandom(seed: 1)
         let queue = (0..<containers).map { n in
             QueueEntry(id: ContainerID(String(format: "zzzzz-dz642-%015d", n)), state: n < running ? .running : .queued,
                        priority: Int(random.uniform(1...1000)), createdAt: created.addingTimeInterval(Double(n)),

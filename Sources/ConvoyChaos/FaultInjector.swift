@@ -1,5 +1,6 @@
 import ConvoyDevStack
 import ConvoyDispatch
+import ConvoyModel
 import ConvoyPostgres
 import ConvoyTesting
 import Foundation

@@ -10,7 +10,7 @@ import Foundation
 /// instance is shut down within a bound.
 public final class Simulation {
     public let settings: SimulationSettings
-    private var random: SimRandom
+    private var random: SeededRandom
     private var now: Double = 0
     private var events = EventQueue<Event>()
     private var api: SimAPI
@@ -72,7 +72,7 @@ public final class Simulation {
 
     public init(_ settings: SimulationSettings) {
         self.settings = settings
-        random = SimRandom(seed: settings.seed)
+        random = SeededRandom(seed: settings.seed)
         api = SimAPI(maxDispatchAttempts: settings.maxDispatchAttempts, epochDate: Self.epochDate)
         api.reportsStateAge = settings.apiReportsStateAge
         for index in 0..<max(1, settings.members) {

@@ -96,7 +96,7 @@ public struct SimulationSettings: Sendable {
 
     /// A small cluster with faults (what `make test` runs thousands of).
     public static func small(seed: UInt64) -> SimulationSettings {
-        var random = SimRandom(seed: seed ^ 0x5eed)
+        var random = SeededRandom(seed: seed ^ 0x5eed)
         let core = CoreSettings(instanceTypes: instanceTypes, pollInterval: 1, timeoutIdle: 20, timeoutBooting: 60, timeoutProbe: 30,
                                 maxCloudOpsPerSecond: 10, maxConcurrentCreates: 4, maxInstances: Int(random.uniform(3...12)), lockedTimeout: 60,
                                 orphanRunnerGrace: 5, killRepeat: 10, quotaHold: 20, rateLimitBackoff: 5)

@@ -88,7 +88,7 @@ public final class TestDispatchPool: Sendable {
         if let driver = try? driver(), let instances = try? await driver.instances() {
             for instance in instances { try? await driver.destroy(instance.id) }
         }
-        _ = try? TestProcess.run("/usr/bin/pkill", ["-KILL", "-f", directory.path], check: false)
+        TestProcess.killEverything(mentioning: directory.path)
         watchdog.terminate(signal: SIGKILL)
         watchdog.wait()
         try? FileManager.default.removeItem(at: directory)

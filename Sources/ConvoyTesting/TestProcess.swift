@@ -1,3 +1,4 @@
+import ConvoyDevStack
 import ConvoyIO
 import Foundation
 
@@ -201,5 +202,14 @@ private extension String {
         defer { try? handle.close() }
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(utf8))
+    }
+}
+
+extension TestProcess {
+    /// SIGKILL to every process whose command line names `text` (a test's private directory),
+    /// found in /proc: what the test started and may have left behind. Unlike `pkill -f`, the
+    /// text is no pattern, and neither this process nor its parents are ever among them.
+    public static func killEverything(mentioning text: String) {
+        for pid in ProcessTable.pids(mentioning: text) { kill(pid, SIGKILL) }
     }
 }

@@ -36,7 +36,7 @@ final class DevStackTests: XCTestCase {
     override func tearDown() async throws {
         // Whatever the test did, nothing of the stack outlives it.
         _ = try? ConvoyBinary.run(["dev", "down"] + stackArguments, environment: environment)
-        _ = try? TestProcess.run("/usr/bin/pkill", ["-KILL", "-f", directory.path], check: false)
+        TestProcess.killEverything(mentioning: directory.path)
         try? FileManager.default.removeItem(at: directory)
     }
 

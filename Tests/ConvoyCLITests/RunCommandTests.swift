@@ -74,7 +74,9 @@ final class RunCommandTests: PostgresTestCase {
     }
 
     func testListForgetsARunnerThatDied() async throws {
-        let locked = try await api.lockedContainer(ContainerSpec(command: ["sleep", "120"], outputPath: "/out", priority: 1))
+        // A duration of its own, so that the cleanup below finds this command and no other.
+        let duration = "120.\(UInt32.random(in: 100_000...999_999))"
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["sleep", duration], outputPath: "/out", priority: 1))
         let started = try ConvoyBinary.run(["run", "--detach", locked.uuid.rawValue, "--stdin-config", "--runtime", "process"],
                                            environment: try environment(), stdin: settings(locked.token))
         let pid = try XCTUnwrap(Int32(started.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), started.stderr)
@@ -89,7 +91,7 @@ final class RunCommandTests: PostgresTestCase {
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.appendingPathComponent("state").path)
         XCTAssertFalse(files.contains { $0.hasPrefix(locked.uuid.rawValue + ".") && !$0.hasSuffix(".out") }, "\(files)")
         // Its command still runs in its own process group; clean it up.
-        _ = try? TestProcess.run("/usr/bin/pkill", ["-f", "sleep 120"], check: false)
+        TestProcess.killEverything(mentioning: "sleep \(duration)")
     }
 
     func testADetachedRunnerThatIsRefusedSaysWhyAndExitsNonZero() async throws {

@@ -34,7 +34,7 @@ final class ChaosTests: XCTestCase {
     private func runChaos(driver: String, seed fixed: UInt64, containers: Int, faultSeconds: Int64, drainSeconds: Int64, maxInstances: Int) async throws -> ChaosScenario.Result {
         let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-chaos-\(driver)")
         defer {
-            _ = try? TestProcess.run("/usr/bin/pkill", ["-KILL", "-f", directory.path], check: false)
+            TestProcess.killEverything(mentioning: directory.path)
             try? FileManager.default.removeItem(at: directory)
         }
         let stack = try TestDevStack.make(in: directory, convoy: try ConvoyBinary.path(), maxInstances: maxInstances, probeTimeoutSeconds: 15,

@@ -12,7 +12,7 @@ final class RollingRestartTests: XCTestCase {
     func testARollingRestartUnderLoadRestartsNoContainerAndKeepsALeader() async throws {
         let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-rolling")
         defer {
-            _ = try? TestProcess.run("/usr/bin/pkill", ["-KILL", "-f", directory.path], check: false)
+            TestProcess.killEverything(mentioning: directory.path)
             try? FileManager.default.removeItem(at: directory)
         }
         let stack = try TestDevStack.make(in: directory, convoy: try ConvoyBinary.path(), maxInstances: 20, probeTimeoutSeconds: 60)

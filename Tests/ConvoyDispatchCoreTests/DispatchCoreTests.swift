@@ -166,6 +166,25 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
+    func testAWorkerWhereAStartFailedTakesNoStartUntilAProbeThatBeganAfterTheFailure() throws {
+        var h = harness(queue: [Fixture.entry("c1")])
+        let lock = try XCTUnwrap(h.pass().first)
+        let start = try XCTUnwrap(h.answer(lock, .done(.locked(Fixture.entry("c1", .locked)))).first)
+        h.advance(to: 0.5)
+        let unlock = try XCTUnwrap(h.answer(start, .failed(.failed("ssh: host unreachable"))).first)
+        h.answer(unlock, .done(.none))
+        h.world.setState("c1", .queued)
+
+        // i-1's last probe began before the failure (its host has not noticed anything yet).
+        h.advance(to: 1)
+        h.world.reports["i-1"] = Fixture.ready("i-1", probeBeganAge: 2)
+        XCTAssertFalse(h.pass().commands.contains(.lock("c1")), "nothing starts on i-1 on the word of a probe older than the failure")
+        h.advance(to: 2)
+        h.world.reports["i-1"] = Fixture.ready("i-1", probeBeganAge: 0.2)
+        XCTAssertEqual(h.pass().commands, [.lock("c1")])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
     // MARK: Lost containers and the locked bound
 
     func testARunningContainerNoReportListsIsRequeuedOnlyOnceEveryWorkerWasProbedAfterTheTermBegan() {

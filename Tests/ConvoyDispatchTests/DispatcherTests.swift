@@ -489,7 +489,7 @@ final class DispatcherTests: PostgresTestCase {
         XCTAssertTrue(replica.log.contains("no successful probe for"), replica.log)
         try await wait("the container Complete on another instance", within: .seconds(60)) { try await container(uuid).state == .complete }
         let final = try await container(uuid)
-        XCTAssertEqual(final.lockCount, 2)
+        XCTAssertEqual(final.lockCount, 2, replica.log.suffix(6000).description)
         XCTAssertEqual(final.exitCode, 0)
         let states = try await history(uuid)
         XCTAssertEqual(states, ["Queued", "Locked", "Running", "Queued", "Locked", "Running", "Complete"])

@@ -179,8 +179,12 @@ public actor DispatchLeader {
                                           runtime: settings.runtimeEngine, extra: settings.extraRunnerSettings)
         let host = try workerHost(on: target)
         // As long as the SSH command may take (a busy worker starts runners slowly).
-        let pid = try await ClusterSystem.$callTimeout.withValue(.seconds(200)) {
+        let outcome = try await ClusterSystem.$callTimeout.withValue(.seconds(200)) {
             try await host.startContainer(id.rawValue, on: worker.rawValue, settings: launch.environment)
+        }
+        guard case .started(let pid) = outcome else {
+            if case .outcomeUnknown(let reason) = outcome { return .unknown(reason) }
+            return .unknown("\(outcome)")
         }
         DispatchMetrics.containerStarted()
         logger.info("container started", metadata: ["container": "\(id)", "instance": "\(worker)", "member": "\(target)", "pid": "\(pid)"])

@@ -1,3 +1,10 @@
+/// How a start on a worker ended, when it did not plainly fail.
+public enum StartOutcome: Codable, Sendable, Equatable {
+    case started(pid: String)
+    /// The command was sent and the connection broke before its answer: it may have run.
+    case outcomeUnknown(reason: String)
+}
+
 /// What a runner is started with, on its standard input (`convoy run --detach --stdin-config`):
 /// where the API is, the container token, the runtime. It travels as the flat JSON object of
 /// environment names the runner overlays on its environment, never on a command line.

@@ -53,8 +53,10 @@ public distributed actor WorkerHost {
         sessions.keys.sorted().compactMap { sessions[$0]?.instance }
     }
 
-    /// Runs `convoy run --detach --stdin-config UUID` on the worker; returns the runner's pid.
-    public distributed func startContainer(_ uuid: String, on instanceID: String, settings runnerSettings: [String: String]) async throws -> String {
+    /// Runs `convoy run --detach --stdin-config UUID` on the worker: started (the runner's pid), or
+    /// the outcome is unknown (the SSH connection broke while the command ran). Throws when
+    /// nothing was started.
+    public distributed func startContainer(_ uuid: String, on instanceID: String, settings runnerSettings: [String: String]) async throws -> StartOutcome {
         guard let session = sessions[instanceID] else { throw WorkerError.notHosted(instanceID) }
         return try await session.startContainer(uuid, settings: runnerSettings)
     }

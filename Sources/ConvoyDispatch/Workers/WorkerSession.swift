@@ -220,20 +220,31 @@ actor WorkerSession {
 
     /// Starts a detached runner for `uuid`; `settings` (API host, container token, …) go on its
     /// standard input. Only on a ready worker, whose host key was verified when it connected.
-    func startContainer(_ uuid: String, settings runnerSettings: [String: String]) async throws -> String {
+    func startContainer(_ uuid: String, settings runnerSettings: [String: String]) async throws -> StartOutcome {
         guard phase == .ready, runnerDeployed, let ssh = session else { throw WorkerError.notReady(instance: instance.id, phase: phase) }
         let input = try JSONEncoder().encode(runnerSettings)
         let command = "'\(settings.runner.remotePath)' run --detach --stdin-config \(uuid)"
         starting.insert(uuid)
         defer { starting.remove(uuid) }
-        let result = try await ssh.exec(command, stdin: [UInt8](input), timeout: .seconds(180))
+        let result: ShellResult
+        do {
+            result = try await ssh.exec(command, stdin: [UInt8](input), timeout: .seconds(180))
+        } catch let error as SSHError {
+            switch error {
+            case .disconnected, .timeout, .channelFailure, .protocolError:
+                // The command was sent and may have run (a runner may be Running there now): only a probe can tell.
+                return .outcomeUnknown(reason: "\(error)")
+            case .unreachable, .hostKeyMismatch, .authenticationFailed:
+                throw error
+            }
+        }
         guard result.exitStatus == 0 else {
             throw WorkerError.commandFailed(instance: instance.id, command: "convoy run --detach \(uuid)", status: result.exitStatus,
                                             stderr: result.stderrText)
         }
         containers.insert(uuid)
         startedDuring[uuid] = ContinuousClock.now
-        return result.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
+        return .started(pid: result.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     func killContainer(_ uuid: String) async throws {

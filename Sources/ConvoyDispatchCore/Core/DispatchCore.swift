@@ -180,6 +180,7 @@ public struct DispatchCore: Sendable {
                 move(&record, to: .idle)  // the container is no longer ours to start (cancelled, unlocked)
             case .failed(let failure):
                 if case .unreachable = failure { silentMembers.insert(host) }
+                workers[worker]?.startFailedAt = now
                 // Back to the queue (the API cancels it after MaxDispatchAttempts locks).
                 move(&record, to: .unlocking)
                 issue(.unlock(id, reason: "the start failed: \(failure)"), now, &out)
@@ -468,7 +469,9 @@ public struct DispatchCore: Sendable {
             let worker = workers[id]!
             // Workers being destroyed stay in: they count toward MaxInstances until the cloud stops listing them.
             guard let type = worker.type else { continue }
-            snapshotWorkers.append(WorkerSnapshot(id: id.rawValue, type: type, state: worker.state, idleBehavior: worker.idleBehavior,
+            var state = worker.state
+            if let failed = worker.startFailedAt, (worker.probedFrom ?? .distantPast) <= failed, state == .idle { state = .unknown }
+            snapshotWorkers.append(WorkerSnapshot(id: id.rawValue, type: type, state: state, idleBehavior: worker.idleBehavior,
                                                   containers: Set((runnersOn[id] ?? []).map(\.rawValue)), idleSince: worker.idleSince.map(Self.date)))
         }
         let backedOff = cloudBackoffUntil.map { $0 > now } ?? false

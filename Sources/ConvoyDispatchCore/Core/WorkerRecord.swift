@@ -21,6 +21,9 @@ public struct WorkerRecord: Sendable, Equatable {
     public var everBooted: Bool = false
     public var idleBehavior: IdleBehavior
     public var idleSince: Moment?
+    /// A start failed here at this moment: nothing more is started here until a probe that began
+    /// after it (what the worker's host last said may be stale: a broken connection, a full disk).
+    public var startFailedAt: Moment?
     /// A destroy is in flight.
     public var destroying = false
     /// When the last destroy ended (one that did not take is tried again after a while).

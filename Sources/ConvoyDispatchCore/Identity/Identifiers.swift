@@ -1,32 +1,30 @@
+import Foundation
+
+/// A typed identifier: a container's, an instance's or a member's, never mixed up with one
+/// another or with any other string.
+public struct Identifier<Kind: IdentifierKind>: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible,
+    ExpressibleByStringLiteral {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public init(_ rawValue: String) { self.rawValue = rawValue }
+    public init(stringLiteral value: String) { rawValue = value }
+    public var description: String { rawValue }
+    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
+}
+
+/// What an `Identifier` names.
+public protocol IdentifierKind: Sendable {}
+
+public enum ContainerKind: IdentifierKind {}
+public enum InstanceKind: IdentifierKind {}
+public enum MemberKind: IdentifierKind {}
+
 /// A container's uuid as the leader keys it (the API's `zzzzz-dz642-…`).
-public struct ContainerID: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible, ExpressibleByStringLiteral {
-    public var rawValue: String
-    public init(rawValue: String) { self.rawValue = rawValue }
-    public init(_ rawValue: String) { self.rawValue = rawValue }
-    public init(stringLiteral value: String) { rawValue = value }
-    public var description: String { rawValue }
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
-}
-
+public typealias ContainerID = Identifier<ContainerKind>
 /// A cloud instance's id as the driver names it.
-public struct InstanceID: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible, ExpressibleByStringLiteral {
-    public var rawValue: String
-    public init(rawValue: String) { self.rawValue = rawValue }
-    public init(_ rawValue: String) { self.rawValue = rawValue }
-    public init(stringLiteral value: String) { rawValue = value }
-    public var description: String { rawValue }
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
-}
-
+public typealias InstanceID = Identifier<InstanceKind>
 /// A dispatcher replica's member id.
-public struct MemberID: RawRepresentable, Hashable, Comparable, Sendable, Codable, CustomStringConvertible, ExpressibleByStringLiteral {
-    public var rawValue: String
-    public init(rawValue: String) { self.rawValue = rawValue }
-    public init(_ rawValue: String) { self.rawValue = rawValue }
-    public init(stringLiteral value: String) { rawValue = value }
-    public var description: String { rawValue }
-    public static func < (a: Self, b: Self) -> Bool { a.rawValue < b.rawValue }
-}
+public typealias MemberID = Identifier<MemberKind>
 
 /// A command the core issued, so that its outcome finds its way back.
 public struct CommandID: Hashable, Comparable, Sendable, CustomStringConvertible {

@@ -1,10 +1,15 @@
-/// The simulation's only source of randomness: SplitMix64 from one seed, so that a seed replays
-/// a run exactly (never the system's generator).
-public struct SimRandom: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+/// SplitMix64: a seeded generator, so that a simulation, a chaos run or a fuzz run can be
+/// replayed from its printed seed (never the system's generator where a run must replay).
+public struct SeededRandom: RandomNumberGenerator, Sendable {
+    // Inlinable: the simulation draws millions of values from optimized code.
+    @usableFromInline var state: UInt64
 
-    public init(seed: UInt64) { state = seed }
+    @inlinable
+    public init(seed: UInt64) {
+        state = seed
+    }
 
+    @inlinable
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
@@ -13,13 +18,17 @@ public struct SimRandom: RandomNumberGenerator, Sendable {
         return z ^ (z >> 31)
     }
 
-    /// A uniform value in `range`.
+    /// A uniform value in `range`, from 53 bits of the next value (the same on every platform).
+    @inlinable
     public mutating func uniform(_ range: ClosedRange<Double>) -> Double {
         range.lowerBound + (range.upperBound - range.lowerBound) * Double(next() >> 11) / Double(1 << 53)
     }
 
     /// True with probability `p`.
+    @inlinable
     public mutating func chance(_ p: Double) -> Bool { p > 0 && uniform(0...1) < p }
 
+    /// One of `items` (nil when there are none).
+    @inlinable
     public mutating func pick<T>(_ items: [T]) -> T? { items.isEmpty ? nil : items[Int(next() % UInt64(items.count))] }
 }
