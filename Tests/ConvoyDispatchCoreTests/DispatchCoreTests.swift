@@ -187,6 +187,23 @@ final class DispatchCoreTests: XCTestCase {
 
     // MARK: Lost containers and the locked bound
 
+    /// Found by the simulation (seeds 1017288, 1018039, 1038202): a new term whose cloud kept
+    /// refusing to list decided nothing at all, and a lock outlived its bound by a minute.
+    func testALockIsUnlockedAtItsBoundEvenWhileTheCloudRefusesEveryListingOfTheTerm() {
+        var h = harness(queue: [QueueEntry(id: "c1", state: .locked, priority: 1, createdAt: Fixture.wallClock,
+                                           constraints: RuntimeConstraints(vcpus: 1, ram: 1 << 30), stateAge: 100)])
+        h.world.listingError = .rateLimited(message: "RequestLimitExceeded")
+        let lockedTimeout = h.core.settings.lockedTimeout
+        XCTAssertEqual(h.pass().commands, [], "locked 100 s ago by the API's clock: within the bound")
+        XCTAssertFalse(h.lastPassQueries.contains { if case .sync = $0 { return true } else { return false } },
+                       "nobody is synced before the term has seen the cloud")
+        h.advance(to: lockedTimeout - 100 + 1)
+        h.world.queue[0].stateAge = lockedTimeout + 1  // the API's clock moved on as the leader's did
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "Locked for \(Int(lockedTimeout)) s without a runner moving it to Running")])
+        XCTAssertFalse(h.core.adopted, "a term that never saw the cloud has not adopted the pool")
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
     func testARunningContainerNoReportListsIsRequeuedOnlyOnceEveryWorkerWasProbedAfterTheTermBegan() {
         var h = harness(workers: ["i-1", "i-2"], queue: [Fixture.entry("c1", .running)])
         h.world.reports["i-2"] = Fixture.report("i-2", phase: .unreachable)  // its host has not probed it this term

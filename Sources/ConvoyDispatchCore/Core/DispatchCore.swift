@@ -134,7 +134,8 @@ public struct DispatchCore: Sendable {
             case .failed(.cloud(let error)): noteCloudError(error, type: nil, now: now)
             default: break
             }
-            guard cloudListed else { endPass(now, completed: false); return }
+            // Without a listing this term knows no worker: it syncs nobody and decides only what needs no worker.
+            guard cloudListed else { listContainers(now, &out); return }
             syncMembers(now, &out)
         case .sync(let member, _):
             if case .done(.reports(let reports)) = outcome {
@@ -228,7 +229,8 @@ public struct DispatchCore: Sendable {
     private mutating func listInstances(_ now: Moment, _ out: inout [IssuedCommand]) {
         if let until = cloudBackoffUntil, until > now {
             // The cloud asked for quiet: decide with the last listing, if this term has one.
-            guard cloudListed else { endPass(now, completed: false); return }
+            // Without a listing this term knows no worker: it syncs nobody and decides only what needs no worker.
+            guard cloudListed else { listContainers(now, &out); return }
             syncMembers(now, &out)
         } else {
             stage = .instances
@@ -249,7 +251,7 @@ public struct DispatchCore: Sendable {
     }
 
     private mutating func listContainers(_ now: Moment, _ out: inout [IssuedCommand]) {
-        adopted = true
+        if cloudListed { adopted = true }
         stage = .containers
         issue(.listContainers(queueDepth: settings.queueDepth), now, &out)
     }
@@ -334,6 +336,10 @@ public struct DispatchCore: Sendable {
     // MARK: Decisions
 
     private mutating func decide(now: Moment, _ out: inout [IssuedCommand]) {
+        guard cloudListed else {
+            decideWithoutWorkers(now: now, &out)
+            return
+        }
         let workerIDs = workers.keys.sorted()
         let containerIDs = containers.keys.sorted()
 
@@ -433,6 +439,19 @@ public struct DispatchCore: Sendable {
             if let at = worker.destroyRequestedAt, now - at < settings.killRepeat { continue }
             workers[id]!.destroying = true
             issue(.destroy(id, reason: "the last destroy did not take"), now, &out)
+        }
+    }
+
+    /// What is safe to decide before this term has seen the cloud: the locked bound (an unlock
+    /// revokes the token, whatever runs where). A cloud that keeps refusing to list cannot
+    /// strand a lock.
+    private mutating func decideWithoutWorkers(now: Moment, _ out: inout [IssuedCommand]) {
+        for id in containers.keys.sorted() {
+            var record = containers[id]!
+            guard record.listed, record.phase.isIdle, lockedTooLong(record, now) else { continue }
+            move(&record, to: .unlocking)
+            issue(.unlock(id, reason: "Locked for \(Int(settings.lockedTimeout)) s without a runner moving it to Running"), now, &out)
+            containers[id] = record
         }
     }
 
