@@ -14,6 +14,9 @@ public struct ChaosScenario: Sendable {
     public var containers = 1000
     /// How long faults are injected.
     public var faultPeriod: Duration = .seconds(150)
+    /// Inject exactly this many faults instead (however long they take; at most three fault
+    /// periods): a fixed seed then gives the same faults on a fast machine and a slow one.
+    public var faultCount: Int?
     /// The pause between two faults, drawn from this range (seconds).
     public var faultSpacing: ClosedRange<Double> = 4...10
     public var seed: UInt64
@@ -59,11 +62,17 @@ public struct ChaosScenario: Sendable {
 
         let injector = FaultInjector(stack: stack, seed: seed &+ 1, log: { log("fault: \($0)") })
         var pending = faults
-        let faultEnd = ContinuousClock.now + faultPeriod
-        while ContinuousClock.now < faultEnd {
+        let faultStart = ContinuousClock.now
+        var count = 0
+        func more() -> Bool {
+            guard let faultCount else { return ContinuousClock.now < faultStart + faultPeriod }
+            return count < faultCount && ContinuousClock.now < faultStart + faultPeriod * 3
+        }
+        while more() {
             try await Task.sleep(for: .milliseconds(Int64(Double.random(in: faultSpacing, using: &random) * 1000)))
-            if let fault = await injector.injectOne(from: pending), fault == .restartPostgres {
-                pending.removeAll { $0 == .restartPostgres }  // once per run
+            if let fault = await injector.injectOne(from: pending) {
+                count += 1
+                if fault == .restartPostgres { pending.removeAll { $0 == .restartPostgres } }  // once per run
             }
             if let states = try? await WorkloadStates.read(api, uuids) { log("progress: \(WorkloadStates.summary(states))") }
         }
