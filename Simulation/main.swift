@@ -2,6 +2,11 @@ import ArgumentParser
 import ConvoySimulation
 import Foundation
 
+/// Straight to standard output, unbuffered: a long sweep's failures are on record as they are found.
+func say(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
+}
+
 /// `make sim`: the dispatcher's core in deterministic simulation, one seed or many.
 @main
 struct SimulationTool: ParsableCommand {
@@ -64,7 +69,7 @@ struct SimulationTool: ParsableCommand {
         for seed in list {
             let simulation = Simulation(settings(seed))
             if let trace {
-                simulation.trace = { line in if trace == "all" || line.contains(trace) || line.contains("fault") || line.contains("elected") { print(line) } }
+                simulation.trace = { line in if trace == "all" || line.contains(trace) || line.contains("fault") || line.contains("elected") { say(line) } }
             }
             let report = simulation.run()
             sweep.add(report)
@@ -72,8 +77,8 @@ struct SimulationTool: ParsableCommand {
                 var replay = SimulationSweep.replayCommand(profile: profile, seed: seed)
                 if profile == "large" { replay += " SIM_INSTANCES=\(instances) SIM_CONTAINERS=\(containers) SIM_WINDOW=\(Int(submitWindow))" }
                 if noStateAge { replay += " (and --no-state-age)" }
-                print("FAILED seed \(seed): replay with `\(replay)`")
-                for violation in report.violations.prefix(20) { print("  \(violation)") }
+                say("FAILED seed \(seed): replay with `\(replay)`")
+                for violation in report.violations.prefix(20) { say("  \(violation)") }
                 if let failuresFile {
                     let line = "\(profile) \(seed)\n"
                     if let handle = FileHandle(forWritingAtPath: failuresFile) {
@@ -85,21 +90,21 @@ struct SimulationTool: ParsableCommand {
                     }
                 }
             } else if list.count == 1 {
-                print("seed \(seed): clean")
+                say("seed \(seed): clean")
             }
             if list.count == 1 {
-                print(String(format: "simulated %.0f s in %.2f s wall (%d events): %d containers, %d complete, %d cancelled, %d restarted, %d locks, %d elections, %d instances created",
+                say(String(format: "simulated %.0f s in %.2f s wall (%d events): %d containers, %d complete, %d cancelled, %d restarted, %d locks, %d elections, %d instances created",
                              report.simulatedSeconds, Date().timeIntervalSince(began), report.events, report.containers, report.completed,
                              report.cancelled, report.restarted, report.locks, report.elections, report.instancesCreated))
-                print("faults: " + report.faults.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
+                say("faults: " + report.faults.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
             }
         }
         let wall = Date().timeIntervalSince(began)
         if list.count > 1 {
-            print(String(format: "%d seeds from %llu: %d failed; %d container lifetimes, %.0f simulated s in %.1f s wall (%.0f cluster-s per wall-s), %d events",
+            say(String(format: "%d seeds from %llu: %d failed; %d container lifetimes, %.0f simulated s in %.1f s wall (%.0f cluster-s per wall-s), %d events",
                          sweep.runs, list.first!, sweep.failures.count, sweep.containerLifetimes, sweep.simulatedSeconds, wall,
                          sweep.simulatedSeconds / max(wall, 1e-9), sweep.events))
-            print("faults: " + sweep.faults.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
+            say("faults: " + sweep.faults.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
         }
         if !sweep.failures.isEmpty { throw ExitCode(1) }
     }

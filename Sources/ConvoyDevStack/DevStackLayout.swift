@@ -82,6 +82,10 @@ public struct DevStackLayout: Sendable {
             PollInterval: 500ms
             ProbeInterval: \(settings.probeSeconds)s
             TimeoutProbe: \(settings.probeTimeoutSeconds)s
+            # Loopback sshd and stub instances boot in about a second. A worker a new leader finds
+            # but cannot reach is held (and its type counted as booting) for TimeoutBooting, as
+            # Arvados does: ten minutes by default would outlast the chaos tests' drain.
+            TimeoutBooting: 60s
             TimeoutIdle: \(settings.idleSeconds)s
             MaxInstances: \(settings.maxInstances)
             MaxConcurrentInstanceCreateOps: \(settings.maxConcurrentCreates)
