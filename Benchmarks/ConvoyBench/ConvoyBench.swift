@@ -31,7 +31,7 @@ struct ConvoyBench {
         }
         if !arguments.contains("--skip-scheduler") {
             SchedulerBenchmarks.run(quick: quick)
-            CoreBenchmarks.run(quick: quick)
+            CoreBenchmarks.run(quick: quick, simulation: !arguments.contains("--skip-simulation"))
         }
     }
 

@@ -6,9 +6,9 @@ import Foundation
 /// The leader's core: one decision step over a large state (time and heap allocations), and the
 /// simulation's speed in simulated cluster-seconds per wall-second.
 enum CoreBenchmarks {
-    static func run(quick: Bool) {
+    static func run(quick: Bool, simulation: Bool) {
         decisionStep(containers: quick ? 10_000 : 100_000, instances: quick ? 1_000 : 10_000)
-        simulationSpeed(quick: quick)
+        if simulation { simulationSpeed(quick: quick) }
     }
 
     /// A pass is answered query by query; the step timed is the last answer (the queue), on which

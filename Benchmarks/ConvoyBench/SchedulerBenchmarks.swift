@@ -20,13 +20,13 @@ enum SchedulerBenchmarks {
         let now = Date()
         var generator = SystemRandomNumberGenerator()
         let queue = (0..<containers).map { n in
-            QueuedContainer(uuid: "zzzzz-dz642-\(String(format: "%015d", n))", priority: Int.random(in: 1...1000, using: &generator),
+            QueuedContainer(uuid: ContainerID(String(format: "zzzzz-dz642-%015d", n)), priority: Int.random(in: 1...1000, using: &generator),
                             createdAt: now.addingTimeInterval(-Double(n)), place: n % 20 == 0 ? .locked : .queued,
                             instanceType: types[n % types.count])
         }
         let workers = (0..<instances).map { n in
-            WorkerSnapshot(id: "i-\(n)", type: types[n % types.count], state: n % 10 == 0 ? .idle : (n % 10 == 1 ? .booting : .running),
-                           containers: n % 10 >= 2 ? ["running-\(n)"] : [], idleSince: now)
+            WorkerSnapshot(id: InstanceID("i-\(n)"), type: types[n % types.count], state: n % 10 == 0 ? .idle : (n % 10 == 1 ? .booting : .running),
+                           containers: n % 10 >= 2 ? [ContainerID("running-\(n)")] : [], idleSince: now)
         }
         let snapshot = SchedulerSnapshot(containers: queue, workers: workers,
                                          limits: SchedulerLimits(maxInstances: instances + 500, maxConcurrentCreates: 10, cloudOpsBudget: 20),

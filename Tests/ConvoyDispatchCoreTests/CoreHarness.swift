@@ -109,7 +109,7 @@ struct CoreHarness {
 
     /// Each worker's host, as the core has it.
     var hosts: [InstanceID: MemberID] {
-        core.workers.compactMapValues(\.host)
+        Dictionary(uniqueKeysWithValues: core.workers.values.compactMap { worker in worker.host.map { (worker.id, $0) } })
     }
 
     /// Whether the core ever issued a command that matches.

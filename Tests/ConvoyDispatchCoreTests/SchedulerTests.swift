@@ -9,22 +9,22 @@ final class SchedulerTests: XCTestCase {
     private let large = InstanceType(name: "large", vcpus: 8, ram: 32 << 30, price: 0.40)
     private let now = Date(timeIntervalSince1970: 1_000_000)
 
-    private func container(_ uuid: String, priority: Int, age: TimeInterval = 0, place: QueuedContainer.Place = .queued,
-                           type: InstanceType?) -> QueuedContainer {
+    private func container(_ uuid: ContainerID, priority: Int, age: TimeInterval = 0, place: QueuedContainer.Place = .queued,
+                           type: InstanceType?, attempted: Date? = nil) -> QueuedContainer {
         QueuedContainer(uuid: uuid, priority: priority, createdAt: now.addingTimeInterval(-1000 + age), place: place, instanceType: type,
-                        unfitReason: type == nil ? "no instance type fits: too big" : nil)
+                        unfitReason: type == nil ? "no instance type fits: too big" : nil, lastAttempt: attempted)
     }
 
-    private func worker(_ id: String, _ type: InstanceType, _ state: WorkerState = .idle, behavior: IdleBehavior = .run,
-                        containers: Set<String> = [], idleFor: TimeInterval = 0) -> WorkerSnapshot {
+    private func worker(_ id: InstanceID, _ type: InstanceType, _ state: WorkerState = .idle, behavior: IdleBehavior = .run,
+                        containers: Set<ContainerID> = [], idleFor: TimeInterval = 0) -> WorkerSnapshot {
         WorkerSnapshot(id: id, type: type, state: state, idleBehavior: behavior, containers: containers,
                        idleSince: now.addingTimeInterval(-idleFor))
     }
 
     private func plan(_ containers: [QueuedContainer], _ workers: [WorkerSnapshot] = [], limits: SchedulerLimits = SchedulerLimits(maxConcurrentCreates: 10),
-                      creating: [String: Int] = [:], holds: [String: Date] = [:], attempts: [String: Date] = [:]) -> [SchedulerAction] {
+                      creating: [String: Int] = [:], holds: [String: Date] = [:]) -> [SchedulerAction] {
         Scheduler.plan(SchedulerSnapshot(containers: containers, workers: workers, limits: limits, creating: creating,
-                                         quotaHolds: holds, lastAttempt: attempts, now: now))
+                                         quotaHolds: holds, now: now))
     }
 
     func testIdleWorkersGoToTheHighestPrioritiesAndTheRestGetNewInstances() {
@@ -79,7 +79,7 @@ final class SchedulerTests: XCTestCase {
     }
 
     func testConcurrentCreatesAndCloudOpsAreLimitedPerPass() {
-        let many = (1...5).map { container("c\($0)", priority: 10 - $0, type: small) }
+        let many = (1...5).map { container(ContainerID("c\($0)"), priority: 10 - $0, type: small) }
         XCTAssertEqual(plan(many, limits: SchedulerLimits(maxConcurrentCreates: 2)).count, 2)
         // One create in flight: c1 waits for it, and there is room for one more create.
         XCTAssertEqual(plan(many, limits: SchedulerLimits(maxConcurrentCreates: 2), creating: ["small": 1]), [.create(small)])
@@ -88,11 +88,9 @@ final class SchedulerTests: XCTestCase {
 
     func testARecentlyAttemptedContainerWaitsForMinRetryPeriod() {
         let limits = SchedulerLimits(maxConcurrentCreates: 10, minRetryPeriod: 30)
-        let recent = plan([container("a", priority: 5, type: small)], [worker("w1", small)], limits: limits,
-                          attempts: ["a": now.addingTimeInterval(-10)])
+        let recent = plan([container("a", priority: 5, type: small, attempted: now.addingTimeInterval(-10))], [worker("w1", small)], limits: limits)
         XCTAssertEqual(recent, [])
-        let old = plan([container("a", priority: 5, type: small)], [worker("w1", small)], limits: limits,
-                       attempts: ["a": now.addingTimeInterval(-40)])
+        let old = plan([container("a", priority: 5, type: small, attempted: now.addingTimeInterval(-40))], [worker("w1", small)], limits: limits)
         XCTAssertEqual(old, [.start(container: "a", worker: "w1")])
     }
 

@@ -81,13 +81,15 @@ final class SimulationTests: XCTestCase {
     }
 
     /// The failure CI saw (containers Locked for minutes while leaders came and went) comes back
-    /// as soon as a new leader cannot tell how old a lock is.
+    /// as soon as a new leader cannot tell how old a lock is. (Seed 218 shows it with the core's
+    /// present order of walking its records; a change to that order moves the failure to other
+    /// seeds, and `convoy-sim --no-state-age --seeds 3000 --first-seed 1` finds one.)
     func testWithoutTheAPIsStateAgeEachNewLeaderRestartsTheLockClockAndStrandsContainers() {
-        var settings = SimulationSettings.small(seed: 35)
+        var settings = SimulationSettings.small(seed: 218)
         settings.apiReportsStateAge = false
         let report = Simulation(settings).run()
         XCTAssertTrue(report.violations.contains { $0.hasPrefix("locked-too-long") }, "\(report.violations)")
-        XCTAssertEqual(Simulation(.small(seed: 35)).run().violations, [])
+        XCTAssertEqual(Simulation(.small(seed: 218)).run().violations, [])
     }
 
     static let keptSeeds = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

@@ -334,8 +334,8 @@ public actor DispatchLeader {
         let location = core.runnerLocations
         var runnersOn: [InstanceID: [String]] = [:]
         for (container, worker) in location { runnersOn[worker, default: []].append(container.rawValue) }
-        let instanceViews = core.workers.keys.sorted().map { id -> InstanceView in
-            let worker = core.workers[id]!
+        let instanceViews = core.workers.values.sorted { $0.id < $1.id }.map { worker -> InstanceView in
+            let id = worker.id
             return InstanceView(
                 instance: id.rawValue, address: "\(worker.instance.address):\(worker.instance.sshPort)", instanceType: worker.instance.typeName,
                 providerType: worker.type?.providerType ?? worker.instance.typeName, price: worker.type?.price ?? 0,
@@ -343,8 +343,8 @@ public actor DispatchLeader {
                 containers: (runnersOn[id] ?? []).sorted(), lastProbe: worker.report?.lastProbe, createdAt: worker.instance.createdAt,
                 error: worker.report?.error)
         }
-        let containerViews = core.containers.keys.sorted().compactMap { id -> ContainerView? in
-            let record = core.containers[id]!
+        let containerViews = core.containers.values.sorted { $0.id < $1.id }.compactMap { record -> ContainerView? in
+            let id = record.id
             guard record.listed else { return nil }
             let worker = location[id]
             let status: String

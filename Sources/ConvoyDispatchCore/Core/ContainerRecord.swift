@@ -39,7 +39,7 @@ public enum DispatchPhase: Sendable, Equatable {
 }
 
 /// The leader's record of one container.
-public struct ContainerRecord: Sendable, Equatable {
+public struct ContainerRecord: KeptRecord, Equatable {
     public var id: ContainerID
     /// As the last listing (or our own lock) showed it.
     public var entry: QueueEntry

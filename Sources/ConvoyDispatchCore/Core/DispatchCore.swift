@@ -17,8 +17,8 @@ public struct DispatchCore: Sendable {
     /// When this term began: nothing a worker reported from before it counts.
     public let termStart: Moment
 
-    public private(set) var containers: [ContainerID: ContainerRecord] = [:]
-    public private(set) var workers: [InstanceID: WorkerRecord] = [:]
+    public private(set) var containers = RecordTable<ContainerRecord>()
+    public private(set) var workers = RecordTable<WorkerRecord>()
     public private(set) var liveMembers: [MemberID] = []
     public private(set) var silentMembers: Set<MemberID> = []
     /// Create calls in flight, by type name.
@@ -242,9 +242,9 @@ public struct DispatchCore: Sendable {
         assignHosts(now)
         guard !liveMembers.isEmpty else { listContainers(now, &out); return }
         var byMember: [MemberID: [CloudInstance]] = Dictionary(uniqueKeysWithValues: liveMembers.map { ($0, []) })
-        for id in workers.keys.sorted() {
-            guard let worker = workers[id], let host = worker.host else { continue }
-            byMember[host]?.append(worker.instance)
+        for slot in workers.slotRange where workers.isOccupied(slot) {
+            let worker = workers[slot: slot]
+            if let host = worker.host { byMember[host]?.append(worker.instance) }
         }
         stage = .syncing(Set(liveMembers))
         for member in liveMembers { issue(.sync(member, byMember[member] ?? []), now, &out) }
@@ -261,10 +261,9 @@ public struct DispatchCore: Sendable {
         for instance in listed {
             let id = InstanceID(instance.id)
             seen.insert(id)
-            if var worker = workers[id] {
-                worker.instance = instance
-                if let behavior = instance.tags[CloudTag.idleBehavior].flatMap(IdleBehavior.init(rawValue:)) { worker.idleBehavior = behavior }
-                workers[id] = worker
+            if let slot = workers.slot(of: id) {
+                workers[slot: slot].instance = instance
+                if let behavior = instance.tags[CloudTag.idleBehavior].flatMap(IdleBehavior.init(rawValue:)) { workers[slot: slot].idleBehavior = behavior }
             } else {
                 var worker = WorkerRecord(instance: instance, type: typeNamed(instance.typeName), now: now, knownEmpty: false)
                 if let claimed = hostedClaims.removeValue(forKey: id) { worker.host = claimed }
@@ -273,14 +272,16 @@ public struct DispatchCore: Sendable {
         }
         // Gone from the cloud (destroyed, or vanished). One created after the listing was asked
         // for may not be in it yet.
-        for id in workers.keys.sorted() where !seen.contains(id) && workers[id]!.firstSeen < listedAt {
-            workers[id] = nil
+        for slot in workers.slotRange where workers.isOccupied(slot) {
+            let worker = workers[slot: slot]
+            if !seen.contains(worker.id) && worker.firstSeen < listedAt { workers.remove(slot: slot) }
         }
+        workers.compact()
     }
 
     private mutating func assignHosts(_ now: Moment) {
         let live = liveMembers.isEmpty ? [me] : liveMembers
-        let hosts = workers.keys.sorted().map { ($0, workers[$0]!.host) }
+        let hosts = workers.values.map { ($0.id, $0.host) }
         for (id, member) in HostAssignment.reassign(hosts, live: live, leader: me) {
             guard var worker = workers[id] else { continue }
             worker.host = member
@@ -293,44 +294,54 @@ public struct DispatchCore: Sendable {
     private mutating func absorb(_ reports: [WorkerReport], from member: MemberID, sentAt: Moment, now: Moment) {
         for report in reports {
             let id = InstanceID(report.instanceID)
-            guard var worker = workers[id], worker.host == member else { continue }
-            worker.report = report
-            // The report was made after the call went out, so the probe began no earlier than this.
-            if let age = report.lastProbeBeganAge { worker.probedFrom = sentAt - age }
-            if report.bootedAt != nil || report.phase == .ready { worker.everBooted = true }
-            if !report.containers.isEmpty { worker.knownEmpty = false }
-            for uuid in report.containers { containers[ContainerID(uuid)]?.lastSeenOnWorker = now }
-            workers[id] = worker
+            guard let slot = workers.slot(of: id), workers[slot: slot].host == member else { continue }
+            Self.take(report, sentAt: sentAt, into: &workers[slot: slot])
+            for uuid in report.containers { containers.update(ContainerID(uuid)) { $0.lastSeenOnWorker = now } }
         }
     }
 
+    private static func take(_ report: WorkerReport, sentAt: Moment, into worker: inout WorkerRecord) {
+        worker.report = report
+        // The report was made after the call went out, so the probe began no earlier than this.
+        if let age = report.lastProbeBeganAge { worker.probedFrom = sentAt - age }
+        if report.bootedAt != nil || report.phase == .ready { worker.everBooted = true }
+        if !report.containers.isEmpty { worker.knownEmpty = false }
+    }
+
     private mutating func reconcile(_ entries: [QueueEntry], now: Moment) {
-        var seen = Set<ContainerID>()
+        // Every record is unlisted until the listing names it.
+        for slot in containers.slotRange where containers.isOccupied(slot) { containers[slot: slot].listed = false }
         for entry in entries {
-            seen.insert(entry.id)
-            if var record = containers[entry.id] {
-                let refit = record.entry.constraints != entry.constraints || record.entry.preemptible != entry.preemptible
-                record.entry = entry
-                record.listed = true
-                if refit { record.refit(settings) }
-                containers[entry.id] = record
-            } else {
-                containers[entry.id] = ContainerRecord(entry: entry, settings: settings)
-            }
             // The API's age of the state survives elections; the answer came after the age was
             // measured, so `now - age` is never earlier than the change.
             let since = entry.stateAge.map { now - $0 }
-            if entry.state == .locked {
-                if let since { containers[entry.id]!.lockedSince = since }
-                else if containers[entry.id]!.lockedSince == nil { containers[entry.id]!.lockedSince = now }
-            } else {
-                containers[entry.id]!.lockedSince = nil
+            guard let slot = containers.slot(of: entry.id) else {
+                var record = ContainerRecord(entry: entry, settings: settings)
+                record.lockedSince = entry.state == .locked ? since ?? now : nil
+                record.runningSince = entry.state == .running ? since : nil
+                containers[entry.id] = record
+                continue
             }
-            containers[entry.id]!.runningSince = entry.state == .running ? since : nil
+            Self.merge(entry, since: since, now: now, settings: settings, into: &containers[slot: slot])
         }
-        for id in containers.keys.sorted() where !seen.contains(id) {
-            if containers[id]!.phase.isIdle { containers[id] = nil } else { containers[id]!.listed = false }
+        for slot in containers.slotRange where containers.isOccupied(slot) {
+            guard !containers[slot: slot].listed, containers[slot: slot].phase.isIdle else { continue }
+            containers.remove(slot: slot)
         }
+        containers.compact()
+    }
+
+    private static func merge(_ entry: QueueEntry, since: Moment?, now: Moment, settings: CoreSettings, into record: inout ContainerRecord) {
+        let refit = record.entry.constraints != entry.constraints || record.entry.preemptible != entry.preemptible
+        record.entry = entry
+        record.listed = true
+        if refit { record.refit(settings) }
+        if entry.state == .locked {
+            if let since { record.lockedSince = since } else if record.lockedSince == nil { record.lockedSince = now }
+        } else {
+            record.lockedSince = nil
+        }
+        record.runningSince = entry.state == .running ? since : nil
     }
 
     // MARK: Decisions
@@ -340,41 +351,46 @@ public struct DispatchCore: Sendable {
             decideWithoutWorkers(now: now, &out)
             return
         }
-        let workerIDs = workers.keys.sorted()
-        let containerIDs = containers.keys.sorted()
 
         // Starts that a probe has since covered, or whose worker is gone, no longer place a runner.
-        for id in containerIDs {
-            guard case .started(let worker, let at) = containers[id]!.phase else { continue }
-            if let record = workers[worker], (record.probedFrom ?? .distantPast) <= at, now - at <= settings.timeoutProbe { continue }
-            var record = containers[id]!
-            move(&record, to: .idle)
-            containers[id] = record
-        }
-
-        // Where runners are: the workers' reports, then our starts not yet covered by a probe.
+        // Runners are where the workers' reports say, then where our starts not yet covered by a probe are.
         var location: [ContainerID: InstanceID] = [:]
         var runnersOn: [InstanceID: Set<ContainerID>] = [:]
-        for id in workerIDs {
-            for uuid in workers[id]!.reported { location[uuid] = id; runnersOn[id, default: []].insert(uuid) }
+        for slot in workers.slotRange where workers.isOccupied(slot) {
+            let worker = workers[slot: slot]
+            for uuid in worker.reported { location[uuid] = worker.id; runnersOn[worker.id, default: []].insert(uuid) }
         }
-        for id in containerIDs {
-            if let worker = containers[id]!.phase.worker { location[id] = worker; runnersOn[worker, default: []].insert(id) }
+        for slot in containers.slotRange where containers.isOccupied(slot) {
+            guard let worker = containers[slot: slot].phase.worker else { continue }
+            let id = containers[slot: slot].id
+            if case .started(_, let at) = containers[slot: slot].phase {
+                let record = workers[worker]
+                if record == nil || (record!.probedFrom ?? .distantPast) > at || now - at > settings.timeoutProbe {
+                    move(slot: slot, to: .idle)
+                    continue
+                }
+            }
+            location[id] = worker
+            runnersOn[worker, default: []].insert(id)
         }
 
         // Workers: state from the facts, health, idle time.
-        for id in workerIDs {
-            var worker = workers[id]!
-            let host = worker.host
-            let next = WorkerHealth.state(worker, hostSilent: host.map(silentMembers.contains) ?? true,
+        for slot in workers.slotRange where workers.isOccupied(slot) {
+            let id = workers[slot: slot].id
+            let host = workers[slot: slot].host
+            let next = WorkerHealth.state(workers[slot: slot], hostSilent: host.map(silentMembers.contains) ?? true,
                                           runnersThere: !(runnersOn[id]?.isEmpty ?? true))
-            if !worker.move(to: next) { refusedTransitions.append("worker \(id): \(worker.state) → \(next)") }
-            if worker.state == .idle { worker.idleSince = worker.idleSince ?? now } else { worker.idleSince = nil }
-            workers[id] = worker
-            switch WorkerHealth.verdict(worker, now: now, settings: settings) {
+            let from = workers[slot: slot].state
+            if !workers[slot: slot].move(to: next) { refusedTransitions.append("worker \(id): \(from) → \(next)") }
+            if workers[slot: slot].state == .idle {
+                if workers[slot: slot].idleSince == nil { workers[slot: slot].idleSince = now }
+            } else if workers[slot: slot].idleSince != nil {
+                workers[slot: slot].idleSince = nil
+            }
+            switch WorkerHealth.verdict(workers[slot: slot], now: now, settings: settings) {
             case .healthy: break
             case .drain(let reason):
-                workers[id]!.idleBehavior = .drain
+                workers[slot: slot].idleBehavior = .drain
                 issue(.setIdleBehavior(id, .drain, reason: reason), now, &out)
             case .shutdown(let reason):
                 shutDown(id, reason: reason, now: now, &out)
@@ -384,61 +400,66 @@ public struct DispatchCore: Sendable {
         // A container whose runner no report lists is lost only once every worker that might run
         // it was probed after this term began and after we last started or saw it.
         var oldestProbe = Moment(seconds: .infinity)
-        for worker in workers.values where !worker.knownEmpty { oldestProbe = min(oldestProbe, worker.probedFrom ?? .distantPast) }
+        for slot in workers.slotRange where workers.isOccupied(slot) && !workers[slot: slot].knownEmpty {
+            oldestProbe = min(oldestProbe, workers[slot: slot].probedFrom ?? .distantPast)
+        }
 
         var queue: [QueuedContainer] = []
-        for id in containerIDs {
-            var record = containers[id]!
-            guard record.listed, record.phase.isIdle else { continue }
+        queue.reserveCapacity(containers.count)
+        for slot in containers.slotRange where containers.isOccupied(slot) {
+            guard containers[slot: slot].listed, containers[slot: slot].phase.isIdle else { continue }
+            let id = containers[slot: slot].id
+            let state = containers[slot: slot].entry.state
             let placed: QueuedContainer.Place
-            if record.entry.state == .queued {
+            if state == .queued {
                 placed = .queued
             } else if let worker = location[id] {
-                placed = .running(worker: worker.rawValue)
+                placed = .running(worker: worker)
             } else {
                 // Its runner was registered on its worker when it moved the container to Running:
                 // a probe that began before that cannot speak for it.
+                let record = containers[slot: slot]
                 let threshold = max(termStart, record.lastAttempt ?? .distantPast, record.lastSeenOnWorker ?? .distantPast,
                                     record.runningSince ?? .distantPast)
                 let lost = adopted && oldestProbe > threshold
-                if record.entry.state == .running {
+                if state == .running {
                     if lost {
-                        move(&record, to: .unlocking)
+                        move(slot: slot, to: .unlocking)
                         issue(.unlock(id, reason: "its runner is on no worker"), now, &out)
-                        containers[id] = record
                     }
                     continue
                 }
                 if !lost && !lockedTooLong(record, now) { continue }  // a runner may still live on a worker not probed since
                 placed = .locked
             }
-            if record.entry.state == .locked, lockedTooLong(record, now) {
-                move(&record, to: .unlocking)
+            if state == .locked, lockedTooLong(containers[slot: slot], now) {
+                move(slot: slot, to: .unlocking)
                 issue(.unlock(id, reason: "Locked for \(Int(settings.lockedTimeout)) s without a runner moving it to Running"), now, &out)
-                containers[id] = record
                 continue
             }
+            let record = containers[slot: slot]
             if record.entry.priority == 0 && placed == .locked {
-                move(&record, to: .unlocking)
+                move(slot: slot, to: .unlocking)
                 issue(.unlock(id, reason: "priority 0"), now, &out)
-                containers[id] = record
                 continue
             }
-            queue.append(QueuedContainer(uuid: id.rawValue, priority: record.entry.priority, createdAt: record.entry.createdAt, place: placed,
-                                         instanceType: record.instanceType, unfitReason: record.unfitReason))
+            queue.append(QueuedContainer(uuid: id, priority: record.entry.priority, createdAt: record.entry.createdAt, place: placed,
+                                         instanceType: record.instanceType, unfitReason: record.unfitReason,
+                                         lastAttempt: record.lastAttempt.map(Self.date)))
         }
 
         killedAt = killedAt.filter { now - $0.value < settings.killRepeat }
-        killOrphans(workerIDs, now: now, &out)
+        killOrphans(now: now, &out)
         schedule(queue, runnersOn: runnersOn, now: now, &out)
 
         // A destroy that did not take (or waited for the cloud's quiet) is tried again.
-        let backedOff = cloudBackoffUntil.map { $0 > now } ?? false
-        for id in workerIDs where !backedOff {
-            guard let worker = workers[id], worker.state == .shutdown, !worker.destroying else { continue }
+        guard !(cloudBackoffUntil.map { $0 > now } ?? false) else { return }
+        for slot in workers.slotRange where workers.isOccupied(slot) {
+            let worker = workers[slot: slot]
+            guard worker.state == .shutdown, !worker.destroying else { continue }
             if let at = worker.destroyRequestedAt, now - at < settings.killRepeat { continue }
-            workers[id]!.destroying = true
-            issue(.destroy(id, reason: "the last destroy did not take"), now, &out)
+            workers[slot: slot].destroying = true
+            issue(.destroy(worker.id, reason: "the last destroy did not take"), now, &out)
         }
     }
 
@@ -446,12 +467,11 @@ public struct DispatchCore: Sendable {
     /// revokes the token, whatever runs where). A cloud that keeps refusing to list cannot
     /// strand a lock.
     private mutating func decideWithoutWorkers(now: Moment, _ out: inout [IssuedCommand]) {
-        for id in containers.keys.sorted() {
-            var record = containers[id]!
+        for slot in containers.slotRange where containers.isOccupied(slot) {
+            let record = containers[slot: slot]
             guard record.listed, record.phase.isIdle, lockedTooLong(record, now) else { continue }
-            move(&record, to: .unlocking)
-            issue(.unlock(id, reason: "Locked for \(Int(settings.lockedTimeout)) s without a runner moving it to Running"), now, &out)
-            containers[id] = record
+            move(slot: slot, to: .unlocking)
+            issue(.unlock(record.id, reason: "Locked for \(Int(settings.lockedTimeout)) s without a runner moving it to Running"), now, &out)
         }
     }
 
@@ -462,11 +482,12 @@ public struct DispatchCore: Sendable {
     }
 
     /// Runners listed for containers that are not (or no longer) this cluster's: killed once they outlive a grace.
-    private mutating func killOrphans(_ workerIDs: [InstanceID], now: Moment, _ out: inout [IssuedCommand]) {
-        for id in workerIDs {
-            var worker = workers[id]!
+    private mutating func killOrphans(now: Moment, _ out: inout [IssuedCommand]) {
+        for slot in workers.slotRange where workers.isOccupied(slot) {
+            let worker = workers[slot: slot]
+            guard !worker.reported.isEmpty || !worker.orphansSince.isEmpty else { continue }
             var orphans: [ContainerID: Moment] = [:]
-            for uuid in worker.reported.sorted() {
+            for uuid in worker.reported {
                 let record = containers[uuid]
                 let ours = record.map { $0.listed && ($0.isOurs || !$0.phase.isIdle) } ?? false
                 guard !ours else { continue }
@@ -475,71 +496,65 @@ public struct DispatchCore: Sendable {
                 guard now - since >= settings.orphanRunnerGrace, let host = worker.host, !silentMembers.contains(host) else { continue }
                 if let at = killedAt[uuid], now - at < settings.killRepeat { continue }
                 killedAt[uuid] = now
-                issue(.kill(uuid, on: id, via: host, reason: "container is no longer this cluster's (ended, cancelled or unlocked)"), now, &out)
+                issue(.kill(uuid, on: worker.id, via: host, reason: "container is no longer this cluster's (ended, cancelled or unlocked)"), now, &out)
             }
-            worker.orphansSince = orphans
-            workers[id] = worker
+            if orphans != worker.orphansSince { workers[slot: slot].orphansSince = orphans }
         }
     }
 
     private mutating func schedule(_ queue: [QueuedContainer], runnersOn: [InstanceID: Set<ContainerID>], now: Moment, _ out: inout [IssuedCommand]) {
         var snapshotWorkers: [WorkerSnapshot] = []
-        for id in workers.keys.sorted() {
-            let worker = workers[id]!
+        snapshotWorkers.reserveCapacity(workers.count)
+        for slot in workers.slotRange where workers.isOccupied(slot) {
+            let worker = workers[slot: slot]
             // Workers being destroyed stay in: they count toward MaxInstances until the cloud stops listing them.
             guard let type = worker.type else { continue }
             var state = worker.state
             if let failed = worker.startFailedAt, (worker.probedFrom ?? .distantPast) <= failed, state == .idle { state = .unknown }
-            snapshotWorkers.append(WorkerSnapshot(id: id.rawValue, type: type, state: state, idleBehavior: worker.idleBehavior,
-                                                  containers: Set((runnersOn[id] ?? []).map(\.rawValue)), idleSince: worker.idleSince.map(Self.date)))
+            snapshotWorkers.append(WorkerSnapshot(id: worker.id, type: type, state: state, idleBehavior: worker.idleBehavior,
+                                                  containers: runnersOn[worker.id] ?? [], idleSince: worker.idleSince.map(Self.date)))
         }
         let backedOff = cloudBackoffUntil.map { $0 > now } ?? false
         let budget = max(1, Int(Double(settings.maxCloudOpsPerSecond) * max(settings.pollInterval, 1)))
         let limits = SchedulerLimits(maxInstances: settings.maxInstances, maxConcurrentCreates: settings.maxConcurrentCreates,
                                      cloudOpsBudget: backedOff ? 0 : budget, minRetryPeriod: settings.minRetryPeriod, timeoutIdle: settings.timeoutIdle)
-        var lastAttempt: [String: Date] = [:]
-        for record in queue { if let at = containers[ContainerID(record.uuid)]?.lastAttempt { lastAttempt[record.uuid] = Self.date(at) } }
         let snapshot = SchedulerSnapshot(containers: queue, workers: snapshotWorkers, limits: limits, creating: creating.filter { $0.value > 0 },
-                                         quotaHolds: quotaHolds.mapValues(Self.date), lastAttempt: lastAttempt, now: Self.date(now))
+                                         quotaHolds: quotaHolds.mapValues(Self.date), now: Self.date(now))
         for action in Scheduler.plan(snapshot) {
             switch action {
             case .create(let type):
                 creating[type.name, default: 0] += 1
                 issue(.create(type), now, &out)
-            case .start(let uuid, let workerName):
-                let id = ContainerID(uuid), worker = InstanceID(workerName)
-                guard var record = containers[id], record.phase.isIdle, let host = workers[worker]?.host, !silentMembers.contains(host) else { continue }
-                record.lastAttempt = now
-                workers[worker]!.knownEmpty = false
-                workers[worker]!.idleSince = nil
-                if record.entry.state == .queued {
-                    move(&record, to: .locking(worker: worker))
+            case .start(let id, let worker):
+                guard let slot = containers.slot(of: id), containers[slot: slot].phase.isIdle,
+                      let host = workers[worker]?.host, !silentMembers.contains(host) else { continue }
+                workers.update(worker) { worker in
+                    worker.knownEmpty = false
+                    worker.idleSince = nil
+                }
+                containers[slot: slot].lastAttempt = now
+                if containers[slot: slot].entry.state == .queued {
+                    move(slot: slot, to: .locking(worker: worker))
                     issue(.lock(id), now, &out)
                 } else {
-                    move(&record, to: .starting(worker: worker))
+                    move(slot: slot, to: .starting(worker: worker))
                     issue(.start(id, on: worker, via: host), now, &out)
                 }
-                containers[id] = record
-            case .unlock(let uuid):
-                let id = ContainerID(uuid)
-                guard var record = containers[id], record.phase.isIdle else { continue }
-                move(&record, to: .unlocking)
+            case .unlock(let id):
+                guard let slot = containers.slot(of: id), containers[slot: slot].phase.isIdle else { continue }
+                move(slot: slot, to: .unlocking)
                 issue(.unlock(id, reason: "it cannot start now"), now, &out)
-                containers[id] = record
-            case .cancel(let uuid, let reason):
-                let id = ContainerID(uuid)
-                guard var record = containers[id], record.phase.isIdle else { continue }
-                move(&record, to: .cancelling)
-                issue(.cancel(id, authUUID: record.entry.authUUID, reason: reason), now, &out)
-                containers[id] = record
-            case .kill(let uuid, let workerName):
-                let id = ContainerID(uuid), worker = InstanceID(workerName)
+            case .cancel(let id, let reason):
+                guard let slot = containers.slot(of: id), containers[slot: slot].phase.isIdle else { continue }
+                move(slot: slot, to: .cancelling)
+                issue(.cancel(id, authUUID: containers[slot: slot].entry.authUUID, reason: reason), now, &out)
+            case .kill(let id, let worker):
                 guard let host = workers[worker]?.host, !silentMembers.contains(host) else { continue }
                 if let at = killedAt[id], now - at < settings.killRepeat { continue }
                 killedAt[id] = now
                 issue(.kill(id, on: worker, via: host, reason: "container has priority 0"), now, &out)
-            case .shutdown(let workerName):
-                shutDown(InstanceID(workerName), reason: "idle or drained", now: now, &out)
+            case .shutdown(let worker):
+                shutDown(worker, reason: "idle or drained", now: now, &out)
             }
         }
     }
@@ -567,6 +582,11 @@ public struct DispatchCore: Sendable {
         }
     }
 
+    private mutating func move(slot: Int, to next: DispatchPhase) {
+        let from = containers[slot: slot].phase
+        if !containers[slot: slot].move(to: next) { refusedTransitions.append("container \(containers[slot: slot].id): \(from) → \(next)") }
+    }
+
     private mutating func move(_ record: inout ContainerRecord, to next: DispatchPhase) {
         let from = record.phase
         if !record.move(to: next) { refusedTransitions.append("container \(record.id): \(from) → \(next)") }
@@ -584,8 +604,8 @@ public struct DispatchCore: Sendable {
     /// Where each container's runner is taken to be (reports, then starts not yet probed).
     public var runnerLocations: [ContainerID: InstanceID] {
         var location: [ContainerID: InstanceID] = [:]
-        for (id, worker) in workers { for uuid in worker.reported { location[uuid] = id } }
-        for (id, record) in containers { if let worker = record.phase.worker { location[id] = worker } }
+        for worker in workers.values { for uuid in worker.reported { location[uuid] = worker.id } }
+        for record in containers.values { if let worker = record.phase.worker { location[record.id] = worker } }
         return location
     }
 }

@@ -1,7 +1,7 @@
 import ConvoyModel
 
 /// The leader's record of one cloud instance.
-public struct WorkerRecord: Sendable, Equatable {
+public struct WorkerRecord: KeptRecord, Equatable {
     public var id: InstanceID
     public var instance: CloudInstance
     /// The configured type it was created as (nil: no longer in the configuration).
@@ -14,7 +14,11 @@ public struct WorkerRecord: Sendable, Equatable {
     public var firstSeen: Moment
     /// Created by this term and nothing started on it yet: no runner can be there.
     public var knownEmpty: Bool
-    public var report: WorkerReport?
+    public var report: WorkerReport? {
+        didSet { reported = (report?.containers ?? []).map { ContainerID($0) }.sorted() }
+    }
+    /// The containers its last report lists, in order.
+    public private(set) var reported: [ContainerID] = []
     /// The last successful probe began no earlier than this (on the leader's clock).
     public var probedFrom: Moment?
     /// Ever seen booted (a new host's session boots it again: that is not a first boot).
@@ -41,9 +45,6 @@ public struct WorkerRecord: Sendable, Equatable {
         self.knownEmpty = knownEmpty
         idleBehavior = instance.tags[CloudTag.idleBehavior].flatMap(IdleBehavior.init(rawValue:)) ?? .run
     }
-
-    /// The containers its last report lists.
-    public var reported: Set<ContainerID> { Set((report?.containers ?? []).map { ContainerID($0) }) }
 
     /// Moves to `next` if `WorkerState` allows it; false (and unchanged) otherwise.
     @discardableResult

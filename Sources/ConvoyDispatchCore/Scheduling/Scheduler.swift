@@ -9,10 +9,10 @@ public struct QueuedContainer: Sendable, Equatable {
         /// Locked by this cluster, not running anywhere.
         case locked
         /// Its runner runs on this worker.
-        case running(worker: String)
+        case running(worker: InstanceID)
     }
 
-    public var uuid: String
+    public var uuid: ContainerID
     public var priority: Int
     public var createdAt: Date
     public var place: Place
@@ -20,30 +20,34 @@ public struct QueuedContainer: Sendable, Equatable {
     public var instanceType: InstanceType?
     /// Why no type fits (when `instanceType` is nil).
     public var unfitReason: String?
+    /// When it was last attempted (locked or started): MinRetryPeriod counts from here.
+    public var lastAttempt: Date?
 
-    public init(uuid: String, priority: Int, createdAt: Date, place: Place, instanceType: InstanceType?, unfitReason: String? = nil) {
+    public init(uuid: ContainerID, priority: Int, createdAt: Date, place: Place, instanceType: InstanceType?, unfitReason: String? = nil,
+                lastAttempt: Date? = nil) {
         self.uuid = uuid
         self.priority = priority
         self.createdAt = createdAt
         self.place = place
         self.instanceType = instanceType
         self.unfitReason = unfitReason
+        self.lastAttempt = lastAttempt
     }
 }
 
 /// A worker as the scheduler sees it.
 public struct WorkerSnapshot: Sendable, Equatable {
-    public var id: String
+    public var id: InstanceID
     public var type: InstanceType
     public var state: WorkerState
     public var idleBehavior: IdleBehavior
     /// Containers its runners run (from the last probe and from starts since).
-    public var containers: Set<String>
+    public var containers: Set<ContainerID>
     /// Since when it has run nothing (for TimeoutIdle).
     public var idleSince: Date?
 
-    public init(id: String, type: InstanceType, state: WorkerState, idleBehavior: IdleBehavior = .run,
-                containers: Set<String> = [], idleSince: Date? = nil) {
+    public init(id: InstanceID, type: InstanceType, state: WorkerState, idleBehavior: IdleBehavior = .run,
+                containers: Set<ContainerID> = [], idleSince: Date? = nil) {
         self.id = id
         self.type = type
         self.state = state
@@ -85,18 +89,15 @@ public struct SchedulerSnapshot: Sendable {
     public var creating: [String: Int]
     /// Types the cloud said it has no capacity or quota for, until the given time.
     public var quotaHolds: [String: Date]
-    /// When each container was last attempted (locked or started).
-    public var lastAttempt: [String: Date]
     public var now: Date
 
     public init(containers: [QueuedContainer], workers: [WorkerSnapshot], limits: SchedulerLimits, creating: [String: Int] = [:],
-                quotaHolds: [String: Date] = [:], lastAttempt: [String: Date] = [:], now: Date) {
+                quotaHolds: [String: Date] = [:], now: Date) {
         self.containers = containers
         self.workers = workers
         self.limits = limits
         self.creating = creating
         self.quotaHolds = quotaHolds
-        self.lastAttempt = lastAttempt
         self.now = now
     }
 }
@@ -106,15 +107,15 @@ public enum SchedulerAction: Sendable, Equatable {
     /// Boot an instance of this type.
     case create(InstanceType)
     /// Lock (if Queued) and start the container on the worker.
-    case start(container: String, worker: String)
+    case start(container: ContainerID, worker: InstanceID)
     /// Give a locked container back to the queue (it cannot start now).
-    case unlock(container: String)
+    case unlock(container: ContainerID)
     /// No instance type fits: cancel it with this reason.
-    case cancel(container: String, reason: String)
+    case cancel(container: ContainerID, reason: String)
     /// Stop a running container nobody wants any more.
-    case kill(container: String, worker: String)
+    case kill(container: ContainerID, worker: InstanceID)
     /// Destroy the instance.
-    case shutdown(worker: String)
+    case shutdown(worker: InstanceID)
 }
 
 /// The scheduler: a pure function from a snapshot to actions, so that it can be tested and
@@ -130,34 +131,47 @@ public enum Scheduler {
     public static func plan(_ snapshot: SchedulerSnapshot) -> [SchedulerAction] {
         var actions: [SchedulerAction] = []
         let limits = snapshot.limits
-        var workers = Dictionary(uniqueKeysWithValues: snapshot.workers.map { ($0.id, $0) })
+        let containers = snapshot.containers
 
         // Running containers nobody wants any more (priority 0) are killed.
-        for container in snapshot.containers where container.priority == 0 {
+        for container in containers where container.priority == 0 {
             if case .running(let worker) = container.place { actions.append(.kill(container: container.uuid, worker: worker)) }
         }
 
         // Idle workers that may take a container, and booting ones nobody waits for yet, by type.
-        var idle: [String: [String]] = [:]
+        let workers = snapshot.workers.sorted { $0.id < $1.id }
+        var idle: [String: IdlePool] = [:]
+        var unclaimed = Set<InstanceID>()
         var booting: [String: Int] = [:]
-        for worker in snapshot.workers.sorted(by: { $0.id < $1.id }) where worker.idleBehavior == .run {
+        for worker in workers where worker.idleBehavior == .run {
             switch worker.state {
-            case .idle where worker.containers.isEmpty: idle[worker.type.name, default: []].append(worker.id)
+            case .idle where worker.containers.isEmpty:
+                idle[worker.type.name, default: IdlePool()].free.append(worker.id)
+                unclaimed.insert(worker.id)
             case .booting, .unknown: booting[worker.type.name, default: 0] += 1
             default: break
             }
         }
         for (type, count) in snapshot.creating { booting[type, default: 0] += count }
 
-        var instances = snapshot.workers.count + snapshot.creating.values.reduce(0, +)
+        var instances = workers.count + snapshot.creating.values.reduce(0, +)
         var createsInFlight = snapshot.creating.values.reduce(0, +)
         var cloudOps = limits.cloudOpsBudget
         var atInstanceLimit = false
-        let waiting = snapshot.containers
-            .filter { $0.priority > 0 && $0.place.isWaiting }
-            .sorted { ($1.priority, $0.createdAt, $0.uuid) < ($0.priority, $1.createdAt, $1.uuid) }
+        // Small keys are sorted, not the containers: moving (and retaining) 100,000 of them costs more than comparing.
+        var waiting: [SortKey] = []
+        waiting.reserveCapacity(containers.count)
+        for (position, container) in containers.enumerated() where container.priority > 0 && container.place.isWaiting {
+            waiting.append(SortKey(priority: container.priority, createdAt: container.createdAt.timeIntervalSinceReferenceDate, position: position))
+        }
+        waiting.sort { a, b in
+            if a.priority != b.priority { return a.priority > b.priority }
+            if a.createdAt != b.createdAt { return a.createdAt < b.createdAt }
+            return containers[a.position].uuid < containers[b.position].uuid
+        }
 
-        for container in waiting {
+        for key in waiting {
+            let container = containers[key.position]
             guard let type = container.instanceType else {
                 actions.append(.cancel(container: container.uuid, reason: container.unfitReason ?? "no instance type fits"))
                 continue
@@ -166,13 +180,11 @@ public enum Scheduler {
                 if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
                 continue
             }
-            if let last = snapshot.lastAttempt[container.uuid], snapshot.now.timeIntervalSince(last) < limits.minRetryPeriod {
+            if let last = container.lastAttempt, snapshot.now.timeIntervalSince(last) < limits.minRetryPeriod {
                 continue
             }
-            if var free = idle[type.name], !free.isEmpty {
-                let worker = free.removeFirst()
-                idle[type.name] = free
-                workers[worker]?.containers.insert(container.uuid)
+            if let worker = idle[type.name]?.take() {
+                unclaimed.remove(worker)
                 actions.append(.start(container: container.uuid, worker: worker))
                 continue
             }
@@ -202,8 +214,7 @@ public enum Scheduler {
 
         // Workers to shut down: unclaimed idle ones when higher priorities wait for room, idle
         // ones past TimeoutIdle, and drained ones that finished.
-        for worker in snapshot.workers.sorted(by: { $0.id < $1.id }) where worker.state != .shutdown {
-            let stillIdle = worker.state == .idle && worker.containers.isEmpty && workers[worker.id]?.containers.isEmpty == true
+        for worker in workers where worker.state != .shutdown {
             var shutDown = false
             switch worker.idleBehavior {
             case .drain:
@@ -211,10 +222,11 @@ public enum Scheduler {
             case .hold:
                 shutDown = false
             case .run:
-                let unclaimed = idle[worker.type.name]?.contains(worker.id) == true
-                if stillIdle && unclaimed && atInstanceLimit {
+                // Idle, and given nothing by this pass.
+                let stillIdle = unclaimed.contains(worker.id)
+                if stillIdle && atInstanceLimit {
                     shutDown = true
-                } else if stillIdle && unclaimed, let since = worker.idleSince, snapshot.now.timeIntervalSince(since) >= limits.timeoutIdle {
+                } else if stillIdle, let since = worker.idleSince, snapshot.now.timeIntervalSince(since) >= limits.timeoutIdle {
                     shutDown = true
                 }
             }
@@ -224,6 +236,24 @@ public enum Scheduler {
             }
         }
         return actions
+    }
+
+    /// Higher priority first, then older, then by uuid (a total order: the input's order never matters).
+    struct SortKey {
+        var priority: Int
+        var createdAt: Double
+        var position: Int
+    }
+
+    /// Idle workers of one type, taken in order.
+    struct IdlePool {
+        var free: [InstanceID] = []
+        var next = 0
+        mutating func take() -> InstanceID? {
+            guard next < free.count else { return nil }
+            defer { next += 1 }
+            return free[next]
+        }
     }
 }
 
