@@ -34,7 +34,7 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         .target(name: "ConvoyModel", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "ConvoyIO"),
+        .target(name: "ConvoyIO", dependencies: [.product(name: "Subprocess", package: "swift-subprocess")]),
         .target(name: "ConvoyPostgres", dependencies: ["CLibPQ", "ConvoyIO"]),
         .target(name: "ConvoySSH", dependencies: ["CLibSSH2", "ConvoyIO"]),
         .target(name: "ConvoyHTTP", dependencies: ["CCurl"]),
@@ -91,7 +91,7 @@ let package = Package(
         .target(name: "ConvoyCheck", dependencies: ["ConvoyPostgres"]),
         // The local stack `make run` and `convoy dev` start: processes, files, demo, terminal UI.
         .target(name: "ConvoyDevStack", dependencies: [
-            "ConvoyModel", "ConvoyPostgres", "ConvoyHTTP", "ConvoyAPIClient", "ConvoyRunner", "ConvoyCluster", "ConvoyDispatch",
+            "ConvoyModel", "ConvoyPostgres", "ConvoyHTTP", "ConvoyAPIClient", "ConvoyRunner", "ConvoyCluster", "ConvoyDispatch", "ConvoyIO",
         ]),
         .target(
             name: "ConvoyTesting",
@@ -116,7 +116,7 @@ let package = Package(
         ),
         // The HA proofs `make chaos` runs (and the short versions `make test` runs).
         .target(name: "ConvoyChaos", dependencies: [
-            "ConvoyModel", "ConvoyPostgres", "ConvoyAPIClient", "ConvoyCheck", "ConvoyDevStack", "ConvoyDispatch", "ConvoyTesting",
+            "ConvoyModel", "ConvoyPostgres", "ConvoyAPIClient", "ConvoyCheck", "ConvoyDevStack", "ConvoyDispatch", "ConvoyIO", "ConvoyTesting",
         ]),
         .executableTarget(
             name: "ConvoyChaosTool",

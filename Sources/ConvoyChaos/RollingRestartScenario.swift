@@ -2,6 +2,7 @@ import ConvoyAPIClient
 import ConvoyCheck
 import ConvoyDevStack
 import ConvoyDispatch
+import ConvoyIO
 import ConvoyModel
 import ConvoyPostgres
 import Foundation

@@ -1,5 +1,6 @@
 import ConvoyAPIClient
 import ConvoyDispatch
+import ConvoyIO
 import ConvoyModel
 import Foundation
 

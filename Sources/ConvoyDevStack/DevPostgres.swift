@@ -1,4 +1,5 @@
 import ConvoyDispatch
+import ConvoyIO
 import ConvoyPostgres
 import Foundation
 

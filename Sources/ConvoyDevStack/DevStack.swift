@@ -1,6 +1,7 @@
 import ConvoyCluster
 import ConvoyDispatch
 import ConvoyHTTP
+import ConvoyIO
 import ConvoyPostgres
 import ConvoyRunner
 import Foundation

@@ -1,3 +1,4 @@
+import ConvoyIO
 import Foundation
 
 /// The `convoy` binary workers run containers with, named on the worker by its checksum so that

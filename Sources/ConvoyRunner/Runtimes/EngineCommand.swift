@@ -1,3 +1,4 @@
+import ConvoyIO
 import Foundation
 import Subprocess
 #if canImport(System)
@@ -22,13 +23,4 @@ enum EngineCommand {
             throw RuntimeSetupError("cannot run \(arguments[0]): \(error)")
         }
     }
-}
-
-/// An environment as swift-subprocess takes it (names it cannot represent are left out).
-func subprocessEnvironment(_ environment: [String: String]) -> [Environment.Key: String] {
-    var keys: [Environment.Key: String] = [:]
-    for (key, value) in environment {
-        if let key = Environment.Key(rawValue: key) { keys[key] = value }
-    }
-    return keys
 }

@@ -1,3 +1,4 @@
+import ConvoyIO
 import Foundation
 import Subprocess
 #if canImport(System)

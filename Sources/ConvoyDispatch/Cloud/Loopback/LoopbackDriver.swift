@@ -1,3 +1,4 @@
+import ConvoyIO
 import ConvoyModel
 import Foundation
 
