@@ -52,6 +52,13 @@ CHAOS_DRIVER ?= stub
 CHAOS_MAX_INSTANCES ?= 100
 CHAOS_SECONDS ?= 600
 CHAOS_SEED ?=
+## ... then the scale proof twice on the stub cloud (without faults, then with a leader kill and a
+## step-down): CHAOS_SCALE_CONTAINERS sleep containers of CHAOS_SCALE_SLEEP_MIN–MAX s, at most
+## CHAOS_SCALE_MAX_INSTANCES at once; every one must complete exactly once, nothing killed
+CHAOS_SCALE_CONTAINERS ?= 3000
+CHAOS_SCALE_SLEEP_MIN ?= 240
+CHAOS_SCALE_SLEEP_MAX ?= 600
+CHAOS_SCALE_MAX_INSTANCES ?= 1500
 chaos: deps fuzz
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product convoy
 	$(SWIFT) build $(SWIFT_FLAGS) -c release --product ConvoyChaosTool
@@ -59,6 +66,12 @@ chaos: deps fuzz
 	  --containers $(CHAOS_CONTAINERS) --rounds 2 --output .build/chaos-rolling-restart.json
 	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" faults --driver $(CHAOS_DRIVER) --max-instances $(CHAOS_MAX_INSTANCES) \
 	  --containers $(CHAOS_FAULT_CONTAINERS) --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --output .build/chaos-faults.json
+	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" scale --containers $(CHAOS_SCALE_CONTAINERS) \
+	  --sleep-min $(CHAOS_SCALE_SLEEP_MIN) --sleep-max $(CHAOS_SCALE_SLEEP_MAX) --max-instances $(CHAOS_SCALE_MAX_INSTANCES) \
+	  $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --output .build/chaos-scale.json
+	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" scale --containers $(CHAOS_SCALE_CONTAINERS) \
+	  --sleep-min $(CHAOS_SCALE_SLEEP_MIN) --sleep-max $(CHAOS_SCALE_SLEEP_MAX) --max-instances $(CHAOS_SCALE_MAX_INSTANCES) \
+	  --leader-faults $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --output .build/chaos-scale-leader-faults.json
 
 ## sim: the dispatcher's core in deterministic simulation (release build). SIM_SEED replays one seed;
 ## otherwise SIM_SEEDS random seeds (SIM_FIRST_SEED to start from one). SIM_PROFILE=large is the big

@@ -37,7 +37,7 @@ let package = Package(
         .target(name: "ConvoyIO", dependencies: [.product(name: "Subprocess", package: "swift-subprocess")]),
         .target(name: "ConvoyPostgres", dependencies: ["CLibPQ", "ConvoyIO"]),
         .target(name: "ConvoySSH", dependencies: ["CLibSSH2", "ConvoyIO"]),
-        .target(name: "ConvoyHTTP", dependencies: ["CCurl"]),
+        .target(name: "ConvoyHTTP", dependencies: ["CCurl", "ConvoyModel"]),
         .target(
             name: "ConvoyAPI",
             dependencies: [
@@ -60,11 +60,12 @@ let package = Package(
         .target(
             name: "ConvoyCluster",
             dependencies: [
-                "ConvoyPostgres",
+                "ConvoyModel", "ConvoyPostgres",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // The leader's decisions as a pure state machine (events in, commands out), and the scheduler.
@@ -85,6 +86,7 @@ let package = Package(
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // The HA checker: a run's history against the invariants (`convoy check history`).
@@ -96,13 +98,16 @@ let package = Package(
         .target(
             name: "ConvoyTesting",
             dependencies: [
-                "ConvoyPostgres", "ConvoyAPI", "ConvoyHTTP", "ConvoyModel", "ConvoyDispatch", "ConvoyDevStack", "ConvoyIO",
+                "ConvoyPostgres", "ConvoyAPI", "ConvoyHTTP", "ConvoyModel", "ConvoyCluster", "ConvoyDispatch", "ConvoyDevStack", "ConvoyIO",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // PostgresTestCase: the harness's one XCTest type, kept out of ConvoyTesting so that tools
+        // built on the harness (convoy-chaos, the benchmarks) do not link XCTest.
+        .target(name: "ConvoyTestCase", dependencies: ["ConvoyTesting"]),
         .executableTarget(
             name: "convoy",
             dependencies: [
@@ -142,18 +147,18 @@ let package = Package(
         .testTarget(name: "ConvoyCheckTests", dependencies: ["ConvoyCheck"]),
         .testTarget(name: "ConvoyChaosTests", dependencies: ["ConvoyChaos", "ConvoyDevStack", "ConvoyCheck", "ConvoyTesting"]),
         .testTarget(name: "ConvoyIOTests", dependencies: ["ConvoyIO"]),
-        .testTarget(name: "ConvoyPostgresTests", dependencies: ["ConvoyPostgres", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyPostgresTests", dependencies: ["ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting"]),
         .testTarget(name: "ConvoySSHTests", dependencies: ["ConvoySSH", "ConvoyTesting"]),
-        .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyTesting"]),
-        .testTarget(name: "ConvoyAPIClientTests", dependencies: ["ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
-        .testTarget(name: "ConvoyRunnerTests", dependencies: ["ConvoyRunner", "ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyHTTPTests", dependencies: ["ConvoyHTTP", "ConvoyModel", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyAPIClientTests", dependencies: ["ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTestCase", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyRunnerTests", dependencies: ["ConvoyRunner", "ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTestCase", "ConvoyTesting"]),
         .testTarget(name: "ConvoyDispatchTests", dependencies: [
-            "ConvoyDispatch", "ConvoyModel", "ConvoyAPI", "ConvoyAPIClient", "ConvoyHTTP", "ConvoyTesting",
+            "ConvoyDispatch", "ConvoyModel", "ConvoyAPI", "ConvoyAPIClient", "ConvoyHTTP", "ConvoyTestCase", "ConvoyTesting",
         ]),
-        .testTarget(name: "ConvoyClusterTests", dependencies: ["ConvoyCluster", "ConvoyPostgres", "ConvoyTesting", "ConvoyFuzzing"]),
-        .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres", "ConvoyDevStack"]),
+        .testTarget(name: "ConvoyClusterTests", dependencies: ["ConvoyCluster", "ConvoyModel", "ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting", "ConvoyFuzzing"]),
+        .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTestCase", "ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres", "ConvoyDevStack"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [
-            "ConvoyAPI", "ConvoyModel", "ConvoyHTTP", "ConvoyPostgres", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),
+            "ConvoyAPI", "ConvoyCluster", "ConvoyModel", "ConvoyHTTP", "ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),
         ]),
     ]
 )

@@ -16,7 +16,7 @@ struct ConvoyChaosTool: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "convoy-chaos",
         abstract: "Prove the HA promises on a private local stack: rolling restarts under load, and chaos.",
-        subcommands: [RollingRestart.self, Faults.self])
+        subcommands: [RollingRestart.self, Faults.self, Scale.self])
 
     /// Where the stack lives and which binary it runs.
     struct StackOptions: ParsableArguments {
@@ -125,6 +125,51 @@ struct ConvoyChaosTool: AsyncParsableCommand {
                 try encoder.encode(result).write(to: URL(fileURLWithPath: output))
             }
             if !report.isClean { throw ExitCode(1) }
+        }
+    }
+
+    struct Scale: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Thousands of sleep containers lasting minutes on the stub cloud, more than a thousand Running at once; optionally the leader killed and a step-down; every container must complete exactly once.")
+        @OptionGroup var stack: StackOptions
+        @Option(help: "How many containers.") var containers = 3000
+        @Option(help: "The shortest sleep, in seconds.") var sleepMin = 240
+        @Option(help: "The longest sleep, in seconds.") var sleepMax = 600
+        @Option(help: "At most this many instances (one container each).") var maxInstances = 1500
+        @Flag(help: "Kill the leader (-9) once a thousand (or a third) are Running, and ask the next to step down once half have ended.")
+        var leaderFaults = false
+        @Option(help: "The seed of the sleeps (default: a random one, printed for replay).") var seed: UInt64?
+        @Option(help: "Write the result as JSON here.") var output: String?
+
+        func validate() throws {
+            guard containers > 0, sleepMin >= 0, sleepMax >= sleepMin, maxInstances > 0 else {
+                throw ValidationError("--containers and --max-instances must be positive and --sleep-min at most --sleep-max")
+            }
+        }
+
+        func run() async throws {
+            var scenario = ScaleScenario(seed: seed ?? UInt64.random(in: 1...UInt64.max))
+            scenario.containers = containers
+            scenario.sleepSeconds = sleepMin...sleepMax
+            scenario.leaderFaults = leaderFaults
+            var stub = stack
+            stub.driver = "stub"  // a thousand instances at once: only the stub cloud holds them here
+            let result = try await stub.withStack(maxInstances: maxInstances) { dev in try await scenario.run(dev) { say($0) } }
+            let report = result.report
+            print("""
+                seed \(result.seed); containers \(result.containers), peak Running \(result.peakRunning), wall \(String(format: "%.0f", result.wallSeconds)) s
+                faults: \(result.faults.isEmpty ? "none" : result.faults.joined(separator: "; "))
+                completed \(report.completed), cancelled \(report.cancelled), open \(report.open.count), restarted \(report.restarted.count); \
+                locks \(report.locks); elections \(report.elections); kills \(result.kills), unlocks \(result.unlocks), cancels \(result.cancels); \
+                violations \(report.violations.count)
+                """)
+            for violation in report.violations { print("VIOLATION \(violation.kind.rawValue) \(violation.container ?? ""): \(violation.evidence.joined(separator: " | "))") }
+            if let output {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try encoder.encode(result).write(to: URL(fileURLWithPath: output))
+            }
+            if !report.isClean || result.kills > 0 || report.cancelled > 0 || report.completed != result.containers { throw ExitCode(1) }
         }
     }
 }

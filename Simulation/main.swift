@@ -41,6 +41,9 @@ struct SimulationTool: ParsableCommand {
     @Flag(help: "The API does not list state ages (how containers were stranded across elections before).")
     var noStateAge = false
 
+    @Flag(help: "Page this cluster's containers by offset and kill an orphan on one listing's silence (how healthy containers were killed at scale before).")
+    var offsetPaging = false
+
     @Option(help: "Write the failing seeds here, one per line (appended).")
     var failuresFile: String?
 
@@ -55,6 +58,7 @@ struct SimulationTool: ParsableCommand {
             ? .large(seed: seed, instances: instances, containers: containers, submitWindow: submitWindow)
             : .small(seed: seed)
         settings.apiReportsStateAge = !noStateAge
+        settings.offsetPaging = offsetPaging
         return settings
     }
 
@@ -77,6 +81,7 @@ struct SimulationTool: ParsableCommand {
                 var replay = SimulationSweep.replayCommand(profile: profile, seed: seed)
                 if profile == "large" { replay += " SIM_INSTANCES=\(instances) SIM_CONTAINERS=\(containers) SIM_WINDOW=\(Int(submitWindow))" }
                 if noStateAge { replay += " (and --no-state-age)" }
+                if offsetPaging { replay += " (and --offset-paging)" }
                 say("FAILED seed \(seed): replay with `\(replay)`")
                 for violation in report.violations.prefix(20) { say("  \(violation)") }
                 if let failuresFile {
@@ -86,7 +91,7 @@ struct SimulationTool: ParsableCommand {
                         handle.write(Data(line.utf8))
                         try? handle.close()
                     } else {
-                        FileManager.default.createFile(atPath: failuresFile, contents: Data(line.utf8))
+                        _ = FileManager.default.createFile(atPath: failuresFile, contents: Data(line.utf8))
                     }
                 }
             } else if list.count == 1 {

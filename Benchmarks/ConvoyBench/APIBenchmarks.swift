@@ -1,3 +1,4 @@
+import ConvoyCluster
 import ConvoyHTTP
 import ConvoyModel
 import ConvoyPostgres
@@ -17,6 +18,9 @@ enum APIBenchmarks {
         let token = try api.runCLI(["token", "create", "--kind", "dispatcher"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let db = try await PostgresConnection.connect(database.configuration)
         defer { Task { await db.close() } }
+        // The pgbench script checks the epoch as the API does; cluster_epoch is the dispatcher
+        // cluster's table, which no replica creates here.
+        _ = try await ClusterSchema.migrator.migrate(db)
         try await lockUnlockBenchmark(api: api, token: token, database: database, db: db, quick: quick)
         try await queueListingBenchmark(api: api, token: token, db: db, quick: quick)
     }

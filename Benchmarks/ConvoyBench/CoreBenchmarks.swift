@@ -46,7 +46,7 @@ enum CoreBenchmarks {
                 pending.removeFirst()
                 let outcome: CommandOutcome
                 switch issued.command {
-                case .listMembers: outcome = .done(.members(members))
+                case .listMembers: outcome = .done(.members(members.map { MemberHeartbeat($0, age: 0.5) }))
                 case .askHosted: outcome = .done(.hosted([]))
                 case .listInstances: outcome = .done(.instances(cloud))
                 case .sync(let member, let assigned):

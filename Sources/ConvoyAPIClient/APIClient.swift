@@ -27,30 +27,51 @@ public struct APIClientConfiguration: Sendable {
     /// `ARVADOS_API_TOKEN`, `ARVADOS_API_HOST_INSECURE`; nil when host or token is missing.
     /// The host may carry a scheme (`http://127.0.0.1:8080`) for a plain-HTTP API on loopback.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> APIClientConfiguration? {
-        guard var host = environment["CONVOY_API_HOST"] ?? environment["ARVADOS_API_HOST"],
+        guard let host = environment["CONVOY_API_HOST"] ?? environment["ARVADOS_API_HOST"],
               let token = environment["CONVOY_API_TOKEN"] ?? environment["ARVADOS_API_TOKEN"],
               !host.isEmpty, !token.isEmpty
         else { return nil }
+        let insecureValue = (environment["CONVOY_API_HOST_INSECURE"] ?? environment["ARVADOS_API_HOST_INSECURE"] ?? "").lowercased()
+        return APIClientConfiguration(hostWithScheme: host, token: token, insecure: ["1", "true", "yes"].contains(insecureValue))
+    }
+
+    /// A runner's client, from what it was started with (`convoy run --stdin-config`).
+    public init(_ launch: RunnerLaunchSettings) {
+        self.init(hostWithScheme: launch.apiHost, token: launch.apiToken, insecure: launch.apiHostInsecure)
+    }
+
+    /// `host` as `CONVOY_API_HOST` takes it: `host:port`, or with a scheme (`http://host:port`).
+    private init(hostWithScheme text: String, token: String, insecure: Bool) {
+        var host = text
         var scheme = "https"
         for candidate in ["http", "https"] where host.hasPrefix("\(candidate)://") {
             scheme = candidate
             host = String(host.dropFirst(candidate.count + 3))
         }
         while host.hasSuffix("/") { host.removeLast() }
-        let insecureValue = (environment["CONVOY_API_HOST_INSECURE"] ?? environment["ARVADOS_API_HOST_INSECURE"] ?? "").lowercased()
-        return APIClientConfiguration(host: host, token: token, insecure: ["1", "true", "yes"].contains(insecureValue), scheme: scheme)
+        self.init(host: host, token: token, insecure: insecure, scheme: scheme)
     }
 
+    /// The host as `CONVOY_API_HOST` takes it: with its scheme unless that is https.
+    public var hostWithScheme: String { scheme == "https" ? host : "\(scheme)://\(host)" }
+
     /// The settings as environment variables, the form `fromEnvironment` reads (for a container
-    /// that asked for the API, or a runner started over SSH).
+    /// that asked for the API).
     public var environment: [String: String] {
-        let hostValue = scheme == "https" ? host : "\(scheme)://\(host)"
+        let hostValue = hostWithScheme
         var environment = ["CONVOY_API_HOST": hostValue, "CONVOY_API_TOKEN": token, "ARVADOS_API_HOST": hostValue, "ARVADOS_API_TOKEN": token]
         if insecure {
             environment["CONVOY_API_HOST_INSECURE"] = "1"
             environment["ARVADOS_API_HOST_INSECURE"] = "1"
         }
         return environment
+    }
+}
+
+extension RunnerLaunchSettings {
+    /// The settings for a runner that reaches the API as `api` says (host, token, certificate rule).
+    public init(api: APIClientConfiguration, runtime: String? = nil) {
+        self.init(apiHost: api.hostWithScheme, apiToken: api.token, apiHostInsecure: api.insecure, runtime: runtime)
     }
 }
 
@@ -91,9 +112,6 @@ public enum APIClientError: Error, Sendable, CustomStringConvertible {
 public struct APIPage<Item: Sendable>: Sendable {
     public let items: [Item]
     public let itemsAvailable: Int?
-    /// The API's clock when it answered (its `Date` header, to the second): ages computed
-    /// against it (`serverDate - modified_at`) compare one clock with itself.
-    public var serverDate: Date? = nil
 }
 
 /// A typed client of the containers API, over ConvoyHTTP (libcurl). Safe to share: requests run
@@ -103,8 +121,19 @@ public struct APIClient: Sendable {
     private let http: HTTPClient
 
     public init(_ configuration: APIClientConfiguration) {
+        self.init(configuration, http: HTTPClient(configuration: Self.httpConfiguration(configuration)))
+    }
+
+    /// A client over `http`, shared with other clients (one libcurl thread and one connection
+    /// cache for all of them: a process acting for many tokens need not hold a thread each).
+    public init(_ configuration: APIClientConfiguration, http: HTTPClient) {
         self.configuration = configuration
-        self.http = HTTPClient(configuration: HTTPClientConfiguration(verifyTLS: !configuration.insecure))
+        self.http = http
+    }
+
+    /// The HTTP settings a client of `configuration` needs (a shared `HTTPClient` must match them).
+    public static func httpConfiguration(_ configuration: APIClientConfiguration) -> HTTPClientConfiguration {
+        HTTPClientConfiguration(verifyTLS: !configuration.insecure)
     }
 
     var baseURL: String { "\(configuration.scheme)://\(configuration.host)/arvados/v1" }
@@ -119,10 +148,7 @@ public struct APIClient: Sendable {
     public func containers(filters: [[JSONValue]] = [], order: [String] = [], limit: Int = 100, offset: Int = 0,
                            count: Bool = false) async throws -> APIPage<Container> {
         let query = try Self.listQuery(filters, order, [("limit", String(limit)), ("offset", String(offset)), ("count", count ? "exact" : "none")])
-        let (object, response) = try await sendAndAnswer("GET", "/containers", query: query)
-        var result = try page(Container.self, object)
-        result.serverDate = response.header("Date").flatMap(Self.httpDate)
-        return result
+        return try page(Container.self, try await sendAndAnswer("GET", "/containers", query: query).object)
     }
 
     public func lock(_ uuid: ArvadosUUID) async throws -> Container {
@@ -257,15 +283,6 @@ public struct APIClient: Sendable {
     private func send(_ method: String, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil,
                       fenced: Bool = false) async throws -> [String: JSONValue] {
         try await sendAndAnswer(method, path, query: query, body: body, fenced: fenced).object
-    }
-
-    /// An HTTP `Date` header (RFC 9110's IMF-fixdate, e.g. `Sun, 06 Nov 1994 08:49:37 GMT`).
-    static func httpDate(_ text: String) -> Date? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        return formatter.date(from: text)
     }
 
     private func sendAndAnswer(_ method: String, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil,

@@ -204,6 +204,21 @@ public struct DevStack: Sendable {
         return decoder
     }()
 
+    /// Asks the leader to step down (another replica takes over); returns who stepped down.
+    public func stepDownLeader() async throws -> String {
+        let client = HTTPClient(configuration: HTTPClientConfiguration(connectTimeout: .seconds(2), defaultTimeout: .seconds(10), retry: .none))
+        defer { client.shutdown() }
+        guard let leader = try await clusterStatus().leader,
+              let n = settings.members.first(where: { settings.memberID($0) == leader }) else { throw DevStackError("no leader to step down") }
+        let response = try await client.execute(HTTPRequest(
+            method: "POST", url: "http://\(settings.managementAddress(n))/cluster/step-down",
+            headers: [(name: "Authorization", value: "Bearer \(layout.secret("management-token"))")]))
+        guard response.status == 200 else {
+            throw DevStackError("\(leader) answered \(response.status) to a step-down: \(String(decoding: response.body, as: UTF8.self))")
+        }
+        return leader
+    }
+
     /// GET `path` from the first replica that answers it.
     private func management(_ path: String) async throws -> Data {
         let client = HTTPClient(configuration: HTTPClientConfiguration(connectTimeout: .seconds(2), defaultTimeout: .seconds(5), retry: .none))

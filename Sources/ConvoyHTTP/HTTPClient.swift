@@ -1,4 +1,5 @@
 import CCurl
+import ConvoyModel
 
 /// An async HTTP client over libcurl: timeouts, retries with back-off for idempotent requests,
 /// TLS verification on by default, optional AWS SigV4 signing.
@@ -23,19 +24,18 @@ public final class HTTPClient: Sendable {
     /// and returns the final response (any status) or throws `HTTPClientError`.
     public func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
         let policy = request.retryable ? configuration.retry : .none
-        var attempt = 1
+        var retries = policy.backoff.schedule()
+        let start = ContinuousClock.now
         while true {
             do {
                 let response = try await send(request)
-                guard attempt < policy.maxAttempts, policy.retryableStatuses.contains(response.status) else {
-                    return response
-                }
-                try await Task.sleep(for: retryDelay(after: attempt, response: response, policy: policy))
+                guard policy.retryableStatuses.contains(response.status),
+                      let delay = retries.nextDelay(elapsed: ContinuousClock.now - start) else { return response }
+                try await Task.sleep(for: Self.retryAfter(response).map { min($0, policy.backoff.cap) } ?? delay)
             } catch let error as HTTPClientError {
-                guard attempt < policy.maxAttempts, Self.isTransient(error) else { throw error }
-                try await Task.sleep(for: policy.backoff(after: attempt))
+                guard Self.isTransient(error), let delay = retries.nextDelay(elapsed: ContinuousClock.now - start) else { throw error }
+                try await Task.sleep(for: delay)
             }
-            attempt += 1
         }
     }
 
@@ -66,11 +66,10 @@ public final class HTTPClient: Sendable {
         }
     }
 
-    private func retryDelay(after attempt: Int, response: HTTPResponse, policy: HTTPRetryPolicy) -> Duration {
-        if let retryAfter = response.header("Retry-After"), let seconds = Int(retryAfter), seconds >= 0 {
-            return min(.seconds(seconds), policy.maxBackoff)
-        }
-        return policy.backoff(after: attempt)
+    /// The wait a response asks for in whole seconds (`Retry-After`), if it does.
+    private static func retryAfter(_ response: HTTPResponse) -> Duration? {
+        guard let value = response.header("Retry-After"), let seconds = Int(value), seconds >= 0 else { return nil }
+        return .seconds(seconds)
     }
 
     private static func isTransient(_ error: HTTPClientError) -> Bool {

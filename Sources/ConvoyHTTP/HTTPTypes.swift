@@ -1,3 +1,5 @@
+import ConvoyModel
+
 /// An HTTP request for `HTTPClient`.
 public struct HTTPRequest: Sendable {
     public var method: String
@@ -77,32 +79,19 @@ public enum HTTPClientError: Error, Sendable, CustomStringConvertible, Equatable
     }
 }
 
-/// When to send a request again, and how long to wait before.
+/// Which failed requests to send again (the answers worth another attempt), and how long to wait
+/// before each (`backoff`, which also says how many attempts in all).
 public struct HTTPRetryPolicy: Sendable {
-    /// Attempts in all, the first included (1 means no retry).
-    public var maxAttempts: Int
-    public var initialBackoff: Duration
-    public var maxBackoff: Duration
-    /// Responses worth another attempt; `Retry-After` is honoured (up to `maxBackoff`).
+    public var backoff: Backoff
+    /// Responses worth another attempt; `Retry-After` is honoured (up to `backoff.cap`).
     public var retryableStatuses: Set<Int>
 
-    public init(maxAttempts: Int = 3, initialBackoff: Duration = .milliseconds(100), maxBackoff: Duration = .seconds(5),
-                retryableStatuses: Set<Int> = [408, 429, 502, 503, 504]) {
-        self.maxAttempts = max(1, maxAttempts)
-        self.initialBackoff = initialBackoff
-        self.maxBackoff = maxBackoff
+    public init(backoff: Backoff = .httpRequest, retryableStatuses: Set<Int> = [408, 429, 502, 503, 504]) {
+        self.backoff = backoff
         self.retryableStatuses = retryableStatuses
     }
 
-    public static let none = HTTPRetryPolicy(maxAttempts: 1)
-
-    /// Exponential back-off with full jitter for attempt `attempt` (1-based) that just failed.
-    func backoff(after attempt: Int) -> Duration {
-        let exponent = min(attempt - 1, 16)
-        let ceiling = min(initialBackoff * (1 << exponent), maxBackoff)
-        let nanoseconds = Double(ceiling.components.seconds) * 1e9 + Double(ceiling.components.attoseconds) / 1e9
-        return .nanoseconds(Int64(Double.random(in: 0.5...1.0) * nanoseconds))
-    }
+    public static let none = HTTPRetryPolicy(backoff: .noRetry)
 }
 
 /// AWS Signature Version 4 credentials, signed by libcurl (`CURLOPT_AWS_SIGV4`).

@@ -29,6 +29,9 @@ public struct Container: Sendable, Hashable, Codable {
     public var runtimeStatus: [String: JSONValue]
     public var createdAt: Date
     public var modifiedAt: Date
+    /// Seconds since the container entered its present state, measured by the API's database in
+    /// the query that read it (a Convoy extension, `state_age`; nil from a server without it).
+    public var stateAge: Double?
 
     public init(
         uuid: ArvadosUUID, state: ContainerState = .queued, priority: Int = 1, command: [String],
@@ -39,7 +42,7 @@ public struct Container: Sendable, Hashable, Codable {
         lockedByUUID: ArvadosUUID? = nil, authUUID: ArvadosUUID? = nil, lockCount: Int = 0,
         exitCode: Int? = nil, startedAt: Date? = nil, finishedAt: Date? = nil, log: String? = nil,
         output: String? = nil, progress: Double? = nil, runtimeStatus: [String: JSONValue] = [:],
-        createdAt: Date, modifiedAt: Date
+        createdAt: Date, modifiedAt: Date, stateAge: Double? = nil
     ) {
         self.uuid = uuid
         self.state = state
@@ -64,6 +67,7 @@ public struct Container: Sendable, Hashable, Codable {
         self.runtimeStatus = runtimeStatus
         self.createdAt = createdAt
         self.modifiedAt = modifiedAt
+        self.stateAge = stateAge
     }
 
     /// The JSON names, as Arvados spells them.
@@ -82,5 +86,6 @@ public struct Container: Sendable, Hashable, Codable {
         case runtimeStatus = "runtime_status"
         case createdAt = "created_at"
         case modifiedAt = "modified_at"
+        case stateAge = "state_age"
     }
 }

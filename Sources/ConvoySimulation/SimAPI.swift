@@ -20,9 +20,18 @@ struct SimAPI {
         var stateChangedAt: Double?
     }
 
-    enum Refusal: Error { case staleEpoch, conflict(String), unavailable }
+    /// The API's refusals, as its HTTP answers are told apart by the driver (`CallError`).
+    enum Refusal {
+        static let unavailable = CallError.apiUnreachable("the API does not answer")
+        static let staleEpoch = CallError.apiStatus(409, "stale epoch")
+        static func conflict(_ text: String) -> CallError { .apiStatus(422, text) }
+    }
 
-    var records: [ContainerID: Record] = [:]
+    private(set) var records: [ContainerID: Record] = [:]
+    /// This cluster's Locked/Running containers by uuid, and the Queued ones (priority > 0) in
+    /// listing order: kept in order as records change, so that a page costs its size, not a sort.
+    private var oursIndex = SortedKeys<ContainerID>()
+    private var queuedIndex = SortedKeys<QueuedKey>()
     var history: [StateTransition] = []
     var maxDispatchAttempts: Int
     /// `cluster_epoch`: the highest elected epoch.
@@ -42,9 +51,23 @@ struct SimAPI {
     func isUp(_ now: Double) -> Bool { now >= downUntil }
 
     mutating func submit(_ entry: QueueEntry, runtime: Double, exitCode: Int, now: Double) {
-        records[entry.id] = Record(entry: entry, runtime: runtime, exitCode: exitCode)
+        store(Record(entry: entry, runtime: runtime, exitCode: exitCode))
         record(entry.id, from: nil, to: .queued, auth: nil, epoch: nil, token: "user", kind: "user", now: now)
     }
+
+    /// Writes a record and keeps the listing's indexes in step with it.
+    private mutating func store(_ record: Record) {
+        let id = record.entry.id
+        if let old = records[id] {
+            if Self.isOurs(old.entry) { oursIndex.remove(id) }
+            if let key = QueuedKey(old.entry) { queuedIndex.remove(key) }
+        }
+        records[id] = record
+        if Self.isOurs(record.entry) { oursIndex.insert(id) }
+        if let key = QueuedKey(record.entry) { queuedIndex.insert(key) }
+    }
+
+    private static func isOurs(_ entry: QueueEntry) -> Bool { entry.state == .locked || entry.state == .running }
 
     private mutating func record(_ id: ContainerID, from: ContainerState?, to: ContainerState, auth: String?, epoch: Int64?,
                                  token: String?, kind: String?, now: Double) {
@@ -67,7 +90,7 @@ struct SimAPI {
         }
         if current.lockCount >= maxDispatchAttempts {
             current.entry.state = .cancelled
-            records[id] = current
+            store(current)
             record(id, from: .queued, to: .cancelled, auth: nil, epoch: epoch, token: "dispatcher", kind: "dispatcher", now: now)
             throw Refusal.conflict("cancelled: MaxDispatchAttempts reached")
         }
@@ -77,7 +100,7 @@ struct SimAPI {
         current.entry.state = .locked
         current.entry.authUUID = current.auth
         current.stateChangedAt = now
-        records[id] = current
+        store(current)
         record(id, from: .queued, to: .locked, auth: current.auth, epoch: epoch, token: "dispatcher", kind: "dispatcher", now: now)
         return current.entry
     }
@@ -88,11 +111,45 @@ struct SimAPI {
             throw Refusal.conflict("container is not Locked or Running")
         }
         let from = current.entry.state, auth = current.auth
-        current.entry.state = .queued
+        // Nobody wants a container of priority 0: it is cancelled rather than queued again.
+        let to: ContainerState = current.entry.priority == 0 ? .cancelled : .queued
+        current.entry.state = to
         current.auth = nil
         current.entry.authUUID = nil
-        records[id] = current
-        record(id, from: from, to: .queued, auth: auth, epoch: epoch, token: "dispatcher", kind: "dispatcher", now: now)
+        current.stateChangedAt = now
+        store(current)
+        record(id, from: from, to: to, auth: auth, epoch: epoch, token: "dispatcher", kind: "dispatcher", now: now)
+    }
+
+    // MARK: Users' calls
+
+    /// An admin cancels the container itself (its runner's watchdog sees the lock gone).
+    mutating func userCancel(_ id: ContainerID, now: Double) {
+        guard isUp(now), var current = records[id], !current.entry.state.isFinal else { return }
+        let from = current.entry.state, auth = current.auth
+        current.entry.state = .cancelled
+        current.auth = nil
+        current.entry.authUUID = nil
+        current.stateChangedAt = now
+        store(current)
+        record(id, from: from, to: .cancelled, auth: auth, epoch: nil, token: "user", kind: "user", now: now)
+    }
+
+    /// The highest priority of its requests changes: a Queued container nobody wants any more is
+    /// cancelled; a Locked or Running one keeps its state at priority 0, which tells the dispatcher
+    /// to stop it (as `ContainerStore.followRequests`).
+    mutating func setPriority(_ id: ContainerID, _ priority: Int, now: Double) {
+        guard isUp(now), var current = records[id], !current.entry.state.isFinal else { return }
+        if priority == 0, current.entry.state == .queued {
+            current.entry.state = .cancelled
+            current.entry.priority = 0
+            current.stateChangedAt = now
+            store(current)
+            record(id, from: .queued, to: .cancelled, auth: nil, epoch: nil, token: "user", kind: "user", now: now)
+        } else {
+            current.entry.priority = priority
+            store(current)
+        }
     }
 
     mutating func cancel(_ id: ContainerID, epoch: Int64, now: Double) throws {
@@ -101,7 +158,9 @@ struct SimAPI {
         let from = current.entry.state, auth = current.auth
         current.entry.state = .cancelled
         current.auth = nil
-        records[id] = current
+        current.entry.authUUID = nil
+        current.stateChangedAt = now
+        store(current)
         record(id, from: from, to: .cancelled, auth: auth, epoch: epoch, token: "dispatcher", kind: "dispatcher", now: now)
     }
 
@@ -114,23 +173,22 @@ struct SimAPI {
         return auth
     }
 
-    /// Locked/Running (this cluster has one dispatcher token), then Queued with priority > 0 by
-    /// priority and age, at most `depth` of those.
-    func listing(depth: Int, now: Double) throws -> [QueueEntry] {
+    /// One page of the queue listing, as the API answers `GET /containers` for it now: Locked/
+    /// Running (this cluster has one dispatcher token) by uuid, or Queued with priority > 0 by
+    /// priority and age. Other calls may change the records between two pages.
+    func page(_ page: QueueListing.Page, now: Double) throws -> [QueueEntry] {
         guard isUp(now) else { throw Refusal.unavailable }
-        var ours: [QueueEntry] = [], queued: [QueueEntry] = []
-        for record in records.values {
-            switch record.entry.state {
-            case .locked, .running:
-                var entry = record.entry
-                entry.stateAge = reportsStateAge ? record.stateChangedAt.map { now - $0 } : nil
-                ours.append(entry)
-            case .queued where record.entry.priority > 0: queued.append(record.entry)
-            default: break
+        switch page {
+        case .ours(let after, let offset, let limit):
+            let first = after.map { oursIndex.firstIndex(above: $0) } ?? 0
+            return oursIndex.keys(from: first + offset, limit: limit).map { id in
+                var entry = records[id]!.entry
+                entry.stateAge = reportsStateAge ? records[id]!.stateChangedAt.map { now - $0 } : nil
+                return entry
             }
+        case .queued(let offset, let limit):
+            return queuedIndex.keys(from: offset, limit: limit).map { records[$0.id]!.entry }
         }
-        queued.sort { ($1.priority, $0.createdAt, $0.id) < ($0.priority, $1.createdAt, $1.id) }
-        return ours.sorted { $0.id < $1.id } + queued.prefix(depth)
     }
 
     // MARK: The runner's calls (container token)
@@ -141,7 +199,7 @@ struct SimAPI {
         guard current.entry.state == .locked else { throw Refusal.conflict("already \(current.entry.state.rawValue): one Running per lock") }
         current.entry.state = .running
         current.stateChangedAt = now
-        records[id] = current
+        store(current)
         record(id, from: .locked, to: .running, auth: auth, epoch: nil, token: auth, kind: "container", now: now)
     }
 
@@ -150,7 +208,7 @@ struct SimAPI {
         guard var current = records[id], current.auth == auth, current.entry.state == .running else { throw Refusal.conflict("stale auth_uuid") }
         current.entry.state = .complete
         current.auth = nil
-        records[id] = current
+        store(current)
         record(id, from: .running, to: .complete, auth: auth, epoch: nil, token: auth, kind: "container", now: now)
     }
 
@@ -160,4 +218,63 @@ struct SimAPI {
     }
 
     func isFinal(_ id: ContainerID) -> Bool { records[id]?.entry.state.isFinal ?? true }
+}
+
+/// Where a Queued container (priority > 0) comes in the listing: highest priority, then oldest, then uuid.
+struct QueuedKey: Comparable {
+    var priority: Int
+    var createdAt: Date
+    var id: ContainerID
+
+    init?(_ entry: QueueEntry) {
+        guard entry.state == .queued, entry.priority > 0 else { return nil }
+        priority = entry.priority
+        createdAt = entry.createdAt
+        id = entry.id
+    }
+
+    static func < (a: QueuedKey, b: QueuedKey) -> Bool {
+        (b.priority, a.createdAt, a.id) < (a.priority, b.createdAt, b.id)
+    }
+}
+
+/// Distinct keys kept in ascending order (binary search; an insert or a removal moves the tail).
+struct SortedKeys<Key: Comparable> {
+    private var sorted: [Key] = []
+
+    /// The position of the first key above `key`.
+    func firstIndex(above key: Key) -> Int {
+        var low = 0, high = sorted.count
+        while low < high {
+            let mid = (low + high) / 2
+            if sorted[mid] <= key { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    private func position(of key: Key) -> Int {
+        var low = 0, high = sorted.count
+        while low < high {
+            let mid = (low + high) / 2
+            if sorted[mid] < key { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    mutating func insert(_ key: Key) {
+        let at = position(of: key)
+        if at < sorted.count, sorted[at] == key { return }
+        sorted.insert(key, at: at)
+    }
+
+    mutating func remove(_ key: Key) {
+        let at = position(of: key)
+        if at < sorted.count, sorted[at] == key { sorted.remove(at: at) }
+    }
+
+    /// At most `limit` keys from position `start`.
+    func keys(from start: Int, limit: Int) -> ArraySlice<Key> {
+        guard start < sorted.count else { return [] }
+        return sorted[start..<min(sorted.count, start + limit)]
+    }
 }

@@ -35,6 +35,19 @@ public final class Simulation {
     private var instancesCreated = 0
     private var refusedTransitions: [String] = []
     private var liveRequeues: [String] = []
+    private var liveKills: [String] = []
+    /// Calls that hang: nothing answers them (the core's deadline must).
+    private var hung = Set<TermCommand>()
+    /// Until then PostgreSQL does not answer (the API, the members table, the epoch check, the election).
+    private var pgDownUntil: Double = -.infinity
+    /// Until then cloud calls take seconds after the fence check (a new leader may be elected meanwhile).
+    private var slowCloudUntil: Double = -.infinity
+    /// Until then the cloud's listing lags its creates and destroys.
+    private var listingLagUntil: Double = -.infinity
+    /// Until then the API applies the leader's changes and the answers are lost.
+    private var apiLoseAnswersUntil: Double = -.infinity
+    /// Destroyed instances the cloud still lists, until when.
+    private var ghosts: [InstanceID: (instance: SimInstance, until: Double)] = [:]
     private var drainedAt: Double?
     private static let epochDate = Date(timeIntervalSince1970: 1_800_000_000)
     /// Every command, outcome, fault and election, as it happens (`convoy-sim --trace`).
@@ -49,6 +62,10 @@ public final class Simulation {
         case tick(epoch: Int64)
         case deliver(epoch: Int64, CommandID, CommandOutcome)
         case arrive(epoch: Int64, IssuedCommand, replyDiscarded: Bool)
+        /// The leader's next request of a queue listing reaches the API.
+        case page(epoch: Int64, CommandID, QueueListing)
+        /// A cloud call that passed the fence reaches the cloud.
+        case cloudAct(epoch: Int64, IssuedCommand)
         case probe(member: Int, instance: InstanceID, generation: Int)
         case probeDone(member: Int, instance: InstanceID, generation: Int, began: Double, listing: Set<ContainerID>)
         case startDone(member: Int, instance: InstanceID, generation: Int, container: ContainerID, auth: String, reply: Reply?)
@@ -109,6 +126,8 @@ public final class Simulation {
         case .tick(let epoch): tick(epoch)
         case .deliver(let epoch, let id, let outcome): deliver(epoch, id, outcome)
         case .arrive(let epoch, let command, let discarded): arrive(epoch, command, replyDiscarded: discarded)
+        case .page(let epoch, let id, let listing): page(epoch, id, listing)
+        case .cloudAct(let epoch, let command): cloudAct(epoch, command)
         case .probe(let member, let instance, let generation): probe(member, instance, generation)
         case .probeDone(let member, let instance, let generation, let began, let listing):
             probeDone(member, instance, generation, began: began, listing: listing)
@@ -159,6 +178,8 @@ public final class Simulation {
 
     private func elect() {
         electionPending = false
+        // Campaigning is a PostgreSQL advisory lock: nobody wins while it is down.
+        if pgDownUntil > now { scheduleElection(after: pgDownUntil - now + 0.25); return }
         if let current = leader, members[current.member].canLead(now), drivers[current.epoch] != nil { return }
         let candidates = members.indices.filter { index in
             members[index].canLead(now) && !(steppedDown.map { $0.member == index && $0.until > now } ?? false)
@@ -225,46 +246,51 @@ public final class Simulation {
     }
 
     private func answer(_ epoch: Int64, _ id: CommandID, _ outcome: CommandOutcome, delay: Double? = nil) {
+        if hung.contains(TermCommand(epoch: epoch, id: id)) { return }
         events.schedule(.deliver(epoch: epoch, id, outcome), at: now + (delay ?? random.uniform(0.001...0.02)))
     }
 
     /// Whether a call from the leader reaches `target`, and how: nil when it cannot (the outcome is already answered).
     private func reach(_ target: MemberID, epoch: Int64, _ issued: IssuedCommand, replyDiscarded: Bool) -> (member: Int, delay: Double, lost: Bool)? {
         guard let index = members.firstIndex(where: { $0.id == target }) else {
-            answer(epoch, issued.id, .failed(.unreachable("no such member")))
+            answer(epoch, issued.id, CommandOutcome(.memberUnreachable("no such member")))
             return nil
         }
         let member = members[index]
         let fromSelf = drivers[epoch]?.member == index
+        // The driver's call gives up at the command's deadline.
+        let timeout = settings.core.deadlines.seconds(for: issued.command)
         if !member.alive {
-            if !replyDiscarded { answer(epoch, issued.id, .failed(.unreachable("\(target) is not running"))) }
+            if !replyDiscarded { answer(epoch, issued.id, CommandOutcome(.memberUnreachable("\(target) is not running"))) }
             return nil
         }
         if member.pausedUntil > now {
             // The call waits in the socket and runs when the member resumes; the caller gives up first.
-            if !replyDiscarded { answer(epoch, issued.id, .unknown("timed out"), delay: settings.callTimeout) }
+            if !replyDiscarded { answer(epoch, issued.id, CommandOutcome(.memberNoAnswer("timed out")), delay: timeout) }
             events.schedule(.arrive(epoch: epoch, issued, replyDiscarded: true), at: member.pausedUntil)
             return nil
         }
         if !fromSelf, member.cutOffUntil > now {
-            if !replyDiscarded { answer(epoch, issued.id, .unknown("timed out"), delay: settings.callTimeout) }
+            if !replyDiscarded { answer(epoch, issued.id, CommandOutcome(.memberNoAnswer("timed out")), delay: timeout) }
             return nil
         }
         // Fenced: a member refuses an epoch older than the highest it has seen.
         if epoch < member.seenEpoch {
-            if !replyDiscarded { answer(epoch, issued.id, .failed(.refused("epoch \(epoch) is stale"))) }
+            if !replyDiscarded { answer(epoch, issued.id, CommandOutcome(.memberRefused("stale epoch \(epoch): this member has seen \(member.seenEpoch)"))) }
             return nil
         }
         members[index].seenEpoch = max(member.seenEpoch, epoch)
         let slow = !fromSelf && member.slowUntil > now
         let delay = slow ? random.uniform(2...25) : random.uniform(0.001...0.05)
-        let lost = replyDiscarded || (!fromSelf && member.loseAnswersUntil > now) || delay > settings.callTimeout
+        let lost = replyDiscarded || (!fromSelf && member.loseAnswersUntil > now) || delay > timeout
+        // A hung call is carried out, and neither its answer nor a timeout ever comes back.
+        if !fromSelf, member.hangUntil > now { hung.insert(TermCommand(epoch: epoch, id: issued.id)) }
         return (index, delay, lost)
     }
 
     private func reply(_ epoch: Int64, _ id: CommandID, _ outcome: CommandOutcome, delay: Double, lost: Bool, timeout: Double) {
         if lost {
-            answer(epoch, id, .unknown("no answer"), delay: timeout)
+            answer(epoch, id, CommandOutcome(.memberNoAnswer("no answer")), delay: timeout)
         } else {
             answer(epoch, id, outcome, delay: min(delay, timeout))
         }
@@ -274,13 +300,18 @@ public final class Simulation {
         let id = issued.id
         switch issued.command {
         case .listMembers:
-            let live = members.filter { $0.alive && $0.pausedUntil <= now }.map(\.id)
-            answer(epoch, id, .done(.members(live)))
+            guard pgDownUntil <= now else { answer(epoch, id, CommandOutcome(.failed("cannot read cluster_members: PostgreSQL does not answer"))); return }
+            answer(epoch, id, .done(.members(members.map { MemberHeartbeat($0.id, age: $0.heartbeatAge(now)) })))
         case .listInstances:
             if cloudErrorsUntil > now, case .rateLimited = cloudError { answer(epoch, id, .failed(.cloud(cloudError))); return }
-            answer(epoch, id, .done(.instances(instances.keys.sorted().map { instances[$0]!.cloudInstance(epochDate: Self.epochDate) })))
-        case .listContainers(let depth):
-            do { answer(epoch, id, .done(.containers(try api.listing(depth: depth, now: now)))) } catch { answer(epoch, id, apiFailure(error)) }
+            // Instances the cloud does not list yet (just created) or still lists (just destroyed).
+            var listed = instances.keys.sorted().filter { instances[$0]!.listedFrom <= now }.map { instances[$0]!.cloudInstance(epochDate: Self.epochDate) }
+            for (ghost, until) in ghosts.sorted(by: { $0.key < $1.key }).map({ ($0.value.instance, $0.value.until) }) where until > now {
+                listed.append(ghost.cloudInstance(epochDate: Self.epochDate))
+            }
+            answer(epoch, id, .done(.instances(listed.sorted { $0.id < $1.id })))
+        case .listContainers(let listing):
+            page(epoch, id, listing)
         case .askHosted(let target):
             guard let (member, delay, lost) = reach(target, epoch: epoch, issued, replyDiscarded: replyDiscarded) else { return }
             reply(epoch, id, .done(.hosted(members[member].sessions.keys.sorted())), delay: delay, lost: lost, timeout: settings.callTimeout)
@@ -289,7 +320,10 @@ public final class Simulation {
             sync(member, wanted)
             reply(epoch, id, .done(.reports(reports(of: member))), delay: delay, lost: lost, timeout: settings.callTimeout)
         case .lock(let container):
-            do { answer(epoch, id, .done(.locked(try api.lock(container, epoch: epoch, now: now)))) } catch { answer(epoch, id, apiFailure(error)) }
+            do {
+                let locked = try api.lock(container, epoch: epoch, now: now)
+                answer(epoch, id, apiAnswerLost ?? .done(.locked(locked)))
+            } catch { answer(epoch, id, apiFailure(error)) }
         case .unlock(let container, let reason):
             if epoch == api.clusterEpoch, api.isUp(now), let record = api.records[container], record.entry.state == .running,
                let live = runners.first(where: { $0.value.container == container && $0.value.auth == record.auth && $0.value.endsAt != nil }) {
@@ -297,12 +331,15 @@ public final class Simulation {
                 liveRequeues.append(String(format: "unlocked %@ (%@) at %.1f s while its runner %d ran on %@",
                                            container.rawValue, reason, now, live.key, live.value.instance.rawValue))
             }
-            do { try api.unlock(container, epoch: epoch, now: now); answer(epoch, id, .done(.none)) } catch { answer(epoch, id, apiFailure(error)) }
+            do { try api.unlock(container, epoch: epoch, now: now); answer(epoch, id, apiAnswerLost ?? .done(.none)) } catch { answer(epoch, id, apiFailure(error)) }
         case .cancel(let container, _, _):
-            do { try api.cancel(container, epoch: epoch, now: now); answer(epoch, id, .done(.none)) } catch { answer(epoch, id, apiFailure(error)) }
+            do { try api.cancel(container, epoch: epoch, now: now); answer(epoch, id, apiAnswerLost ?? .done(.none)) } catch { answer(epoch, id, apiFailure(error)) }
         case .start(let container, let worker, let target):
             let auth: String
-            do { auth = try api.containerToken(container, now: now) } catch { answer(epoch, id, apiFailure(error)); return }
+            do { auth = try api.containerToken(container, now: now) } catch {
+                answer(epoch, id, .startWithoutToken(error as? CallError ?? .failed("\(error)")))
+                return
+            }
             guard let (member, delay, lost) = reach(target, epoch: epoch, issued, replyDiscarded: replyDiscarded) else { return }
             guard let session = members[member].sessions[worker], session.phase == .ready else {
                 reply(epoch, id, .failed(.failed("instance \(worker) is not ready")), delay: delay, lost: lost, timeout: settings.startTimeout)
@@ -313,39 +350,84 @@ public final class Simulation {
             events.schedule(.startDone(member: member, instance: worker, generation: session.generation, container: container, auth: auth,
                                        reply: Reply(epoch: epoch, id: id, issuedAt: now, timeout: settings.startTimeout, lost: lost,
                                                    incarnation: members[member].incarnation)), at: now + took)
-            if lost || took > settings.startTimeout, !replyDiscarded { answer(epoch, id, .unknown("no answer"), delay: settings.startTimeout) }
-        case .kill(let container, let worker, let target, _):
+            if lost || took > settings.startTimeout, !replyDiscarded { answer(epoch, id, CommandOutcome(.memberNoAnswer("no answer")), delay: settings.startTimeout) }
+        case .kill(let container, let worker, let target, let reason):
             guard let (_, delay, lost) = reach(target, epoch: epoch, issued, replyDiscarded: replyDiscarded) else { return }
-            for runner in instances[worker]?.runners.sorted() ?? [] where runners[runner]?.container == container { endRunner(runner) }
-            reply(epoch, id, .done(.none), delay: delay, lost: lost, timeout: settings.callTimeout)
+            for runner in instances[worker]?.runners.sorted() ?? [] where runners[runner]?.container == container {
+                if let record = api.records[container], record.entry.priority > 0, record.entry.state == .running || record.entry.state == .locked,
+                   record.auth == runners[runner]?.auth {
+                    // Its lock is still the container's and nobody asked for it to stop: invariant 10.
+                    liveKills.append(String(format: "killed %@ (%@) at %.1f s while its runner %d ran it on %@ under the current lock",
+                                            container.rawValue, reason, now, runner, worker.rawValue))
+                }
+                endRunner(runner)
+            }
+            reply(epoch, id, .done(.none), delay: delay, lost: lost, timeout: settings.killTimeout)
+        case .create, .destroy, .setIdleBehavior:
+            // The driver checks cluster_epoch (a PostgreSQL query), then calls the cloud: check,
+            // then act. A new leader elected in between does not stop the call (the fence race).
+            guard pgDownUntil <= now else { answer(epoch, id, CommandOutcome(.failed("cannot read cluster_epoch: PostgreSQL does not answer"))); return }
+            guard epoch == api.clusterEpoch else { answer(epoch, id, CommandOutcome(.fenced("epoch \(epoch) is no longer the cluster's"))); return }
+            let slow = slowCloudUntil > now
+            events.schedule(.cloudAct(epoch: epoch, issued), at: now + (slow ? random.uniform(1...8) : random.uniform(0.005...0.05)))
+        }
+    }
+
+    /// A cloud call that passed the fence reaches the cloud.
+    private func cloudAct(_ epoch: Int64, _ issued: IssuedCommand) {
+        let id = issued.id
+        switch issued.command {
         case .create(let type):
-            guard epoch == api.clusterEpoch else { answer(epoch, id, .failed(.refused("epoch \(epoch) is no longer the cluster's"))); return }
             if cloudErrorsUntil > now { answer(epoch, id, .failed(.cloud(cloudError))); return }
             let instanceID = InstanceID(String(format: "i-%06d", nextInstance))
             nextInstance += 1
             instancesCreated += 1
             let boots = !random.chance(settings.bootFailureRate)
-            let instance = SimInstance(id: instanceID, type: type, createdAt: now, bootAt: boots ? now + random.uniform(settings.bootTime) : .infinity)
+            var instance = SimInstance(id: instanceID, type: type, createdAt: now, bootAt: boots ? now + random.uniform(settings.bootTime) : .infinity)
+            // An eventually consistent cloud lists a new instance only after a while.
+            if listingLagUntil > now { instance.listedFrom = now + random.uniform(1...10) }
             instances[instanceID] = instance
             answer(epoch, id, .done(.created(instance.cloudInstance(epochDate: Self.epochDate))), delay: random.uniform(0.05...1))
         case .destroy(let worker, _):
-            guard epoch == api.clusterEpoch else { answer(epoch, id, .failed(.refused("epoch \(epoch) is no longer the cluster's"))); return }
             if cloudErrorsUntil > now, case .rateLimited = cloudError { answer(epoch, id, .failed(.cloud(cloudError))); return }
+            if let instance = instances[worker], listingLagUntil > now { ghosts[worker] = (instance, now + random.uniform(1...10)) }
             destroyInstance(worker)
             answer(epoch, id, .done(.none))
         case .setIdleBehavior(let worker, let behavior, _):
-            guard epoch == api.clusterEpoch else { answer(epoch, id, .failed(.refused("epoch \(epoch) is no longer the cluster's"))); return }
             instances[worker]?.tags[CloudTag.idleBehavior] = behavior.rawValue
             answer(epoch, id, instances[worker] == nil ? .failed(.cloud(.failed("no such instance"))) : .done(.none))
+        default:
+            break
         }
     }
 
-    private func apiFailure(_ error: any Error) -> CommandOutcome {
-        switch error as? SimAPI.Refusal {
-        case .staleEpoch: return .failed(.refused("stale epoch"))
-        case .conflict(let text): return .failed(.refused(text))
-        case .unavailable, nil: return .failed(.unreachable("the API does not answer"))
+    /// One page of a queue listing, as the production driver asks for them: one request at a
+    /// time, the API changing in between (runners move their containers on meanwhile).
+    private func page(_ epoch: Int64, _ id: CommandID, _ listing: QueueListing) {
+        guard activeDriver(epoch, retry: .page(epoch: epoch, id, listing)) != nil else { return }
+        var listing = listing
+        guard let request = listing.next else { answer(epoch, id, .done(.containers(listing.entries))); return }
+        do {
+            listing.receive(try api.page(request, now: now))
+        } catch {
+            answer(epoch, id, apiFailure(error))
+            return
         }
+        if listing.next == nil {
+            answer(epoch, id, .done(.containers(listing.entries)))
+        } else {
+            events.schedule(.page(epoch: epoch, id, listing), at: now + random.uniform(0.002...0.03))
+        }
+    }
+
+    /// While the API's answers are lost, a change it applied comes back as no answer at all.
+    private var apiAnswerLost: CommandOutcome? {
+        apiLoseAnswersUntil > now ? CommandOutcome(.apiUnreachable("the connection broke before the answer came")) : nil
+    }
+
+    /// An API call's error as the production driver reads it.
+    private func apiFailure(_ error: any Error) -> CommandOutcome {
+        CommandOutcome(error as? CallError ?? .failed("\(error)"))
     }
 
     // MARK: Members and their worker sessions
@@ -425,7 +507,7 @@ public final class Simulation {
     private func startDone(_ member: Int, _ id: InstanceID, _ generation: Int, _ container: ContainerID, _ auth: String, _ reply: Reply?) {
         guard members[member].alive, members[member].incarnation == reply?.incarnation else {
             // The process died mid-start (the crash settled whether the runner was spawned): the connection broke.
-            if let reply, !reply.lost, now - reply.issuedAt <= reply.timeout { answer(reply.epoch, reply.id, .unknown("the connection broke")) }
+            if let reply, !reply.lost, now - reply.issuedAt <= reply.timeout { answer(reply.epoch, reply.id, CommandOutcome(.memberNoAnswer("the connection broke during the call"))) }
             return
         }
         if members[member].pausedUntil > now {
@@ -514,6 +596,7 @@ public final class Simulation {
         case .pauseMember:
             if let victim = random.pick(alive) {
                 members[victim].pausedUntil = now + settings.leaseTime + random.uniform(1...20)
+                members[victim].silentSince = now
                 if leader?.member == victim { scheduleElection(after: settings.leaseTime) }
             }
         case .cutOffMember:
@@ -522,6 +605,8 @@ public final class Simulation {
             if let victim = random.pick(alive) { members[victim].slowUntil = now + random.uniform(10...60) }
         case .loseAnswers:
             if let victim = random.pick(alive) { members[victim].loseAnswersUntil = now + random.uniform(5...30) }
+        case .hangCalls:
+            if let victim = random.pick(alive.filter { $0 != leader?.member }) { members[victim].hangUntil = now + random.uniform(5...30) }
         case .stepDown:
             if let current = leader {
                 drivers[current.epoch] = nil
@@ -531,6 +616,34 @@ public final class Simulation {
             }
         case .apiDown:
             api.downUntil = now + random.uniform(2...15)
+        case .apiAnswersLost:
+            apiLoseAnswersUntil = now + random.uniform(2...15)
+        case .postgresDown:
+            // The API, the members table, the epoch check and the election all stop; the leader
+            // cannot renew its lease and steps down; nobody is elected until it is back.
+            pgDownUntil = now + random.uniform(2...20)
+            api.downUntil = max(api.downUntil, pgDownUntil)
+            if let current = leader {
+                drivers[current.epoch]?.stopAt = now + settings.leaseTime
+                leader = nil
+            }
+            scheduleElection(after: pgDownUntil - now + 0.25)
+        case .slowCloud:
+            slowCloudUntil = now + random.uniform(10...40)
+        case .listingLags:
+            listingLagUntil = now + random.uniform(10...60)
+        case .userChanges:
+            // A user cancels a request, or changes its priority (0 included), on a few containers.
+            let open = api.records.keys.sorted().filter { !api.isFinal($0) }
+            for _ in 0..<min(3, open.count) {
+                guard let victim = random.pick(open) else { break }
+                let roll = random.uniform(0...1)
+                if roll < 0.3 {
+                    api.userCancel(victim, now: now)  // an admin cancels the container itself
+                } else {
+                    api.setPriority(victim, roll < 0.7 ? 0 : Int(random.uniform(1...3.99)), now: now)  // its request cancelled, or reprioritised
+                }
+            }
         case .cloudErrors:
             cloudErrorsUntil = now + random.uniform(10...60)
             cloudError = random.pick([CloudError.quota(type: "small", message: "InsufficientInstanceCapacity"),
@@ -557,6 +670,7 @@ public final class Simulation {
             }
         }
         members[victim].alive = false
+        members[victim].silentSince = now
         members[victim].incarnation += 1
         members[victim].sessions = [:]
         if let current = leader, current.member == victim {
@@ -613,6 +727,7 @@ public final class Simulation {
         }
         violations += refusedTransitions.map { "refused transition: \($0)" }
         violations += liveRequeues.map { "requeued a live runner: \($0)" }
+        violations += liveKills.map { "killed a live runner: \($0)" }
         return SimulationReport(seed: settings.seed, simulatedSeconds: now, events: eventsProcessed, containers: settings.containers,
                                 completed: checked.completed, cancelled: checked.cancelled, restarted: checked.restarted.count,
                                 locks: checked.locks, elections: terms.count, executions: executions.count, instancesCreated: instancesCreated,
@@ -654,6 +769,8 @@ struct SimInstance {
     var reachable = true
     var runners: Set<Int> = []
     var tags: [String: String] = [:]
+    /// The cloud lists it from then on (an eventually consistent listing lags a create).
+    var listedFrom: Double = -.infinity
 
     init(id: InstanceID, type: InstanceType, createdAt: Double, bootAt: Double) {
         self.id = id
@@ -687,6 +804,12 @@ struct SimSession {
     }
 }
 
+/// A command of one term (command ids start again with each term).
+struct TermCommand: Hashable {
+    var epoch: Int64
+    var id: CommandID
+}
+
 struct SimMember {
     var id: MemberID
     var clockOffset: Double
@@ -695,6 +818,7 @@ struct SimMember {
     var cutOffUntil: Double = -.infinity
     var slowUntil: Double = -.infinity
     var loseAnswersUntil: Double = -.infinity
+    var hangUntil: Double = -.infinity
     var seenEpoch: Int64 = 0
     var sessions: [InstanceID: SimSession] = [:]
     var generation = 0
@@ -705,7 +829,13 @@ struct SimMember {
         self.clockOffset = clockOffset
     }
 
+    /// Since when it has not heartbeat (it crashed or was stopped then).
+    var silentSince: Double = -.infinity
+
     func canLead(_ now: Double) -> Bool { alive && pausedUntil <= now }
+
+    /// How old its row's heartbeat is (a live member's is fresh: it beats every second).
+    func heartbeatAge(_ now: Double) -> Double { canLead(now) ? 0.5 : now - silentSince }
 }
 
 struct SimDriver {

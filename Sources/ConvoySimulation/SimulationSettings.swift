@@ -25,6 +25,21 @@ public enum FaultKind: String, Sendable, CaseIterable, Codable {
     case runnerVanishes = "runner-vanishes"
     /// A worker stops answering probes (network cut).
     case workerUnreachable = "worker-unreachable"
+    /// A member takes calls and never answers, its connection open: no timeout of the call's
+    /// fires, only the command's deadline in the core ends it.
+    case hangCalls = "hang-calls"
+    /// The API applies the leader's lock, unlock or cancel and the answer is lost (outcome unknown).
+    case apiAnswersLost = "api-answers-lost"
+    /// PostgreSQL does not answer for a while: the API, the members table, the epoch check and
+    /// the election stop; the leader steps down and nobody is elected until it is back.
+    case postgresDown = "postgres-down"
+    /// Cloud calls take seconds after the driver's epoch check: a new leader elected in between
+    /// does not stop them (the fence is check-then-act).
+    case slowCloud = "slow-cloud"
+    /// The cloud's listing lags: new instances are missing from it, destroyed ones still in it.
+    case listingLags = "cloud-listing-lags"
+    /// Users cancel containers and change their priority (0 included).
+    case userChanges = "user-changes"
 }
 
 /// One simulated cluster and its workload.
@@ -51,8 +66,10 @@ public struct SimulationSettings: Sendable {
     /// The run gives up here (a liveness violation if not drained).
     public var timeLimit: Double
     public var leaseTime: Double
-    public var callTimeout: Double
-    public var startTimeout: Double
+    /// A member call's timeout: the command's deadline, as production's driver sets it.
+    public var callTimeout: Double { core.deadlines.memberCall }
+    public var startTimeout: Double { core.deadlines.start }
+    public var killTimeout: Double { core.deadlines.kill }
     /// Each member's clock is this far off, at most (no decision may depend on it).
     public var clockSkew: Double
     /// The API lists how long each Locked or Running container has been so (by its own clock).
@@ -60,11 +77,24 @@ public struct SimulationSettings: Sendable {
     /// across elections.
     public var apiReportsStateAge = true
 
+    /// The leader as it was before keyset paging: this cluster's containers paged by offset, and
+    /// a runner killed as an orphan on one listing's silence, whatever the probes said since (how
+    /// healthy containers were killed at scale).
+    public var offsetPaging: Bool {
+        get { core.listPaging == .offset }
+        set {
+            let production = CoreSettings(instanceTypes: [])
+            core.listPaging = newValue ? .offset : production.listPaging
+            core.orphanRunnerListings = newValue ? 1 : production.orphanRunnerListings
+            core.orphanRunnerNeedsLaterProbe = newValue ? false : production.orphanRunnerNeedsLaterProbe
+        }
+    }
+
     public init(seed: UInt64, members: Int = 3, containers: Int = 40, submitWindow: Double = 60, runtime: ClosedRange<Double> = 1...20,
                 core: CoreSettings, probeInterval: Double = 2, bootTime: ClosedRange<Double> = 2...15, bootFailureRate: Double = 0.05,
                 maxDispatchAttempts: Int = 10, faultsUntil: Double = 120, meanTimeBetweenFaults: Double = 8,
                 faultKinds: [FaultKind] = FaultKind.allCases, drainBound: Double = 600, timeLimit: Double = 3600, leaseTime: Double = 3,
-                callTimeout: Double = 10, startTimeout: Double = 30, clockSkew: Double = 1000) {
+                clockSkew: Double = 1000) {
         self.seed = seed
         self.members = members
         self.containers = containers
@@ -81,8 +111,6 @@ public struct SimulationSettings: Sendable {
         self.drainBound = drainBound
         self.timeLimit = timeLimit
         self.leaseTime = leaseTime
-        self.callTimeout = callTimeout
-        self.startTimeout = startTimeout
         self.clockSkew = clockSkew
     }
 
@@ -94,20 +122,23 @@ public struct SimulationSettings: Sendable {
         InstanceType(name: "small-spot", vcpus: 1, ram: 2 << 30, scratch: 10 << 30, price: 0.02, preemptible: true),
     ]
 
-    /// A small cluster with faults (what `make test` runs thousands of).
+    /// A small cluster with faults (what `make test` runs thousands of). What a cluster's
+    /// configuration sets is set as a small test cluster would; everything else is production's
+    /// (`CoreSettings`' defaults, as `DispatchSettings.core` leaves them). Pages of the queue
+    /// listing hold a few containers, so that a listing spans several pages as at scale.
     public static func small(seed: UInt64) -> SimulationSettings {
         var random = SeededRandom(seed: seed ^ 0x5eed)
-        let core = CoreSettings(instanceTypes: instanceTypes, pollInterval: 1, timeoutIdle: 20, timeoutBooting: 60, timeoutProbe: 30,
-                                maxCloudOpsPerSecond: 10, maxConcurrentCreates: 4, maxInstances: Int(random.uniform(3...12)), lockedTimeout: 60,
-                                orphanRunnerGrace: 5, killRepeat: 10, quotaHold: 20, rateLimitBackoff: 5)
+        var core = CoreSettings(instanceTypes: instanceTypes, pollInterval: 1, timeoutIdle: 20, timeoutBooting: 60, timeoutProbe: 30,
+                                maxCloudOpsPerSecond: 10, maxConcurrentCreates: 4, maxInstances: Int(random.uniform(3...12)))
+        core.listPageSize = Int(random.uniform(2...8.99))
         return SimulationSettings(seed: seed, members: Int(random.uniform(1...4.99)), containers: Int(random.uniform(5...40)), core: core)
     }
 
-    /// A large cluster: `instances` at most, `containers` submitted over `submitWindow`.
+    /// A large cluster: `instances` at most, `containers` submitted over `submitWindow`; beyond
+    /// its configuration, production's settings (pages of 1000).
     public static func large(seed: UInt64, instances: Int, containers: Int, submitWindow: Double) -> SimulationSettings {
         let core = CoreSettings(instanceTypes: instanceTypes, pollInterval: 1, timeoutIdle: 30, timeoutBooting: 120, timeoutProbe: 60,
-                                maxCloudOpsPerSecond: 200, maxConcurrentCreates: 200, maxInstances: instances, lockedTimeout: 120,
-                                orphanRunnerGrace: 10, killRepeat: 30, quotaHold: 30, rateLimitBackoff: 10, queueDepth: max(20_000, containers))
+                                maxCloudOpsPerSecond: 200, maxConcurrentCreates: 200, maxInstances: instances, queueDepth: max(20_000, containers))
         return SimulationSettings(seed: seed, members: 3, containers: containers, submitWindow: submitWindow, runtime: 5...120, core: core,
                                   probeInterval: 10, faultsUntil: submitWindow, meanTimeBetweenFaults: 15, drainBound: 1800, timeLimit: submitWindow + 7200)
     }

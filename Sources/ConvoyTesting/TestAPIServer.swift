@@ -1,4 +1,5 @@
 import ConvoyAPI
+import ConvoyCluster
 import ConvoyHTTP
 import ConvoyModel
 import Foundation
@@ -8,6 +9,8 @@ import Synchronization
 
 /// The containers API served from this process on a free loopback port, over a private
 /// PostgreSQL migrated to the API schema, with an admin and a dispatcher token ready to use.
+/// The cluster's schema is migrated too, as a dispatcher replica does on joining, so that
+/// epoch-stamped requests find the `cluster_epoch` the cluster owns.
 public final class TestAPIServer: Sendable {
     /// Replaced by `outage(for:)`, which serves again on the same port.
     private let running: Mutex<RunningTestApplication>
@@ -36,6 +39,7 @@ public final class TestAPIServer: Sendable {
                              maxFileSize: Int64 = 64 << 20) async throws -> TestAPIServer {
         let pool = PostgresPool(configuration: database.configuration, maxConnections: 8)
         _ = try await pool.withConnection { try await PostgresMigrator(migrations: APISchema.migrations).migrate($0) }
+        _ = try await pool.withConnection { try await ClusterSchema.migrator.migrate($0) }
         let blobs = try BlobStore(directory: FileManager.default.temporaryDirectory
             .appendingPathComponent("convoy-test-blobs-\(UUID().uuidString)").path)
         let services = APIServices(database: pool, containers: ContainerStore(clusterID: clusterID), blobs: blobs,
@@ -52,6 +56,7 @@ public final class TestAPIServer: Sendable {
     public func outage(for duration: Duration) async throws {
         let old = running.withLock { $0 }
         await old.stop()
+        // Not synchronisation: the outage lasts this long, on purpose.
         try await Task.sleep(for: duration)
         let again = try await RunningTestApplication.start(router: APIRouter.make(services: services), label: "convoy-test-api", port: old.port)
         running.withLock { $0 = again }

@@ -43,8 +43,8 @@ public final class TestDispatchPool: Sendable {
         self.cloudVMs = cloudVMs
         self.containers = containers
         // Every sshd and runner of this pool has the pool's directory on its command line.
-        // (rm first: pkill also ends the watchdog's own shell, whose command line names the directory.)
-        watchdog = try TestProcess.startWatchdog(cleanup: "rm -rf \(TestProcess.quote(directory.path)); pkill -KILL -f \(TestProcess.quote(directory.path))")
+        watchdog = try TestProcess.startWatchdog(
+            cleanup: "rm -rf \(TestProcess.quote(directory.path)); \(TestProcess.killEverythingCommand(mentioning: directory.path))")
     }
 
     /// Lines for the `Dispatch:` section (two-space indented).

@@ -23,13 +23,15 @@ public final class TestDispatchReplica: Sendable {
         self.server = server
     }
 
-    /// Starts a replica and waits until its management port answers.
+    /// Starts a replica and waits until its management port answers (on `managementPort` when
+    /// given, else a free one).
     public static func start(database: TestPostgresServer, memberID: String, secret: String = "a-cluster-secret-for-tests",
                              managementToken: String = "a-management-token-for-tests", leaseTime: String = "1s",
-                             retryPeriod: String = "100ms", pool: TestDispatchPool? = nil) throws -> TestDispatchReplica {
+                             retryPeriod: String = "100ms", pool: TestDispatchPool? = nil,
+                             managementPort: Int? = nil) throws -> TestDispatchReplica {
         let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-dispatch-\(memberID)")
         let clusterPort = try FreePort.find()
-        let managementPort = try FreePort.find()
+        let managementPort = try managementPort ?? FreePort.find()
         var config = """
             ClusterID: zzzzz
             SystemRootToken: \(String(repeating: "r", count: 40))
@@ -76,6 +78,11 @@ public final class TestDispatchReplica: Sendable {
             cleanup: "kill -CONT $PID; kill -9 $PID; rm -rf \(TestProcess.quote(directory.path))")
         return TestDispatchReplica(memberID: memberID, directory: directory, clusterPort: clusterPort, managementPort: managementPort,
                                    managementToken: managementToken, server: server)
+    }
+
+    /// Waits up to `timeout` for the replica to exit by itself; its exit status, or nil while it runs.
+    public func waitForExit(timeout: TimeInterval) -> Int32? {
+        server.waitForExit(timeout: timeout)
     }
 
     /// Sends `signal` to the replica.

@@ -3,30 +3,38 @@ import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
+import Synchronization
 
 /// A real HTTP server on a free loopback port for client tests, with routes that echo, stall,
 /// fail on purpose and recover.
 ///
 /// - `GET /hello` → `hello`
 /// - `ANY /echo` → JSON `{method, headers, body}` of the request (header names lowercased)
-/// - `GET /slow?ms=N` → waits N ms, then `slow`
+/// - `GET /slow?ms=N` → waits N ms, then `slow` (counted in `slowRequestsInFlight` meanwhile)
 /// - `GET /status/{code}` → an empty response with that status
 /// - `GET /flaky/{key}?failures=N` → 503 for the first N requests with that key, then `recovered`
 /// - `GET /bytes?count=N` → N bytes
 public final class TestHTTPServer: Sendable {
     private let running: RunningTestApplication
+    private let slowRequests: InFlightCounter
+
+    /// How many `GET /slow` requests the server is answering now: a test waits for its request
+    /// to be under way here instead of sleeping.
+    public var slowRequestsInFlight: Int { slowRequests.count }
 
     public var port: Int { running.port }
     /// `http://127.0.0.1:PORT`
     public var baseURL: String { running.baseURL }
 
-    private init(running: RunningTestApplication) {
+    private init(running: RunningTestApplication, slowRequests: InFlightCounter) {
         self.running = running
+        self.slowRequests = slowRequests
     }
 
     public static func start() async throws -> TestHTTPServer {
         let router = Router()
         let flakyCounts = FlakyCounter()
+        let slowRequests = InFlightCounter()
         router.get("hello") { _, _ in "hello" }
         router.on("echo", method: .get, use: echo)
         router.on("echo", method: .post, use: echo)
@@ -35,6 +43,9 @@ public final class TestHTTPServer: Sendable {
         router.on("echo", method: .delete, use: echo)
         router.get("slow") { request, _ -> String in
             let milliseconds = request.uri.queryParameters.get("ms", as: Int.self) ?? 1000
+            slowRequests.add(1)
+            defer { slowRequests.add(-1) }
+            // Not synchronisation: a slow handler is what this route is for.
             try await Task.sleep(for: .milliseconds(milliseconds))
             return "slow"
         }
@@ -57,7 +68,7 @@ public final class TestHTTPServer: Sendable {
         }
 
         let running = try await RunningTestApplication.start(router: router, label: "convoy-test-http")
-        return TestHTTPServer(running: running)
+        return TestHTTPServer(running: running, slowRequests: slowRequests)
     }
 
     /// Stops the server and waits until it has.
@@ -93,6 +104,12 @@ private enum AnyCodableValue: Encodable {
         case .object(let value): try container.encode(value)
         }
     }
+}
+
+private final class InFlightCounter: Sendable {
+    private let value = Mutex(0)
+    func add(_ delta: Int) { value.withLock { $0 += delta } }
+    var count: Int { value.withLock { $0 } }
 }
 
 private actor FlakyCounter {

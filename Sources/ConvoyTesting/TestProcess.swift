@@ -119,12 +119,21 @@ public struct SpawnedProcess: Sendable {
 
     /// Waits up to `timeout` for the process to end; its exit status, or nil if it is still running.
     public func wait(timeout: TimeInterval) -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if let status = ChildProcess.exitStatusIfEnded(pid) { return status }
-            usleep(10_000)
+        eventuallyBlocking(within: .seconds(timeout), every: .milliseconds(10)) { ChildProcess.exitStatusIfEnded(pid) } until: { $0 != nil }
+    }
+
+    /// Waits up to `timeout` until something listens on `address:port`; true then. False if the
+    /// process exited first or never listened: it is then gone and reaped (SIGKILL if it still ran).
+    public func waitUntilListening(address: String, port: Int, timeout: Duration) -> Bool {
+        let seen = eventuallyBlocking(within: timeout, every: .milliseconds(20)) {
+            (exitStatus: ChildProcess.exitStatusIfEnded(pid), listening: FreePort.isListening(address: address, port: port))
+        } until: { $0.exitStatus != nil || $0.listening }
+        if seen.exitStatus == nil && seen.listening { return true }
+        if seen.exitStatus == nil {
+            terminate(signal: SIGKILL)
+            wait()
         }
-        return nil
+        return false
     }
 
     /// True while the process has not exited (it is reaped if it has).
@@ -211,5 +220,12 @@ extension TestProcess {
     /// text is no pattern, and neither this process nor its parents are ever among them.
     public static func killEverything(mentioning text: String) {
         for pid in ProcessTable.pids(mentioning: text) { kill(pid, SIGKILL) }
+    }
+
+    /// `killEverything(mentioning:)` as a shell command, for a watchdog's cleanup: the same /proc
+    /// scan, `text` matched as plain text, the shell that runs it spared.
+    public static func killEverythingCommand(mentioning text: String) -> String {
+        "for p in /proc/[0-9]*; do [ \"${p#/proc/}\" = \"$$\" ] && continue; "
+            + "case \"$(tr '\\0' ' ' < $p/cmdline 2>/dev/null)\" in *\(quote(text))*) kill -9 \"${p#/proc/}\" 2>/dev/null;; esac; done"
     }
 }

@@ -99,15 +99,9 @@ public final class TestSSHServer: @unchecked Sendable {
             "/usr/sbin/sshd", ["-f", configFile.path, "-D", "-e"],
             stdin: "/dev/null", stdout: logFile.path, stderr: logFile.path)
 
-        let deadline = Date().addingTimeInterval(10)
-        while !FreePort.isListening(address: address, port: port) {
-            if !process.isRunning || Date() > deadline {
-                process.terminate()
-                process.wait()
-                let text = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
-                throw TestProcess.Failure("sshd did not start on \(address):\(port): \(text)")
-            }
-            usleep(20_000)
+        guard process.waitUntilListening(address: address, port: port, timeout: .seconds(10)) else {
+            let text = (try? String(contentsOf: logFile, encoding: .utf8)) ?? ""
+            throw TestProcess.Failure("sshd did not start on \(address):\(port): \(text)")
         }
         let watchdog = try TestProcess.startWatchdog(
             cleanup: "pkill -KILL -P \(process.pid); kill \(process.pid) 2>/dev/null; rm -rf \(TestProcess.quote(directory.path))")

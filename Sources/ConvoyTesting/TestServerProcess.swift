@@ -16,21 +16,38 @@ public final class TestServerProcess: @unchecked Sendable {
     public init(_ executable: String, _ arguments: [String], logPath: String, readyPort: Int, name: String, cleanup: String) throws {
         let process = try SpawnedProcess.spawn(executable, arguments, stdin: "/dev/null", stdout: logPath, stderr: logPath)
         let watchdog = try TestProcess.startWatchdog(cleanup: cleanup.replacingOccurrences(of: "$PID", with: String(process.pid)))
-        let deadline = Date().addingTimeInterval(60)
-        while !FreePort.isListening(address: "127.0.0.1", port: readyPort) {
-            guard process.isRunning, Date() < deadline else {
-                process.terminate(signal: SIGKILL)
-                watchdog.terminate(signal: SIGKILL)
-                throw TestProcess.Failure("\(name) did not start: \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")")
-            }
-            usleep(20_000)
+        guard process.waitUntilListening(address: "127.0.0.1", port: readyPort, timeout: .seconds(60)) else {
+            watchdog.terminate(signal: SIGKILL)
+            watchdog.wait()
+            throw TestProcess.Failure("\(name) did not start: \((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "")")
         }
         self.process = process
         self.logPath = logPath
         self.watchdog = watchdog
     }
 
+    /// A server nobody stopped (a test that threw before its cleanup) is killed and reaped with
+    /// its last reference, instead of running on until the watchdog sees the test process end.
+    deinit {
+        stop(signal: SIGKILL)
+    }
+
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    /// Waits up to `timeout` for the server to exit by itself; its exit status (it then counts as
+    /// stopped), or nil while it still runs.
+    public func waitForExit(timeout: TimeInterval) -> Int32? {
+        guard let status = process.wait(timeout: timeout) else { return nil }
+        let first = lock.withLock { () -> Bool in
+            defer { stopped = true }
+            return !stopped
+        }
+        if first {
+            watchdog.terminate(signal: SIGKILL)
+            watchdog.wait()
+        }
+        return status
+    }
 
     /// Sends `signal` (SIGCONT first, so that a stopped server can act on it), waits up to 20 s,
     /// then SIGKILL; returns the exit status. Only the first call acts.

@@ -31,13 +31,8 @@ public final class TestTLSServer: @unchecked Sendable {
         let process = try SpawnedProcess.spawn(
             "/usr/bin/openssl", ["s_server", "-accept", "127.0.0.1:\(port)", "-cert", certificate, "-key", key, "-www", "-quiet"],
             stdin: "/dev/null", stdout: log, stderr: log)
-        let deadline = Date().addingTimeInterval(10)
-        while !FreePort.isListening(address: "127.0.0.1", port: port) {
-            guard process.isRunning, Date() < deadline else {
-                process.terminate(signal: SIGKILL)
-                throw TestProcess.Failure("openssl s_server did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
-            }
-            usleep(20_000)
+        guard process.waitUntilListening(address: "127.0.0.1", port: port, timeout: .seconds(10)) else {
+            throw TestProcess.Failure("openssl s_server did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
         }
         let watchdog = try TestProcess.startWatchdog(cleanup: "kill \(process.pid); rm -rf \(TestProcess.quote(directory.path))")
         return TestTLSServer(directory: directory, port: port, certificatePath: certificate, process: process, watchdog: watchdog)

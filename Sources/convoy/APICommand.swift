@@ -50,7 +50,12 @@ struct APICommand: AsyncParsableCommand {
                 serverLogger.info("serving", metadata: ["url": "\(scheme)://\(host):\(port)"])
             }
             let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-            try await group.run()
+            do {
+                try await group.run()
+            } catch {
+                await services.database.close()
+                throw error
+            }
             await services.database.close()
         }
     }

@@ -4,7 +4,6 @@ import ConvoyCluster
 import ConvoyDispatch
 import ConvoyModel
 import Foundation
-import Hummingbird
 import Logging
 import ServiceLifecycle
 
@@ -71,25 +70,20 @@ struct DispatchCommand: AsyncParsableCommand {
         let system = cluster.system
         let workerHost = system.makeActor(named: WorkerHost.name) { WorkerHost(actorSystem: system, settings: workerSettings, logger: logger) }
         let control = system.makeActor(named: DispatchControl.name) { DispatchControl(actorSystem: system, service: service) }
-        let boundPort = try await cluster.start()
-        logger.info("replica started", metadata: ["replica protocol": "\(host):\(boundPort)", "management": "\(dispatch.managementListen)"])
-        let app = Application(
-            router: ManagementRouter.make(member: cluster, token: dispatch.managementToken ?? "", dispatch: service, metrics: metrics),
-            configuration: .init(address: .hostname(managementHost, port: managementPort), serverName: "convoy-dispatch"),
-            logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-        do {
-            try await group.run()
-        } catch {
-            await service.stop()
-            await cluster.stop()
-            throw error
-        }
-        // A leader stops its loop and steps down before it goes; workers and runners stay.
-        await service.stop()
-        await cluster.stop()
-        await workerHost.whenLocal { await $0.stopAll() }
-        _ = control
+        let management = ManagementServer(
+            member: cluster, router: ManagementRouter.make(member: cluster, token: dispatch.managementToken ?? "", dispatch: service, metrics: metrics),
+            host: managementHost, port: managementPort, logger: logger)
+        // Started together (the management port once the member has joined). On SIGTERM or SIGINT,
+        // or when any of them ends, stopped one by one in reverse: the management port closes, leader
+        // work stops, the member steps down and leaves the cluster, then the worker sessions close.
+        // Runners on the workers keep running.
+        let services: [any Service] = [WorkerHostService(workerHost), cluster, service, management]
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup,
+                                           failureTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        defer { withExtendedLifetime(control) {} }  // the actor system holds its actors weakly
+        try await group.run()
         logger.info("replica stopped")
     }
 

@@ -17,9 +17,11 @@ struct RunCommand: AsyncParsableCommand {
         abstract: "Run one Locked container on this worker, or list or stop the ones running here.",
         discussion: """
             Connection settings come from the environment (CONVOY_API_HOST, CONVOY_API_TOKEN, \
-            CONVOY_API_HOST_INSECURE, or the ARVADOS_API_* names), or with --stdin-config as a JSON \
-            object of the same names on standard input, so that the token never shows on a command line. \
-            The same object may carry CONVOY_RUNNER_STATE_DIR, CONVOY_RUNNER_WORK_DIR and CONVOY_RUNTIME.
+            CONVOY_API_HOST_INSECURE, or the ARVADOS_API_* names, and CONVOY_RUNTIME), or with \
+            --stdin-config from a JSON object on standard input alone, so that the token never shows on \
+            a command line: {"CONVOY_API_HOST": "host:port", "CONVOY_API_TOKEN": "…"}, optionally \
+            "CONVOY_API_HOST_INSECURE": true and "CONVOY_RUNTIME": "process"; any other key is an error. \
+            The state and work directories come from the environment or their flags.
 
             Exit status: 0 the container reached a final state; 1 nothing was started (not Locked, \
             another runner won, bad settings); 2 the runner lost its lock and stopped; 3 the final state \
@@ -44,7 +46,7 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Seconds --kill waits before SIGKILL.")
     var grace: Double = 10
 
-    @Flag(help: "Read the connection settings as a JSON object from standard input.")
+    @Flag(help: "Read the connection settings and runtime as a JSON object from standard input (not the environment).")
     var stdinConfig = false
 
     @Option(help: "Force a runtime: podman, docker, bwrap or process (default: podman for images, else CONVOY_RUNTIME or bwrap).")
@@ -82,8 +84,7 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let settings = try readSettings()
-        let state = stateDir.map { RunnerStateDirectory(url: URL(fileURLWithPath: $0)) } ?? RunnerStateDirectory.fromEnvironment(settings)
+        let state = stateDir.map { RunnerStateDirectory(url: URL(fileURLWithPath: $0)) } ?? RunnerStateDirectory.fromEnvironment()
         if list {
             for record in state.list() { print(record.containerUUID) }
             return
@@ -102,36 +103,33 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
         guard let uuidText = uuid, let uuid = ArvadosUUID(uuidText) else { return }
-        guard let configuration = APIClientConfiguration.fromEnvironment(settings) else {
-            throw ValidationError("no API settings: set CONVOY_API_HOST and CONVOY_API_TOKEN (or ARVADOS_API_*), or pass them with --stdin-config")
-        }
+        let launch = try launchSettings()
         if detach {
-            throw ExitCode(try await startDetached(uuid, settings: settings, state: state))
+            throw ExitCode(try await startDetached(uuid, launch: launch, state: state))
         }
-        throw ExitCode(try await runHere(uuid, configuration: configuration, settings: settings, state: state))
+        throw ExitCode(try await runHere(uuid, launch: launch, state: state))
     }
 
-    /// The environment, overlaid with the `--stdin-config` object.
-    private func readSettings() throws -> [String: String] {
-        var settings = ProcessInfo.processInfo.environment
-        guard stdinConfig else { return settings }
-        let data = FileHandle.standardInput.readDataToEndOfFile()
-        guard let object = try? JSONDecoder().decode(JSONValue.self, from: data).objectValue else {
-            throw ValidationError("--stdin-config: standard input is not a JSON object")
-        }
-        for (key, value) in object {
-            switch value {
-            case .string(let text): settings[key] = text
-            case .bool(let flag): settings[key] = flag ? "1" : "0"
-            case .number(let number): settings[key] = number == number.rounded() ? String(Int64(number)) : String(number)
-            default: throw ValidationError("--stdin-config: \(key) must be a string, number or boolean")
+    /// The API settings and runtime: the `--stdin-config` object, or else the environment.
+    private func launchSettings() throws -> RunnerLaunchSettings {
+        if stdinConfig {
+            do {
+                return try RunnerLaunchSettings(json: FileHandle.standardInput.readDataToEndOfFile())
+            } catch {
+                throw ValidationError("--stdin-config: \(error)")
             }
         }
-        return settings
+        let environment = ProcessInfo.processInfo.environment
+        guard let api = APIClientConfiguration.fromEnvironment(environment) else {
+            throw ValidationError("no API settings: set CONVOY_API_HOST and CONVOY_API_TOKEN (or ARVADOS_API_*), or pass them with --stdin-config")
+        }
+        if let name = environment["CONVOY_RUNTIME"], RuntimeKind(rawValue: name) == nil {
+            throw ValidationError("CONVOY_RUNTIME '\(name)' is not one of \(RuntimeKind.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return RunnerLaunchSettings(api: api, runtime: environment["CONVOY_RUNTIME"])
     }
 
-    private func runHere(_ uuid: ArvadosUUID, configuration: APIClientConfiguration, settings: [String: String],
-                         state: RunnerStateDirectory) async throws -> Int32 {
+    private func runHere(_ uuid: ArvadosUUID, launch: RunnerLaunchSettings, state: RunnerStateDirectory) async throws -> Int32 {
         let claim: RunnerClaim
         do {
             claim = try state.claim(RunnerRecord(containerUUID: uuid.rawValue, pid: getpid(), phase: .starting))
@@ -140,23 +138,17 @@ struct RunCommand: AsyncParsableCommand {
             return 1
         }
         defer { claim.release() }
-        var withoutImage = RuntimeKind.bwrap
-        if let name = settings["CONVOY_RUNTIME"] {
-            guard let kind = RuntimeKind(rawValue: name) else {
-                Self.report("CONVOY_RUNTIME '\(name)' is not one of \(RuntimeKind.allCases.map(\.rawValue).joined(separator: ", "))")
-                return 1
-            }
-            withoutImage = kind
-        }
+        // Both sources of `launch` checked the name.
+        let withoutImage = launch.runtime.flatMap(RuntimeKind.init(rawValue:)) ?? .bwrap
         // The token reaches the container only through its own environment, when it asked for the API.
         let environment = Self.environmentWithoutToken()
         let options = RunnerOptions(
-            workRoot: workDir.map { URL(fileURLWithPath: $0) } ?? RunnerOptions.defaultWorkRoot(settings),
+            workRoot: workDir.map { URL(fileURLWithPath: $0) } ?? RunnerOptions.defaultWorkRoot(),
             runtime: runtime, runtimeWithoutImage: withoutImage,
             pollInterval: .milliseconds(Int64(pollInterval * 1000)), stopGrace: .milliseconds(Int64(stopGrace * 1000)),
             maxOutputBytes: maxOutputBytes, apiRetryDeadline: .milliseconds(Int64(apiRetry * 1000)),
             maxLogLinesPerFlush: maxLogLines, hostEnvironment: environment)
-        let runner = ContainerRunner(uuid: uuid, api: APIClient(configuration), options: options) { phase, group, runtime in
+        let runner = ContainerRunner(uuid: uuid, api: APIClient(APIClientConfiguration(launch)), options: options) { phase, group, runtime in
             try? claim.update { record in
                 record.phase = phase
                 if let group { record.commandProcessGroup = group }
@@ -176,7 +168,7 @@ struct RunCommand: AsyncParsableCommand {
 
     /// Starts this command again in the background, in a session of its own, with the settings on
     /// its standard input; waits until it has moved the container to Running (or failed).
-    private func startDetached(_ uuid: ArvadosUUID, settings: [String: String], state: RunnerStateDirectory) async throws -> Int32 {
+    private func startDetached(_ uuid: ArvadosUUID, launch: RunnerLaunchSettings, state: RunnerStateDirectory) async throws -> Int32 {
         if let record = state.liveRecord(uuid.rawValue) {
             FileHandle.standardError.write(Data("convoy run: a runner for \(uuid) is already running on this host (pid \(record.pid))\n".utf8))
             return 1
@@ -192,10 +184,8 @@ struct RunCommand: AsyncParsableCommand {
         if let workDir { arguments += ["--work-dir", workDir] }
         if let runtime { arguments += ["--runtime", runtime.rawValue] }
         let outputPath = state.outputPath(uuid.rawValue)
-        let environment = Self.environmentWithoutToken()
-        let passed = settings.filter { $0.key.hasPrefix("CONVOY_") || $0.key.hasPrefix("ARVADOS_") }
-        let child = try DetachedLaunch.start(executable, arguments, environment: environment,
-                                             input: try JSONEncoder().encode(passed), outputPath: outputPath)
+        let child = try DetachedLaunch.start(executable, arguments, environment: Self.environmentWithoutToken(),
+                                             input: try launch.jsonData(), outputPath: outputPath)
 
         let deadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < deadline {

@@ -1,6 +1,7 @@
 import ConvoyAPI
 import ConvoyAPIClient
 import ConvoyModel
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest

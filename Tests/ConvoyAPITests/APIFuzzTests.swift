@@ -2,6 +2,7 @@ import ConvoyAPI
 import ConvoyHTTP
 import ConvoyModel
 import ConvoyPostgres
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest

@@ -1,6 +1,7 @@
 import ConvoyAPI
 import ConvoyHTTP
 import ConvoyModel
+import ConvoyTestCase
 import ConvoyTesting
 import Crypto
 import Foundation

@@ -1,5 +1,6 @@
 import ConvoyAPI
 import ConvoyModel
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest

@@ -1,6 +1,7 @@
 import ConvoyAPI
 import ConvoyHTTP
 import ConvoyModel
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest
@@ -108,7 +109,7 @@ final class ContainerRoutesTests: PostgresTestCase {
         }
         let admin = try await api.services.tokens.authenticate(on: api.services.database, presented: api.adminToken)
         let after = try await api.services.containers.get(container.uuid, as: try XCTUnwrap(admin), on: api.services.database)
-        XCTAssertEqual(after, container, "no bad request changed the container")
+        XCTAssertEqual(after.stored, container.stored, "no bad request changed the container")
     }
 
     func testNumbersOutOfRangeInFiltersBodiesAndHeadersAreRefusedNotACrash() async throws {
@@ -145,7 +146,7 @@ final class ContainerRoutesTests: PostgresTestCase {
         }
         let admin = try await api.services.tokens.authenticate(on: api.services.database, presented: api.adminToken)
         let after = try await api.services.containers.get(container.uuid, as: try XCTUnwrap(admin), on: api.services.database)
-        XCTAssertEqual(after, container, "no refused request changed the container")
+        XCTAssertEqual(after.stored, container.stored, "no refused request changed the container")
         let (alive, _) = try await call("GET", "/arvados/v1/containers", token: api.adminToken)
         XCTAssertEqual(alive, 200, "the server is still up")
     }

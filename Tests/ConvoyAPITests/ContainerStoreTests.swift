@@ -1,6 +1,8 @@
 import ConvoyAPI
+import ConvoyCluster
 import ConvoyModel
 import ConvoyPostgres
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest
@@ -15,6 +17,8 @@ final class ContainerStoreTests: PostgresTestCase {
     override func setUp() async throws {
         db = try await PostgresConnection.connect(try postgresServer().configuration)
         try await PostgresMigrator(migrations: APISchema.migrations).migrate(db)
+        // cluster_epoch is the cluster's: its replicas create it when they join.
+        try await ClusterSchema.migrator.migrate(db)
         try await db.execute("UPDATE cluster_epoch SET epoch = 0")
         store = ContainerStore(clusterID: "zzzzz", maxDispatchAttempts: 3)
         dispatcher = try await store.tokens.create(on: db, kind: .dispatcher).record
@@ -226,6 +230,40 @@ final class ContainerStoreTests: PostgresTestCase {
         XCTAssertEqual(try epochs.first?.decode(Int64?.self, column: "epoch"), 5)
     }
 
+    func testTheAPIsMigrationsLeaveTheEpochTableToTheCluster() async throws {
+        let apiOnly = try await apiOnlyDatabase()
+        defer { Task { await apiOnly.close() } }
+        let present = try await apiOnly.query("SELECT to_regclass('cluster_epoch') IS NOT NULL AS present").first!.decode(Bool.self, column: "present")
+        XCTAssertFalse(present, "only ClusterSchema creates cluster_epoch")
+        try await ClusterSchema.migrator.migrate(apiOnly)
+        let epoch = try await apiOnly.query("SELECT epoch FROM cluster_epoch WHERE id = 1").first?.decode(Int64.self, column: "epoch")
+        XCTAssertEqual(epoch, 0)
+    }
+
+    func testAnEpochStampedRequestWithoutTheClustersEpochTableIsRefusedWithTheCause() async throws {
+        let apiOnly = try await apiOnlyDatabase()
+        defer { Task { await apiOnly.close() } }
+        let dispatcher = try await store.tokens.create(on: apiOnly, kind: .dispatcher).record
+        let container = try await store.create(ContainerSpec(command: ["sleep", "1"], priority: 1), on: apiOnly)
+        await assertAPIError(503, "no cluster_epoch table") { try await self.store.lock(container.uuid, by: dispatcher, epoch: 1, on: apiOnly) }
+        let unchanged = try await store.get(container.uuid, as: dispatcher, on: apiOnly)
+        XCTAssertEqual(unchanged.state, .queued, "a refused lock changes nothing")
+        // Requests without an epoch (users, runners, an unfenced dispatcher) need no cluster.
+        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: apiOnly)
+        XCTAssertEqual(locked.state, .locked)
+    }
+
+    /// A fresh database on the same server with only the API's migrations applied.
+    private func apiOnlyDatabase() async throws -> PostgresConnection {
+        let name = "convoy_api_only_\(UInt32.random(in: 0...UInt32.max))"
+        try await db.execute("CREATE DATABASE \(name)")
+        var configuration = try postgresServer().configuration
+        configuration.database = name
+        let connection = try await PostgresConnection.connect(configuration)
+        try await PostgresMigrator(migrations: APISchema.migrations).migrate(connection)
+        return connection
+    }
+
     func testPagingThroughAThousandContainersByOffsetReturnsEachOnce() async throws {
         try await db.execute("DELETE FROM containers")
         let store = self.store!
@@ -253,5 +291,74 @@ final class ContainerStoreTests: PostgresTestCase {
             as: dispatcher, on: db)
         XCTAssertEqual(filtered.itemsAvailable, 142)
         XCTAssertTrue(filtered.items.allSatisfy { $0.priority == 7 })
+    }
+
+    /// The leader's listing: this cluster's Locked/Running containers in keyset pages by uuid
+    /// (`uuid > last`), each with its state's age as the database measured it in that query.
+    private func oursPage(after: ArvadosUUID?, limit: Int) async throws -> [Container] {
+        var filters = #"[["locked_by_uuid","=","\#(dispatcher.uuid)"],["state","in",["Locked","Running"]]"#
+        if let after { filters += #",["uuid",">","\#(after)"]"# }
+        let query = try ListQuery.parse(parameters: ["filters": filters + "]", "order": "uuid", "limit": String(limit)], schema: ContainerStore.schema)
+        return try await store.list(query, as: dispatcher, on: db).items
+    }
+
+    func testKeysetPagesListEveryLockedContainerOnceWhileEarlierOnesLeave() async throws {
+        try await db.execute("DELETE FROM containers")
+        var locked: [ArvadosUUID] = []
+        for _ in 0..<25 { locked.append(try await store.lock(try await queued().uuid, by: dispatcher, epoch: nil, on: db).uuid) }
+        locked.sort { $0.rawValue < $1.rawValue }
+        var seen: [ArvadosUUID] = []
+        var after: ArvadosUUID?
+        var pages = 0
+        while true {
+            let page = try await oursPage(after: after, limit: 10)
+            seen += page.map(\.uuid)
+            pages += 1
+            // After the first page, two containers already listed leave Locked (unlocked).
+            if pages == 1 {
+                for uuid in page.prefix(2).map(\.uuid) { _ = try await store.unlock(uuid, by: dispatcher, epoch: nil, on: db) }
+            }
+            guard page.count == 10, let last = page.last else { break }
+            after = last.uuid
+        }
+        XCTAssertEqual(seen, locked, "every container listed once, in uuid order, none skipped")
+    }
+
+    func testTheStatesAgeComesFromTheDatabaseAndOnlyAStateChangeRestartsIt() async throws {
+        let container = try await queued()
+        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        XCTAssertLessThan(try XCTUnwrap(locked.stateAge), 5)
+        // As if the lock had been taken 100 s ago (by the database's clock).
+        try await db.execute("UPDATE containers SET state_changed_at = now() - interval '100 seconds' WHERE uuid = $1", [container.uuid.rawValue])
+        let page = try await oursPage(after: nil, limit: 1000)
+        let listed = try XCTUnwrap(page.first { $0.uuid == container.uuid })
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(listed.stateAge), 100)
+        XCTAssertLessThan(try XCTUnwrap(listed.stateAge), 160)
+
+        // A priority change moves modified_at, not the state's age.
+        let reprioritised = try await store.update(container.uuid, ContainerUpdate(priority: 5), by: admin, epoch: nil, on: db)
+        XCTAssertEqual(reprioritised.priority, 5)
+        XCTAssertGreaterThanOrEqual(try XCTUnwrap(reprioritised.stateAge), 100)
+
+        // A state change restarts it.
+        let unlocked = try await store.unlock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        XCTAssertEqual(unlocked.state, .queued)
+        XCTAssertLessThan(try XCTUnwrap(unlocked.stateAge), 5)
+        let fetched = try await store.get(container.uuid, as: admin, on: db)
+        XCTAssertLessThan(try XCTUnwrap(fetched.stateAge), 5)
+    }
+
+    func testUnlockingAContainerOfPriorityZeroCancelsItInsteadOfQueueingIt() async throws {
+        let container = try await queued()
+        _ = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        // Its request was cancelled: nobody wants it any more; the dispatcher lets it go.
+        _ = try await store.update(container.uuid, ContainerUpdate(priority: 0), by: admin, epoch: nil, on: db)
+        let unlocked = try await store.unlock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        XCTAssertEqual(unlocked.state, .cancelled)
+        XCTAssertNil(unlocked.authUUID)
+        XCTAssertNotNil(unlocked.finishedAt)
+        XCTAssertEqual(unlocked.runtimeStatus["error"], .string("unlocked at priority 0: nobody wants it run"))
+        let steps = try await history(container.uuid)
+        XCTAssertEqual(steps, ["->Queued", "Queued>Locked", "Locked>Cancelled"])
     }
 }

@@ -1,6 +1,7 @@
 import ConvoyAPI
 import ConvoyModel
 import ConvoyPostgres
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest

@@ -1,5 +1,6 @@
 import ConvoyAPIClient
 import ConvoyModel
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest

@@ -96,13 +96,11 @@ final class DevStackTests: XCTestCase {
         let demo = try json(try dev(["demo", "--json"])) as? [[String: Any]] ?? []
         XCTAssertEqual(demo.count, DemoWorkload.items.count)
         let containerOf = Dictionary(uniqueKeysWithValues: demo.map { ($0["name"] as? String ?? "", $0["container_uuid"] as? String ?? "") })
-        var final: [String: [String: Any]] = [:]
-        let deadline = ContinuousClock.now + .seconds(300)
-        while ContinuousClock.now < deadline {
+        let final = try await eventually(within: .seconds(300), every: .seconds(1)) {
             let listed = try json(try convoy(["containers", "list", "--json", "--limit", "100"])) as? [[String: Any]] ?? []
-            final = Dictionary(uniqueKeysWithValues: listed.map { ($0["uuid"] as? String ?? "", $0) })
-            if containerOf.values.allSatisfy({ ["Complete", "Cancelled"].contains(final[$0]?["state"] as? String ?? "") }) { break }
-            try await Task.sleep(for: .seconds(1))
+            return Dictionary(uniqueKeysWithValues: listed.map { ($0["uuid"] as? String ?? "", $0) })
+        } until: { byUUID in
+            containerOf.values.allSatisfy { ["Complete", "Cancelled"].contains(byUUID[$0]?["state"] as? String ?? "") }
         }
         for item in DemoWorkload.items {
             let uuid = try XCTUnwrap(containerOf[item.name])

@@ -1,5 +1,6 @@
 import ConvoyHTTP
 import ConvoyPostgres
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest
@@ -25,10 +26,14 @@ final class DispatchClusterTests: PostgresTestCase {
         await db?.close()
     }
 
+    /// Starts the replicas; each joins `replicas` as soon as it runs, so that tearDown stops the
+    /// ones already started when a later one fails to.
     private func start(_ names: [String]) throws -> [TestDispatchReplica] {
-        let started = try names.map { try TestDispatchReplica.start(database: try postgresServer(), memberID: $0) }
-        replicas += started
-        return started
+        try names.map { name in
+            let replica = try TestDispatchReplica.start(database: try postgresServer(), memberID: name)
+            replicas.append(replica)
+            return replica
+        }
     }
 
     private func leader() async throws -> (member: String?, epoch: Int64) {
@@ -39,14 +44,13 @@ final class DispatchClusterTests: PostgresTestCase {
     /// Waits for a leader other than `old` with an epoch above `epoch`; returns it and how long it took.
     private func waitForLeader(other old: String? = nil, above epoch: Int64 = 0, within: Duration = .seconds(10)) async throws -> (String, Int64, Duration) {
         let start = ContinuousClock.now
-        while ContinuousClock.now - start < within {
-            let (member, current) = try await leader()
-            if let member, member != old, current > epoch, replicas.contains(where: { $0.memberID == member }) {
-                return (member, current, ContinuousClock.now - start)
-            }
-            try await Task.sleep(for: .milliseconds(10))
+        let names = replicas.map(\.memberID)
+        let isNew = { (seen: (member: String?, epoch: Int64)) in
+            seen.member.map { $0 != old && names.contains($0) } == true && seen.epoch > epoch
         }
-        throw TestProcess.Failure("no new leader within \(within); now \(try await leader())")
+        let seen = try await eventually(within: within, every: .milliseconds(10)) { try await leader() } until: { isNew($0) }
+        guard isNew(seen), let member = seen.member else { throw TestProcess.Failure("no new leader within \(within); now \(seen)") }
+        return (member, seen.epoch, ContinuousClock.now - start)
     }
 
     private func replica(_ name: String) -> TestDispatchReplica { replicas.first { $0.memberID == name }! }
@@ -61,6 +65,7 @@ final class DispatchClusterTests: PostgresTestCase {
         let started = try start(["r1", "r2", "r3"])
         let (leaderID, epoch, _) = try await waitForLeader()
         // Every member registered; a second look finds the same single leader.
+        // Not synchronisation: a negative check, no other leader and no new epoch for 1 s.
         try await Task.sleep(for: .seconds(1))
         let (again, sameEpoch) = try await leader()
         XCTAssertEqual(again, leaderID)
@@ -123,9 +128,8 @@ final class DispatchClusterTests: PostgresTestCase {
         let backend = try await db.query("SELECT backend_pid FROM cluster_leader").first!.decode(Int.self, column: "backend_pid")
         let terminated = ContinuousClock.now
         _ = try await db.query("SELECT pg_terminate_backend($1)", [backend])
-        while !replica(old).log.contains("stepped down") && ContinuousClock.now - terminated < .seconds(3) {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        let oldLeader = replica(old)
+        _ = await eventually(within: .seconds(3), every: .milliseconds(10)) { oldLeader.log.contains("stepped down") }
         XCTAssertLessThan(ContinuousClock.now - terminated, .seconds(1), replica(old).log)
         let (_, newEpoch, _) = try await waitForLeader(above: epoch, within: .seconds(3))
         XCTAssertGreaterThan(newEpoch, epoch)
@@ -141,11 +145,8 @@ final class DispatchClusterTests: PostgresTestCase {
         XCTAssertGreaterThan(newEpoch, epoch)
         XCTAssertLessThan(took, .seconds(4))
         stopped.signal(SIGCONT)
-        let deadline = ContinuousClock.now + .seconds(3)
-        while !stopped.log.contains("stepped down") && ContinuousClock.now < deadline {
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        XCTAssertTrue(stopped.log.contains("stepped down"), stopped.log)
+        let steppedDown = await eventually(within: .seconds(3), every: .milliseconds(20)) { stopped.log.contains("stepped down") }
+        XCTAssertTrue(steppedDown, stopped.log)
         let (stillNew, _) = try await leader()
         XCTAssertEqual(stillNew, new)
         // Calls stamped with the old epoch are refused by every member; the new leader's are not.
@@ -210,5 +211,22 @@ extension DispatchClusterTests {
         }
         let members = try await db.query("SELECT member_id FROM cluster_members").rows.map { try $0.decode(String.self, column: "member_id") }
         XCTAssertEqual(members, ["w1"])
+    }
+
+    func testAReplicaWhoseManagementPortIsTakenLeavesTheClusterAgainAndExitsWithTheError() async throws {
+        _ = try start(["m1"])
+        _ = try await waitForLeader()
+        let (taken, port) = try RawSocket.listenSilently()
+        defer { close(taken) }
+        let replica = try TestDispatchReplica.start(database: try postgresServer(), memberID: "m2", managementPort: port)
+        replicas.append(replica)
+        let status = replica.waitForExit(timeout: 20)
+        XCTAssertNotNil(status, "the replica still runs without its management port")
+        XCTAssertNotEqual(status, 0)
+        XCTAssertTrue(replica.log.contains("replica started"), "it joined before the port failed: \(replica.log)")
+        XCTAssertTrue(replica.log.contains("Address already in use"), replica.log)
+        // The failed port stopped the member too: it left the members table on its way out.
+        let members = try await db.query("SELECT member_id FROM cluster_members").rows.map { try $0.decode(String.self, column: "member_id") }
+        XCTAssertEqual(members, ["m1"])
     }
 }

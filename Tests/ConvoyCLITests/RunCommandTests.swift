@@ -1,5 +1,6 @@
 import ConvoyAPIClient
 import ConvoyModel
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest
@@ -84,8 +85,8 @@ final class RunCommandTests: PostgresTestCase {
         XCTAssertEqual(listed.stdout, "\(locked.uuid)\n")
         // A runner killed outright leaves its files behind; --list must not report it.
         kill(pid, SIGKILL)
-        let deadline = Date().addingTimeInterval(10)
-        while Self.isAlive(pid) && Date() < deadline { usleep(20_000) }
+        let gone = await eventually(every: .milliseconds(20)) { !Self.isAlive(pid) }
+        XCTAssertTrue(gone, "the runner survived SIGKILL")
         let after = try ConvoyBinary.run(["run", "--list"], environment: try environment())
         XCTAssertEqual(after.stdout, "")
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.appendingPathComponent("state").path)
@@ -134,6 +135,20 @@ final class RunCommandTests: PostgresTestCase {
         let garbage = try ConvoyBinary.run(["run", locked.uuid.rawValue, "--stdin-config"], environment: try environment(), stdin: "{not json")
         XCTAssertNotEqual(garbage.status, 0)
         XCTAssertTrue(garbage.stderr.contains("not a JSON object"), garbage.stderr)
+        // The object has the API settings and the runtime only; a typo or another setting is named.
+        let unknown = try ConvoyBinary.run(["run", locked.uuid.rawValue, "--stdin-config"], environment: try environment(),
+                                           stdin: #"{"CONVOY_API_HOST": "http://\#(api.hostAndPort)", "CONVOY_API_TOKEN": "\#(locked.token)", "CONVOY_RUNTIME": "process", "CONVOY_RUNER_WORK_DIR": "/tmp"}"#)
+        XCTAssertNotEqual(unknown.status, 0)
+        XCTAssertTrue(unknown.stderr.contains("unknown runner setting 'CONVOY_RUNER_WORK_DIR'"), unknown.stderr)
+        XCTAssertFalse(unknown.stderr.contains(String(locked.token.split(separator: "/").last!)), "the token is not echoed")
+        let noToken = try ConvoyBinary.run(["run", "--detach", locked.uuid.rawValue, "--stdin-config"], environment: try environment(),
+                                           stdin: #"{"CONVOY_API_HOST": "http://\#(api.hostAndPort)"}"#)
+        XCTAssertNotEqual(noToken.status, 0)
+        XCTAssertTrue(noToken.stderr.contains("lack CONVOY_API_TOKEN"), noToken.stderr)
+        let insecureAsText = try ConvoyBinary.run(["run", locked.uuid.rawValue, "--stdin-config"], environment: try environment(),
+                                                  stdin: #"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_API_HOST_INSECURE": "1"}"#)
+        XCTAssertNotEqual(insecureAsText.status, 0)
+        XCTAssertTrue(insecureAsText.stderr.contains("CONVOY_API_HOST_INSECURE must be true or false"), insecureAsText.stderr)
         let nothing = try ConvoyBinary.run(["run", locked.uuid.rawValue], environment: try environment())
         XCTAssertNotEqual(nothing.status, 0)
         XCTAssertTrue(nothing.stderr.contains("no API settings"), nothing.stderr)

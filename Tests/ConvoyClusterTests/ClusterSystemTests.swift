@@ -1,4 +1,5 @@
 import ConvoyCluster
+import ConvoyModel
 import ConvoyTesting
 import Distributed
 import Foundation
@@ -19,7 +20,13 @@ distributed actor Greeter {
     distributed func add(_ a: Int, _ b: Int) -> Int { a + b }
     distributed func nothing() {}
     distributed func fail(_ message: String) throws { throw Failure(description: message) }
+    /// How many `slow` calls are running here now: a test waits for its call to arrive on this.
+    var slowCallsRunning = 0
+
     distributed func slow(milliseconds: Int) async throws -> Int {
+        slowCallsRunning += 1
+        defer { slowCallsRunning -= 1 }
+        // Not synchronisation: a deliberately slow method, to have a call in flight.
         try await Task.sleep(for: .milliseconds(milliseconds))
         return milliseconds
     }
@@ -194,7 +201,7 @@ final class ClusterSystemTests: XCTestCase {
 
     func testAnActorIdSurvivesTheMemberRestarting() async throws {
         let (a, _) = try await member("a", settings: ClusterSettings(callTimeout: .seconds(2), handshakeTimeout: .seconds(1),
-                                                                     reconnectBackoff: .milliseconds(50)...(.milliseconds(200))))
+                                                                     reconnectBackoff: Backoff(initial: .milliseconds(50), cap: .milliseconds(200))))
         let b = ClusterSystem(clusterID: "zzzzz", memberID: "b", secret: "s3cret")
         let port = try await b.listen(host: "127.0.0.1", port: 0)
         var greeterB: Greeter? = b.makeActor(named: "greeter") { Greeter(actorSystem: b) }
@@ -207,14 +214,38 @@ final class ClusterSystemTests: XCTestCase {
         systems.append(again)
         try await again.listen(host: "127.0.0.1", port: port)
         greeters.append(again.makeActor(named: "greeter") { Greeter(actorSystem: again) })
-        let deadline = ContinuousClock.now + .seconds(5)
-        var greeting: String?
-        while greeting == nil && ContinuousClock.now < deadline {
-            greeting = try? await remote.greet("again")
-            if greeting == nil { try await Task.sleep(for: .milliseconds(50)) }
-        }
+        let greeting = await eventually(within: .seconds(5)) { try? await remote.greet("again") } until: { $0 != nil }
         XCTAssertEqual(greeting, "hello again from b")
         XCTAssertNil(greeterB)
+    }
+
+    /// The redial back-off holds for the address that failed, not for the member: a replica that
+    /// had no address for a peer (stopped before the peer joined, CI saw it after SIGCONT) dials
+    /// the address it learns at once instead of failing calls for the rest of a long back-off.
+    func testANewlyLearnedAddressIsDialledAtOnceDespiteTheBackOff() async throws {
+        let (a, _) = try await member("a", settings: ClusterSettings(callTimeout: .seconds(2), handshakeTimeout: .seconds(1),
+                                                                     reconnectBackoff: Backoff(initial: .seconds(60), cap: .seconds(60))))
+        let (_, portB) = try await member("b")
+        let remote = try Greeter.resolve(id: a.id(of: "greeter", on: "b"), using: a)
+        for expected in ["no known address", "no known address (retrying after back-off)"] {
+            do {
+                _ = try await remote.greet("nobody")
+                XCTFail("a member with no known address answered")
+            } catch let error as ClusterError {
+                XCTAssertEqual("\(error)", "member b is unreachable: \(expected)")
+            }
+        }
+        // A dead address, then the live one: each new address is dialled at once.
+        a.setAddress(MemberAddress(host: "127.0.0.1", port: try FreePort.find()), of: "b")
+        do {
+            _ = try await remote.greet("a dead port")
+            XCTFail("a dead port answered")
+        } catch let error as ClusterError {
+            XCTAssertTrue("\(error)".contains("cannot connect to 127.0.0.1"), "\(error)")
+        }
+        a.setAddress(MemberAddress(host: "127.0.0.1", port: portB), of: "b")
+        let greeting = try await remote.greet("a")
+        XCTAssertEqual(greeting, "hello a from b")
     }
 
     /// A call already sent when its connection breaks may have run there: it fails with
@@ -228,7 +259,8 @@ final class ClusterSystemTests: XCTestCase {
         let remote = try greeter(on: "b", port: port, from: a)
         _ = try await remote.greet("warm-up")
         let inFlight = Task { try await remote.slow(milliseconds: 5000) }
-        try await Task.sleep(for: .milliseconds(300))
+        let arrived = await eventually(every: .milliseconds(10)) { await greeterB.whenLocal { $0.slowCallsRunning } == 1 }
+        XCTAssertTrue(arrived, "the slow call never reached b")
         await b.shutdown()
         do {
             _ = try await inFlight.value

@@ -1,5 +1,6 @@
 import ConvoyCluster
 import ConvoyPostgres
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import Synchronization
@@ -47,13 +48,10 @@ final class LeaderElectionTests: PostgresTestCase {
     }
 
     private func waitForOneLeader(_ candidates: [(LeaderElection, Log)], other old: String? = nil, within: Duration = .seconds(5)) async throws -> String {
-        let deadline = ContinuousClock.now + within
-        while ContinuousClock.now < deadline {
-            let current = await leaders(candidates)
-            if current.count == 1, current[0] != old { return current[0] }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        XCTFail("no single new leader within \(within): \(await leaders(candidates))")
+        let isOneNew = { (current: [String]) in current.count == 1 && current[0] != old }
+        let current = await eventually(within: within, every: .milliseconds(20)) { await leaders(candidates) } until: { isOneNew($0) }
+        if isOneNew(current) { return current[0] }
+        XCTFail("no single new leader within \(within): \(current)")
         throw TestProcess.Failure("no leader")
     }
 
@@ -68,6 +66,7 @@ final class LeaderElectionTests: PostgresTestCase {
         let all = try candidates(["a", "b", "c"])
         for (election, _) in all { await election.start() }
         let leader = try await waitForOneLeader(all)
+        // Not synchronisation: a negative check, no second leader within 500 ms.
         try await Task.sleep(for: .milliseconds(500))
         let stillOne = await leaders(all)
         XCTAssertEqual(stillOne, [leader])
@@ -92,9 +91,7 @@ final class LeaderElectionTests: PostgresTestCase {
         let terminated = ContinuousClock.now
         _ = try await db.query("SELECT pg_terminate_backend($1)", [try XCTUnwrap(backend)])
         // The old leader hears it on its next renewal.
-        while firstLog.all.last?.isMe == true && ContinuousClock.now - terminated < .seconds(3) {
-            try await Task.sleep(for: .milliseconds(10))
-        }
+        _ = await eventually(within: .seconds(3), every: .milliseconds(10)) { firstLog.all.last?.isMe != true }
         XCTAssertEqual(firstLog.all.last?.isMe, false)
         XCTAssertLessThan(ContinuousClock.now - terminated, .seconds(1))
         let second = try await waitForOneLeader(all, within: .seconds(2))
@@ -128,6 +125,7 @@ final class LeaderElectionTests: PostgresTestCase {
             """, [Int(bystander.backendPID)])
         let all = try candidates(["a"])
         for (election, _) in all { await election.start() }
+        // Not synchronisation: a negative check, nobody leads (or terminates anyone) for 600 ms.
         try await Task.sleep(for: .milliseconds(600))
         let none = await leaders(all)
         XCTAssertEqual(none, [])
@@ -155,6 +153,7 @@ final class LeaderElectionTests: PostgresTestCase {
         let (_, hungEpoch, _) = try await recorded()
         let all = try candidates(["a", "b"])
         for (election, _) in all { await election.start() }
+        // Not synchronisation: a negative check within the hung leader's fresh 1 s lease.
         try await Task.sleep(for: .milliseconds(400))
         let none = await leaders(all)
         XCTAssertEqual(none, [], "nobody takes over while the lease is fresh")

@@ -11,6 +11,8 @@ struct CoreHarness {
     /// What the core's queries are answered with.
     struct World {
         var members: [MemberID] = []
+        /// Seconds since a member's last heartbeat (0.5 unless set).
+        var heartbeatAges: [MemberID: Double] = [:]
         /// What each member says it hosts when a new leader asks.
         var hosted: [MemberID: [InstanceID]] = [:]
         var instances: [CloudInstance] = []
@@ -120,7 +122,7 @@ struct CoreHarness {
     private func worldAnswer(_ command: CoreCommand) -> CommandOutcome? {
         switch command {
         case .listMembers:
-            return .done(.members(world.members))
+            return .done(.members(world.members.map { MemberHeartbeat($0, age: world.heartbeatAges[$0] ?? 0.5) }))
         case .askHosted(let member):
             return .done(.hosted(world.hosted[member] ?? []))
         case .listInstances:

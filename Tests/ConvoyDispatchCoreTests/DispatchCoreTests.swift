@@ -33,10 +33,11 @@ final class DispatchCoreTests: XCTestCase {
         h.world.reports = ["i-1": Fixture.ready("i-1"), "i-2": Fixture.ready("i-2")]
 
         XCTAssertEqual(h.pass().commands, [])
-        let depth = h.core.settings.queueDepth
+        let settings = h.core.settings
+        let listing = QueueListing(depth: settings.queueDepth, pageSize: settings.listPageSize)
         XCTAssertEqual(h.lastPassQueries, [
             .listMembers, .askHosted("f1"), .askHosted("f2"), .askHosted("leader"), .listInstances,
-            .sync("f1", [two]), .sync("f2", [one]), .sync("leader", []), .listContainers(queueDepth: depth),
+            .sync("f1", [two]), .sync("f2", [one]), .sync("leader", []), .listContainers(listing),
         ], "balancing alone would give i-1 to f1: f2's claim keeps it there, and i-2 goes to the other follower")
         XCTAssertEqual(h.hosts, ["i-1": "f2", "i-2": "f1"])
         XCTAssertTrue(h.core.adopted)
@@ -45,7 +46,7 @@ final class DispatchCoreTests: XCTestCase {
         h.advance(to: 1)
         XCTAssertEqual(h.pass().commands, [])
         XCTAssertEqual(h.lastPassQueries, [
-            .listMembers, .listInstances, .sync("f1", [two]), .sync("f2", [one]), .sync("leader", []), .listContainers(queueDepth: depth),
+            .listMembers, .listInstances, .sync("f1", [two]), .sync("f2", [one]), .sync("leader", []), .listContainers(listing),
         ])
         XCTAssertEqual(h.hosts, ["i-1": "f2", "i-2": "f1"])
 
@@ -119,6 +120,53 @@ final class DispatchCoreTests: XCTestCase {
             XCTAssertEqual(h.core.workers["i-1"]?.state, .running)
         }
         XCTAssertEqual(h.log.commands.filter { if case .start = $0 { true } else { false } }.count, 1)
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAStartWhoseAnswerNeverComesEndsAsUnknownAtItsDeadlineAndALateAnswerIsIgnored() throws {
+        var h = harness(queue: [Fixture.entry("c1")])
+        let lock = try XCTUnwrap(h.pass().first)
+        let start = try XCTUnwrap(h.answer(lock, .done(.locked(Fixture.entry("c1", .locked)))).first)
+        let deadline = h.core.settings.deadlines.start
+        XCTAssertEqual(h.core.settings.deadlines.seconds(for: start.command), deadline)
+
+        h.advance(to: deadline - 1)
+        h.send(.tick)
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .starting(worker: "i-1"), "within its deadline: still waiting")
+        h.advance(to: deadline + 0.5)
+        h.send(.tick)
+        XCTAssertEqual(h.core.commandsInFlight, 1, "the start ended at its deadline: only the members' list of the pass begun a second ago is in flight")
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .started(worker: "i-1", at: h.now),
+                       "outcome unknown: the runner may be there until a probe begun after says")
+
+        // The answer that finally comes changes nothing.
+        XCTAssertEqual(h.answer(start, .failed(.failed("spawn failed"))).commands, [])
+        XCTAssertEqual(h.core.containers["c1"]?.phase, .started(worker: "i-1", at: h.now))
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAPassWhoseListingNeverAnswersEndsAtTheListingsDeadlineAndTheNextPassBegins() {
+        var h = harness(queue: [Fixture.entry("c1", .running)])
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
+        XCTAssertEqual(h.send(.tick).commands, [.listMembers])
+        XCTAssertEqual(h.send(.tick).commands, [], "a pass is in flight")
+        h.advance(to: h.core.settings.deadlines.memberCall + 0.5)
+        XCTAssertEqual(h.send(.tick).commands, [.listMembers], "the members' list got no answer: the pass ended and the next began")
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAMemberWhoseHeartbeatIsOlderThanMemberTimeoutIsGoneAndItsWorkersMoveToALiveOne() {
+        var h = harness(workers: ["i-1", "i-2"])
+        h.world.members = ["leader", "f1", "f2"]
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertEqual(Set(h.hosts.values), ["f1", "f2"])
+        let onF1 = h.hosts.filter { $0.value == "f1" }.map(\.key)
+
+        h.advance(to: 1)
+        h.world.heartbeatAges["f1"] = h.core.settings.memberTimeout + 0.1  // stopped heartbeating
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertEqual(h.core.liveMembers, ["f2", "leader"])
+        for id in onF1 { XCTAssertEqual(h.hosts[id], "f2", "\(id) moved off the silent member") }
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
@@ -220,6 +268,25 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
+    func testALostContainerWaitsOnlyForTheWorkersOfTypesItFitsNotForTheSlowestWorkerOfTheCluster() {
+        // c1 needs 4 VCPUs: only a large worker can hold its runner. c2 fits both sizes.
+        var h = harness(workers: ["i-small"], queue: [Fixture.entry("c1", .running, vcpus: 4), Fixture.entry("c2", .running)])
+        h.world.instances.append(Fixture.instance("i-large", type: Fixture.large))
+        h.world.reports["i-large"] = Fixture.ready("i-large")
+        h.world.reports["i-small"] = Fixture.report("i-small", phase: .unreachable)  // slow: not probed this term
+
+        XCTAssertEqual(h.pass().commands, [], "no probe began after the term did")
+        h.advance(to: 1)
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "its runner is on no worker")],
+                       "i-large was probed this term and c1 can be nowhere else; c2 may still be on the small worker")
+        XCTAssertEqual(h.core.containers["c2"]?.phase, .idle)
+
+        h.advance(to: 2)
+        h.world.reports["i-small"] = Fixture.ready("i-small")
+        XCTAssertEqual(h.pass().commands, [.unlock("c2", reason: "its runner is on no worker")])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
     func testAnInstanceTheCloudStopsListingIsDroppedAndItsRunningContainerRequeuedOnceTheOthersWereProbed() {
         var h = harness(workers: ["i-1", "i-2", "i-3"], queue: [Fixture.entry("c1", .running)])
         h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
@@ -302,6 +369,52 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.pass().commands, [], "killed 29.5 s ago, within KillRepeat")
         h.advance(to: 42)
         XCTAssertEqual(h.pass().commands, [kill])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testARunnerIsNotKilledOnOneListingsSilenceEvenWithNoGraceInTime() {
+        var settings = Fixture.settings
+        settings.orphanRunnerGrace = 0
+        var h = harness(queue: [Fixture.entry("c1", .running)], settings: settings)
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
+        XCTAssertEqual(h.pass().commands, [])
+
+        // One listing misses c1 (a page that moved under the leader): its runner is left alone,
+        // and once a listing names c1 again the count starts over.
+        h.advance(to: 1)
+        h.world.queue = []
+        XCTAssertEqual(h.pass().commands, [])
+        h.advance(to: 2)
+        h.world.queue = [Fixture.entry("c1", .running)]
+        XCTAssertEqual(h.pass().commands, [])
+        h.advance(to: 3)
+        h.world.queue = []
+        XCTAssertEqual(h.pass().commands, [], "one listing's silence again, not two in a row")
+        XCTAssertEqual(h.core.workers["i-1"]?.orphans["c1"]?.listings, 1)
+
+        // Two listings in a row without it: it is no longer ours (ended, cancelled, unlocked).
+        h.advance(to: 4)
+        XCTAssertEqual(h.pass().commands, [.kill("c1", on: "i-1", via: "f1", reason: "container is no longer this cluster's (ended, cancelled or unlocked)")])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testARunnerListedOnlyByAProbeFromBeforeItsContainerEndedIsNotKilled() {
+        var h = harness(queue: [Fixture.entry("c1", .running)])
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
+        XCTAssertEqual(h.pass().commands, [])
+
+        // c1 completed; the worker's last probe (begun at 0.5 s) still lists its runner, which
+        // has exited since. However many listings go by, that report says nothing new.
+        h.world.queue = []
+        for second in 1...4 {
+            h.advance(to: Double(second))
+            h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"], probeBeganAge: Double(second) - 0.5)
+            XCTAssertEqual(h.pass().commands, [], "at \(second) s the only report is the probe begun at 0.5 s")
+        }
+        // A probe begun after the first listing without c1 still lists the runner: it outlived its container.
+        h.advance(to: 5)
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"], probeBeganAge: 0.5)
+        XCTAssertEqual(h.pass().commands, [.kill("c1", on: "i-1", via: "f1", reason: "container is no longer this cluster's (ended, cancelled or unlocked)")])
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 

@@ -2,6 +2,7 @@ import ConvoyAPIClient
 import ConvoyDispatch
 import ConvoyHTTP
 import ConvoyModel
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest
@@ -52,9 +53,13 @@ final class DispatcherTests: PostgresTestCase {
 
     @discardableResult
     private func startReplicas(_ names: [String], pool: TestDispatchPool) throws -> [TestDispatchReplica] {
-        let started = try names.map { try TestDispatchReplica.start(database: try postgresServer(), memberID: $0, pool: pool) }
-        replicas += started
-        return started
+        // Each joins `replicas` as soon as it runs, so that tearDown stops the ones already
+        // started when a later one fails to.
+        try names.map { name in
+            let replica = try TestDispatchReplica.start(database: try postgresServer(), memberID: name, pool: pool)
+            replicas.append(replica)
+            return replica
+        }
     }
 
     private func submit(_ command: [String], vcpus: Int = 1, ram: Int64 = 256 << 20, priority: Int = 1) async throws -> ArvadosUUID {
@@ -69,12 +74,9 @@ final class DispatcherTests: PostgresTestCase {
     /// Polls until `check` holds, or fails with `what` and the replicas' logs.
     private func wait(_ what: String, within: Duration = .seconds(60), every: Duration = .milliseconds(200),
                       _ check: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + within
-        while ContinuousClock.now < deadline {
-            if try await check() { return }
-            try await Task.sleep(for: every)
+        guard try await eventually(within: within, every: every, check) else {
+            throw TestProcess.Failure("timed out after \(within) waiting for \(what)")
         }
-        throw TestProcess.Failure("timed out after \(within) waiting for \(what)")
     }
 
     private func management(_ method: String, _ replica: TestDispatchReplica, _ path: String) async throws -> (Int, [String: JSONValue]) {

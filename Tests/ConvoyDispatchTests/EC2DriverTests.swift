@@ -1,5 +1,6 @@
 import ConvoyDispatch
 import ConvoyModel
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest
@@ -121,15 +122,10 @@ final class EC2DriverTests: PostgresTestCase {
                 on: api.services.database)
         }
         let driver = driver()
-        let deadline = ContinuousClock.now + .seconds(20)
-        var types: [String] = []
-        while ContinuousClock.now < deadline {
-            types = try await driver.instances().map(\.typeName)
-            if !types.isEmpty { break }
-            try await Task.sleep(for: .milliseconds(200))
-        }
+        _ = try await eventually(within: .seconds(20), every: .milliseconds(200)) { try await driver.instances() } until: { !$0.isEmpty }
+        // Not synchronisation: a negative check, the held type is not asked for again within 2 s.
         try await Task.sleep(for: .seconds(2))
-        types = try await driver.instances().map(\.typeName)
+        let types = try await driver.instances().map(\.typeName)
         // The medium type is held after its refusal; the small one was created meanwhile.
         XCTAssertEqual(types, ["small"], replica.log)
         XCTAssertEqual(cloud.actions.filter { $0 == "RunInstances" }.count, 2, "\(cloud.actions)")
@@ -138,13 +134,9 @@ final class EC2DriverTests: PostgresTestCase {
         // Throttled: no cloud call at all for the back-off (at least 10 s).
         cloud.inject("RequestLimitExceeded", status: 503, into: "DescribeInstances")
         let before = cloud.actions.count
-        var throttledAt: Int?
-        let watchUntil = ContinuousClock.now + .seconds(5)
-        while throttledAt == nil, ContinuousClock.now < watchUntil {
-            throttledAt = cloud.actions[before...].firstIndex(of: "DescribeInstances")
-            try await Task.sleep(for: .milliseconds(50))
-        }
+        let throttledAt = await eventually(within: .seconds(5)) { cloud.actions[before...].firstIndex(of: "DescribeInstances") } until: { $0 != nil }
         let index = try XCTUnwrap(throttledAt, "no DescribeInstances after the injection: \(cloud.actions[before...])")
+        // Not synchronisation: the back-off is the behaviour under test, no cloud call may come within 5 s.
         try await Task.sleep(for: .seconds(5))
         XCTAssertEqual(cloud.actions.count, index + 1, "cloud calls during the back-off: \(cloud.actions[(index + 1)...])")
         XCTAssertTrue(replica.log.contains("cloud API rate limit"), replica.log)

@@ -48,8 +48,8 @@ final class StubCloudServiceTests: XCTestCase {
         let shell = try await remote.connect(created, hostKey: try XCTUnwrap(created.hostKey), settings: settings)
         let booting = try await shell.exec("true", stdin: nil, timeout: .seconds(5))
         XCTAssertEqual(booting.exitStatus, 1, "still booting")
-        try await Task.sleep(for: .milliseconds(400))
-        let booted = try await shell.exec("true", stdin: nil, timeout: .seconds(5))
+        // Booted once its 300 ms boot time has passed.
+        let booted = try await eventually { try await shell.exec("true", stdin: nil, timeout: .seconds(5)) } until: { $0.exitStatus == 0 }
         XCTAssertEqual(booted.exitStatus, 0)
         let list = try await shell.exec("'/usr/local/bin/convoy' run --list", stdin: nil, timeout: .seconds(5))
         XCTAssertEqual(list.stdoutText, "")

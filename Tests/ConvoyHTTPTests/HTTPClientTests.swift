@@ -1,4 +1,5 @@
 import ConvoyHTTP
+import ConvoyModel
 import ConvoyTesting
 import Foundation
 import XCTest
@@ -66,7 +67,7 @@ final class HTTPClientTests: XCTestCase {
 
     func testConnectionRefusedIsAClearError() async throws {
         let port = try FreePort.find()
-        let client = HTTPClient(configuration: HTTPClientConfiguration(retry: HTTPRetryPolicy(maxAttempts: 2, initialBackoff: .milliseconds(10))))
+        let client = HTTPClient(configuration: HTTPClientConfiguration(retry: HTTPRetryPolicy(backoff: Backoff(initial: .milliseconds(10), cap: .seconds(5), jitter: .equal, maxAttempts: 2))))
         do {
             _ = try await client.get("http://127.0.0.1:\(port)/")
             XCTFail("nothing listens there")
@@ -76,7 +77,7 @@ final class HTTPClientTests: XCTestCase {
     }
 
     func testIdempotentRequestsAreRetriedAndOthersAreNot() async throws {
-        let client = HTTPClient(configuration: HTTPClientConfiguration(retry: HTTPRetryPolicy(maxAttempts: 4, initialBackoff: .milliseconds(10))))
+        let client = HTTPClient(configuration: HTTPClientConfiguration(retry: HTTPRetryPolicy(backoff: Backoff(initial: .milliseconds(10), cap: .seconds(5), jitter: .equal, maxAttempts: 4))))
         let recovered = try await client.get(server.baseURL + "/flaky/a?failures=2")
         XCTAssertEqual(recovered.status, 200)
         XCTAssertEqual(recovered.bodyText, "recovered")
@@ -93,6 +94,14 @@ final class HTTPClientTests: XCTestCase {
         let baseline = Self.threadCount()
         let peak = SendableCounter()
         let url = server.baseURL + "/slow?ms=400"
+        // Sampled all the while the requests run, rather than once at a moment guessed to fall
+        // among them; the sleep is the sampling interval.
+        let sampler = Task {
+            while !Task.isCancelled {
+                peak.raise(to: HTTPClientTests.threadCount())
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             for _ in 0..<150 {
                 group.addTask {
@@ -100,12 +109,10 @@ final class HTTPClientTests: XCTestCase {
                     XCTAssertEqual(response.bodyText, "slow")
                 }
             }
-            group.addTask {
-                try await Task.sleep(for: .milliseconds(200))
-                peak.set(Self.threadCount())
-            }
             try await group.waitForAll()
         }
+        sampler.cancel()
+        await sampler.value
         // One curl thread, plus whatever the test server's event loops use; never one per request.
         XCTAssertLessThan(peak.value - baseline, 20, "threads grew from \(baseline) to \(peak.value)")
     }
@@ -157,8 +164,11 @@ final class HTTPClientTests: XCTestCase {
     func testCancellingTheTaskCancelsTheRequest() async throws {
         let client = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
         let url = server.baseURL + "/slow?ms=1500"
+        let before = server.slowRequestsInFlight
         let task = Task { try await client.get(url) }
-        try await Task.sleep(for: .milliseconds(200))
+        // Cancelled while the server is answering it, not before it was sent.
+        let underWay = await eventually(every: .milliseconds(10)) { server.slowRequestsInFlight > before }
+        XCTAssertTrue(underWay, "the request never reached the server")
         task.cancel()
         let started = ContinuousClock.now
         do {
@@ -179,6 +189,6 @@ final class SendableCounter: @unchecked Sendable {
     // @unchecked: guarded by `lock`.
     private let lock = NSLock()
     private var stored = 0
-    func set(_ value: Int) { lock.withLock { stored = value } }
+    func raise(to value: Int) { lock.withLock { stored = max(stored, value) } }
     var value: Int { lock.withLock { stored } }
 }

@@ -20,6 +20,8 @@ final class FileDescriptorReadinessTests: XCTestCase {
         let (readEnd, writeEnd) = makePipe()
         defer { close(readEnd); close(writeEnd) }
         async let result = FileDescriptorReadiness.wait(fd: readEnd, for: .read, timeout: .seconds(10))
+        // Not synchronisation (a parked wait is not observable): a head start so that the wake-up
+        // path, not the first poll, sees the data; the assertion holds either way.
         try await Task.sleep(for: .milliseconds(50))
         XCTAssertEqual(write(writeEnd, "x", 1), 1)
         let ready = try await result
@@ -39,6 +41,8 @@ final class FileDescriptorReadinessTests: XCTestCase {
         let task = Task {
             try await FileDescriptorReadiness.wait(fd: readEnd, for: .read, timeout: .seconds(30), cancellable: true)
         }
+        // Not synchronisation (a parked wait is not observable): a head start so that the
+        // cancellation finds the wait parked; the assertion holds either way.
         try await Task.sleep(for: .milliseconds(50))
         task.cancel()
         do {
@@ -54,6 +58,8 @@ final class FileDescriptorReadinessTests: XCTestCase {
             for _ in 0..<50 {
                 group.addTask { try await FileDescriptorReadiness.wait(fd: readEnd, for: .read, timeout: .seconds(10)) }
             }
+            // Not synchronisation (a parked wait is not observable): a head start so that the waits
+            // park before the data comes; the assertions hold either way.
             try await Task.sleep(for: .milliseconds(100))
             XCTAssertEqual(write(writeEnd, "x", 1), 1)
             for try await result in group {

@@ -1,4 +1,5 @@
 import ConvoyPostgres
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest
@@ -185,7 +186,12 @@ final class PostgresConnectionTests: PostgresTestCase {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { _ = try await listener.query("SELECT pg_sleep(0.3)") }
             group.addTask {
-                try await Task.sleep(for: .milliseconds(100))
+                // Sent once PostgreSQL shows the listener's statement running.
+                let listenerPID = Int(listener.backendPID)
+                let running = try await eventually(every: .milliseconds(10)) {
+                    try await sender.query("SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", [listenerPID]).rows.isEmpty == false
+                }
+                XCTAssertTrue(running, "the listener's statement never showed as active")
                 try await sender.notify("convoy_events", payload: "second")
             }
             try await group.waitForAll()

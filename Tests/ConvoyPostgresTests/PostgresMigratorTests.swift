@@ -1,4 +1,5 @@
 import ConvoyPostgres
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest
@@ -102,12 +103,19 @@ final class PostgresMigratorTests: PostgresTestCase {
         let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL.path
         var environment = ProcessInfo.processInfo.environment
         environment["CONVOY_MIGRATE_CHILD_CONNINFO"] = configuration.conninfo
-        let children = try (0..<2).map { index -> (SpawnedProcess, URL) in
-            let log = try TestProcess.makeTemporaryDirectory(prefix: "convoy-migrate-child").appendingPathComponent("log")
-            let child = try SpawnedProcess.spawn(
-                testBinary, ["ConvoyPostgresTests.PostgresMigratorTests/testChildProcessRunsTheMigrator"],
-                environment: environment, stdin: "/dev/null", stdout: log.path, stderr: log.path)
-            return (child, log)
+        var children: [(SpawnedProcess, URL)] = []
+        do {
+            for _ in 0..<2 {
+                let log = try TestProcess.makeTemporaryDirectory(prefix: "convoy-migrate-child").appendingPathComponent("log")
+                let child = try SpawnedProcess.spawn(
+                    testBinary, ["ConvoyPostgresTests.PostgresMigratorTests/testChildProcessRunsTheMigrator"],
+                    environment: environment, stdin: "/dev/null", stdout: log.path, stderr: log.path)
+                children.append((child, log))
+            }
+        } catch {
+            // The second failed to start: the first is still reaped, no zombie left behind.
+            for (child, _) in children { child.wait() }
+            throw error
         }
         for (child, log) in children {
             let status = child.wait()

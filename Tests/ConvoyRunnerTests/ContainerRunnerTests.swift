@@ -2,6 +2,7 @@ import ConvoyAPI
 import ConvoyAPIClient
 import ConvoyModel
 import ConvoyRunner
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest
@@ -216,7 +217,9 @@ final class ContainerRunnerTests: PostgresTestCase {
         let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: try options(runtime: .process), echo: { _ in })
         let running = Task { await runner.run() }
         try await waitForState(locked.uuid, .running)
-        try await Task.sleep(for: .seconds(1))
+        // The API goes down while lines are being forwarded, once the first has arrived.
+        let forwarding = try await eventually { try await logText(locked.uuid, stream: "stdout").contains("line 1") }
+        XCTAssertTrue(forwarding, "no log line arrived before the outage")
         try await api.outage(for: .seconds(5))
         let result = try await withTimeout(.seconds(60)) { await running.value }
         XCTAssertEqual(result, .finished(state: "Complete", exitCode: 0))
@@ -267,11 +270,7 @@ final class ContainerRunnerTests: PostgresTestCase {
 
     private func waitForState(_ uuid: ArvadosUUID, _ state: ContainerState) async throws {
         let admin = client(api.adminToken)
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
-            if try await admin.container(uuid).state == state { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        XCTFail("\(uuid) did not reach \(state.rawValue) in 30 s")
+        let reached = try await eventually(within: .seconds(30)) { try await admin.container(uuid).state == state }
+        XCTAssertTrue(reached, "\(uuid) did not reach \(state.rawValue) in 30 s")
     }
 }

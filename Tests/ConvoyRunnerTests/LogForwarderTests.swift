@@ -2,6 +2,7 @@ import ConvoyAPI
 import ConvoyAPIClient
 import ConvoyModel
 import ConvoyRunner
+import ConvoyTestCase
 import ConvoyTesting
 import Foundation
 import XCTest
@@ -130,7 +131,12 @@ final class LogForwarderTests: PostgresTestCase {
         let lines = (0..<20_000).map { LineSplitter.Line("line \($0) " + String(repeating: "y", count: 20)) }
         try await forwarder.append(lines, stream: "stdout")
         await forwarder.start()
-        try await Task.sleep(for: .milliseconds(20))
+        // finish() comes once the periodic flush has begun sending: its first lines are stored.
+        let database = api.services.database
+        let flushing = try await eventually(every: .milliseconds(5)) {
+            try await database.query("SELECT 1 FROM logs WHERE object_uuid = $1 AND event_type = 'stdout' LIMIT 1", [uuid.rawValue]).rows.isEmpty == false
+        }
+        XCTAssertTrue(flushing, "the periodic flush sent nothing")
         let sent = await forwarder.finish(deadline: .seconds(30))
         XCTAssertTrue(sent)
         // Counted at once: nothing may still be on its way.

@@ -1,4 +1,5 @@
 import ConvoyRunner
+import ConvoyTesting
 import Foundation
 import XCTest
 
@@ -63,8 +64,7 @@ final class ProcessRuntimeTests: XCTestCase {
             try await ProcessRuntime.run(ProcessSpec(command: ["sh", "-c", "(sleep 30; touch \(marker)) & echo started; wait"],
                                                      workingDirectory: "/", environment: environment), control: control) { await lines.add($0, $1) }
         }
-        let deadline = Date().addingTimeInterval(10)
-        while await lines.byStream["stdout"] == nil, Date() < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        _ = await eventually(every: .milliseconds(20)) { await lines.byStream["stdout"] != nil }
         let started = Date()
         await control.stop()
         let outcome = try await run.value

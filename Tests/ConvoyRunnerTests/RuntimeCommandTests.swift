@@ -86,6 +86,11 @@ final class RuntimeCommandTests: XCTestCase {
         XCTAssertEqual(RuntimeKind.choose(for: withImage, override: nil), .bwrap)
         XCTAssertEqual(RuntimeKind.choose(for: withImage, override: nil, withoutImage: .process), .process)
     }
+
+    func testTheLaunchSettingsAcceptExactlyTheRuntimeKinds() {
+        // `convoy run --stdin-config` maps the settings' runtime name to a kind without a second check.
+        XCTAssertEqual(RunnerLaunchSettings.runtimes, RuntimeKind.allCases.map(\.rawValue))
+    }
 }
 
 extension Array where Element: Equatable {

@@ -90,6 +90,7 @@ final class SSHSessionTests: XCTestCase {
         XCTAssertEqual(presented.value?.fingerprint, server.hostKeyFingerprint)
         XCTAssertEqual(presented.value?.type, "ssh-ed25519")
         // sshd logs every authentication attempt at VERBOSE: there must be none.
+        // Not synchronisation: a negative check, no attempt logged within 200 ms.
         try await Task.sleep(for: .milliseconds(200))
         let log = try String(contentsOf: server.logFile, encoding: .utf8)
         XCTAssertFalse(log.contains("publickey"), "the client tried to authenticate: \(log)")
@@ -138,6 +139,7 @@ final class SSHSessionTests: XCTestCase {
         var settings = configuration(for: server)
         settings.keepaliveInterval = .seconds(1)
         let session = try await SSHSession.connect(settings)
+        // Not synchronisation: the idle time, over two keepalive intervals, is what is tested.
         try await Task.sleep(for: .milliseconds(2500))
         let connected = await session.isConnected
         XCTAssertTrue(connected)

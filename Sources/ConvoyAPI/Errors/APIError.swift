@@ -18,4 +18,5 @@ public struct APIError: Error, Sendable, Equatable, CustomStringConvertible {
     public static func conflict(_ message: String) -> APIError { APIError(status: 409, message) }
     public static func payloadTooLarge(_ limit: Int) -> APIError { APIError(status: 413, "request body is larger than the limit of \(limit) bytes") }
     public static func unprocessable(_ message: String) -> APIError { APIError(status: 422, message) }
+    public static func serviceUnavailable(_ message: String) -> APIError { APIError(status: 503, message) }
 }

@@ -2,11 +2,14 @@ import ConvoyPostgres
 
 /// The API's tables, applied in order by `PostgresMigrator` when `convoy api` starts.
 ///
+/// `cluster_epoch`, which the API fences dispatcher requests with, is not among them: it belongs
+/// to the dispatcher cluster, whose elections raise it (`ClusterSchema`).
+///
 /// Token secrets are never stored: only their SHA-256 (computed by PostgreSQL's `sha256()`), so a
 /// database dump does not hand out working tokens.
 public enum APISchema {
     public static let migrations: [PostgresMigration] = [
-        PostgresMigration(version: 1, name: "tokens, containers, history, epoch", sql: """
+        PostgresMigration(version: 1, name: "tokens, containers, history", sql: """
             CREATE TABLE api_client_authorizations (
                 uuid text PRIMARY KEY,
                 secret_hash bytea NOT NULL,
@@ -61,14 +64,8 @@ public enum APISchema {
                 at timestamptz NOT NULL DEFAULT clock_timestamp()
             );
             CREATE INDEX container_state_history_container ON container_state_history (container_uuid, id);
-
-            -- The dispatcher cluster's epoch: one row, only ever raised.
-            -- (The dispatcher's cluster migrations create it too, whichever runs first.)
-            CREATE TABLE IF NOT EXISTS cluster_epoch (
-                id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
-                epoch bigint NOT NULL DEFAULT 0
-            );
-            INSERT INTO cluster_epoch (id, epoch) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+            -- cluster_epoch is the dispatcher cluster's table (ClusterSchema): databases migrated
+            -- before it was got it from here, and the cluster's migration keeps that one.
             """),
         PostgresMigration(version: 2, name: "token owners, container requests, logs, collections", sql: """
             -- The user a token acts for; admin, dispatcher and container tokens act for the system user.
@@ -136,6 +133,29 @@ public enum APISchema {
                 PRIMARY KEY (collection_uuid, path)
             );
             CREATE INDEX collection_files_blob ON collection_files (sha256);
+            """),
+        PostgresMigration(version: 3, name: "when each container entered its state", sql: """
+            -- When the container entered its present state, by the database's clock: listings
+            -- report the state's age from it (computed in their own query), so that a new leader
+            -- knows how old a lock or a move to Running is without comparing two hosts' clocks,
+            -- and a priority or progress update (which moves modified_at) does not restart it.
+            ALTER TABLE containers ADD COLUMN state_changed_at timestamptz;
+            UPDATE containers c SET state_changed_at = coalesce(
+                (SELECT max(h.at) FROM container_state_history h WHERE h.container_uuid = c.uuid), c.modified_at);
+            ALTER TABLE containers ALTER COLUMN state_changed_at SET NOT NULL,
+                ALTER COLUMN state_changed_at SET DEFAULT now();
+            CREATE FUNCTION containers_state_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                IF NEW.state IS DISTINCT FROM OLD.state THEN
+                    NEW.state_changed_at := now();
+                END IF;
+                RETURN NEW;
+            END
+            $$;
+            CREATE TRIGGER containers_state_changed BEFORE UPDATE OF state ON containers
+                FOR EACH ROW EXECUTE FUNCTION containers_state_changed();
+            -- The leader's listing of its Locked/Running containers pages by uuid.
+            CREATE INDEX containers_locked ON containers (locked_by_uuid, uuid) WHERE state IN ('Locked', 'Running');
             """),
     ]
 }

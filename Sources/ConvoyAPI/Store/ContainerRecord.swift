@@ -7,7 +7,8 @@ enum ContainerRecord {
     static let columns = """
         uuid, state, priority, command, container_image, cwd, environment, mounts, output_path, \
         runtime_constraints, scheduling_parameters, locked_by_uuid, auth_uuid, lock_count, exit_code, \
-        started_at, finished_at, log, output, progress, runtime_status, created_at, modified_at
+        started_at, finished_at, log, output, progress, runtime_status, created_at, modified_at, \
+        extract(epoch FROM now() - state_changed_at)::float8 AS state_age
         """
 
     static func decode(_ row: PostgresRow) throws -> Container {
@@ -38,7 +39,8 @@ enum ContainerRecord {
             progress: try row.decode(Double?.self, column: "progress"),
             runtimeStatus: try row.decode(PostgresJSONB<[String: JSONValue]>.self, column: "runtime_status").value,
             createdAt: try row.decode(Date.self, column: "created_at"),
-            modifiedAt: try row.decode(Date.self, column: "modified_at"))
+            modifiedAt: try row.decode(Date.self, column: "modified_at"),
+            stateAge: max(0, try row.decode(Double.self, column: "state_age")))
     }
 
     /// The API attributes of a container, for filters, order and select.

@@ -135,6 +135,20 @@ public struct ContainerStore: Sendable {
             if let authUUID = current.authUUID {
                 try await self.tokens.revoke(on: tx, uuid: authUUID)
             }
+            // Nobody wants a container of priority 0 (its requests were cancelled): it ends
+            // Cancelled rather than waiting Queued for ever, as a Queued one would.
+            guard current.priority > 0 else {
+                let row = try await tx.query("""
+                    UPDATE containers SET state = 'Cancelled', locked_by_uuid = NULL, auth_uuid = NULL, finished_at = now(),
+                        modified_at = now(), runtime_status = runtime_status || '{"error": "unlocked at priority 0: nobody wants it run"}'::jsonb
+                    WHERE uuid = $1 RETURNING \(ContainerRecord.columns)
+                    """, [uuid.rawValue]).first!
+                try await self.recordHistory(uuid, from: current.state, to: .cancelled, authUUID: current.authUUID, epoch: epoch,
+                                             tokenUUID: caller.uuid, on: tx)
+                let cancelled = try ContainerRecord.decode(row)
+                try await Self.finalizeRequests(of: cancelled, on: tx)
+                return cancelled
+            }
             let row = try await tx.query("""
                 UPDATE containers SET state = 'Queued', locked_by_uuid = NULL, auth_uuid = NULL, started_at = NULL,
                     progress = NULL, runtime_status = '{}', modified_at = now()
@@ -314,9 +328,25 @@ public struct ContainerStore: Sendable {
 
     /// Refuses a dispatcher command from an older epoch than the cluster's. `FOR SHARE` makes a
     /// leader's epoch bump wait for transactions that checked the old one.
+    ///
+    /// `cluster_epoch` is the dispatcher cluster's table, created when the first replica joins; an
+    /// epoch-stamped request while it is missing comes from a dispatcher whose replicas use
+    /// another database, and cannot be fenced: it is refused (503) with that said.
     static func checkEpoch(_ epoch: Int64?, on tx: PostgresTransaction) async throws {
         guard let epoch else { return }
-        let current = try await tx.query("SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE").first!.decode(Int64.self, column: "epoch")
+        let row: PostgresRow?
+        do {
+            row = try await tx.query("SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE").first
+        } catch let error as PostgresError where error.sqlState == SQLState.undefinedTable {
+            throw APIError.serviceUnavailable("""
+                cannot check epoch \(epoch): this database has no cluster_epoch table, which the dispatcher replicas \
+                create when they join; point convoy dispatch at the API's PostgreSQL database
+                """)
+        }
+        guard let row else {
+            throw APIError.serviceUnavailable("cannot check epoch \(epoch): cluster_epoch has no row (id 1), which the dispatcher cluster's migrations insert")
+        }
+        let current = try row.decode(Int64.self, column: "epoch")
         if epoch < current {
             throw APIError.conflict("stale epoch \(epoch): the cluster is at epoch \(current); this dispatcher is no longer the leader")
         }

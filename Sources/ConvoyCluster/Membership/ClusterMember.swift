@@ -1,6 +1,7 @@
 import ConvoyPostgres
 import Foundation
 import Logging
+import ServiceLifecycle
 
 /// Everything one replica needs to be a cluster member.
 public struct ClusterMemberConfiguration: Sendable {
@@ -53,16 +54,21 @@ public struct ClusterStatus: Codable, Sendable, Equatable {
 /// One replica's membership of the cluster: its actor system (listening, fenced by the epochs it
 /// learns), its row in the members table, and its campaign. Leader work hangs off `onLeadership`:
 /// while it says this member leads, the member's calls carry the epoch.
-public actor ClusterMember {
+///
+/// A `Service`: `run()` joins, stays a member until graceful shutdown (or cancellation), then
+/// steps down and leaves; everything it starts ends before it returns.
+public actor ClusterMember: Service {
     public nonisolated let configuration: ClusterMemberConfiguration
     public nonisolated let system: ClusterSystem
     private let database: PostgresPool
     private let logger: Logger
-    private var membership: Membership?
     private var election: LeaderElection?
-    private var addressRefresh: Task<Void, Never>?
+    /// Held here: the actor system holds its actors weakly.
     private var agent: MemberAgent?
     private let onLeadership: @Sendable (Leadership) async -> Void
+    /// How joining went (the actor system's port), once it is over; and who waits for it.
+    private var joining: Result<Int, any Error>?
+    private var joinWaiters: [CheckedContinuation<Int, any Error>] = []
 
     public init(_ configuration: ClusterMemberConfiguration, logger: Logger = Logger(label: "convoy-cluster"),
                 onLeadership: @escaping @Sendable (Leadership) async -> Void = { _ in }) {
@@ -76,26 +82,24 @@ public actor ClusterMember {
                                 maxConnections: 4)
     }
 
-    /// Migrates the cluster tables, listens, registers, heartbeats and campaigns. Returns the
-    /// actor system's port.
-    @discardableResult
-    public func start() async throws -> Int {
-        _ = try await database.withConnection { try await ClusterSchema.migrator.migrate($0) }
-        let check = HandshakeKey(secret: configuration.secret).secretCheck(clusterID: configuration.clusterID)
-        try await database.execute("INSERT INTO cluster_secret_check (id, digest) VALUES (1, $1) ON CONFLICT (id) DO NOTHING", [check])
-        let recorded = try await database.query("SELECT digest FROM cluster_secret_check WHERE id = 1").first?.decode(String.self, column: "digest")
-        guard recorded == check else {
-            throw ClusterError.handshakeFailed("this replica's cluster secret is not the one the cluster's other replicas use (cluster_secret_check); fix Dispatch.ClusterSecret, or delete that row when rotating the secret with every replica stopped")
+    /// Joins the cluster (migrates the cluster tables, checks the secret, listens, registers), then
+    /// heartbeats, campaigns and follows the other members' addresses until graceful shutdown or
+    /// cancellation. Then it steps down if it leads, leaves the members table and closes its
+    /// connections. Throws if it could not join.
+    public func run() async throws {
+        let membership: Membership
+        do {
+            let port = try await join()
+            membership = Membership(me: record(port: port), database: database, interval: configuration.heartbeatInterval, logger: logger)
+            try await membership.register()
+            finishJoining(.success(port))
+        } catch {
+            finishJoining(.failure(error))
+            await system.shutdown()
+            await database.close()
+            throw error
         }
         let system = self.system
-        agent = system.makeActor(named: MemberAgent.name) { MemberAgent(actorSystem: system) }
-        let port = try await system.listen(host: configuration.listenHost, port: configuration.listenPort)
-        let me = MemberRecord(memberID: configuration.memberID, address: "\(configuration.listenHost):\(port)",
-                              managementAddress: configuration.managementAddress, host: ProcessInfo.processInfo.hostName,
-                              pid: getpid(), version: configuration.version)
-        let membership = Membership(me: me, database: database, interval: configuration.heartbeatInterval, logger: logger)
-        try await membership.start()
-        self.membership = membership
         let onLeadership = self.onLeadership
         let election = LeaderElection(clusterID: configuration.clusterID, memberID: configuration.memberID,
                                       database: PostgresConfiguration(keywords: configuration.database), settings: configuration.election,
@@ -105,18 +109,62 @@ public actor ClusterMember {
             system.outgoingEpoch = leadership.isMe ? leadership.epoch : nil
             await onLeadership(leadership)
         }
-        await election.start()
         self.election = election
         let (database, interval) = (self.database, configuration.heartbeatInterval)
-        addressRefresh = Task {
-            while !Task.isCancelled {
-                if let members = try? await Membership.members(database) {
-                    for member in members { system.setAddress(member.memberAddress, of: member.memberID) }
-                }
-                try? await Task.sleep(for: interval)
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await membership.heartbeat() }
+                // Ends by stepping down (when leading) and closing its session.
+                group.addTask { await election.run() }
+                group.addTask { await Self.followAddresses(database, system: system, every: interval) }
             }
         }
-        return port
+        await membership.leave()
+        await system.shutdown()
+        await database.close()
+    }
+
+    /// Waits until `run()` has joined the cluster; the actor system's port. Throws what stopped
+    /// it from joining.
+    public func joined() async throws -> Int {
+        if let joining { return try joining.get() }
+        return try await withCheckedThrowingContinuation { joinWaiters.append($0) }
+    }
+
+    private func finishJoining(_ result: Result<Int, any Error>) {
+        joining = result
+        for waiter in joinWaiters { waiter.resume(with: result) }
+        joinWaiters = []
+    }
+
+    /// Migrates the cluster tables, checks the cluster secret, hosts the member agent and listens.
+    private func join() async throws -> Int {
+        _ = try await database.withConnection { try await ClusterSchema.migrator.migrate($0) }
+        let check = HandshakeKey(secret: configuration.secret).secretCheck(clusterID: configuration.clusterID)
+        try await database.execute("INSERT INTO cluster_secret_check (id, digest) VALUES (1, $1) ON CONFLICT (id) DO NOTHING", [check])
+        let recorded = try await database.query("SELECT digest FROM cluster_secret_check WHERE id = 1").first?.decode(String.self, column: "digest")
+        guard recorded == check else {
+            throw ClusterError.handshakeFailed("this replica's cluster secret is not the one the cluster's other replicas use (cluster_secret_check); fix Dispatch.ClusterSecret, or delete that row when rotating the secret with every replica stopped")
+        }
+        let system = self.system
+        agent = system.makeActor(named: MemberAgent.name) { MemberAgent(actorSystem: system) }
+        return try await system.listen(host: configuration.listenHost, port: configuration.listenPort)
+    }
+
+    private func record(port: Int) -> MemberRecord {
+        MemberRecord(memberID: configuration.memberID, address: "\(configuration.listenHost):\(port)",
+                     managementAddress: configuration.managementAddress, host: ProcessInfo.processInfo.hostName,
+                     pid: getpid(), version: configuration.version)
+    }
+
+    /// Keeps the actor system's addresses of the other members up to date from the members table,
+    /// until the task is cancelled.
+    private static func followAddresses(_ database: PostgresPool, system: ClusterSystem, every interval: Duration) async {
+        repeat {
+            if let members = try? await Membership.members(database) {
+                for member in members { system.setAddress(member.memberAddress, of: member.memberID) }
+            }
+        } while (try? await Task.sleep(for: interval)) != nil
     }
 
     public func leadership() async -> Leadership {
@@ -174,14 +222,5 @@ public actor ClusterMember {
     /// Steps down if this member leads; another member takes over.
     public func stepDown() async {
         await election?.stepDown()
-    }
-
-    /// Steps down, leaves the members table, closes connections.
-    public func stop() async {
-        addressRefresh?.cancel()
-        await election?.stop()
-        await membership?.leave()
-        await system.shutdown()
-        await database.close()
     }
 }

@@ -1,12 +1,16 @@
 import ConvoyPostgres
 
 /// The dispatcher cluster's tables, migrated by each replica at start (safe when several start at
-/// once), recorded in `cluster_schema_migrations`. The epoch itself lives in the API's
-/// `cluster_epoch` row, which the API reads to refuse older leaders.
+/// once), recorded in `cluster_schema_migrations`. Among them `cluster_epoch`, which only these
+/// migrations create: each election raises it, and the API, sharing the database, reads it to
+/// refuse requests from older leaders (an epoch-stamped request before any replica has joined
+/// is refused with 503).
 public enum ClusterSchema {
     public static let migrations: [PostgresMigration] = [
         PostgresMigration(version: 1, name: "members and leadership", sql: """
-            -- The epoch row the API also reads (its migrations create it too, whichever runs first).
+            -- The cluster's epoch: one row, raised by each election, read by the API to fence
+            -- dispatcher requests. Only the cluster creates it; IF NOT EXISTS keeps the row of a
+            -- database whose API migrations created it before they stopped doing so.
             CREATE TABLE IF NOT EXISTS cluster_epoch (
                 id integer PRIMARY KEY DEFAULT 1 CHECK (id = 1),
                 epoch bigint NOT NULL DEFAULT 0

@@ -69,7 +69,15 @@ public actor LeaderElection {
 
     public var current: Leadership { Leadership(leader: knownLeader, epoch: epoch, isMe: leading) }
 
-    /// Starts campaigning.
+    /// Campaigns until the task is cancelled, then steps down if leading and closes the session:
+    /// `start()` … `stop()` as one call that leaves nothing running behind it.
+    public func run() async {
+        guard loop == nil else { return }
+        await campaign()
+        await stop()
+    }
+
+    /// Starts campaigning in a task of its own, until `stop()`.
     public func start() {
         guard loop == nil else { return }
         loop = Task { await self.campaign() }
@@ -92,9 +100,12 @@ public actor LeaderElection {
         loop?.cancel()
         loop = nil
         await stepDown(reason: "shutting down")
+        let listener = self.listener
+        self.listener = nil
         listener?.cancel()
         await session?.close()
         session = nil
+        await listener?.value
     }
 
     // MARK: The loop

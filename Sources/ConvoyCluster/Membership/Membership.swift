@@ -47,7 +47,6 @@ public actor Membership {
     public let interval: Duration
     private let database: PostgresPool
     private let logger: Logger
-    private var heartbeat: Task<Void, Never>?
 
     public init(me: MemberRecord, database: PostgresPool, interval: Duration = .seconds(1), logger: Logger = Logger(label: "convoy-cluster")) {
         self.me = me
@@ -56,31 +55,29 @@ public actor Membership {
         self.logger = logger
     }
 
-    /// Writes this replica's row and starts heartbeating.
-    public func start() async throws {
+    /// Writes this replica's row (replacing the one a previous run under the same id left).
+    public func register() async throws {
         try await database.execute("""
             INSERT INTO cluster_members (member_id, address, management_address, host, pid, version, started_at, heartbeat_at)
             VALUES ($1, $2, $3, $4, $5, $6, now(), now())
             ON CONFLICT (member_id) DO UPDATE SET address = excluded.address, management_address = excluded.management_address,
                 host = excluded.host, pid = excluded.pid, version = excluded.version, started_at = now(), heartbeat_at = now()
             """, [me.memberID, me.address, me.managementAddress, me.host, Int(me.pid), me.version])
-        let (database, memberID, interval, logger) = (self.database, me.memberID, self.interval, self.logger)
-        heartbeat = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: interval)
-                do {
-                    try await database.execute("UPDATE cluster_members SET heartbeat_at = now() WHERE member_id = $1", [memberID])
-                } catch {
-                    logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
-                }
+    }
+
+    /// Heartbeats every `interval` until the task is cancelled.
+    public func heartbeat() async {
+        while (try? await Task.sleep(for: interval)) != nil {
+            do {
+                try await database.execute("UPDATE cluster_members SET heartbeat_at = now() WHERE member_id = $1", [me.memberID])
+            } catch {
+                logger.warning("heartbeat failed", metadata: ["error": "\(error)"])
             }
         }
     }
 
-    /// Stops heartbeating and removes the row (a clean shutdown).
+    /// Removes the row (a clean shutdown; heartbeats have stopped).
     public func leave() async {
-        heartbeat?.cancel()
-        heartbeat = nil
         _ = try? await database.execute("DELETE FROM cluster_members WHERE member_id = $1", [me.memberID])
     }
 

@@ -1,3 +1,4 @@
+import ConvoyModel
 import Distributed
 import Foundation
 import Logging
@@ -13,11 +14,12 @@ public struct ClusterSettings: Sendable {
     public var handshakeTimeout: Duration
     /// Frames larger than this close the connection.
     public var maxFrameBytes: Int
-    /// After a failed connection, the first and the longest wait before dialling that member again.
-    public var reconnectBackoff: ClosedRange<Duration>
+    /// How long to wait before dialling a member again after failed connections (reset once one
+    /// succeeds). Its attempt limit and deadline do not apply: a listed member is always dialled again.
+    public var reconnectBackoff: Backoff
 
     public init(callTimeout: Duration = .seconds(5), handshakeTimeout: Duration = .seconds(3), maxFrameBytes: Int = 16 << 20,
-                reconnectBackoff: ClosedRange<Duration> = .milliseconds(100)...(.seconds(5))) {
+                reconnectBackoff: Backoff = .memberReconnect) {
         self.callTimeout = callTimeout
         self.handshakeTimeout = handshakeTimeout
         self.maxFrameBytes = maxFrameBytes

@@ -1,3 +1,4 @@
+import ConvoyModel
 import Foundation
 import Logging
 import NIOCore
@@ -5,7 +6,9 @@ import NIOPosix
 
 /// The outgoing connection to one member: dialled on first use, handshaken, kept and reused for
 /// every call to that member, redialled after a failure with back-off (calls during the back-off
-/// fail at once with `unreachable` rather than piling up on a dead address).
+/// fail at once with `unreachable` rather than piling up on a dead address). The back-off belongs
+/// to the address that failed: once the members table gives another one (or the first one), the
+/// next call dials it at once.
 actor PeerLink {
     let memberID: String
     private let system: ClusterSystem
@@ -17,7 +20,10 @@ actor PeerLink {
     private var pending: [UInt64: CheckedContinuation<ReplyEnvelope, Error>] = [:]
     private var timers: [UInt64: Scheduled<Void>] = [:]
     private var retryAt: ContinuousClock.Instant?
-    private var backoff: Duration
+    /// The address the last failed dial used (nil: none was known); `retryAt` holds only for it.
+    private var failedAddress: MemberAddress?
+    /// The waits between failed dials, back to the first one once a connection is made.
+    private var redials: Backoff.Schedule
     private var lastFailure = ""
     private var closed = false
     private var handshakeTimedOut = false
@@ -25,7 +31,7 @@ actor PeerLink {
     init(memberID: String, system: ClusterSystem) {
         self.memberID = memberID
         self.system = system
-        self.backoff = system.settings.reconnectBackoff.lowerBound
+        self.redials = system.settings.reconnectBackoff.schedule()
     }
 
     /// Sends `call` and waits for its reply, at most `timeout`.
@@ -60,7 +66,7 @@ actor PeerLink {
     private func connection(timeout: Duration) async throws -> Channel {
         if closed { throw ClusterError.shutdown }
         if let ready { return ready }
-        if let retryAt, ContinuousClock.now < retryAt {
+        if let retryAt, ContinuousClock.now < retryAt, system.address(of: memberID) == failedAddress {
             throw ClusterError.unreachable(member: memberID, reason: "\(lastFailure) (retrying after back-off)")
         }
         return try await withCheckedThrowingContinuation { continuation in
@@ -73,7 +79,7 @@ actor PeerLink {
 
     private func dial(timeout: Duration) async {
         guard let address = system.address(of: memberID) else {
-            connectFailed(ClusterError.unreachable(member: memberID, reason: "no known address"))
+            connectFailed(ClusterError.unreachable(member: memberID, reason: "no known address"), address: nil)
             return
         }
         let settings = system.settings
@@ -85,14 +91,15 @@ actor PeerLink {
                 .connect(host: address.host, port: address.port) { channel in
                     WireChannel.configure(channel, maxFrameBytes: settings.maxFrameBytes)
                 }
-            Task { await self.run(channel) }
+            Task { await self.run(channel, address: address) }
         } catch {
-            connectFailed(ClusterError.unreachable(member: memberID, reason: "cannot connect to \(address.host):\(address.port): \(error)"))
+            connectFailed(ClusterError.unreachable(member: memberID, reason: "cannot connect to \(address.host):\(address.port): \(error)"),
+                          address: address)
         }
     }
 
     /// The connection's life: handshake as the dialer, then read replies until it ends.
-    private func run(_ framed: FramedChannel) async {
+    private func run(_ framed: FramedChannel, address: MemberAddress) async {
         let channel = framed.channel
         self.channel = channel
         handshakeTimedOut = false
@@ -123,7 +130,7 @@ actor PeerLink {
             failure = error
         }
         handshakeTimer.cancel()
-        disconnected(failure)
+        disconnected(failure, address: address)
     }
 
     private func handshake(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ writer: FrameWriter) async throws {
@@ -150,25 +157,27 @@ actor PeerLink {
         ready = channel
         isConnecting = false
         retryAt = nil
-        backoff = system.settings.reconnectBackoff.lowerBound
+        redials.reset()
         for waiter in connecting { waiter.resume(returning: channel) }
         connecting.removeAll()
     }
 
-    private func connectFailed(_ error: Error) {
+    private func connectFailed(_ error: Error, address: MemberAddress?) {
         isConnecting = false
-        lastFailure = "\(error)"
-        retryAt = ContinuousClock.now + backoff
-        backoff = min(backoff * 2, system.settings.reconnectBackoff.upperBound)
+        // Said again by calls during the back-off, which name the member themselves.
+        if case ClusterError.unreachable(_, let reason) = error { lastFailure = reason } else { lastFailure = "\(error)" }
+        failedAddress = address
+        // A policy that runs out of attempts keeps its longest wait: a listed member is always dialled again.
+        retryAt = ContinuousClock.now + (redials.nextDelay() ?? redials.policy.cap)
         system.logger.warning("cannot reach member", metadata: ["member": "\(memberID)", "error": "\(error)"])
         for waiter in connecting { waiter.resume(throwing: error) }
         connecting.removeAll()
     }
 
-    private func disconnected(_ error: Error) {
+    private func disconnected(_ error: Error, address: MemberAddress) {
         channel = nil
         if ready == nil {
-            connectFailed(error)
+            connectFailed(error, address: address)
             return
         }
         ready = nil

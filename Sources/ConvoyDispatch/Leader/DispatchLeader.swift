@@ -23,7 +23,7 @@ public actor DispatchLeader {
     private let began: ContinuousClock.Instant
     private var core: DispatchCore
     private var inbox: AsyncStream<Input>.Continuation?
-    private var loop: Task<Void, Never>?
+    private var stopped = false
     private var publishedPasses = 0
     private let tokenUUID = TokenUUID()
 
@@ -50,17 +50,23 @@ public actor DispatchLeader {
         core = DispatchCore(settings: settings.core, me: MemberID(member.configuration.memberID), epoch: epoch, now: .zero)
     }
 
-    public func start() {
+    /// Does the term's work until `stop()` or cancellation; returns once every command it started
+    /// has ended (they are cancelled).
+    public func run() async {
+        guard !stopped, inbox == nil else { return }
         let (stream, continuation) = AsyncStream.makeStream(of: Input.self)
         inbox = continuation
-        loop = Task { await self.run(stream, continuation) }
+        await withTaskCancellationHandler {
+            await run(stream, continuation)
+        } onCancel: {
+            continuation.finish()
+        }
     }
 
     /// Stops leader work at once (the term ended): every command in flight is cancelled; workers
     /// and runners are left as they are.
     public func stop() {
-        loop?.cancel()
-        loop = nil
+        stopped = true
         inbox?.finish()
         inbox = nil
     }
@@ -81,7 +87,7 @@ public actor DispatchLeader {
                 }
             }
             for await input in stream {
-                if Task.isCancelled { break }
+                if Task.isCancelled || stopped { break }
                 let commands: [IssuedCommand]
                 switch input {
                 case .event(let event):
@@ -91,8 +97,13 @@ public actor DispatchLeader {
                     commands = core.handle(.outcome(issued.id, outcome), now: now)
                 }
                 for issued in commands {
+                    // Member calls time out at the command's deadline; past it the core takes the
+                    // outcome as unknown whatever this task is still waiting for.
+                    let deadline = Duration.seconds(core.settings.deadlines.seconds(for: issued.command))
                     group.addTask { [self] in
-                        let outcome = await ClusterSystem.$callEpoch.withValue(epoch) { await self.carryOut(issued.command) }
+                        let outcome = await ClusterSystem.$callEpoch.withValue(epoch) {
+                            await ClusterSystem.$callTimeout.withValue(deadline) { await self.carryOut(issued.command) }
+                        }
                         inbox.yield(.finished(issued, outcome))
                     }
                 }
@@ -113,18 +124,17 @@ public actor DispatchLeader {
             switch command {
             case .listMembers:
                 let status = try await member.status()
-                let limit = settings.memberTimeout.timeInterval
-                return .done(.members(status.members.filter { $0.heartbeatAge < limit }.map { MemberID($0.memberID) }))
+                return .done(.members(status.members.map { MemberHeartbeat(MemberID($0.memberID), age: $0.heartbeatAge) }))
             case .listInstances:
                 return .done(.instances(try await driver.instances()))
-            case .listContainers(let depth):
-                return .done(.containers(try await listContainers(depth: depth)))
+            case .listContainers(let listing):
+                return .done(.containers(try await listContainers(listing)))
             case .askHosted(let target):
                 return .done(.hosted(try await workerHost(on: target).hostedInstances().map { InstanceID($0.id) }))
             case .sync(let target, let instances):
                 return .done(.reports(try await workerHost(on: target).sync(instances)))
             case .lock(let id):
-                return .done(.locked(Self.entry(try await api.lock(try uuid(id)), serverDate: nil)))
+                return .done(.locked(Self.entry(try await api.lock(try uuid(id)))))
             case .start(let id, let worker, let target):
                 return try await startContainer(id, on: worker, via: target)
             case .unlock(let id, let reason):
@@ -139,7 +149,7 @@ public actor DispatchLeader {
             case .kill(let id, let worker, let target, let reason):
                 logger.info("killing a runner whose \(reason)", metadata: ["container": "\(id)", "instance": "\(worker)"])
                 let host = try workerHost(on: target)
-                try await ClusterSystem.$callTimeout.withValue(.seconds(90)) { try await host.killContainer(id.rawValue, on: worker.rawValue) }
+                try await host.killContainer(id.rawValue, on: worker.rawValue)
                 logger.info("container killed", metadata: ["container": "\(id)", "instance": "\(worker)", "reason": "\(reason)"])
                 return .done(.none)
             case .create(let type):
@@ -172,16 +182,13 @@ public actor DispatchLeader {
             token = try await api.containerToken(try uuid(id))
         } catch let error as APIClientError {
             // Nothing was started: say whether the container is still ours to start.
-            if case .refused = error { return .failed(.refused("\(error)")) }
-            return .failed(.failed("could not fetch the container token: \(error)"))
+            return .startWithoutToken(Self.callError(error))
         }
-        let launch = RunnerLaunchSettings(apiHost: settings.runnerAPIHost, apiToken: token, insecure: settings.api.insecure,
-                                          runtime: settings.runtimeEngine, extra: settings.extraRunnerSettings)
+        let launch = RunnerLaunchSettings(apiHost: settings.runnerAPIHost, apiToken: token, apiHostInsecure: settings.api.insecure,
+                                          runtime: settings.runtimeEngine)
         let host = try workerHost(on: target)
-        // As long as the SSH command may take (a busy worker starts runners slowly).
-        let outcome = try await ClusterSystem.$callTimeout.withValue(.seconds(200)) {
-            try await host.startContainer(id.rawValue, on: worker.rawValue, settings: launch.environment)
-        }
+        // The call's timeout is the start's deadline (a busy worker starts runners slowly).
+        let outcome = try await host.startContainer(id.rawValue, on: worker.rawValue, settings: launch)
         guard case .started(let pid) = outcome else {
             if case .outcomeUnknown(let reason) = outcome { return .unknown(reason) }
             return .unknown("\(outcome)")
@@ -191,38 +198,45 @@ public actor DispatchLeader {
         return .done(.none)
     }
 
-    /// Locked/Running by this cluster's token, then Queued with priority > 0 by priority and age.
-    private nonisolated func listContainers(depth: Int) async throws -> [QueueEntry] {
+    /// The queue, page by page as `listing` plans (this cluster's Locked/Running containers by
+    /// uuid, then Queued by priority and age).
+    private nonisolated func listContainers(_ listing: QueueListing) async throws -> [QueueEntry] {
         let mine = try await tokenUUID.get { try await self.api.currentToken()["uuid"]?.stringValue }
-        var entries: [QueueEntry] = []
-        var offset = 0
-        while true {
-            let page = try await api.containers(filters: [[.string("locked_by_uuid"), .string("="), .string(mine)],
-                                                          [.string("state"), .string("in"), .array([.string("Locked"), .string("Running")])]],
-                                                order: ["uuid"], limit: 1000, offset: offset)
-            entries += page.items.map { Self.entry($0, serverDate: page.serverDate) }
-            if page.items.count < 1000 { break }
-            offset += page.items.count
+        var listing = listing
+        while let page = listing.next {
+            let answer = try await api.containers(filters: Self.filters(page, lockedBy: mine), order: Self.order(page),
+                                                  limit: page.limit, offset: page.offset)
+            listing.receive(answer.items.map(Self.entry))
         }
-        offset = 0
-        while offset < depth {
-            let page = try await api.containers(filters: [[.string("state"), .string("="), .string("Queued")],
-                                                          [.string("priority"), .string(">"), .number(0)]],
-                                                order: ["priority desc", "created_at asc"], limit: min(1000, depth - offset), offset: offset)
-            entries += page.items.map { Self.entry($0, serverDate: page.serverDate) }
-            if page.items.count < 1000 { break }
-            offset += page.items.count
-        }
-        return entries
+        return listing.entries
     }
 
-    private static func entry(_ container: Container, serverDate: Date?) -> QueueEntry {
-        // The API's own clock on both sides: its answer's date and the container's last change.
-        let age = serverDate.map { max(0, $0.timeIntervalSince(container.modifiedAt)) }
-        return QueueEntry(id: ContainerID(container.uuid.rawValue), state: container.state, priority: container.priority,
-                          createdAt: container.createdAt, constraints: container.runtimeConstraints,
-                          preemptible: container.schedulingParameters.preemptible, authUUID: container.authUUID?.rawValue,
-                          stateAge: container.state == .locked || container.state == .running ? age : nil)
+    /// The API filters of one page of the queue listing.
+    static func filters(_ page: QueueListing.Page, lockedBy mine: String) -> [[JSONValue]] {
+        switch page {
+        case .ours(let after, _, _):
+            var filters: [[JSONValue]] = [[.string("locked_by_uuid"), .string("="), .string(mine)],
+                                          [.string("state"), .string("in"), .array([.string("Locked"), .string("Running")])]]
+            if let after { filters.append([.string("uuid"), .string(">"), .string(after.rawValue)]) }
+            return filters
+        case .queued:
+            return [[.string("state"), .string("="), .string("Queued")], [.string("priority"), .string(">"), .number(0)]]
+        }
+    }
+
+    static func order(_ page: QueueListing.Page) -> [String] {
+        switch page {
+        case .ours: return ["uuid"]
+        case .queued: return ["priority desc", "created_at asc"]
+        }
+    }
+
+    static func entry(_ container: Container) -> QueueEntry {
+        // The state's age as the API's database measured it in the listing's own query: one clock.
+        QueueEntry(id: ContainerID(container.uuid.rawValue), state: container.state, priority: container.priority,
+                   createdAt: container.createdAt, constraints: container.runtimeConstraints,
+                   preemptible: container.schedulingParameters.preemptible, authUUID: container.authUUID?.rawValue,
+                   stateAge: container.state == .locked || container.state == .running ? container.stateAge : nil)
     }
 
     /// Cloud changes go out only while this term is the cluster's (a stopped leader that resumes
@@ -237,31 +251,42 @@ public actor DispatchLeader {
     }
 
     private nonisolated func uuid(_ id: ContainerID) throws -> ArvadosUUID {
-        guard let uuid = ArvadosUUID(id.rawValue) else { throw FenceError.badUUID(id.rawValue) }
+        guard let uuid = ArvadosUUID(id.rawValue) else { throw MalformedContainerID(id: id.rawValue) }
         return uuid
     }
 
-    /// How the core should read an error: refused (nothing changed), unreachable, a cloud error,
-    /// or unknown (sent, no answer).
+    /// How the core should read an error: this driver's transports' errors as `CallError`s,
+    /// which the core's `CommandOutcome(_:)` classifies (the simulation raises the same ones).
     static func outcome(of error: any Error) -> CommandOutcome {
+        CommandOutcome(callError(error))
+    }
+
+    static func callError(_ error: any Error) -> CallError {
         switch error {
+        case let error as CallError:
+            return error
         case let error as FenceError:
-            return .failed(.refused("\(error)"))
+            return .fenced("\(error)")
+        case let error as MalformedContainerID:
+            // Nothing was sent; the next listing says where the container really is.
+            return .notSent("\(error)")
         case let error as CloudError:
-            return .failed(.cloud(error))
+            return .cloud(error)
         case let error as APIClientError:
             switch error {
-            case .refused(let status, _) where status < 500: return .failed(.refused("\(error)"))
-            case .refused: return .unknown("\(error)")  // a 5xx may or may not have been applied
-            case .unreachable: return .unknown("\(error)")
-            default: return .failed(.failed("\(error)"))
+            case .refused(let status, let messages): return .apiStatus(status, messages.joined(separator: "; "))
+            case .unreachable(let reason): return .apiUnreachable(reason)
+            case .malformedResponse: return .failed("\(error)")
             }
         case let error as ClusterError:
-            if error.outcomeUnknown { return .unknown("\(error)") }
-            if case .unreachable = error { return .failed(.unreachable("\(error)")) }
-            return .failed(.failed("\(error)"))
+            switch error {
+            case .timeout, .connectionLost: return .memberNoAnswer("\(error)")
+            case .unreachable: return .memberUnreachable("\(error)")
+            case .staleEpoch: return .memberRefused("\(error)")
+            default: return .failed("\(error)")
+            }
         default:
-            return .failed(.failed("\(error)"))
+            return .failed("\(error)")
         }
     }
 
@@ -363,20 +388,15 @@ public actor DispatchLeader {
 struct FenceError: Error, CustomStringConvertible {
     var epoch: Int64
     var current: Int64
-    var text: String?
 
-    init(epoch: Int64, current: Int64) {
-        self.epoch = epoch
-        self.current = current
-    }
+    var description: String { "epoch \(epoch) is no longer the cluster's (it is \(current) now)" }
+}
 
-    static func badUUID(_ text: String) -> FenceError {
-        var error = FenceError(epoch: 0, current: 0)
-        error.text = "'\(text)' is not a container uuid"
-        return error
-    }
+/// A container id that is not a container UUID: no API call is made with it.
+struct MalformedContainerID: Error, CustomStringConvertible {
+    var id: String
 
-    var description: String { text ?? "epoch \(epoch) is no longer the cluster's (it is \(current) now)" }
+    var description: String { "'\(id)' is not a container UUID" }
 }
 
 /// This cluster's dispatcher token uuid, fetched once per term by whichever command needs it first.

@@ -11,18 +11,15 @@ public struct DispatchSettings: Sendable {
     public var cloud: CloudVMsConfig
     /// The API as the dispatcher reaches it (the dispatcher token; the epoch is added per term).
     public var api: APIClientConfiguration
-    /// The API host runners use, as `CONVOY_API_HOST` takes it.
+    /// The API host runners use, as `CONVOY_API_HOST` takes it (`RunnerLaunchSettings.apiHost`).
     public var runnerAPIHost: String
-    /// CONVOY_RUNTIME for runners.
+    /// The runtime for runners' containers without an image (`RunnerLaunchSettings.runtime`).
     public var runtimeEngine: String
     /// A member whose heartbeat is older than this is gone: its workers are reassigned.
     public var memberTimeout: Duration
-    /// Extra settings passed on every runner's standard input (tests: CONVOY_RUNNER_* overrides).
-    public var extraRunnerSettings: [String: String]
 
     public init(clusterID: String, instanceTypes: [InstanceType], reserveExtraRAM: Int64, minRetryPeriod: Duration, cloud: CloudVMsConfig,
-                api: APIClientConfiguration, runnerAPIHost: String, runtimeEngine: String, memberTimeout: Duration,
-                extraRunnerSettings: [String: String] = [:]) {
+                api: APIClientConfiguration, runnerAPIHost: String, runtimeEngine: String, memberTimeout: Duration) {
         self.clusterID = clusterID
         self.instanceTypes = instanceTypes
         self.reserveExtraRAM = reserveExtraRAM
@@ -32,7 +29,6 @@ public struct DispatchSettings: Sendable {
         self.runnerAPIHost = runnerAPIHost
         self.runtimeEngine = runtimeEngine
         self.memberTimeout = memberTimeout
-        self.extraRunnerSettings = extraRunnerSettings
     }
 }
 
@@ -44,7 +40,7 @@ extension DispatchSettings {
                             pollInterval: cloud.pollInterval.timeInterval, timeoutIdle: cloud.timeoutIdle.timeInterval,
                             timeoutBooting: cloud.timeoutBooting.timeInterval, timeoutProbe: cloud.timeoutProbe.timeInterval,
                             maxCloudOpsPerSecond: cloud.maxCloudOpsPerSecond, maxConcurrentCreates: cloud.maxConcurrentInstanceCreateOps,
-                            maxInstances: cloud.maxInstances)
+                            maxInstances: cloud.maxInstances, memberTimeout: memberTimeout.timeInterval)
     }
 }
 

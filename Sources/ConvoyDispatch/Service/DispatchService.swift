@@ -3,6 +3,7 @@ import ConvoyModel
 import Distributed
 import Foundation
 import Logging
+import ServiceLifecycle
 
 /// Why a pool command could not be carried out.
 public enum DispatchError: Error, Sendable, Codable, CustomStringConvertible {
@@ -21,7 +22,10 @@ public enum DispatchError: Error, Sendable, Codable, CustomStringConvertible {
 
 /// One replica's dispatching: it runs a `DispatchLeader` while its member leads (and only then),
 /// and answers pool questions — itself when it leads, else by asking the leader.
-public actor DispatchService {
+///
+/// A `Service`: each term's leader work runs inside `run()`, which ends (stopping the term in
+/// progress) on graceful shutdown or cancellation; no term starts after that.
+public actor DispatchService: Service {
     private let settings: DispatchSettings
     private let driver: any CloudDriver
     private let logger: Logger
@@ -30,35 +34,59 @@ public actor DispatchService {
     private var leaderEpoch: Int64 = 0
     private var latest = PoolView.empty
     private let gauges = PoolGaugeTracker()
+    /// The terms to run, from `leadershipChanged` to `run()`; finished when `run()` ends.
+    private let terms: AsyncStream<DispatchLeader>
+    private let newTerm: AsyncStream<DispatchLeader>.Continuation
+    private var finished = false
 
     public init(settings: DispatchSettings, driver: any CloudDriver, logger: Logger) {
         self.settings = settings
         self.driver = driver
         self.logger = logger
+        (terms, newTerm) = AsyncStream.makeStream(of: DispatchLeader.self)
     }
 
     public func attach(_ member: ClusterMember) {
         self.member = member
     }
 
+    /// Runs each term's leader work as it begins, until graceful shutdown or cancellation; then
+    /// stops the term in progress and returns once its commands have ended.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            for await term in terms.cancelOnGracefulShutdown() {
+                group.addTask { await term.run() }
+            }
+            finished = true
+            newTerm.finish()
+            await endTerm()
+        }
+    }
+
     /// Starts leader work when this member wins, stops it the moment it loses.
     public func leadershipChanged(_ leadership: Leadership) async {
         DispatchMetrics.leadership(isLeader: leadership.isMe, epoch: leadership.epoch)
         if leadership.isMe {
-            guard leader == nil || leaderEpoch != leadership.epoch, let member else { return }
+            guard !finished, leader == nil || leaderEpoch != leadership.epoch, let member else { return }
             await leader?.stop()
             let next = DispatchLeader(settings: settings, epoch: leadership.epoch, driver: driver, member: member, logger: logger) { [weak self] view in
                 await self?.publish(view)
             }
             leader = next
             leaderEpoch = leadership.epoch
-            await next.start()
-        } else if let current = leader {
-            await current.stop()
-            leader = nil
-            latest = .empty
-            DispatchMetrics.pool(.empty, tracker: gauges)
+            newTerm.yield(next)
+        } else {
+            await endTerm()
         }
+    }
+
+    /// Stops the current term's leader work at once.
+    private func endTerm() async {
+        guard let current = leader else { return }
+        leader = nil
+        latest = .empty
+        DispatchMetrics.pool(.empty, tracker: gauges)
+        await current.stop()
     }
 
     private func publish(_ view: PoolView) {
@@ -66,11 +94,6 @@ public actor DispatchService {
             latest = view
             DispatchMetrics.pool(view, tracker: gauges)
         }
-    }
-
-    public func stop() async {
-        await leader?.stop()
-        leader = nil
     }
 
     /// This replica's own view when it leads; nil otherwise.

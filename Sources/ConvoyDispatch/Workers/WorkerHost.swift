@@ -1,4 +1,5 @@
 import ConvoyCluster
+import ConvoyModel
 import Distributed
 import Foundation
 import Logging
@@ -53,10 +54,10 @@ public distributed actor WorkerHost {
         sessions.keys.sorted().compactMap { sessions[$0]?.instance }
     }
 
-    /// Runs `convoy run --detach --stdin-config UUID` on the worker: started (the runner's pid), or
-    /// the outcome is unknown (the SSH connection broke while the command ran). Throws when
-    /// nothing was started.
-    public distributed func startContainer(_ uuid: String, on instanceID: String, settings runnerSettings: [String: String]) async throws -> StartOutcome {
+    /// Runs `convoy run --detach --stdin-config UUID` on the worker with `runnerSettings` on its
+    /// standard input: started (the runner's pid), or the outcome is unknown (the SSH connection
+    /// broke while the command ran). Throws when nothing was started.
+    public distributed func startContainer(_ uuid: String, on instanceID: String, settings runnerSettings: RunnerLaunchSettings) async throws -> StartOutcome {
         guard let session = sessions[instanceID] else { throw WorkerError.notHosted(instanceID) }
         return try await session.startContainer(uuid, settings: runnerSettings)
     }

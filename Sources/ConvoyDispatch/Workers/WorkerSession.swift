@@ -1,3 +1,4 @@
+import ConvoyModel
 import ConvoySSH
 import Foundation
 import Logging
@@ -218,11 +219,11 @@ actor WorkerSession {
         lastError = nil
     }
 
-    /// Starts a detached runner for `uuid`; `settings` (API host, container token, …) go on its
-    /// standard input. Only on a ready worker, whose host key was verified when it connected.
-    func startContainer(_ uuid: String, settings runnerSettings: [String: String]) async throws -> StartOutcome {
+    /// Starts a detached runner for `uuid`; `runnerSettings` (API host, container token, runtime) go
+    /// as JSON on its standard input. Only on a ready worker, whose host key was verified when it connected.
+    func startContainer(_ uuid: String, settings runnerSettings: RunnerLaunchSettings) async throws -> StartOutcome {
         guard phase == .ready, runnerDeployed, let ssh = session else { throw WorkerError.notReady(instance: instance.id, phase: phase) }
-        let input = try JSONEncoder().encode(runnerSettings)
+        let input = try runnerSettings.jsonData()
         let command = "'\(settings.runner.remotePath)' run --detach --stdin-config \(uuid)"
         starting.insert(uuid)
         defer { starting.remove(uuid) }

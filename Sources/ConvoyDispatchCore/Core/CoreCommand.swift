@@ -3,12 +3,12 @@ import ConvoyModel
 /// What the core asks its driver to do. Every command is carried out under the term's epoch:
 /// the API and the members refuse an older one, and the driver checks the epoch before a cloud call.
 public enum CoreCommand: Sendable, Equatable {
-    /// The members whose heartbeat is fresh.
+    /// The registered members and their heartbeats' ages.
     case listMembers
     /// The cloud's instances of this cluster.
     case listInstances
-    /// Locked/Running by this cluster, and the queue by priority.
-    case listContainers(queueDepth: Int)
+    /// Locked/Running by this cluster, and the queue by priority, page by page as the listing plans.
+    case listContainers(QueueListing)
     /// What a member hosts (a new leader asks before it assigns anything).
     case askHosted(MemberID)
     /// Host exactly these instances, and report on each.

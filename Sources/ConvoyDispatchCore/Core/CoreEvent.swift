@@ -54,8 +54,8 @@ public enum CommandOutcome: Sendable {
 /// The answer of a command that was carried out.
 public enum CommandResult: Sendable {
     case none
-    /// The members whose heartbeat is fresh.
-    case members([MemberID])
+    /// Every registered member with the age of its heartbeat (the core keeps the fresh ones).
+    case members([MemberHeartbeat])
     /// Every instance the cloud lists for this cluster.
     case instances([CloudInstance])
     /// The queue (see `QueueEntry`); `complete` is false when queued entries were cut at QueueDepth.

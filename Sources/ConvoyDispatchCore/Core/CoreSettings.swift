@@ -19,9 +19,15 @@ public struct CoreSettings: Sendable, Equatable {
     /// goes back to the queue (invariant 4's bound; safe, since the unlock revokes its token).
     public var lockedTimeout: Double
     /// A runner still listed for a container that is no longer this cluster's (ended, cancelled,
-    /// unlocked) is killed once it has outlived this (0: at the first pass that sees it; a
-    /// runner whose container ended has nothing left to lose).
+    /// unlocked) is killed once it has outlived this, in seconds (a runner whose container ended
+    /// has nothing left to lose) ...
     public var orphanRunnerGrace: Double
+    /// ... and once this many queue listings in a row have not named its container as this
+    /// cluster's: never on the strength of one listing's silence ...
+    public var orphanRunnerListings: Int
+    /// ... and once a probe begun after the first of those listings still lists the runner (off
+    /// only to show, in the simulation, how the leader killed runners before).
+    public var orphanRunnerNeedsLaterProbe: Bool
     /// Between two kills of one runner.
     public var killRepeat: Double
     /// After a quota or capacity error, creates of that type wait this long.
@@ -30,11 +36,23 @@ public struct CoreSettings: Sendable, Equatable {
     public var rateLimitBackoff: Double
     /// Queued containers read per pass (the highest priorities).
     public var queueDepth: Int
+    /// Containers asked for per page of the queue listing (at most the API's page limit, 1000).
+    public var listPageSize: Int
+    /// How this cluster's Locked/Running containers are paged (keyset; offset only to show, in
+    /// the simulation, what it broke).
+    public var listPaging: QueueListing.Paging
+    /// A member whose last heartbeat is older than this, in seconds, is gone (its workers are
+    /// assigned to others).
+    public var memberTimeout: Double
+    /// How long each command may stay unanswered before its outcome is taken as unknown.
+    public var deadlines: CommandDeadlines
 
     public init(instanceTypes: [InstanceType], reserveExtraRAM: Int64 = 0, minRetryPeriod: Double = 0, pollInterval: Double = 1,
                 timeoutIdle: Double = 60, timeoutBooting: Double = 600, timeoutProbe: Double = 600, maxCloudOpsPerSecond: Int = 20,
                 maxConcurrentCreates: Int = 1, maxInstances: Int = 64, lockedTimeout: Double = 120, orphanRunnerGrace: Double = 0,
-                killRepeat: Double = 30, quotaHold: Double = 60, rateLimitBackoff: Double = 10, queueDepth: Int = 20_000) {
+                orphanRunnerListings: Int = 2, orphanRunnerNeedsLaterProbe: Bool = true, killRepeat: Double = 30, quotaHold: Double = 60, rateLimitBackoff: Double = 10,
+                queueDepth: Int = 20_000, listPageSize: Int = 1000, listPaging: QueueListing.Paging = .keyset,
+                memberTimeout: Double = 4, deadlines: CommandDeadlines = CommandDeadlines()) {
         self.instanceTypes = instanceTypes
         self.reserveExtraRAM = reserveExtraRAM
         self.minRetryPeriod = minRetryPeriod
@@ -47,9 +65,56 @@ public struct CoreSettings: Sendable, Equatable {
         self.maxInstances = maxInstances
         self.lockedTimeout = lockedTimeout
         self.orphanRunnerGrace = orphanRunnerGrace
+        self.orphanRunnerListings = orphanRunnerListings
+        self.orphanRunnerNeedsLaterProbe = orphanRunnerNeedsLaterProbe
         self.killRepeat = killRepeat
         self.quotaHold = quotaHold
         self.rateLimitBackoff = rateLimitBackoff
         self.queueDepth = queueDepth
+        self.listPageSize = listPageSize
+        self.listPaging = listPaging
+        self.memberTimeout = memberTimeout
+        self.deadlines = deadlines
+    }
+}
+
+/// How long the leader waits for each kind of command, in seconds of its clock. Past its deadline
+/// a command's outcome is unknown (it may or may not have been carried out) and the core moves on:
+/// an answer that never comes cannot hold a container or a worker for the rest of the term. The
+/// driver gives its calls these timeouts where it sets them; elsewhere they are the backstop.
+public struct CommandDeadlines: Sendable, Equatable {
+    /// A call to a member: what it hosts, a sync (and the members' list, a PostgreSQL query).
+    public var memberCall: Double
+    /// A runner's start on a worker (an SSH command; a busy worker starts runners slowly).
+    public var start: Double
+    /// A runner's kill on a worker.
+    public var kill: Double
+    /// One change through the API (lock, unlock, cancel), retries included.
+    public var apiCall: Double
+    /// A whole queue listing, every page of it.
+    public var listing: Double
+    /// A cloud call (list, create, destroy, tag), the epoch check before it included.
+    public var cloudCall: Double
+
+    public init(memberCall: Double = 10, start: Double = 200, kill: Double = 90, apiCall: Double = 300, listing: Double = 600,
+                cloudCall: Double = 600) {
+        self.memberCall = memberCall
+        self.start = start
+        self.kill = kill
+        self.apiCall = apiCall
+        self.listing = listing
+        self.cloudCall = cloudCall
+    }
+
+    /// The deadline of `command`.
+    public func seconds(for command: CoreCommand) -> Double {
+        switch command {
+        case .listMembers, .askHosted, .sync: return memberCall
+        case .start: return start
+        case .kill: return kill
+        case .lock, .unlock, .cancel: return apiCall
+        case .listContainers: return listing
+        case .listInstances, .create, .destroy, .setIdleBehavior: return cloudCall
+        }
     }
 }

@@ -46,6 +46,7 @@ public struct DispatchCore: Sendable {
     private var nextPassAt: Moment
     private var hostedClaims: [InstanceID: MemberID] = [:]
     private var killedAt: [ContainerID: Moment] = [:]
+    private var nextDeadlineCheck = Moment(seconds: -.infinity)
 
     private enum Stage: Sendable, Equatable {
         case idle, members, hosted(Set<MemberID>), instances, syncing(Set<MemberID>), containers
@@ -72,6 +73,7 @@ public struct DispatchCore: Sendable {
         var out: [IssuedCommand] = []
         switch event {
         case .tick:
+            expireOverdue(now, &out)
             if stage == .idle, now >= nextPassAt {
                 passStartedAt = now
                 stage = .members
@@ -95,6 +97,22 @@ public struct DispatchCore: Sendable {
         out.append(IssuedCommand(id: id, command: command))
     }
 
+    /// Commands past their deadline end as unknown (an answer that comes later is ignored), in
+    /// the order they were issued.
+    private mutating func expireOverdue(_ now: Moment, _ out: inout [IssuedCommand]) {
+        guard now >= nextDeadlineCheck else { return }
+        nextDeadlineCheck = now + 1
+        var overdue: [CommandID] = []
+        for (id, pending) in pending where now - pending.issuedAt > settings.deadlines.seconds(for: pending.command) {
+            overdue.append(id)
+        }
+        for id in overdue.sorted() {
+            guard let (command, issuedAt) = pending.removeValue(forKey: id) else { continue }
+            let deadline = settings.deadlines.seconds(for: command)
+            apply(command, issuedAt: issuedAt, .unknown("no answer within its \(Int(deadline)) s deadline"), now: now, &out)
+        }
+    }
+
     private mutating func endPass(_ now: Moment, completed: Bool) {
         stage = .idle
         nextPassAt = passStartedAt + settings.pollInterval
@@ -105,7 +123,8 @@ public struct DispatchCore: Sendable {
         switch command {
         case .listMembers:
             guard case .done(.members(let members)) = outcome else { endPass(now, completed: false); return }
-            liveMembers = members.sorted()
+            // A member whose heartbeat is older than MemberTimeout is gone: its workers move on.
+            liveMembers = members.filter { $0.age < settings.memberTimeout }.map(\.id).sorted()
             silentMembers.formIntersection(liveMembers)
             if !askedHosted {
                 // This member's own heartbeat is among them once it is up: wait for it.
@@ -253,7 +272,7 @@ public struct DispatchCore: Sendable {
     private mutating func listContainers(_ now: Moment, _ out: inout [IssuedCommand]) {
         if cloudListed { adopted = true }
         stage = .containers
-        issue(.listContainers(queueDepth: settings.queueDepth), now, &out)
+        issue(.listContainers(QueueListing(depth: settings.queueDepth, pageSize: settings.listPageSize, paging: settings.listPaging)), now, &out)
     }
 
     private mutating func reconcile(_ listed: [CloudInstance], listedAt: Moment, now: Moment) {
@@ -398,11 +417,9 @@ public struct DispatchCore: Sendable {
         }
 
         // A container whose runner no report lists is lost only once every worker that might run
-        // it was probed after this term began and after we last started or saw it.
-        var oldestProbe = Moment(seconds: .infinity)
-        for slot in workers.slotRange where workers.isOccupied(slot) && !workers[slot: slot].knownEmpty {
-            oldestProbe = min(oldestProbe, workers[slot: slot].probedFrom ?? .distantPast)
-        }
+        // it (one of a type it fits, or of a type no longer configured) was probed after this term
+        // began and after we last started or saw it: one slow worker holds up only its own kind.
+        let probes = OldestProbes(workers, settings: settings)
 
         var queue: [QueuedContainer] = []
         queue.reserveCapacity(containers.count)
@@ -421,7 +438,7 @@ public struct DispatchCore: Sendable {
                 let record = containers[slot: slot]
                 let threshold = max(termStart, record.lastAttempt ?? .distantPast, record.lastSeenOnWorker ?? .distantPast,
                                     record.runningSince ?? .distantPast)
-                let lost = adopted && oldestProbe > threshold
+                let lost = adopted && probes.oldest(for: record.entry) > threshold
                 if state == .running {
                     if lost {
                         move(slot: slot, to: .unlocking)
@@ -481,24 +498,30 @@ public struct DispatchCore: Sendable {
         return now - since > settings.lockedTimeout
     }
 
-    /// Runners listed for containers that are not (or no longer) this cluster's: killed once they outlive a grace.
+    /// Runners listed for containers that are not (or no longer) this cluster's: killed once they
+    /// outlive a grace in time and in listings (one listing's silence is never enough), and once a
+    /// probe that began after the first such listing still lists them (a report from before says
+    /// nothing: a runner whose container just ended has exited since). Called once per listing.
     private mutating func killOrphans(now: Moment, _ out: inout [IssuedCommand]) {
         for slot in workers.slotRange where workers.isOccupied(slot) {
             let worker = workers[slot: slot]
-            guard !worker.reported.isEmpty || !worker.orphansSince.isEmpty else { continue }
-            var orphans: [ContainerID: Moment] = [:]
+            guard !worker.reported.isEmpty || !worker.orphans.isEmpty else { continue }
+            var orphans: [ContainerID: OrphanSighting] = [:]
             for uuid in worker.reported {
                 let record = containers[uuid]
                 let ours = record.map { $0.listed && ($0.isOurs || !$0.phase.isIdle) } ?? false
                 guard !ours else { continue }
-                let since = worker.orphansSince[uuid] ?? now
-                orphans[uuid] = since
-                guard now - since >= settings.orphanRunnerGrace, let host = worker.host, !silentMembers.contains(host) else { continue }
+                var sighting = worker.orphans[uuid] ?? OrphanSighting(since: now, listings: 0)
+                sighting.listings += 1
+                orphans[uuid] = sighting
+                guard now - sighting.since >= settings.orphanRunnerGrace, sighting.listings >= settings.orphanRunnerListings,
+                      !settings.orphanRunnerNeedsLaterProbe || (worker.probedFrom ?? .distantPast) > sighting.since,
+                      let host = worker.host, !silentMembers.contains(host) else { continue }
                 if let at = killedAt[uuid], now - at < settings.killRepeat { continue }
                 killedAt[uuid] = now
                 issue(.kill(uuid, on: worker.id, via: host, reason: "container is no longer this cluster's (ended, cancelled or unlocked)"), now, &out)
             }
-            if orphans != worker.orphansSince { workers[slot: slot].orphansSince = orphans }
+            if orphans != worker.orphans { workers[slot: slot].orphans = orphans }
         }
     }
 
@@ -607,5 +630,38 @@ public struct DispatchCore: Sendable {
         for worker in workers.values { for uuid in worker.reported { location[uuid] = worker.id } }
         for record in containers.values { if let worker = record.phase.worker { location[record.id] = worker } }
         return location
+    }
+}
+
+/// The oldest probe among the workers that might hold a container's runner, by instance type:
+/// lost-container detection waits only for the workers a container could be on.
+struct OldestProbes {
+    private var byType: [String: Moment] = [:]
+    /// Workers whose type is no longer configured: any container might be there.
+    private var untyped = Moment(seconds: .infinity)
+    private let settings: CoreSettings
+
+    init(_ workers: RecordTable<WorkerRecord>, settings: CoreSettings) {
+        self.settings = settings
+        for slot in workers.slotRange where workers.isOccupied(slot) && !workers[slot: slot].knownEmpty {
+            let worker = workers[slot: slot]
+            let probed = worker.probedFrom ?? .distantPast
+            if let type = worker.type {
+                byType[type.name] = min(byType[type.name] ?? Moment(seconds: .infinity), probed)
+            } else {
+                untyped = min(untyped, probed)
+            }
+        }
+    }
+
+    /// The oldest probe of a worker that could run `entry` (infinity: none could).
+    func oldest(for entry: QueueEntry) -> Moment {
+        var oldest = untyped
+        for type in settings.instanceTypes {
+            guard let probed = byType[type.name], probed < oldest,
+                  type.fits(entry.constraints, preemptible: entry.preemptible, ramOverhead: settings.reserveExtraRAM) else { continue }
+            oldest = probed
+        }
+        return oldest
     }
 }

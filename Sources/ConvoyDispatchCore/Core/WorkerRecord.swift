@@ -32,8 +32,9 @@ public struct WorkerRecord: KeptRecord, Equatable {
     public var destroying = false
     /// When the last destroy ended (one that did not take is tried again after a while).
     public var destroyRequestedAt: Moment?
-    /// Runners listed there for containers that are not ours, since when (orphans are killed after a grace).
-    public var orphansSince: [ContainerID: Moment] = [:]
+    /// Runners listed there for containers that are not ours: since when, and in how many queue
+    /// listings in a row (orphans are killed after a grace of both).
+    public var orphans: [ContainerID: OrphanSighting] = [:]
 
     init(instance: CloudInstance, type: InstanceType?, now: Moment, knownEmpty: Bool) {
         id = InstanceID(instance.id)
@@ -54,4 +55,12 @@ public struct WorkerRecord: KeptRecord, Equatable {
         state = next
         return true
     }
+}
+
+/// A runner seen on a worker for a container the queue listings do not name as this cluster's.
+public struct OrphanSighting: Sendable, Equatable {
+    /// First seen so (on the leader's clock).
+    public var since: Moment
+    /// Queue listings in a row that did not name its container as ours.
+    public var listings: Int
 }

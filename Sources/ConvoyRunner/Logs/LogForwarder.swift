@@ -139,13 +139,12 @@ public actor LogForwarder {
     public func finish(deadline: Duration = .seconds(60)) async -> Bool {
         flusher?.cancel()
         flusher = nil
-        let end = ContinuousClock.now + deadline
-        var delay: Duration = .milliseconds(100)
-        while true {
-            if await flush() { break }
-            if ContinuousClock.now + delay > end { return false }
-            try? await Task.sleep(for: delay)
-            delay = min(delay * 2, .seconds(5))
+        var retries = Backoff.apiRetry(deadline: deadline).schedule()
+        let start = ContinuousClock.now
+        while !(await flush()) {
+            // Given up, or cancelled: what is left stays in the files.
+            guard let delay = retries.nextDelay(elapsed: ContinuousClock.now - start),
+                  (try? await Task.sleep(for: delay)) != nil else { return false }
         }
         for handle in files.values { try? handle.close() }
         files.removeAll()

@@ -141,26 +141,23 @@ public actor ContainerRunner {
     /// Locked → Running with our auth_uuid. Returns why not, or nil once it is ours.
     private func moveToRunning(_ authUUID: ArvadosUUID) async -> String? {
         let update = ContainerUpdate(state: .running, runtimeStatus: runtimeStatus, knownAuthUUID: authUUID)
-        let end = ContinuousClock.now + options.apiRetryDeadline
-        var delay: Duration = .milliseconds(100)
         var unsure = false
-        while true {
-            do {
-                _ = try await api.update(uuid, update)
-                return nil
-            } catch let error as APIClientError where error.isTransient && ContinuousClock.now + delay < end {
+        do {
+            let retries = Backoff.apiRetry(deadline: options.apiRetryDeadline)
+            _ = try await retries.retrying(if: Self.isTransient, willRetry: { error, _ in
                 // The update may have landed with the answer lost: a later refusal needs a look.
                 unsure = true
                 echo("convoy run: moving \(uuid) to Running: \(error); retrying")
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
-            } catch {
-                if unsure, let current = try? await api.container(uuid), current.state == .running,
-                   current.authUUID == authUUID, current.runtimeStatus["runner"]?.stringValue == runnerID {
-                    return nil
-                }
-                return "the API refused Running for \(uuid): \(error)"
+            }) {
+                try await api.update(uuid, update)
             }
+            return nil
+        } catch {
+            if unsure, let current = try? await api.container(uuid), current.state == .running,
+               current.authUUID == authUUID, current.runtimeStatus["runner"]?.stringValue == runnerID {
+                return nil
+            }
+            return "the API refused Running for \(uuid): \(error)"
         }
     }
 
@@ -316,21 +313,19 @@ public actor ContainerRunner {
 
     /// Runs `body`, retrying transient API errors with back-off until the retry deadline.
     private func retrying<Value: Sendable>(_ what: String, _ body: @Sendable () async throws -> Value) async throws -> Value {
-        let end = ContinuousClock.now + options.apiRetryDeadline
-        var delay: Duration = .milliseconds(100)
         var reported = false
-        while true {
-            do {
-                return try await body()
-            } catch let error as APIClientError where error.isTransient && ContinuousClock.now + delay < end {
-                if !reported {
-                    echo("convoy run: \(what): \(error); retrying for up to \(options.apiRetryDeadline)")
-                    reported = true
-                }
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
+        let retries = Backoff.apiRetry(deadline: options.apiRetryDeadline)
+        return try await retries.retrying(if: Self.isTransient, willRetry: { error, _ in
+            if !reported {
+                echo("convoy run: \(what): \(error); retrying for up to \(options.apiRetryDeadline)")
+                reported = true
             }
-        }
+        }, body)
+    }
+
+    /// An API error worth another attempt (the API was unreachable or failed on its side).
+    private static func isTransient(_ error: any Error) -> Bool {
+        (error as? APIClientError)?.isTransient == true
     }
 
     /// Whether a runtime's exit says the command never ran (the runtime's own error), and why.

@@ -1,4 +1,5 @@
 import ConvoyAPIClient
+import ConvoyHTTP
 import ConvoyModel
 import ConvoySSH
 import Foundation
@@ -94,6 +95,9 @@ public actor StubCloud: CloudDriver, WorkerConnector {
     private var instances: [String: Instance] = [:]
     private var counter = 0
     private var runnerCounter = 0
+    /// One HTTP client (one libcurl thread, one connection cache) for every simulated runner,
+    /// by whether it verifies TLS: a thousand runners must not hold a thousand threads.
+    private var runnerHTTP: [Bool: HTTPClient] = [:]
 
     public init(_ settings: Settings) {
         self.settings = settings
@@ -184,13 +188,22 @@ public actor StubCloud: CloudDriver, WorkerConnector {
 
     /// A runner as `convoy run --detach` would be: Running with the container token and its
     /// auth_uuid before answering, then Complete after the run time (or Cancelled when killed).
+    /// Its standard input is read as `convoy run --stdin-config` reads it, with the same errors.
     private func startRunner(_ uuid: String, settings input: [UInt8], on id: String) async -> ShellResult {
-        guard let containerUUID = ArvadosUUID(uuid),
-              let object = try? JSONDecoder().decode([String: String].self, from: Data(input)),
-              let configuration = APIClientConfiguration.fromEnvironment(object)
-        else { return ShellResult(stderr: Array("convoy run: bad settings\n".utf8), exitStatus: 1) }
+        guard let containerUUID = ArvadosUUID(uuid) else {
+            return ShellResult(stderr: Array("convoy run: '\(uuid)' is not a container UUID\n".utf8), exitStatus: 1)
+        }
+        let launch: RunnerLaunchSettings
+        do {
+            launch = try RunnerLaunchSettings(json: Data(input))
+        } catch {
+            return ShellResult(stderr: Array("convoy run: --stdin-config: \(error)\n".utf8), exitStatus: 1)
+        }
         if instances[id]?.runners[uuid] != nil { return ShellResult(stderr: Array("already running\n".utf8), exitStatus: 1) }
-        let api = APIClient(configuration)
+        let configuration = APIClientConfiguration(launch)
+        let http = runnerHTTP[configuration.insecure] ?? HTTPClient(configuration: APIClient.httpConfiguration(configuration))
+        runnerHTTP[configuration.insecure] = http
+        let api = APIClient(configuration, http: http)
         let authUUID: ArvadosUUID?
         var runTime = settings.runTime
         runnerCounter += 1
@@ -233,7 +246,7 @@ public actor StubCloud: CloudDriver, WorkerConnector {
                 _ = try? await api.update(containerUUID, ContainerUpdate(state: .cancelled, runtimeStatus: ["error": .string("killed")],
                                                                           knownAuthUUID: authUUID))
             }
-            await self.runnerEnded(uuid, on: id)
+            self.runnerEnded(uuid, on: id)
         }
         instances[id]?.runners[uuid] = runner
         return ShellResult(stdout: Array("\(runnerCounter)\n".utf8), exitStatus: 0)
@@ -241,16 +254,7 @@ public actor StubCloud: CloudDriver, WorkerConnector {
 
     /// Runs `body` again after transient API failures, with back-off, for up to `limit`.
     private static func retryingTransient<T: Sendable>(for limit: Duration, _ body: @Sendable () async throws -> T) async throws -> T {
-        let end = ContinuousClock.now + limit
-        var delay: Duration = .milliseconds(100)
-        while true {
-            do {
-                return try await body()
-            } catch let error as APIClientError where error.isTransient && ContinuousClock.now + delay < end {
-                try await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
-            }
-        }
+        try await Backoff.apiRetry(deadline: limit).retrying(if: { ($0 as? APIClientError)?.isTransient == true }, body)
     }
 
     private func runnerEnded(_ uuid: String, on id: String) {

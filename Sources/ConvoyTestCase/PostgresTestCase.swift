@@ -1,8 +1,12 @@
+import ConvoyTesting
 import Foundation
 import XCTest
 
 /// A test case class whose tests share one private PostgreSQL server, started before the first
 /// test of the class and stopped after the last (or by the watchdog if the process dies).
+///
+/// The only XCTest type of the harness, in a module of its own so that `ConvoyTesting`'s servers
+/// serve tools without XCTest too (`convoy-chaos`, the benchmarks).
 open class PostgresTestCase: XCTestCase {
     private static let lock = NSLock()
     /// One server per subclass. `nonisolated(unsafe)`: only touched under `lock`.
