@@ -75,6 +75,10 @@ public final class Simulation {
         case elect
         case check
         case restoreWorker(InstanceID)
+        /// An operator's request through the management API reaches whichever member leads now.
+        case operatorRequest(CoreEvent)
+        /// The operator sets a held instance back to run, asking again until its tag says so.
+        case operatorRestore(InstanceID)
     }
 
     private struct Reply {
@@ -139,6 +143,11 @@ public final class Simulation {
         case .elect: elect()
         case .check: return check()
         case .restoreWorker(let id): instances[id]?.reachable = true
+        case .operatorRequest(let request): operatorRequest(request)
+        case .operatorRestore(let id):
+            guard let instance = instances[id], instance.tags[CloudTag.idleBehavior] != IdleBehavior.run.rawValue else { break }
+            operatorRequest(.setIdleBehavior(id, .run))
+            events.schedule(.operatorRestore(id), at: now + 15)
         }
         return false
     }
@@ -226,6 +235,17 @@ public final class Simulation {
         send(commands, epoch: epoch, from: driver.member)
         let wake = driver.core.nextWakeup.map { simTime($0, of: driver.member) } ?? now + settings.core.pollInterval
         events.schedule(.tick(epoch: epoch), at: max(now + 0.01, wake))
+    }
+
+    /// The management API hands the request to the leader's core (with no leader it answers 503
+    /// and the request is gone: an operator asks again).
+    private func operatorRequest(_ request: CoreEvent) {
+        guard let current = leader, activeDriver(current.epoch, retry: .operatorRequest(request)) != nil else { return }
+        log("epoch \(current.epoch) operator \(request)")
+        var driver = drivers.removeValue(forKey: current.epoch)!
+        let commands = driver.core.handle(request, now: memberMoment(driver.member))
+        drivers[current.epoch] = driver
+        send(commands, epoch: current.epoch, from: driver.member)
     }
 
     private func deliver(_ epoch: Int64, _ id: CommandID, _ outcome: CommandOutcome) {
@@ -394,6 +414,7 @@ public final class Simulation {
             destroyInstance(worker)
             answer(epoch, id, .done(.none))
         case .setIdleBehavior(let worker, let behavior, _):
+            if cloudErrorsUntil > now, case .rateLimited = cloudError { answer(epoch, id, .failed(.cloud(cloudError))); return }
             instances[worker]?.tags[CloudTag.idleBehavior] = behavior.rawValue
             answer(epoch, id, instances[worker] == nil ? .failed(.cloud(.failed("no such instance"))) : .done(.none))
         default:
@@ -643,6 +664,17 @@ public final class Simulation {
                 } else {
                     api.setPriority(victim, roll < 0.7 ? 0 : Int(random.uniform(1...3.99)), now: now)  // its request cancelled, or reprioritised
                 }
+            }
+        case .operatorActions:
+            guard let victim = random.pick(instances.keys.sorted()) else { break }
+            let roll = random.uniform(0...1)
+            if roll < 0.2 {
+                operatorRequest(.killInstance(victim))
+            } else if roll < 0.5 {
+                operatorRequest(.setIdleBehavior(victim, .drain))
+            } else {
+                operatorRequest(.setIdleBehavior(victim, .hold))
+                events.schedule(.operatorRestore(victim), at: now + random.uniform(5...60))
             }
         case .cloudErrors:
             cloudErrorsUntil = now + random.uniform(10...60)

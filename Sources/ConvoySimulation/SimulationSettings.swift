@@ -40,6 +40,9 @@ public enum FaultKind: String, Sendable, CaseIterable, Codable {
     case listingLags = "cloud-listing-lags"
     /// Users cancel containers and change their priority (0 included).
     case userChanges = "user-changes"
+    /// An operator drains, holds or kills an instance through the management API (a held one is
+    /// set back to run a while later): the request reaches whichever member leads, as an event.
+    case operatorActions = "operator-actions"
 }
 
 /// One simulated cluster and its workload.

@@ -533,6 +533,60 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
+    // MARK: Idle behaviour
+
+    func testAnOperatorsIdleBehaviourHoldsAtOnceAndIsWrittenToTheTagUntilAWriteTakes() throws {
+        var h = harness(workers: ["i-1", "i-2"])
+        h.pass()
+        let write = try XCTUnwrap(h.send(.setIdleBehavior("i-1", .hold)).first)
+        XCTAssertEqual(write.command, .setIdleBehavior("i-1", .hold, reason: "operator"))
+        XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .hold, "held before the tag is written")
+        XCTAssertEqual(h.send(.setIdleBehavior("unknown", .drain)), [], "an instance the leader does not know")
+
+        // The cloud refuses the write: the decision stands (the listing's old tag does not undo
+        // it) and the next pass writes it again.
+        XCTAssertEqual(h.answer(write, .failed(.cloud(.failed("InternalError")))), [])
+        h.advance(to: 1)
+        let again = h.pass()
+        XCTAssertEqual(again.map(\.command), [.setIdleBehavior("i-1", .hold, reason: "the last tag write did not take")])
+        XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .hold)
+
+        // The write takes; a listing asked for before it may still show the old tag.
+        h.advance(to: 1.5)
+        h.answer(again[0], .done(.none))
+        h.advance(to: 2)
+        XCTAssertEqual(h.pass().map(\.command), [], "written once; nothing more to write")
+        XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .hold)
+
+        // Once written, the tag is the truth again (an operator may change it in the cloud).
+        h.world.instances[0].tags[CloudTag.idleBehavior] = IdleBehavior.drain.rawValue
+        h.advance(to: 3)
+        h.pass()
+        XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .drain)
+        XCTAssertEqual(h.core.workers["i-2"]?.idleBehavior, .run)
+    }
+
+    func testANewerIdleBehaviourDecidedWhileAWriteIsInFlightIsWrittenWhenThatWriteEnds() throws {
+        var h = harness()
+        h.pass()
+        let first = try XCTUnwrap(h.send(.setIdleBehavior("i-1", .hold)).first)
+        XCTAssertEqual(h.send(.setIdleBehavior("i-1", .drain)), [], "one write at a time per instance")
+        XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .drain)
+        XCTAssertEqual(h.answer(first, .done(.none)).map(\.command), [.setIdleBehavior("i-1", .drain, reason: "operator")])
+    }
+
+    func testAnIdleBehaviourWriteWaitsWhileTheCloudAsksForQuiet() throws {
+        var h = harness()
+        h.pass()
+        let write = try XCTUnwrap(h.send(.setIdleBehavior("i-1", .hold)).first)
+        h.answer(write, .failed(.cloud(.rateLimited(message: "RequestLimitExceeded"))))
+        XCTAssertEqual(h.send(.setIdleBehavior("i-1", .run)), [], "the cloud asked for quiet")
+        XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .run)
+        // After the back-off (RateLimitBackoff 10 s, at least five polls) the next pass writes it.
+        h.advance(to: 11)
+        XCTAssertEqual(h.pass().map(\.command), [.setIdleBehavior("i-1", .run, reason: "the last tag write did not take")])
+    }
+
     // MARK: Cloud errors
 
     func testAQuotaErrorHoldsCreatesOfThatTypeForQuotaHoldAndOnlyOfThatType() throws {
@@ -685,7 +739,7 @@ final class DispatchCoreTests: XCTestCase {
             if step == 2 { h.world.reports["i-4"] = Fixture.ready("i-4") }
             if step == 4 { h.world.reports["i-6"] = Fixture.ready("i-6") }
             var decisions = h.pass()
-            if step == 3 { decisions += h.send(.idleBehaviorSet("i-1", .hold)) }
+            if step == 3 { decisions += h.send(.setIdleBehavior("i-1", .hold)) }
 
             let queue = h.world.queue
             var newInstances: [CloudInstance] = []

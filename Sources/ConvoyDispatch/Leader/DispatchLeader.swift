@@ -280,8 +280,9 @@ public actor DispatchLeader {
             }
         case let error as ClusterError:
             switch error {
-            case .timeout, .connectionLost: return .memberNoAnswer("\(error)")
-            case .unreachable: return .memberUnreachable("\(error)")
+            // A garbled reply or a shut-down system may come after the member acted: unknown.
+            case .timeout, .connectionLost, .protocolViolation, .shutdown: return .memberNoAnswer("\(error)")
+            case .unreachable, .handshakeFailed: return .memberUnreachable("\(error)")
             case .staleEpoch: return .memberRefused("\(error)")
             default: return .failed("\(error)")
             }
@@ -337,13 +338,12 @@ public actor DispatchLeader {
 
     // MARK: Operator commands
 
-    /// Sets an instance's idle behaviour (kept as an instance tag, so a new leader knows it).
-    public func setIdleBehavior(_ id: String, _ behavior: IdleBehavior) async throws {
+    /// Sets an instance's idle behaviour: the core acts on it at once and keeps writing it to the
+    /// instance's tag until a write takes (a new leader reads the tag).
+    public func setIdleBehavior(_ id: String, _ behavior: IdleBehavior) throws {
         guard core.workers[InstanceID(id)] != nil else { throw WorkerError.notHosted(id) }
-        try await fence()
-        try await driver.setTags(id, [CloudTag.idleBehavior: behavior.rawValue])
-        inbox?.yield(.event(.idleBehaviorSet(InstanceID(id), behavior)))
-        logger.info("idle behaviour set", metadata: ["instance": "\(id)", "idle_behavior": "\(behavior.rawValue)"])
+        logger.info("operator sets idle behaviour", metadata: ["instance": "\(id)", "idle_behavior": "\(behavior.rawValue)"])
+        inbox?.yield(.event(.setIdleBehavior(InstanceID(id), behavior)))
     }
 
     /// Destroys an instance now (whatever runs there is lost and requeued).

@@ -36,8 +36,9 @@ public struct QueueEntry: Sendable, Equatable {
 public enum CoreEvent: Sendable {
     case tick
     case outcome(CommandID, CommandOutcome)
-    /// An operator set the idle behaviour (and its tag): the record follows.
-    case idleBehaviorSet(InstanceID, IdleBehavior)
+    /// An operator sets an instance's idle behaviour: it holds at once, and the core writes it to
+    /// the instance's tag (until a write takes) so that a new leader knows it.
+    case setIdleBehavior(InstanceID, IdleBehavior)
     /// An operator wants the instance destroyed now.
     case killInstance(InstanceID)
 }

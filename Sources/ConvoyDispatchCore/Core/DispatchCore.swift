@@ -82,8 +82,8 @@ public struct DispatchCore: Sendable {
         case .outcome(let id, let outcome):
             guard let (command, issuedAt) = pending.removeValue(forKey: id) else { break }
             apply(command, issuedAt: issuedAt, outcome, now: now, &out)
-        case .idleBehaviorSet(let id, let behavior):
-            workers[id]?.idleBehavior = behavior
+        case .setIdleBehavior(let id, let behavior):
+            if workers[id] != nil { setIdleBehavior(id, behavior, reason: "operator", now, &out) }
         case .killInstance(let id):
             if workers[id] != nil { shutDown(id, reason: "operator", now: now, &out) }
         }
@@ -238,8 +238,20 @@ public struct DispatchCore: Sendable {
             worker.destroyRequestedAt = now
             workers[id] = worker
             if case .failed(.cloud(let error)) = outcome { noteCloudError(error, type: nil, now: now) }
-        case .setIdleBehavior(let id, let behavior, _):
-            if case .done = outcome { workers[id]?.idleBehavior = behavior }
+        case .setIdleBehavior(let id, let behavior, let reason):
+            guard var worker = workers[id] else { return }
+            worker.tagWriting = false
+            if case .done = outcome {
+                worker.tagWrittenAt = now
+                if worker.tagUnwritten == behavior { worker.tagUnwritten = nil }
+            }
+            workers[id] = worker
+            if case .failed(.cloud(let error)) = outcome { noteCloudError(error, type: nil, now: now) }
+            // Decided again while this write was in flight: write the newer one now (unless the
+            // cloud asks for quiet: the retry in `decide` sends it then).
+            if let newer = worker.tagUnwritten, newer != behavior, !(cloudBackoffUntil.map { $0 > now } ?? false) {
+                writeTag(id, newer, reason: reason, now, &out)
+            }
         }
     }
 
@@ -282,7 +294,13 @@ public struct DispatchCore: Sendable {
             seen.insert(id)
             if let slot = workers.slot(of: id) {
                 workers[slot: slot].instance = instance
-                if let behavior = instance.tags[CloudTag.idleBehavior].flatMap(IdleBehavior.init(rawValue:)) { workers[slot: slot].idleBehavior = behavior }
+                // The tag as listed, unless this term decided since (written or not yet): a listing
+                // asked for before the write took may still show the old one.
+                let worker = workers[slot: slot]
+                if worker.tagUnwritten == nil, worker.tagWrittenAt.map({ $0 <= listedAt }) ?? true,
+                   let behavior = instance.tags[CloudTag.idleBehavior].flatMap(IdleBehavior.init(rawValue:)) {
+                    workers[slot: slot].idleBehavior = behavior
+                }
             } else {
                 var worker = WorkerRecord(instance: instance, type: typeNamed(instance.typeName), now: now, knownEmpty: false)
                 if let claimed = hostedClaims.removeValue(forKey: id) { worker.host = claimed }
@@ -409,8 +427,7 @@ public struct DispatchCore: Sendable {
             switch WorkerHealth.verdict(workers[slot: slot], now: now, settings: settings) {
             case .healthy: break
             case .drain(let reason):
-                workers[slot: slot].idleBehavior = .drain
-                issue(.setIdleBehavior(id, .drain, reason: reason), now, &out)
+                setIdleBehavior(id, .drain, reason: reason, now, &out)
             case .shutdown(let reason):
                 shutDown(id, reason: reason, now: now, &out)
             }
@@ -469,15 +486,38 @@ public struct DispatchCore: Sendable {
         killOrphans(now: now, &out)
         schedule(queue, runnersOn: runnersOn, now: now, &out)
 
-        // A destroy that did not take (or waited for the cloud's quiet) is tried again.
+        // A destroy or a tag write that did not take (or waited for the cloud's quiet) is tried again.
         guard !(cloudBackoffUntil.map { $0 > now } ?? false) else { return }
         for slot in workers.slotRange where workers.isOccupied(slot) {
             let worker = workers[slot: slot]
+            if worker.state != .shutdown, !worker.tagWriting, let behavior = worker.tagUnwritten {
+                writeTag(worker.id, behavior, reason: "the last tag write did not take", now, &out)
+            }
             guard worker.state == .shutdown, !worker.destroying else { continue }
             if let at = worker.destroyRequestedAt, now - at < settings.killRepeat { continue }
             workers[slot: slot].destroying = true
             issue(.destroy(worker.id, reason: "the last destroy did not take"), now, &out)
         }
+    }
+
+    /// Acts on `behavior` at once and writes it to the instance's tag (a new leader reads the tag).
+    private mutating func setIdleBehavior(_ id: InstanceID, _ behavior: IdleBehavior, reason: String, _ now: Moment,
+                                          _ out: inout [IssuedCommand]) {
+        guard var worker = workers[id] else { return }
+        worker.idleBehavior = behavior
+        worker.tagUnwritten = behavior
+        workers[id] = worker
+        // One write at a time per instance: the outcome of this one sends a newer decision.
+        guard !worker.tagWriting else { return }
+        // While the cloud asks for quiet the write waits: the retry in `decide` sends it.
+        if cloudBackoffUntil.map({ $0 > now }) ?? false { return }
+        writeTag(id, behavior, reason: reason, now, &out)
+    }
+
+    private mutating func writeTag(_ id: InstanceID, _ behavior: IdleBehavior, reason: String, _ now: Moment,
+                                   _ out: inout [IssuedCommand]) {
+        workers[id]?.tagWriting = true
+        issue(.setIdleBehavior(id, behavior, reason: reason), now, &out)
     }
 
     /// What is safe to decide before this term has seen the cloud: the locked bound (an unlock

@@ -23,7 +23,15 @@ public struct WorkerRecord: KeptRecord, Equatable {
     public var probedFrom: Moment?
     /// Ever seen booted (a new host's session boots it again: that is not a first boot).
     public var everBooted: Bool = false
+    /// What the leader acts on: the instance's tag as listed, or what this term decided since.
     public var idleBehavior: IdleBehavior
+    /// Decided in this term (an operator's request, a drain) and not yet written to the instance's
+    /// tag, which is what a new leader reads: written again each pass until a write takes.
+    public var tagUnwritten: IdleBehavior?
+    /// A tag write is in flight.
+    public var tagWriting = false
+    /// When the last tag write took: a listing asked for before it may still show the old tag.
+    public var tagWrittenAt: Moment?
     public var idleSince: Moment?
     /// A start failed here at this moment: nothing more is started here until a probe that began
     /// after it (what the worker's host last said may be stale: a broken connection, a full disk).
