@@ -197,6 +197,23 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
+    func testAStartWhoseTokenTheAPICouldNotGiveKeepsTheLockAndTheWorkerAndStartsAgainAfterAProbe() throws {
+        var h = harness(queue: [Fixture.entry("c1")])
+        let lock = try XCTUnwrap(h.pass().first)
+        let start = try XCTUnwrap(h.answer(lock, .done(.locked(Fixture.entry("c1", .locked)))).first)
+        let outage = CommandOutcome.startWithoutToken(.apiStatus(503, "the API is overloaded"))
+        XCTAssertEqual(h.answer(start, outage).commands, [], "no unlock: a brief outage costs no dispatch attempt")
+        XCTAssertNil(h.core.workers["i-1"]?.startFailedAt, "the worker is not to blame")
+        XCTAssertEqual(h.answer(start, .startWithoutToken(.apiUnreachable("connection refused"))).commands, [], "answered once only")
+
+        h.advance(to: 1)
+        h.world.queue = [Fixture.entry("c1", .locked)]
+        h.world.reports["i-1"] = Fixture.ready("i-1", probeBeganAge: 0.2)
+        XCTAssertEqual(h.pass().commands, [.start("c1", on: "i-1", via: "f1")], "started again, under the same lock")
+        XCTAssertFalse(h.everIssued { if case .unlock = $0 { true } else { false } })
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
     func testAStartThatFailedUnlocksTheContainerAndTheNextPassTriesAgain() throws {
         var h = harness(queue: [Fixture.entry("c1")])
         let lock = try XCTUnwrap(h.pass().first)
@@ -268,22 +285,58 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
-    func testALostContainerWaitsOnlyForTheWorkersOfTypesItFitsNotForTheSlowestWorkerOfTheCluster() {
+    func testALostContainerThisTermStartedWaitsOnlyForTheWorkersOfTypesItFitsNotForTheSlowestWorkerOfTheCluster() {
         // c1 needs 4 VCPUs: only a large worker can hold its runner. c2 fits both sizes.
-        var h = harness(workers: ["i-small"], queue: [Fixture.entry("c1", .running, vcpus: 4), Fixture.entry("c2", .running)])
+        var h = harness(workers: ["i-small"], queue: [Fixture.entry("c1", vcpus: 4), Fixture.entry("c2")])
+        h.world.instances.append(Fixture.instance("i-large", type: Fixture.large))
+        h.world.reports["i-large"] = Fixture.ready("i-large")
+        var queue = h.world.queue
+        let started = h.answerAll(h.pass()) { command in
+            switch command {
+            case .lock(let id):
+                let index = queue.firstIndex { $0.id == id }!
+                queue[index].state = .locked
+                return .done(.locked(queue[index]))
+            default: return .done(.none)
+            }
+        }
+        XCTAssertTrue(started.contains(.start("c1", on: "i-large", via: "f1")), "\(started)")
+        XCTAssertTrue(started.contains(.start("c2", on: "i-small", via: "f1")), "\(started)")
+
+        h.advance(to: 1)
+        h.world.queue = [Fixture.entry("c1", .running, vcpus: 4), Fixture.entry("c2", .running)]
+        h.world.reports["i-large"] = Fixture.ready("i-large", running: ["c1"], probeBeganAge: 0.2)
+        h.world.reports["i-small"] = Fixture.ready("i-small", running: ["c2"], probeBeganAge: 0.2)
+        XCTAssertEqual(h.pass().commands, [])
+
+        // Both runners are gone; the small worker turns slow (its last probe began at 0.8 s).
+        h.advance(to: 2)
+        h.world.reports["i-large"] = Fixture.ready("i-large", probeBeganAge: 0.2)
+        h.world.reports["i-small"] = Fixture.report("i-small", phase: .unreachable, probeBeganAge: 1.2)
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "its runner is on no worker")],
+                       "i-large was probed since c1 was seen and c1 can be nowhere else; c2 may still be on the small worker")
+        XCTAssertEqual(h.core.containers["c2"]?.phase, .idle)
+
+        h.advance(to: 3)
+        h.world.reports["i-small"] = Fixture.ready("i-small", probeBeganAge: 0.2)
+        XCTAssertEqual(h.pass().commands, [.unlock("c2", reason: "its runner is on no worker")])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testARunningContainerFromAnEarlierTermWaitsForEveryWorkerSinceItMayRunOnATypeTheConfigurationNoLongerFits() {
+        // c1 needs 4 VCPUs, which only a large worker fits today; an earlier term, configured
+        // otherwise, may have started it on the small one.
+        var h = harness(workers: ["i-small"], queue: [Fixture.entry("c1", .running, vcpus: 4)])
         h.world.instances.append(Fixture.instance("i-large", type: Fixture.large))
         h.world.reports["i-large"] = Fixture.ready("i-large")
         h.world.reports["i-small"] = Fixture.report("i-small", phase: .unreachable)  // slow: not probed this term
 
         XCTAssertEqual(h.pass().commands, [], "no probe began after the term did")
         h.advance(to: 1)
-        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "its runner is on no worker")],
-                       "i-large was probed this term and c1 can be nowhere else; c2 may still be on the small worker")
-        XCTAssertEqual(h.core.containers["c2"]?.phase, .idle)
-
+        XCTAssertEqual(h.pass().commands, [], "i-small was not probed this term: c1 may run there")
         h.advance(to: 2)
         h.world.reports["i-small"] = Fixture.ready("i-small")
-        XCTAssertEqual(h.pass().commands, [.unlock("c2", reason: "its runner is on no worker")])
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "its runner is on no worker")])
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 

@@ -455,7 +455,9 @@ public struct DispatchCore: Sendable {
                 let record = containers[slot: slot]
                 let threshold = max(termStart, record.lastAttempt ?? .distantPast, record.lastSeenOnWorker ?? .distantPast,
                                     record.runningSince ?? .distantPast)
-                let lost = adopted && probes.oldest(for: record.entry) > threshold
+                // Not started by this term: maybe under another configuration, on any worker.
+                let fromEarlierTerm = record.lastAttempt == nil
+                let lost = adopted && probes.oldest(for: record.entry, adopted: fromEarlierTerm) > threshold
                 if state == .running {
                     if lost {
                         move(slot: slot, to: .unlocking)
@@ -679,6 +681,8 @@ struct OldestProbes {
     private var byType: [String: Moment] = [:]
     /// Workers whose type is no longer configured: any container might be there.
     private var untyped = Moment(seconds: .infinity)
+    /// Every worker's.
+    private var all = Moment(seconds: .infinity)
     private let settings: CoreSettings
 
     init(_ workers: RecordTable<WorkerRecord>, settings: CoreSettings) {
@@ -686,6 +690,7 @@ struct OldestProbes {
         for slot in workers.slotRange where workers.isOccupied(slot) && !workers[slot: slot].knownEmpty {
             let worker = workers[slot: slot]
             let probed = worker.probedFrom ?? .distantPast
+            all = min(all, probed)
             if let type = worker.type {
                 byType[type.name] = min(byType[type.name] ?? Moment(seconds: .infinity), probed)
             } else {
@@ -694,8 +699,12 @@ struct OldestProbes {
         }
     }
 
-    /// The oldest probe of a worker that could run `entry` (infinity: none could).
-    func oldest(for entry: QueueEntry) -> Moment {
+    /// The oldest probe of a worker that could run `entry` (infinity: none could). A container
+    /// this term did not start may have been started under another
+    /// configuration (types' sizes, ReserveExtraRAM), on a type that no longer fits it: every
+    /// worker speaks for it.
+    func oldest(for entry: QueueEntry, adopted: Bool) -> Moment {
+        if adopted { return all }
         var oldest = untyped
         for type in settings.instanceTypes {
             guard let probed = byType[type.name], probed < oldest,

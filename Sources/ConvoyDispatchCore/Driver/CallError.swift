@@ -53,10 +53,13 @@ extension CommandOutcome {
     }
 
     /// A start whose container token could not be fetched: nothing was started, so the outcome
-    /// is known. Refused means the container is no longer ours to start (cancelled, unlocked);
-    /// anything else is a failed start (its container goes back to the queue).
+    /// is known, and it is refused either way: the container is no longer ours to start
+    /// (cancelled, unlocked), or the API is briefly unavailable. The container stays as it is
+    /// (Locked, its lock kept) and is started again once a probe shows no runner; neither the
+    /// worker nor a dispatch attempt is charged for the API's outage (the locked bound still
+    /// caps the wait).
     public static func startWithoutToken(_ error: CallError) -> CommandOutcome {
         if case .apiStatus(let status, _) = error, status < 500 { return .failed(.refused("\(error)")) }
-        return .failed(.failed("could not fetch the container token: \(error)"))
+        return .failed(.refused("nothing started: could not fetch the container token: \(error)"))
     }
 }
