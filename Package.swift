@@ -153,7 +153,7 @@ let package = Package(
         .testTarget(name: "ConvoyAPIClientTests", dependencies: ["ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTestCase", "ConvoyTesting"]),
         .testTarget(name: "ConvoyRunnerTests", dependencies: ["ConvoyRunner", "ConvoyAPIClient", "ConvoyAPI", "ConvoyModel", "ConvoyTestCase", "ConvoyTesting"]),
         .testTarget(name: "ConvoyDispatchTests", dependencies: [
-            "ConvoyDispatch", "ConvoyModel", "ConvoyAPI", "ConvoyAPIClient", "ConvoyHTTP", "ConvoyTestCase", "ConvoyTesting",
+            "ConvoyDispatch", "ConvoyCluster", "ConvoyModel", "ConvoyAPI", "ConvoyAPIClient", "ConvoyHTTP", "ConvoyTestCase", "ConvoyTesting",
         ]),
         .testTarget(name: "ConvoyClusterTests", dependencies: ["ConvoyCluster", "ConvoyModel", "ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting", "ConvoyFuzzing"]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTestCase", "ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres", "ConvoyDevStack"]),

@@ -37,7 +37,7 @@ public final class Simulation {
     private var liveRequeues: [String] = []
     private var liveKills: [String] = []
     /// Calls that hang: nothing answers them (the core's deadline must).
-    private var hung = Set<TermCommand>()
+    private var hung = Set<CallRef>()
     /// Until then PostgreSQL does not answer (the API, the members table, the epoch check, the election).
     private var pgDownUntil: Double = -.infinity
     /// Until then cloud calls take seconds after the fence check (a new leader may be elected meanwhile).
@@ -60,12 +60,12 @@ public final class Simulation {
     private enum Event {
         case submit(Int)
         case tick(epoch: Int64)
-        case deliver(epoch: Int64, CommandID, CommandOutcome)
-        case arrive(epoch: Int64, IssuedCommand, replyDiscarded: Bool)
-        /// The leader's next request of a queue listing reaches the API.
-        case page(epoch: Int64, CommandID, QueueListing)
-        /// A cloud call that passed the fence reaches the cloud.
-        case cloudAct(epoch: Int64, IssuedCommand)
+        /// A call of the leader's driver reaches the world.
+        case arrive(CallRef, DriverCall, timeout: Double, replyDiscarded: Bool)
+        /// Its answer reaches the driver.
+        case answered(CallRef, Result<CallAnswer, CallError>)
+        /// A cloud change that passed the fence lands (slowly, while the cloud is slow).
+        case cloudAct(CallRef, CloudCall)
         case probe(member: Int, instance: InstanceID, generation: Int)
         case probeDone(member: Int, instance: InstanceID, generation: Int, began: Double, listing: Set<ContainerID>)
         case startDone(member: Int, instance: InstanceID, generation: Int, container: ContainerID, auth: String, reply: Reply?)
@@ -82,8 +82,7 @@ public final class Simulation {
     }
 
     private struct Reply {
-        var epoch: Int64
-        var id: CommandID
+        var ref: CallRef
         var issuedAt: Double
         var timeout: Double
         var lost: Bool
@@ -128,10 +127,9 @@ public final class Simulation {
         switch event {
         case .submit(let index): submit(index)
         case .tick(let epoch): tick(epoch)
-        case .deliver(let epoch, let id, let outcome): deliver(epoch, id, outcome)
-        case .arrive(let epoch, let command, let discarded): arrive(epoch, command, replyDiscarded: discarded)
-        case .page(let epoch, let id, let listing): page(epoch, id, listing)
-        case .cloudAct(let epoch, let command): cloudAct(epoch, command)
+        case .arrive(let ref, let call, let timeout, let discarded): arrive(ref, call, timeout: timeout, replyDiscarded: discarded)
+        case .answered(let ref, let result): answered(ref, result)
+        case .cloudAct(let ref, let call): cloudAct(ref, call)
         case .probe(let member, let instance, let generation): probe(member, instance, generation)
         case .probeDone(let member, let instance, let generation, let began, let listing):
             probeDone(member, instance, generation, began: began, listing: listing)
@@ -232,7 +230,7 @@ public final class Simulation {
         var driver = drivers.removeValue(forKey: epoch)!
         let commands = driver.core.handle(.tick, now: memberMoment(driver.member))
         drivers[epoch] = driver
-        send(commands, epoch: epoch, from: driver.member)
+        send(commands, epoch: epoch)
         let wake = driver.core.nextWakeup.map { simTime($0, of: driver.member) } ?? now + settings.core.pollInterval
         events.schedule(.tick(epoch: epoch), at: max(now + 0.01, wake))
     }
@@ -245,160 +243,221 @@ public final class Simulation {
         var driver = drivers.removeValue(forKey: current.epoch)!
         let commands = driver.core.handle(request, now: memberMoment(driver.member))
         drivers[current.epoch] = driver
-        send(commands, epoch: current.epoch, from: driver.member)
+        send(commands, epoch: current.epoch)
     }
 
+    /// A command's procedure ended: the core hears its outcome.
     private func deliver(_ epoch: Int64, _ id: CommandID, _ outcome: CommandOutcome) {
-        guard activeDriver(epoch, retry: .deliver(epoch: epoch, id, outcome)) != nil else { return }
         log("epoch \(epoch) \(id) → \(Self.describe(outcome))")
         var driver = drivers.removeValue(forKey: epoch)!
         let commands = driver.core.handle(.outcome(id, outcome), now: memberMoment(driver.member))
         drivers[epoch] = driver
-        send(commands, epoch: epoch, from: driver.member)
+        send(commands, epoch: epoch)
         for transition in driver.core.refusedTransitions where !refusedTransitions.contains(transition) { refusedTransitions.append(transition) }
     }
 
-    private func send(_ commands: [IssuedCommand], epoch: Int64, from member: Int) {
+    /// Each command starts its production procedure (`CommandProcedure`) on the leader's clock.
+    private func send(_ commands: [IssuedCommand], epoch: Int64) {
+        guard let driver = drivers[epoch] else { return }
         for command in commands {
             log("epoch \(epoch) \(command.id) \(command.command)")
-            events.schedule(.arrive(epoch: epoch, command, replyDiscarded: false), at: now + random.uniform(0.001...0.02))
+            let procedure = CommandProcedure(command.command, epoch: epoch, deadlines: settings.core.deadlines, identity: driver.identity,
+                                             now: memberMoment(driver.member))
+            drivers[epoch]!.procedures[command.id] = procedure
+            advance(epoch, command.id)
         }
     }
 
-    private func answer(_ epoch: Int64, _ id: CommandID, _ outcome: CommandOutcome, delay: Double? = nil) {
-        if hung.contains(TermCommand(epoch: epoch, id: id)) { return }
-        events.schedule(.deliver(epoch: epoch, id, outcome), at: now + (delay ?? random.uniform(0.001...0.02)))
+    /// Makes the procedure's next call, or hands its outcome to the core.
+    private func advance(_ epoch: Int64, _ id: CommandID) {
+        guard let procedure = drivers[epoch]?.procedures[id] else { return }
+        switch procedure.step {
+        case .call(let call, let timeout):
+            let ref = CallRef(epoch: epoch, id: id, call: procedure.calls)
+            log("epoch \(epoch) \(id).\(procedure.calls) \(call) (\(String(format: "%.0f", timeout)) s)")
+            events.schedule(.arrive(ref, call, timeout: timeout, replyDiscarded: false), at: now + random.uniform(0.001...0.02))
+        case .finished(let outcome):
+            drivers[epoch]!.procedures[id] = nil
+            if let identity = procedure.identity { drivers[epoch]!.identity = identity }
+            deliver(epoch, id, outcome)
+        }
     }
 
+    /// A call's answer reaches the driver: its procedure moves on (a late answer to a call the
+    /// procedure has given up on, or of a term that ended, is dropped).
+    private func answered(_ ref: CallRef, _ result: Result<CallAnswer, CallError>) {
+        guard let driver = activeDriver(ref.epoch, retry: .answered(ref, result)),
+              var procedure = driver.procedures[ref.id], procedure.calls == ref.call else { return }
+        if case .failure(let error) = result { log("epoch \(ref.epoch) \(ref.id).\(ref.call) ✗ \(error)") }
+        procedure.receive(result, now: memberMoment(driver.member))
+        drivers[ref.epoch]!.procedures[ref.id] = procedure
+        advance(ref.epoch, ref.id)
+    }
+
+    private func answer(_ ref: CallRef, _ result: Result<CallAnswer, CallError>, delay: Double? = nil) {
+        if hung.contains(ref) { return }
+        events.schedule(.answered(ref, result), at: now + (delay ?? random.uniform(0.001...0.02)))
+    }
+
+    private func fail(_ ref: CallRef, _ error: CallError, delay: Double? = nil) { answer(ref, .failure(error), delay: delay) }
+
     /// Whether a call from the leader reaches `target`, and how: nil when it cannot (the outcome is already answered).
-    private func reach(_ target: MemberID, epoch: Int64, _ issued: IssuedCommand, replyDiscarded: Bool) -> (member: Int, delay: Double, lost: Bool)? {
+    private func reach(_ target: MemberID, _ ref: CallRef, timeout: Double, replyDiscarded: Bool) -> (member: Int, delay: Double, lost: Bool)? {
         guard let index = members.firstIndex(where: { $0.id == target }) else {
-            answer(epoch, issued.id, CommandOutcome(.memberUnreachable("no such member")))
+            fail(ref, .memberUnreachable("no such member"))
             return nil
         }
         let member = members[index]
-        let fromSelf = drivers[epoch]?.member == index
-        // The driver's call gives up at the command's deadline.
-        let timeout = settings.core.deadlines.seconds(for: issued.command)
+        let fromSelf = drivers[ref.epoch]?.member == index
         if !member.alive {
-            if !replyDiscarded { answer(epoch, issued.id, CommandOutcome(.memberUnreachable("\(target) is not running"))) }
+            if !replyDiscarded { fail(ref, .memberUnreachable("\(target) is not running")) }
             return nil
         }
         if member.pausedUntil > now {
             // The call waits in the socket and runs when the member resumes; the caller gives up first.
-            if !replyDiscarded { answer(epoch, issued.id, CommandOutcome(.memberNoAnswer("timed out")), delay: timeout) }
-            events.schedule(.arrive(epoch: epoch, issued, replyDiscarded: true), at: member.pausedUntil)
+            if !replyDiscarded { fail(ref, .memberNoAnswer("timed out"), delay: timeout) }
             return nil
         }
         if !fromSelf, member.cutOffUntil > now {
-            if !replyDiscarded { answer(epoch, issued.id, CommandOutcome(.memberNoAnswer("timed out")), delay: timeout) }
+            if !replyDiscarded { fail(ref, .memberNoAnswer("timed out"), delay: timeout) }
             return nil
         }
         // Fenced: a member refuses an epoch older than the highest it has seen.
-        if epoch < member.seenEpoch {
-            if !replyDiscarded { answer(epoch, issued.id, CommandOutcome(.memberRefused("stale epoch \(epoch): this member has seen \(member.seenEpoch)"))) }
+        if ref.epoch < member.seenEpoch {
+            if !replyDiscarded { fail(ref, .memberRefused("stale epoch \(ref.epoch): this member has seen \(member.seenEpoch)")) }
             return nil
         }
-        members[index].seenEpoch = max(member.seenEpoch, epoch)
+        members[index].seenEpoch = max(member.seenEpoch, ref.epoch)
         let slow = !fromSelf && member.slowUntil > now
         let delay = slow ? random.uniform(2...25) : random.uniform(0.001...0.05)
         let lost = replyDiscarded || (!fromSelf && member.loseAnswersUntil > now) || delay > timeout
         // A hung call is carried out, and neither its answer nor a timeout ever comes back.
-        if !fromSelf, member.hangUntil > now { hung.insert(TermCommand(epoch: epoch, id: issued.id)) }
+        if !fromSelf, member.hangUntil > now { hung.insert(ref) }
         return (index, delay, lost)
     }
 
-    private func reply(_ epoch: Int64, _ id: CommandID, _ outcome: CommandOutcome, delay: Double, lost: Bool, timeout: Double) {
+    private func reply(_ ref: CallRef, _ answer: CallAnswer, delay: Double, lost: Bool, timeout: Double) {
         if lost {
-            answer(epoch, id, CommandOutcome(.memberNoAnswer("no answer")), delay: timeout)
+            fail(ref, .memberNoAnswer("no answer"), delay: timeout)
         } else {
-            answer(epoch, id, outcome, delay: min(delay, timeout))
+            self.answer(ref, .success(answer), delay: min(delay, timeout))
         }
     }
 
-    private func arrive(_ epoch: Int64, _ issued: IssuedCommand, replyDiscarded: Bool) {
-        let id = issued.id
-        switch issued.command {
+    /// A call reaches the simulated world: the API, PostgreSQL, a member or the cloud.
+    private func arrive(_ ref: CallRef, _ call: DriverCall, timeout: Double, replyDiscarded: Bool) {
+        switch call {
+        case .queue(let call): queueCall(ref, call)
+        case .member(let call): memberCall(ref, call, timeout: timeout, replyDiscarded: replyDiscarded)
+        case .cloud(let call): cloudCall(ref, call)
+        }
+    }
+
+    private func queueCall(_ ref: CallRef, _ call: QueueCall) {
+        do {
+            switch call {
+            case .whoAmI:
+                guard api.isUp(now) else { throw SimAPI.Refusal.unavailable }
+                answer(ref, .success(.identity("zzzzz-gj3su-dispatcher00001")))
+            case .page(let page, _):
+                // One request at a time, the API changing in between (runners move their containers on meanwhile).
+                answer(ref, .success(.page(try api.page(page, now: now))), delay: random.uniform(0.002...0.03))
+            case .lock(let container):
+                let locked = try api.lock(container, epoch: ref.epoch, now: now)
+                answer(ref, apiAnswerLost ?? .success(.entry(locked)))
+            case .unlock(let container):
+                if ref.epoch == api.clusterEpoch, api.isUp(now), let record = api.records[container], record.entry.state == .running,
+                   let live = runners.first(where: { $0.value.container == container && $0.value.auth == record.auth && $0.value.endsAt != nil }) {
+                    // Nothing was wrong with it: a requeue here runs it twice for no reason.
+                    var reason = "?"
+                    if case .unlock(_, let why)? = drivers[ref.epoch]?.procedures[ref.id]?.command { reason = why }
+                    liveRequeues.append(String(format: "unlocked %@ (%@) at %.1f s while its runner %d ran on %@",
+                                               container.rawValue, reason, now, live.key, live.value.instance.rawValue))
+                }
+                try api.unlock(container, epoch: ref.epoch, now: now)
+                answer(ref, apiAnswerLost ?? .success(.none))
+            case .cancel(let container, _, _):
+                try api.cancel(container, epoch: ref.epoch, now: now)
+                answer(ref, apiAnswerLost ?? .success(.none))
+            case .containerToken(let container):
+                answer(ref, .success(.token(try api.containerToken(container, now: now))))
+            }
+        } catch {
+            fail(ref, error as? CallError ?? .failed("\(error)"))
+        }
+    }
+
+    private func memberCall(_ ref: CallRef, _ call: MemberCall, timeout: Double, replyDiscarded: Bool) {
+        switch call {
         case .listMembers:
-            guard pgDownUntil <= now else { answer(epoch, id, CommandOutcome(.failed("cannot read cluster_members: PostgreSQL does not answer"))); return }
-            answer(epoch, id, .done(.members(members.map { MemberHeartbeat($0.id, age: $0.heartbeatAge(now)) })))
-        case .listInstances:
-            if cloudErrorsUntil > now, case .rateLimited = cloudError { answer(epoch, id, .failed(.cloud(cloudError))); return }
-            // Instances the cloud does not list yet (just created) or still lists (just destroyed).
-            var listed = instances.keys.sorted().filter { instances[$0]!.listedFrom <= now }.map { instances[$0]!.cloudInstance(epochDate: Self.epochDate) }
-            for (ghost, until) in ghosts.sorted(by: { $0.key < $1.key }).map({ ($0.value.instance, $0.value.until) }) where until > now {
-                listed.append(ghost.cloudInstance(epochDate: Self.epochDate))
-            }
-            answer(epoch, id, .done(.instances(listed.sorted { $0.id < $1.id })))
-        case .listContainers(let listing):
-            page(epoch, id, listing)
+            guard pgDownUntil <= now else { fail(ref, .failed("cannot read cluster_members: PostgreSQL does not answer")); return }
+            answer(ref, .success(.members(members.map { MemberHeartbeat($0.id, age: $0.heartbeatAge(now)) })))
+        case .clusterEpoch:
+            // The fence is a PostgreSQL read; the cloud call goes out after it (check, then act:
+            // a new leader elected in between does not stop it).
+            guard pgDownUntil <= now else { fail(ref, .failed("PostgreSQL does not answer")); return }
+            answer(ref, .success(.epoch(api.clusterEpoch)))
         case .askHosted(let target):
-            guard let (member, delay, lost) = reach(target, epoch: epoch, issued, replyDiscarded: replyDiscarded) else { return }
-            reply(epoch, id, .done(.hosted(members[member].sessions.keys.sorted())), delay: delay, lost: lost, timeout: settings.callTimeout)
+            guard let (member, delay, lost) = reach(target, ref, timeout: timeout, replyDiscarded: replyDiscarded) else { return }
+            reply(ref, .hosted(members[member].sessions.keys.sorted()), delay: delay, lost: lost, timeout: timeout)
         case .sync(let target, let wanted):
-            guard let (member, delay, lost) = reach(target, epoch: epoch, issued, replyDiscarded: replyDiscarded) else { return }
+            guard let (member, delay, lost) = reach(target, ref, timeout: timeout, replyDiscarded: replyDiscarded) else { return }
             sync(member, wanted)
-            reply(epoch, id, .done(.reports(reports(of: member))), delay: delay, lost: lost, timeout: settings.callTimeout)
-        case .lock(let container):
-            do {
-                let locked = try api.lock(container, epoch: epoch, now: now)
-                answer(epoch, id, apiAnswerLost ?? .done(.locked(locked)))
-            } catch { answer(epoch, id, apiFailure(error)) }
-        case .unlock(let container, let reason):
-            if epoch == api.clusterEpoch, api.isUp(now), let record = api.records[container], record.entry.state == .running,
-               let live = runners.first(where: { $0.value.container == container && $0.value.auth == record.auth && $0.value.endsAt != nil }) {
-                // Nothing was wrong with it: a requeue here runs it twice for no reason.
-                liveRequeues.append(String(format: "unlocked %@ (%@) at %.1f s while its runner %d ran on %@",
-                                           container.rawValue, reason, now, live.key, live.value.instance.rawValue))
-            }
-            do { try api.unlock(container, epoch: epoch, now: now); answer(epoch, id, apiAnswerLost ?? .done(.none)) } catch { answer(epoch, id, apiFailure(error)) }
-        case .cancel(let container, _, _):
-            do { try api.cancel(container, epoch: epoch, now: now); answer(epoch, id, apiAnswerLost ?? .done(.none)) } catch { answer(epoch, id, apiFailure(error)) }
-        case .start(let container, let worker, let target):
-            let auth: String
-            do { auth = try api.containerToken(container, now: now) } catch {
-                answer(epoch, id, .startWithoutToken(error as? CallError ?? .failed("\(error)")))
-                return
-            }
-            guard let (member, delay, lost) = reach(target, epoch: epoch, issued, replyDiscarded: replyDiscarded) else { return }
+            reply(ref, .reports(reports(of: member)), delay: delay, lost: lost, timeout: timeout)
+        case .start(let container, let worker, let target, let auth):
+            guard let (member, delay, lost) = reach(target, ref, timeout: timeout, replyDiscarded: replyDiscarded) else { return }
             guard let session = members[member].sessions[worker], session.phase == .ready else {
-                reply(epoch, id, .failed(.failed("instance \(worker) is not ready")), delay: delay, lost: lost, timeout: settings.startTimeout)
+                if lost { fail(ref, .memberNoAnswer("no answer"), delay: timeout) } else { fail(ref, .failed("instance \(worker) is not ready"), delay: delay) }
                 return
             }
             members[member].sessions[worker]!.inProgress.insert(container)
             let took = delay + random.uniform(0.05...1.5)
             events.schedule(.startDone(member: member, instance: worker, generation: session.generation, container: container, auth: auth,
-                                       reply: Reply(epoch: epoch, id: id, issuedAt: now, timeout: settings.startTimeout, lost: lost,
-                                                   incarnation: members[member].incarnation)), at: now + took)
-            if lost || took > settings.startTimeout, !replyDiscarded { answer(epoch, id, CommandOutcome(.memberNoAnswer("no answer")), delay: settings.startTimeout) }
-        case .kill(let container, let worker, let target, let reason):
-            guard let (_, delay, lost) = reach(target, epoch: epoch, issued, replyDiscarded: replyDiscarded) else { return }
+                                       reply: Reply(ref: ref, issuedAt: now, timeout: timeout, lost: lost, incarnation: members[member].incarnation)),
+                            at: now + took)
+            if lost || took > timeout, !replyDiscarded { fail(ref, .memberNoAnswer("no answer"), delay: timeout) }
+        case .kill(let container, let worker, let target):
+            guard let (_, delay, lost) = reach(target, ref, timeout: timeout, replyDiscarded: replyDiscarded) else { return }
             for runner in instances[worker]?.runners.sorted() ?? [] where runners[runner]?.container == container {
                 if let record = api.records[container], record.entry.priority > 0, record.entry.state == .running || record.entry.state == .locked,
                    record.auth == runners[runner]?.auth {
                     // Its lock is still the container's and nobody asked for it to stop: invariant 10.
+                    var reason = "?"
+                    if case .kill(_, _, _, let why)? = drivers[ref.epoch]?.procedures[ref.id]?.command { reason = why }
                     liveKills.append(String(format: "killed %@ (%@) at %.1f s while its runner %d ran it on %@ under the current lock",
                                             container.rawValue, reason, now, runner, worker.rawValue))
                 }
                 endRunner(runner)
             }
-            reply(epoch, id, .done(.none), delay: delay, lost: lost, timeout: settings.killTimeout)
-        case .create, .destroy, .setIdleBehavior:
-            // The driver checks cluster_epoch (a PostgreSQL query), then calls the cloud: check,
-            // then act. A new leader elected in between does not stop the call (the fence race).
-            guard pgDownUntil <= now else { answer(epoch, id, CommandOutcome(.failed("cannot read cluster_epoch: PostgreSQL does not answer"))); return }
-            guard epoch == api.clusterEpoch else { answer(epoch, id, CommandOutcome(.fenced("epoch \(epoch) is no longer the cluster's"))); return }
-            let slow = slowCloudUntil > now
-            events.schedule(.cloudAct(epoch: epoch, issued), at: now + (slow ? random.uniform(1...8) : random.uniform(0.005...0.05)))
+            reply(ref, .none, delay: delay, lost: lost, timeout: timeout)
         }
     }
 
-    /// A cloud call that passed the fence reaches the cloud.
-    private func cloudAct(_ epoch: Int64, _ issued: IssuedCommand) {
-        let id = issued.id
-        switch issued.command {
+    private func cloudCall(_ ref: CallRef, _ call: CloudCall) {
+        switch call {
+        case .list:
+            if cloudErrorsUntil > now, case .rateLimited = cloudError { fail(ref, .cloud(cloudError)); return }
+            // Instances the cloud does not list yet (just created) or still lists (just destroyed).
+            var listed = instances.keys.sorted().filter { instances[$0]!.listedFrom <= now }.map { instances[$0]!.cloudInstance(epochDate: Self.epochDate) }
+            for (ghost, until) in ghosts.sorted(by: { $0.key < $1.key }).map({ ($0.value.instance, $0.value.until) }) where until > now {
+                listed.append(ghost.cloudInstance(epochDate: Self.epochDate))
+            }
+            answer(ref, .success(.instances(listed.sorted { $0.id < $1.id })))
+        case .create, .destroy, .setIdleBehavior:
+            // While the cloud is slow a change takes seconds to land: the fence was checked before.
+            if slowCloudUntil > now {
+                events.schedule(.cloudAct(ref, call), at: now + random.uniform(1...8))
+            } else {
+                cloudAct(ref, call)
+            }
+        }
+    }
+
+    /// A cloud change lands.
+    private func cloudAct(_ ref: CallRef, _ call: CloudCall) {
+        switch call {
         case .create(let type):
-            if cloudErrorsUntil > now { answer(epoch, id, .failed(.cloud(cloudError))); return }
+            if cloudErrorsUntil > now { fail(ref, .cloud(cloudError)); return }
             let instanceID = InstanceID(String(format: "i-%06d", nextInstance))
             nextInstance += 1
             instancesCreated += 1
@@ -407,48 +466,24 @@ public final class Simulation {
             // An eventually consistent cloud lists a new instance only after a while.
             if listingLagUntil > now { instance.listedFrom = now + random.uniform(1...10) }
             instances[instanceID] = instance
-            answer(epoch, id, .done(.created(instance.cloudInstance(epochDate: Self.epochDate))), delay: random.uniform(0.05...1))
-        case .destroy(let worker, _):
-            if cloudErrorsUntil > now, case .rateLimited = cloudError { answer(epoch, id, .failed(.cloud(cloudError))); return }
+            answer(ref, .success(.created(instance.cloudInstance(epochDate: Self.epochDate))), delay: random.uniform(0.05...1))
+        case .destroy(let worker):
+            if cloudErrorsUntil > now, case .rateLimited = cloudError { fail(ref, .cloud(cloudError)); return }
             if let instance = instances[worker], listingLagUntil > now { ghosts[worker] = (instance, now + random.uniform(1...10)) }
             destroyInstance(worker)
-            answer(epoch, id, .done(.none))
-        case .setIdleBehavior(let worker, let behavior, _):
-            if cloudErrorsUntil > now, case .rateLimited = cloudError { answer(epoch, id, .failed(.cloud(cloudError))); return }
+            answer(ref, .success(.none))
+        case .setIdleBehavior(let worker, let behavior):
+            if cloudErrorsUntil > now, case .rateLimited = cloudError { fail(ref, .cloud(cloudError)); return }
             instances[worker]?.tags[CloudTag.idleBehavior] = behavior.rawValue
-            answer(epoch, id, instances[worker] == nil ? .failed(.cloud(.failed("no such instance"))) : .done(.none))
-        default:
+            if instances[worker] == nil { fail(ref, .cloud(.failed("no such instance"))) } else { answer(ref, .success(.none)) }
+        case .list:
             break
         }
     }
 
-    /// One page of a queue listing, as the production driver asks for them: one request at a
-    /// time, the API changing in between (runners move their containers on meanwhile).
-    private func page(_ epoch: Int64, _ id: CommandID, _ listing: QueueListing) {
-        guard activeDriver(epoch, retry: .page(epoch: epoch, id, listing)) != nil else { return }
-        var listing = listing
-        guard let request = listing.next else { answer(epoch, id, .done(.containers(listing.entries))); return }
-        do {
-            listing.receive(try api.page(request, now: now))
-        } catch {
-            answer(epoch, id, apiFailure(error))
-            return
-        }
-        if listing.next == nil {
-            answer(epoch, id, .done(.containers(listing.entries)))
-        } else {
-            events.schedule(.page(epoch: epoch, id, listing), at: now + random.uniform(0.002...0.03))
-        }
-    }
-
     /// While the API's answers are lost, a change it applied comes back as no answer at all.
-    private var apiAnswerLost: CommandOutcome? {
-        apiLoseAnswersUntil > now ? CommandOutcome(.apiUnreachable("the connection broke before the answer came")) : nil
-    }
-
-    /// An API call's error as the production driver reads it.
-    private func apiFailure(_ error: any Error) -> CommandOutcome {
-        CommandOutcome(error as? CallError ?? .failed("\(error)"))
+    private var apiAnswerLost: Result<CallAnswer, CallError>? {
+        apiLoseAnswersUntil > now ? .failure(.apiUnreachable("the connection broke before the answer came")) : nil
     }
 
     // MARK: Members and their worker sessions
@@ -528,7 +563,7 @@ public final class Simulation {
     private func startDone(_ member: Int, _ id: InstanceID, _ generation: Int, _ container: ContainerID, _ auth: String, _ reply: Reply?) {
         guard members[member].alive, members[member].incarnation == reply?.incarnation else {
             // The process died mid-start (the crash settled whether the runner was spawned): the connection broke.
-            if let reply, !reply.lost, now - reply.issuedAt <= reply.timeout { answer(reply.epoch, reply.id, CommandOutcome(.memberNoAnswer("the connection broke during the call"))) }
+            if let reply, !reply.lost, now - reply.issuedAt <= reply.timeout { fail(reply.ref, .memberNoAnswer("the connection broke during the call")) }
             return
         }
         if members[member].pausedUntil > now {
@@ -539,13 +574,13 @@ public final class Simulation {
         members[member].sessions[id]?.inProgress.remove(container)
         guard let instance = instances[id], instance.reachable else {
             if let reply, !reply.lost, now - reply.issuedAt <= reply.timeout {
-                answer(reply.epoch, reply.id, .failed(.failed("the worker did not answer")))
+                fail(reply.ref, .failed("the worker did not answer"))
             }
             return
         }
         spawnRunner(container, auth: auth, on: id)
         if members[member].sessions[id]?.generation == generation { members[member].sessions[id]!.startedDuring[container] = now }
-        if let reply, !reply.lost, now - reply.issuedAt <= reply.timeout { answer(reply.epoch, reply.id, .done(.none)) }
+        if let reply, !reply.lost, now - reply.issuedAt <= reply.timeout { answer(reply.ref, .success(.none)) }
     }
 
     private func recover(_ member: Int) {
@@ -836,10 +871,12 @@ struct SimSession {
     }
 }
 
-/// A command of one term (command ids start again with each term).
-struct TermCommand: Hashable {
+/// One call of a command's procedure in one term (command ids start again with each term; a
+/// procedure's calls are numbered).
+struct CallRef: Hashable {
     var epoch: Int64
     var id: CommandID
+    var call: Int
 }
 
 struct SimMember {
@@ -873,6 +910,10 @@ struct SimMember {
 struct SimDriver {
     var member: Int
     var core: DispatchCore
+    /// The commands being carried out, each by the production procedure.
+    var procedures: [CommandID: CommandProcedure] = [:]
+    /// This dispatcher's token uuid, once a listing learnt it.
+    var identity: String?
     /// A leader that lost its term stops here (its next lease renewal fails).
     var stopAt: Double?
 }

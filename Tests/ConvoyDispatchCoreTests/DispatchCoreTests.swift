@@ -575,7 +575,7 @@ final class DispatchCoreTests: XCTestCase {
     func testAWorkerWhoseBootProbeFailsWhileRunnersLiveThereIsDrainedNotDestroyed() {
         var h = harness(queue: [Fixture.entry("c1", .running)])
         h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"], bootProbeFailing: true)
-        XCTAssertEqual(h.pass().commands, [.setIdleBehavior("i-1", .drain, reason: "whose boot probe fails while runners live there")])
+        XCTAssertEqual(h.pass().commands, [.setIdleBehavior("i-1", .drain, reason: "its boot probe fails while runners live there")])
         XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .drain)
         XCTAssertEqual(h.core.workers["i-1"]?.state, .running)
 
@@ -592,7 +592,7 @@ final class DispatchCoreTests: XCTestCase {
         var h = harness(workers: ["i-1", "i-2"])
         h.pass()
         let write = try XCTUnwrap(h.send(.setIdleBehavior("i-1", .hold)).first)
-        XCTAssertEqual(write.command, .setIdleBehavior("i-1", .hold, reason: "operator"))
+        XCTAssertEqual(write.command, .setIdleBehavior("i-1", .hold, reason: "the operator asked"))
         XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .hold, "held before the tag is written")
         XCTAssertEqual(h.send(.setIdleBehavior("unknown", .drain)), [], "an instance the leader does not know")
 
@@ -625,7 +625,7 @@ final class DispatchCoreTests: XCTestCase {
         let first = try XCTUnwrap(h.send(.setIdleBehavior("i-1", .hold)).first)
         XCTAssertEqual(h.send(.setIdleBehavior("i-1", .drain)), [], "one write at a time per instance")
         XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .drain)
-        XCTAssertEqual(h.answer(first, .done(.none)).map(\.command), [.setIdleBehavior("i-1", .drain, reason: "operator")])
+        XCTAssertEqual(h.answer(first, .done(.none)).map(\.command), [.setIdleBehavior("i-1", .drain, reason: "the operator asked")])
     }
 
     func testAnIdleBehaviourWriteWaitsWhileTheCloudAsksForQuiet() throws {
@@ -698,7 +698,7 @@ final class DispatchCoreTests: XCTestCase {
         var h = harness()
         h.pass()
         let destroy = try XCTUnwrap(h.send(.killInstance("i-1")).first)
-        XCTAssertEqual(destroy.command, .destroy("i-1", reason: "operator"))
+        XCTAssertEqual(destroy.command, .destroy("i-1", reason: "the operator asked"))
         h.advance(to: 0.5)
         XCTAssertEqual(h.answer(destroy, .failed(.cloud(.failed("InternalError")))).commands, [])
 

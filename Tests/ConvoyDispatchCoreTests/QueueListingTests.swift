@@ -61,4 +61,11 @@ final class QueueListingTests: XCTestCase {
         listing.receive([Fixture.entry("r1", .running)])
         XCTAssertNil(listing.next)
     }
+
+    func testAPageSizeAboveTheAPIsLimitAsksForTheLimitSoAFullPageIsNotReadAsTheLast() {
+        var listing = QueueListing(depth: 0, pageSize: 5000)
+        XCTAssertEqual(listing.next, .ours(after: nil, offset: 0, limit: 1000))
+        listing.receive((1...1000).map { Fixture.entry(ContainerID(String(format: "c%04d", $0)), .running) })
+        XCTAssertEqual(listing.next, .ours(after: "c1000", offset: 0, limit: 1000))
+    }
 }

@@ -204,7 +204,7 @@ final class DispatcherTests: PostgresTestCase {
         XCTAssertEqual(try runners(on: worker, pool: pool), [uuid.rawValue])
         _ = try await admin.update(uuid, ContainerUpdate(state: .cancelled))
         try await wait("the runner gone from \(worker)", within: .seconds(30)) { try runners(on: worker, pool: pool).isEmpty }
-        XCTAssertTrue(replica.log.contains("killing a runner whose container is no longer this cluster's"), replica.log.suffix(3000).description)
+        XCTAssertTrue(replica.log.contains("killing a runner: container is no longer this cluster's"), replica.log.suffix(3000).description)
         let cancelled = try await container(uuid).state
         XCTAssertEqual(cancelled, .cancelled)
     }
@@ -475,7 +475,7 @@ final class DispatcherTests: PostgresTestCase {
         try await wait("the drained instance destroyed", within: .seconds(30)) { try await !driver.instances().contains { $0.id == instance.id } }
         let states = try await history(locked.uuid)
         XCTAssertEqual(states, ["Queued", "Locked", "Running", "Complete"])
-        XCTAssertTrue(replica.log.contains("draining a worker whose boot probe fails"), replica.log)
+        XCTAssertTrue(replica.log.contains("draining a worker") && replica.log.contains("its boot probe fails while runners live there"), replica.log)
         XCTAssertFalse(replica.log.contains("the boot probe has not passed"), replica.log)
     }
 

@@ -14,8 +14,7 @@ import Logging
 public actor DispatchLeader {
     private let settings: DispatchSettings
     private let epoch: Int64
-    private let api: APIClient
-    private let driver: any CloudDriver
+    private let seams: DriverSeams
     private let member: ClusterMember
     private let logger: Logger
     private let onPass: @Sendable (PoolView) async -> Void
@@ -25,7 +24,8 @@ public actor DispatchLeader {
     private var inbox: AsyncStream<Input>.Continuation?
     private var stopped = false
     private var publishedPasses = 0
-    private let tokenUUID = TokenUUID()
+    /// This dispatcher's token uuid, learnt by the term's first listing.
+    private let identity = Identity()
 
     /// What the loop reacts to: an event for the core, or a command that ended.
     private enum Input: Sendable {
@@ -39,8 +39,11 @@ public actor DispatchLeader {
         self.epoch = epoch
         var configuration = settings.api
         configuration.epoch = epoch
-        api = APIClient(configuration)
-        self.driver = driver
+        let launch = RunnerLaunchSettings(apiHost: settings.runnerAPIHost, apiToken: "", apiHostInsecure: settings.api.insecure,
+                                          runtime: settings.runtimeEngine)
+        seams = DriverSeams(queue: APIContainerQueue(api: APIClient(configuration)),
+                            members: ClusterMemberCalls(member: member, epoch: epoch, launch: launch),
+                            cloud: CloudCalls(driver: driver, createdBy: MemberID(member.configuration.memberID)))
         self.member = member
         var logger = logger
         logger[metadataKey: "epoch"] = "\(epoch)"
@@ -71,10 +74,7 @@ public actor DispatchLeader {
         inbox = nil
     }
 
-    private var now: Moment {
-        let elapsed = clock.now - began
-        return Moment(seconds: elapsed.timeInterval)
-    }
+    private var now: Moment { clockNow }
 
     private func run(_ stream: AsyncStream<Input>, _ inbox: AsyncStream<Input>.Continuation) async {
         logger.info("leader loop starting")
@@ -89,22 +89,19 @@ public actor DispatchLeader {
             for await input in stream {
                 if Task.isCancelled || stopped { break }
                 let commands: [IssuedCommand]
+                let issuedAt = now
                 switch input {
                 case .event(let event):
-                    commands = core.handle(event, now: now)
+                    commands = core.handle(event, now: issuedAt)
                 case .finished(let issued, let outcome):
                     observe(issued, outcome)
-                    commands = core.handle(.outcome(issued.id, outcome), now: now)
+                    commands = core.handle(.outcome(issued.id, outcome), now: issuedAt)
                 }
                 for issued in commands {
-                    // Member calls time out at the command's deadline; past it the core takes the
-                    // outcome as unknown whatever this task is still waiting for.
-                    let deadline = Duration.seconds(core.settings.deadlines.seconds(for: issued.command))
+                    announce(issued.command)
+                    // Every call gives up with the command's deadline, as the core does.
                     group.addTask { [self] in
-                        let outcome = await ClusterSystem.$callEpoch.withValue(epoch) {
-                            await ClusterSystem.$callTimeout.withValue(deadline) { await self.carryOut(issued.command) }
-                        }
-                        inbox.yield(.finished(issued, outcome))
+                        inbox.yield(.finished(issued, await self.carryOut(issued, issuedAt: issuedAt)))
                     }
                 }
                 if core.passes != publishedPasses {
@@ -119,179 +116,35 @@ public actor DispatchLeader {
 
     // MARK: Carrying out commands
 
-    private nonisolated func carryOut(_ command: CoreCommand) async -> CommandOutcome {
-        do {
-            switch command {
-            case .listMembers:
-                let status = try await member.status()
-                return .done(.members(status.members.map { MemberHeartbeat(MemberID($0.memberID), age: $0.heartbeatAge) }))
-            case .listInstances:
-                return .done(.instances(try await driver.instances()))
-            case .listContainers(let listing):
-                return .done(.containers(try await listContainers(listing)))
-            case .askHosted(let target):
-                return .done(.hosted(try await workerHost(on: target).hostedInstances().map { InstanceID($0.id) }))
-            case .sync(let target, let instances):
-                return .done(.reports(try await workerHost(on: target).sync(instances)))
-            case .lock(let id):
-                return .done(.locked(Self.entry(try await api.lock(try uuid(id)))))
-            case .start(let id, let worker, let target):
-                return try await startContainer(id, on: worker, via: target)
-            case .unlock(let id, let reason):
-                _ = try await api.unlock(try uuid(id))
-                logger.info("container unlocked", metadata: ["container": "\(id)", "reason": "\(reason)"])
-                return .done(.none)
-            case .cancel(let id, let authUUID, let reason):
-                _ = try await api.update(try uuid(id), ContainerUpdate(state: .cancelled, runtimeStatus: ["error": .string(reason)],
-                                                                        knownAuthUUID: authUUID.flatMap(ArvadosUUID.init)))
-                logger.info("container cancelled", metadata: ["container": "\(id)", "reason": "\(reason)"])
-                return .done(.none)
-            case .kill(let id, let worker, let target, let reason):
-                logger.info("killing a runner whose \(reason)", metadata: ["container": "\(id)", "instance": "\(worker)"])
-                let host = try workerHost(on: target)
-                try await host.killContainer(id.rawValue, on: worker.rawValue)
-                logger.info("container killed", metadata: ["container": "\(id)", "instance": "\(worker)", "reason": "\(reason)"])
-                return .done(.none)
-            case .create(let type):
-                try await fence()
-                let instance = try await driver.create(type, tags: [CloudTag.createdBy: member.configuration.memberID])
-                logger.info("instance created", metadata: ["instance": "\(instance.id)", "type": "\(type.name)", "address": "\(instance.address)"])
-                return .done(.created(instance))
-            case .destroy(let id, let reason):
-                try await fence()
-                logger.info("shutting down worker", metadata: ["instance": "\(id)", "reason": "\(reason)"])
-                try await driver.destroy(id.rawValue)
-                logger.info("instance destroyed", metadata: ["instance": "\(id)"])
-                return .done(.none)
-            case .setIdleBehavior(let id, let behavior, let reason):
-                if behavior == .drain { logger.warning("draining a worker \(reason)", metadata: ["instance": "\(id)"]) }
-                try await fence()
-                try await driver.setTags(id.rawValue, [CloudTag.idleBehavior: behavior.rawValue])
-                logger.info("idle behaviour set", metadata: ["instance": "\(id)", "idle_behavior": "\(behavior.rawValue)"])
-                return .done(.none)
-            }
-        } catch {
-            return Self.outcome(of: error)
-        }
+    /// One command through the production procedure and the seams (the simulation runs the same
+    /// procedure against its own seams).
+    private nonisolated func carryOut(_ issued: IssuedCommand, issuedAt: Moment) async -> CommandOutcome {
+        var procedure = CommandProcedure(issued.command, epoch: epoch, deadlines: settings.core.deadlines,
+                                         identity: await identity.value, now: issuedAt)
+        let outcome = await seams.run(&procedure) { self.clockNow }
+        if let learnt = procedure.identity { await identity.keep(learnt) }
+        return outcome
     }
 
-    /// Locks are taken by the API; the lock's container token goes to the runner on its stdin.
-    private nonisolated func startContainer(_ id: ContainerID, on worker: InstanceID, via target: MemberID) async throws -> CommandOutcome {
-        let token: String
-        do {
-            token = try await api.containerToken(try uuid(id))
-        } catch let error as APIClientError {
-            // Nothing was started: say whether the container is still ours to start.
-            return .startWithoutToken(Self.callError(error))
-        }
-        let launch = RunnerLaunchSettings(apiHost: settings.runnerAPIHost, apiToken: token, apiHostInsecure: settings.api.insecure,
-                                          runtime: settings.runtimeEngine)
-        let host = try workerHost(on: target)
-        // The call's timeout is the start's deadline (a busy worker starts runners slowly).
-        let outcome = try await host.startContainer(id.rawValue, on: worker.rawValue, settings: launch)
-        guard case .started(let pid) = outcome else {
-            if case .outcomeUnknown(let reason) = outcome { return .unknown(reason) }
-            return .unknown("\(outcome)")
-        }
-        DispatchMetrics.containerStarted()
-        logger.info("container started", metadata: ["container": "\(id)", "instance": "\(worker)", "member": "\(target)", "pid": "\(pid)"])
-        return .done(.none)
-    }
-
-    /// The queue, page by page as `listing` plans (this cluster's Locked/Running containers by
-    /// uuid, then Queued by priority and age).
-    private nonisolated func listContainers(_ listing: QueueListing) async throws -> [QueueEntry] {
-        let mine = try await tokenUUID.get { try await self.api.currentToken()["uuid"]?.stringValue }
-        var listing = listing
-        while let page = listing.next {
-            let answer = try await api.containers(filters: Self.filters(page, lockedBy: mine), order: Self.order(page),
-                                                  limit: page.limit, offset: page.offset)
-            listing.receive(answer.items.map(Self.entry))
-        }
-        return listing.entries
-    }
-
-    /// The API filters of one page of the queue listing.
-    static func filters(_ page: QueueListing.Page, lockedBy mine: String) -> [[JSONValue]] {
-        switch page {
-        case .ours(let after, _, _):
-            var filters: [[JSONValue]] = [[.string("locked_by_uuid"), .string("="), .string(mine)],
-                                          [.string("state"), .string("in"), .array([.string("Locked"), .string("Running")])]]
-            if let after { filters.append([.string("uuid"), .string(">"), .string(after.rawValue)]) }
-            return filters
-        case .queued:
-            return [[.string("state"), .string("="), .string("Queued")], [.string("priority"), .string(">"), .number(0)]]
-        }
-    }
-
-    static func order(_ page: QueueListing.Page) -> [String] {
-        switch page {
-        case .ours: return ["uuid"]
-        case .queued: return ["priority desc", "created_at asc"]
-        }
-    }
-
-    static func entry(_ container: Container) -> QueueEntry {
-        // The state's age as the API's database measured it in the listing's own query: one clock.
-        QueueEntry(id: ContainerID(container.uuid.rawValue), state: container.state, priority: container.priority,
-                   createdAt: container.createdAt, constraints: container.runtimeConstraints,
-                   preemptible: container.schedulingParameters.preemptible, authUUID: container.authUUID?.rawValue,
-                   stateAge: container.state == .locked || container.state == .running ? container.stateAge : nil)
-    }
-
-    /// Cloud changes go out only while this term is the cluster's (a stopped leader that resumes
-    /// finds a higher epoch here and touches nothing).
-    private nonisolated func fence() async throws {
-        let current = try await member.currentEpoch()
-        guard current == epoch else { throw FenceError(epoch: epoch, current: current) }
-    }
-
-    private nonisolated func workerHost(on memberID: MemberID) throws -> WorkerHost {
-        try WorkerHost.resolve(id: member.system.id(of: WorkerHost.name, on: memberID.rawValue), using: member.system)
-    }
-
-    private nonisolated func uuid(_ id: ContainerID) throws -> ArvadosUUID {
-        guard let uuid = ArvadosUUID(id.rawValue) else { throw MalformedContainerID(id: id.rawValue) }
-        return uuid
-    }
-
-    /// How the core should read an error: this driver's transports' errors as `CallError`s,
-    /// which the core's `CommandOutcome(_:)` classifies (the simulation raises the same ones).
-    static func outcome(of error: any Error) -> CommandOutcome {
-        CommandOutcome(callError(error))
-    }
-
-    static func callError(_ error: any Error) -> CallError {
-        switch error {
-        case let error as CallError:
-            return error
-        case let error as FenceError:
-            return .fenced("\(error)")
-        case let error as MalformedContainerID:
-            // Nothing was sent; the next listing says where the container really is.
-            return .notSent("\(error)")
-        case let error as CloudError:
-            return .cloud(error)
-        case let error as APIClientError:
-            switch error {
-            case .refused(let status, let messages): return .apiStatus(status, messages.joined(separator: "; "))
-            case .unreachable(let reason): return .apiUnreachable(reason)
-            case .malformedResponse: return .failed("\(error)")
-            }
-        case let error as ClusterError:
-            switch error {
-            // A garbled reply or a shut-down system may come after the member acted: unknown.
-            case .timeout, .connectionLost, .protocolViolation, .shutdown: return .memberNoAnswer("\(error)")
-            case .unreachable, .handshakeFailed: return .memberUnreachable("\(error)")
-            case .staleEpoch: return .memberRefused("\(error)")
-            default: return .failed("\(error)")
-            }
-        default:
-            return .failed("\(error)")
-        }
+    private nonisolated var clockNow: Moment {
+        Moment(seconds: (clock.now - began).timeInterval)
     }
 
     // MARK: Watching outcomes
+
+    /// Logs the decisions that lose work, when they are made (the reason is the core's).
+    private func announce(_ command: CoreCommand) {
+        switch command {
+        case .kill(let id, let worker, _, let reason):
+            logger.warning("killing a runner: \(reason)", metadata: ["container": "\(id)", "instance": "\(worker)"])
+        case .destroy(let id, let reason):
+            logger.info("shutting down worker", metadata: ["instance": "\(id)", "reason": "\(reason)"])
+        case .setIdleBehavior(let id, .drain, let reason):
+            logger.warning("draining a worker", metadata: ["instance": "\(id)", "reason": "\(reason)"])
+        default:
+            break
+        }
+    }
 
     /// Logs and metrics for what came back (the core decides what it means).
     private func observe(_ issued: IssuedCommand, _ outcome: CommandOutcome) {
@@ -304,6 +157,21 @@ public actor DispatchLeader {
             }
         case (.sync(let target, _), _):
             logger.warning("member did not answer sync", metadata: ["member": "\(target)"])
+        case (.start(let id, let worker, let member), .done):
+            DispatchMetrics.containerStarted()
+            logger.info("container started", metadata: ["container": "\(id)", "instance": "\(worker)", "member": "\(member)"])
+        case (.unlock(let id, let reason), .done):
+            logger.info("container unlocked", metadata: ["container": "\(id)", "reason": "\(reason)"])
+        case (.cancel(let id, _, let reason), .done):
+            logger.info("container cancelled", metadata: ["container": "\(id)", "reason": "\(reason)"])
+        case (.kill(let id, let worker, _, let reason), .done):
+            logger.info("container killed", metadata: ["container": "\(id)", "instance": "\(worker)", "reason": "\(reason)"])
+        case (.create(let type), .done(.created(let instance))):
+            logger.info("instance created", metadata: ["instance": "\(instance.id)", "type": "\(type.name)", "address": "\(instance.address)"])
+        case (.destroy(let id, let reason), .done):
+            logger.info("instance destroyed", metadata: ["instance": "\(id)", "reason": "\(reason)"])
+        case (.setIdleBehavior(let id, let behavior, let reason), .done):
+            logger.info("idle behaviour tag written", metadata: ["instance": "\(id)", "idle_behavior": "\(behavior.rawValue)", "reason": "\(reason)"])
         case (.listInstances, .failed(.cloud(let error))), (.create, .failed(.cloud(let error))), (.destroy, .failed(.cloud(let error))):
             DispatchMetrics.cloudError(code: error.code)
             logger.warning("cloud call failed", metadata: ["error": "\(error)"])
@@ -384,39 +252,9 @@ public actor DispatchLeader {
     }
 }
 
-/// A cloud change refused because this term is no longer the cluster's.
-struct FenceError: Error, CustomStringConvertible {
-    var epoch: Int64
-    var current: Int64
+/// This dispatcher's token uuid, once a listing learnt it (kept for the term).
+private actor Identity {
+    private(set) var value: String?
 
-    var description: String { "epoch \(epoch) is no longer the cluster's (it is \(current) now)" }
-}
-
-/// A container id that is not a container UUID: no API call is made with it.
-struct MalformedContainerID: Error, CustomStringConvertible {
-    var id: String
-
-    var description: String { "'\(id)' is not a container UUID" }
-}
-
-/// This cluster's dispatcher token uuid, fetched once per term by whichever command needs it first.
-private actor TokenUUID {
-    private var value: String?
-
-    func get(_ fetch: @Sendable () async throws -> String?) async throws -> String {
-        if let value { return value }
-        guard let fetched = try await fetch() else { throw APIClientError.malformedResponse("the current token has no uuid") }
-        value = fetched
-        return fetched
-    }
-}
-
-extension ClusterError {
-    /// The call may or may not have been carried out (sent, but no answer).
-    var outcomeUnknown: Bool {
-        switch self {
-        case .timeout, .connectionLost: return true
-        default: return false
-        }
-    }
+    func keep(_ uuid: String) { value = uuid }
 }

@@ -59,7 +59,7 @@ public enum CommandResult: Sendable {
     case members([MemberHeartbeat])
     /// Every instance the cloud lists for this cluster.
     case instances([CloudInstance])
-    /// The queue (see `QueueEntry`); `complete` is false when queued entries were cut at QueueDepth.
+    /// The queue (see `QueueEntry`): this cluster's Locked/Running, then Queued up to QueueDepth.
     case containers([QueueEntry])
     /// The instances a member says it hosts.
     case hosted([InstanceID])

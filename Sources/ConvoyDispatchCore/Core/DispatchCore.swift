@@ -83,9 +83,9 @@ public struct DispatchCore: Sendable {
             guard let (command, issuedAt) = pending.removeValue(forKey: id) else { break }
             apply(command, issuedAt: issuedAt, outcome, now: now, &out)
         case .setIdleBehavior(let id, let behavior):
-            if workers[id] != nil { setIdleBehavior(id, behavior, reason: "operator", now, &out) }
+            if workers[id] != nil { setIdleBehavior(id, behavior, reason: "the operator asked", now, &out) }
         case .killInstance(let id):
-            if workers[id] != nil { shutDown(id, reason: "operator", now: now, &out) }
+            if workers[id] != nil { shutDown(id, reason: "the operator asked", now: now, &out) }
         }
         return out
     }

@@ -12,7 +12,7 @@ public enum WorkerHealth {
     public static func verdict(_ worker: WorkerRecord, now: Moment, settings: CoreSettings) -> Verdict {
         guard worker.state != .shutdown else { return .healthy }
         if let report = worker.report, report.bootProbeFailing, worker.idleBehavior != .drain {
-            return .drain(reason: "whose boot probe fails while runners live there")
+            return .drain(reason: "its boot probe fails while runners live there")
         }
         if worker.report?.phase == .hostKeyMismatch {
             return .shutdown(reason: "its SSH host key does not match the one the cloud gave")

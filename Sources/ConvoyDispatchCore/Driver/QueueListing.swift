@@ -48,9 +48,13 @@ public struct QueueListing: Sendable, Equatable {
     public private(set) var next: Page?
     private var seen = Set<ContainerID>()
 
+    /// The most the API returns in one page (Arvados' and ours): a larger page size would read a
+    /// full page as a short one, and end the listing early.
+    public static let apiPageLimit = 1000
+
     public init(depth: Int, pageSize: Int, paging: Paging = .keyset) {
         self.depth = max(0, depth)
-        self.pageSize = max(1, pageSize)
+        self.pageSize = min(Self.apiPageLimit, max(1, pageSize))
         self.paging = paging
         next = .ours(after: nil, offset: 0, limit: self.pageSize)
     }

@@ -1,0 +1,85 @@
+import ConvoyModel
+
+/// One call the driver makes to the world while it carries out a core command: the vocabulary of
+/// the leader's three seams (as Arvados' `scheduler/interfaces.go`). Production makes each call
+/// through a socket (`ContainerQueue`, `ClusterMembers`, `CloudDriver`); the simulation answers
+/// the same calls on its event queue. What the calls mean to the core is decided once, by
+/// `CommandProcedure`, for both.
+public enum DriverCall: Sendable, Equatable {
+    case queue(QueueCall)
+    case member(MemberCall)
+    case cloud(CloudCall)
+}
+
+/// A call to the container queue (the API).
+public enum QueueCall: Sendable, Equatable {
+    /// This dispatcher's token uuid: what `locked_by_uuid` says of this cluster's containers.
+    case whoAmI
+    /// One page of the queue listing (this cluster's containers are those locked by `lockedBy`).
+    case page(QueueListing.Page, lockedBy: String)
+    case lock(ContainerID)
+    case unlock(ContainerID)
+    case cancel(ContainerID, authUUID: String?, reason: String)
+    /// The current lock's container token (it goes to the runner on its stdin, never logged).
+    case containerToken(ContainerID)
+}
+
+/// A call to the cluster: PostgreSQL's tables the members share, or one member's worker host.
+public enum MemberCall: Sendable, Equatable {
+    /// The registered members and their heartbeats' ages.
+    case listMembers
+    /// `cluster_epoch` as PostgreSQL holds it now: the fence checked before every cloud change.
+    case clusterEpoch
+    case askHosted(MemberID)
+    case sync(MemberID, [CloudInstance])
+    case start(ContainerID, on: InstanceID, via: MemberID, token: String)
+    case kill(ContainerID, on: InstanceID, via: MemberID)
+}
+
+/// A call to the cloud.
+public enum CloudCall: Sendable, Equatable {
+    case list
+    case create(InstanceType)
+    case destroy(InstanceID)
+    case setIdleBehavior(InstanceID, IdleBehavior)
+}
+
+/// What a call that succeeded answered.
+public enum CallAnswer: Sendable, Equatable {
+    case none
+    case identity(String)
+    case page([QueueEntry])
+    /// The container as a lock left it.
+    case entry(QueueEntry)
+    case token(String)
+    case members([MemberHeartbeat])
+    case epoch(Int64)
+    case hosted([InstanceID])
+    case reports([WorkerReport])
+    case instances([CloudInstance])
+    case created(CloudInstance)
+}
+
+extension DriverCall: CustomStringConvertible {
+    /// For logs and traces: never the container token.
+    public var description: String {
+        switch self {
+        case .queue(.whoAmI): return "who am I"
+        case .queue(.page(let page, _)): return "page \(page)"
+        case .queue(.lock(let id)): return "lock \(id)"
+        case .queue(.unlock(let id)): return "unlock \(id)"
+        case .queue(.cancel(let id, _, _)): return "cancel \(id)"
+        case .queue(.containerToken(let id)): return "token of \(id)"
+        case .member(.listMembers): return "list members"
+        case .member(.clusterEpoch): return "read cluster_epoch"
+        case .member(.askHosted(let member)): return "ask \(member) what it hosts"
+        case .member(.sync(let member, let instances)): return "sync \(member) (\(instances.count) instances)"
+        case .member(.start(let id, let worker, let member, _)): return "start \(id) on \(worker) via \(member)"
+        case .member(.kill(let id, let worker, let member)): return "kill \(id) on \(worker) via \(member)"
+        case .cloud(.list): return "list instances"
+        case .cloud(.create(let type)): return "create \(type.name)"
+        case .cloud(.destroy(let id)): return "destroy \(id)"
+        case .cloud(.setIdleBehavior(let id, let behavior)): return "tag \(id) \(behavior.rawValue)"
+        }
+    }
+}

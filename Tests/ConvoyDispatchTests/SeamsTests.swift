@@ -1,0 +1,69 @@
+import ConvoyAPIClient
+import ConvoyCluster
+@testable import ConvoyDispatch
+import ConvoyModel
+import Synchronization
+import XCTest
+
+/// Production's seams read their transports' errors as the core's `CallError`s, and give up on a
+/// call when its budget runs out.
+final class SeamsTests: XCTestCase {
+    func testTheAPIsErrorsReadAsRefusedUnreachableOrFailed() {
+        XCTAssertEqual(APIContainerQueue.callError(APIClientError.refused(status: 409, messages: ["stale epoch", "retry"])),
+                       .apiStatus(409, "stale epoch; retry"))
+        XCTAssertEqual(APIContainerQueue.callError(APIClientError.refused(status: 503, messages: [])), .apiStatus(503, ""))
+        XCTAssertEqual(APIContainerQueue.callError(APIClientError.unreachable("connection refused")), .apiUnreachable("connection refused"))
+        guard case .failed = APIContainerQueue.callError(APIClientError.malformedResponse("not JSON")) else { return XCTFail() }
+        XCTAssertEqual(APIContainerQueue.callError(CancellationError()), .apiUnreachable("the call was cancelled"))
+    }
+
+    func testTheClustersErrorsTellNeverReachedFromNoAnswer() {
+        let noAnswer: [ClusterError] = [.timeout(member: "d2", target: "worker-host", seconds: 10), .connectionLost(member: "d2", reason: "reset"),
+                                        .protocolViolation("garbled"), .shutdown]
+        for error in noAnswer {
+            guard case .memberNoAnswer = ClusterMemberCalls.callError(error) else { return XCTFail("\(error)") }
+        }
+        for error in [ClusterError.unreachable(member: "d2", reason: "no address"), .handshakeFailed("refused")] {
+            guard case .memberUnreachable = ClusterMemberCalls.callError(error) else { return XCTFail("\(error)") }
+        }
+        guard case .memberRefused = ClusterMemberCalls.callError(ClusterError.staleEpoch(sent: 3, seen: 4)) else { return XCTFail() }
+        guard case .failed = ClusterMemberCalls.callError(ClusterError.remote(type: "WorkerError", message: "no such instance")) else { return XCTFail() }
+    }
+
+    func testACallPastItsTimeoutIsCancelledAndReadsAsItsSeamsNoAnswer() async {
+        let sawCancellation = Mutex(false)
+        let result = await withCallTimeout(0.05, timedOut: .memberNoAnswer("no answer within 1 s")) {
+            do {
+                try await Task.sleep(for: .seconds(600))
+                return .success(.none)
+            } catch {
+                sawCancellation.withLock { $0 = true }
+                return .failure(.failed("cancelled"))
+            }
+        }
+        XCTAssertEqual(result, .failure(.memberNoAnswer("no answer within 1 s")))
+        // The group waited for the call to end: it was cancelled, not left running.
+        XCTAssertTrue(sawCancellation.withLock { $0 })
+    }
+
+    func testACallThatAnswersInTimeKeepsItsAnswer() async {
+        let result = await withCallTimeout(600, timedOut: .memberNoAnswer("late")) { .success(.epoch(4)) }
+        XCTAssertEqual(result, .success(.epoch(4)))
+    }
+
+    func testAContainerIDThatIsNoUUIDIsNeverSentToTheAPI() async {
+        // Nothing listens on port 9: a request would come back unreachable, not notSent.
+        let queue = APIContainerQueue(api: APIClient(APIClientConfiguration(host: "127.0.0.1:9", token: "t", scheme: "http")))
+        let result = await queue.perform(.lock("../../etc"), timeout: 30)
+        XCTAssertEqual(result, .failure(.notSent("'../../etc' is not a container UUID")))
+    }
+
+    func testAKeysetPageAsksForUUIDsAboveTheLastOneOfThisClustersLocks() {
+        let filters = APIContainerQueue.filters(.ours(after: "zzzzz-dz642-000000000000002", offset: 0, limit: 1000), lockedBy: "zzzzz-gj3su-000000000000001")
+        XCTAssertEqual(filters, [[.string("locked_by_uuid"), .string("="), .string("zzzzz-gj3su-000000000000001")],
+                                 [.string("state"), .string("in"), .array([.string("Locked"), .string("Running")])],
+                                 [.string("uuid"), .string(">"), .string("zzzzz-dz642-000000000000002")]])
+        XCTAssertEqual(APIContainerQueue.order(.ours(after: nil, offset: 0, limit: 1000)), ["uuid"])
+        XCTAssertEqual(APIContainerQueue.order(.queued(offset: 0, limit: 1000)), ["priority desc", "created_at asc"])
+    }
+}
