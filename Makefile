@@ -66,10 +66,10 @@ chaos: deps fuzz
 	  --containers $(CHAOS_CONTAINERS) --rounds 2 --output .build/chaos-rolling-restart.json
 	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" faults --driver $(CHAOS_DRIVER) --max-instances $(CHAOS_MAX_INSTANCES) \
 	  --containers $(CHAOS_FAULT_CONTAINERS) --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --output .build/chaos-faults.json
-	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" scale --containers $(CHAOS_SCALE_CONTAINERS) \
+	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" scale --driver stub --containers $(CHAOS_SCALE_CONTAINERS) \
 	  --sleep-min $(CHAOS_SCALE_SLEEP_MIN) --sleep-max $(CHAOS_SCALE_SLEEP_MAX) --max-instances $(CHAOS_SCALE_MAX_INSTANCES) \
 	  $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --output .build/chaos-scale.json
-	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" scale --containers $(CHAOS_SCALE_CONTAINERS) \
+	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" scale --driver stub --containers $(CHAOS_SCALE_CONTAINERS) \
 	  --sleep-min $(CHAOS_SCALE_SLEEP_MIN) --sleep-max $(CHAOS_SCALE_SLEEP_MAX) --max-instances $(CHAOS_SCALE_MAX_INSTANCES) \
 	  --leader-faults $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --output .build/chaos-scale-leader-faults.json
 

@@ -155,8 +155,11 @@ public struct APIClient: Sendable {
         try decode(Container.self, try await send("POST", "/containers/\(uuid)/lock", fenced: true))
     }
 
-    public func unlock(_ uuid: ArvadosUUID) async throws -> Container {
-        try decode(Container.self, try await send("POST", "/containers/\(uuid)/unlock", fenced: true))
+    /// Locked or Running → Queued; with `ifState`, only if the container is still in that state
+    /// (otherwise 422 and nothing changes).
+    public func unlock(_ uuid: ArvadosUUID, ifState: ContainerState? = nil) async throws -> Container {
+        try decode(Container.self, try await send("POST", "/containers/\(uuid)/unlock", query: ifState.map { [("if_state", $0.rawValue)] } ?? [],
+                                                         fenced: true))
     }
 
     /// Applies `update`; `update.knownAuthUUID` travels as `auth_uuid`, so a stale caller gets

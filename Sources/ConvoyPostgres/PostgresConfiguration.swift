@@ -21,6 +21,9 @@ public struct PostgresConfiguration: Sendable, Equatable {
     public var tcpUserTimeoutMilliseconds: Int?
     /// Extra conninfo keywords passed through verbatim (e.g. `sslmode`).
     public var extra: [String: String]
+    /// Every statement on the connection is cancelled by the server after this long (nil: the
+    /// server's setting).
+    public var statementTimeout: Duration?
 
     public init(
         host: String = "127.0.0.1",
@@ -78,6 +81,12 @@ public struct PostgresConfiguration: Sendable, Equatable {
         if let keepalivesInterval { pairs.append(("keepalives_interval", String(keepalivesInterval))) }
         if let keepalivesCount { pairs.append(("keepalives_count", String(keepalivesCount))) }
         if let tcpUserTimeoutMilliseconds { pairs.append(("tcp_user_timeout", String(tcpUserTimeoutMilliseconds))) }
+        var extra = extra
+        if let statementTimeout {
+            // Server settings travel in `options`; one the configuration gives is kept beside it.
+            let milliseconds = max(1, statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000)
+            extra["options"] = (["-c statement_timeout=\(milliseconds)"] + [extra["options"]].compactMap { $0 }).joined(separator: " ")
+        }
         for key in extra.keys.sorted() { pairs.append((key, extra[key]!)) }
         return pairs.map { "\($0.0)=\(Self.quote($0.1))" }.joined(separator: " ")
     }

@@ -105,10 +105,13 @@ struct SimAPI {
         return current.entry
     }
 
-    mutating func unlock(_ id: ContainerID, epoch: Int64, now: Double) throws {
+    mutating func unlock(_ id: ContainerID, ifState: ContainerState? = nil, epoch: Int64, now: Double) throws {
         try checkDispatcher(epoch, now)
         guard var current = records[id], current.entry.state == .locked || current.entry.state == .running else {
             throw Refusal.conflict("container is not Locked or Running")
+        }
+        if let ifState, current.entry.state != ifState {
+            throw Refusal.conflict("container is \(current.entry.state.rawValue), not \(ifState.rawValue): not unlocked")
         }
         let from = current.entry.state, auth = current.auth
         // Nobody wants a container of priority 0: it is cancelled rather than queued again.

@@ -365,16 +365,18 @@ public final class Simulation {
             case .lock(let container):
                 let locked = try api.lock(container, epoch: ref.epoch, now: now)
                 answer(ref, apiAnswerLost ?? .success(.entry(locked)))
-            case .unlock(let container):
+            case .unlock(let container, let state):
+                // (An unlock naming another state than the container's is refused: it requeues nothing.)
                 if ref.epoch == api.clusterEpoch, api.isUp(now), let record = api.records[container], record.entry.state == .running,
+                   state == nil || state == .running,
                    let live = runners.first(where: { $0.value.container == container && $0.value.auth == record.auth && $0.value.endsAt != nil }) {
                     // Nothing was wrong with it: a requeue here runs it twice for no reason.
                     var reason = "?"
-                    if case .unlock(_, let why)? = drivers[ref.epoch]?.procedures[ref.id]?.command { reason = why }
+                    if case .unlock(_, _, let why)? = drivers[ref.epoch]?.procedures[ref.id]?.command { reason = why }
                     liveRequeues.append(String(format: "unlocked %@ (%@) at %.1f s while its runner %d ran on %@",
                                                container.rawValue, reason, now, live.key, live.value.instance.rawValue))
                 }
-                try api.unlock(container, epoch: ref.epoch, now: now)
+                try api.unlock(container, ifState: state, epoch: ref.epoch, now: now)
                 answer(ref, apiAnswerLost ?? .success(.none))
             case .cancel(let container, _, _):
                 try api.cancel(container, epoch: ref.epoch, now: now)

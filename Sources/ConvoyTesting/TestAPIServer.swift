@@ -42,7 +42,7 @@ public final class TestAPIServer: Sendable {
         _ = try await pool.withConnection { try await ClusterSchema.migrator.migrate($0) }
         let blobs = try BlobStore(directory: FileManager.default.temporaryDirectory
             .appendingPathComponent("convoy-test-blobs-\(UUID().uuidString)").path)
-        let services = APIServices(database: pool, containers: ContainerStore(clusterID: clusterID), blobs: blobs,
+        let services = APIServices(database: pool, containers: ContainerStore(clusterID: clusterID, containerTokenKey: TokenStore.containerTokenKey(systemRootToken: UUID().uuidString)), blobs: blobs,
                                    maxRequestBodySize: maxRequestBodySize, maxFileSize: maxFileSize)
         let admin = try await services.tokens.create(on: pool, kind: .admin)
         let dispatcher = try await services.tokens.create(on: pool, kind: .dispatcher)

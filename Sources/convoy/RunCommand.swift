@@ -100,6 +100,9 @@ struct RunCommand: AsyncParsableCommand {
             case .stillFinishing(let pid):
                 Self.report("the runner of \(kill) (pid \(pid)) is still saving logs and output")
                 throw ExitCode(1)
+            case .unverifiable(let pid):
+                Self.report("the record of \(kill)'s runner does not identify its process (pid \(pid), no start time): nothing signalled")
+                throw ExitCode(1)
             }
         }
         guard let uuidText = uuid, let uuid = ArvadosUUID(uuidText) else { return }
@@ -132,7 +135,8 @@ struct RunCommand: AsyncParsableCommand {
     private func runHere(_ uuid: ArvadosUUID, launch: RunnerLaunchSettings, state: RunnerStateDirectory) async throws -> Int32 {
         let claim: RunnerClaim
         do {
-            claim = try state.claim(RunnerRecord(containerUUID: uuid.rawValue, pid: getpid(), phase: .starting))
+            claim = try state.claim(RunnerRecord(containerUUID: uuid.rawValue, pid: getpid(), phase: .starting,
+                                                 pidStartTime: ProcessIdentity.of(getpid())?.startTime))
         } catch {
             FileHandle.standardError.write(Data("convoy run: \(error)\n".utf8))
             return 1
@@ -151,7 +155,10 @@ struct RunCommand: AsyncParsableCommand {
         let runner = ContainerRunner(uuid: uuid, api: APIClient(APIClientConfiguration(launch)), options: options) { phase, group, runtime in
             try? claim.update { record in
                 record.phase = phase
-                if let group { record.commandProcessGroup = group }
+                if let group, record.commandProcessGroup != group {
+                    record.commandProcessGroup = group
+                    record.commandGroupStartTime = ProcessIdentity.of(group)?.startTime
+                }
                 if let runtime { record.runtime = runtime }
             }
         }

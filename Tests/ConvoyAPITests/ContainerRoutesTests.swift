@@ -101,6 +101,8 @@ final class ContainerRoutesTests: PostgresTestCase {
             ("GET", "/arvados/v1/containers/zzzzz-dz642-000000000000000", api.adminToken, nil, [], 404, "not found"),
             ("GET", "/arvados/v1/nothing-here", api.adminToken, nil, [], 404, "no such route"),
             ("POST", path + "/lock", api.dispatcherToken, nil, [(name: "X-Convoy-Epoch", value: "minus one")], 400, "X-Convoy-Epoch"),
+            ("POST", path + "/unlock?if_state=Exploded", api.dispatcherToken, nil, [], 422, "if_state must be Locked or Running, not 'Exploded'"),
+            ("POST", path + "/unlock?if_state=Queued", api.dispatcherToken, nil, [], 422, "if_state must be Locked or Running"),
         ]
         for (method, requestPath, token, body, headers, expectedStatus, expectedMessage) in cases {
             let (status, json) = try await call(method, requestPath, token: token, body: body, headers: headers)

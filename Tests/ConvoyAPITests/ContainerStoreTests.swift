@@ -20,7 +20,7 @@ final class ContainerStoreTests: PostgresTestCase {
         // cluster_epoch is the cluster's: its replicas create it when they join.
         try await ClusterSchema.migrator.migrate(db)
         try await db.execute("UPDATE cluster_epoch SET epoch = 0")
-        store = ContainerStore(clusterID: "zzzzz", maxDispatchAttempts: 3)
+        store = ContainerStore(clusterID: "zzzzz", maxDispatchAttempts: 3, containerTokenKey: TokenStore.containerTokenKey(systemRootToken: UUID().uuidString))
         dispatcher = try await store.tokens.create(on: db, kind: .dispatcher).record
         admin = try await store.tokens.create(on: db, kind: .admin).record
     }
@@ -110,12 +110,35 @@ final class ContainerStoreTests: PostgresTestCase {
         await assertAPIError(422, "Queued to Queued") { try await self.store.unlock(container.uuid, by: self.dispatcher, epoch: nil, on: self.db) }
     }
 
-    func testOnlyOneRunnerMayStartALockAndUnlockRequeuesARunningContainer() async throws {
+    /// The leader unlocks what it saw Locked for too long; a runner that moved the container to
+    /// Running since keeps it (the unlock is refused and nothing changes).
+    /// A queued container locked by the dispatcher, with its lock's token and the runner it authenticates.
+    private func lockedWithRunner() async throws -> (container: Container, locked: Container, token: IssuedToken, runner: APIToken) {
         let container = try await queued()
         let locked = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
         let token = try await store.containerToken(container.uuid, by: dispatcher, on: db)
         let authenticated = try await store.tokens.authenticate(on: db, presented: token.v2)
-        let runner = try XCTUnwrap(authenticated)
+        return (container, locked, token, try XCTUnwrap(authenticated))
+    }
+
+    func testAnUnlockIfLockedLeavesAContainerARunnerMovedToRunningSince() async throws {
+        let (container, locked, token, runner) = try await lockedWithRunner()
+        _ = try await store.update(container.uuid, ContainerUpdate(state: .running, knownAuthUUID: locked.authUUID), by: runner, epoch: nil, on: db)
+        await assertAPIError(422, "is Running, not Locked: not unlocked") {
+            try await self.store.unlock(container.uuid, ifState: .locked, by: self.dispatcher, epoch: nil, on: self.db)
+        }
+        let after = try await store.get(container.uuid, as: admin, on: db)
+        XCTAssertEqual(after.state, .running)
+        XCTAssertEqual(after.authUUID, locked.authUUID)
+        let stillLive = try await store.tokens.authenticate(on: db, presented: token.v2)
+        XCTAssertNotNil(stillLive, "the runner's token still works")
+        // The state it was seen in: unlocked.
+        let requeued = try await store.unlock(container.uuid, ifState: .running, by: dispatcher, epoch: nil, on: db)
+        XCTAssertEqual(requeued.state, .queued)
+    }
+
+    func testOnlyOneRunnerMayStartALockAndUnlockRequeuesARunningContainer() async throws {
+        let (container, locked, token, runner) = try await lockedWithRunner()
         let running = try await store.update(container.uuid, ContainerUpdate(state: .running, knownAuthUUID: locked.authUUID),
                                              by: runner, epoch: nil, on: db)
         XCTAssertEqual(running.state, .running)

@@ -17,14 +17,17 @@ final class LogRoutesTests: PostgresTestCase {
         await api?.stop()
     }
 
-    /// A locked container and its container token.
+    /// A locked container of a request the user made, and its container token.
     private func lockedContainer() async throws -> (uuid: String, token: String) {
-        let container = try await api.services.containers.create(ContainerSpec(command: ["true"]), on: api.services.database)
-        let path = "/arvados/v1/containers/\(container.uuid)"
+        let (submitted, request) = try await api.call("POST", "/arvados/v1/container_requests", token: api.userToken, body: """
+            {"container_request":{"command":["true"],"container_image":"debian:12","state":"Committed","priority":1,"use_existing":false}}
+            """)
+        XCTAssertEqual(submitted, 200, TestAPIServer.errorMessage(request))
+        let path = "/arvados/v1/containers/\(try XCTUnwrap(request["container_uuid"]?.stringValue))"
         let (lockStatus, _) = try await api.call("POST", path + "/lock", token: api.dispatcherToken)
         XCTAssertEqual(lockStatus, 200)
         let (_, auth) = try await api.call("GET", path + "/auth", token: api.dispatcherToken)
-        return (container.uuid.rawValue, try XCTUnwrap(auth["api_token"]?.stringValue))
+        return (try XCTUnwrap(request["container_uuid"]?.stringValue), try XCTUnwrap(auth["api_token"]?.stringValue))
     }
 
     private func log(_ object: String, _ text: String, token: String, type: String = "stdout") async throws -> (Int, [String: JSONValue]) {

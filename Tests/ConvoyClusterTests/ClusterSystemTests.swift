@@ -3,6 +3,7 @@ import ConvoyModel
 import ConvoyTesting
 import Distributed
 import Foundation
+import Synchronization
 import XCTest
 #if canImport(Glibc)
 import Glibc
@@ -197,6 +198,43 @@ final class ClusterSystemTests: XCTestCase {
         } catch let error as ClusterError {
             XCTAssertEqual(error, .staleEpoch(sent: 5, seen: 6))
         }
+    }
+
+    /// A call stamped with an epoch higher than any the member has seen is taken only once the
+    /// cluster's epoch (PostgreSQL's, here a stand-in) confirms it: a made-up epoch (a peer's, or
+    /// `/cluster/ping?epoch=`) is refused and not learnt, so it cannot lock the real leader out.
+    func testAnEpochHigherThanTheClustersIsRefusedAndNotLearnt() async throws {
+        let (leader, _) = try await member("leader")
+        let (follower, portF) = try await member("follower")
+        let clusterEpoch = Mutex<Int64>(5)
+        follower.setEpochAuthority { clusterEpoch.withLock { $0 } }
+        let remote = try greeter(on: "follower", port: portF, from: leader)
+        leader.outgoingEpoch = 999
+        do {
+            _ = try await remote.greet("a poisoner")
+            XCTFail("an epoch the cluster never made was accepted")
+        } catch let error as ClusterError {
+            XCTAssertEqual(error, .epochUnconfirmed(sent: 999, reason: "cluster_epoch is 5"))
+        }
+        XCTAssertEqual(follower.highestEpochSeen, 5, "the refused epoch is not learnt; the confirmed one is")
+        leader.outgoingEpoch = 5
+        let answer = try await remote.greet("the real leader")
+        XCTAssertEqual(answer, "hello the real leader from follower")
+        // A new election: the cluster's epoch moves, and the new leader's calls are confirmed.
+        clusterEpoch.withLock { $0 = 6 }
+        leader.outgoingEpoch = 6
+        _ = try await remote.greet("the next leader")
+        XCTAssertEqual(follower.highestEpochSeen, 6)
+        // PostgreSQL unreachable: a higher epoch cannot be confirmed, so it is refused.
+        follower.setEpochAuthority { throw CancellationError() }
+        leader.outgoingEpoch = 7
+        do {
+            _ = try await remote.greet("unconfirmable")
+            XCTFail("an unconfirmable epoch was accepted")
+        } catch let error as ClusterError {
+            guard case .epochUnconfirmed(7, _) = error else { return XCTFail("\(error)") }
+        }
+        XCTAssertEqual(follower.highestEpochSeen, 6)
     }
 
     func testAnActorIdSurvivesTheMemberRestarting() async throws {

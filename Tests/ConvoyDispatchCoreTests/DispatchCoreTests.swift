@@ -219,7 +219,7 @@ final class DispatchCoreTests: XCTestCase {
         let lock = try XCTUnwrap(h.pass().first)
         let start = try XCTUnwrap(h.answer(lock, .done(.locked(Fixture.entry("c1", .locked)))).first)
         let unlock = h.answer(start, .failed(.failed("convoy run exited 1")))
-        XCTAssertEqual(unlock.commands, [.unlock("c1", reason: "the start failed: convoy run exited 1")])
+        XCTAssertEqual(unlock.commands, [.unlock("c1", ifState: .locked, reason: "the start failed: convoy run exited 1")])
         XCTAssertEqual(h.core.containers["c1"]?.phase, .unlocking)
 
         XCTAssertEqual(h.answer(try XCTUnwrap(unlock.first), .done(.none)).commands, [])
@@ -264,7 +264,7 @@ final class DispatchCoreTests: XCTestCase {
                        "nobody is synced before the term has seen the cloud")
         h.advance(to: lockedTimeout - 100 + 1)
         h.world.queue[0].stateAge = lockedTimeout + 1  // the API's clock moved on as the leader's did
-        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "Locked for \(Int(lockedTimeout)) s without a runner moving it to Running")])
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", ifState: .locked, reason: "Locked for \(Int(lockedTimeout)) s without a runner moving it to Running")])
         XCTAssertFalse(h.core.adopted, "a term that never saw the cloud has not adopted the pool")
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
@@ -280,7 +280,7 @@ final class DispatchCoreTests: XCTestCase {
 
         h.advance(to: 2)
         h.world.reports["i-2"] = Fixture.ready("i-2")
-        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "its runner is on no worker")])
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", ifState: .running, reason: "its runner is on no worker")])
         XCTAssertEqual(h.core.containers["c1"]?.phase, .unlocking)
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
@@ -313,13 +313,13 @@ final class DispatchCoreTests: XCTestCase {
         h.advance(to: 2)
         h.world.reports["i-large"] = Fixture.ready("i-large", probeBeganAge: 0.2)
         h.world.reports["i-small"] = Fixture.report("i-small", phase: .unreachable, probeBeganAge: 1.2)
-        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "its runner is on no worker")],
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", ifState: .running, reason: "its runner is on no worker")],
                        "i-large was probed since c1 was seen and c1 can be nowhere else; c2 may still be on the small worker")
         XCTAssertEqual(h.core.containers["c2"]?.phase, .idle)
 
         h.advance(to: 3)
         h.world.reports["i-small"] = Fixture.ready("i-small", probeBeganAge: 0.2)
-        XCTAssertEqual(h.pass().commands, [.unlock("c2", reason: "its runner is on no worker")])
+        XCTAssertEqual(h.pass().commands, [.unlock("c2", ifState: .running, reason: "its runner is on no worker")])
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
@@ -336,7 +336,7 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.pass().commands, [], "i-small was not probed this term: c1 may run there")
         h.advance(to: 2)
         h.world.reports["i-small"] = Fixture.ready("i-small")
-        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "its runner is on no worker")])
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", ifState: .running, reason: "its runner is on no worker")])
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
@@ -356,7 +356,7 @@ final class DispatchCoreTests: XCTestCase {
 
         h.advance(to: 2)
         h.world.reports["i-3"] = Fixture.ready("i-3")
-        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "its runner is on no worker")])
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", ifState: .running, reason: "its runner is on no worker")])
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
@@ -370,7 +370,7 @@ final class DispatchCoreTests: XCTestCase {
         h.advance(to: 119.5)
         XCTAssertEqual(h.pass().commands, [], "Locked for less than LockedTimeout")
         h.advance(to: 120.5)
-        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "Locked for 120 s without a runner moving it to Running")])
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", ifState: .locked, reason: "Locked for 120 s without a runner moving it to Running")])
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
@@ -383,7 +383,7 @@ final class DispatchCoreTests: XCTestCase {
         h.advance(to: 119.5)
         XCTAssertEqual(h.pass().commands, [])
         h.advance(to: 120.5)
-        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "Locked for 120 s without a runner moving it to Running")],
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", ifState: .locked, reason: "Locked for 120 s without a runner moving it to Running")],
                        "the unlock revokes the token the stuck runner holds")
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
@@ -395,7 +395,7 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.pass().commands, [.kill("c2", on: "i-1", via: "f1", reason: "container has priority 0")],
                        "c1 waits: i-1 has not been probed this term, so c1's runner may still be there")
         h.advance(to: 1)
-        XCTAssertEqual(h.pass().commands, [.unlock("c1", reason: "priority 0")], "c2's kill is not repeated within KillRepeat")
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", ifState: nil, reason: "priority 0")], "c2's kill is not repeated within KillRepeat")
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
@@ -825,7 +825,7 @@ final class DispatchCoreTests: XCTestCase {
                 case .start(let id, let worker, _):
                     h.world.setState(id, .running)
                     h.world.reports[worker]?.containers.append(id.rawValue)
-                case .unlock(let id, _):
+                case .unlock(let id, _, _):
                     h.world.setState(id, .queued)
                 case .cancel(let id, _, _):
                     h.world.queue.removeAll { $0.id == id }

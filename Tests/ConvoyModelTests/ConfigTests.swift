@@ -58,6 +58,13 @@ final class ConfigTests: XCTestCase {
         XCTAssertNoThrow(try config.dispatch.validateForDispatch())
     }
 
+    func testTheAPIsStatementTimeoutHasADefaultTakesArvadosUnitsAndRefusesZero() throws {
+        XCTAssertEqual(try parse("").api.statementTimeout, .seconds(30))
+        XCTAssertEqual(try parse("API:\n  StatementTimeout: 2m").api.statementTimeout, .seconds(120))
+        XCTAssertTrue(error("API:\n  StatementTimeout: 0s").contains("API.StatementTimeout must be at least 1ms"), error("API:\n  StatementTimeout: 0s"))
+        XCTAssertTrue(error("API:\n  StatementTimeout: soon").contains("StatementTimeout"), error("API:\n  StatementTimeout: soon"))
+    }
+
     func testMistakesInTheDispatcherSectionsAreNamed() {
         XCTAssertTrue(error("InstanceTypes:\n  small: {VCPUs: 2, RAM: lots}").contains("InstanceTypes.small.RAM must be a size"))
         XCTAssertTrue(error("InstanceTypes:\n  small: {VCPUs: 2, RAM: 1GiB, Cores: 4}").contains("unknown key 'InstanceTypes.small.Cores'"))

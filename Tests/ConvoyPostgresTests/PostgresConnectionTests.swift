@@ -258,4 +258,21 @@ final class PostgresConnectionTests: PostgresTestCase {
         XCTAssertLessThanOrEqual(open, 2)
         await pool.close()
     }
+
+    func testAStatementPastTheStatementTimeoutIsCancelledAndTheConnectionStaysUsable() async throws {
+        var configuration = try postgresServer().configuration
+        configuration.statementTimeout = .milliseconds(200)
+        configuration.extra["options"] = "-c lock_timeout=5000"
+        let connection = try await PostgresConnection.connect(configuration)
+        do {
+            _ = try await connection.query("SELECT pg_sleep(30)")
+            XCTFail("the statement ran past its timeout")
+        } catch let error as PostgresError {
+            XCTAssertEqual(error.sqlState, "57014", "\(error)")
+        }
+        let settings = try await connection.query("SELECT current_setting('statement_timeout') AS statement, current_setting('lock_timeout') AS lock").first!
+        XCTAssertEqual(try settings.decode(String.self, column: "statement"), "200ms")
+        XCTAssertEqual(try settings.decode(String.self, column: "lock"), "5s", "options the configuration gives are kept")
+        await connection.close()
+    }
 }

@@ -1,14 +1,33 @@
 import ConvoyModel
 import ConvoyPostgres
+import Crypto
 import Foundation
 
-/// Creates, finds and revokes API tokens. Secrets are compared by their SHA-256 inside PostgreSQL;
-/// only a live container token keeps its secret (see `liveContainerToken`), dropped on revocation.
+/// Creates, finds and revokes API tokens. Every secret is stored only as its SHA-256 (compared
+/// inside PostgreSQL). A container token's secret is derived from its uuid with a key only the
+/// API holds (`containerTokenKey`), so that the locking dispatcher can fetch it again (after a
+/// leader change) while the database alone gives nobody a usable token.
 public struct TokenStore: Sendable {
     public let clusterID: String
+    /// Derives container token secrets; nil where no container token is minted (the CLI).
+    private let containerTokenKey: SymmetricKey?
 
-    public init(clusterID: String) {
+    public init(clusterID: String, containerTokenKey: SymmetricKey? = nil) {
         self.clusterID = clusterID
+        self.containerTokenKey = containerTokenKey
+    }
+
+    /// The key container token secrets are derived with, from the configuration's SystemRootToken
+    /// (stable across restarts of the API, never stored in the database).
+    public static func containerTokenKey(systemRootToken: String) -> SymmetricKey {
+        let derived = HMAC<SHA256>.authenticationCode(for: Data("convoy container token secrets v1".utf8),
+                                                      using: SymmetricKey(data: Data(systemRootToken.utf8)))
+        return SymmetricKey(data: Data(derived))
+    }
+
+    /// A container token's secret: 64 hex digits of HMAC-SHA256(key, uuid).
+    static func containerSecret(_ uuid: ArvadosUUID, key: SymmetricKey) -> String {
+        HMAC<SHA256>.authenticationCode(for: Data(uuid.rawValue.utf8), using: key).map { String(format: "%02x", $0) }.joined()
     }
 
     /// Creates a token and returns it with its secret (the only time the secret is known).
@@ -18,7 +37,13 @@ public struct TokenStore: Sendable {
         ownerUUID: ArvadosUUID? = nil, uuid: ArvadosUUID? = nil
     ) async throws -> IssuedToken {
         let uuid = uuid ?? ArvadosUUID.generate(cluster: clusterID, type: .apiClientAuthorization)
-        let secret = secret ?? IssuedToken.makeSecret()
+        let chosen: String
+        if kind == .container {
+            guard let containerTokenKey else { throw APIError(status: 500, "this token store cannot mint container tokens (no key)") }
+            chosen = Self.containerSecret(uuid, key: containerTokenKey)
+        } else {
+            chosen = secret ?? IssuedToken.makeSecret()
+        }
         // A user token without an owner starts a new user; the others act for the system user.
         let owner = ownerUUID ?? (kind == .user ? ArvadosUUID.generate(cluster: clusterID, type: .user)
                                                 : APIToken.systemUserUUID(cluster: clusterID))
@@ -26,11 +51,11 @@ public struct TokenStore: Sendable {
             INSERT INTO api_client_authorizations (uuid, secret_hash, container_secret, kind, scopes, container_uuid, expires_at, owner_uuid)
             VALUES ($1, sha256(convert_to($2, 'UTF8')), $3, $4, $5, $6, $7, $8)
             RETURNING created_at
-            """, [uuid.rawValue, secret, kind == .container ? secret : nil, kind.rawValue, PostgresJSONB(scopes),
+            """, [uuid.rawValue, chosen, String?.none, kind.rawValue, PostgresJSONB(scopes),
                   containerUUID?.rawValue, expiresAt, owner.rawValue]).first!
         let record = APIToken(uuid: uuid, kind: kind, scopes: scopes, ownerUUID: owner, containerUUID: containerUUID,
                               expiresAt: expiresAt, createdAt: try row.decode(Date.self, column: "created_at"))
-        return IssuedToken(record: record, secret: secret)
+        return IssuedToken(record: record, secret: chosen)
     }
 
     /// The live token a client presented (`v2/uuid/secret` or a bare secret), or nil when it is
@@ -58,14 +83,19 @@ public struct TokenStore: Sendable {
             [uuid.rawValue])
     }
 
-    /// A live container token with its secret (only container tokens keep theirs).
+    /// A live container token with its secret, derived again from its uuid. (A token minted
+    /// before secrets were derived kept its secret in `container_secret` until revoked; that one
+    /// is handed back as it was.)
     public func liveContainerToken(on client: some PostgresClient, uuid: ArvadosUUID) async throws -> IssuedToken? {
         guard let row = try await client.query("""
             SELECT uuid, kind, scopes, owner_uuid, container_uuid, expires_at, created_at, container_secret FROM api_client_authorizations
-            WHERE uuid = $1 AND kind = 'container' AND revoked_at IS NULL AND container_secret IS NOT NULL
+            WHERE uuid = $1 AND kind = 'container' AND revoked_at IS NULL
             """, [uuid.rawValue]).first
         else { return nil }
-        return IssuedToken(record: try Self.token(from: row), secret: try row.decode(String.self, column: "container_secret"))
+        let record = try Self.token(from: row)
+        if let legacy = try row.decode(String?.self, column: "container_secret") { return IssuedToken(record: record, secret: legacy) }
+        guard let containerTokenKey else { return nil }
+        return IssuedToken(record: record, secret: Self.containerSecret(uuid, key: containerTokenKey))
     }
 
     /// Makes `secret` the live admin token with a fixed uuid (`<cluster>-gj3su-000000000000000`):

@@ -92,16 +92,41 @@ extension ListQuery {
     static let earliestPostgresTimestamp = Date(timeIntervalSince1970: -62_135_596_800)
 }
 
+/// A condition a store adds to a listing so that a caller sees only rows it may see: one bound
+/// value and the SQL that tests it (never text from the request).
+struct RowRestriction {
+    let value: any PostgresEncodable
+    /// The condition, given the value's placeholder (`$3`).
+    let condition: @Sendable (String) -> String
+
+    /// `column = value`.
+    static func equals(_ column: String, _ value: String) -> RowRestriction {
+        RowRestriction(value: value) { "\(column) = \($0)" }
+    }
+
+    /// Rows whose `column` names a container of a request `owner` made, or one of those requests.
+    static func ownedThroughRequests(_ column: String, owner: ArvadosUUID) -> RowRestriction {
+        RowRestriction(value: owner.rawValue) { placeholder in
+            """
+            (\(column) IN (SELECT container_uuid FROM container_requests WHERE owner_uuid = \(placeholder) AND container_uuid IS NOT NULL) \
+            OR \(column) IN (SELECT uuid FROM container_requests WHERE owner_uuid = \(placeholder)))
+            """
+        }
+    }
+
+    /// No row at all.
+    static let nothing = RowRestriction(value: "") { _ in "false" }
+}
+
 extension ListQuery {
-    /// One page of `table`'s rows matching the query and every `restrictions` equality (how a
-    /// store limits what a caller may see) and, with `count=exact`, how many match in all.
-    func page(of table: String, columns: String, schema: ResourceSchema,
-              restrictions: [(column: String, value: any PostgresEncodable)] = [],
+    /// One page of `table`'s rows matching the query and every restriction (how a store limits
+    /// what a caller may see) and, with `count=exact`, how many match in all.
+    func page(of table: String, columns: String, schema: ResourceSchema, restrictions: [RowRestriction] = [],
               on db: some PostgresClient) async throws -> (rows: [PostgresRow], itemsAvailable: Int?) {
         var (condition, parameters) = whereClause(schema: schema)
         for restriction in restrictions {
             parameters.append(restriction.value)
-            condition += " AND \(restriction.column) = $\(parameters.count)"
+            condition += " AND \(restriction.condition("$\(parameters.count)"))"
         }
         let page = try await db.query("""
             SELECT \(columns) FROM \(table) WHERE \(condition)

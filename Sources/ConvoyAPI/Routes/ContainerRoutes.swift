@@ -30,10 +30,13 @@ enum ContainerRoutes {
         }
         containers.patch(":uuid", use: update)
         containers.put(":uuid", use: update)
-        // lock and unlock: the dispatcher's two calls, the same shape.
-        let actions: [(String, @Sendable (ContainerStore, ArvadosUUID, APIToken, Int64?, PostgresConnection) async throws -> Container)] = [
-            ("lock", { try await $0.lock($1, by: $2, epoch: $3, on: $4) }),
-            ("unlock", { try await $0.unlock($1, by: $2, epoch: $3, on: $4) }),
+        // lock and unlock: the dispatcher's two calls, the same shape. `unlock?if_state=Locked`
+        // unlocks only a container still in that state (a runner that moved it on keeps it).
+        let actions: [(String, @Sendable (ContainerStore, ArvadosUUID, APIToken, Int64?, Request, PostgresConnection) async throws -> Container)] = [
+            ("lock", { store, uuid, caller, epoch, _, db in try await store.lock(uuid, by: caller, epoch: epoch, on: db) }),
+            ("unlock", { store, uuid, caller, epoch, request, db in
+                try await store.unlock(uuid, ifState: try Self.ifState(request), by: caller, epoch: epoch, on: db)
+            }),
         ]
         for (name, perform) in actions {
             containers.post(":uuid/\(name)") { request, context -> Response in
@@ -41,7 +44,7 @@ enum ContainerRoutes {
                 let uuid = try APIServices.uuid(context, type: .container)
                 let epoch = try services.epoch(request)
                 let container = try await services.database.withConnection { db in
-                    try await perform(services.containers, uuid, caller, epoch, db)
+                    try await perform(services.containers, uuid, caller, epoch, request, db)
                 }
                 return try APIResponses.one(container)
             }
@@ -52,6 +55,17 @@ enum ContainerRoutes {
             let token = try await services.containers.containerToken(uuid, by: caller, on: services.database)
             return try APIResponses.json(APIResponses.token(token.record, secret: token.secret))
         }
+    }
+}
+
+extension ContainerRoutes {
+    /// The `if_state` query parameter of an unlock: Locked or Running, if given.
+    static func ifState(_ request: Request) throws -> ContainerState? {
+        guard let text = APIServices.queryParameters(request)["if_state"] else { return nil }
+        guard let state = ContainerState(rawValue: text), state == .locked || state == .running else {
+            throw APIError.unprocessable("if_state must be Locked or Running, not '\(text.prefix(100))'")
+        }
+        return state
     }
 }
 

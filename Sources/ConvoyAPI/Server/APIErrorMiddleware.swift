@@ -1,3 +1,4 @@
+import ConvoyPostgres
 import Hummingbird
 import Logging
 
@@ -13,6 +14,11 @@ struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             let status = error.status
             let message = status == .notFound ? "no such route: \(request.method) \(request.uri.path)" : "\(status.reasonPhrase)"
             return APIResponses.error(APIError(status: status.code, message))
+        } catch let error as PostgresError where error.sqlState == "57014" {
+            // The statement timeout (API.StatementTimeout) cancelled the query: the request asked
+            // for more than the database answers in time, or the database is overloaded.
+            context.logger.warning("query cancelled by the statement timeout", metadata: ["path": "\(request.uri.path)"])
+            return APIResponses.error(APIError(status: 503, "the query ran past the API's statement timeout: narrow the filters, or try again later"))
         } catch {
             context.logger.error("request failed", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
             return APIResponses.error(APIError(status: 500, "internal error; see the API server's log"))

@@ -14,13 +14,25 @@ public enum APIServer {
     /// Connects to PostgreSQL, applies the migrations, installs the SystemRootToken and opens the
     /// blob directory.
     public static func prepare(_ config: ConvoyConfig, logger: Logger) async throws -> APIServices {
-        let database = PostgresPool(configuration: PostgresConfiguration(keywords: config.postgreSQL.connection),
-                                    maxConnections: config.postgreSQL.connectionPool)
-        let applied = try await database.withConnection { try await PostgresMigrator(migrations: APISchema.migrations).migrate($0) }
+        // Migrations may run long (an index on a large table): they get a connection of their own,
+        // without the statement timeout every request's query runs under.
+        let migrating = try await PostgresConnection.connect(PostgresConfiguration(keywords: config.postgreSQL.connection))
+        let applied: [PostgresMigration]
+        do {
+            applied = try await PostgresMigrator(migrations: APISchema.migrations).migrate(migrating)
+            await migrating.close()
+        } catch {
+            await migrating.close()
+            throw error
+        }
+        var requests = PostgresConfiguration(keywords: config.postgreSQL.connection)
+        requests.statementTimeout = config.api.statementTimeout
+        let database = PostgresPool(configuration: requests, maxConnections: config.postgreSQL.connectionPool)
         if !applied.isEmpty {
             logger.info("applied migrations", metadata: ["versions": "\(applied.map(\.version))"])
         }
-        let containers = ContainerStore(clusterID: config.clusterID, maxDispatchAttempts: config.containers.maxDispatchAttempts)
+        let containers = ContainerStore(clusterID: config.clusterID, maxDispatchAttempts: config.containers.maxDispatchAttempts,
+                                        containerTokenKey: TokenStore.containerTokenKey(systemRootToken: config.systemRootToken))
         _ = try await containers.tokens.installSystemRootToken(on: database, secret: config.systemRootToken)
         return APIServices(database: database, containers: containers, blobs: try BlobStore(directory: config.api.blobDirectory),
                            maxRequestBodySize: config.api.maxRequestSize, maxFileSize: config.api.maxFileSize,

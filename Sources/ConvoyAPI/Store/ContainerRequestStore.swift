@@ -103,11 +103,11 @@ public struct ContainerRequestStore: Sendable {
     }
 
     public func list(_ query: ListQuery, as caller: APIToken, on db: some PostgresClient) async throws -> (items: [ContainerRequest], itemsAvailable: Int?) {
-        var restrictions: [(column: String, value: any PostgresEncodable)] = []
+        var restrictions: [RowRestriction] = []
         switch caller.kind {
         case .admin, .dispatcher: break
-        case .user: restrictions.append(("owner_uuid", caller.ownerUUID.rawValue))
-        case .container: restrictions.append(("uuid", ""))  // sees none
+        case .user: restrictions.append(.equals("owner_uuid", caller.ownerUUID.rawValue))
+        case .container: restrictions.append(.nothing)
         }
         let page = try await query.page(of: "container_requests", columns: ContainerRequestRecord.columns,
                                         schema: Self.schema, restrictions: restrictions, on: db)

@@ -30,10 +30,11 @@ public struct ContainerStore: Sendable {
     public let maxDispatchAttempts: Int
     public let tokens: TokenStore
 
-    public init(clusterID: String, maxDispatchAttempts: Int = 10) {
+    /// `containerTokenKey` derives the container tokens' secrets (`TokenStore.containerTokenKey`).
+    public init(clusterID: String, maxDispatchAttempts: Int = 10, containerTokenKey: SymmetricKey) {
         self.clusterID = clusterID
         self.maxDispatchAttempts = maxDispatchAttempts
-        self.tokens = TokenStore(clusterID: clusterID)
+        self.tokens = TokenStore(clusterID: clusterID, containerTokenKey: containerTokenKey)
     }
 
     public static var schema: ResourceSchema { ContainerRecord.schema }
@@ -55,18 +56,32 @@ public struct ContainerStore: Sendable {
         return container
     }
 
-    /// The container, if `caller` may see it (a container token sees only its own).
+    /// The container, if `caller` may see it: a user sees the containers of its own requests, a
+    /// container token only its own container, admins and dispatchers every one. Another's is
+    /// "not found", as if it did not exist.
     public func get(_ uuid: ArvadosUUID, as caller: APIToken, on db: some PostgresClient) async throws -> Container {
-        guard caller.kind != .container || caller.containerUUID == uuid,
-              let row = try await db.query("SELECT \(ContainerRecord.columns) FROM containers WHERE uuid = $1", [uuid.rawValue]).first
-        else { throw APIError.notFound("container \(uuid) not found") }
+        var sql = "SELECT \(ContainerRecord.columns) FROM containers WHERE uuid = $1"
+        var parameters: [any PostgresEncodable] = [uuid.rawValue]
+        for restriction in Self.visibility(caller) {
+            parameters.append(restriction.value)
+            sql += " AND \(restriction.condition("$\(parameters.count)"))"
+        }
+        guard let row = try await db.query(sql, parameters).first else { throw APIError.notFound("container \(uuid) not found") }
         return try ContainerRecord.decode(row)
+    }
+
+    /// What `caller` may see of the containers.
+    static func visibility(_ caller: APIToken) -> [RowRestriction] {
+        switch caller.kind {
+        case .admin, .dispatcher: return []
+        case .user: return [.ownedThroughRequests("uuid", owner: caller.ownerUUID)]
+        case .container: return [caller.containerUUID.map { .equals("uuid", $0.rawValue) } ?? .nothing]
+        }
     }
 
     /// One page of containers and, with `count=exact`, how many match in all.
     public func list(_ query: ListQuery, as caller: APIToken, on db: some PostgresClient) async throws -> (items: [Container], itemsAvailable: Int?) {
-        let restrictions: [(column: String, value: any PostgresEncodable)] =
-            caller.kind == .container ? [("uuid", caller.containerUUID?.rawValue ?? "")] : []
+        let restrictions = Self.visibility(caller)
         let page = try await query.page(of: "containers", columns: ContainerRecord.columns, schema: Self.schema,
                                         restrictions: restrictions, on: db)
         return (try page.rows.map(ContainerRecord.decode), page.itemsAvailable)
@@ -119,7 +134,8 @@ public struct ContainerStore: Sendable {
     /// Locked or Running → Queued, by the dispatcher that locked it: revokes the container token,
     /// so a runner still holding it is fenced off (its updates and logs are refused). Unlocking a
     /// Running container requeues it when its runner or worker is lost.
-    public func unlock(_ uuid: ArvadosUUID, by caller: APIToken, epoch: Int64?, on db: PostgresConnection) async throws -> Container {
+    public func unlock(_ uuid: ArvadosUUID, ifState: ContainerState? = nil, by caller: APIToken, epoch: Int64?,
+                       on db: PostgresConnection) async throws -> Container {
         guard caller.kind == .dispatcher || caller.kind == .admin else {
             throw APIError.forbidden("only a dispatcher token may unlock containers")
         }
@@ -131,6 +147,10 @@ public struct ContainerStore: Sendable {
             }
             guard caller.kind == .admin || current.lockedByUUID == caller.uuid else {
                 throw APIError.forbidden("container \(uuid) is locked by another dispatcher token")
+            }
+            // The caller decided on the state it last saw: a runner that has moved it on since keeps it.
+            if let ifState, current.state != ifState {
+                throw APIError.unprocessable("container \(uuid) is \(current.state.rawValue), not \(ifState.rawValue): not unlocked")
             }
             if let authUUID = current.authUUID {
                 try await self.tokens.revoke(on: tx, uuid: authUUID)

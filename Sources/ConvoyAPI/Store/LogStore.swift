@@ -45,8 +45,14 @@ public struct LogStore: Sendable {
     }
 
     public func list(_ query: ListQuery, as caller: APIToken, on db: some PostgresClient) async throws -> (items: [LogEntry], itemsAvailable: Int?) {
-        let restrictions: [(column: String, value: any PostgresEncodable)] =
-            caller.kind == .container ? [("object_uuid", caller.containerUUID?.rawValue ?? "")] : []
+        // A user reads the logs of its own requests and their containers; a container token its
+        // own container's.
+        let restrictions: [RowRestriction]
+        switch caller.kind {
+        case .admin, .dispatcher: restrictions = []
+        case .user: restrictions = [.ownedThroughRequests("object_uuid", owner: caller.ownerUUID)]
+        case .container: restrictions = [caller.containerUUID.map { .equals("object_uuid", $0.rawValue) } ?? .nothing]
+        }
         let page = try await query.page(of: "logs", columns: Self.columns, schema: Self.schema, restrictions: restrictions, on: db)
         return (try page.rows.map(Self.decode), page.itemsAvailable)
     }

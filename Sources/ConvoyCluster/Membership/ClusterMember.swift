@@ -77,9 +77,17 @@ public actor ClusterMember: Service {
         self.onLeadership = onLeadership
         system = ClusterSystem(clusterID: configuration.clusterID, memberID: configuration.memberID, secret: configuration.secret,
                                settings: configuration.cluster, logger: logger)
-        database = PostgresPool(configuration: PostgresConfiguration(keywords: configuration.database,
-                                                                     applicationName: "convoy-dispatch \(configuration.memberID)"),
-                                maxConnections: 4)
+        let database = PostgresPool(configuration: PostgresConfiguration(keywords: configuration.database,
+                                                                         applicationName: "convoy-dispatch \(configuration.memberID)"),
+                                    maxConnections: 4)
+        self.database = database
+        // An epoch higher than any seen is accepted only once cluster_epoch shows it.
+        system.setEpochAuthority { try await Self.epoch(in: database) }
+    }
+
+    private static func epoch(in database: PostgresPool) async throws -> Int64 {
+        guard let row = try await database.query("SELECT epoch FROM cluster_epoch WHERE id = 1").first else { return 0 }
+        return try row.decode(Int64.self, column: "epoch")
     }
 
     /// Joins the cluster (migrates the cluster tables, checks the secret, listens, registers), then
@@ -174,8 +182,7 @@ public actor ClusterMember: Service {
     /// The cluster's epoch as PostgreSQL has it now: a leader checks it is still its own before
     /// every cloud call, so that a deposed leader that wakes up cannot touch the new one's instances.
     public func currentEpoch() async throws -> Int64 {
-        guard let row = try await database.query("SELECT epoch FROM cluster_epoch WHERE id = 1").first else { return 0 }
-        return try row.decode(Int64.self, column: "epoch")
+        try await Self.epoch(in: database)
     }
 
     /// Who is in the cluster and who leads, from the database.

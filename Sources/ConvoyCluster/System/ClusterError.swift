@@ -10,6 +10,10 @@ public enum ClusterError: Error, Sendable, Equatable, Codable, CustomStringConve
     case timeout(member: String, target: String, seconds: Double)
     /// The member has seen a newer leader: this caller's epoch is stale and it must stop.
     case staleEpoch(sent: Int64, seen: Int64)
+    /// The call's epoch is higher than any the member has seen, and PostgreSQL's `cluster_epoch`
+    /// does not confirm it (or could not be read): no leader holds it, so it is refused and not
+    /// learnt (a made-up epoch cannot lock the real leader out).
+    case epochUnconfirmed(sent: Int64, reason: String)
     /// The peer is not of this cluster, or the secret or protocol version differs.
     case handshakeFailed(String)
     /// The peer broke the wire protocol (garbage, oversized frame, unexpected message).
@@ -35,6 +39,7 @@ public enum ClusterError: Error, Sendable, Equatable, Codable, CustomStringConve
         case .connectionLost(let member, let reason): return "the connection to member \(member) broke during the call: \(reason)"
         case .timeout(let member, let target, let seconds): return "no reply from member \(member) to \(target) within \(seconds) s"
         case .staleEpoch(let sent, let seen): return "stale epoch \(sent): this member has seen epoch \(seen)"
+        case .epochUnconfirmed(let sent, let reason): return "epoch \(sent) is not confirmed: \(reason)"
         case .handshakeFailed(let reason): return "handshake failed: \(reason)"
         case .protocolViolation(let reason): return "protocol violation: \(reason)"
         case .unknownActor(let id): return "no actor \(id)"

@@ -72,6 +72,8 @@ public final class ClusterSystem: DistributedActorSystem, Sendable {
         var links: [String: PeerLink] = [:]
         var highestEpoch: Int64 = 0
         var outgoingEpoch: Int64?
+        /// Confirms an epoch higher than any seen (see `setEpochAuthority`).
+        var epochAuthority: (@Sendable () async throws -> Int64)?
         var nextCallID: UInt64 = 0
         var server: Channel?
         /// Accepted connections, closed at shutdown (closing the listener leaves them open).
@@ -167,6 +169,14 @@ public final class ClusterSystem: DistributedActorSystem, Sendable {
 
     public var highestEpochSeen: Int64 { state.withLock { $0.highestEpoch } }
 
+    /// Where a call's epoch higher than any this member has seen is confirmed before it is
+    /// accepted: PostgreSQL's `cluster_epoch` (the member sets it). Without one, a call's epoch is
+    /// taken as sent; with one, a peer or a ping cannot raise the epoch past what the cluster's
+    /// election made, and lock the real leader out.
+    public func setEpochAuthority(_ authority: @escaping @Sendable () async throws -> Int64) {
+        state.withLock { $0.epochAuthority = authority }
+    }
+
     /// Set while this member is the leader: its calls carry the epoch. Nil otherwise.
     public var outgoingEpoch: Int64? {
         get { state.withLock { $0.outgoingEpoch } }
@@ -248,13 +258,27 @@ public final class ClusterSystem: DistributedActorSystem, Sendable {
     /// Runs a call received from `member` on the local actor it names.
     func execute(_ call: CallEnvelope, from member: String) async -> ReplyEnvelope {
         if let epoch = call.epoch {
-            let refusal = state.withLock { state -> ClusterError? in
-                if epoch < state.highestEpoch { return .staleEpoch(sent: epoch, seen: state.highestEpoch) }
-                state.highestEpoch = epoch
-                return nil
+            var refusal = state.withLock { state -> ClusterError? in
+                epoch < state.highestEpoch ? .staleEpoch(sent: epoch, seen: state.highestEpoch) : nil
+            }
+            if refusal == nil, let authority = state.withLock({ $0.highestEpoch < epoch ? $0.epochAuthority : nil }) {
+                do {
+                    let confirmed = try await authority()
+                    observe(epoch: confirmed)
+                    if epoch > confirmed { refusal = .epochUnconfirmed(sent: epoch, reason: "cluster_epoch is \(confirmed)") }
+                } catch {
+                    refusal = .epochUnconfirmed(sent: epoch, reason: "cannot read cluster_epoch: \(error)")
+                }
+            }
+            if refusal == nil {
+                refusal = state.withLock { state -> ClusterError? in
+                    if epoch < state.highestEpoch { return .staleEpoch(sent: epoch, seen: state.highestEpoch) }
+                    state.highestEpoch = epoch
+                    return nil
+                }
             }
             if let refusal {
-                logger.warning("refused a call with a stale epoch", metadata: ["member": "\(member)", "epoch": "\(epoch)"])
+                logger.warning("refused a call for its epoch", metadata: ["member": "\(member)", "epoch": "\(epoch)", "reason": "\(refusal)"])
                 return ReplyEnvelope(callID: call.callID, error: refusal)
             }
         }

@@ -160,7 +160,7 @@ public actor DispatchLeader {
         case (.start(let id, let worker, let member), .done):
             DispatchMetrics.containerStarted()
             logger.info("container started", metadata: ["container": "\(id)", "instance": "\(worker)", "member": "\(member)"])
-        case (.unlock(let id, let reason), .done):
+        case (.unlock(let id, _, let reason), .done):
             logger.info("container unlocked", metadata: ["container": "\(id)", "reason": "\(reason)"])
         case (.cancel(let id, _, let reason), .done):
             logger.info("container cancelled", metadata: ["container": "\(id)", "reason": "\(reason)"])
@@ -195,7 +195,7 @@ public actor DispatchLeader {
         case .sync(let member, _): return "sync \(member)"
         case .lock(let id): return "lock \(id)"
         case .start(let id, let worker, let member): return "start \(id) on \(worker) via \(member)"
-        case .unlock(let id, _): return "unlock \(id)"
+        case .unlock(let id, _, _): return "unlock \(id)"
         case .cancel(let id, _, _): return "cancel \(id)"
         case .kill(let id, let worker, _, _): return "kill \(id) on \(worker)"
         case .create(let type): return "create \(type.name)"

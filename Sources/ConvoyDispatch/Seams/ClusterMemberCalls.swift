@@ -72,7 +72,7 @@ public struct ClusterMemberCalls: ClusterMembers {
             // A garbled reply or a shut-down system may come after the member acted: unknown.
             case .timeout, .connectionLost, .protocolViolation, .shutdown: return .memberNoAnswer("\(error)")
             case .unreachable, .handshakeFailed: return .memberUnreachable("\(error)")
-            case .staleEpoch: return .memberRefused("\(error)")
+            case .staleEpoch, .epochUnconfirmed: return .memberRefused("\(error)")
             default: return .failed("\(error)")
             }
         case is CancellationError: return .memberNoAnswer("the call was cancelled")

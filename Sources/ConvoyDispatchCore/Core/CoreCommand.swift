@@ -16,8 +16,10 @@ public enum CoreCommand: Sendable, Equatable {
     case lock(ContainerID)
     /// Start the container's runner (container token on its stdin) on the worker, through its host.
     case start(ContainerID, on: InstanceID, via: MemberID)
-    /// Locked or Running → Queued (revokes the container token).
-    case unlock(ContainerID, reason: String)
+    /// Locked or Running → Queued (revokes the container token), only if the API still has the
+    /// container in `ifState` (nil: either): the state the decision was made on, so that a runner
+    /// that moved it on since the listing (Locked → Running) is not thrown away.
+    case unlock(ContainerID, ifState: ContainerState?, reason: String)
     case cancel(ContainerID, authUUID: String?, reason: String)
     case kill(ContainerID, on: InstanceID, via: MemberID, reason: String)
     case create(InstanceType)

@@ -183,7 +183,7 @@ public struct DispatchCore: Sendable {
                     issue(.start(id, on: worker, via: host), now, &out)
                 } else {
                     move(&record, to: .unlocking)
-                    issue(.unlock(id, reason: "its worker went away while it was being locked"), now, &out)
+                    issue(.unlock(id, ifState: .locked, reason: "its worker went away while it was being locked"), now, &out)
                 }
             } else {
                 // Refused (no longer Queued) or no answer: the next listing says where it is.
@@ -203,10 +203,10 @@ public struct DispatchCore: Sendable {
                 workers[worker]?.startFailedAt = now
                 // Back to the queue (the API cancels it after MaxDispatchAttempts locks).
                 move(&record, to: .unlocking)
-                issue(.unlock(id, reason: "the start failed: \(failure)"), now, &out)
+                issue(.unlock(id, ifState: .locked, reason: "the start failed: \(failure)"), now, &out)
             }
             containers[id] = record
-        case .unlock(let id, _):
+        case .unlock(let id, _, _):
             guard var record = containers[id], record.phase == .unlocking else { return }
             if case .done = outcome {
                 record.entry.state = .queued
@@ -461,7 +461,7 @@ public struct DispatchCore: Sendable {
                 if state == .running {
                     if lost {
                         move(slot: slot, to: .unlocking)
-                        issue(.unlock(id, reason: "its runner is on no worker"), now, &out)
+                        issue(.unlock(id, ifState: .running, reason: "its runner is on no worker"), now, &out)
                     }
                     continue
                 }
@@ -470,13 +470,13 @@ public struct DispatchCore: Sendable {
             }
             if state == .locked, lockedTooLong(containers[slot: slot], now) {
                 move(slot: slot, to: .unlocking)
-                issue(.unlock(id, reason: "Locked for \(Int(settings.lockedTimeout)) s without a runner moving it to Running"), now, &out)
+                issue(.unlock(id, ifState: .locked, reason: "Locked for \(Int(settings.lockedTimeout)) s without a runner moving it to Running"), now, &out)
                 continue
             }
             let record = containers[slot: slot]
             if record.entry.priority == 0 && placed == .locked {
                 move(slot: slot, to: .unlocking)
-                issue(.unlock(id, reason: "priority 0"), now, &out)
+                issue(.unlock(id, ifState: nil, reason: "priority 0"), now, &out)
                 continue
             }
             queue.append(QueuedContainer(uuid: id, priority: record.entry.priority, createdAt: record.entry.createdAt, place: placed,
@@ -530,7 +530,7 @@ public struct DispatchCore: Sendable {
             let record = containers[slot: slot]
             guard record.listed, record.phase.isIdle, lockedTooLong(record, now) else { continue }
             move(slot: slot, to: .unlocking)
-            issue(.unlock(record.id, reason: "Locked for \(Int(settings.lockedTimeout)) s without a runner moving it to Running"), now, &out)
+            issue(.unlock(record.id, ifState: .locked, reason: "Locked for \(Int(settings.lockedTimeout)) s without a runner moving it to Running"), now, &out)
         }
     }
 
@@ -608,7 +608,7 @@ public struct DispatchCore: Sendable {
             case .unlock(let id):
                 guard let slot = containers.slot(of: id), containers[slot: slot].phase.isIdle else { continue }
                 move(slot: slot, to: .unlocking)
-                issue(.unlock(id, reason: "it cannot start now"), now, &out)
+                issue(.unlock(id, ifState: .locked, reason: "it cannot start now"), now, &out)
             case .cancel(let id, let reason):
                 guard let slot = containers.slot(of: id), containers[slot: slot].phase.isIdle else { continue }
                 move(slot: slot, to: .cancelling)

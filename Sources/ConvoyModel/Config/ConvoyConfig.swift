@@ -147,12 +147,17 @@ public struct APIConfig: Sendable, Equatable, Decodable {
     /// `host:port` to listen on.
     public var listen: String
     public var tls: TLSConfig
-    /// Largest JSON request body, in bytes (Arvados' API.MaxRequestSize).
+    /// Largest JSON request body, in bytes (Arvados' API.MaxRequestSize). 16 MiB holds a container
+    /// request with a large JSON mount (a workflow and its inputs) many times over; Arvados'
+    /// 128 MiB let one request make the server buffer that much.
     public var maxRequestSize: Int
     /// Largest collection file upload, in bytes.
     public var maxFileSize: Int64
     /// Where collection file contents are stored.
     public var blobDirectory: String
+    /// The longest one PostgreSQL statement of a request may run (a query no index serves ends
+    /// with an error instead of holding a connection and the database's CPU).
+    public var statementTimeout: Duration
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case listen = "Listen"
@@ -160,15 +165,17 @@ public struct APIConfig: Sendable, Equatable, Decodable {
         case maxRequestSize = "MaxRequestSize"
         case maxFileSize = "MaxFileSize"
         case blobDirectory = "BlobDirectory"
+        case statementTimeout = "StatementTimeout"
     }
 
-    public init(listen: String = "127.0.0.1:8000", tls: TLSConfig = TLSConfig(), maxRequestSize: Int = 128 << 20,
-                maxFileSize: Int64 = 64 << 30, blobDirectory: String = "/var/lib/convoy/blobs") {
+    public init(listen: String = "127.0.0.1:8000", tls: TLSConfig = TLSConfig(), maxRequestSize: Int = 16 << 20,
+                maxFileSize: Int64 = 64 << 30, blobDirectory: String = "/var/lib/convoy/blobs", statementTimeout: Duration = .seconds(30)) {
         self.listen = listen
         self.tls = tls
         self.maxRequestSize = maxRequestSize
         self.maxFileSize = maxFileSize
         self.blobDirectory = blobDirectory
+        self.statementTimeout = statementTimeout
     }
 
     public init(from decoder: Decoder) throws {
@@ -180,6 +187,8 @@ public struct APIConfig: Sendable, Equatable, Decodable {
         maxRequestSize = try container.decodeIfPresent(Int.self, forKey: .maxRequestSize) ?? defaults.maxRequestSize
         maxFileSize = try container.decodeIfPresent(Int64.self, forKey: .maxFileSize) ?? defaults.maxFileSize
         blobDirectory = try container.decodeIfPresent(String.self, forKey: .blobDirectory) ?? defaults.blobDirectory
+        statementTimeout = try container.decodeDuration(.statementTimeout, section: "API") ?? defaults.statementTimeout
+        guard statementTimeout >= .milliseconds(1) else { throw ConfigError("API.StatementTimeout must be at least 1ms") }
     }
 
     /// `Listen` split into host and port.

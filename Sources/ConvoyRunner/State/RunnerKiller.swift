@@ -12,6 +12,20 @@ public enum RunnerKiller {
         case notRunning
         /// The runner is still saving logs and output after `finishWait`.
         case stillFinishing(pid: Int32)
+        /// The record does not identify its process (no start time, or pid 0 or 1): nothing was
+        /// signalled.
+        case unverifiable(pid: Int32)
+    }
+
+    /// The command's process group, if the record's group is still the command's: its leader is
+    /// the process recorded, or has exited (a group id is not reused while members remain).
+    static func commandGroup(_ record: RunnerRecord) -> Int32? {
+        guard let group = record.commandProcessGroup, group > 1, let recorded = record.commandGroupStartTime else { return nil }
+        switch ProcessIdentity.startTime(of: group) {
+        case nil: return group
+        case recorded?: return group
+        default: return nil
+        }
     }
 
     /// Sends `signal` to the runner, which stops its command; sends it to the command's process
@@ -21,7 +35,10 @@ public enum RunnerKiller {
     public static func kill(_ uuid: String, state: RunnerStateDirectory, signal: Int32, grace: Duration,
                             finishWait: Duration = .seconds(60), say: @Sendable (String) -> Void = { _ in }) async -> Outcome {
         guard let record = state.liveRecord(uuid) else { return .notRunning }
-        _ = Glibc.kill(record.pid, signal)
+        guard let runner = record.runner, runner.pid > 1 else { return .unverifiable(pid: record.pid) }
+        // A runner that has exited (its pid maybe taken by another process) is not signalled; its
+        // command group may still need the signal below.
+        if runner.isAlive { _ = Glibc.kill(runner.pid, signal) }
         // The runner stops its command itself, after recording why, so that the container ends
         // Cancelled. Signalling the group at the same moment raced with that: the command could
         // die before the runner had heard, and the container ended Complete (seen in CI). The
@@ -29,17 +46,17 @@ public enum RunnerKiller {
         // (a wedged runner).
         let graceEnd = ContinuousClock.now + grace
         let directEnd = ContinuousClock.now + min(grace, .seconds(2))
-        while let group = record.commandProcessGroup, Glibc.kill(-group, 0) == 0, ContinuousClock.now < directEnd {
+        while let group = commandGroup(record), Glibc.kill(-group, 0) == 0, ContinuousClock.now < directEnd {
             try? await Task.sleep(for: .milliseconds(50))
         }
-        if let group = record.commandProcessGroup, Glibc.kill(-group, 0) == 0 {
+        if let group = commandGroup(record), Glibc.kill(-group, 0) == 0 {
             say("the runner of \(uuid) has not stopped its command: signalling the command directly")
             _ = Glibc.kill(-group, signal)
         }
-        while let group = record.commandProcessGroup, Glibc.kill(-group, 0) == 0, ContinuousClock.now < graceEnd {
+        while let group = commandGroup(record), Glibc.kill(-group, 0) == 0, ContinuousClock.now < graceEnd {
             try? await Task.sleep(for: .milliseconds(50))
         }
-        if let group = record.commandProcessGroup, Glibc.kill(-group, 0) == 0 {
+        if let group = commandGroup(record), Glibc.kill(-group, 0) == 0 {
             say("the command of \(uuid) outlived the grace period: SIGKILL")
             _ = Glibc.kill(-group, SIGKILL)
             if let runtime = record.runtime.flatMap(RuntimeKind.init(rawValue:)), runtime.usesImage {

@@ -23,20 +23,32 @@ public struct RunnerRecord: Codable, Sendable, Equatable {
     public var phase: Phase
     public var runtime: String?
     public var startedAt: Date
+    /// The runner's start time (`ProcessIdentity`): `--kill` signals `pid` only while it is still
+    /// this runner. nil in records of older runners: those are not signalled.
+    public var pidStartTime: UInt64?
+    /// The command's process group leader's start time, taken when the group is recorded.
+    public var commandGroupStartTime: UInt64?
 
     public init(containerUUID: String, pid: Int32, commandProcessGroup: Int32? = nil, phase: Phase, runtime: String? = nil,
-                startedAt: Date = Date()) {
+                startedAt: Date = Date(), pidStartTime: UInt64? = nil, commandGroupStartTime: UInt64? = nil) {
         self.containerUUID = containerUUID
         self.pid = pid
         self.commandProcessGroup = commandProcessGroup
         self.phase = phase
         self.runtime = runtime
         self.startedAt = startedAt
+        self.pidStartTime = pidStartTime
+        self.commandGroupStartTime = commandGroupStartTime
+    }
+
+    /// The runner, if the record's pid is still it.
+    public var runner: ProcessIdentity? {
+        pidStartTime.map { ProcessIdentity(pid: pid, startTime: $0) }
     }
 
     enum CodingKeys: String, CodingKey {
         case containerUUID = "container_uuid", pid, commandProcessGroup = "command_process_group", phase, runtime
-        case startedAt = "started_at"
+        case startedAt = "started_at", pidStartTime = "pid_start_time", commandGroupStartTime = "command_group_start_time"
     }
 }
 
