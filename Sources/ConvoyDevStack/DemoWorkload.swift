@@ -76,7 +76,10 @@ public enum DemoWorkload {
         var image = ""
         if stack.settings.runtimeEngine == "podman" || stack.settings.runtimeEngine == "docker" {
             image = imageName
-            let existing = try await api.collections(filters: [[.string("name"), .string("="), .string(imageName)]], limit: 1)
+            // This user's own (a request's image name resolves among the submitter's collections).
+            let owner = try await api.currentToken()["owner_uuid"]?.stringValue ?? ""
+            let existing = try await api.collections(filters: [[.string("name"), .string("="), .string(imageName)],
+                                                               [.string("owner_uuid"), .string("="), .string(owner)]], limit: 1)
             if existing.items.isEmpty {
                 _ = try await api.uploadImage(file: URL(fileURLWithPath: try await imageTarball(stack.layout)), name: imageName)
             }

@@ -10,6 +10,9 @@ public struct Collection: Sendable, Hashable, Codable {
     public var properties: [String: JSONValue]
     /// The container whose log or output this is, if any.
     public var containerUUID: ArvadosUUID?
+    /// Marked by an admin: any user's `container_image` may name it (otherwise a name resolves
+    /// only among the submitter's own collections).
+    public var shared: Bool
     public var files: [CollectionFile]
     /// The sum of the files' sizes.
     public var fileSizeTotal: Int64
@@ -18,13 +21,14 @@ public struct Collection: Sendable, Hashable, Codable {
 
     public init(uuid: ArvadosUUID, ownerUUID: ArvadosUUID, name: String = "", description: String? = nil,
                 properties: [String: JSONValue] = [:], containerUUID: ArvadosUUID? = nil, files: [CollectionFile] = [],
-                createdAt: Date, modifiedAt: Date) {
+                shared: Bool = false, createdAt: Date, modifiedAt: Date) {
         self.uuid = uuid
         self.ownerUUID = ownerUUID
         self.name = name
         self.description = description
         self.properties = properties
         self.containerUUID = containerUUID
+        self.shared = shared
         self.files = files
         self.fileSizeTotal = files.reduce(0) { $0 + $1.size }
         self.createdAt = createdAt
@@ -32,7 +36,7 @@ public struct Collection: Sendable, Hashable, Codable {
     }
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case uuid, name, description, properties, files
+        case uuid, name, description, properties, files, shared
         case ownerUUID = "owner_uuid"
         case containerUUID = "container_uuid"
         case fileSizeTotal = "file_size_total"

@@ -1,4 +1,5 @@
 import ConvoyAPI
+import ConvoyHTTP
 import ConvoyModel
 import ConvoyTestCase
 import ConvoyTesting
@@ -147,6 +148,49 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         XCTAssertEqual(dispatcherStatus, 403)
         let (patchStatus, _) = try await patch(uuid, #""name":"x""#, token: other)
         XCTAssertEqual(patchStatus, 404)
+    }
+
+    /// A collection named `name` holding an image tarball, made with `token`.
+    private func imageCollection(_ name: String, token: String, shared: Bool = false) async throws -> (status: Int, uuid: String?) {
+        let (status, json) = try await api.call("POST", "/arvados/v1/collections", token: token,
+                                                body: #"{"collection":{"name":"\#(name)"\#(shared ? #","shared":true"# : "")}}"#)
+        guard status == 200, let uuid = json["uuid"]?.stringValue else { return (status, nil) }
+        let upload = try await api.send(HTTPRequest(method: "PUT", url: api.baseURL + "/arvados/v1/collections/\(uuid)/files/image.tar",
+                                                    headers: [(name: "Authorization", value: "Bearer \(token)")], body: Array("tarball".utf8)))
+        XCTAssertEqual(upload.status, 200, upload.bodyText)
+        return (status, uuid)
+    }
+
+    /// The container_image of the container a committed request of `token`'s user gets.
+    private func containerImage(of image: String, token: String) async throws -> String? {
+        let request = try await submit(spec.replacingOccurrences(of: #""container_image":"debian:12""#, with: #""container_image":"\#(image)""#)
+                                       + #","state":"Committed","priority":1,"use_existing":false"#, token: token)
+        return try await container(try XCTUnwrap(request["container_uuid"]?.stringValue))["container_image"]?.stringValue
+    }
+
+    /// An image name resolves among the submitter's own collections, then the shared ones, when
+    /// the container is made: another user's collection of the same name is never the image.
+    func testAnImageNameResolvesOnlyToTheSubmittersOwnOrASharedCollection() async throws {
+        let alice = api.userToken
+        let bob = try await api.services.tokens.create(on: api.services.database, kind: .user).v2
+        // Only Bob has "tools:1": Alice's container keeps the name (an image on the worker, if any).
+        _ = try await imageCollection("tools:1", token: bob)
+        let unresolved = try await containerImage(of: "tools:1", token: alice)
+        XCTAssertEqual(unresolved, "tools:1")
+        // Alice's own, even with a newer one of Bob's of that name.
+        let alices = try await imageCollection("tools:1", token: alice).uuid
+        _ = try await imageCollection("tools:1", token: bob)
+        let own = try await containerImage(of: "tools:1", token: alice)
+        XCTAssertEqual(own, alices)
+        // One an admin shared.
+        let shared = try await imageCollection("shared:1", token: api.adminToken, shared: true).uuid
+        let fromShared = try await containerImage(of: "shared:1", token: alice)
+        XCTAssertEqual(fromShared, shared)
+        // A collection uuid is kept as it is; only an admin marks a collection shared.
+        let byUUID = try await containerImage(of: try XCTUnwrap(alices), token: bob)
+        XCTAssertEqual(byUUID, alices)
+        let (refused, _) = try await imageCollection("mine:1", token: bob, shared: true)
+        XCTAssertEqual(refused, 403)
     }
 
     func testSettingFinalCancelsAQueuedContainer() async throws {

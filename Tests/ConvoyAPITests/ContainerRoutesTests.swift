@@ -72,6 +72,73 @@ final class ContainerRoutesTests: PostgresTestCase {
         XCTAssertEqual(afterStatus, 401, "the container token dies with the container's final state")
     }
 
+    /// A Running container of its own: (path, auth_uuid, container token).
+    private func runningContainer() async throws -> (path: String, authUUID: String, token: String) {
+        let container = try await newContainer()
+        let path = "/arvados/v1/containers/\(container.uuid)"
+        let (_, locked) = try await call("POST", path + "/lock", token: api.dispatcherToken)
+        let authUUID = try XCTUnwrap(locked["auth_uuid"]?.stringValue)
+        let (_, auth) = try await call("GET", path + "/auth", token: api.dispatcherToken)
+        let token = try XCTUnwrap(auth["api_token"]?.stringValue)
+        let (status, json) = try await call("PATCH", path, token: token, body: #"{"container":{"state":"Running","auth_uuid":"\#(authUUID)"}}"#)
+        XCTAssertEqual(status, 200, errorMessage(json))
+        return (path, authUUID, token)
+    }
+
+    private func collection(token: String) async throws -> String {
+        let (status, json) = try await call("POST", "/arvados/v1/collections", token: token, body: #"{"collection":{"name":"out"}}"#)
+        XCTAssertEqual(status, 200, errorMessage(json))
+        return try XCTUnwrap(json["uuid"]?.stringValue)
+    }
+
+    func testAContainerTokenNamesOnlyItsOwnContainersCollectionsAsLogAndOutput() async throws {
+        let mine = try await runningContainer()
+        let theirs = try await runningContainer()
+        let own = try await collection(token: mine.token)
+        let another = try await collection(token: theirs.token)
+        let users = try await collection(token: api.userToken)
+        let cases: [(String, String, Int, String)] = [
+            ("output", another, 403, "was not made for container"),
+            ("log", users, 403, "was not made for container"),
+            ("output", "zzzzz-4zz18-000000000000404", 403, "was not made for container"),
+            ("output", "not-a-uuid", 422, "must be a collection uuid"),
+            ("log", "zzzzz-dz642-000000000000001", 422, "must be a collection uuid"),
+        ]
+        for (attribute, value, expected, message) in cases {
+            let (status, json) = try await call("PATCH", mine.path, token: mine.token,
+                                                body: #"{"container":{"\#(attribute)":"\#(value)","auth_uuid":"\#(mine.authUUID)"}}"#)
+            XCTAssertEqual(status, expected, "\(attribute) = \(value): \(json)")
+            XCTAssertTrue(errorMessage(json).contains(message), errorMessage(json))
+        }
+        let (_, unchanged) = try await call("GET", mine.path, token: api.adminToken)
+        XCTAssertEqual(unchanged["output"], .null)
+        XCTAssertEqual(unchanged["log"], .null)
+        let (status, json) = try await call("PATCH", mine.path, token: mine.token,
+                                            body: #"{"container":{"state":"Complete","exit_code":0,"output":"\#(own)","log":"\#(own)","auth_uuid":"\#(mine.authUUID)"}}"#)
+        XCTAssertEqual(status, 200, errorMessage(json))
+        XCTAssertEqual(json["output"], .string(own))
+    }
+
+    /// Once the cluster has elected a leader, a dispatcher's change says whose term it is: one
+    /// without X-Convoy-Epoch is refused (428) and changes nothing; an admin's needs none.
+    func testADispatchersChangeWithoutAnEpochIsRefusedOnceALeaderWasElected() async throws {
+        let container = try await newContainer()
+        let path = "/arvados/v1/containers/\(container.uuid)"
+        try await api.services.database.execute("UPDATE cluster_epoch SET epoch = 3 WHERE id = 1")
+        let (refused, json) = try await call("POST", path + "/lock", token: api.dispatcherToken)
+        XCTAssertEqual(refused, 428, errorMessage(json))
+        XCTAssertTrue(errorMessage(json).contains("must carry X-Convoy-Epoch"), errorMessage(json))
+        let (_, unchanged) = try await call("GET", path, token: api.adminToken)
+        XCTAssertEqual(unchanged["state"], "Queued")
+        let (stale, _) = try await call("POST", path + "/lock", token: api.dispatcherToken, headers: [(name: "X-Convoy-Epoch", value: "2")])
+        XCTAssertEqual(stale, 409)
+        let (locked, lockedJSON) = try await call("POST", path + "/lock", token: api.dispatcherToken, headers: [(name: "X-Convoy-Epoch", value: "3")])
+        XCTAssertEqual(locked, 200, errorMessage(lockedJSON))
+        let (adminUnlock, adminJSON) = try await call("POST", path + "/unlock", token: api.adminToken)
+        XCTAssertEqual(adminUnlock, 200, errorMessage(adminJSON))
+        try await api.services.database.execute("UPDATE cluster_epoch SET epoch = 0 WHERE id = 1")
+    }
+
     func testCurrentTokenRecordNeverCarriesASecret() async throws {
         let (status, current) = try await call("GET", "/arvados/v1/api_client_authorizations/current", token: api.dispatcherToken)
         XCTAssertEqual(status, 200)

@@ -112,8 +112,10 @@ final class RunCommandTests: PostgresTestCase {
         XCTAssertEqual(uploaded.status, 0, uploaded.stderr)
         XCTAssertNotNil(ArvadosUUID(uploaded.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), uploaded.stdout)
 
+        // The container names the collection, as the API makes it from a request naming the image.
+        let image = uploaded.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let locked = try await api.lockedContainer(ContainerSpec(command: ["sh", "-c", "echo from the image; cat /etc/hostname >/dev/null"],
-                                                                 containerImage: "cli-busybox", outputPath: "/out", priority: 1))
+                                                                 containerImage: image, outputPath: "/out", priority: 1))
         let ran = try ConvoyBinary.run(["run", locked.uuid.rawValue],
                                        environment: try environment(["ARVADOS_API_HOST": "http://\(api.hostAndPort)",
                                                                      "ARVADOS_API_TOKEN": locked.token]))

@@ -237,6 +237,79 @@ final class ClusterSystemTests: XCTestCase {
         XCTAssertEqual(follower.highestEpochSeen, 6)
     }
 
+    /// A raw TCP connection to `port` on loopback (a stranger: no handshake).
+    private func rawConnection(to port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EMFILE) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { close(fd); throw POSIXError(.ECONNREFUSED) }
+        return fd
+    }
+
+    /// Whether the peer has closed `fd` (a read sees end of file or a reset), without waiting.
+    private func closedByPeer(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        let read = recv(fd, &byte, 1, Int32(MSG_DONTWAIT))
+        return read == 0 || (read < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    }
+
+    private func residentBytes() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return (Int(line.split(separator: " ").dropFirst().first ?? "") ?? 0) * 1024
+    }
+
+    /// Before the handshake a stranger gets small frames: a thousand connections each announcing
+    /// a 16 MiB hello and sending 256 KiB of it are closed at the length, the member's memory
+    /// stays flat, and members still call it.
+    func testAThousandStrangersSendingHugeHellosLeaveMemoryFlatAndTheMemberServing() async throws {
+        let (caller, _) = try await member("caller")
+        let (target, port) = try await member("target")
+        let remote = try greeter(on: "target", port: port, from: caller)
+        _ = try await remote.greet("warm-up")
+        let before = residentBytes()
+        let junk = [UInt8](repeating: 0x41, count: 256 << 10)
+        var header = [UInt8](repeating: 0, count: 4)
+        withUnsafeBytes(of: UInt32((16 << 20) - 1).bigEndian) { header = Array($0) }
+        var sockets: [Int32] = []
+        defer { for fd in sockets { close(fd) } }
+        for _ in 0..<1000 {
+            let fd = try rawConnection(to: port)
+            sockets.append(fd)
+            _ = header.withUnsafeBytes { send(fd, $0.baseAddress, 4, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            _ = junk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+        }
+        let answer = try await remote.greet("after the flood")
+        XCTAssertEqual(answer, "hello after the flood from target")
+        let closed = try await eventually(within: .seconds(30), every: .milliseconds(100)) {
+            sockets.filter { self.closedByPeer($0) }.count == sockets.count
+        }
+        XCTAssertTrue(closed, "every stranger's connection was closed")
+        let grown = residentBytes() - before
+        XCTAssertLessThan(grown, 100 << 20, "the member buffered \(grown >> 20) MiB of strangers' hellos")
+        _ = target
+    }
+
+    /// At most `maxPendingHandshakes` connections wait in their handshake; more are closed at once.
+    func testConnectionsBeyondThePendingHandshakeCapAreClosedAtOnce() async throws {
+        let settings = ClusterSettings(callTimeout: .seconds(2), handshakeTimeout: .seconds(60), maxPendingHandshakes: 8)
+        let (_, port) = try await member("target", settings: settings)
+        var sockets: [Int32] = []
+        defer { for fd in sockets { close(fd) } }
+        for _ in 0..<20 { sockets.append(try rawConnection(to: port)) }
+        // Silent strangers: only the cap closes any of them before the 60 s handshake timeout.
+        let capped = try await eventually(within: .seconds(20), every: .milliseconds(100)) {
+            sockets.filter { self.closedByPeer($0) }.count == 12
+        }
+        XCTAssertTrue(capped, "\(sockets.filter { self.closedByPeer($0) }.count) of 20 closed; 12 expected")
+    }
+
     func testAnActorIdSurvivesTheMemberRestarting() async throws {
         let (a, _) = try await member("a", settings: ClusterSettings(callTimeout: .seconds(2), handshakeTimeout: .seconds(1),
                                                                      reconnectBackoff: Backoff(initial: .milliseconds(50), cap: .milliseconds(200))))

@@ -102,6 +102,28 @@ final class DispatcherTests: PostgresTestCase {
 
     // MARK: Tests
 
+    /// The worker's runner binary is checksummed on the worker at each connection: a tampered
+    /// binary beside a checksum file that still names the right hash is replaced, not run.
+    func testATamperedRunnerBinaryWithAMatchingChecksumFileIsReplacedNotRun() async throws {
+        let pool = try startPool()
+        let genuine = String(try TestProcess.run("/usr/bin/sha256sum", [try ConvoyBinary.path()]).stdout.prefix(64))
+        let bin = pool.directory.appendingPathComponent("bin")
+        try FileManager.default.createDirectory(at: bin, withIntermediateDirectories: true)
+        let installed = bin.appendingPathComponent("convoy-\(genuine.prefix(16))")
+        try "#!/bin/sh\necho tampered >&2\nexit 42\n".write(to: installed, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: installed.path)
+        try "\(genuine)\n".write(to: bin.appendingPathComponent("convoy-\(genuine.prefix(16)).sha256"), atomically: true, encoding: .utf8)
+
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        let uuid = try await submit(["sh", "-c", "echo ran"])
+        try await wait("the container Complete") { try await container(uuid).state == .complete }
+        let now = String(try TestProcess.run("/usr/bin/sha256sum", [installed.path]).stdout.prefix(64))
+        XCTAssertEqual(now, genuine, "the tampered binary was replaced by the genuine one")
+        XCTAssertFalse(replica.log.contains("tampered"), replica.log.suffix(3000).description)
+        let states = try await history(uuid)
+        XCTAssertEqual(states, ["Queued", "Locked", "Running", "Complete"])
+    }
+
     func testMixedContainersRunToCompleteOnTheCheapestFittingLoopbackInstances() async throws {
         let pool = try startPool()
         let replica = try startReplicas(["d1"], pool: pool)[0]

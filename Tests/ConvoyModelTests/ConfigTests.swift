@@ -39,7 +39,7 @@ final class ConfigTests: XCTestCase {
                 ProbeInterval: 500ms
                 MaxInstances: 10
             Dispatch:
-              ClusterSecret: 0123456789abcdef
+              ClusterSecret: 0123456789abcdef0123456789abcdef
               ManagementToken: fedcba9876543210
               LeaseTime: 5s
             """)
@@ -77,6 +77,21 @@ final class ConfigTests: XCTestCase {
         XCTAssertThrowsError(try noSecret?.validateForDispatch()) { error in
             XCTAssertTrue("\(error)".contains("ClusterSecret"))
         }
+    }
+
+    /// The cluster secret keys the handshake's proofs: one a stranger could guess is refused at start-up.
+    func testAClusterSecretOfLessThan128BitsIsRefusedAtStartUp() throws {
+        for weak in ["0123456789abcdef", "password-password", String(repeating: "a", count: 27)] {
+            let dispatch = try parse("Dispatch:\n  ClusterSecret: \(weak)\n  ManagementToken: fedcba9876543210").dispatch
+            XCTAssertThrowsError(try dispatch.validateForDispatch(), weak) { error in
+                XCTAssertTrue("\(error)".contains("at least 128 are required"), "\(error)")
+            }
+        }
+        for strong in ["0123456789abcdef0123456789abcdef", "a-cluster-secret-for-tests", "Zq8-v1sP_x3LmT9rKd2WbQ"] {
+            let dispatch = try parse("Dispatch:\n  ClusterSecret: \(strong)\n  ManagementToken: fedcba9876543210").dispatch
+            XCTAssertNoThrow(try dispatch.validateForDispatch(), strong)
+        }
+        XCTAssertEqual(DispatchConfig.estimatedBits("0123456789abcdef0123456789abcdef"), 165)
     }
 
     /// deploy/config.example.yml stays a valid configuration (its secret files swapped for values).

@@ -34,7 +34,8 @@ final class ContainerRunnerTests: PostgresTestCase {
                       hostEnvironment: try TestContainerImage.environment())
     }
 
-    /// Uploads the busybox image tarball as a collection named `imageName`.
+    /// Uploads the busybox image tarball as a collection named `imageName`; a container names it
+    /// by uuid, as the API resolves a request's image name when it makes the container.
     private func uploadImage() async throws -> Collection {
         let admin = client(api.adminToken)
         let collection = try await admin.createCollection(name: Self.imageName)
@@ -65,8 +66,8 @@ final class ContainerRunnerTests: PostgresTestCase {
 
     func testEchoHelloWorldInTheImageGoesToCompleteWithItsLogs() async throws {
         TestContainerImage.removeLoadedImages()
-        _ = try await uploadImage()
-        let locked = try await api.lockedContainer(ContainerSpec(command: ["echo", "hello world"], containerImage: Self.imageName,
+        let image = try await uploadImage().uuid.rawValue
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["echo", "hello world"], containerImage: image,
                                                                  outputPath: "/out", priority: 1))
         let result = try await run(locked)
         XCTAssertEqual(result, .finished(state: "Complete", exitCode: 0))
@@ -88,8 +89,8 @@ final class ContainerRunnerTests: PostgresTestCase {
     }
 
     func testFalseRecordsExitCodeOne() async throws {
-        _ = try await uploadImage()
-        let locked = try await api.lockedContainer(ContainerSpec(command: ["false"], containerImage: Self.imageName, outputPath: "/out", priority: 1))
+        let image = try await uploadImage().uuid.rawValue
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["false"], containerImage: image, outputPath: "/out", priority: 1))
         let result = try await run(locked)
         XCTAssertEqual(result, .finished(state: "Complete", exitCode: 1))
         let container = try await stored(locked.uuid)
@@ -97,10 +98,10 @@ final class ContainerRunnerTests: PostgresTestCase {
     }
 
     func testPwdPrintsTheCwdAndFilesUnderOutputPathBecomeTheOutput() async throws {
-        _ = try await uploadImage()
+        let image = try await uploadImage().uuid.rawValue
         let locked = try await api.lockedContainer(ContainerSpec(
             command: ["sh", "-c", "pwd; mkdir -p sub; echo result > sub/r.txt; echo top > /out/t.txt"],
-            containerImage: Self.imageName, cwd: "/out", outputPath: "/out", priority: 1))
+            containerImage: image, cwd: "/out", outputPath: "/out", priority: 1))
         let result1 = try await run(locked)
         XCTAssertEqual(result1, .finished(state: "Complete", exitCode: 0))
         let stdout = try await logText(locked.uuid, stream: "stdout")
@@ -113,8 +114,8 @@ final class ContainerRunnerTests: PostgresTestCase {
     }
 
     func testAMissingCommandEndsCancelledWithTheRuntimesError() async throws {
-        _ = try await uploadImage()
-        let locked = try await api.lockedContainer(ContainerSpec(command: ["no-such-command"], containerImage: Self.imageName,
+        let image = try await uploadImage().uuid.rawValue
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["no-such-command"], containerImage: image,
                                                                  outputPath: "/out", priority: 1))
         let result2 = try await run(locked)
         XCTAssertEqual(result2, .finished(state: "Cancelled", exitCode: nil))
@@ -137,13 +138,13 @@ final class ContainerRunnerTests: PostgresTestCase {
     }
 
     func testThePodmanRuntimeHasNoNetworkUnlessTheContainerAskedForTheAPI() async throws {
-        _ = try await uploadImage()
+        let image = try await uploadImage().uuid.rawValue
         // (busybox-static's wget crashes with -T: no timeout option; a refused connection fails at once.)
         let probe = ["wget", "-q", "-O", "/dev/null", "http://\(api.hostAndPort)/discovery/v1/apis/arvados/v1/rest"]
-        let isolated = try await api.lockedContainer(ContainerSpec(command: probe, containerImage: Self.imageName, outputPath: "/out", priority: 1))
+        let isolated = try await api.lockedContainer(ContainerSpec(command: probe, containerImage: image, outputPath: "/out", priority: 1))
         let result4 = try await run(isolated)
         XCTAssertEqual(result4, .finished(state: "Complete", exitCode: 1))
-        let networked = try await api.lockedContainer(ContainerSpec(command: probe, containerImage: Self.imageName, outputPath: "/out",
+        let networked = try await api.lockedContainer(ContainerSpec(command: probe, containerImage: image, outputPath: "/out",
                                                                     runtimeConstraints: RuntimeConstraints(api: true), priority: 1))
         let result5 = try await run(networked)
         XCTAssertEqual(result5, .finished(state: "Complete", exitCode: 0))

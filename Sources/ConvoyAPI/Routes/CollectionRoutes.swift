@@ -13,13 +13,14 @@ enum CollectionRoutes {
         collections.post { request, _ -> Response in
             let caller = try await services.authenticate(request)
             let attributes = try AttributeBody(try await services.jsonBody(request), resource: "collection")
-            try attributes.requireOnly(["name", "description", "properties", "container_uuid"],
+            try attributes.requireOnly(["name", "description", "properties", "container_uuid", "shared"],
                                        readOnly: Set(Collection.CodingKeys.allCases.map(\.stringValue)))
             let collection = try await services.collections.create(
                 name: try attributes.string("name", maxLength: 1024) ?? "",
                 description: try attributes.string("description"),
                 properties: try attributes.object("properties") ?? [:],
                 containerUUID: try attributes.uuid("container_uuid", type: .container),
+                shared: try attributes.boolean("shared") ?? false,
                 by: caller, on: services.database)
             return try APIResponses.one(collection)
         }

@@ -157,5 +157,11 @@ public enum APISchema {
             -- The leader's listing of its Locked/Running containers pages by uuid.
             CREATE INDEX containers_locked ON containers (locked_by_uuid, uuid) WHERE state IN ('Locked', 'Running');
             """),
+        PostgresMigration(version: 4, name: "shared collections", sql: """
+            -- A container_image name resolves among the submitter's own collections and those an
+            -- admin marked shared: another user's collection of the same name is never loaded.
+            ALTER TABLE collections ADD COLUMN shared boolean NOT NULL DEFAULT false;
+            CREATE INDEX collections_name ON collections (name, created_at);
+            """),
     ]
 }

@@ -5,7 +5,7 @@ import NIOCore
 
 /// Collections: named sets of files whose contents live in the `BlobStore`. Every token may read
 /// every collection (a runner needs its image's); writing is for the owner, admins, dispatchers,
-/// and a container token for collections of its own container.
+/// and a container token for collections of its own container. Only an admin marks one shared.
 public struct CollectionStore: Sendable {
     public let clusterID: String
     public let blobs: BlobStore
@@ -24,6 +24,7 @@ public struct CollectionStore: Sendable {
             ResourceAttribute("description", kind: .text),
             ResourceAttribute("properties", kind: .json),
             ResourceAttribute("container_uuid", kind: .text),
+            ResourceAttribute("shared", kind: .boolean),
             ResourceAttribute("created_at", kind: .timestamp),
             ResourceAttribute("modified_at", kind: .timestamp),
         ],
@@ -31,13 +32,14 @@ public struct CollectionStore: Sendable {
 
     /// The files come along as one JSON array per row, so a page is one query.
     static let columns = """
-        uuid, owner_uuid, name, description, properties, container_uuid, created_at, modified_at, \
+        uuid, owner_uuid, name, description, properties, container_uuid, shared, created_at, modified_at, \
         (SELECT coalesce(jsonb_agg(jsonb_build_object('path', f.path, 'size', f.size, 'sha256', f.sha256) ORDER BY f.path), '[]')
            FROM collection_files f WHERE f.collection_uuid = collections.uuid) AS files
         """
 
     public func create(name: String, description: String?, properties: [String: JSONValue], containerUUID: ArvadosUUID?,
-                       by caller: APIToken, on db: some PostgresClient) async throws -> Collection {
+                       shared: Bool = false, by caller: APIToken, on db: some PostgresClient) async throws -> Collection {
+        if shared && caller.kind != .admin { throw APIError.forbidden("only an admin may mark a collection shared") }
         var containerUUID = containerUUID
         if caller.kind == .container {
             guard containerUUID == nil || containerUUID == caller.containerUUID else {
@@ -47,11 +49,11 @@ public struct CollectionStore: Sendable {
         }
         let row = try await db.query("""
             WITH created AS (
-                INSERT INTO collections (uuid, owner_uuid, name, description, properties, container_uuid)
-                VALUES ($1, $2, $3, $4, $5, $6) RETURNING *)
+                INSERT INTO collections (uuid, owner_uuid, name, description, properties, container_uuid, shared)
+                VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *)
             SELECT \(Self.columns.replacingOccurrences(of: "collections.uuid", with: "created.uuid")) FROM created
             """, [ArvadosUUID.generate(cluster: clusterID, type: .collection).rawValue, caller.ownerUUID.rawValue, name,
-                  description, PostgresJSONB(properties), containerUUID?.rawValue]).first!
+                  description, PostgresJSONB(properties), containerUUID?.rawValue, shared]).first!
         return try Self.decode(row)
     }
 
@@ -108,6 +110,22 @@ public struct CollectionStore: Sendable {
         return (file, blobs.path(of: file.sha256))
     }
 
+    /// The collection a container request's `container_image` names, as the container gets it:
+    /// a collection uuid as it is; a name, the newest collection of that name holding an image
+    /// tarball among `owner`'s own, else among the shared ones; nil when none (a worker-local
+    /// image of that name, then). Never another user's collection.
+    public static func resolveImage(_ reference: String, owner: ArvadosUUID, on db: some PostgresClient) async throws -> ArvadosUUID? {
+        if let uuid = ArvadosUUID(reference), uuid.objectType == .collection { return uuid }
+        guard !reference.isEmpty else { return nil }
+        let row = try await db.query("""
+            SELECT uuid FROM collections c
+            WHERE name = $1 AND (owner_uuid = $2 OR shared)
+              AND EXISTS (SELECT 1 FROM collection_files f WHERE f.collection_uuid = c.uuid AND f.path LIKE '%.tar')
+            ORDER BY owner_uuid = $2 DESC, created_at DESC LIMIT 1
+            """, [reference, owner.rawValue]).first
+        return try row.flatMap { ArvadosUUID(try $0.decode(String.self, column: "uuid")) }
+    }
+
     private static func checkMayWrite(_ collection: Collection, _ caller: APIToken) throws {
         switch caller.kind {
         case .admin, .dispatcher: return
@@ -128,6 +146,7 @@ public struct CollectionStore: Sendable {
             properties: try row.decode(PostgresJSONB<[String: JSONValue]>.self, column: "properties").value,
             containerUUID: try row.decode(String?.self, column: "container_uuid").flatMap(ArvadosUUID.init),
             files: try row.decode(PostgresJSONB<[CollectionFile]>.self, column: "files").value,
+            shared: try row.decode(Bool.self, column: "shared"),
             createdAt: try row.decode(Date.self, column: "created_at"),
             modifiedAt: try row.decode(Date.self, column: "modified_at"))
     }

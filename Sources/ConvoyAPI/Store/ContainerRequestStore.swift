@@ -179,7 +179,13 @@ public struct ContainerRequestStore: Sendable {
     // MARK: Helpers
 
     private func makeContainer(for request: ContainerRequest, on tx: PostgresTransaction) async throws -> ArvadosUUID {
-        let spec = request.spec
+        var spec = request.spec
+        // The image as the container runs it: a collection of the submitter's (or a shared one),
+        // never another user's of the same name; a name nobody's collection has stays a name
+        // (an image on the worker).
+        if let image = try await CollectionStore.resolveImage(spec.containerImage, owner: request.ownerUUID, on: tx) {
+            spec.containerImage = image.rawValue
+        }
         if request.useExisting, let shared = try await containers.reusable(spec, on: tx) {
             return shared
         }

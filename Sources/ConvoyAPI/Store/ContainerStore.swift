@@ -96,7 +96,7 @@ public struct ContainerStore: Sendable {
             throw APIError.forbidden("only a dispatcher token may lock containers")
         }
         let (container, cancelled) = try await db.transaction { tx -> (Container, Bool) in
-            try await Self.checkEpoch(epoch, on: tx)
+            try await Self.checkEpoch(epoch, caller: caller, on: tx)
             let current = try await self.fetchForUpdate(uuid, on: tx)
             guard current.state == .queued else {
                 throw APIError.unprocessable(IllegalTransition(from: current.state, to: .locked).description)
@@ -140,7 +140,7 @@ public struct ContainerStore: Sendable {
             throw APIError.forbidden("only a dispatcher token may unlock containers")
         }
         return try await db.transaction { tx in
-            try await Self.checkEpoch(epoch, on: tx)
+            try await Self.checkEpoch(epoch, caller: caller, on: tx)
             let current = try await self.fetchForUpdate(uuid, on: tx)
             guard current.state == .locked || current.state == .running else {
                 throw APIError.unprocessable(IllegalTransition(from: current.state, to: .queued).description)
@@ -212,7 +212,7 @@ public struct ContainerStore: Sendable {
             throw APIError.notFound("container \(uuid) not found")
         }
         return try await db.transaction { tx in
-            try await Self.checkEpoch(epoch, on: tx)
+            try await Self.checkEpoch(epoch, caller: caller, on: tx)
             let current = try await self.fetchForUpdate(uuid, on: tx)
             if current.state.isFinal {
                 throw APIError.unprocessable("container \(uuid) is \(current.state.rawValue), a final state: it cannot change")
@@ -224,6 +224,12 @@ public struct ContainerStore: Sendable {
             }
             if update.priority != nil && caller.kind != .admin {
                 throw APIError.forbidden("only an admin may set a container's priority directly")
+            }
+            if caller.kind == .container {
+                // A runner names only collections made for its own container as its log and output.
+                for (attribute, value) in [("log", update.log), ("output", update.output)] {
+                    if let value { try await Self.checkOwnCollection(value, attribute: attribute, of: uuid, on: tx) }
+                }
             }
 
             var assignments = ["modified_at = now()"]
@@ -280,6 +286,19 @@ public struct ContainerStore: Sendable {
                 try await self.recordHistory(uuid, from: current.state, to: target, authUUID: current.authUUID, epoch: epoch, tokenUUID: caller.uuid, on: tx)
             }
             return updated
+        }
+    }
+
+    /// A container token's `log` or `output` must be a collection made for that container (with
+    /// its token, or naming it): never another container's or a user's.
+    private static func checkOwnCollection(_ value: String, attribute: String, of container: ArvadosUUID,
+                                           on tx: PostgresTransaction) async throws {
+        guard let collection = ArvadosUUID(value), collection.objectType == .collection else {
+            throw APIError.unprocessable("attribute '\(attribute)' must be a collection uuid, not '\(value.prefix(100))'")
+        }
+        let row = try await tx.query("SELECT container_uuid FROM collections WHERE uuid = $1", [collection.rawValue]).first
+        guard let row, try row.decode(String?.self, column: "container_uuid") == container.rawValue else {
+            throw APIError.forbidden("collection \(collection) was not made for container \(container): it cannot be its \(attribute)")
         }
     }
 
@@ -352,8 +371,20 @@ public struct ContainerStore: Sendable {
     /// `cluster_epoch` is the dispatcher cluster's table, created when the first replica joins; an
     /// epoch-stamped request while it is missing comes from a dispatcher whose replicas use
     /// another database, and cannot be fenced: it is refused (503) with that said.
-    static func checkEpoch(_ epoch: Int64?, on tx: PostgresTransaction) async throws {
-        guard let epoch else { return }
+    static func checkEpoch(_ epoch: Int64?, caller: APIToken, on tx: PostgresTransaction) async throws {
+        guard let epoch else {
+            // Once the cluster has elected a leader, a dispatcher's change must say whose term it
+            // is: an unfenced one (a stale process, a script with the dispatcher token) is refused.
+            // (A failed statement would abort the transaction: look for the table first.)
+            guard caller.kind == .dispatcher,
+                  try await tx.query("SELECT to_regclass('cluster_epoch') IS NOT NULL AS present").first?.decode(Bool.self, column: "present") == true,
+                  let row = try await tx.query("SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE").first,
+                  case let current = try row.decode(Int64.self, column: "epoch"), current > 0
+            else { return }
+            throw APIError(status: 428, """
+                a dispatcher's change must carry X-Convoy-Epoch once the cluster has elected a leader (it is at epoch \(current))
+                """)
+        }
         let row: PostgresRow?
         do {
             row = try await tx.query("SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE").first

@@ -14,15 +14,23 @@ public struct ClusterSettings: Sendable {
     public var handshakeTimeout: Duration
     /// Frames larger than this close the connection.
     public var maxFrameBytes: Int
+    /// ... and before the handshake has authenticated the peer, frames larger than this (a hello,
+    /// a challenge and a proof are a few hundred bytes).
+    public var maxHandshakeFrameBytes: Int
+    /// Accepted connections still in their handshake; more are closed at once (strangers cannot
+    /// hold a member's memory or its file descriptors; members retry).
+    public var maxPendingHandshakes: Int
     /// How long to wait before dialling a member again after failed connections (reset once one
     /// succeeds). Its attempt limit and deadline do not apply: a listed member is always dialled again.
     public var reconnectBackoff: Backoff
 
     public init(callTimeout: Duration = .seconds(5), handshakeTimeout: Duration = .seconds(3), maxFrameBytes: Int = 16 << 20,
-                reconnectBackoff: Backoff = .memberReconnect) {
+                maxHandshakeFrameBytes: Int = 4096, maxPendingHandshakes: Int = 64, reconnectBackoff: Backoff = .memberReconnect) {
         self.callTimeout = callTimeout
         self.handshakeTimeout = handshakeTimeout
         self.maxFrameBytes = maxFrameBytes
+        self.maxHandshakeFrameBytes = maxHandshakeFrameBytes
+        self.maxPendingHandshakes = maxPendingHandshakes
         self.reconnectBackoff = reconnectBackoff
     }
 }
@@ -78,6 +86,8 @@ public final class ClusterSystem: DistributedActorSystem, Sendable {
         var server: Channel?
         /// Accepted connections, closed at shutdown (closing the listener leaves them open).
         var inbound: [ObjectIdentifier: Channel] = [:]
+        /// Accepted connections still in their handshake.
+        var pendingHandshakes = 0
         var shutDown = false
     }
 
@@ -98,12 +108,13 @@ public final class ClusterSystem: DistributedActorSystem, Sendable {
     /// Starts accepting members' connections; returns the bound port (useful with port 0).
     @discardableResult
     public func listen(host: String, port: Int) async throws -> Int {
-        let maxFrameBytes = settings.maxFrameBytes
+        let handshakeLimit = settings.maxHandshakeFrameBytes
         let server = try await ServerBootstrap(group: eventLoopGroup)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: host, port: port) { channel in
-                WireChannel.configure(channel, maxFrameBytes: maxFrameBytes)
+                let limit = FrameLimit(handshakeLimit)
+                return WireChannel.configure(channel, limit: limit).map { AcceptedConnection(framed: $0, limit: limit) }
             }
         state.withLock { $0.server = server.channel }
         Task {
@@ -111,7 +122,7 @@ public final class ClusterSystem: DistributedActorSystem, Sendable {
                 do {
                     try await server.executeThenClose { connections in
                         for try await connection in connections {
-                            group.addTask { await InboundConnection(system: self).serve(connection) }
+                            group.addTask { await InboundConnection(system: self).serve(connection.framed, limit: connection.limit) }
                         }
                     }
                 } catch {
@@ -143,6 +154,19 @@ public final class ClusterSystem: DistributedActorSystem, Sendable {
     /// Where `member` listens (from the members table).
     public func setAddress(_ address: MemberAddress?, of member: String) {
         state.withLock { $0.addresses[member] = address }
+    }
+
+    /// Counts a connection into its handshake; false (close it) when `maxPendingHandshakes` are.
+    func beginHandshake() -> Bool {
+        state.withLock { state in
+            guard state.pendingHandshakes < settings.maxPendingHandshakes else { return false }
+            state.pendingHandshakes += 1
+            return true
+        }
+    }
+
+    func endHandshake() {
+        state.withLock { $0.pendingHandshakes -= 1 }
     }
 
     /// Tracks an accepted connection until it ends; false if the system is shut down.

@@ -2,6 +2,12 @@ import Foundation
 import Logging
 import NIOCore
 
+/// An accepted connection and the frame limit its handshake raises.
+struct AcceptedConnection: Sendable {
+    let framed: FramedChannel
+    let limit: FrameLimit
+}
+
 /// One accepted connection: the handshake as the acceptor, then calls executed as they come
 /// (concurrently) and their replies written back. Anything else — garbage, an oversized frame,
 /// a failed handshake, a handshake that never finishes — closes this connection only, with a log
@@ -9,13 +15,22 @@ import NIOCore
 struct InboundConnection {
     let system: ClusterSystem
 
-    func serve(_ framed: FramedChannel) async {
+    func serve(_ framed: FramedChannel, limit: FrameLimit) async {
         let channel = framed.channel
         guard system.register(inbound: channel) else {
-            channel.close(promise: nil)
+            await Self.close(framed)
             return
         }
         defer { system.unregister(inbound: channel) }
+        // Strangers get a bounded share: so many handshakes at once, small frames until proven.
+        guard system.beginHandshake() else {
+            system.logger.warning("too many connections in their handshake: closed one",
+                                  metadata: ["address": "\(channel.remoteAddress.map { "\($0)" } ?? "unknown")"])
+            await Self.close(framed)
+            return
+        }
+        var inHandshake = true
+        defer { if inHandshake { system.endHandshake() } }
         let remote = channel.remoteAddress.map { "\($0)" } ?? "unknown"
         let handshakeTimer = Task {
             try? await Task.sleep(for: system.settings.handshakeTimeout)
@@ -40,6 +55,9 @@ struct InboundConnection {
                     throw error
                 }
                 handshakeTimer.cancel()
+                inHandshake = false
+                system.endHandshake()
+                limit.raise(to: system.settings.maxFrameBytes)
                 peer = member
                 system.logger.debug("member connected", metadata: ["member": "\(peer)", "address": "\(remote)"])
                 try await withThrowingDiscardingTaskGroup { group in
@@ -65,6 +83,11 @@ struct InboundConnection {
             // The frame decoder's own error (an oversized frame) arrives here, as does a reset.
             system.logger.warning("closed a cluster connection", metadata: ["peer": "\(peer)", "address": "\(remote)", "reason": "\(error)"])
         }
+    }
+
+    /// Closes a connection that is not served (its async wrapper must be finished, not dropped).
+    private static func close(_ framed: FramedChannel) async {
+        try? await framed.executeThenClose { _, _ in }
     }
 
     /// Checks the dialer's hello and proof; returns its member id.

@@ -83,15 +83,17 @@ actor PeerLink {
             return
         }
         let settings = system.settings
+        // Small until the acceptor has proved it knows the secret.
+        let limit = FrameLimit(settings.maxHandshakeFrameBytes)
         do {
             let channel = try await ClientBootstrap(group: system.eventLoopGroup)
                 .connectTimeout(.milliseconds(Int64(min(timeout, settings.handshakeTimeout).components.seconds * 1000
                     + min(timeout, settings.handshakeTimeout).components.attoseconds / 1_000_000_000_000_000)))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .connect(host: address.host, port: address.port) { channel in
-                    WireChannel.configure(channel, maxFrameBytes: settings.maxFrameBytes)
+                    WireChannel.configure(channel, limit: limit)
                 }
-            Task { await self.run(channel, address: address) }
+            Task { await self.run(channel, address: address, limit: limit) }
         } catch {
             connectFailed(ClusterError.unreachable(member: memberID, reason: "cannot connect to \(address.host):\(address.port): \(error)"),
                           address: address)
@@ -99,7 +101,7 @@ actor PeerLink {
     }
 
     /// The connection's life: handshake as the dialer, then read replies until it ends.
-    private func run(_ framed: FramedChannel, address: MemberAddress) async {
+    private func run(_ framed: FramedChannel, address: MemberAddress, limit: FrameLimit) async {
         let channel = framed.channel
         self.channel = channel
         handshakeTimedOut = false
@@ -117,6 +119,7 @@ actor PeerLink {
                 let writer = FrameWriter(outbound)
                 try await self.handshake(&iterator, writer)
                 handshakeTimer.cancel()
+                limit.raise(to: self.system.settings.maxFrameBytes)
                 self.connected(channel)
                 while true {
                     let message = try await WireChannel.next(&iterator, from: self.memberID)

@@ -6,10 +6,10 @@ import NIOPosix
 typealias FramedChannel = NIOAsyncChannel<ByteBuffer, ByteBuffer>
 
 enum WireChannel {
-    /// Installs the frame codec and wraps the channel for async use.
-    static func configure(_ channel: Channel, maxFrameBytes: Int) -> EventLoopFuture<FramedChannel> {
+    /// Installs the frame codec, its frames limited by `limit`, and wraps the channel for async use.
+    static func configure(_ channel: Channel, limit: FrameLimit) -> EventLoopFuture<FramedChannel> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(maxFrameBytes: maxFrameBytes)))
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
             try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
             return try FramedChannel(wrappingChannelSynchronously: channel)
         }

@@ -1,19 +1,43 @@
 import NIOCore
+import Synchronization
+
+/// The largest frame a connection takes now: small until the peer has proved it knows the
+/// cluster's secret (a stranger cannot make a member buffer megabytes), the call limit after.
+public final class FrameLimit: Sendable {
+    private let bytes: Atomic<Int>
+
+    public init(_ bytes: Int) {
+        self.bytes = Atomic(bytes)
+    }
+
+    public var current: Int { bytes.load(ordering: .relaxed) }
+
+    /// Once the handshake has authenticated the peer.
+    public func raise(to limit: Int) {
+        bytes.store(limit, ordering: .relaxed)
+    }
+}
 
 /// Frames on the cluster's TCP connections: a 4-byte big-endian payload length, then the payload.
-/// A length over `maxFrameBytes` is a protocol violation: the connection is closed before any of
-/// the payload is buffered.
+/// A length over the limit is a protocol violation: the connection is closed before any of the
+/// payload is buffered.
 public struct FrameDecoder: ByteToMessageDecoder {
     public typealias InboundOut = ByteBuffer
 
-    public let maxFrameBytes: Int
+    public let limit: FrameLimit
+
+    public var maxFrameBytes: Int { limit.current }
 
     public init(maxFrameBytes: Int) {
-        self.maxFrameBytes = maxFrameBytes
+        limit = FrameLimit(maxFrameBytes)
+    }
+
+    public init(limit: FrameLimit) {
+        self.limit = limit
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let frame = try Self.nextFrame(from: &buffer, maxFrameBytes: maxFrameBytes) else { return .needMoreData }
+        guard let frame = try Self.nextFrame(from: &buffer, maxFrameBytes: limit.current) else { return .needMoreData }
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }

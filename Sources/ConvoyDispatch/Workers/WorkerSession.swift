@@ -54,6 +54,9 @@ actor WorkerSession {
     private var bootSeconds: Double?
     private var probeSeconds: Double?
     private var runnerDeployed = false
+    /// This connection has checksummed the worker's runner binary (on the worker) and found it
+    /// the one the leader deploys: not again until the next connection.
+    private var runnerVerified = false
     private var lastError: String?
     private var bootProbeFailing = false
     private var loop: Task<Void, Never>?
@@ -124,6 +127,7 @@ actor WorkerSession {
         }
         let session = try await settings.connector.connect(instance, hostKey: expected, settings: settings)
         self.session = session
+        runnerVerified = false
         if phase == .connecting || phase == .hostKeyMismatch { phase = bootedAt == nil ? .booting : .unreachable }
         return session
     }
@@ -142,9 +146,14 @@ actor WorkerSession {
         logger.info("worker booted", metadata: ["boot_seconds": "\(bootSeconds!)"])
     }
 
-    /// Prints the checksum recorded after the last verified upload, if the binary is there.
-    private var runnerCheckCommand: String {
-        "test -x '\(settings.runner.remotePath)' && cat '\(settings.runner.remotePath).sha256' 2>/dev/null"
+    /// Whether the worker has this very runner binary: its checksum computed on the worker, once
+    /// per connection (a checksum file beside it would say whatever was last written there).
+    private func hasRunner(_ ssh: any WorkerShell) async throws -> Bool {
+        if runnerVerified { return true }
+        let path = settings.runner.remotePath
+        let output = try await ssh.exec("test -x '\(path)' && sha256sum '\(path)' 2>/dev/null", stdin: nil, timeout: .seconds(60)).stdoutText
+        runnerVerified = output.hasPrefix(settings.runner.sha256 + " ")
+        return runnerVerified
     }
 
     /// A worker whose boot probe fails may still run containers (one found at start-up, whose
@@ -152,8 +161,7 @@ actor WorkerSession {
     /// the leader drains the worker instead of killing what runs.
     private func lookForRunnersDespiteTheBootProbe(_ ssh: any WorkerShell) async throws {
         let runner = settings.runner
-        let check = runnerCheckCommand
-        guard try await ssh.exec(check, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) else { return }
+        guard try await hasRunner(ssh) else { return }
         let began = ContinuousClock.now
         let listing = try await ssh.exec("'\(runner.remotePath)' run --list", timeout: .seconds(60))
         let listed = Set(listing.stdoutText.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
@@ -167,19 +175,17 @@ actor WorkerSession {
         phase = .ready
     }
 
-    /// Uploads the runner unless the worker has this very binary. A checksum file written after
-    /// each complete upload makes the check cheap (hashing 100+ MB on every connect is not).
+    /// Uploads the runner unless the worker has this very binary (checksummed on the worker).
     private func deployRunner(_ ssh: any WorkerShell) async throws {
         let runner = settings.runner
         let id = instance.id
-        let check = runnerCheckCommand
-        if try await ssh.exec(check, stdin: nil, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) {
+        if try await hasRunner(ssh) {
             runnerDeployed = true
             return
         }
         try await runner.uploads.withLock {
             // Another session of this member may have uploaded it meanwhile (workers that share a filesystem).
-            if try await ssh.exec(check, stdin: nil, timeout: .seconds(30)).stdoutText.hasPrefix(runner.sha256) { return }
+            if try await hasRunner(ssh) { return }
             let directory = (runner.remotePath as NSString).deletingLastPathComponent
             let temporary = "\(runner.remotePath).\(UUID().uuidString.prefix(8)).tmp"
             let mkdir = try await ssh.exec("mkdir -p '\(directory)'", timeout: .seconds(30))
@@ -187,10 +193,8 @@ actor WorkerSession {
                 throw WorkerError.commandFailed(instance: id, command: "mkdir -p \(directory)", status: mkdir.exitStatus, stderr: mkdir.stderrText)
             }
             try await ssh.upload(try runner.contents(), to: temporary, mode: 0o755, timeout: .seconds(600))
-            // Verified, then renamed into place so that a reader never sees half a binary; the
-            // checksum file last.
+            // Verified, then renamed into place so that a reader never sees half a binary.
             let install = "sha256sum '\(temporary)' | grep -q '^\(runner.sha256) ' && mv -f '\(temporary)' '\(runner.remotePath)'"
-                + " && echo \(runner.sha256) > '\(runner.remotePath).sha256.tmp' && mv -f '\(runner.remotePath).sha256.tmp' '\(runner.remotePath).sha256'"
             let move = try await ssh.exec(install, stdin: nil, timeout: .seconds(60))
             guard move.exitStatus == 0 else {
                 _ = try? await ssh.exec("rm -f '\(temporary)'", timeout: .seconds(30))
@@ -198,6 +202,7 @@ actor WorkerSession {
             }
         }
         runnerDeployed = true
+        runnerVerified = true  // the install checksummed it on the worker
         logger.info("runner ready", metadata: ["path": "\(runner.remotePath)"])
     }
 

@@ -93,10 +93,30 @@ public struct DispatchConfig: Sendable, Equatable, Decodable {
         return text.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// A secret's strength as its length times the bits of the alphabet its characters are drawn
+    /// from (digits, lower case, upper case, others): what a random secret of that shape carries.
+    public static func estimatedBits(_ secret: String) -> Int {
+        var alphabet = 0
+        if secret.contains(where: { $0.isASCII && $0.isNumber }) { alphabet += 10 }
+        if secret.contains(where: { $0.isASCII && $0.isLowercase }) { alphabet += 26 }
+        if secret.contains(where: { $0.isASCII && $0.isUppercase }) { alphabet += 26 }
+        if secret.contains(where: { !($0.isASCII && ($0.isNumber || $0.isLetter)) }) { alphabet += 32 }
+        guard alphabet > 1 else { return 0 }
+        return Int(Double(secret.count) * log2(Double(alphabet)))
+    }
+
     /// Checks what `convoy dispatch` needs.
     public func validateForDispatch() throws {
-        guard let clusterSecret, clusterSecret.count >= 16 else {
-            throw ConfigError("Dispatch.ClusterSecret (or ClusterSecretFile) of at least 16 characters is required")
+        guard let clusterSecret else {
+            throw ConfigError("Dispatch.ClusterSecret (or ClusterSecretFile) is required")
+        }
+        // The handshake's proofs are HMACs keyed by it: a guessable secret lets a stranger in.
+        let bits = Self.estimatedBits(clusterSecret)
+        guard bits >= 128 else {
+            throw ConfigError("""
+                Dispatch.ClusterSecret carries about \(bits) bits; at least 128 are required \
+                (32 random hex digits, e.g. from `openssl rand -hex 16`, are enough)
+                """)
         }
         guard let managementToken, managementToken.count >= 16 else {
             throw ConfigError("Dispatch.ManagementToken (or ManagementTokenFile) of at least 16 characters is required")

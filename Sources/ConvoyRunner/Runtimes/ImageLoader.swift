@@ -9,8 +9,11 @@ import SystemPackage
 #endif
 
 /// Makes a container's image available to podman/docker. Images live in collections, as an image
-/// tarball (`podman save` output), the way Arvados keeps them in Keep: `container_image` names the
-/// collection by uuid or by name (the newest collection of that name wins). A loaded image is
+/// tarball (`podman save` output), the way Arvados keeps them in Keep: the API resolves a
+/// request's image name to a collection uuid when it makes the container (among the submitter's
+/// own collections and shared ones), so a container's `container_image` is a collection uuid, or
+/// a name no collection had: an image already on the worker. The runner never looks a name up
+/// among collections (another user's collection of that name is never loaded). A loaded image is
 /// tagged with its tarball's SHA-256, so the next run on this worker skips the download.
 public struct ImageLoader: Sendable {
     public let api: APIClient
@@ -29,14 +32,15 @@ public struct ImageLoader: Sendable {
     /// Loads `reference` if needed and returns the local image to run. `say` receives progress
     /// lines for the runner's log; `scratch` is where the tarball is downloaded to.
     public func ensure(_ reference: String, scratch: URL, say: @Sendable (String) async -> Void) async throws -> String {
-        guard let collection = try await findCollection(reference) else {
-            // No collection: an image already on the worker under that name is acceptable.
+        guard let uuid = ArvadosUUID(reference), uuid.objectType == .collection else {
+            // A name: an image already on the worker under that name, or nothing.
             if try await run([engine, "image", "exists", reference]).status == 0 {
-                await say("image \(reference): no collection of that name; using the worker's local image")
+                await say("image \(reference): using the worker's local image")
                 return reference
             }
-            throw RuntimeSetupError("image \(reference) not found: no collection with that uuid or name, and not on this worker")
+            throw RuntimeSetupError("image \(reference) not found: not a collection the API resolved it to, and not on this worker")
         }
+        let collection = try await api.collection(uuid)
         guard let file = collection.files.first(where: { $0.path.hasSuffix(".tar") }) else {
             throw RuntimeSetupError("collection \(collection.uuid) (\(collection.name)) holds no image tarball (*.tar)")
         }
@@ -68,14 +72,6 @@ public struct ImageLoader: Sendable {
         }
         await say("image \(reference): loaded \(name) as \(tag)")
         return tag
-    }
-
-    private func findCollection(_ reference: String) async throws -> Collection? {
-        if let uuid = ArvadosUUID(reference), uuid.objectType == .collection {
-            return try await api.collection(uuid)
-        }
-        return try await api.collections(filters: [[.string("name"), .string("="), .string(reference)]],
-                                         order: ["created_at desc"], limit: 1).items.first
     }
 
     private func run(_ arguments: [String]) async throws -> (status: Int32, output: String) {
