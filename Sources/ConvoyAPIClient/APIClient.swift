@@ -246,6 +246,16 @@ public struct APIClient: Sendable {
         return try decode(CollectionFile.self, try Self.object(from: response))
     }
 
+    /// Adds (or replaces) a file of a collection with the bytes of an open descriptor, sent from
+    /// its start; the caller keeps and closes the descriptor.
+    @discardableResult
+    public func upload(descriptor: Int32, to collection: ArvadosUUID, path: String) async throws -> CollectionFile {
+        let response = try await execute(HTTPRequest(method: "PUT", url: "\(baseURL)/collections/\(collection)/files/\(Self.escapePath(path))",
+                                                     headers: authorization + [(name: "Content-Type", value: "application/octet-stream")],
+                                                     bodyDescriptor: descriptor, timeout: .seconds(3600)))
+        return try decode(CollectionFile.self, try Self.object(from: response))
+    }
+
     /// Uploads a container image tarball (`podman save` output) as a collection that containers
     /// name by `name` in their container_image.
     public func uploadImage(file: URL, name: String) async throws -> (collection: Collection, file: CollectionFile) {

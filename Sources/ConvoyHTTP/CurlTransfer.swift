@@ -95,15 +95,23 @@ final class CurlTransfer: @unchecked Sendable {
         default:
             set(convoy_curl_setopt_string(easy, CURLOPT_CUSTOMREQUEST, request.method))
         }
-        if let bodyFile = request.bodyFile {
+        if let source = request.bodyDescriptor.map(BodySource.descriptor) ?? request.bodyFile.map(BodySource.file) {
             let size: Int64
             do {
-                let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: bodyFile))
+                let handle: FileHandle
+                switch source {
+                case .file(let path):
+                    handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+                case .descriptor(let fd):
+                    let copy = dup(fd)
+                    guard copy >= 0 else { throw HTTPClientError.invalidRequest("cannot duplicate the body descriptor \(fd)") }
+                    handle = FileHandle(fileDescriptor: copy, closeOnDealloc: true)
+                }
                 bodyHandle = handle
                 size = Int64(try handle.seekToEnd())
                 try handle.seek(toOffset: 0)
             } catch {
-                throw HTTPClientError.invalidRequest("cannot read the body file \(bodyFile): \(error)")
+                throw HTTPClientError.invalidRequest("cannot read the body \(source): \(error)")
             }
             // UPLOAD makes curl read the body through READFUNCTION; the method stays the request's.
             set(convoy_curl_setopt_long(easy, CURLOPT_UPLOAD, 1))
@@ -250,5 +258,18 @@ final class CurlTransfer: @unchecked Sendable {
     private func milliseconds(_ duration: Duration) -> Int {
         let (seconds, attoseconds) = duration.components
         return max(1, Int(seconds) * 1000 + Int(attoseconds / 1_000_000_000_000_000))
+    }
+}
+
+/// Where a streamed request body is read from.
+private enum BodySource: CustomStringConvertible {
+    case file(String)
+    case descriptor(Int32)
+
+    var description: String {
+        switch self {
+        case .file(let path): return "file \(path)"
+        case .descriptor(let fd): return "descriptor \(fd)"
+        }
     }
 }

@@ -9,6 +9,10 @@ public struct HTTPRequest: Sendable {
     public var body: [UInt8]?
     /// A file sent as the body, read as it goes (for uploads larger than memory); `body` must be nil.
     public var bodyFile: String?
+    /// A descriptor open for reading, sent from its start as the body (for a file the caller opened
+    /// itself, e.g. without following links); the transfer reads a duplicate, so the caller keeps
+    /// and closes its own. `body` and `bodyFile` must be nil.
+    public var bodyDescriptor: Int32?
     /// A file a successful (2xx) response's body is written to instead of memory; the response's
     /// `body` is then empty. Other statuses keep their (small) body in memory.
     public var responseFile: String?
@@ -20,14 +24,15 @@ public struct HTTPRequest: Sendable {
 
     public init(
         method: String = "GET", url: String, headers: [(name: String, value: String)] = [],
-        body: [UInt8]? = nil, bodyFile: String? = nil, responseFile: String? = nil, timeout: Duration? = nil,
-        retryable: Bool? = nil
+        body: [UInt8]? = nil, bodyFile: String? = nil, bodyDescriptor: Int32? = nil, responseFile: String? = nil,
+        timeout: Duration? = nil, retryable: Bool? = nil
     ) {
         self.method = method.uppercased()
         self.url = url
         self.headers = headers
         self.body = body
         self.bodyFile = bodyFile
+        self.bodyDescriptor = bodyDescriptor
         self.responseFile = responseFile
         self.timeout = timeout
         self.retryable = retryable ?? ["GET", "HEAD", "PUT", "DELETE", "OPTIONS"].contains(method.uppercased())

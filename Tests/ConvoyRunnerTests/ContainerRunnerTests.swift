@@ -253,6 +253,26 @@ final class ContainerRunnerTests: PostgresTestCase {
         XCTAssertEqual(kept, "kept\n")
     }
 
+    func testLinksInTheOutputToHostFilesAndDirectoriesAreNotExported() async throws {
+        // A host file and directory the sandbox can see (read-only) but must not export.
+        let secretDirectory = URL(fileURLWithPath: "/var/tmp/convoy-host-secret-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: secretDirectory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: secretDirectory) }
+        try "host secret\n".write(to: secretDirectory.appendingPathComponent("key"), atomically: true, encoding: .utf8)
+        let script = """
+            ln -s \(secretDirectory.path)/key /out/key-link && ln -s \(secretDirectory.path) /out/dir-link && \
+            mkdir /out/sub && ln -s /etc/passwd /out/sub/passwd && echo mine > /out/sub/mine.txt && ls -l /out /out/sub
+            """
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["sh", "-c", script], cwd: "/out", outputPath: "/out", priority: 1))
+        let result = try await run(locked, runtime: .bwrap)
+        XCTAssertEqual(result, .finished(state: "Complete", exitCode: 0))
+        let stdout = try await logText(locked.uuid, stream: "stdout")
+        XCTAssertTrue(stdout.contains("key-link") && stdout.contains("dir-link"), stdout)
+        let container = try await stored(locked.uuid)
+        let output = try await client(api.adminToken).collection(try XCTUnwrap(container.output.flatMap(ArvadosUUID.init)))
+        XCTAssertEqual(output.files.map(\.path), ["sub/mine.txt"])
+    }
+
     func testABwrapCommandThatDoesNotExistEndsCancelled() async throws {
         let locked = try await api.lockedContainer(ContainerSpec(command: ["/no/such/command"], outputPath: "/out", priority: 1))
         let result7 = try await run(locked, runtime: .bwrap)

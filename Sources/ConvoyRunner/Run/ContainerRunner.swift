@@ -1,4 +1,5 @@
 import ConvoyAPIClient
+import ConvoyIO
 import ConvoyModel
 import Foundation
 
@@ -273,31 +274,37 @@ public actor ContainerRunner {
         return .finished(state: state.rawValue, exitCode: state == .complete ? outcome?.exitCode : nil)
     }
 
-    /// The files under the output directory as the container's output collection.
+    /// The files under the output directory as the container's output collection. Files are
+    /// listed and opened without following a link at any step (`ConfinedDirectory`), so a link the
+    /// container left, or swapped in after the listing, cannot export a host file.
     private func saveOutput(_ directory: URL) async throws -> String {
-        let files = try Self.regularFiles(under: directory)
+        let confined = ConfinedDirectory(path: directory.path)
+        let files = try confined.regularFiles()
         let total = files.reduce(Int64(0)) { $0 + $1.size }
         guard total <= options.maxOutputBytes else {
             throw RuntimeSetupError("the output is \(total) bytes, over the limit of \(options.maxOutputBytes)")
         }
-        let uuid = try await saveCollection("Output of container \(uuid)", files)
+        let uuid = try await saveCollection("Output of container \(uuid)", files, from: confined)
         await say("output: \(files.count) files, \(total) bytes in collection \(uuid)")
         return uuid
     }
 
     /// The worker's log files as the container's log collection.
     private func saveLogs(_ directory: URL) async throws -> String {
-        try await saveCollection("Log of container \(uuid)", try Self.regularFiles(under: directory))
+        let confined = ConfinedDirectory(path: directory.path)
+        return try await saveCollection("Log of container \(uuid)", try confined.regularFiles(), from: confined)
     }
 
-    /// A collection of this container holding `files`; its uuid.
-    private func saveCollection(_ name: String, _ files: [OutputFile]) async throws -> String {
+    /// A collection of this container holding `files` of `directory`; its uuid.
+    private func saveCollection(_ name: String, _ files: [ConfinedDirectory.Entry], from directory: ConfinedDirectory) async throws -> String {
         let collection = try await retrying("create the collection \(name)") {
             try await self.api.createCollection(name: name, containerUUID: self.uuid)
         }
         for file in files {
+            let opened = try directory.openFile(file.path)
+            defer { close(opened.descriptor) }
             _ = try await retrying("upload \(file.path)") {
-                try await self.api.upload(file: file.url, to: collection.uuid, path: file.path)
+                try await self.api.upload(descriptor: opened.descriptor, to: collection.uuid, path: file.path)
             }
         }
         return collection.uuid.rawValue
@@ -343,27 +350,6 @@ public actor ContainerRunner {
         return nil
     }
 
-    struct OutputFile {
-        let url: URL
-        let path: String
-        let size: Int64
-    }
-
-    /// Regular files under `directory` with their relative paths; symbolic links are skipped.
-    static func regularFiles(under directory: URL) throws -> [OutputFile] {
-        guard let enumerator = FileManager.default.enumerator(at: directory, includingPropertiesForKeys: [.isRegularFileKey, .fileSizeKey]) else {
-            return []
-        }
-        let base = directory.standardizedFileURL.path
-        var files: [OutputFile] = []
-        for case let url as URL in enumerator {
-            let values = try url.resourceValues(forKeys: [.isRegularFileKey, .isSymbolicLinkKey, .fileSizeKey])
-            guard values.isRegularFile == true, values.isSymbolicLink != true else { continue }
-            let path = String(url.standardizedFileURL.path.dropFirst(base.count + 1))
-            files.append(OutputFile(url: url, path: path, size: Int64(values.fileSize ?? 0)))
-        }
-        return files.sorted { $0.path < $1.path }
-    }
 }
 
 extension ContainerRunner.StopReason: CustomStringConvertible {
