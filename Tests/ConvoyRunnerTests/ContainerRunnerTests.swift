@@ -150,6 +150,44 @@ final class ContainerRunnerTests: PostgresTestCase {
         XCTAssertEqual(result5, .finished(state: "Complete", exitCode: 0))
     }
 
+    // MARK: Secrets
+
+    /// Every process's command line on this host, as any user of the worker can read it.
+    private func allCommandLines() -> [String] {
+        let pids = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.filter { Int($0) != nil } ?? []
+        return pids.compactMap { pid in
+            guard let bytes = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+            return String(decoding: bytes.map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
+        }
+    }
+
+    func testNoTokenOrEnvironmentValueIsOnAnyCommandLineWhileTheContainerRuns() async throws {
+        let image = try await uploadImage().uuid.rawValue
+        for runtime in [RuntimeKind.podman, .bwrap] {
+            let secret = "env-secret-\(UUID().uuidString)"
+            let script = "printf %s \"$SECRET\" > /out/seen; printf %s \"$ARVADOS_API_TOKEN\" > /out/token; touch /out/started; sleep 60"
+            let locked = try await api.lockedContainer(ContainerSpec(
+                command: ["sh", "-c", script], containerImage: runtime == .podman ? image : "", environment: ["SECRET": secret],
+                outputPath: "/out", runtimeConstraints: RuntimeConstraints(api: true), priority: 1))
+            let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: try options(runtime: runtime), echo: { _ in })
+            let running = Task { await runner.run() }
+            let output = work.appendingPathComponent(locked.uuid.rawValue).appendingPathComponent("output")
+            let started = try await eventually(within: .seconds(60)) { FileManager.default.fileExists(atPath: output.appendingPathComponent("started").path) }
+            XCTAssertTrue(started, "\(runtime): the command did not start")
+            // The command got both, through the runtime's standard input.
+            XCTAssertEqual(try String(contentsOf: output.appendingPathComponent("seen"), encoding: .utf8), secret, "\(runtime)")
+            XCTAssertEqual(try String(contentsOf: output.appendingPathComponent("token"), encoding: .utf8), locked.token, "\(runtime)")
+            let tokenSecret = String(locked.token.split(separator: "/").last ?? "")
+            let lines = allCommandLines()
+            XCTAssertTrue(lines.contains { $0.contains("sleep 60") }, "\(runtime): the command's own line is there to search")
+            XCTAssertFalse(lines.contains { $0.contains(tokenSecret) }, "\(runtime): the container token is on a command line")
+            XCTAssertFalse(lines.contains { $0.contains(secret) }, "\(runtime): an environment value is on a command line")
+            _ = try await client(api.adminToken).update(locked.uuid, ContainerUpdate(priority: 0))
+            let result = try await withTimeout(.seconds(60)) { await running.value }
+            XCTAssertEqual(result, .finished(state: "Cancelled", exitCode: nil), "\(runtime)")
+        }
+    }
+
     // MARK: Only one runner per lock; a lost lock stops the runner
 
     func testTwoRunnersOnOneLockedContainerRunTheCommandOnce() async throws {

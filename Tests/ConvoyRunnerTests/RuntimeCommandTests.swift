@@ -17,9 +17,13 @@ final class RuntimeCommandTests: XCTestCase {
         return container
     }
 
-    private func arguments(_ kind: RuntimeKind, _ container: Container) throws -> [String] {
+    private func spec(_ kind: RuntimeKind, _ container: Container) throws -> ProcessSpec {
         try RuntimeCommand(kind: kind, container: container, workspace: workspace, image: "localhost/convoy-image:abc",
-                           apiEnvironment: ["ARVADOS_API_TOKEN": "v2/x/secret"], hostEnvironment: [:]).processSpec().command
+                           apiEnvironment: ["ARVADOS_API_TOKEN": "v2/x/secret"], hostEnvironment: [:]).processSpec()
+    }
+
+    private func arguments(_ kind: RuntimeKind, _ container: Container) throws -> [String] {
+        try spec(kind, container).command
     }
 
     func testPodmanGetsNoNetworkLimitsAndTheOutputMount() throws {
@@ -29,8 +33,10 @@ final class RuntimeCommandTests: XCTestCase {
         XCTAssertTrue(arguments.contains(sequence: ["--cpus", "2"]))
         XCTAssertTrue(arguments.contains(sequence: ["--memory", "1073741824b"]))
         XCTAssertTrue(arguments.contains(sequence: ["--volume", "\(workspace.output.path):/out"]))
-        XCTAssertTrue(arguments.contains(sequence: ["--env", "A=1"]))
-        XCTAssertFalse(arguments.contains { $0.contains("secret") }, "no API token without runtime_constraints.API")
+        XCTAssertTrue(arguments.contains(sequence: ["--env-file", "/dev/stdin"]))
+        XCTAssertFalse(arguments.contains("--env"), "no variable on the command line")
+        let environment = String(decoding: try spec(.podman, container()).standardInput, as: UTF8.self)
+        XCTAssertEqual(environment, "A=1\nHOME=/tmp\nTMPDIR=/tmp\n")
         XCTAssertEqual(Array(arguments.suffix(3)), ["localhost/convoy-image:abc", "echo", "hi"])
     }
 
@@ -38,9 +44,32 @@ final class RuntimeCommandTests: XCTestCase {
         let arguments = try arguments(.podman, container(api: true))
         XCTAssertTrue(arguments.contains(sequence: ["--network", "host"]))
         XCTAssertFalse(arguments.contains("bridge"))
-        XCTAssertTrue(arguments.contains(sequence: ["--env", "ARVADOS_API_TOKEN=v2/x/secret"]))
-        let bwrap = try self.arguments(.bwrap, container(api: true))
-        XCTAssertFalse(bwrap.contains("--unshare-net"))
+        XCTAssertFalse(arguments.contains { $0.contains("secret") }, "the token is never on the command line")
+        let environment = String(decoding: try spec(.podman, container(api: true)).standardInput, as: UTF8.self)
+        XCTAssertTrue(environment.contains("ARVADOS_API_TOKEN=v2/x/secret\n"), environment)
+        let bwrap = try spec(.bwrap, container(api: true))
+        XCTAssertFalse(bwrap.command.contains("--unshare-net"))
+        XCTAssertFalse(bwrap.command.contains { $0.contains("secret") }, "the token is never on the command line")
+        let pairs = bwrap.standardInput.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
+        XCTAssertEqual(pairs.last, "", "every argument ends with NUL")
+        XCTAssertTrue(pairs.contains(sequence: ["--setenv", "ARVADOS_API_TOKEN", "v2/x/secret"]), "\(pairs)")
+    }
+
+    func testEnvironmentNamesAProcessCannotHaveAndLineBreaksForAnEngineAreRefused() throws {
+        for name in ["", "A=B", "PATH*", "A B", "A\u{0}"] {
+            var bad = container()
+            bad.environment = [name: "x"]
+            XCTAssertThrowsError(try spec(.podman, bad), name)
+            XCTAssertThrowsError(try spec(.bwrap, bad), name)
+        }
+        var multiline = container()
+        multiline.environment = ["KEY": "line one\nline two"]
+        XCTAssertThrowsError(try spec(.podman, multiline)) { error in
+            XCTAssertTrue("\(error)".contains("KEY holds a line break"), "\(error)")
+        }
+        // bwrap's arguments are NUL-separated: a line break passes whole.
+        let pairs = try spec(.bwrap, multiline).standardInput.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        XCTAssertTrue(pairs.contains(sequence: ["--setenv", "KEY", "line one\nline two"]))
     }
 
     func testBwrapHasAReadOnlyRootAndOnlyOutputAndTmpWritable() throws {
@@ -52,7 +81,7 @@ final class RuntimeCommandTests: XCTestCase {
         XCTAssertTrue(arguments.contains(sequence: ["--bind", workspace.output.path, "/out"]))
         XCTAssertEqual(arguments.enumerated().filter { $0.element == "--bind" }.count, 2, "no other writable place")
         XCTAssertFalse(arguments.contains("--new-session"), "the command stays in the runner's process group")
-        XCTAssertEqual(Array(arguments.suffix(3)), ["--", "echo", "hi"])
+        XCTAssertEqual(Array(arguments.suffix(6)), ["--clearenv", "--args", "0", "--", "echo", "hi"])
     }
 
     func testTmpMountsAreWritableAndOtherKindsAreRefused() throws {

@@ -12,11 +12,15 @@ public struct ProcessSpec: Sendable, Equatable {
     public var command: [String]
     public var workingDirectory: String
     public var environment: [String: String]
+    /// Bytes the command reads on its standard input before end of file: how the secrets reach
+    /// podman (`--env-file /dev/stdin`) and bwrap (`--args 0`) without a command line.
+    public var standardInput: [UInt8]
 
-    public init(command: [String], workingDirectory: String, environment: [String: String]) {
+    public init(command: [String], workingDirectory: String, environment: [String: String], standardInput: [UInt8] = []) {
         self.command = command
         self.workingDirectory = workingDirectory
         self.environment = environment
+        self.standardInput = standardInput
     }
 }
 
@@ -119,7 +123,7 @@ public enum ProcessRuntime {
             result = try await Subprocess.run(
                 executable, arguments: Arguments(Array(spec.command.dropFirst())), environment: .custom(subprocessEnvironment(spec.environment)),
                 workingDirectory: FilePath(spec.workingDirectory), platformOptions: options,
-                input: .none, output: .sequence, error: .sequence
+                input: .array(spec.standardInput), output: .sequence, error: .sequence
             ) { execution in
                 await control.attach(processID: execution.processIdentifier.value) { signal in
                     try? execution.send(signal: Signal(rawValue: signal), toProcessGroup: true)

@@ -82,6 +82,44 @@ public struct RuntimeCommand: Sendable {
         return environment
     }
 
+    /// The container's environment as an engine's `--env-file` reads it: `NAME=value` lines.
+    /// A value cannot hold a line break there, nor a name `=`, white space or `*` (podman reads
+    /// `NAME*` as "every host variable starting so"): those are refused, not passed on mangled.
+    func engineEnvironmentFile() throws -> [UInt8] {
+        var text = ""
+        for (name, value) in try checkedEnvironment() {
+            guard !value.contains(where: { $0 == "\n" || $0 == "\r" }) else {
+                throw RuntimeSetupError("environment variable \(name) holds a line break: the \(kind.rawValue) runtime cannot pass it")
+            }
+            text += "\(name)=\(value)\n"
+        }
+        return Array(text.utf8)
+    }
+
+    /// The container's environment as bwrap's `--args` reads it: `--setenv NAME value`, each
+    /// argument ended by NUL.
+    func bwrapEnvironmentArguments() throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        for (name, value) in try checkedEnvironment() {
+            for argument in ["--setenv", name, value] {
+                bytes += Array(argument.utf8)
+                bytes.append(0)
+            }
+        }
+        return bytes
+    }
+
+    /// `containerEnvironment` sorted by name, with every name one a process environment can hold.
+    private func checkedEnvironment() throws -> [(name: String, value: String)] {
+        try containerEnvironment.sorted(by: { $0.key < $1.key }).map { name, value in
+            guard !name.isEmpty, !name.contains(where: { $0 == "=" || $0 == "*" || $0 == "\0" || $0.isWhitespace }) else {
+                throw RuntimeSetupError("environment variable name '\(name.prefix(100))' is not one a process can have (empty, or with '=', '*', NUL or white space)")
+            }
+            guard !value.contains("\0") else { throw RuntimeSetupError("environment variable \(name) holds a NUL byte") }
+            return (name, value)
+        }
+    }
+
     /// The `tmp` mounts (path in the container → kind); other kinds are refused.
     public func tmpMounts() throws -> [String] {
         var paths: [String] = []
@@ -129,12 +167,13 @@ public struct RuntimeCommand: Sendable {
         for path in try tmpMounts() {
             arguments += ["--volume", "\(mountDirectory(path).path):\(path)"]
         }
-        for (key, value) in containerEnvironment.sorted(by: { $0.key < $1.key }) {
-            arguments += ["--env", "\(key)=\(value)"]
-        }
+        // The environment (the API token among it) goes through the engine's standard input, never
+        // its command line, which every user of the worker can read in /proc.
+        arguments += ["--env-file", "/dev/stdin"]
         arguments.append(image)
         arguments += container.command
-        return ProcessSpec(command: arguments, workingDirectory: workspace.root.path, environment: hostEnvironment)
+        return ProcessSpec(command: arguments, workingDirectory: workspace.root.path, environment: hostEnvironment,
+                           standardInput: try engineEnvironmentFile())
     }
 
     /// bwrap on a fresh root holding the worker's top-level directories read-only, with /tmp,
@@ -167,13 +206,11 @@ public struct RuntimeCommand: Sendable {
         for path in try tmpMounts() {
             arguments += ["--bind", mountDirectory(path).path, path]
         }
-        arguments += ["--chdir", container.cwd, "--clearenv"]
-        for (key, value) in containerEnvironment.sorted(by: { $0.key < $1.key }) {
-            arguments += ["--setenv", key, value]
-        }
-        arguments.append("--")
+        // `--setenv` pairs come NUL-separated on standard input (`--args 0`), not on the command line.
+        arguments += ["--chdir", container.cwd, "--clearenv", "--args", "0", "--"]
         arguments += container.command
-        return ProcessSpec(command: arguments, workingDirectory: workspace.root.path, environment: hostEnvironment)
+        return ProcessSpec(command: arguments, workingDirectory: workspace.root.path, environment: hostEnvironment,
+                           standardInput: try bwrapEnvironmentArguments())
     }
 
     /// Direct execution: paths under output_path and /tmp are mapped to the workspace (the
