@@ -311,6 +311,34 @@ final class ContainerRunnerTests: PostgresTestCase {
         XCTAssertEqual(output.files.map(\.path), ["sub/mine.txt"])
     }
 
+    func testTheBwrapSandboxCannotRemountWriteEtcOrHoldACapabilityAndIsNotRootOnTheHost() async throws {
+        let marker = "convoy-escape-\(UUID().uuidString)"
+        let script = """
+            if mount -o remount,rw /etc 2>/dev/null; then echo "remounted /etc"; fi
+            if mount -t tmpfs none /usr 2>/dev/null; then echo "mounted over /usr"; fi
+            if touch /etc/\(marker) 2>/dev/null; then echo "wrote /etc"; fi
+            if unshare -U true 2>/dev/null; then echo "made a user namespace"; fi
+            grep CapEff /proc/self/status
+            echo "uid $(id -u)"
+            echo done > /out/done.txt
+            """
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["sh", "-c", script], cwd: "/out", outputPath: "/out", priority: 1))
+        let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: try options(runtime: .bwrap), echo: { _ in })
+        let result = try await withTimeout(.seconds(120)) { await runner.run() }
+        XCTAssertEqual(result, .finished(state: "Complete", exitCode: 0))
+        let stdout = try await logText(locked.uuid, stream: "stdout")
+        for escape in ["remounted /etc", "mounted over /usr", "wrote /etc", "made a user namespace"] {
+            XCTAssertFalse(stdout.contains(escape), stdout)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: "/etc/\(marker)"))
+        XCTAssertTrue(stdout.contains("CapEff:\t0000000000000000"), stdout)
+        // Under a root runner the sandbox is nobody: its user namespace maps that uid to itself.
+        if geteuid() == 0 { XCTAssertTrue(stdout.contains("uid \(SandboxUser.nobody.uid)\n"), stdout) }
+        let container = try await stored(locked.uuid)
+        let done = try await file(container.output, "done.txt")
+        XCTAssertEqual(done, "done\n")
+    }
+
     func testABwrapCommandThatDoesNotExistEndsCancelled() async throws {
         let locked = try await api.lockedContainer(ContainerSpec(command: ["/no/such/command"], outputPath: "/out", priority: 1))
         let result7 = try await run(locked, runtime: .bwrap)

@@ -48,7 +48,8 @@ final class RuntimeCommandTests: XCTestCase {
         let environment = String(decoding: try spec(.podman, container(api: true)).standardInput, as: UTF8.self)
         XCTAssertTrue(environment.contains("ARVADOS_API_TOKEN=v2/x/secret\n"), environment)
         let bwrap = try spec(.bwrap, container(api: true))
-        XCTAssertFalse(bwrap.command.contains("--unshare-net"))
+        XCTAssertTrue(bwrap.command.contains(sequence: ["--unshare-all", "--unshare-user"]))
+        XCTAssertTrue(bwrap.command.contains("--share-net"), "the network namespace is the host's")
         XCTAssertFalse(bwrap.command.contains { $0.contains("secret") }, "the token is never on the command line")
         let pairs = bwrap.standardInput.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         XCTAssertEqual(pairs.last, "", "every argument ends with NUL")
@@ -74,14 +75,39 @@ final class RuntimeCommandTests: XCTestCase {
 
     func testBwrapHasAReadOnlyRootAndOnlyOutputAndTmpWritable() throws {
         let arguments = try arguments(.bwrap, container())
-        XCTAssertTrue(arguments.contains("--unshare-net"))
-        XCTAssertTrue(arguments.contains("--unshare-pid"))
+        XCTAssertTrue(arguments.contains(sequence: ["--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL"]))
+        XCTAssertFalse(arguments.contains("--share-net"))
         XCTAssertTrue(arguments.contains(sequence: ["--ro-bind", "/usr", "/usr"]))
         XCTAssertTrue(arguments.contains(sequence: ["--bind", workspace.tmp.path, "/tmp"]))
         XCTAssertTrue(arguments.contains(sequence: ["--bind", workspace.output.path, "/out"]))
         XCTAssertEqual(arguments.enumerated().filter { $0.element == "--bind" }.count, 2, "no other writable place")
         XCTAssertFalse(arguments.contains("--new-session"), "the command stays in the runner's process group")
         XCTAssertEqual(Array(arguments.suffix(6)), ["--clearenv", "--args", "0", "--", "echo", "hi"])
+    }
+
+    func testTheBwrapSandboxRunsAsItsSandboxUserAndOtherRuntimesAsTheRunner() throws {
+        let user = SandboxUser(uid: 65534, gid: 65534)
+        let command = { (kind: RuntimeKind) in
+            try RuntimeCommand(kind: kind, container: self.container(cwd: "/"), workspace: self.workspace, image: "img",
+                               hostEnvironment: [:], sandboxUser: user).processSpec()
+        }
+        XCTAssertEqual(try command(.bwrap).user, user)
+        XCTAssertNil(try command(.podman).user)
+        XCTAssertNil(try command(.process).user)
+    }
+
+    func testASandboxUserThatCannotReachTheWorkDirectoryIsToldWhichDirectoryStopsIt() throws {
+        let base = FileManager.default.temporaryDirectory.appendingPathComponent("convoy-sandbox-\(UUID().uuidString)")
+        let work = base.appendingPathComponent("work/run")
+        try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: base) }
+        let stranger = SandboxUser(uid: 65533, gid: 65533)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: base.path)
+        XCTAssertNoThrow(try stranger.checkCanSearch(work.path))
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: base.appendingPathComponent("work").path)
+        XCTAssertThrowsError(try stranger.checkCanSearch(work.path)) { error in
+            XCTAssertTrue("\(error)".contains("\(base.path)/work is not searchable"), "\(error)")
+        }
     }
 
     func testTmpMountsAreWritableAndOtherKindsAreRefused() throws {

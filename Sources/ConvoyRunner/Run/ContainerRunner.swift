@@ -101,9 +101,12 @@ public actor ContainerRunner {
                 _ = try? await EngineCommand.run([kind.rawValue, "rm", "--force", RuntimeCommand.engineContainerName(uuid)],
                                                  environment: options.hostEnvironment)
             }
-            spec = try RuntimeCommand(kind: kind, container: container, workspace: workspace, image: image,
-                                      apiEnvironment: api.configuration.environment, hostEnvironment: options.hostEnvironment)
-                .processSpec()
+            let command = RuntimeCommand(kind: kind, container: container, workspace: workspace, image: image,
+                                         apiEnvironment: api.configuration.environment, hostEnvironment: options.hostEnvironment,
+                                         sandboxUser: options.sandboxUser)
+            spec = try command.processSpec()
+            for path in try command.tmpMounts() { try workspace.createMount(command.mountDirectory(path)) }
+            if kind == .bwrap, let user = options.sandboxUser { try user.checkCanSearch(workspace.output.path) }
         } catch {
             return await finish(container, workspace: workspace, outcome: nil, neverRan: "\(error)")
         }

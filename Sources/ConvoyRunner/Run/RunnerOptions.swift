@@ -26,13 +26,16 @@ public struct RunnerOptions: Sendable {
     public var maxLineBytes: Int
     /// The runner's environment, passed to podman and bwrap themselves.
     public var hostEnvironment: [String: String]
+    /// Who a bwrap sandbox runs as (`SandboxUser.forThisRunner`: nobody when the runner is root).
+    public var sandboxUser: SandboxUser?
 
     public init(workRoot: URL, runtime: RuntimeKind? = nil, imageEngine: RuntimeKind = .podman,
                 runtimeWithoutImage: RuntimeKind = .bwrap, pollInterval: Duration = .seconds(2),
                 stopGrace: Duration = .seconds(10), maxOutputBytes: Int64 = 64 << 30,
                 apiRetryDeadline: Duration = .seconds(600), logFlushInterval: Duration = .seconds(1),
                 maxLogLinesPerFlush: Int = 10_000, maxLineBytes: Int = 64 << 10,
-                hostEnvironment: [String: String] = ProcessInfo.processInfo.environment) {
+                hostEnvironment: [String: String] = ProcessInfo.processInfo.environment,
+                sandboxUser: SandboxUser? = SandboxUser.forThisRunner) {
         self.workRoot = workRoot
         self.runtime = runtime
         self.imageEngine = imageEngine
@@ -45,6 +48,7 @@ public struct RunnerOptions: Sendable {
         self.maxLogLinesPerFlush = maxLogLinesPerFlush
         self.maxLineBytes = maxLineBytes
         self.hostEnvironment = hostEnvironment
+        self.sandboxUser = sandboxUser
     }
 
     /// `CONVOY_RUNNER_WORK_DIR`, else `/var/lib/convoy/work`.

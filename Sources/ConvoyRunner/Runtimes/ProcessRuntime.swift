@@ -15,12 +15,16 @@ public struct ProcessSpec: Sendable, Equatable {
     /// Bytes the command reads on its standard input before end of file: how the secrets reach
     /// podman (`--env-file /dev/stdin`) and bwrap (`--args 0`) without a command line.
     public var standardInput: [UInt8]
+    /// Runs the command as this user (no supplementary groups) instead of the runner's.
+    public var user: SandboxUser?
 
-    public init(command: [String], workingDirectory: String, environment: [String: String], standardInput: [UInt8] = []) {
+    public init(command: [String], workingDirectory: String, environment: [String: String], standardInput: [UInt8] = [],
+                user: SandboxUser? = nil) {
         self.command = command
         self.workingDirectory = workingDirectory
         self.environment = environment
         self.standardInput = standardInput
+        self.user = user
     }
 }
 
@@ -118,6 +122,11 @@ public enum ProcessRuntime {
         let executable: Executable = name.contains("/") ? .path(FilePath(name)) : .name(name)
         var options = PlatformOptions()
         options.processGroupID = 0  // a new group led by the command: stop() reaches its children too
+        if let user = spec.user {
+            options.userID = user.uid
+            options.groupID = user.gid
+            options.supplementaryGroups = []
+        }
         let result: ExecutionResult<Void, SequenceOutput, SequenceOutput>
         do {
             result = try await Subprocess.run(

@@ -17,7 +17,9 @@ public struct Workspace: Sendable, Equatable {
         self.root = root
     }
 
-    /// Creates the directories (world-writable output and tmp: the image's user may not be root).
+    /// Creates the directories: output and tmp world-writable (the image's user, or the sandbox
+    /// user, is not root), the root only searchable by others (so a sandbox user reaches output
+    /// and tmp), the logs the runner's alone.
     public func create() throws {
         for directory in [output, tmp, logs, mounts] {
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -25,6 +27,21 @@ public struct Workspace: Sendable, Equatable {
         for directory in [output, tmp] {
             try FileManager.default.setAttributes([.posixPermissions: 0o1777], ofItemAtPath: directory.path)
         }
+        try FileManager.default.setAttributes([.posixPermissions: 0o711], ofItemAtPath: root.path)
+        try FileManager.default.setAttributes([.posixPermissions: 0o711], ofItemAtPath: mounts.path)
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: logs.path)
+        // The work root must be searchable too; add that much, nothing else.
+        let parent = root.deletingLastPathComponent().path
+        let mode = (try FileManager.default.attributesOfItem(atPath: parent)[.posixPermissions] as? Int) ?? 0o755
+        if mode & 0o001 == 0 {
+            try FileManager.default.setAttributes([.posixPermissions: mode | 0o001], ofItemAtPath: parent)
+        }
+    }
+
+    /// Creates the directory of a `tmp` mount (world-writable, as tmp).
+    public func createMount(_ directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try FileManager.default.setAttributes([.posixPermissions: 0o1777], ofItemAtPath: directory.path)
     }
 }
 
@@ -51,10 +68,12 @@ public struct RuntimeCommand: Sendable {
     public var hostEnvironment: [String: String]
     /// The podman/docker executable.
     public var engine: String
+    /// Who the bwrap sandbox runs as (nil: the runner's own user).
+    public var sandboxUser: SandboxUser?
 
     public init(kind: RuntimeKind, container: Container, workspace: Workspace, image: String? = nil,
                 apiEnvironment: [String: String] = [:], hostEnvironment: [String: String] = ProcessInfo.processInfo.environment,
-                engine: String? = nil) {
+                engine: String? = nil, sandboxUser: SandboxUser? = nil) {
         self.kind = kind
         self.container = container
         self.workspace = workspace
@@ -62,6 +81,7 @@ public struct RuntimeCommand: Sendable {
         self.apiEnvironment = apiEnvironment
         self.hostEnvironment = hostEnvironment
         self.engine = engine ?? kind.rawValue
+        self.sandboxUser = sandboxUser
     }
 
     /// The name the container gets in podman/docker, so that a runner (or `--kill`) can remove it.
@@ -147,7 +167,8 @@ public struct RuntimeCommand: Sendable {
         }
     }
 
-    private func mountDirectory(_ path: String) -> URL {
+    /// Where a `tmp` mount at `path` lives on the worker.
+    public func mountDirectory(_ path: String) -> URL {
         workspace.mounts.appendingPathComponent(path.split(separator: "/").joined(separator: "_"))
     }
 
@@ -177,12 +198,15 @@ public struct RuntimeCommand: Sendable {
     }
 
     /// bwrap on a fresh root holding the worker's top-level directories read-only, with /tmp,
-    /// output_path and tmp mounts the only writable places, own pid/ipc/uts namespaces and no
-    /// network unless the container asked for the API. No `--new-session`: the command must stay
-    /// in the runner's process group so that stopping the group reaches it.
+    /// output_path and tmp mounts the only writable places; every namespace of its own (the
+    /// network shared only when the container asked for the API), a user namespace with no
+    /// capabilities and none further allowed, and, under a root runner, an unprivileged user
+    /// (`sandboxUser`), so that nothing inside can remount, write the host, or become root there.
+    /// No `--new-session`: the command must stay in the runner's process group so that stopping
+    /// the group reaches it.
     private func bwrapSpec() throws -> ProcessSpec {
-        var arguments = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
-        if !container.runtimeConstraints.api { arguments.append("--unshare-net") }
+        var arguments = ["bwrap", "--die-with-parent", "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
+        if container.runtimeConstraints.api { arguments.append("--share-net") }
         let skipped: Set<String> = ["proc", "dev", "tmp", "run", "lost+found"]
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/")) ?? []
         for name in entries.sorted() where !skipped.contains(name) {
@@ -210,7 +234,7 @@ public struct RuntimeCommand: Sendable {
         arguments += ["--chdir", container.cwd, "--clearenv", "--args", "0", "--"]
         arguments += container.command
         return ProcessSpec(command: arguments, workingDirectory: workspace.root.path, environment: hostEnvironment,
-                           standardInput: try bwrapEnvironmentArguments())
+                           standardInput: try bwrapEnvironmentArguments(), user: sandboxUser)
     }
 
     /// Direct execution: paths under output_path and /tmp are mapped to the workspace (the
