@@ -24,11 +24,12 @@ public final class TestDispatchReplica: Sendable {
     }
 
     /// Starts a replica and waits until its management port answers (on `managementPort` when
-    /// given, else a free one).
+    /// given, else a free one); with `databaseRole`, it connects as that role to that database
+    /// (`PostgreSQL.DispatchConnection`).
     public static func start(database: TestPostgresServer, memberID: String, secret: String = "a-cluster-secret-for-tests",
                              managementToken: String = "a-management-token-for-tests", leaseTime: String = "1s",
                              retryPeriod: String = "100ms", pool: TestDispatchPool? = nil,
-                             managementPort: Int? = nil) throws -> TestDispatchReplica {
+                             managementPort: Int? = nil, databaseRole: (user: String, database: String)? = nil) throws -> TestDispatchReplica {
         let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-dispatch-\(memberID)")
         let clusterPort = try FreePort.find()
         let managementPort = try managementPort ?? FreePort.find()
@@ -40,7 +41,7 @@ public final class TestDispatchReplica: Sendable {
                 host: \(database.host)
                 port: \(database.port)
                 user: \(database.user)
-                dbname: \(database.database)
+                dbname: \(database.database)\(databaseRole.map { "\n  DispatchConnection: {user: \($0.user), dbname: \($0.database)}" } ?? "")
             Dispatch:
               ClusterSecret: \(secret)
               ManagementToken: \(managementToken)

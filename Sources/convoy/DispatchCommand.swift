@@ -58,7 +58,7 @@ struct DispatchCommand: AsyncParsableCommand {
 
         let cluster = ClusterMember(ClusterMemberConfiguration(
             clusterID: config.clusterID, memberID: member, secret: dispatch.clusterSecret ?? "", listenHost: host, listenPort: port,
-            managementAddress: dispatch.managementListen, database: config.postgreSQL.connection, version: ConvoyVersion.current,
+            managementAddress: dispatch.managementListen, database: config.postgreSQL.dispatcherConnection, version: ConvoyVersion.current,
             election: ElectionSettings(retryPeriod: dispatch.retryPeriod, renewInterval: dispatch.retryPeriod, leaseTime: dispatch.leaseTime),
             heartbeatInterval: dispatch.heartbeatInterval, cluster: ClusterSettings(callTimeout: dispatch.callTimeout)),
             logger: logger) { [logger] leadership in

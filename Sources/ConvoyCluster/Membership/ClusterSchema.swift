@@ -64,6 +64,23 @@ public enum ClusterSchema {
                 elected_at timestamptz NOT NULL DEFAULT clock_timestamp()
             );
             """),
+        PostgresMigration(version: 4, name: "what the API reads of the cluster's tables", sql: """
+            -- The dispatchers may connect with a role of their own that owns these tables (see
+            -- deploy/postgres-setup.sql); the database's owner is the API's role. It reads the
+            -- epoch to fence dispatcher changes, under FOR SHARE, which needs an UPDATE right on
+            -- a column: only on id, which the CHECK pins to 1, so it can never change the epoch.
+            -- It reads the leadership tables for `convoy check history`. Nothing else of the
+            -- cluster's (not the secret's check value). A no-op when both are one role.
+            DO $$
+            DECLARE api_role name := (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database());
+            BEGIN
+                IF api_role <> current_user THEN
+                    EXECUTE format('GRANT SELECT, UPDATE (id) ON cluster_epoch TO %I', api_role);
+                    EXECUTE format('GRANT SELECT ON cluster_leader, cluster_leader_history, cluster_members TO %I', api_role);
+                END IF;
+            END
+            $$;
+            """),
     ]
 
     public static let migrator = PostgresMigrator(migrations: migrations, table: "cluster_schema_migrations",

@@ -24,8 +24,19 @@ public distributed actor WorkerHost {
 
     /// Hosts exactly `instances` (new ones connect and probe; dropped ones are let go — their
     /// runners keep running) and reports on each.
+    /// An instance whose id, address, port or host key is malformed is not hosted (logged; the
+    /// leader sees it missing from the reports).
     public distributed func sync(_ instances: [CloudInstance]) async -> [WorkerReport] {
-        let wanted = Dictionary(instances.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
+        let checked = instances.filter { instance in
+            do throws(MemberArguments.Refusal) {
+                try MemberArguments.check(instance)
+                return true
+            } catch {
+                logger.error("refused to host an instance", metadata: ["error": "\(error)"])
+                return false
+            }
+        }
+        let wanted = Dictionary(checked.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         for (id, session) in sessions where wanted[id] == nil || (session.instance.hostKey == nil && wanted[id]?.hostKey != nil) {
             sessions[id] = nil
             await session.stop()
@@ -58,14 +69,24 @@ public distributed actor WorkerHost {
     /// standard input: started (the runner's pid), or the outcome is unknown (the SSH connection
     /// broke while the command ran). Throws when nothing was started.
     public distributed func startContainer(_ uuid: String, on instanceID: String, settings runnerSettings: RunnerLaunchSettings) async throws -> StartOutcome {
+        let container = try Self.checked { () throws(MemberArguments.Refusal) in
+            try MemberArguments.check(runnerSettings)
+            return try MemberArguments.containerUUID(uuid)
+        }
         guard let session = sessions[instanceID] else { throw WorkerError.notHosted(instanceID) }
-        return try await session.startContainer(uuid, settings: runnerSettings)
+        return try await session.startContainer(container.rawValue, settings: runnerSettings)
     }
 
     /// Runs `convoy run --kill UUID` on the worker.
     public distributed func killContainer(_ uuid: String, on instanceID: String) async throws {
+        let container = try Self.checked { () throws(MemberArguments.Refusal) in try MemberArguments.containerUUID(uuid) }
         guard let session = sessions[instanceID] else { throw WorkerError.notHosted(instanceID) }
-        try await session.killContainer(uuid)
+        try await session.killContainer(container.rawValue)
+    }
+
+    /// `body`'s value, its refusal as `WorkerError.invalidArgument` (what crosses back to the leader).
+    private static func checked<Value>(_ body: () throws(MemberArguments.Refusal) -> Value) throws(WorkerError) -> Value {
+        do { return try body() } catch { throw .invalidArgument(error.description) }
     }
 
     /// Closes every session (the member is leaving).

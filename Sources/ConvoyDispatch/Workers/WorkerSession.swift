@@ -151,7 +151,7 @@ actor WorkerSession {
     private func hasRunner(_ ssh: any WorkerShell) async throws -> Bool {
         if runnerVerified { return true }
         let path = settings.runner.remotePath
-        let output = try await ssh.exec("test -x '\(path)' && sha256sum '\(path)' 2>/dev/null", stdin: nil, timeout: .seconds(60)).stdoutText
+        let output = try await ssh.exec("test -x \(ShellWord.quote(path)) && sha256sum \(ShellWord.quote(path)) 2>/dev/null", stdin: nil, timeout: .seconds(60)).stdoutText
         runnerVerified = output.hasPrefix(settings.runner.sha256 + " ")
         return runnerVerified
     }
@@ -163,7 +163,7 @@ actor WorkerSession {
         let runner = settings.runner
         guard try await hasRunner(ssh) else { return }
         let began = ContinuousClock.now
-        let listing = try await ssh.exec("'\(runner.remotePath)' run --list", timeout: .seconds(60))
+        let listing = try await ssh.exec("\(ShellWord.quote(runner.remotePath)) run --list", timeout: .seconds(60))
         let listed = Set(listing.stdoutText.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
         guard listing.exitStatus == 0, !listed.isEmpty || bootProbeFailing else { return }
         if !bootProbeFailing { logger.warning("boot probe fails but runners live here: reporting them", metadata: ["containers": "\(listed.count)"]) }
@@ -188,16 +188,16 @@ actor WorkerSession {
             if try await hasRunner(ssh) { return }
             let directory = (runner.remotePath as NSString).deletingLastPathComponent
             let temporary = "\(runner.remotePath).\(UUID().uuidString.prefix(8)).tmp"
-            let mkdir = try await ssh.exec("mkdir -p '\(directory)'", timeout: .seconds(30))
+            let mkdir = try await ssh.exec("mkdir -p \(ShellWord.quote(directory))", timeout: .seconds(30))
             guard mkdir.exitStatus == 0 else {
                 throw WorkerError.commandFailed(instance: id, command: "mkdir -p \(directory)", status: mkdir.exitStatus, stderr: mkdir.stderrText)
             }
             try await ssh.upload(try runner.contents(), to: temporary, mode: 0o755, timeout: .seconds(600))
             // Verified, then renamed into place so that a reader never sees half a binary.
-            let install = "sha256sum '\(temporary)' | grep -q '^\(runner.sha256) ' && mv -f '\(temporary)' '\(runner.remotePath)'"
+            let install = "sha256sum \(ShellWord.quote(temporary)) | grep -q \(ShellWord.quote("^" + runner.sha256 + " ")) && mv -f \(ShellWord.quote(temporary)) \(ShellWord.quote(runner.remotePath))"
             let move = try await ssh.exec(install, stdin: nil, timeout: .seconds(60))
             guard move.exitStatus == 0 else {
-                _ = try? await ssh.exec("rm -f '\(temporary)'", timeout: .seconds(30))
+                _ = try? await ssh.exec("rm -f \(ShellWord.quote(temporary))", timeout: .seconds(30))
                 throw WorkerError.commandFailed(instance: id, command: "install the runner", status: move.exitStatus, stderr: move.stderrText)
             }
         }
@@ -208,7 +208,7 @@ actor WorkerSession {
 
     private func probe(_ ssh: any WorkerShell) async throws {
         let began = ContinuousClock.now
-        let result = try await ssh.exec("'\(settings.runner.remotePath)' run --list", timeout: .seconds(60))
+        let result = try await ssh.exec("\(ShellWord.quote(settings.runner.remotePath)) run --list", timeout: .seconds(60))
         guard result.exitStatus == 0 else {
             throw WorkerError.commandFailed(instance: instance.id, command: "convoy run --list", status: result.exitStatus, stderr: result.stderrText)
         }
@@ -229,7 +229,7 @@ actor WorkerSession {
     func startContainer(_ uuid: String, settings runnerSettings: RunnerLaunchSettings) async throws -> StartOutcome {
         guard phase == .ready, runnerDeployed, let ssh = session else { throw WorkerError.notReady(instance: instance.id, phase: phase) }
         let input = try runnerSettings.jsonData()
-        let command = "'\(settings.runner.remotePath)' run --detach --stdin-config \(uuid)"
+        let command = "\(ShellWord.quote(settings.runner.remotePath)) run --detach --stdin-config \(ShellWord.quote(uuid))"
         starting.insert(uuid)
         defer { starting.remove(uuid) }
         let result: ShellResult
@@ -255,7 +255,7 @@ actor WorkerSession {
 
     func killContainer(_ uuid: String) async throws {
         guard let ssh = session else { throw WorkerError.notReady(instance: instance.id, phase: phase) }
-        let result = try await ssh.exec("'\(settings.runner.remotePath)' run --kill \(uuid) --grace 10", timeout: .seconds(60))
+        let result = try await ssh.exec("\(ShellWord.quote(settings.runner.remotePath)) run --kill \(ShellWord.quote(uuid)) --grace 10", timeout: .seconds(60))
         // 1: no runner of it there (already gone) — what a kill wants.
         guard result.exitStatus == 0 || result.exitStatus == 1 else {
             throw WorkerError.commandFailed(instance: instance.id, command: "convoy run --kill \(uuid)", status: result.exitStatus,

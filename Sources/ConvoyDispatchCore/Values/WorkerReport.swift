@@ -63,6 +63,8 @@ public enum WorkerError: Error, Sendable, CustomStringConvertible {
     case notHosted(String)
     case notReady(instance: String, phase: WorkerReport.Phase)
     case commandFailed(instance: String, command: String, status: Int32, stderr: String)
+    /// The leader sent an argument the member will not use (a malformed uuid, address, key…).
+    case invalidArgument(String)
 
     public var description: String {
         switch self {
@@ -70,6 +72,7 @@ public enum WorkerError: Error, Sendable, CustomStringConvertible {
         case .notReady(let id, let phase): return "instance \(id) is not ready (\(phase.rawValue))"
         case .commandFailed(let id, let command, let status, let stderr):
             return "on \(id): \(command) exited \(status): \(stderr.suffix(1500))"
+        case .invalidArgument(let why): return "refused an argument: \(why)"
         }
     }
 }

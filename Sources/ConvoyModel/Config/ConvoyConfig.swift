@@ -89,6 +89,9 @@ public struct ConvoyConfig: Sendable, Equatable, Decodable {
         if let port = postgreSQL.connection["port"], Int(port) == nil {
             throw ConfigError("PostgreSQL.Connection.port must be a number, not '\(port)'")
         }
+        if let port = postgreSQL.dispatchConnection["port"], Int(port) == nil {
+            throw ConfigError("PostgreSQL.DispatchConnection.port must be a number, not '\(port)'")
+        }
         guard (1...1000).contains(postgreSQL.connectionPool) else { throw ConfigError("PostgreSQL.ConnectionPool must be 1 to 1000") }
         guard api.maxRequestSize >= 1024 else { throw ConfigError("API.MaxRequestSize must be at least 1024 bytes") }
         guard api.maxFileSize >= 1 else { throw ConfigError("API.MaxFileSize must be positive") }
@@ -123,15 +126,26 @@ public struct PostgreSQLConfig: Sendable, Equatable, Decodable {
     /// any other (sslmode, …). A password may also come from `PGPASSFILE`/`~/.pgpass`.
     public var connection: [String: String]
     public var connectionPool: Int
+    /// Keywords the dispatcher replicas use over `connection`'s: their own role
+    /// (`user: convoy_dispatch`, its password), which `deploy/postgres-setup.sql` gives only the
+    /// cluster tables. Empty: the replicas connect as `connection` says.
+    public var dispatchConnection: [String: String]
+
+    /// What `convoy dispatch` connects with: `connection` overridden by `dispatchConnection`.
+    public var dispatcherConnection: [String: String] {
+        connection.merging(dispatchConnection) { _, dispatch in dispatch }
+    }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case connection = "Connection"
         case connectionPool = "ConnectionPool"
+        case dispatchConnection = "DispatchConnection"
     }
 
-    public init(connection: [String: String], connectionPool: Int = 16) {
+    public init(connection: [String: String], connectionPool: Int = 16, dispatchConnection: [String: String] = [:]) {
         self.connection = connection
         self.connectionPool = connectionPool
+        self.dispatchConnection = dispatchConnection
     }
 
     public init(from decoder: Decoder) throws {
@@ -139,6 +153,7 @@ public struct PostgreSQLConfig: Sendable, Equatable, Decodable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         connection = try container.decode([String: String].self, forKey: .connection)
         connectionPool = try container.decodeIfPresent(Int.self, forKey: .connectionPool) ?? 16
+        dispatchConnection = try container.decodeIfPresent([String: String].self, forKey: .dispatchConnection) ?? [:]
     }
 }
 

@@ -112,11 +112,21 @@ public actor StubCloud: CloudDriver, WorkerConnector {
         var allTags = tags
         allTags[CloudTag.cluster] = settings.clusterID
         allTags[CloudTag.instanceType] = type.name
-        let instance = CloudInstance(id: id, typeName: type.name, address: "stub", sshPort: 22, hostKey: "ssh-ed25519 STUB-\(id)",
+        let instance = CloudInstance(id: id, typeName: type.name, address: "stub", sshPort: 22, hostKey: Self.hostKey(for: id),
                                      tags: allTags, createdAt: Date())
         instances[id] = Instance(cloud: instance, bootsAt: .now + settings.bootTime,
                                  bootFails: Double.random(in: 0..<1) < settings.bootFailureRate)
         return instance
+    }
+
+    /// A well-formed ed25519 public key line of its own for each stub instance (members check the
+    /// shape of every host key they are given): the key's 32 bytes are the id's, repeated.
+    static func hostKey(for id: String) -> String {
+        let type = Array("ssh-ed25519".utf8)
+        let idBytes = Array(id.utf8)
+        let key = (0..<32).map { idBytes.isEmpty ? 0 : idBytes[$0 % idBytes.count] }
+        let blob = [0, 0, 0, UInt8(type.count)] + type + [0, 0, 0, 32] + key
+        return "ssh-ed25519 " + Data(blob).base64EncodedString()
     }
 
     public func instances() async throws -> [CloudInstance] {
@@ -166,11 +176,11 @@ public actor StubCloud: CloudDriver, WorkerConnector {
             return ShellResult(stdout: Array(instance.runners.keys.sorted().map { $0 + "\n" }.joined().utf8), exitStatus: 0)
         }
         if command.contains(" run --detach --stdin-config ") {
-            let uuid = String(command.split(separator: " ").last ?? "")
+            let uuid = Self.unquoted(command.split(separator: " ").last ?? "")
             return await startRunner(uuid, settings: stdin ?? [], on: id)
         }
         if command.contains(" run --kill ") {
-            let uuid = String(command.split(separator: " ").drop { $0 != "--kill" }.dropFirst().first ?? "")
+            let uuid = Self.unquoted(command.split(separator: " ").drop { $0 != "--kill" }.dropFirst().first ?? "")
             guard let runner = instances[id]?.runners[uuid] else { return ShellResult(stderr: Array("not running\n".utf8), exitStatus: 1) }
             runner.cancel()
             instances[id]?.runners[uuid] = nil
@@ -184,6 +194,11 @@ public actor StubCloud: CloudDriver, WorkerConnector {
             return ShellResult(stderr: Array("still booting\n".utf8), exitStatus: 1)
         }
         return ShellResult(exitStatus: 0)
+    }
+
+    /// A word as the shell reads it back from `ShellWord.quote` (the stub's words hold no quote).
+    private static func unquoted(_ word: Substring) -> String {
+        word.count >= 2 && word.hasPrefix("'") && word.hasSuffix("'") ? String(word.dropFirst().dropLast()) : String(word)
     }
 
     /// A runner as `convoy run --detach` would be: Running with the container token and its
