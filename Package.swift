@@ -131,6 +131,7 @@ let package = Package(
         // The wire protocol's fuzz target (make fuzz, part of make chaos) and the harness the regression tests replay.
         .target(name: "ConvoyFuzzing", dependencies: [
             "ConvoyCluster", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "Crypto", package: "swift-crypto"),
         ], path: "Fuzz/ConvoyFuzzing"),
         .executableTarget(name: "convoy-wire-fuzz", dependencies: ["ConvoyFuzzing"], path: "Fuzz/convoy-wire-fuzz"),
         // Benchmarks run with `make bench`, never as part of `make test`.
@@ -155,7 +156,10 @@ let package = Package(
         .testTarget(name: "ConvoyDispatchTests", dependencies: [
             "ConvoyDispatch", "ConvoyCluster", "ConvoyModel", "ConvoyAPI", "ConvoyAPIClient", "ConvoyHTTP", "ConvoyTestCase", "ConvoyTesting",
         ]),
-        .testTarget(name: "ConvoyClusterTests", dependencies: ["ConvoyCluster", "ConvoyModel", "ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting", "ConvoyFuzzing"]),
+        .testTarget(name: "ConvoyClusterTests", dependencies: [
+            "ConvoyCluster", "ConvoyModel", "ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting", "ConvoyFuzzing",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTestCase", "ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres", "ConvoyDevStack"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [
             "ConvoyAPI", "ConvoyCluster", "ConvoyModel", "ConvoyHTTP", "ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),

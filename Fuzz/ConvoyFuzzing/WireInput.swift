@@ -1,4 +1,5 @@
 import ConvoyCluster
+import Crypto
 import Foundation
 import NIOCore
 import NIOEmbedded
@@ -12,6 +13,8 @@ public struct WireInputReport: Sendable, Equatable {
     /// Whether the acceptor's (dialer's) handshake machine reached `established` on this input.
     public var acceptorEstablished = false
     public var dialerEstablished = false
+    /// Frames after a handshake that an honest peer sealed and the machine's keys opened.
+    public var sealedFramesOpened = 0
 }
 
 /// The fuzz target for the replicas' TCP protocol: the bytes a peer could send, through the same
@@ -23,16 +26,25 @@ public struct WireInputReport: Sendable, Equatable {
 /// - a frame is a message or a protocol violation, never anything else, and a message survives
 ///   encoding and decoding unchanged;
 /// - a handshake fails only with `handshakeFailed` or `protocolViolation`, and reaches
-///   `established` only after a valid proof of the secret; once ended it accepts nothing more.
+///   `established` only after a valid proof of the secret; once ended it accepts nothing more;
+/// - after the handshake, a frame opens with the session keys only when an honest peer sealed it
+///   (with keys the harness derives on its own): the same frame altered or replayed, or any frame
+///   the input carries as it is, fails to open.
 ///
 /// Input layout: byte 0 seeds the chunking (0: one write), byte 1 sets the frame limit
-/// (8 + 16 × value bytes), bit 0 of byte 2 repairs proofs (the harness signs them as an honest
-/// peer would, so the fuzzer reaches past the handshake); the rest is the stream.
+/// (8 + 16 × value bytes), bit 0 of byte 2 repairs the handshake (the harness puts in its own key
+/// shares and signs proofs as an honest peer would, and seals each frame after the handshake, so
+/// the fuzzer reaches past it); the rest is the stream.
 public enum WireInput {
     public static let clusterID = "fuzz1"
     public static let key = HandshakeKey(secret: "fuzz-secret")
     public static let acceptorNonce = Data(repeating: 0xA5, count: 32)
     public static let dialerNonce = Data(repeating: 0x5A, count: 32)
+    // Fixed keys, so that an input replays the same way every time.
+    // swiftlint:disable force_try
+    static let acceptorKeyAgreement = try! Curve25519.KeyAgreement.PrivateKey(rawRepresentation: Data(repeating: 0x11, count: 32))
+    static let dialerKeyAgreement = try! Curve25519.KeyAgreement.PrivateKey(rawRepresentation: Data(repeating: 0x22, count: 32))
+    // swiftlint:enable force_try
 
     public static func exercise(_ input: [UInt8]) -> WireInputReport {
         var report = WireInputReport()
@@ -62,22 +74,20 @@ public enum WireInput {
             report.violations.append("FrameDecoder.nextFrame gave \(direct.count) frames, the reference \(expected.count)")
         }
 
-        var messages: [WireMessage] = []
         for frame in expected {
             do {
                 let message = try WireMessage(frame: ByteBuffer(bytes: frame))
                 let again = try WireMessage(frame: try message.frame())
                 if again != message { report.violations.append("\(message.kind) changed through encoding and decoding") }
-                messages.append(message)
+                report.messages += 1
             } catch {
                 if !isProtocolViolation(error) {
                     report.violations.append("a frame failed to decode with \(type(of: error)): \(error)")
                 }
             }
         }
-        report.messages = messages.count
-        runAcceptor(messages, repairProofs: repairProofs, into: &report)
-        runDialer(messages, repairProofs: repairProofs, into: &report)
+        runAcceptor(expected, repair: repairProofs, into: &report)
+        runDialer(expected, repair: repairProofs, into: &report)
         return report
     }
 
@@ -142,15 +152,21 @@ public enum WireInput {
         return frames
     }
 
-    /// The messages as a dialer's, to an acceptor.
-    static func runAcceptor(_ messages: [WireMessage], repairProofs: Bool, into report: inout WireInputReport) {
-        var machine = AcceptorHandshake(clusterID: clusterID, memberID: "acceptor", key: key, nonce: acceptorNonce)
-        var dialer: Hello?
-        var acked: Hello?
-        for (index, original) in messages.enumerated() {
-            var message = original
-            if repairProofs, case .proof = message, let dialer, let acked {
-                message = .proof(key.proof(role: .dialer, prover: dialer, peerNonce: acked.nonce))
+    /// The frames as a dialer's, to an acceptor.
+    static func runAcceptor(_ frames: [[UInt8]], repair: Bool, into report: inout WireInputReport) {
+        var machine = AcceptorHandshake(clusterID: clusterID, memberID: "acceptor", key: key, nonce: acceptorNonce,
+                                        keyAgreement: acceptorKeyAgreement)
+        var hello: Hello?
+        var challenge: Challenge?
+        for (index, frame) in frames.enumerated() {
+            // A frame that is no message closes the real connection here.
+            guard var message = try? WireMessage(frame: ByteBuffer(bytes: frame)) else { return }
+            if repair, case .hello(var dialer) = message {
+                dialer.keyShare = dialerKeyAgreement.publicKey.rawRepresentation
+                message = .hello(dialer)
+            }
+            if repair, case .proof = message, let hello, let challenge {
+                message = .proof(key.dialerProof(hello: hello, challenge: challenge))
             }
             let step: AcceptorHandshake.Step
             do {
@@ -160,43 +176,57 @@ public enum WireInput {
                 return
             }
             switch step {
-            case .send(.helloAck(let mine, _)):
-                guard case .hello(let hello) = message else {
-                    report.violations.append("the acceptor acknowledged a \(message.kind)")
+            case .send(.challenge(let mine)):
+                guard case .hello(let dialer) = message else {
+                    report.violations.append("the acceptor challenged a \(message.kind)")
                     return
                 }
-                dialer = hello
-                acked = mine
+                hello = dialer
+                challenge = mine
             case .send(let other):
                 report.violations.append("the acceptor answered with \(other.kind) during the handshake")
                 return
-            case .established(let member):
-                guard case .proof(let proof) = message, let dialer, let acked,
-                      proof == key.proof(role: .dialer, prover: dialer, peerNonce: acked.nonce) else {
+            case .established(let member, let welcome, let keys):
+                guard case .proof(let proof) = message, let hello, let challenge,
+                      key.verifyDialerProof(proof, hello: hello, challenge: challenge) else {
                     report.violations.append("the acceptor accepted a dialer without a valid proof")
                     return
                 }
-                if member != dialer.memberID { report.violations.append("the acceptor took the dialer for \(member)") }
-                report.acceptorEstablished = true
-                if index + 1 < messages.count {
-                    do {
-                        _ = try machine.receive(messages[index + 1])
-                        report.violations.append("the acceptor took a handshake message after it ended")
-                    } catch {}
+                if member != hello.memberID { report.violations.append("the acceptor took the dialer for \(member)") }
+                guard case .welcome(let acceptor, let acceptorProof) = welcome,
+                      key.verifyAcceptorProof(acceptorProof, hello: hello, challenge: challenge, acceptor: acceptor, dialerProof: proof) else {
+                    report.violations.append("the acceptor's welcome would not convince an honest dialer")
+                    return
                 }
+                report.acceptorEstablished = true
+                if let next = frames.dropFirst(index + 1).first, let late = try? WireMessage(frame: ByteBuffer(bytes: next)) {
+                    var ended = machine
+                    if (try? ended.receive(late)) != nil { report.violations.append("the acceptor took a handshake message after it ended") }
+                }
+                // The dialer's sending key, derived from the dialer's side (known only when repaired).
+                let peer = hello.keyShare == dialerKeyAgreement.publicKey.rawRepresentation
+                    ? try? dialerKeys(hello: hello, challenge: challenge).sending : nil
+                checkSealed(Array(frames.dropFirst(index + 1)), peerSending: repair ? peer : nil, receiving: keys.receiving,
+                            expected: "call", into: &report)
                 return
             }
         }
     }
 
-    /// The messages as an acceptor's, to a dialer.
-    static func runDialer(_ messages: [WireMessage], repairProofs: Bool, into report: inout WireInputReport) {
-        var machine = DialerHandshake(clusterID: clusterID, memberID: "dialer", dialling: "acceptor", key: key, nonce: dialerNonce)
-        var provenPeer = false
-        for (index, original) in messages.enumerated() {
-            var message = original
-            if repairProofs, case .helloAck(let peer, _) = message {
-                message = .helloAck(peer, proof: key.proof(role: .acceptor, prover: peer, peerNonce: dialerNonce))
+    /// The frames as an acceptor's, to a dialer.
+    static func runDialer(_ frames: [[UInt8]], repair: Bool, into report: inout WireInputReport) {
+        var machine = DialerHandshake(clusterID: clusterID, memberID: "dialer", dialling: "acceptor", key: key, nonce: dialerNonce,
+                                      keyAgreement: dialerKeyAgreement)
+        var challenge: Challenge?
+        var proof: Data?
+        for (index, frame) in frames.enumerated() {
+            guard var message = try? WireMessage(frame: ByteBuffer(bytes: frame)) else { return }
+            if repair, case .challenge(var acceptor) = message {
+                acceptor.keyShare = acceptorKeyAgreement.publicKey.rawRepresentation
+                message = .challenge(acceptor)
+            }
+            if repair, case .welcome(let peer, _) = message, let challenge, let proof {
+                message = .welcome(peer, proof: key.acceptorProof(hello: machine.hello, challenge: challenge, acceptor: peer, dialerProof: proof))
             }
             let step: DialerHandshake.Step
             do {
@@ -206,30 +236,83 @@ public enum WireInput {
                 return
             }
             switch step {
-            case .send(.proof):
-                guard case .helloAck(let peer, let proof) = message, peer.memberID == "acceptor",
-                      proof == key.proof(role: .acceptor, prover: peer, peerNonce: dialerNonce) else {
-                    report.violations.append("the dialer answered a peer that did not prove the secret")
+            case .send(.proof(let mine)):
+                guard case .challenge(let acceptor) = message else {
+                    report.violations.append("the dialer proved itself to a \(message.kind)")
                     return
                 }
-                provenPeer = true
+                challenge = acceptor
+                proof = mine
             case .send(let other):
                 report.violations.append("the dialer sent \(other.kind) during the handshake")
                 return
-            case .established:
-                guard provenPeer, case .welcome = message else {
-                    report.violations.append("the dialer took \(message.kind) as welcome before a proven answer")
+            case .established(let keys):
+                guard case .welcome(let peer, let peerProof) = message, let challenge, let proof, peer.memberID == "acceptor",
+                      key.verifyAcceptorProof(peerProof, hello: machine.hello, challenge: challenge, acceptor: peer, dialerProof: proof) else {
+                    report.violations.append("the dialer took \(message.kind) for a proven welcome")
                     return
                 }
                 report.dialerEstablished = true
-                if index + 1 < messages.count {
-                    do {
-                        _ = try machine.receive(messages[index + 1])
-                        report.violations.append("the dialer took a handshake message after it ended")
-                    } catch {}
+                if let next = frames.dropFirst(index + 1).first, let late = try? WireMessage(frame: ByteBuffer(bytes: next)) {
+                    var ended = machine
+                    if (try? ended.receive(late)) != nil { report.violations.append("the dialer took a handshake message after it ended") }
                 }
+                let hello = machine.hello
+                let sending = challenge.keyShare == acceptorKeyAgreement.publicKey.rawRepresentation
+                    ? try? acceptorKeys(hello: hello, challenge: challenge).sending : nil
+                checkSealed(Array(frames.dropFirst(index + 1)), peerSending: repair ? sending : nil, receiving: keys.receiving,
+                            expected: "reply", into: &report)
                 return
             }
+        }
+    }
+
+    static func dialerKeys(hello: Hello, challenge: Challenge) throws -> SessionKeys {
+        let shared = try dialerKeyAgreement.sharedSecretFromKeyAgreement(with: .init(rawRepresentation: challenge.keyShare))
+        return key.sessionKeys(sharedSecret: shared, hello: hello, challenge: challenge, role: .dialer)
+    }
+
+    static func acceptorKeys(hello: Hello, challenge: Challenge) throws -> SessionKeys {
+        let shared = try acceptorKeyAgreement.sharedSecretFromKeyAgreement(with: .init(rawRepresentation: hello.keyShare))
+        return key.sessionKeys(sharedSecret: shared, hello: hello, challenge: challenge, role: .acceptor)
+    }
+
+    /// The frames after a handshake, through the machine's receiving key. With `peerSending` (the
+    /// input repaired), each is sealed as the honest peer would and must open to itself, while the
+    /// same frame with one bit flipped, or sent again, must not; without it, the input's own bytes
+    /// must not open (the real connection closes at the first, so the check stops there too).
+    static func checkSealed(_ frames: [[UInt8]], peerSending: SymmetricKey?, receiving: SymmetricKey, expected: String,
+                            into report: inout WireInputReport) {
+        var mine = FrameCipher(key: receiving)
+        guard let peerSending else {
+            if let frame = frames.first, (try? mine.open(Data(frame))) != nil {
+                report.violations.append("a frame the peer did not seal opened")
+            }
+            return
+        }
+        var peer = FrameCipher(key: peerSending)
+        for frame in frames {
+            guard let sealed = try? peer.seal(Data(frame)) else {
+                report.violations.append("an honest peer could not seal a frame")
+                return
+            }
+            if Data(frame).count >= 8, sealed.range(of: Data(frame)) != nil {
+                report.violations.append("a sealed frame carries its payload in the clear")
+            }
+            var altered = sealed
+            altered[altered.startIndex + (frame.count * 7) % altered.count] ^= 0x10
+            var probe = mine
+            if (try? probe.open(altered)) != nil { report.violations.append("an altered sealed frame opened") }
+            guard let opened = try? mine.open(sealed) else {
+                report.violations.append("a frame sealed by an honest peer did not open")
+                return
+            }
+            if opened != Data(frame) { report.violations.append("a sealed frame opened to other bytes") }
+            var replay = mine
+            if (try? replay.open(sealed)) != nil { report.violations.append("a replayed sealed frame opened") }
+            report.sealedFramesOpened += 1
+            // What opened is one of the messages a connected peer sends, or closes the connection.
+            guard let message = try? WireMessage(frame: ByteBuffer(bytes: opened)), message.kind == expected else { return }
         }
     }
 
@@ -250,8 +333,10 @@ public enum WireInput {
     /// Valid inputs to start the fuzzer from (and for the regression tests to replay): both
     /// handshakes, calls and replies, with proofs repaired, in one piece and in small chunks.
     public static func seeds() -> [String: [UInt8]] {
-        let hello = Hello(clusterID: clusterID, memberID: "dialer", nonce: dialerNonce)
-        let ack = Hello(clusterID: clusterID, memberID: "acceptor", nonce: acceptorNonce)
+        // Key shares and proofs are placeholders: the harness repairs them (input byte 2).
+        let hello = Hello(clusterID: clusterID, memberID: "dialer", nonce: dialerNonce, keyShare: Data(count: 32))
+        let challenge = Challenge(nonce: acceptorNonce, keyShare: Data(count: 32))
+        let welcome = Hello(clusterID: clusterID, memberID: "acceptor")
         let target = ClusterActorID(memberID: "acceptor", name: "scheduler")
         let call = WireMessage.call(CallEnvelope(callID: 7, target: target, method: "$s6Convoy5startyyF",
                                                  arguments: [Data("\"zzzzz-dz642-000000000000001\"".utf8)], epoch: 3))
@@ -259,8 +344,8 @@ public enum WireInput {
         let failed = WireMessage.reply(ReplyEnvelope(callID: 8, error: .timeout(member: "b", target: "t", seconds: 1.5)))
         let streams: [String: [WireMessage]] = [
             "acceptor-handshake-then-call": [.hello(hello), .proof(Data(count: 32)), call],
-            "dialer-handshake-then-replies": [.helloAck(ack, proof: Data(count: 32)), .welcome, reply, failed],
-            "refused": [.refused("cluster zzzzz is not fuzz1")],
+            "dialer-handshake-then-replies": [.challenge(challenge), .welcome(welcome, proof: Data(count: 32)), reply, failed],
+            "refused": [.refused(WireMessage.handshakeRefusal)],
             "stale-epoch": [.reply(ReplyEnvelope(callID: 1, error: .staleEpoch(sent: 2, seen: 5)))],
         ]
         var seeds: [String: [UInt8]] = [:]

@@ -32,7 +32,7 @@ public enum RawSocket {
         return (fd, Int(UInt16(bigEndian: address.sin_port)))
     }
 
-    private static func connect(port: Int) throws -> Int32 {
+    static func connect(port: Int) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = loopback(port: port)
         let result = withUnsafePointer(to: &address) {
@@ -45,7 +45,7 @@ public enum RawSocket {
         return fd
     }
 
-    private static func loopback(port: Int) -> sockaddr_in {
+    static func loopback(port: Int) -> sockaddr_in {
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")

@@ -17,7 +17,13 @@ distributed actor Greeter {
         let description: String
     }
 
-    distributed func greet(_ name: String) -> String { "hello \(name) from \(actorSystem.memberID)" }
+    /// How many `greet` calls ran here.
+    var greeted = 0
+
+    distributed func greet(_ name: String) -> String {
+        greeted += 1
+        return "hello \(name) from \(actorSystem.memberID)"
+    }
     distributed func add(_ a: Int, _ b: Int) -> Int { a + b }
     distributed func nothing() {}
     distributed func fail(_ message: String) throws { throw Failure(description: message) }
@@ -114,6 +120,73 @@ final class ClusterSystemTests: XCTestCase {
         }
         let greeting = try await greeter(on: "b", port: portB, from: a).greet("member")
         XCTAssertEqual(greeting, "hello member from b")
+    }
+
+    /// Issue 17: every frame after the handshake is sealed. A token passed to a call and the reply
+    /// that repeats it, and the method called, never cross in the clear.
+    func testNothingACallCarriesCrossesInTheClear() async throws {
+        let (a, _) = try await member("a")
+        let (_, portB) = try await member("b")
+        let proxy = try TamperingProxy(forwardingTo: portB)
+        defer { proxy.close() }
+        let secret = "3kq8m1secret9tokenvalue"
+        let answer = try await greeter(on: "b", port: proxy.port, from: a).greet("v2/zzzzz-gj3su-0123456789abcde/\(secret)")
+        XCTAssertEqual(answer, "hello v2/zzzzz-gj3su-0123456789abcde/\(secret) from b")
+        let captured = Data(proxy.captured)
+        XCTAssertGreaterThan(captured.count, 200, "the proxy saw the connection")
+        XCTAssertNotNil(captured.range(of: Data("\"hello\"".utf8)), "the handshake is in the clear, as it must be")
+        for word in [secret, "gj3su", "greet", "from b", "callID"] {
+            XCTAssertNil(captured.range(of: Data(word.utf8)), "\(word) crossed in the clear")
+        }
+    }
+
+    /// Issue 17: a proxy that alters the dialer's frames gets the connection closed and no call run
+    /// (a replayed call runs at most once); the member goes on serving honest connections.
+    func testAFrameFlippedInjectedReplayedOrReorderedClosesTheConnectionAndRunsNoCall() async throws {
+        let (_, portB) = try await member("b")
+        let b = try XCTUnwrap(greeters.last)
+        let forged = [UInt8](repeating: 0x42, count: 40)
+        let plaintextCall = Array(#"{"call":{"_0":{"callID":1,"target":{"memberID":"b","name":"greeter"},"method":"m","arguments":[]}}}"#.utf8)
+        let cases: [(TamperingProxy.Tamper, calls: Int, maxRuns: Int)] = [
+            (.flipBit(frame: 3), 1, 0),
+            // Pipelined behind the proof, before the keys are in place: must not pass in the clear.
+            (.inject(afterFrame: 2, payload: plaintextCall), 1, 0),
+            (.inject(afterFrame: 2, payload: forged), 1, 0),
+            (.replay(frame: 3), 1, 1),
+            (.reorder(frame: 3), 2, 0),
+        ]
+        for (index, (tamper, calls, maxRuns)) in cases.enumerated() {
+            let before = await b.whenLocal { $0.greeted } ?? 0
+            let (dialer, _) = try await member("d\(index)")
+            let proxy = try TamperingProxy(forwardingTo: portB, tamper: tamper)
+            defer { proxy.close() }
+            let remote = try greeter(on: "b", port: proxy.port, from: dialer)
+            let failures = await withTaskGroup(of: Bool.self) { group in
+                for call in 0..<calls {
+                    group.addTask {
+                        do {
+                            _ = try await remote.greet("call \(call)")
+                            return false
+                        } catch {
+                            return error is ClusterError
+                        }
+                    }
+                }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+            // Replayed, the first copy may have been answered before the second closed the connection.
+            if tamper != .replay(frame: 3) {
+                XCTAssertEqual(failures, calls, "\(tamper): every call failed with a cluster error")
+            }
+            XCTAssertEqual(proxy.connectionsAccepted, 1, "\(tamper)")
+            let closed = await eventually { proxy.openConnections == 0 }
+            XCTAssertTrue(closed, "\(tamper): the member closed the connection")
+            // An honest call after it: the member still serves, and has run whatever it was going to.
+            let (honest, _) = try await member("h\(index)")
+            _ = try await greeter(on: "b", port: portB, from: honest).add(1, 1)
+            let runs = (await b.whenLocal { $0.greeted } ?? 0) - before
+            XCTAssertLessThanOrEqual(runs, maxRuns, "\(tamper): \(runs) calls ran")
+        }
     }
 
     func testGarbageAndAnOversizedFrameCloseOnlyThatConnection() async throws {

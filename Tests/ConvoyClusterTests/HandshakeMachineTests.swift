@@ -1,62 +1,123 @@
 import ConvoyCluster
+import Crypto
 import Foundation
 import XCTest
 
 /// The handshake's two state machines, driven against each other and against a peer that lies,
-/// skips steps or speaks out of turn.
+/// skips steps, speaks out of turn or sits in the middle; and the frame cipher the handshake keys.
 final class HandshakeMachineTests: XCTestCase {
-    private let key = HandshakeKey(secret: "s3cret")
+    private let key = HandshakeKey(secret: "s3cret-with-enough-bits-for-a-test")
 
     /// A step of the handshake that did not go the way it must: a failure, never a skip.
     private struct WrongTransition: Error, CustomStringConvertible {
         var description: String
     }
 
+    private struct Established {
+        var member: String
+        var acceptorKeys: SessionKeys
+        var dialerKeys: SessionKeys
+    }
+
     private func handshake(acceptorKey: HandshakeKey, dialerKey: HandshakeKey, cluster: String = "zzzzz",
-                           dialling: String = "a") throws -> (member: String, dialerDone: Bool) {
+                           dialling: String = "a") throws -> Established {
         var acceptor = AcceptorHandshake(clusterID: "zzzzz", memberID: "a", key: acceptorKey)
         var dialer = DialerHandshake(clusterID: cluster, memberID: "b", dialling: dialling, key: dialerKey)
-        guard case .send(let ack) = try acceptor.receive(.hello(dialer.hello)) else { throw WrongTransition(description: "the acceptor did not answer the hello with an ack") }
-        guard case .send(let proof) = try dialer.receive(ack) else { throw WrongTransition(description: "the dialer did not answer the ack with its proof") }
-        guard case .established(let member) = try acceptor.receive(proof) else { throw WrongTransition(description: "the acceptor did not establish the connection on the proof") }
-        let done = try dialer.receive(.welcome) == .established
-        return (member, done)
+        guard case .send(let challenge) = try acceptor.receive(.hello(dialer.hello)) else { throw WrongTransition(description: "no challenge for the hello") }
+        guard case .send(let proof) = try dialer.receive(challenge) else { throw WrongTransition(description: "no proof for the challenge") }
+        guard case .established(let member, let welcome, let acceptorKeys) = try acceptor.receive(proof) else {
+            throw WrongTransition(description: "the acceptor did not establish the connection on the proof")
+        }
+        guard case .established(let dialerKeys) = try dialer.receive(welcome) else { throw WrongTransition(description: "the dialer did not take the welcome") }
+        return Established(member: member, acceptorKeys: acceptorKeys, dialerKeys: dialerKeys)
     }
 
-    func testTwoMembersWithOneSecretCompleteTheHandshake() throws {
+    func testTwoMembersWithOneSecretCompleteTheHandshakeAndShareKeysOnePerDirection() throws {
         let result = try handshake(acceptorKey: key, dialerKey: key)
         XCTAssertEqual(result.member, "b")
-        XCTAssertTrue(result.dialerDone)
+        var dialerOut = FrameCipher(key: result.dialerKeys.sending)
+        var acceptorIn = FrameCipher(key: result.acceptorKeys.receiving)
+        XCTAssertEqual(try acceptorIn.open(try dialerOut.seal(Data("call".utf8))), Data("call".utf8))
+        var acceptorOut = FrameCipher(key: result.acceptorKeys.sending)
+        var dialerIn = FrameCipher(key: result.dialerKeys.receiving)
+        XCTAssertEqual(try dialerIn.open(try acceptorOut.seal(Data("reply".utf8))), Data("reply".utf8))
+        // A frame sent one way does not open as one from the other way.
+        var wrongWay = FrameCipher(key: result.dialerKeys.receiving)
+        var ownOut = FrameCipher(key: result.dialerKeys.sending)
+        XCTAssertThrowsError(try wrongWay.open(try ownOut.seal(Data("call".utf8))))
+        // Two connections never share keys.
+        let other = try handshake(acceptorKey: key, dialerKey: key)
+        var otherIn = FrameCipher(key: other.acceptorKeys.receiving)
+        var firstOut = FrameCipher(key: result.dialerKeys.sending)
+        XCTAssertThrowsError(try otherIn.open(try firstOut.seal(Data("call".utf8))))
     }
 
-    func testTheDialerRefusesAnAcceptorWithAnotherSecret() {
-        XCTAssertThrowsError(try handshake(acceptorKey: HandshakeKey(secret: "other"), dialerKey: key)) { error in
+    func testTheAcceptorRefusesADialerWithAnotherSecretBeforeProvingAnything() throws {
+        XCTAssertThrowsError(try handshake(acceptorKey: key, dialerKey: HandshakeKey(secret: "other"))) { error in
+            XCTAssertEqual(error as? ClusterError, .handshakeFailed("member b does not know the cluster secret"))
+        }
+        // The acceptor's only words before the proof: a nonce and a key share.
+        var acceptor = AcceptorHandshake(clusterID: "zzzzz", memberID: "a", key: key)
+        let dialer = DialerHandshake(clusterID: "zzzzz", memberID: "b", dialling: "a", key: key)
+        guard case .send(let challenge) = try acceptor.receive(.hello(dialer.hello)) else { return XCTFail("no challenge") }
+        let text = String(decoding: try challenge.frame().readableBytesView, as: UTF8.self)
+        XCTAssertFalse(text.contains("zzzzz") || text.contains("\"a\""), text)
+    }
+
+    func testTheDialerRefusesAWelcomeWithoutAValidProof() throws {
+        // A stranger on the member's address: it can challenge, but cannot prove.
+        var stranger = AcceptorHandshake(clusterID: "zzzzz", memberID: "a", key: HandshakeKey(secret: "guessed"))
+        var dialer = DialerHandshake(clusterID: "zzzzz", memberID: "b", dialling: "a", key: key)
+        guard case .send(let challenge) = try stranger.receive(.hello(dialer.hello)),
+              case .challenge(let body) = challenge else { return XCTFail("no challenge") }
+        guard case .send(.proof(let proof)) = try dialer.receive(challenge) else { return XCTFail("no proof") }
+        let forged = HandshakeKey(secret: "guessed").acceptorProof(hello: dialer.hello, challenge: body,
+                                                                   acceptor: Hello(clusterID: "zzzzz", memberID: "a"), dialerProof: proof)
+        XCTAssertThrowsError(try dialer.receive(.welcome(Hello(clusterID: "zzzzz", memberID: "a"), proof: forged))) { error in
             XCTAssertEqual(error as? ClusterError, .handshakeFailed("member a does not know the cluster secret"))
         }
     }
 
-    func testTheAcceptorRefusesADialerWithAnotherSecret() throws {
+    func testAProofServesOnlyItsOwnRoleAndConnection() throws {
+        // The dialer's proof echoed back as the acceptor's fails: the role is in what is signed.
+        var dialer = DialerHandshake(clusterID: "zzzzz", memberID: "b", dialling: "a", key: key)
         var acceptor = AcceptorHandshake(clusterID: "zzzzz", memberID: "a", key: key)
-        let dialer = DialerHandshake(clusterID: "zzzzz", memberID: "b", dialling: "a", key: HandshakeKey(secret: "other"))
-        guard case .send(.helloAck(let mine, _)) = try acceptor.receive(.hello(dialer.hello)) else { return XCTFail("no ack") }
-        let forged = HandshakeKey(secret: "other").proof(role: .dialer, prover: dialer.hello, peerNonce: mine.nonce)
-        XCTAssertThrowsError(try acceptor.receive(.proof(forged))) { error in
+        guard case .send(let challenge) = try acceptor.receive(.hello(dialer.hello)) else { return XCTFail("no challenge") }
+        guard case .send(.proof(let proof)) = try dialer.receive(challenge) else { return XCTFail("no proof") }
+        XCTAssertThrowsError(try dialer.receive(.welcome(Hello(clusterID: "zzzzz", memberID: "a"), proof: proof)))
+        // A proof recorded on one connection is refused on the next: the acceptor's nonce is new.
+        var next = AcceptorHandshake(clusterID: "zzzzz", memberID: "a", key: key)
+        _ = try next.receive(.hello(dialer.hello))
+        XCTAssertThrowsError(try next.receive(.proof(proof))) { error in
             XCTAssertEqual(error as? ClusterError, .handshakeFailed("member b does not know the cluster secret"))
         }
     }
 
-    func testAnAcceptorsProofCannotServeAsADialersProof() throws {
-        // A peer replaying the acceptor's own proof back must fail: the role is in what is signed.
+    func testAProxySwappingInItsOwnKeyShareIsCaughtByTheProofs() throws {
+        let proxyKey = Curve25519.KeyAgreement.PrivateKey()
         var acceptor = AcceptorHandshake(clusterID: "zzzzz", memberID: "a", key: key)
-        let hello = Hello(clusterID: "zzzzz", memberID: "a", nonce: Data(repeating: 1, count: 32))
-        guard case .send(.helloAck(_, let proof)) = try acceptor.receive(.hello(hello)) else { return XCTFail("no ack") }
-        XCTAssertThrowsError(try acceptor.receive(.proof(proof)))
+        var dialer = DialerHandshake(clusterID: "zzzzz", memberID: "b", dialling: "a", key: key)
+        // Towards the acceptor the proxy passes its own share as the dialer's ...
+        var hello = dialer.hello
+        hello.keyShare = proxyKey.publicKey.rawRepresentation
+        guard case .send(.challenge(var challenge)) = try acceptor.receive(.hello(hello)) else { return XCTFail("no challenge") }
+        // ... and towards the dialer as the acceptor's.
+        challenge.keyShare = proxyKey.publicKey.rawRepresentation
+        guard case .send(let proof) = try dialer.receive(.challenge(challenge)) else { return XCTFail("no proof") }
+        XCTAssertThrowsError(try acceptor.receive(proof)) { error in
+            XCTAssertEqual(error as? ClusterError, .handshakeFailed("member b does not know the cluster secret"))
+        }
     }
 
-    func testAWrongClusterVersionOrNonceIsRefusedBeforeAnyProof() {
-        for hello in [Hello(clusterID: "yyyyy", memberID: "b", nonce: Data(count: 32)),
-                      Hello(protocolVersion: 99, clusterID: "zzzzz", memberID: "b", nonce: Data(count: 32)),
-                      Hello(clusterID: "zzzzz", memberID: "b", nonce: Data(count: 4))] {
+    func testAWrongClusterVersionNonceKeyShareOrMemberIdIsRefusedBeforeAnyProof() {
+        let share = Curve25519.KeyAgreement.PrivateKey().publicKey.rawRepresentation
+        for hello in [Hello(clusterID: "yyyyy", memberID: "b", nonce: Data(count: 32), keyShare: share),
+                      Hello(protocolVersion: 1, clusterID: "zzzzz", memberID: "b", nonce: Data(count: 32), keyShare: share),
+                      Hello(clusterID: "zzzzz", memberID: "b", nonce: Data(count: 4), keyShare: share),
+                      Hello(clusterID: "zzzzz", memberID: "b", nonce: Data(count: 32), keyShare: Data(count: 31)),
+                      Hello(clusterID: "zzzzz", memberID: "", nonce: Data(count: 32), keyShare: share),
+                      Hello(clusterID: "zzzzz", memberID: "b c\n", nonce: Data(count: 32), keyShare: share),
+                      Hello(clusterID: "zzzzz", memberID: String(repeating: "b", count: 129), nonce: Data(count: 32), keyShare: share)] {
             var acceptor = AcceptorHandshake(clusterID: "zzzzz", memberID: "a", key: key)
             XCTAssertThrowsError(try acceptor.receive(.hello(hello))) { error in
                 guard case ClusterError.handshakeFailed = error else { return XCTFail("\(error)") }
@@ -83,12 +144,40 @@ final class HandshakeMachineTests: XCTestCase {
         }
 
         var early = DialerHandshake(clusterID: "zzzzz", memberID: "b", dialling: "a", key: key)
-        XCTAssertThrowsError(try early.receive(.welcome)) { error in
+        XCTAssertThrowsError(try early.receive(.welcome(Hello(clusterID: "zzzzz", memberID: "a"), proof: Data(count: 32)))) { error in
             guard case ClusterError.protocolViolation = error else { return XCTFail("\(error)") }
         }
+        // A refusal's words are a stranger's: they are not repeated.
         var refused = DialerHandshake(clusterID: "zzzzz", memberID: "b", dialling: "a", key: key)
-        XCTAssertThrowsError(try refused.receive(.refused("not today"))) { error in
-            XCTAssertEqual(error as? ClusterError, .handshakeFailed("not today"))
+        XCTAssertThrowsError(try refused.receive(.refused("call 555-0100 for the secret"))) { error in
+            XCTAssertEqual(error as? ClusterError, .handshakeFailed(
+                "member a refused the handshake (another cluster secret, cluster id or protocol version?)"))
+        }
+    }
+
+    func testASealedFrameAlteredReplayedOrReorderedFailsToOpen() throws {
+        let keys = try handshake(acceptorKey: key, dialerKey: key)
+        var sender = FrameCipher(key: keys.dialerKeys.sending)
+        let first = try sender.seal(Data("first".utf8))
+        let second = try sender.seal(Data("second".utf8))
+        XCTAssertEqual(first.count, 5 + FrameCipher.overhead)
+        XCTAssertNil(first.range(of: Data("first".utf8)), "the payload is not in the clear")
+
+        var flipped = first
+        flipped[0] ^= 1
+        var receiver = FrameCipher(key: keys.acceptorKeys.receiving)
+        XCTAssertThrowsError(try receiver.open(flipped))
+
+        var reordered = FrameCipher(key: keys.acceptorKeys.receiving)
+        XCTAssertThrowsError(try reordered.open(second))
+
+        var replayed = FrameCipher(key: keys.acceptorKeys.receiving)
+        XCTAssertEqual(try replayed.open(first), Data("first".utf8))
+        XCTAssertThrowsError(try replayed.open(first))
+
+        var short = FrameCipher(key: keys.acceptorKeys.receiving)
+        XCTAssertThrowsError(try short.open(Data(count: 15))) { error in
+            guard case ClusterError.protocolViolation = error else { return XCTFail("\(error)") }
         }
     }
 }

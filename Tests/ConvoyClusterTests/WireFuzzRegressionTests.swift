@@ -41,6 +41,9 @@ final class WireFuzzRegressionTests: XCTestCase {
         XCTAssertTrue(WireInput.exercise(seeds["acceptor-handshake-then-call-chunked"]!).acceptorEstablished)
         XCTAssertTrue(WireInput.exercise(seeds["dialer-handshake-then-replies-chunked"]!).dialerEstablished)
         XCTAssertEqual(WireInput.exercise(seeds["dialer-handshake-then-replies"]!).frames, 4)
+        // ... and the frames after each handshake are sealed by the honest peer and opened.
+        XCTAssertEqual(WireInput.exercise(seeds["acceptor-handshake-then-call"]!).sealedFramesOpened, 1)
+        XCTAssertEqual(WireInput.exercise(seeds["dialer-handshake-then-replies"]!).sealedFramesOpened, 2)
     }
 
     func testWithoutRepairedProofsNoHandshakeSucceeds() {
@@ -50,6 +53,7 @@ final class WireFuzzRegressionTests: XCTestCase {
             let report = WireInput.exercise(unrepaired)
             XCTAssertEqual(report.violations, [], name)
             XCTAssertFalse(report.acceptorEstablished || report.dialerEstablished, name)
+            XCTAssertEqual(report.sealedFramesOpened, 0, name)
         }
     }
 

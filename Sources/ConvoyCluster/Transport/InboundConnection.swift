@@ -44,20 +44,16 @@ struct InboundConnection {
                 let writer = FrameWriter(outbound)
                 let member: String
                 do {
-                    member = try await handshake(&iterator, writer)
+                    member = try await handshake(&iterator, writer, channel: channel, limit: limit)
                 } catch {
                     handshakeTimer.cancel()
-                    if case ClusterError.handshakeFailed(let reason) = error {
-                        try? await writer.send(.refused(reason))
-                    } else {
-                        try? await writer.send(.refused("\(error)"))
-                    }
+                    // The reason goes to the log below, never to a peer that has not proved the secret.
+                    try? await writer.send(.refused(WireMessage.handshakeRefusal))
                     throw error
                 }
                 handshakeTimer.cancel()
                 inHandshake = false
                 system.endHandshake()
-                limit.raise(to: system.settings.maxFrameBytes)
                 peer = member
                 system.logger.debug("member connected", metadata: ["member": "\(peer)", "address": "\(remote)"])
                 try await withThrowingDiscardingTaskGroup { group in
@@ -90,15 +86,19 @@ struct InboundConnection {
         try? await framed.executeThenClose { _, _ in }
     }
 
-    /// Checks the dialer's hello and proof; returns its member id.
-    private func handshake(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ writer: FrameWriter) async throws -> String {
+    /// Checks the dialer's hello and proof, then welcomes it and seals the connection; returns its
+    /// member id.
+    private func handshake(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ writer: FrameWriter,
+                           channel: Channel, limit: FrameLimit) async throws -> String {
         var machine = AcceptorHandshake(clusterID: system.clusterID, memberID: system.memberID, key: system.key)
         while true {
             switch try machine.receive(try await WireChannel.next(&iterator, from: "dialer")) {
             case .send(let answer):
                 try await writer.send(answer)
-            case .established(let member):
-                try await writer.send(.welcome)
+            case .established(let member, let welcome, let keys):
+                // Calls may follow the welcome at once: the limit is raised before it goes out.
+                limit.raise(to: system.settings.maxFrameBytes + FrameCipher.overhead)
+                try await WireChannel.sendWelcomeThenSeal(channel, welcome: welcome, keys: keys)
                 return member
             }
         }

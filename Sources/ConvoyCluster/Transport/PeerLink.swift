@@ -117,9 +117,10 @@ actor PeerLink {
             try await framed.executeThenClose { inbound, outbound in
                 var iterator = inbound.makeAsyncIterator()
                 let writer = FrameWriter(outbound)
-                try await self.handshake(&iterator, writer)
+                let keys = try await self.handshake(&iterator, writer)
                 handshakeTimer.cancel()
-                limit.raise(to: self.system.settings.maxFrameBytes)
+                limit.raise(to: self.system.settings.maxFrameBytes + FrameCipher.overhead)
+                try await WireChannel.seal(channel, with: keys)
                 self.connected(channel)
                 while true {
                     let message = try await WireChannel.next(&iterator, from: self.memberID)
@@ -136,7 +137,7 @@ actor PeerLink {
         disconnected(failure, address: address)
     }
 
-    private func handshake(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ writer: FrameWriter) async throws {
+    private func handshake(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ writer: FrameWriter) async throws -> SessionKeys {
         var machine = DialerHandshake(clusterID: system.clusterID, memberID: system.memberID, dialling: memberID, key: system.key)
         try await writer.send(.hello(machine.hello))
         while true {
@@ -147,11 +148,11 @@ actor PeerLink {
                 if handshakeTimedOut {
                     throw ClusterError.handshakeFailed("member \(memberID) did not answer the handshake within \(system.settings.handshakeTimeout)")
                 }
-                throw ClusterError.handshakeFailed("member \(memberID) closed the connection during the handshake (wrong secret, cluster or version?)")
+                throw ClusterError.handshakeFailed("member \(memberID) closed the connection during the handshake (another secret, cluster or version?)")
             }
             switch try machine.receive(answer) {
             case .send(let message): try await writer.send(message)
-            case .established: return
+            case .established(let keys): return keys
             }
         }
     }

@@ -6,13 +6,34 @@ import NIOPosix
 typealias FramedChannel = NIOAsyncChannel<ByteBuffer, ByteBuffer>
 
 enum WireChannel {
-    /// Installs the frame codec, its frames limited by `limit`, and wraps the channel for async use.
+    /// Installs the frame codec, its frames limited by `limit`, and the cipher that seals them after
+    /// the handshake, and wraps the channel for async use.
     static func configure(_ channel: Channel, limit: FrameLimit) -> EventLoopFuture<FramedChannel> {
         channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
             try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+            // The peer's handshake is two frames whichever side it is (hello and proof, or
+            // challenge and welcome).
+            try channel.pipeline.syncOperations.addHandler(FrameCipherHandler(plaintextFrames: 2))
             return try FramedChannel(wrappingChannelSynchronously: channel)
         }
+    }
+
+    /// The dialer, on the acceptor's welcome: every frame from now on is sealed. Done before the
+    /// first call is written (writes and this event keep their order on the event loop).
+    static func seal(_ channel: Channel, with keys: SessionKeys) async throws {
+        try await channel.triggerUserOutboundEvent(FrameCipherHandler.StartSealing(keys: keys)).get()
+    }
+
+    /// The acceptor, on the dialer's proof: the welcome goes out in the clear and the keys take over
+    /// in the same event-loop turn, before any frame of the dialer's can be read.
+    static func sendWelcomeThenSeal(_ channel: Channel, welcome: WireMessage, keys: SessionKeys) async throws {
+        let frame = try encode(welcome)
+        try await channel.eventLoop.flatSubmit {
+            let written = channel.writeAndFlush(frame)
+            channel.triggerUserOutboundEvent(FrameCipherHandler.StartSealing(keys: keys), promise: nil)
+            return written
+        }.get()
     }
 
     static func encode(_ message: WireMessage) throws -> ByteBuffer {

@@ -5,20 +5,25 @@ import NIOCore
 /// Convoy speaks Codable JSON, a frame can be read in a packet capture, and the benchmark in
 /// docs/benchmarks.md measures what it costs against a raw TCP echo.
 public enum WireMessage: Codable, Sendable, Equatable {
-    /// Dialer → acceptor: who is calling.
+    /// Dialer → acceptor: who is calling, its nonce and key share.
     case hello(Hello)
-    /// Acceptor → dialer: who answers, its nonce, and its proof of the secret over both nonces.
-    case helloAck(Hello, proof: Data)
-    /// Dialer → acceptor: the dialer's proof.
+    /// Acceptor → dialer: a nonce and a key share, nothing more (it names neither the cluster nor
+    /// the member: a stranger learns nothing before it has proved the secret).
+    case challenge(Challenge)
+    /// Dialer → acceptor: the dialer's proof of the secret over the transcript.
     case proof(Data)
-    /// Acceptor → dialer: the connection is open for calls.
-    case welcome
-    /// Either side: why the connection is being closed.
+    /// Acceptor → dialer: who answered and its proof; every frame after this one is sealed.
+    case welcome(Hello, proof: Data)
+    /// Acceptor → dialer during the handshake: the connection is being closed. Always
+    /// `handshakeRefusal`: the reason stays in the acceptor's log.
     case refused(String)
     case call(CallEnvelope)
     case reply(ReplyEnvelope)
 
-    public static let protocolVersion = 1
+    /// 2: the dialer proves first and frames after the handshake are sealed (docs/protocol.md).
+    public static let protocolVersion = 2
+    /// What a refused handshake is told, whatever the reason.
+    public static let handshakeRefusal = "handshake refused"
 
     /// The message in one frame's payload; anything that is not one is a protocol violation.
     public init(frame: ByteBuffer) throws {
@@ -36,19 +41,36 @@ public enum WireMessage: Codable, Sendable, Equatable {
     }
 }
 
-/// The first thing each side says.
+/// Who a side is: the dialer's first message, and inside the acceptor's welcome.
 public struct Hello: Codable, Sendable, Equatable {
     public var protocolVersion: Int
     public var clusterID: String
     public var memberID: String
-    /// 32 random bytes; each side proves the secret over both nonces.
+    /// 32 random bytes; each side proves the secret over both nonces (empty in a welcome).
     public var nonce: Data
+    /// The sender's X25519 public key for this connection (empty in a welcome).
+    public var keyShare: Data
 
-    public init(protocolVersion: Int = WireMessage.protocolVersion, clusterID: String, memberID: String, nonce: Data) {
+    public init(protocolVersion: Int = WireMessage.protocolVersion, clusterID: String, memberID: String,
+                nonce: Data = Data(), keyShare: Data = Data()) {
         self.protocolVersion = protocolVersion
         self.clusterID = clusterID
         self.memberID = memberID
         self.nonce = nonce
+        self.keyShare = keyShare
+    }
+}
+
+/// The acceptor's answer to a hello.
+public struct Challenge: Codable, Sendable, Equatable {
+    /// 32 random bytes.
+    public var nonce: Data
+    /// The acceptor's X25519 public key for this connection.
+    public var keyShare: Data
+
+    public init(nonce: Data, keyShare: Data) {
+        self.nonce = nonce
+        self.keyShare = keyShare
     }
 }
 
