@@ -8,7 +8,7 @@ packages=(
   libpq-dev libssh2-1-dev libcurl4-openssl-dev
   postgresql postgresql-contrib
   openssh-server openssh-client
-  bubblewrap podman runc busybox-static
+  bubblewrap podman runc busybox-static iproute2 util-linux
   python3-venv
   chromium fonts-dejavu-core
 )

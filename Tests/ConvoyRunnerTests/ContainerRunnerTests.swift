@@ -144,10 +144,32 @@ final class ContainerRunnerTests: PostgresTestCase {
         let isolated = try await api.lockedContainer(ContainerSpec(command: probe, containerImage: image, outputPath: "/out", priority: 1))
         let result4 = try await run(isolated)
         XCTAssertEqual(result4, .finished(state: "Complete", exitCode: 1))
-        let networked = try await api.lockedContainer(ContainerSpec(command: probe, containerImage: image, outputPath: "/out",
-                                                                    runtimeConstraints: RuntimeConstraints(api: true), priority: 1))
-        let result5 = try await run(networked)
-        XCTAssertEqual(result5, .finished(state: "Complete", exitCode: 0))
+    }
+
+    /// Issue 17: `API: true` gives a network of the container's own where the API answers and
+    /// nothing else of the worker does: not a service on the worker's loopback, not the cloud's
+    /// metadata address (before, podman and bwrap shared the host's network).
+    func testAnAPIContainerReachesTheAPIButNoLoopbackServiceOrMetadataAddressOfTheWorker() async throws {
+        let image = try await uploadImage().uuid.rawValue
+        let service = try await TestHTTPServer.start()
+        // On the worker itself the service answers (asked to close the connection once it has).
+        XCTAssertTrue(try RawSocket.sendAndSeeClosed(port: service.port, bytes: Array("GET /hello HTTP/1.1\r\nHost: worker\r\nConnection: close\r\n\r\n".utf8), within: 5))
+        for runtime in [RuntimeKind.podman, .bwrap] {
+            let wget = runtime == .podman ? "wget" : "busybox wget"
+            let script = """
+                \(wget) -q -O /dev/null http://\(api.hostAndPort)/discovery/v1/apis/arvados/v1/rest || exit 11
+                if \(wget) -q -O /dev/null \(service.baseURL)/hello; then exit 12; fi
+                if \(wget) -q -O /dev/null http://169.254.169.254/latest/meta-data/; then exit 13; fi
+                exit 0
+                """
+            let locked = try await api.lockedContainer(ContainerSpec(
+                command: ["sh", "-c", script], containerImage: runtime == .podman ? image : "", outputPath: "/out",
+                runtimeConstraints: RuntimeConstraints(api: true), priority: 1))
+            let result = try await run(locked, runtime: runtime)
+            // 11: no API; 12: the worker's loopback service answered; 13: the metadata address did.
+            XCTAssertEqual(result, .finished(state: "Complete", exitCode: 0), "\(runtime)")
+        }
+        await service.stop()
     }
 
     // MARK: Secrets

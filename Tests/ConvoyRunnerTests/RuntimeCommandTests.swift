@@ -17,9 +17,13 @@ final class RuntimeCommandTests: XCTestCase {
         return container
     }
 
-    private func spec(_ kind: RuntimeKind, _ container: Container) throws -> ProcessSpec {
+    private let network = APINetworkJoin(namespacePath: "/proc/42/fd/9", hostName: "api.example", address: "10.1.2.3",
+                                         hostsFile: "/var/lib/convoy/work/zzzzz-dz642-000000000000001/hosts")
+
+    private func spec(_ kind: RuntimeKind, _ container: Container, user: SandboxUser? = nil) throws -> ProcessSpec {
         try RuntimeCommand(kind: kind, container: container, workspace: workspace, image: "localhost/convoy-image:abc",
-                           apiEnvironment: ["ARVADOS_API_TOKEN": "v2/x/secret"], hostEnvironment: [:]).processSpec()
+                           apiEnvironment: ["ARVADOS_API_TOKEN": "v2/x/secret"], hostEnvironment: [:], sandboxUser: user,
+                           apiNetwork: container.runtimeConstraints.api ? network : nil).processSpec()
     }
 
     private func arguments(_ kind: RuntimeKind, _ container: Container) throws -> [String] {
@@ -40,16 +44,28 @@ final class RuntimeCommandTests: XCTestCase {
         XCTAssertEqual(Array(arguments.suffix(3)), ["localhost/convoy-image:abc", "echo", "hi"])
     }
 
-    func testTheAPIMeansHostNetworkAndTheTokenInTheEnvironment() throws {
+    func testTheAPIMeansTheAPIOnlyNetworkAndTheTokenInTheEnvironment() throws {
         let arguments = try arguments(.podman, container(api: true))
-        XCTAssertTrue(arguments.contains(sequence: ["--network", "host"]))
-        XCTAssertFalse(arguments.contains("bridge"))
+        XCTAssertTrue(arguments.contains(sequence: ["--network", "ns:/proc/42/fd/9"]))
+        XCTAssertTrue(arguments.contains(sequence: ["--add-host", "api.example:10.1.2.3"]))
+        XCTAssertFalse(arguments.contains("bridge") || arguments.contains("host"))
         XCTAssertFalse(arguments.contains { $0.contains("secret") }, "the token is never on the command line")
         let environment = String(decoding: try spec(.podman, container(api: true)).standardInput, as: UTF8.self)
         XCTAssertTrue(environment.contains("ARVADOS_API_TOKEN=v2/x/secret\n"), environment)
         let bwrap = try spec(.bwrap, container(api: true))
         XCTAssertTrue(bwrap.command.contains(sequence: ["--unshare-all", "--unshare-user"]))
-        XCTAssertTrue(bwrap.command.contains("--share-net"), "the network namespace is the host's")
+        XCTAssertEqual(Array(bwrap.command.prefix(3)), ["nsenter", "--net=/proc/42/fd/9", "--"])
+        XCTAssertTrue(bwrap.command.contains("--share-net"), "bwrap keeps the API-only network nsenter put it in")
+        XCTAssertTrue(bwrap.command.contains(sequence: ["--ro-bind", network.hostsFile!, "/etc/hosts"]))
+        // Under a root runner nsenter joins as root and then becomes the sandbox user.
+        let dropped = try spec(.bwrap, container(api: true), user: SandboxUser(uid: 65534, gid: 65534))
+        XCTAssertEqual(Array(dropped.command.prefix(7)), ["nsenter", "--net=/proc/42/fd/9", "--setuid", "65534", "--setgid", "65534", "--"])
+        XCTAssertNil(dropped.user)
+        XCTAssertEqual(try spec(.bwrap, container(), user: SandboxUser(uid: 65534, gid: 65534)).user, SandboxUser(uid: 65534, gid: 65534))
+        // Without the network, or under docker (which cannot join one by path), no container with the API starts.
+        XCTAssertThrowsError(try RuntimeCommand(kind: .podman, container: container(api: true), workspace: workspace,
+                                                image: "img", hostEnvironment: [:]).processSpec())
+        XCTAssertThrowsError(try spec(.docker, container(api: true)))
         XCTAssertFalse(bwrap.command.contains { $0.contains("secret") }, "the token is never on the command line")
         let pairs = bwrap.standardInput.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         XCTAssertEqual(pairs.last, "", "every argument ends with NUL")

@@ -35,6 +35,8 @@ public actor ContainerRunner {
     private var runtimeStatus: [String: JSONValue] = [:]
     private var stopReason: StopReason?
     private var runtime: RuntimeKind?
+    /// The API-only network of a container with API access, while it runs.
+    private var apiNetwork: APIOnlyNetwork?
     private var commandStarted = false
 
     public init(uuid: ArvadosUUID, api: APIClient, options: RunnerOptions,
@@ -103,7 +105,8 @@ public actor ContainerRunner {
             }
             let command = RuntimeCommand(kind: kind, container: container, workspace: workspace, image: image,
                                          apiEnvironment: api.configuration.environment, hostEnvironment: options.hostEnvironment,
-                                         sandboxUser: options.sandboxUser)
+                                         sandboxUser: options.sandboxUser,
+                                         apiNetwork: try apiOnlyNetwork(for: container, kind: kind, workspace: workspace))
             spec = try command.processSpec()
             for path in try command.tmpMounts() { try workspace.createMount(command.mountDirectory(path)) }
             if kind == .bwrap, let user = options.sandboxUser { try user.checkCanSearch(workspace.output.path) }
@@ -216,8 +219,26 @@ public actor ContainerRunner {
 
     /// Saves logs and output, then records the final state. `neverRan` is why the command did
     /// not run (the container ends Cancelled with that error).
+    /// A container with API access under podman or bwrap gets a network of its own where only the
+    /// API answers (kept until `finish`); the process runtime isolates nothing and keeps the host's.
+    private func apiOnlyNetwork(for container: Container, kind: RuntimeKind, workspace: Workspace) throws -> APINetworkJoin? {
+        guard container.runtimeConstraints.api, kind == .podman || kind == .bwrap else { return nil }
+        let network = try APIOnlyNetwork.make(apiHost: api.configuration.host)
+        apiNetwork = network
+        var join = APINetworkJoin(namespacePath: network.namespacePath, hostName: network.hostName, address: network.address)
+        if join.needsHostsEntry {
+            let hosts = workspace.root.appendingPathComponent("hosts")
+            try Data(join.hostsText.utf8).write(to: hosts)
+            try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: hosts.path)
+            join.hostsFile = hosts.path
+        }
+        return join
+    }
+
     private func finish(_ container: Container, workspace: Workspace, outcome: ProcessOutcome?, neverRan: String?) async -> RunResult {
         onPhase(.finishing, nil, runtime?.rawValue)
+        apiNetwork?.close()
+        apiNetwork = nil
         if let neverRan {
             await say("error: \(neverRan)")
             runtimeStatus["error"] = .string(neverRan)

@@ -54,6 +54,30 @@ public struct RuntimeSetupError: Error, Equatable, CustomStringConvertible {
     }
 }
 
+/// The API-only network a container with API access joins (`APIOnlyNetwork`, as values).
+public struct APINetworkJoin: Sendable, Equatable {
+    /// The network namespace: `/proc/<pid>/fd/<n>`.
+    public var namespacePath: String
+    /// The API's host name as the container is told it, and its IPv4 address in the namespace.
+    public var hostName: String
+    public var address: String
+    /// A hosts file naming `hostName` (bwrap binds it over /etc/hosts when the name is no address).
+    public var hostsFile: String?
+
+    public init(namespacePath: String, hostName: String, address: String, hostsFile: String? = nil) {
+        self.namespacePath = namespacePath
+        self.hostName = hostName
+        self.address = address
+        self.hostsFile = hostsFile
+    }
+
+    /// Whether the container needs a hosts entry to find the API by name.
+    public var needsHostsEntry: Bool { hostName != address }
+
+    /// The hosts file's text.
+    public var hostsText: String { "127.0.0.1 localhost\n\(address) \(hostName)\n" }
+}
+
 /// Turns a container into the command line a runtime executes on the worker. Pure: no I/O
 /// beyond looking at the worker's root directory for the bwrap sandbox.
 public struct RuntimeCommand: Sendable {
@@ -70,10 +94,12 @@ public struct RuntimeCommand: Sendable {
     public var engine: String
     /// Who the bwrap sandbox runs as (nil: the runner's own user).
     public var sandboxUser: SandboxUser?
+    /// Where a container with API access gets its network (podman and bwrap; required for them).
+    public var apiNetwork: APINetworkJoin?
 
     public init(kind: RuntimeKind, container: Container, workspace: Workspace, image: String? = nil,
                 apiEnvironment: [String: String] = [:], hostEnvironment: [String: String] = ProcessInfo.processInfo.environment,
-                engine: String? = nil, sandboxUser: SandboxUser? = nil) {
+                engine: String? = nil, sandboxUser: SandboxUser? = nil, apiNetwork: APINetworkJoin? = nil) {
         self.kind = kind
         self.container = container
         self.workspace = workspace
@@ -82,6 +108,17 @@ public struct RuntimeCommand: Sendable {
         self.hostEnvironment = hostEnvironment
         self.engine = engine ?? kind.rawValue
         self.sandboxUser = sandboxUser
+        self.apiNetwork = apiNetwork
+    }
+
+    /// The API-only network, for a container with API access under podman or bwrap.
+    private func requiredAPINetwork() throws -> APINetworkJoin? {
+        guard container.runtimeConstraints.api else { return nil }
+        guard kind != .docker else {
+            throw RuntimeSetupError("the docker runtime cannot join the API-only network a container with API access gets: use podman or bwrap")
+        }
+        guard let apiNetwork else { throw RuntimeSetupError("a container with API access needs its API-only network") }
+        return apiNetwork
     }
 
     /// The name the container gets in podman/docker, so that a runner (or `--kill`) can remove it.
@@ -175,10 +212,14 @@ public struct RuntimeCommand: Sendable {
     private func engineSpec() throws -> ProcessSpec {
         guard let image else { throw RuntimeSetupError("the \(kind.rawValue) runtime needs an image") }
         let constraints = container.runtimeConstraints
+        let network = try requiredAPINetwork()
         var arguments = [
             engine, "run", "--rm", "--name", Self.engineContainerName(container.uuid),
-            // Never the engine's default bridge network: it uses a private address range.
-            "--network", constraints.api ? "host" : "none",
+            // Never the engine's default bridge network, nor the host's: none, or the API-only one.
+            "--network", network.map { "ns:\($0.namespacePath)" } ?? "none",
+        ]
+        if let network, network.needsHostsEntry { arguments += ["--add-host", "\(network.hostName):\(network.address)"] }
+        arguments += [
             "--workdir", container.cwd,
             "--volume", "\(workspace.output.path):\(container.outputPath)",
             "--volume", "\(workspace.tmp.path):/tmp",
@@ -205,8 +246,19 @@ public struct RuntimeCommand: Sendable {
     /// No `--new-session`: the command must stay in the runner's process group so that stopping
     /// the group reaches it.
     private func bwrapSpec() throws -> ProcessSpec {
-        var arguments = ["bwrap", "--die-with-parent", "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
-        if container.runtimeConstraints.api { arguments.append("--share-net") }
+        let network = try requiredAPINetwork()
+        var arguments: [String] = []
+        var user = sandboxUser
+        if let network {
+            // nsenter (as the runner) puts bwrap into the API-only network, then becomes the
+            // sandbox user; bwrap shares that network and unshares everything else.
+            arguments = ["nsenter", "--net=\(network.namespacePath)"]
+            if let sandboxUser { arguments += ["--setuid", String(sandboxUser.uid), "--setgid", String(sandboxUser.gid)] }
+            arguments.append("--")
+            user = nil
+        }
+        arguments += ["bwrap", "--die-with-parent", "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL"]
+        if network != nil { arguments.append("--share-net") }
         let skipped: Set<String> = ["proc", "dev", "tmp", "run", "lost+found"]
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/")) ?? []
         for name in entries.sorted() where !skipped.contains(name) {
@@ -219,6 +271,9 @@ public struct RuntimeCommand: Sendable {
                     arguments += ["--ro-bind", path, path]
                 }
             }
+        }
+        if let network, network.needsHostsEntry, let hostsFile = network.hostsFile {
+            arguments += ["--ro-bind", hostsFile, "/etc/hosts"]
         }
         arguments += ["--proc", "/proc", "--dev", "/dev", "--bind", workspace.tmp.path, "/tmp"]
         // Other runs' work areas stay out of sight (unless they are under /tmp, replaced above).
@@ -234,7 +289,7 @@ public struct RuntimeCommand: Sendable {
         arguments += ["--chdir", container.cwd, "--clearenv", "--args", "0", "--"]
         arguments += container.command
         return ProcessSpec(command: arguments, workingDirectory: workspace.root.path, environment: hostEnvironment,
-                           standardInput: try bwrapEnvironmentArguments(), user: sandboxUser)
+                           standardInput: try bwrapEnvironmentArguments(), user: user)
     }
 
     /// Direct execution: paths under output_path and /tmp are mapped to the workspace (the
