@@ -10,7 +10,7 @@ import Glibc
 /// bit in one, put a forged frame before one, send one twice, or swap one with the next.
 public final class TamperingProxy: Sendable {
     /// What to do to the dialer's frames, counted from 1 (1 is the hello, 2 the proof, 3 the first
-    /// call). Read when a connection is accepted.
+    /// call), on every connection.
     public enum Tamper: Sendable, Equatable {
         case none
         case flipBit(frame: Int)
@@ -22,7 +22,6 @@ public final class TamperingProxy: Sendable {
     }
 
     private struct State {
-        var tamper: Tamper
         var captured: [UInt8] = []
         var sockets: Set<Int32> = []
         var accepted = 0
@@ -31,6 +30,7 @@ public final class TamperingProxy: Sendable {
 
     public let port: Int
     private let target: Int
+    private let tamper: Tamper
     private let listener: Int32
     private let state: Mutex<State>
 
@@ -39,13 +39,9 @@ public final class TamperingProxy: Sendable {
         self.listener = fd
         self.port = port
         self.target = target
-        self.state = Mutex(State(tamper: tamper))
+        self.tamper = tamper
+        self.state = Mutex(State())
         Thread { [self] in acceptLoop() }.start()
-    }
-
-    public var tamper: Tamper {
-        get { state.withLock { $0.tamper } }
-        set { state.withLock { $0.tamper = newValue } }
     }
 
     /// Connections accepted so far, and those of them still open (either side can end one).
@@ -77,10 +73,10 @@ public final class TamperingProxy: Sendable {
                 Glibc.close(client)
                 continue
             }
-            let (tamper, closed) = state.withLock { state -> (Tamper, Bool) in
+            let closed = state.withLock { state -> Bool in
                 state.sockets.formUnion([client, server])
                 state.accepted += 1
-                return (state.tamper, state.closed)
+                return state.closed
             }
             if closed {
                 Glibc.close(client)
