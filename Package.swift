@@ -160,7 +160,7 @@ let package = Package(
             "ConvoyCluster", "ConvoyModel", "ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting", "ConvoyFuzzing",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTestCase", "ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres", "ConvoyDevStack"]),
+        .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTestCase", "ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres", "ConvoyDevStack", "ConvoyCluster"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [
             "ConvoyAPI", "ConvoyCluster", "ConvoyModel", "ConvoyHTTP", "ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),
         ]),

@@ -36,26 +36,38 @@ assert listed["items_available"] == 3, listed
 first = dispatcher.containers().get(uuid=uuids[0]).execute()
 assert first["command"] == ["echo", "3"] and first["state"] == "Queued", first
 
-locked = dispatcher.containers().lock(uuid=uuids[0]).execute()
+# Convoy's API fences a dispatcher's changes with its leader's epoch (X-Convoy-Epoch); one
+# without it is refused. No leader ran on this database: its epoch is 0.
+def fenced(request, **options):
+    request.headers["X-Convoy-Epoch"] = "0"
+    return request.execute(**options)
+
+try:
+    dispatcher.containers().lock(uuid=uuids[0]).execute(num_retries=0)
+    sys.exit("a dispatcher's lock without X-Convoy-Epoch was accepted")
+except arvados.errors.ApiError as error:
+    assert error.resp.status == 428, error
+
+locked = fenced(dispatcher.containers().lock(uuid=uuids[0]))
 assert locked["state"] == "Locked" and locked["auth_uuid"], locked
 stale = locked["auth_uuid"]
-unlocked = dispatcher.containers().unlock(uuid=uuids[0]).execute()
+unlocked = fenced(dispatcher.containers().unlock(uuid=uuids[0]))
 assert unlocked["state"] == "Queued" and unlocked["auth_uuid"] is None, unlocked
 
-relocked = dispatcher.containers().lock(uuid=uuids[0]).execute()
-running = dispatcher.containers().update(uuid=uuids[0], body={"container": {
-    "state": "Running", "auth_uuid": relocked["auth_uuid"]}}).execute()
+relocked = fenced(dispatcher.containers().lock(uuid=uuids[0]))
+running = fenced(dispatcher.containers().update(uuid=uuids[0], body={"container": {
+    "state": "Running", "auth_uuid": relocked["auth_uuid"]}}))
 assert running["state"] == "Running", running
 
 try:
-    dispatcher.containers().update(uuid=uuids[0], body={"container": {
-        "progress": 0.5, "auth_uuid": stale}}).execute(num_retries=0)
+    fenced(dispatcher.containers().update(uuid=uuids[0], body={"container": {
+        "progress": 0.5, "auth_uuid": stale}}), num_retries=0)
     sys.exit("a stale auth_uuid was accepted")
 except arvados.errors.ApiError as error:
     assert error.resp.status == 409, error
 
-done = dispatcher.containers().update(uuid=uuids[0], body={"container": {
-    "state": "Complete", "exit_code": 0, "auth_uuid": relocked["auth_uuid"]}}).execute()
+done = fenced(dispatcher.containers().update(uuid=uuids[0], body={"container": {
+    "state": "Complete", "exit_code": 0, "auth_uuid": relocked["auth_uuid"]}}))
 assert done["state"] == "Complete" and done["exit_code"] == 0, done
 final = user.container_requests().get(uuid=requests[0]["uuid"]).execute()
 assert final["state"] == "Final", final

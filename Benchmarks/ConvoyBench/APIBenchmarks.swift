@@ -47,7 +47,8 @@ enum APIBenchmarks {
         let duration: Duration = quick ? .seconds(3) : .seconds(15)
         let containers = try await insertContainers(db, count: clients, prefix: "lock")
         let http = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
-        let headers = [(name: "Authorization", value: "Bearer \(token)")]
+        // As the leader sends them: with its epoch (cluster_epoch is 0 here; no replica raised it).
+        let headers = [(name: "Authorization", value: "Bearer \(token)"), (name: "X-Convoy-Epoch", value: "0")]
         func cycle(_ uuid: String) async throws {
             for action in ["lock", "unlock"] {
                 let response = try await http.execute(HTTPRequest(method: "POST", url: "\(api.baseURL)/arvados/v1/containers/\(uuid)/\(action)", headers: headers))

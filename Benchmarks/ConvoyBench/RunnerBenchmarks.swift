@@ -1,4 +1,5 @@
 import ConvoyAPIClient
+import ConvoyCluster
 import ConvoyModel
 import ConvoyPostgres
 import ConvoyTesting
@@ -18,7 +19,10 @@ enum RunnerBenchmarks {
         defer { api.stop() }
         let token = try api.runCLI(["token", "create", "--kind", "dispatcher"]).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
         let db = try await PostgresConnection.connect(database.configuration)
-        let dispatcher = APIClient(APIClientConfiguration(host: api.hostAndPort, token: token, scheme: "http"))
+        // The dispatcher's locks carry its epoch; cluster_epoch is the cluster's table, which no
+        // replica creates here (it stays at 0).
+        _ = try await ClusterSchema.migrator.migrate(db)
+        let dispatcher = APIClient(APIClientConfiguration(host: api.hostAndPort, token: token, scheme: "http", epoch: 0))
         let scratch = try TestProcess.makeTemporaryDirectory(prefix: "convoy-bench-runner")
         defer { try? FileManager.default.removeItem(at: scratch) }
         let bench = Bench(api: api, dispatcher: dispatcher, db: db, scratch: scratch)

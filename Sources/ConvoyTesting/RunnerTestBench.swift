@@ -18,9 +18,8 @@ extension TestAPIServer {
     public func lockedContainer(_ spec: ContainerSpec) async throws -> LockedTestContainer {
         let created = try await services.containers.create(spec, on: services.database)
         let dispatcher = try await dispatcherAPIToken()
-        // As the current leader would: with the cluster's epoch (a dispatcher's change needs one
-        // once a leader was elected).
-        let epoch = try await services.database.query("SELECT epoch FROM cluster_epoch WHERE id = 1").first?.decode(Int64.self, column: "epoch")
+        // As the current leader would: with the cluster's epoch (a dispatcher's change needs one).
+        let epoch = try await clusterEpoch()
         let locked = try await services.database.withConnection { db in
             try await self.services.containers.lock(created.uuid, by: dispatcher, epoch: epoch, on: db)
         }

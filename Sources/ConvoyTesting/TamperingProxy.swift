@@ -1,3 +1,4 @@
+import ConvoyIO
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -21,18 +22,12 @@ public final class TamperingProxy: Sendable {
         case reorder(frame: Int)
     }
 
-    private struct State {
-        var captured: [UInt8] = []
-        var sockets: Set<Int32> = []
-        var accepted = 0
-        var closed = false
-    }
-
     public let port: Int
     private let target: Int
     private let tamper: Tamper
     private let listener: Int32
-    private let state: Mutex<State>
+    private let relay = SocketRelay()
+    private let bytesSeen = Mutex<[UInt8]>([])
 
     public init(forwardingTo target: Int, tamper: Tamper = .none) throws {
         let (fd, port) = try RawSocket.listenSilently()
@@ -40,25 +35,20 @@ public final class TamperingProxy: Sendable {
         self.port = port
         self.target = target
         self.tamper = tamper
-        self.state = Mutex(State())
         Thread { [self] in acceptLoop() }.start()
     }
 
     /// Connections accepted so far, and those of them still open (either side can end one).
-    public var connectionsAccepted: Int { state.withLock { $0.accepted } }
-    public var openConnections: Int { state.withLock { $0.sockets.count / 2 } }
+    public var connectionsAccepted: Int { relay.pairsRelayed }
+    public var openConnections: Int { relay.openPairs }
 
     /// Every byte that crossed so far, both directions in the order they were read.
-    public var captured: [UInt8] { state.withLock { $0.captured } }
+    public var captured: [UInt8] { bytesSeen.withLock { $0 } }
 
     /// Stops listening and cuts every connection.
     public func close() {
-        let sockets = state.withLock { state -> Set<Int32> in
-            state.closed = true
-            return state.sockets
-        }
+        relay.stop()
         shutdown(listener, Int32(SHUT_RDWR))
-        for socket in sockets { shutdown(socket, Int32(SHUT_RDWR)) }
     }
 
     deinit {
@@ -73,39 +63,9 @@ public final class TamperingProxy: Sendable {
                 Glibc.close(client)
                 continue
             }
-            let closed = state.withLock { state -> Bool in
-                state.sockets.formUnion([client, server])
-                state.accepted += 1
-                return state.closed
-            }
-            if closed {
-                Glibc.close(client)
-                Glibc.close(server)
-                return
-            }
-            // Each direction on its own thread; either ending ends both.
-            Thread { [self] in
-                forwardFrames(from: client, to: server, tamper: tamper)
-                hangUp(client, server)
-            }.start()
-            Thread { [self] in
-                forwardBytes(from: server, to: client)
-                hangUp(client, server)
-            }.start()
-        }
-    }
-
-    private func hangUp(_ client: Int32, _ server: Int32) {
-        let last = state.withLock { state -> Bool in
-            // The second direction to end closes the descriptors: the first only shuts them down.
-            defer { state.sockets.subtract([client, server]) }
-            return !state.sockets.contains(client)
-        }
-        shutdown(client, Int32(SHUT_RDWR))
-        shutdown(server, Int32(SHUT_RDWR))
-        if last {
-            Glibc.close(client)
-            Glibc.close(server)
+            let tamper = tamper
+            guard relay.relay(client, server, forward: { [self] in forwardFrames(from: $0, to: $1, tamper: tamper) },
+                              backward: { [self] in forwardBytes(from: $0, to: $1) }) else { return }
         }
     }
 
@@ -114,23 +74,13 @@ public final class TamperingProxy: Sendable {
         let count = Glibc.read(fd, &buffer, buffer.count)
         guard count > 0 else { return nil }
         let bytes = Array(buffer[..<count])
-        state.withLock { $0.captured += bytes }
+        bytesSeen.withLock { $0 += bytes }
         return bytes
-    }
-
-    private func write(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
-            guard written > 0 else { return false }
-            offset += written
-        }
-        return true
     }
 
     private func forwardBytes(from source: Int32, to destination: Int32) {
         while let bytes = read(source) {
-            guard write(destination, bytes) else { return }
+            guard SocketRelay.writeAll(destination, bytes) else { return }
         }
     }
 
@@ -162,7 +112,7 @@ public final class TamperingProxy: Sendable {
                 default:
                     out = frame
                 }
-                guard out.isEmpty || write(destination, out) else { return }
+                guard out.isEmpty || SocketRelay.writeAll(destination, out) else { return }
             }
         }
     }

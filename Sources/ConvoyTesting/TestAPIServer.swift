@@ -80,6 +80,21 @@ public final class TestAPIServer: Sendable {
         return (response.status, json)
     }
 
+    /// A request as the elected leader sends it: the dispatcher token and `X-Convoy-Epoch` with
+    /// the cluster's epoch now (the API refuses a dispatcher's change without one).
+    public func callAsDispatcher(_ method: String, _ path: String, body: String? = nil) async throws -> (Int, [String: JSONValue]) {
+        try await call(method, path, token: dispatcherToken, body: body,
+                       headers: [(name: "X-Convoy-Epoch", value: String(try await clusterEpoch()))])
+    }
+
+    /// `cluster_epoch` as PostgreSQL holds it now.
+    public func clusterEpoch() async throws -> Int64 {
+        guard let row = try await services.database.query("SELECT epoch FROM cluster_epoch WHERE id = 1").first else {
+            throw TestProcess.Failure("cluster_epoch has no row")
+        }
+        return try row.decode(Int64.self, column: "epoch")
+    }
+
     /// A raw request, for bodies that are not JSON (file uploads and downloads).
     public func send(_ request: ConvoyHTTP.HTTPRequest) async throws -> ConvoyHTTP.HTTPResponse {
         try await client.execute(request)

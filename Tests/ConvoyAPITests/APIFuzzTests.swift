@@ -51,7 +51,7 @@ final class APIFuzzTests: PostgresTestCase {
         let db = api.services.database
         let queued = try await api.services.containers.create(ContainerSpec(command: ["echo", "hi"], priority: 1), on: db)
         let locked = try await api.services.containers.create(ContainerSpec(command: ["sleep", "1"], priority: 2), on: db)
-        let (lockStatus, _) = try await api.call("POST", "/arvados/v1/containers/\(locked.uuid)/lock", token: api.dispatcherToken)
+        let (lockStatus, _) = try await api.callAsDispatcher("POST", "/arvados/v1/containers/\(locked.uuid)/lock")
         XCTAssertEqual(lockStatus, 200)
         let (_, request) = try await api.call("POST", "/arvados/v1/container_requests", token: api.userToken,
                                               body: #"{"container_request":{"command":["true"],"container_image":"","state":"Committed","priority":1,"output_path":"/out","runtime_constraints":{"vcpus":1,"ram":1000000}}}"#)

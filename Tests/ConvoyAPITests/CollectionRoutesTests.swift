@@ -118,7 +118,7 @@ final class CollectionRoutesTests: PostgresTestCase {
 
     func testWhoMayWriteACollection() async throws {
         let container = try await api.services.containers.create(ContainerSpec(command: ["true"]), on: api.services.database)
-        let (_, _) = try await api.call("POST", "/arvados/v1/containers/\(container.uuid)/lock", token: api.dispatcherToken)
+        let (_, _) = try await api.callAsDispatcher("POST", "/arvados/v1/containers/\(container.uuid)/lock")
         let (_, auth) = try await api.call("GET", "/arvados/v1/containers/\(container.uuid)/auth", token: api.dispatcherToken)
         let runnerToken = try XCTUnwrap(auth["api_token"]?.stringValue)
 

@@ -93,9 +93,9 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         let request = try await submit(spec + #","state":"Committed","priority":2,"use_existing":false"#)
         let requestUUID = try XCTUnwrap(request["uuid"]?.stringValue)
         let containerUUID = try XCTUnwrap(request["container_uuid"]?.stringValue)
-        let (_, locked) = try await api.call("POST", "/arvados/v1/containers/\(containerUUID)/lock", token: api.dispatcherToken)
+        let (_, locked) = try await api.callAsDispatcher("POST", "/arvados/v1/containers/\(containerUUID)/lock")
         let authUUID = try XCTUnwrap(locked["auth_uuid"]?.stringValue)
-        let (runStatus, _) = try await api.call("PATCH", "/arvados/v1/containers/\(containerUUID)", token: api.dispatcherToken,
+        let (runStatus, _) = try await api.callAsDispatcher("PATCH", "/arvados/v1/containers/\(containerUUID)",
                                                 body: #"{"container":{"state":"Running","auth_uuid":"\#(authUUID)"}}"#)
         XCTAssertEqual(runStatus, 200)
 
@@ -106,7 +106,7 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         XCTAssertEqual(running["state"], "Running", "a running container is the dispatcher's to stop")
         XCTAssertEqual(running["priority"], .number(0))
 
-        let (doneStatus, _) = try await api.call("PATCH", "/arvados/v1/containers/\(containerUUID)", token: api.dispatcherToken,
+        let (doneStatus, _) = try await api.callAsDispatcher("PATCH", "/arvados/v1/containers/\(containerUUID)",
                                                  body: #"{"container":{"state":"Cancelled","auth_uuid":"\#(authUUID)","log":"zzzzz-4zz18-000000000000001"}}"#)
         XCTAssertEqual(doneStatus, 200)
         let (_, final) = try await api.call("GET", "/arvados/v1/container_requests/\(requestUUID)", token: api.userToken)

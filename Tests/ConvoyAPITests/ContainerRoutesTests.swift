@@ -76,7 +76,7 @@ final class ContainerRoutesTests: PostgresTestCase {
     private func runningContainer() async throws -> (path: String, authUUID: String, token: String) {
         let container = try await newContainer()
         let path = "/arvados/v1/containers/\(container.uuid)"
-        let (_, locked) = try await call("POST", path + "/lock", token: api.dispatcherToken)
+        let (_, locked) = try await api.callAsDispatcher("POST", path + "/lock")
         let authUUID = try XCTUnwrap(locked["auth_uuid"]?.stringValue)
         let (_, auth) = try await call("GET", path + "/auth", token: api.dispatcherToken)
         let token = try XCTUnwrap(auth["api_token"]?.stringValue)
@@ -119,17 +119,24 @@ final class ContainerRoutesTests: PostgresTestCase {
         XCTAssertEqual(json["output"], .string(own))
     }
 
-    /// Once the cluster has elected a leader, a dispatcher's change says whose term it is: one
-    /// without X-Convoy-Epoch is refused (428) and changes nothing; an admin's needs none.
-    func testADispatchersChangeWithoutAnEpochIsRefusedOnceALeaderWasElected() async throws {
+    /// A dispatcher's change always says whose term it is: one without X-Convoy-Epoch is refused
+    /// (428) and changes nothing, before any leader was elected as after; an admin's needs none.
+    func testADispatchersChangeWithoutAnEpochIsRefused() async throws {
         let container = try await newContainer()
         let path = "/arvados/v1/containers/\(container.uuid)"
-        try await api.services.database.execute("UPDATE cluster_epoch SET epoch = 3 WHERE id = 1")
-        let (refused, json) = try await call("POST", path + "/lock", token: api.dispatcherToken)
-        XCTAssertEqual(refused, 428, errorMessage(json))
-        XCTAssertTrue(errorMessage(json).contains("must carry X-Convoy-Epoch"), errorMessage(json))
-        let (_, unchanged) = try await call("GET", path, token: api.adminToken)
-        XCTAssertEqual(unchanged["state"], "Queued")
+        for clusterEpoch in [0, 3] {
+            try await api.services.database.execute("UPDATE cluster_epoch SET epoch = \(clusterEpoch) WHERE id = 1")
+            for verb in ["lock", "unlock"] {
+                let (refused, json) = try await call("POST", path + "/" + verb, token: api.dispatcherToken)
+                XCTAssertEqual(refused, 428, "\(verb) at epoch \(clusterEpoch): \(errorMessage(json))")
+                XCTAssertTrue(errorMessage(json).contains("must carry X-Convoy-Epoch"), errorMessage(json))
+            }
+            let (patched, patchJSON) = try await call("PATCH", path, token: api.dispatcherToken, body: #"{"container":{"priority":9}}"#)
+            XCTAssertEqual(patched, 428, errorMessage(patchJSON))
+            let (_, unchanged) = try await call("GET", path, token: api.adminToken)
+            XCTAssertEqual(unchanged["state"], "Queued")
+            XCTAssertNotEqual(unchanged["priority"], .number(9))
+        }
         let (stale, _) = try await call("POST", path + "/lock", token: api.dispatcherToken, headers: [(name: "X-Convoy-Epoch", value: "2")])
         XCTAssertEqual(stale, 409)
         let (locked, lockedJSON) = try await call("POST", path + "/lock", token: api.dispatcherToken, headers: [(name: "X-Convoy-Epoch", value: "3")])
@@ -239,7 +246,7 @@ final class ContainerRoutesTests: PostgresTestCase {
             let httpMethod = try XCTUnwrap(method["httpMethod"]?.stringValue)
             let url = root + servicePath + path
             XCTAssertTrue(url.hasPrefix(api.baseURL))
-            let (callStatus, json) = try await call(httpMethod, String(url.dropFirst(api.baseURL.count)), token: api.dispatcherToken)
+            let (callStatus, json) = try await api.callAsDispatcher(httpMethod, String(url.dropFirst(api.baseURL.count)))
             XCTAssertEqual(callStatus, 200, "\(name): \(json)")
             XCTAssertEqual(json["state"], .string(expectedState))
         }
@@ -265,7 +272,7 @@ final class ContainerRoutesTests: PostgresTestCase {
         let api: TestAPIServer = self.api
         let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
             for _ in 0..<50 {
-                group.addTask { try await api.call("POST", "/arvados/v1/containers/\(container.uuid)/lock", token: api.dispatcherToken).0 }
+                group.addTask { try await api.callAsDispatcher("POST", "/arvados/v1/containers/\(container.uuid)/lock").0 }
             }
             return try await group.reduce(into: [Int]()) { $0.append($1) }
         }

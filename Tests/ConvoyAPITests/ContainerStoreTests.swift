@@ -52,7 +52,7 @@ final class ContainerStoreTests: PostgresTestCase {
 
     func testLockMintsAContainerTokenAndRecordsHistory() async throws {
         let container = try await queued()
-        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: 0, on: db)
         XCTAssertEqual(locked.state, .locked)
         XCTAssertEqual(locked.lockCount, 1)
         XCTAssertEqual(locked.lockedByUUID, dispatcher.uuid)
@@ -76,7 +76,7 @@ final class ContainerStoreTests: PostgresTestCase {
                 group.addTask {
                     try await pool.withConnection { connection in
                         do {
-                            _ = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: connection)
+                            _ = try await store.lock(container.uuid, by: dispatcher, epoch: 0, on: connection)
                             return true
                         } catch let error as APIError where error.status == 422 {
                             return false
@@ -94,20 +94,20 @@ final class ContainerStoreTests: PostgresTestCase {
 
     func testUnlockByTheLockerRevokesTheTokenAndOthersMayNotUnlock() async throws {
         let container = try await queued()
-        _ = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        _ = try await store.lock(container.uuid, by: dispatcher, epoch: 0, on: db)
         let token = try await store.containerToken(container.uuid, by: dispatcher, on: db)
         let otherDispatcher = try await store.tokens.create(on: db, kind: .dispatcher).record
-        await assertAPIError(403, "locked by another") { try await self.store.unlock(container.uuid, by: otherDispatcher, epoch: nil, on: self.db) }
+        await assertAPIError(403, "locked by another") { try await self.store.unlock(container.uuid, by: otherDispatcher, epoch: 0, on: self.db) }
         let user = try await store.tokens.create(on: db, kind: .user).record
         await assertAPIError(403, "dispatcher") { try await self.store.unlock(container.uuid, by: user, epoch: nil, on: self.db) }
 
-        let unlocked = try await store.unlock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        let unlocked = try await store.unlock(container.uuid, by: dispatcher, epoch: 0, on: db)
         XCTAssertEqual(unlocked.state, .queued)
         XCTAssertNil(unlocked.authUUID)
         XCTAssertNil(unlocked.lockedByUUID)
         let stillValid = try await store.tokens.authenticate(on: db, presented: token.v2)
         XCTAssertNil(stillValid, "the container token stops working at unlock")
-        await assertAPIError(422, "Queued to Queued") { try await self.store.unlock(container.uuid, by: self.dispatcher, epoch: nil, on: self.db) }
+        await assertAPIError(422, "Queued to Queued") { try await self.store.unlock(container.uuid, by: self.dispatcher, epoch: 0, on: self.db) }
     }
 
     /// The leader unlocks what it saw Locked for too long; a runner that moved the container to
@@ -115,7 +115,7 @@ final class ContainerStoreTests: PostgresTestCase {
     /// A queued container locked by the dispatcher, with its lock's token and the runner it authenticates.
     private func lockedWithRunner() async throws -> (container: Container, locked: Container, token: IssuedToken, runner: APIToken) {
         let container = try await queued()
-        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: 0, on: db)
         let token = try await store.containerToken(container.uuid, by: dispatcher, on: db)
         let authenticated = try await store.tokens.authenticate(on: db, presented: token.v2)
         return (container, locked, token, try XCTUnwrap(authenticated))
@@ -125,7 +125,7 @@ final class ContainerStoreTests: PostgresTestCase {
         let (container, locked, token, runner) = try await lockedWithRunner()
         _ = try await store.update(container.uuid, ContainerUpdate(state: .running, knownAuthUUID: locked.authUUID), by: runner, epoch: nil, on: db)
         await assertAPIError(422, "is Running, not Locked: not unlocked") {
-            try await self.store.unlock(container.uuid, ifState: .locked, by: self.dispatcher, epoch: nil, on: self.db)
+            try await self.store.unlock(container.uuid, ifState: .locked, by: self.dispatcher, epoch: 0, on: self.db)
         }
         let after = try await store.get(container.uuid, as: admin, on: db)
         XCTAssertEqual(after.state, .running)
@@ -133,7 +133,7 @@ final class ContainerStoreTests: PostgresTestCase {
         let stillLive = try await store.tokens.authenticate(on: db, presented: token.v2)
         XCTAssertNotNil(stillLive, "the runner's token still works")
         // The state it was seen in: unlocked.
-        let requeued = try await store.unlock(container.uuid, ifState: .running, by: dispatcher, epoch: nil, on: db)
+        let requeued = try await store.unlock(container.uuid, ifState: .running, by: dispatcher, epoch: 0, on: db)
         XCTAssertEqual(requeued.state, .queued)
     }
 
@@ -147,7 +147,7 @@ final class ContainerStoreTests: PostgresTestCase {
             try await self.store.update(container.uuid, ContainerUpdate(state: .running, knownAuthUUID: locked.authUUID), by: runner, epoch: nil, on: self.db)
         }
         // The runner's worker is lost: the dispatcher requeues; the old token is dead.
-        let requeued = try await store.unlock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        let requeued = try await store.unlock(container.uuid, by: dispatcher, epoch: 0, on: db)
         XCTAssertEqual(requeued.state, .queued)
         XCTAssertNil(requeued.startedAt)
         XCTAssertNil(requeued.authUUID)
@@ -160,22 +160,22 @@ final class ContainerStoreTests: PostgresTestCase {
 
     func testAStaleAuthUUIDIsRefusedAfterUnlockAndRelock() async throws {
         let container = try await queued()
-        let first = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        let first = try await store.lock(container.uuid, by: dispatcher, epoch: 0, on: db)
         let firstToken = try await store.containerToken(container.uuid, by: dispatcher, on: db)
-        _ = try await store.unlock(container.uuid, by: dispatcher, epoch: nil, on: db)
-        let second = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        _ = try await store.unlock(container.uuid, by: dispatcher, epoch: 0, on: db)
+        let second = try await store.lock(container.uuid, by: dispatcher, epoch: 0, on: db)
         XCTAssertNotEqual(first.authUUID, second.authUUID)
         XCTAssertEqual(second.lockCount, 2)
 
         await assertAPIError(409, "stale auth_uuid") {
-            try await self.store.update(container.uuid, ContainerUpdate(state: .running, knownAuthUUID: first.authUUID), by: self.dispatcher, epoch: nil, on: self.db)
+            try await self.store.update(container.uuid, ContainerUpdate(state: .running, knownAuthUUID: first.authUUID), by: self.dispatcher, epoch: 0, on: self.db)
         }
         await assertAPIError(422, "auth_uuid is required") {
-            try await self.store.update(container.uuid, ContainerUpdate(state: .running), by: self.dispatcher, epoch: nil, on: self.db)
+            try await self.store.update(container.uuid, ContainerUpdate(state: .running), by: self.dispatcher, epoch: 0, on: self.db)
         }
         let oldRunner = try await store.tokens.authenticate(on: db, presented: firstToken.v2)
         XCTAssertNil(oldRunner, "the first lock's container token was revoked")
-        let running = try await store.update(container.uuid, ContainerUpdate(state: .running, knownAuthUUID: second.authUUID), by: dispatcher, epoch: nil, on: db)
+        let running = try await store.update(container.uuid, ContainerUpdate(state: .running, knownAuthUUID: second.authUUID), by: dispatcher, epoch: 0, on: db)
         XCTAssertEqual(running.state, .running)
         XCTAssertNotNil(running.startedAt)
     }
@@ -183,7 +183,7 @@ final class ContainerStoreTests: PostgresTestCase {
     func testAContainerTokenSeesAndChangesOnlyItsOwnContainer() async throws {
         let mine = try await queued()
         let other = try await queued()
-        let locked = try await store.lock(mine.uuid, by: dispatcher, epoch: nil, on: db)
+        let locked = try await store.lock(mine.uuid, by: dispatcher, epoch: 0, on: db)
         let issued = try await store.containerToken(mine.uuid, by: dispatcher, on: db)
         let authenticated = try await store.tokens.authenticate(on: db, presented: issued.v2)
         let runner = try XCTUnwrap(authenticated)
@@ -225,16 +225,16 @@ final class ContainerStoreTests: PostgresTestCase {
         await assertAPIError(422, "final state") {
             try await self.store.update(container.uuid, ContainerUpdate(priority: 5), by: self.admin, epoch: nil, on: self.db)
         }
-        await assertAPIError(422, "Cancelled") { try await self.store.lock(container.uuid, by: self.dispatcher, epoch: nil, on: self.db) }
+        await assertAPIError(422, "Cancelled") { try await self.store.lock(container.uuid, by: self.dispatcher, epoch: 0, on: self.db) }
     }
 
     func testTheLockAfterMaxDispatchAttemptsCancelsTheContainer() async throws {
         let container = try await queued()
         for _ in 0..<3 {
-            _ = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
-            _ = try await store.unlock(container.uuid, by: dispatcher, epoch: nil, on: db)
+            _ = try await store.lock(container.uuid, by: dispatcher, epoch: 0, on: db)
+            _ = try await store.unlock(container.uuid, by: dispatcher, epoch: 0, on: db)
         }
-        await assertAPIError(422, "MaxDispatchAttempts is 3") { try await self.store.lock(container.uuid, by: self.dispatcher, epoch: nil, on: self.db) }
+        await assertAPIError(422, "MaxDispatchAttempts is 3") { try await self.store.lock(container.uuid, by: self.dispatcher, epoch: 0, on: self.db) }
         let after = try await store.get(container.uuid, as: admin, on: db)
         XCTAssertEqual(after.state, .cancelled)
         XCTAssertEqual(after.lockCount, 3)
@@ -271,8 +271,10 @@ final class ContainerStoreTests: PostgresTestCase {
         await assertAPIError(503, "no cluster_epoch table") { try await self.store.lock(container.uuid, by: dispatcher, epoch: 1, on: apiOnly) }
         let unchanged = try await store.get(container.uuid, as: dispatcher, on: apiOnly)
         XCTAssertEqual(unchanged.state, .queued, "a refused lock changes nothing")
-        // Requests without an epoch (users, runners, an unfenced dispatcher) need no cluster.
-        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: apiOnly)
+        // A dispatcher without an epoch is refused whatever the database; an admin needs no cluster.
+        await assertAPIError(428, "must carry X-Convoy-Epoch") { try await self.store.lock(container.uuid, by: dispatcher, epoch: nil, on: apiOnly) }
+        let admin = try await store.tokens.create(on: apiOnly, kind: .admin).record
+        let locked = try await store.lock(container.uuid, by: admin, epoch: nil, on: apiOnly)
         XCTAssertEqual(locked.state, .locked)
     }
 
@@ -328,7 +330,7 @@ final class ContainerStoreTests: PostgresTestCase {
     func testKeysetPagesListEveryLockedContainerOnceWhileEarlierOnesLeave() async throws {
         try await db.execute("DELETE FROM containers")
         var locked: [ArvadosUUID] = []
-        for _ in 0..<25 { locked.append(try await store.lock(try await queued().uuid, by: dispatcher, epoch: nil, on: db).uuid) }
+        for _ in 0..<25 { locked.append(try await store.lock(try await queued().uuid, by: dispatcher, epoch: 0, on: db).uuid) }
         locked.sort { $0.rawValue < $1.rawValue }
         var seen: [ArvadosUUID] = []
         var after: ArvadosUUID?
@@ -339,7 +341,7 @@ final class ContainerStoreTests: PostgresTestCase {
             pages += 1
             // After the first page, two containers already listed leave Locked (unlocked).
             if pages == 1 {
-                for uuid in page.prefix(2).map(\.uuid) { _ = try await store.unlock(uuid, by: dispatcher, epoch: nil, on: db) }
+                for uuid in page.prefix(2).map(\.uuid) { _ = try await store.unlock(uuid, by: dispatcher, epoch: 0, on: db) }
             }
             guard page.count == 10, let last = page.last else { break }
             after = last.uuid
@@ -349,7 +351,7 @@ final class ContainerStoreTests: PostgresTestCase {
 
     func testTheStatesAgeComesFromTheDatabaseAndOnlyAStateChangeRestartsIt() async throws {
         let container = try await queued()
-        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: 0, on: db)
         XCTAssertLessThan(try XCTUnwrap(locked.stateAge), 5)
         // As if the lock had been taken 100 s ago (by the database's clock).
         try await db.execute("UPDATE containers SET state_changed_at = now() - interval '100 seconds' WHERE uuid = $1", [container.uuid.rawValue])
@@ -364,7 +366,7 @@ final class ContainerStoreTests: PostgresTestCase {
         XCTAssertGreaterThanOrEqual(try XCTUnwrap(reprioritised.stateAge), 100)
 
         // A state change restarts it.
-        let unlocked = try await store.unlock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        let unlocked = try await store.unlock(container.uuid, by: dispatcher, epoch: 0, on: db)
         XCTAssertEqual(unlocked.state, .queued)
         XCTAssertLessThan(try XCTUnwrap(unlocked.stateAge), 5)
         let fetched = try await store.get(container.uuid, as: admin, on: db)
@@ -373,10 +375,10 @@ final class ContainerStoreTests: PostgresTestCase {
 
     func testUnlockingAContainerOfPriorityZeroCancelsItInsteadOfQueueingIt() async throws {
         let container = try await queued()
-        _ = try await store.lock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        _ = try await store.lock(container.uuid, by: dispatcher, epoch: 0, on: db)
         // Its request was cancelled: nobody wants it any more; the dispatcher lets it go.
         _ = try await store.update(container.uuid, ContainerUpdate(priority: 0), by: admin, epoch: nil, on: db)
-        let unlocked = try await store.unlock(container.uuid, by: dispatcher, epoch: nil, on: db)
+        let unlocked = try await store.unlock(container.uuid, by: dispatcher, epoch: 0, on: db)
         XCTAssertEqual(unlocked.state, .cancelled)
         XCTAssertNil(unlocked.authUUID)
         XCTAssertNotNil(unlocked.finishedAt)

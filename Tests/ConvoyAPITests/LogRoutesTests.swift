@@ -24,7 +24,7 @@ final class LogRoutesTests: PostgresTestCase {
             """)
         XCTAssertEqual(submitted, 200, TestAPIServer.errorMessage(request))
         let path = "/arvados/v1/containers/\(try XCTUnwrap(request["container_uuid"]?.stringValue))"
-        let (lockStatus, _) = try await api.call("POST", path + "/lock", token: api.dispatcherToken)
+        let (lockStatus, _) = try await api.callAsDispatcher("POST", path + "/lock")
         XCTAssertEqual(lockStatus, 200)
         let (_, auth) = try await api.call("GET", path + "/auth", token: api.dispatcherToken)
         return (try XCTUnwrap(request["container_uuid"]?.stringValue), try XCTUnwrap(auth["api_token"]?.stringValue))

@@ -38,7 +38,7 @@ final class TenantIsolationTests: PostgresTestCase {
     /// Locks `container` as the dispatcher and writes one log line with its container token.
     private func logLine(_ container: String, _ text: String) async throws -> String {
         let path = "/arvados/v1/containers/\(container)"
-        let (locked, _) = try await api.call("POST", path + "/lock", token: api.dispatcherToken)
+        let (locked, _) = try await api.callAsDispatcher("POST", path + "/lock")
         XCTAssertEqual(locked, 200)
         let (_, auth) = try await api.call("GET", path + "/auth", token: api.dispatcherToken)
         let token = try XCTUnwrap(auth["api_token"]?.stringValue)

@@ -1,5 +1,7 @@
+import ConvoyCluster
 import ConvoyHTTP
 import ConvoyModel
+import ConvoyPostgres
 import ConvoyTestCase
 import ConvoyTesting
 import Foundation
@@ -66,6 +68,11 @@ final class APICommandTests: PostgresTestCase {
         }
         let api = try TestAPIProcess.start(database: try postgresServer())
         defer { api.stop() }
+        // The epoch a dispatcher's changes are fenced with is the cluster's table, which the
+        // replicas create when they join: none runs here.
+        let db = try await PostgresConnection.connect(try postgresServer().configuration)
+        try await ClusterSchema.migrator.migrate(db)
+        await db.close()
         let user = try createToken(api, ["--kind", "user"])
         let dispatcher = try createToken(api, ["--kind", "dispatcher"])
         let home = try TestProcess.makeTemporaryDirectory(prefix: "convoy-sdk-home")

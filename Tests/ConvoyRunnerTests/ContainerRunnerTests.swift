@@ -24,8 +24,8 @@ final class ContainerRunnerTests: PostgresTestCase {
         if let work { try? FileManager.default.removeItem(at: work) }
     }
 
-    private func client(_ token: String) -> APIClient {
-        APIClient(APIClientConfiguration(host: api.hostAndPort, token: token, scheme: "http"))
+    private func client(_ token: String, epoch: Int64? = nil) -> APIClient {
+        APIClient(APIClientConfiguration(host: api.hostAndPort, token: token, scheme: "http", epoch: epoch))
     }
 
     private func options(runtime: RuntimeKind? = nil) throws -> RunnerOptions {
@@ -233,7 +233,7 @@ final class ContainerRunnerTests: PostgresTestCase {
         let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: try options(runtime: .process), echo: { _ in })
         let started = ContinuousClock.now
         let running = Task { await runner.run() }
-        let dispatcher = client(api.dispatcherToken)
+        let dispatcher = client(api.dispatcherToken, epoch: try await api.clusterEpoch())
         try await waitForState(locked.uuid, .running)
         _ = try await dispatcher.unlock(locked.uuid)
         let relocked = try await dispatcher.lock(locked.uuid)

@@ -25,7 +25,7 @@ final class LogForwarderTests: PostgresTestCase {
     /// A locked container and a client holding its container token, as a runner has.
     private func runnerClient() async throws -> (ArvadosUUID, APIClient) {
         let host = String(api.baseURL.dropFirst("http://".count))
-        let dispatcher = APIClient(APIClientConfiguration(host: host, token: api.dispatcherToken, scheme: "http"))
+        let dispatcher = APIClient(APIClientConfiguration(host: host, token: api.dispatcherToken, scheme: "http", epoch: try await api.clusterEpoch()))
         let container = try await api.services.containers.create(ContainerSpec(command: ["true"]), on: api.services.database)
         _ = try await dispatcher.lock(container.uuid)
         let token = try await dispatcher.containerToken(container.uuid)

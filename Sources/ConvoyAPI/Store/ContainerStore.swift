@@ -365,24 +365,20 @@ public struct ContainerStore: Sendable {
         return try ContainerRecord.decode(row)
     }
 
-    /// Refuses a dispatcher command from an older epoch than the cluster's. `FOR SHARE` makes a
-    /// leader's epoch bump wait for transactions that checked the old one.
+    /// Refuses a dispatcher command without an epoch or from an older one than the cluster's.
+    /// `FOR SHARE` makes a leader's epoch bump wait for transactions that checked the old one.
     ///
     /// `cluster_epoch` is the dispatcher cluster's table, created when the first replica joins; an
     /// epoch-stamped request while it is missing comes from a dispatcher whose replicas use
     /// another database, and cannot be fenced: it is refused (503) with that said.
     static func checkEpoch(_ epoch: Int64?, caller: APIToken, on tx: PostgresTransaction) async throws {
         guard let epoch else {
-            // Once the cluster has elected a leader, a dispatcher's change must say whose term it
-            // is: an unfenced one (a stale process, a script with the dispatcher token) is refused.
-            // (A failed statement would abort the transaction: look for the table first.)
-            guard caller.kind == .dispatcher,
-                  try await tx.query("SELECT to_regclass('cluster_epoch') IS NOT NULL AS present").first?.decode(Bool.self, column: "present") == true,
-                  let row = try await tx.query("SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE").first,
-                  case let current = try row.decode(Int64.self, column: "epoch"), current > 0
-            else { return }
+            // A dispatcher's change always says whose term it is: an unfenced one (a stale
+            // process, a script holding the dispatcher token) could undo a newer leader's work.
+            guard caller.kind == .dispatcher else { return }
             throw APIError(status: 428, """
-                a dispatcher's change must carry X-Convoy-Epoch once the cluster has elected a leader (it is at epoch \(current))
+                a dispatcher's lock, unlock or update must carry X-Convoy-Epoch (the term of the leader sending it); \
+                only an admin token may change a container without one
                 """)
         }
         let row: PostgresRow?

@@ -103,10 +103,10 @@ public actor ContainerRunner {
                 _ = try? await EngineCommand.run([kind.rawValue, "rm", "--force", RuntimeCommand.engineContainerName(uuid)],
                                                  environment: options.hostEnvironment)
             }
+            let networkJoin = try await apiOnlyNetwork(for: container, kind: kind, workspace: workspace)
             let command = RuntimeCommand(kind: kind, container: container, workspace: workspace, image: image,
                                          apiEnvironment: api.configuration.environment, hostEnvironment: options.hostEnvironment,
-                                         sandboxUser: options.sandboxUser,
-                                         apiNetwork: try apiOnlyNetwork(for: container, kind: kind, workspace: workspace))
+                                         sandboxUser: options.sandboxUser, apiNetwork: networkJoin)
             spec = try command.processSpec()
             for path in try command.tmpMounts() { try workspace.createMount(command.mountDirectory(path)) }
             if kind == .bwrap, let user = options.sandboxUser { try user.checkCanSearch(workspace.output.path) }
@@ -221,9 +221,9 @@ public actor ContainerRunner {
     /// not run (the container ends Cancelled with that error).
     /// A container with API access under podman or bwrap gets a network of its own where only the
     /// API answers (kept until `finish`); the process runtime isolates nothing and keeps the host's.
-    private func apiOnlyNetwork(for container: Container, kind: RuntimeKind, workspace: Workspace) throws -> APINetworkJoin? {
+    private func apiOnlyNetwork(for container: Container, kind: RuntimeKind, workspace: Workspace) async throws -> APINetworkJoin? {
         guard container.runtimeConstraints.api, kind == .podman || kind == .bwrap else { return nil }
-        let network = try APIOnlyNetwork.make(apiHost: api.configuration.host)
+        let network = try await APIOnlyNetwork.make(apiHost: api.configuration.host)
         apiNetwork = network
         var join = APINetworkJoin(namespacePath: network.namespacePath, hostName: network.hostName, address: network.address)
         if join.needsHostsEntry {

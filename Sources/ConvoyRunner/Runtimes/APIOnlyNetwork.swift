@@ -1,5 +1,5 @@
+import ConvoyIO
 import Foundation
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -26,20 +26,23 @@ public final class APIOnlyNetwork: Sendable {
 
     /// For `apiHost` ("host:port", as `ARVADOS_API_HOST`); needs the privilege to make a network
     /// namespace (a root runner).
-    public static func make(apiHost: String) throws -> APIOnlyNetwork {
+    public static func make(apiHost: String) async throws -> APIOnlyNetwork {
         guard let colon = apiHost.lastIndex(of: ":"), let port = Int(apiHost[apiHost.index(after: colon)...]),
               (1...65535).contains(port) else {
             throw RuntimeSetupError("the API host \(apiHost) is not host:port")
         }
         let name = String(apiHost[..<colon])
-        let address = try resolve(name)
-        let made = Mutex<Result<(Int32, Int32), RuntimeSetupError>?>(nil)
-        let thread = Thread {
-            made.withLock { $0 = Result { try makeNamespace(address: address, port: port) }.mapError { $0 as? RuntimeSetupError ?? RuntimeSetupError("\($0)") } }
+        // The lookup and the namespace's set-up block: they run on the namespace's own thread,
+        // which resumes this task when done.
+        let (address, namespaceFD, listener) = try await withCheckedThrowingContinuation { (done: CheckedContinuation<(String, Int32, Int32), any Error>) in
+            Thread {
+                done.resume(with: Result {
+                    let address = try resolve(name)
+                    let (namespaceFD, listener) = try makeNamespace(address: address, port: port)
+                    return (address, namespaceFD, listener)
+                })
+            }.start()
         }
-        thread.start()
-        while made.withLock({ $0 == nil }) { usleep(1000) }
-        let (namespaceFD, listener) = try made.withLock { $0! }.get()
         return APIOnlyNetwork(namespaceFD: namespaceFD, listener: listener, hostName: name, address: address, port: port)
     }
 
@@ -153,12 +156,12 @@ public final class APIOnlyNetwork: Sendable {
     }
 }
 
-/// Copies each connection made to the listener inside the namespace to the API and back, a thread
-/// per direction (few connections: one runner's container's API calls).
+/// Copies each connection made to the listener inside the namespace to the API and back
+/// (few connections: one runner's container's API calls).
 private final class Forwarder: Sendable {
     private let listener: Int32
     private let target: (address: String, port: Int)
-    private let state = Mutex<(stopped: Bool, sockets: Set<Int32>)>((false, []))
+    private let relay = SocketRelay()
 
     init(listener: Int32, target: (String, Int)) {
         self.listener = listener
@@ -166,12 +169,8 @@ private final class Forwarder: Sendable {
     }
 
     func stop() {
-        let sockets = state.withLock { state -> Set<Int32> in
-            state.stopped = true
-            return state.sockets
-        }
+        relay.stop()
         shutdown(listener, Int32(SHUT_RDWR))
-        for socket in sockets { shutdown(socket, Int32(SHUT_RDWR)) }
     }
 
     func acceptLoop() {
@@ -188,17 +187,7 @@ private final class Forwarder: Sendable {
                 Glibc.close(inner)
                 continue
             }
-            let stopped = state.withLock { state -> Bool in
-                if !state.stopped { state.sockets.formUnion([inner, outer]) }
-                return state.stopped
-            }
-            if stopped {
-                Glibc.close(inner)
-                Glibc.close(outer)
-                return
-            }
-            Thread { [self] in pump(from: inner, to: outer); hangUp(inner, outer) }.start()
-            Thread { [self] in pump(from: outer, to: inner); hangUp(inner, outer) }.start()
+            guard relay.relay(inner, outer) else { return }
         }
     }
 
@@ -217,33 +206,5 @@ private final class Forwarder: Sendable {
             return nil
         }
         return fd
-    }
-
-    private func pump(from source: Int32, to destination: Int32) {
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let count = read(source, &buffer, buffer.count)
-            guard count > 0 else { return }
-            var offset = 0
-            while offset < count {
-                let written = buffer[offset..<count].withUnsafeBytes { write(destination, $0.baseAddress, $0.count) }
-                guard written > 0 else { return }
-                offset += written
-            }
-        }
-    }
-
-    /// The first direction to end shuts both sockets down; the second closes them.
-    private func hangUp(_ inner: Int32, _ outer: Int32) {
-        let last = state.withLock { state -> Bool in
-            defer { state.sockets.subtract([inner, outer]) }
-            return !state.sockets.contains(inner)
-        }
-        shutdown(inner, Int32(SHUT_RDWR))
-        shutdown(outer, Int32(SHUT_RDWR))
-        if last {
-            Glibc.close(inner)
-            Glibc.close(outer)
-        }
     }
 }
