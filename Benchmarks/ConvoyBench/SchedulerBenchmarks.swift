@@ -22,7 +22,7 @@ enum SchedulerBenchmarks {
         let queue = (0..<containers).map { n in
             QueuedContainer(uuid: ContainerID(String(format: "zzzzz-dz642-%015d", n)), priority: Int.random(in: 1...1000, using: &generator),
                             createdAt: now.addingTimeInterval(-Double(n)), place: n % 20 == 0 ? .locked : .queued,
-                            instanceType: types[n % types.count])
+                            instanceTypes: [types[n % types.count]])
         }
         let workers = (0..<instances).map { n in
             WorkerSnapshot(id: InstanceID("i-\(n)"), type: types[n % types.count], state: n % 10 == 0 ? .idle : (n % 10 == 1 ? .booting : .running),

@@ -49,6 +49,9 @@ public final class Simulation {
     /// Destroyed instances the cloud still lists, until when.
     private var ghosts: [InstanceID: (instance: SimInstance, until: Double)] = [:]
     private var drainedAt: Double?
+    /// Instance types the operator took out of the configuration: a term elected meanwhile runs
+    /// without them.
+    private var retiredTypes: Set<String> = []
     private static let epochDate = Date(timeIntervalSince1970: 1_800_000_000)
     /// Every command, outcome, fault and election, as it happens (`convoy-sim --trace`).
     public var trace: ((String) -> Void)?
@@ -79,6 +82,8 @@ public final class Simulation {
         case operatorRequest(CoreEvent)
         /// The operator sets a held instance back to run, asking again until its tag says so.
         case operatorRestore(InstanceID)
+        /// The operator puts a retired instance type back into the configuration.
+        case restoreType(String)
     }
 
     private struct Reply {
@@ -146,6 +151,10 @@ public final class Simulation {
             guard let instance = instances[id], instance.tags[CloudTag.idleBehavior] != IdleBehavior.run.rawValue else { break }
             operatorRequest(.setIdleBehavior(id, .run))
             events.schedule(.operatorRestore(id), at: now + 15)
+        case .restoreType(let name):
+            retiredTypes.remove(name)
+            log("type \(name) configured again")
+            restartForNewConfiguration()
         }
         return false
     }
@@ -201,9 +210,26 @@ public final class Simulation {
         }
         leader = (chosen, epoch)
         log("elected \(members[chosen].id) for epoch \(epoch)")
-        drivers[epoch] = SimDriver(member: chosen, core: DispatchCore(settings: settings.core, me: members[chosen].id, epoch: epoch,
+        var core = settings.core
+        core.instanceTypes.removeAll { retiredTypes.contains($0.name) }
+        drivers[epoch] = SimDriver(member: chosen, core: DispatchCore(settings: core, me: members[chosen].id, epoch: epoch,
                                                                       now: memberMoment(chosen)))
         events.schedule(.tick(epoch: epoch), at: now)
+    }
+
+    /// The leader steps down; another member (elected 0.3 s later) leads.
+    private func stepDown() {
+        guard let current = leader else { return }
+        drivers[current.epoch] = nil
+        leader = nil
+        steppedDown = (current.member, now + 5)
+        scheduleElection(after: 0.3)
+    }
+
+    /// A configuration change reaches the cluster with the next term (the replicas restart one
+    /// by one, the leader last).
+    private func restartForNewConfiguration() {
+        stepDown()
     }
 
     private func scheduleElection(after delay: Double) {
@@ -666,12 +692,18 @@ public final class Simulation {
         case .hangCalls:
             if let victim = random.pick(alive.filter { $0 != leader?.member }) { members[victim].hangUntil = now + random.uniform(5...30) }
         case .stepDown:
-            if let current = leader {
-                drivers[current.epoch] = nil
-                leader = nil
-                steppedDown = (current.member, now + 5)
-                scheduleElection(after: 0.3)
-            }
+            stepDown()
+        case .retireType:
+            // Never the largest type (every container that fits fits it) nor a preemptible one
+            // (preemptible containers need one): what fits today still fits.
+            let largest = settings.core.instanceTypes.max { $0.price < $1.price }?.name
+            let candidates = settings.core.instanceTypes.filter { !$0.preemptible && $0.name != largest && !retiredTypes.contains($0.name) }
+            guard let type = random.pick(candidates.map(\.name)) else { break }
+            retiredTypes.insert(type)
+            log("type \(type) no longer configured")
+            restartForNewConfiguration()
+            // Half the time for good: its instances must still go once empty, or liveness fails.
+            if random.uniform(0...1) < 0.5 { events.schedule(.restoreType(type), at: now + random.uniform(20...120)) }
         case .apiDown:
             api.downUntil = now + random.uniform(2...15)
         case .apiAnswersLost:

@@ -43,6 +43,10 @@ public enum FaultKind: String, Sendable, CaseIterable, Codable {
     /// An operator drains, holds or kills an instance through the management API (a held one is
     /// set back to run a while later): the request reaches whichever member leads, as an event.
     case operatorActions = "operator-actions"
+    /// An operator takes an instance type out of the configuration, and half the time puts it
+    /// back a while later; each change reaches the cluster as a rolling restart does: with the
+    /// next term.
+    case retireType = "retire-type"
 }
 
 /// One simulated cluster and its workload.

@@ -109,7 +109,7 @@ struct DispatchCommand: AsyncParsableCommand {
         let runner = try await RunnerBinary(localPath: cloud.deployRunnerBinary ?? executable, remoteDirectory: cloud.runnerDirectory)
         let settings = DispatchSettings(
             clusterID: config.clusterID, instanceTypes: config.instanceTypes, reserveExtraRAM: config.containers.reserveExtraRAM,
-            minRetryPeriod: config.containers.minRetryPeriod, cloud: cloud, api: api,
+            maximumPriceFactor: config.containers.maximumPriceFactor, minRetryPeriod: config.containers.minRetryPeriod, cloud: cloud, api: api,
             runnerAPIHost: config.dispatch.runnerAPIHost ?? config.dispatcherAPIHost, runtimeEngine: config.containers.runtimeEngine,
             memberTimeout: max(config.dispatch.heartbeatInterval * 3, .seconds(3)) + config.dispatch.heartbeatInterval)
         var workers = WorkerHostSettings(sshUser: cloud.sshUser, privateKey: .file(path: keyFile), bootProbeCommand: cloud.bootProbeCommand,

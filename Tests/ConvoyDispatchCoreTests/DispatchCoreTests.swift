@@ -586,6 +586,43 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
+    func testAnInstanceOfATypeNoLongerConfiguredIsDrainedTakesNothingNewAndIsDestroyedOnceEmpty() {
+        // i-old is of a type this configuration no longer has; c1 runs there, c2 waits.
+        let retired = InstanceType(name: "retired", vcpus: 16, ram: 64 << 30, price: 0.80)
+        var h = harness(workers: [], queue: [Fixture.entry("c1", .running), Fixture.entry("c2")])
+        h.world.instances = [Fixture.instance("i-old", type: retired)]
+        h.world.reports["i-old"] = Fixture.ready("i-old", running: ["c1"])
+        let first = h.pass().commands
+        XCTAssertEqual(first.first, .setIdleBehavior("i-old", .drain, reason: "its instance type retired is no longer configured"))
+        XCTAssertEqual(h.core.workers["i-old"]?.idleBehavior, .drain)
+        XCTAssertFalse(first.contains(.lock("c2")), "nothing new starts on it")
+
+        h.advance(to: 1)
+        XCTAssertFalse(h.pass().commands.contains { if case .destroy = $0 { true } else { false } }, "c1 still runs there")
+        XCTAssertEqual(h.core.runnerLocations["c1"], "i-old")
+
+        // c1 ends; the next probe lists nothing.
+        h.world.setState("c1", .complete)
+        h.world.reports["i-old"] = Fixture.ready("i-old")
+        h.advance(to: 2)
+        XCTAssertTrue(h.pass().commands.contains(.destroy("i-old", reason: "its instance type retired is no longer configured and it runs nothing")))
+        XCTAssertEqual(h.core.workers["i-old"]?.state, .shutdown)
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAnOperatorsHoldKeepsAnInstanceOfATypeNoLongerConfigured() {
+        let retired = InstanceType(name: "retired", vcpus: 16, ram: 64 << 30, price: 0.80)
+        var h = harness(workers: [])
+        var held = Fixture.instance("i-old", type: retired)
+        held.tags[CloudTag.idleBehavior] = IdleBehavior.hold.rawValue
+        h.world.instances = [held]
+        h.world.reports["i-old"] = Fixture.ready("i-old")
+        XCTAssertEqual(h.pass().commands, [])
+        h.advance(to: 120)
+        XCTAssertEqual(h.pass().commands, [], "held: neither drained nor destroyed, even idle")
+        XCTAssertEqual(h.core.workers["i-old"]?.state, .idle)
+    }
+
     // MARK: Idle behaviour
 
     func testAnOperatorsIdleBehaviourHoldsAtOnceAndIsWrittenToTheTagUntilAWriteTakes() throws {

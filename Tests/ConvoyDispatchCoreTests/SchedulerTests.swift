@@ -10,8 +10,9 @@ final class SchedulerTests: XCTestCase {
     private let now = Date(timeIntervalSince1970: 1_000_000)
 
     private func container(_ uuid: ContainerID, priority: Int, age: TimeInterval = 0, place: QueuedContainer.Place = .queued,
-                           type: InstanceType?, attempted: Date? = nil) -> QueuedContainer {
-        QueuedContainer(uuid: uuid, priority: priority, createdAt: now.addingTimeInterval(-1000 + age), place: place, instanceType: type,
+                           type: InstanceType?, alsoOn: [InstanceType] = [], attempted: Date? = nil) -> QueuedContainer {
+        QueuedContainer(uuid: uuid, priority: priority, createdAt: now.addingTimeInterval(-1000 + age), place: place,
+                        instanceTypes: type.map { [$0] + alsoOn } ?? [],
                         unfitReason: type == nil ? "no instance type fits: too big" : nil, lastAttempt: attempted)
     }
 
@@ -76,6 +77,30 @@ final class SchedulerTests: XCTestCase {
         XCTAssertEqual(actions, [.unlock(container: "big"), .create(small)])
         let expired = plan([container("big", priority: 9, type: large)], holds: ["large": now.addingTimeInterval(-1)])
         XCTAssertEqual(expired, [.create(large)])
+    }
+
+    func testWithAPriceFactorAnIdleBiggerWorkerIsTakenBeforeBootingTheCheapestType() {
+        let medium = InstanceType(name: "medium", vcpus: 2, ram: 2 << 30, price: 0.014)
+        let actions = plan([container("a", priority: 5, type: small, alsoOn: [medium]), container("b", priority: 4, type: small, alsoOn: [medium])],
+                           [worker("w-medium", medium)])
+        XCTAssertEqual(actions, [.start(container: "a", worker: "w-medium"), .create(small)],
+                       "a takes the idle medium worker; b, with none left idle, gets the cheapest type")
+        let cheapestFirst = plan([container("a", priority: 5, type: small, alsoOn: [medium])], [worker("w-medium", medium), worker("w-small", small)])
+        XCTAssertEqual(cheapestFirst, [.start(container: "a", worker: "w-small")], "an idle worker of the cheapest type goes first")
+        let booting = plan([container("a", priority: 5, type: small, alsoOn: [medium])], [worker("w-medium", medium, .booting)])
+        XCTAssertEqual(booting, [], "a waits for the booting medium worker")
+    }
+
+    func testWhenTheCloudHasNoRoomForTheCheapestTypeTheNextWithinThePriceFactorIsBooted() {
+        let medium = InstanceType(name: "medium", vcpus: 2, ram: 2 << 30, price: 0.014)
+        let held = [small.name: now.addingTimeInterval(30)]
+        let actions = plan([container("a", priority: 5, place: .locked, type: small, alsoOn: [medium])], holds: held)
+        XCTAssertEqual(actions, [.create(medium)])
+        let bothHeld = plan([container("a", priority: 5, place: .locked, type: small, alsoOn: [medium])],
+                            holds: [small.name: now.addingTimeInterval(30), medium.name: now.addingTimeInterval(30)])
+        XCTAssertEqual(bothHeld, [.unlock(container: "a")], "no room for any of its types: the lock goes back")
+        let noFactor = plan([container("a", priority: 5, place: .locked, type: small)], holds: held)
+        XCTAssertEqual(noFactor, [.unlock(container: "a")], "without the factor only the cheapest type is a candidate")
     }
 
     func testConcurrentCreatesAndCloudOpsAreLimitedPerPass() {

@@ -65,6 +65,16 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(error("API:\n  StatementTimeout: soon").contains("StatementTimeout"), error("API:\n  StatementTimeout: soon"))
     }
 
+    func testMaximumPriceFactorDefaultsToArvadosOneAndAHalfAndRefusesLessThanOne() throws {
+        XCTAssertEqual(try parse("").containers.maximumPriceFactor, 1.5)
+        XCTAssertEqual(try parse("Containers:\n  MaximumPriceFactor: 2").containers.maximumPriceFactor, 2)
+        for bad in ["0.5", "-1", "1e300", ".nan", "lots"] {
+            let message = error("Containers:\n  MaximumPriceFactor: \(bad)")
+            XCTAssertTrue(message.contains("MaximumPriceFactor"), "\(bad): \(message)")
+        }
+        XCTAssertTrue(error("Containers:\n  MaximumPriceFactor: 0.5").contains("must be a number from 1 to 100"))
+    }
+
     func testMistakesInTheDispatcherSectionsAreNamed() {
         XCTAssertTrue(error("InstanceTypes:\n  small: {VCPUs: 2, RAM: lots}").contains("InstanceTypes.small.RAM must be a size"))
         XCTAssertTrue(error("InstanceTypes:\n  small: {VCPUs: 2, RAM: 1GiB, Cores: 4}").contains("unknown key 'InstanceTypes.small.Cores'"))

@@ -75,6 +75,21 @@ final class InstanceTypeTests: XCTestCase {
         XCTAssertEqual(InstanceType.cheapest(fitting: RuntimeConstraints(vcpus: 1, ram: 1, scratch: 200 << 30), preemptible: false, among: types)?.name, "large")
     }
 
+    func testThePriceFactorAddsEveryFittingTypeUpToTheCheapestTimesTheFactorCheapestFirst() {
+        let needs = RuntimeConstraints(vcpus: 1, ram: 512 << 20)
+        func names(_ factor: Double, _ constraints: RuntimeConstraints = RuntimeConstraints(vcpus: 1, ram: 512 << 20)) -> [String] {
+            InstanceType.candidates(fitting: constraints, preemptible: false, among: types, priceFactor: factor).map(\.name)
+        }
+        XCTAssertEqual(names(1), ["tiny"])
+        XCTAssertEqual(names(1.5), ["tiny"], "medium costs 10 × tiny")
+        XCTAssertEqual(names(10), ["tiny", "medium"], "the ceiling is inclusive")
+        XCTAssertEqual(names(50), ["tiny", "medium", "large"])
+        XCTAssertEqual(names(0.5), ["tiny"], "a factor below 1 still allows the cheapest")
+        XCTAssertEqual(names(50, RuntimeConstraints(vcpus: 8)), ["large"], "only fitting types")
+        XCTAssertEqual(InstanceType.candidates(fitting: needs, preemptible: true, among: types, priceFactor: 50).map(\.name), ["medium-spot"])
+        XCTAssertEqual(names(50, RuntimeConstraints(vcpus: 64)), [])
+    }
+
     func testWhenNothingFitsTheReasonNamesWhatWasAskedAndWhatIsOffered() {
         let huge = RuntimeConstraints(vcpus: 64, ram: 512 << 30)
         XCTAssertNil(InstanceType.cheapest(fitting: huge, preemptible: false, among: types))

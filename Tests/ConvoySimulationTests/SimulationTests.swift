@@ -84,29 +84,29 @@ final class SimulationTests: XCTestCase {
     /// is: it restarts the lock's clock (containers stranded Locked, as CI once saw) or takes a
     /// probe from before the move to Running as proof that the runner is gone. With production's
     /// settings (keyset pages, two-listing orphan grace, deadlines, the production procedure per
-    /// command) seed 1289 shows the second: a live runner requeued. (The failing seeds move when
-    /// the core's order of work changes: `convoy-sim --no-state-age --seeds 6000 --first-seed 1`
-    /// finds them.)
+    /// command) seed 445 shows the second: a live runner requeued. (The failing seeds move when
+    /// the core's order of work or the fault kinds change: `convoy-sim --no-state-age --seeds 6000
+    /// --first-seed 1` finds them, 12 of 6000 with 19 fault kinds and MaximumPriceFactor 1.5.)
     func testWithoutTheAPIsStateAgeANewLeaderMisjudgesOldStatesAndBreaksAnInvariant() {
-        var settings = SimulationSettings.small(seed: 1289)
+        var settings = SimulationSettings.small(seed: 445)
         settings.apiReportsStateAge = false
         let report = Simulation(settings).run()
         XCTAssertTrue(report.violations.contains { $0.hasPrefix("locked-too-long") || $0.hasPrefix("requeued a live runner") }, "\(report.violations)")
-        XCTAssertEqual(Simulation(.small(seed: 1289)).run().violations, [])
+        XCTAssertEqual(Simulation(.small(seed: 445)).run().violations, [])
     }
 
     /// What killed healthy containers at scale: this cluster's Locked/Running containers paged by
     /// offset, so that one leaving between two pages shifted another out of the listing, and a
-    /// runner killed as an orphan on that one listing's silence. Seed 11 kills a live runner that
-    /// way (with the 18 fault kinds and each page a call of its own: `convoy-sim --offset-paging
-    /// --seeds 300 --first-seed 1` finds them, 23 of 300); keyset pages and a grace of two
+    /// runner killed as an orphan on that one listing's silence. Seed 23 kills a live runner that
+    /// way (with the 19 fault kinds and each page a call of its own: `convoy-sim --offset-paging
+    /// --seeds 300 --first-seed 1` finds them, 21 of 300); keyset pages and a grace of two
     /// listings (production's) run it clean.
     func testOffsetPagingAndOneListingsSilenceKillALiveRunnerAndKeysetPagesDoNot() {
-        var settings = SimulationSettings.small(seed: 11)
+        var settings = SimulationSettings.small(seed: 23)
         settings.offsetPaging = true
         let report = Simulation(settings).run()
         XCTAssertTrue(report.violations.contains { $0.hasPrefix("killed a live runner") }, "\(report.violations)")
-        XCTAssertEqual(Simulation(.small(seed: 11)).run().violations, [])
+        XCTAssertEqual(Simulation(.small(seed: 23)).run().violations, [])
     }
 
     static let keptSeeds = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()

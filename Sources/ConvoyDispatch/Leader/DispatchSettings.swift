@@ -7,6 +7,8 @@ public struct DispatchSettings: Sendable {
     public var clusterID: String
     public var instanceTypes: [InstanceType]
     public var reserveExtraRAM: Int64
+    /// Containers.MaximumPriceFactor.
+    public var maximumPriceFactor: Double
     public var minRetryPeriod: Duration
     public var cloud: CloudVMsConfig
     /// The API as the dispatcher reaches it (the dispatcher token; the epoch is added per term).
@@ -18,11 +20,13 @@ public struct DispatchSettings: Sendable {
     /// A member whose heartbeat is older than this is gone: its workers are reassigned.
     public var memberTimeout: Duration
 
-    public init(clusterID: String, instanceTypes: [InstanceType], reserveExtraRAM: Int64, minRetryPeriod: Duration, cloud: CloudVMsConfig,
+    public init(clusterID: String, instanceTypes: [InstanceType], reserveExtraRAM: Int64, maximumPriceFactor: Double, minRetryPeriod: Duration,
+                cloud: CloudVMsConfig,
                 api: APIClientConfiguration, runnerAPIHost: String, runtimeEngine: String, memberTimeout: Duration) {
         self.clusterID = clusterID
         self.instanceTypes = instanceTypes
         self.reserveExtraRAM = reserveExtraRAM
+        self.maximumPriceFactor = maximumPriceFactor
         self.minRetryPeriod = minRetryPeriod
         self.cloud = cloud
         self.api = api
@@ -36,7 +40,7 @@ extension DispatchSettings {
     /// What the core decides with.
     public var core: CoreSettings {
         let cloud = self.cloud
-        return CoreSettings(instanceTypes: instanceTypes, reserveExtraRAM: reserveExtraRAM, minRetryPeriod: minRetryPeriod.timeInterval,
+        return CoreSettings(instanceTypes: instanceTypes, maximumPriceFactor: maximumPriceFactor, reserveExtraRAM: reserveExtraRAM, minRetryPeriod: minRetryPeriod.timeInterval,
                             pollInterval: cloud.pollInterval.timeInterval, timeoutIdle: cloud.timeoutIdle.timeInterval,
                             timeoutBooting: cloud.timeoutBooting.timeInterval, timeoutProbe: cloud.timeoutProbe.timeInterval,
                             maxCloudOpsPerSecond: cloud.maxCloudOpsPerSecond, maxConcurrentCreates: cloud.maxConcurrentInstanceCreateOps,

@@ -54,8 +54,11 @@ public struct ContainerRecord: KeptRecord, Equatable {
     public var lastAttempt: Moment?
     /// When a worker's report last listed its runner.
     public var lastSeenOnWorker: Moment?
-    /// The cheapest fitting type (nil: none fits, see `unfitReason`).
-    public var instanceType: InstanceType?
+    /// The types it may run on, cheapest first: those that fit within MaximumPriceFactor of the
+    /// cheapest (empty: none fits, see `unfitReason`).
+    public var instanceTypes: [InstanceType] = []
+    /// The cheapest fitting type.
+    public var instanceType: InstanceType? { instanceTypes.first }
     public var unfitReason: String?
 
     init(entry: QueueEntry, settings: CoreSettings) {
@@ -66,9 +69,9 @@ public struct ContainerRecord: KeptRecord, Equatable {
     }
 
     mutating func refit(_ settings: CoreSettings) {
-        instanceType = InstanceType.cheapest(fitting: entry.constraints, preemptible: entry.preemptible, among: settings.instanceTypes,
-                                             ramOverhead: settings.reserveExtraRAM)
-        unfitReason = instanceType == nil
+        instanceTypes = InstanceType.candidates(fitting: entry.constraints, preemptible: entry.preemptible, among: settings.instanceTypes,
+                                                ramOverhead: settings.reserveExtraRAM, priceFactor: settings.maximumPriceFactor)
+        unfitReason = instanceTypes.isEmpty
             ? InstanceType.noFitReason(entry.constraints, preemptible: entry.preemptible, among: settings.instanceTypes, ramOverhead: settings.reserveExtraRAM)
             : nil
     }

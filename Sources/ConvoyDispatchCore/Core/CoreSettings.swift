@@ -3,6 +3,9 @@ import ConvoyModel
 /// What the leader's core decides with: the configuration, in seconds of the leader's clock.
 public struct CoreSettings: Sendable, Equatable {
     public var instanceTypes: [InstanceType]
+    /// A container may run on any fitting type priced up to the cheapest fitting one × this
+    /// (Arvados' MaximumPriceFactor; 1: only the cheapest).
+    public var maximumPriceFactor: Double
     public var reserveExtraRAM: Int64
     /// A container attempted within this is left alone.
     public var minRetryPeriod: Double
@@ -47,13 +50,14 @@ public struct CoreSettings: Sendable, Equatable {
     /// How long each command may stay unanswered before its outcome is taken as unknown.
     public var deadlines: CommandDeadlines
 
-    public init(instanceTypes: [InstanceType], reserveExtraRAM: Int64 = 0, minRetryPeriod: Double = 0, pollInterval: Double = 1,
+    public init(instanceTypes: [InstanceType], maximumPriceFactor: Double = 1.5, reserveExtraRAM: Int64 = 0, minRetryPeriod: Double = 0, pollInterval: Double = 1,
                 timeoutIdle: Double = 60, timeoutBooting: Double = 600, timeoutProbe: Double = 600, maxCloudOpsPerSecond: Int = 20,
                 maxConcurrentCreates: Int = 1, maxInstances: Int = 64, lockedTimeout: Double = 120, orphanRunnerGrace: Double = 0,
                 orphanRunnerListings: Int = 2, orphanRunnerNeedsLaterProbe: Bool = true, killRepeat: Double = 30, quotaHold: Double = 60, rateLimitBackoff: Double = 10,
                 queueDepth: Int = 20_000, listPageSize: Int = 1000, listPaging: QueueListing.Paging = .keyset,
                 memberTimeout: Double = 4, deadlines: CommandDeadlines = CommandDeadlines()) {
         self.instanceTypes = instanceTypes
+        self.maximumPriceFactor = maximumPriceFactor
         self.reserveExtraRAM = reserveExtraRAM
         self.minRetryPeriod = minRetryPeriod
         self.pollInterval = pollInterval

@@ -480,7 +480,7 @@ public struct DispatchCore: Sendable {
                 continue
             }
             queue.append(QueuedContainer(uuid: id, priority: record.entry.priority, createdAt: record.entry.createdAt, place: placed,
-                                         instanceType: record.instanceType, unfitReason: record.unfitReason,
+                                         instanceTypes: record.instanceTypes, unfitReason: record.unfitReason,
                                          lastAttempt: record.lastAttempt.map(Self.date)))
         }
 

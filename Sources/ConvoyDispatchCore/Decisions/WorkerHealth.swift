@@ -17,6 +17,14 @@ public enum WorkerHealth {
         if worker.report?.phase == .hostKeyMismatch {
             return .shutdown(reason: "its SSH host key does not match the one the cloud gave")
         }
+        // A type taken out of the configuration: nothing new starts there (the scheduler sees only
+        // configured types); what runs there finishes, then the instance goes. An operator's hold
+        // keeps it.
+        if worker.type == nil, worker.idleBehavior != .hold {
+            let typeName = worker.instance.typeName
+            if worker.state == .idle { return .shutdown(reason: "its instance type \(typeName) is no longer configured and it runs nothing") }
+            if worker.idleBehavior != .drain { return .drain(reason: "its instance type \(typeName) is no longer configured") }
+        }
         if worker.state == .booting {
             let since = max(worker.firstSeen, worker.hostedFrom)
             if now - since > settings.timeoutBooting { return .shutdown(reason: "the boot probe has not passed within \(Int(settings.timeoutBooting)) s") }

@@ -16,20 +16,23 @@ public struct QueuedContainer: Sendable, Equatable {
     public var priority: Int
     public var createdAt: Date
     public var place: Place
+    /// The types it may run on, cheapest first (within MaximumPriceFactor of the cheapest);
+    /// empty when none fits.
+    public var instanceTypes: [InstanceType]
     /// The cheapest fitting type, or nil when none fits.
-    public var instanceType: InstanceType?
+    public var instanceType: InstanceType? { instanceTypes.first }
     /// Why no type fits (when `instanceType` is nil).
     public var unfitReason: String?
     /// When it was last attempted (locked or started): MinRetryPeriod counts from here.
     public var lastAttempt: Date?
 
-    public init(uuid: ContainerID, priority: Int, createdAt: Date, place: Place, instanceType: InstanceType?, unfitReason: String? = nil,
+    public init(uuid: ContainerID, priority: Int, createdAt: Date, place: Place, instanceTypes: [InstanceType], unfitReason: String? = nil,
                 lastAttempt: Date? = nil) {
         self.uuid = uuid
         self.priority = priority
         self.createdAt = createdAt
         self.place = place
-        self.instanceType = instanceType
+        self.instanceTypes = instanceTypes
         self.unfitReason = unfitReason
         self.lastAttempt = lastAttempt
     }
@@ -121,8 +124,10 @@ public enum SchedulerAction: Sendable, Equatable {
 /// The scheduler: a pure function from a snapshot to actions, so that it can be tested and
 /// measured without a cloud, an API or a clock.
 ///
-/// Containers are taken by priority (then age). Each gets an idle worker of its type, or a
-/// booting one nobody has claimed yet, or a new instance if the limits allow. Once a container
+/// Containers are taken by priority (then age). Each gets an idle worker of one of its types
+/// (cheapest first: any within MaximumPriceFactor of the cheapest fitting type), or a booting one
+/// of them nobody has claimed yet, or a new instance of the cheapest of them the cloud has room
+/// for, if the limits allow. Once a container
 /// cannot get an instance because the cluster is at its instance limit, no container after it
 /// gets anything (lower priorities must not take what higher ones wait for): locked ones among
 /// them go back to the queue, and unclaimed idle workers are shut down to make room. A type the
@@ -172,7 +177,8 @@ public enum Scheduler {
 
         for key in waiting {
             let container = containers[key.position]
-            guard let type = container.instanceType else {
+            let types = container.instanceTypes
+            guard !types.isEmpty else {
                 actions.append(.cancel(container: container.uuid, reason: container.unfitReason ?? "no instance type fits"))
                 continue
             }
@@ -183,17 +189,19 @@ public enum Scheduler {
             if let last = container.lastAttempt, snapshot.now.timeIntervalSince(last) < limits.minRetryPeriod {
                 continue
             }
-            if let worker = idle[type.name]?.take() {
+            var worker: InstanceID?
+            for type in types where worker == nil { worker = idle[type.name]?.take() }
+            if let worker {
                 unclaimed.remove(worker)
                 actions.append(.start(container: container.uuid, worker: worker))
                 continue
             }
-            if let count = booting[type.name], count > 0 {
-                booting[type.name] = count - 1  // it will take the next one of its type that boots
+            if let waitedFor = types.first(where: { (booting[$0.name] ?? 0) > 0 }) {
+                booting[waitedFor.name]! -= 1  // it will take the next one of that type that boots
                 continue
             }
-            if let hold = snapshot.quotaHolds[type.name], hold > snapshot.now {
-                // The cloud has no room for this type now; others may still run.
+            guard let type = types.first(where: { snapshot.quotaHolds[$0.name].map { $0 <= snapshot.now } ?? true }) else {
+                // The cloud has no room for any of its types now; other containers may still run.
                 if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
                 continue
             }

@@ -244,6 +244,9 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
     public var maxDispatchAttempts: Int
     /// RAM added to what a container asks when choosing its instance type (the runner, the OS).
     public var reserveExtraRAM: Int64
+    /// A container may run on any fitting type priced up to the cheapest fitting one × this
+    /// (Arvados' Containers.MaximumPriceFactor; at least 1).
+    public var maximumPriceFactor: Double
     /// A container is not retried sooner than this after an attempt.
     public var minRetryPeriod: Duration
     /// The dispatcher's SSH private key for workers (a file).
@@ -255,13 +258,16 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case maxDispatchAttempts = "MaxDispatchAttempts", reserveExtraRAM = "ReserveExtraRAM", minRetryPeriod = "MinRetryPeriod"
+        case maximumPriceFactor = "MaximumPriceFactor"
         case dispatchPrivateKeyFile = "DispatchPrivateKeyFile", runtimeEngine = "RuntimeEngine", cloudVMs = "CloudVMs"
     }
 
-    public init(maxDispatchAttempts: Int = 10, reserveExtraRAM: Int64 = 256 << 20, minRetryPeriod: Duration = .zero,
-                dispatchPrivateKeyFile: String? = nil, runtimeEngine: String = "podman", cloudVMs: CloudVMsConfig = CloudVMsConfig()) {
+    public init(maxDispatchAttempts: Int = 10, reserveExtraRAM: Int64 = 256 << 20, maximumPriceFactor: Double = 1.5,
+                minRetryPeriod: Duration = .zero, dispatchPrivateKeyFile: String? = nil, runtimeEngine: String = "podman",
+                cloudVMs: CloudVMsConfig = CloudVMsConfig()) {
         self.maxDispatchAttempts = maxDispatchAttempts
         self.reserveExtraRAM = reserveExtraRAM
+        self.maximumPriceFactor = maximumPriceFactor
         self.minRetryPeriod = minRetryPeriod
         self.dispatchPrivateKeyFile = dispatchPrivateKeyFile
         self.runtimeEngine = runtimeEngine
@@ -274,6 +280,10 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
         let defaults = ContainersConfig()
         maxDispatchAttempts = try container.decodeIfPresent(Int.self, forKey: .maxDispatchAttempts) ?? defaults.maxDispatchAttempts
         reserveExtraRAM = try container.decodeByteSize(.reserveExtraRAM, section: "Containers", default: defaults.reserveExtraRAM)
+        maximumPriceFactor = try container.decodeIfPresent(Double.self, forKey: .maximumPriceFactor) ?? defaults.maximumPriceFactor
+        guard maximumPriceFactor.isFinite, (1...100).contains(maximumPriceFactor) else {
+            throw ConfigError("Containers.MaximumPriceFactor must be a number from 1 to 100 (1: only the cheapest fitting type), not \(maximumPriceFactor)")
+        }
         minRetryPeriod = try container.decodeDuration(.minRetryPeriod, section: "Containers") ?? defaults.minRetryPeriod
         dispatchPrivateKeyFile = try container.decodeIfPresent(String.self, forKey: .dispatchPrivateKeyFile)
         runtimeEngine = try container.decodeIfPresent(String.self, forKey: .runtimeEngine) ?? defaults.runtimeEngine

@@ -33,8 +33,22 @@ public struct InstanceType: Sendable, Hashable, Codable {
     /// The cheapest of `types` that fits (ties: fewer VCPUs, then less RAM, then the name), or nil.
     public static func cheapest(fitting constraints: RuntimeConstraints, preemptible: Bool, among types: [InstanceType],
                                 ramOverhead: Int64 = 0) -> InstanceType? {
-        types.filter { $0.fits(constraints, preemptible: preemptible, ramOverhead: ramOverhead) }
-            .min { ($0.price, $0.vcpus, $0.ram, $0.name) < ($1.price, $1.vcpus, $1.ram, $1.name) }
+        types.filter { $0.fits(constraints, preemptible: preemptible, ramOverhead: ramOverhead) }.min(by: cheaper)
+    }
+
+    /// Every type of `types` that fits and costs at most the cheapest fitting one × `priceFactor`
+    /// (Arvados' MaximumPriceFactor), cheapest first (ties as `cheapest`); empty when none fits.
+    public static func candidates(fitting constraints: RuntimeConstraints, preemptible: Bool, among types: [InstanceType],
+                                  ramOverhead: Int64 = 0, priceFactor: Double = 1) -> [InstanceType] {
+        let fitting = types.filter { $0.fits(constraints, preemptible: preemptible, ramOverhead: ramOverhead) }.sorted(by: cheaper)
+        guard let cheapest = fitting.first else { return [] }
+        let ceiling = cheapest.price * max(1, priceFactor)
+        return fitting.filter { $0.price <= ceiling }
+    }
+
+    /// The order types are preferred in: price, then fewer VCPUs, less RAM, the name.
+    public static func cheaper(_ a: InstanceType, _ b: InstanceType) -> Bool {
+        (a.price, a.vcpus, a.ram, a.name) < (b.price, b.vcpus, b.ram, b.name)
     }
 
     /// Why no type fits, for the container's runtime_status: what it asked for and the largest offer.
