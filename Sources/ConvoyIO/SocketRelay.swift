@@ -25,7 +25,6 @@ public final class SocketRelay: Sendable {
     /// Pairs taken so far, and those of them still open.
     public var pairsRelayed: Int { state.withLock { $0.relayed } }
     public var openPairs: Int { state.withLock { $0.sockets.count / 2 } }
-    public var isStopped: Bool { state.withLock { $0.stopped } }
 
     /// Copies `a` to `b` with `forward` and `b` to `a` with `backward`, each on a thread of its
     /// own. After `stop()` the pair is closed at once instead, and false returned.

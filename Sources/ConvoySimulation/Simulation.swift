@@ -154,7 +154,7 @@ public final class Simulation {
         case .restoreType(let name):
             retiredTypes.remove(name)
             log("type \(name) configured again")
-            restartForNewConfiguration()
+            stepDown()  // the change reaches the cluster with the next term, as a rolling restart
         }
         return false
     }
@@ -224,12 +224,6 @@ public final class Simulation {
         leader = nil
         steppedDown = (current.member, now + 5)
         scheduleElection(after: 0.3)
-    }
-
-    /// A configuration change reaches the cluster with the next term (the replicas restart one
-    /// by one, the leader last).
-    private func restartForNewConfiguration() {
-        stepDown()
     }
 
     private func scheduleElection(after delay: Double) {
@@ -701,7 +695,7 @@ public final class Simulation {
             guard let type = random.pick(candidates.map(\.name)) else { break }
             retiredTypes.insert(type)
             log("type \(type) no longer configured")
-            restartForNewConfiguration()
+            stepDown()  // the change reaches the cluster with the next term, as a rolling restart
             // Half the time for good: its instances must still go once empty, or liveness fails.
             if random.uniform(0...1) < 0.5 { events.schedule(.restoreType(type), at: now + random.uniform(20...120)) }
         case .apiDown:
