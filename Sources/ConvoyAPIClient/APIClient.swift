@@ -79,8 +79,10 @@ extension RunnerLaunchSettings {
 public enum APIClientError: Error, Sendable, CustomStringConvertible {
     /// The API refused: its status and the messages of its `{"errors": […]}` body.
     case refused(status: Int, messages: [String])
-    /// No usable answer (connection refused, timeout, TLS): worth retrying later.
+    /// No usable answer (connection refused, TLS): worth retrying later.
     case unreachable(String)
+    /// The request went out and no answer came within its timeout (an overloaded API looks so).
+    case timedOut(String)
     /// An answer that is not what the route returns.
     case malformedResponse(String)
 
@@ -93,7 +95,7 @@ public enum APIClientError: Error, Sendable, CustomStringConvertible {
     /// Worth retrying: the API was unreachable or failed on its side.
     public var isTransient: Bool {
         switch self {
-        case .unreachable: return true
+        case .unreachable, .timedOut: return true
         case .refused(let status, _): return status >= 500 || status == 429 || status == 408
         case .malformedResponse: return false
         }
@@ -103,6 +105,7 @@ public enum APIClientError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .refused(let status, let messages): return "API refused (\(status)): \(messages.joined(separator: "; "))"
         case .unreachable(let reason): return "API unreachable: \(reason)"
+        case .timedOut(let reason): return "API did not answer in time: \(reason)"
         case .malformedResponse(let reason): return "malformed API response: \(reason)"
         }
     }
@@ -318,6 +321,8 @@ public struct APIClient: Sendable {
     private func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
         do {
             return try await http.execute(request)
+        } catch HTTPClientError.timeout(let message) {
+            throw APIClientError.timedOut(message)
         } catch {
             throw APIClientError.unreachable("\(error)")
         }

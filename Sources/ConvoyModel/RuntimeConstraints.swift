@@ -36,20 +36,35 @@ public struct SchedulingParameters: Sendable, Hashable, Codable {
     public var preemptible: Bool
     /// Longest run time in seconds before the dispatcher cancels it; 0 means no limit.
     public var maxRunTime: Int
+    /// A workflow runner (it submits more containers): the dispatcher caps how many run at once
+    /// (SupervisorFraction), so that they do not crowd out the work they create.
+    public var supervisor: Bool
 
-    public init(preemptible: Bool = false, maxRunTime: Int = 0) {
+    public init(preemptible: Bool = false, maxRunTime: Int = 0, supervisor: Bool = false) {
         self.preemptible = preemptible
         self.maxRunTime = maxRunTime
+        self.supervisor = supervisor
     }
 
     enum CodingKeys: String, CodingKey {
         case preemptible
         case maxRunTime = "max_run_time"
+        case supervisor
     }
 
     public init(from decoder: Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         preemptible = try container.decodeIfPresent(Bool.self, forKey: .preemptible) ?? false
         maxRunTime = try container.decodeIfPresent(Int.self, forKey: .maxRunTime) ?? 0
+        supervisor = try container.decodeIfPresent(Bool.self, forKey: .supervisor) ?? false
+    }
+
+    /// `supervisor` is written only when set, so that a spec without it keeps its fingerprint
+    /// (container reuse) from before the field existed.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(preemptible, forKey: .preemptible)
+        try container.encode(maxRunTime, forKey: .maxRunTime)
+        if supervisor { try container.encode(supervisor, forKey: .supervisor) }
     }
 }

@@ -36,6 +36,12 @@ public final class Simulation {
     private var refusedTransitions: [String] = []
     private var liveRequeues: [String] = []
     private var liveKills: [String] = []
+    /// By term: no cloud command before this (the rate limit's retry time, as its core was told it).
+    private var cloudQuietUntil: [Int64: Double] = [:]
+    /// By term: when its cloud commands of the last second were issued (MaxCloudOpsPerSecond).
+    private var cloudCommandTimes: [Int64: [Double]] = [:]
+    /// Cloud commands issued against the cloud's rate limit or past the budget.
+    private var cloudRuleBreaches: [String] = []
     /// Calls that hang: nothing answers them (the core's deadline must).
     private var hung = Set<CallRef>()
     /// Until then PostgreSQL does not answer (the API, the members table, the epoch check, the election).
@@ -269,6 +275,9 @@ public final class Simulation {
     /// A command's procedure ended: the core hears its outcome.
     private func deliver(_ epoch: Int64, _ id: CommandID, _ outcome: CommandOutcome) {
         log("epoch \(epoch) \(id) → \(Self.describe(outcome))")
+        if case .failed(.cloud(.rateLimited(_, let retryAfter))) = outcome {
+            cloudQuietUntil[epoch] = max(cloudQuietUntil[epoch] ?? -.infinity, now + (retryAfter ?? settings.core.rateLimitBackoff))
+        }
         var driver = drivers.removeValue(forKey: epoch)!
         let commands = driver.core.handle(.outcome(id, outcome), now: memberMoment(driver.member))
         drivers[epoch] = driver
@@ -281,11 +290,37 @@ public final class Simulation {
         guard let driver = drivers[epoch] else { return }
         for command in commands {
             log("epoch \(epoch) \(command.id) \(command.command)")
+            if Self.isCloudCommand(command.command) { checkCloudRules(command.command, epoch: epoch) }
             let procedure = CommandProcedure(command.command, epoch: epoch, deadlines: settings.core.deadlines, identity: driver.identity,
                                              now: memberMoment(driver.member))
             drivers[epoch]!.procedures[command.id] = procedure
             advance(epoch, command.id)
         }
+    }
+
+    static func isCloudCommand(_ command: CoreCommand) -> Bool {
+        switch command {
+        case .listInstances, .create, .destroy, .setIdleBehavior: return true
+        default: return false
+        }
+    }
+
+    /// A term's cloud command waits out the retry time the cloud gave, and keeps to
+    /// MaxCloudOpsPerSecond: in any second at most a poll interval's budget plus a second's.
+    private func checkCloudRules(_ command: CoreCommand, epoch: Int64) {
+        if let until = cloudQuietUntil[epoch], now < until {
+            cloudRuleBreaches.append(String(format: "epoch %lld issued %@ at %.2f s, before the cloud's retry time %.2f s", epoch,
+                                            "\(command)", now, until))
+        }
+        let rate = Double(settings.core.maxCloudOpsPerSecond)
+        let limit = Int(rate * max(settings.core.pollInterval, 1) + rate)
+        var times = (cloudCommandTimes[epoch] ?? []).filter { $0 > now - 1 }
+        times.append(now)
+        if times.count > limit {
+            cloudRuleBreaches.append(String(format: "epoch %lld issued %d cloud commands in the second before %.2f s (MaxCloudOpsPerSecond %d)",
+                                            epoch, times.count, now, settings.core.maxCloudOpsPerSecond))
+        }
+        cloudCommandTimes[epoch] = times
     }
 
     /// Makes the procedure's next call, or hands its outcome to the core.
@@ -479,7 +514,7 @@ public final class Simulation {
     private func cloudAct(_ ref: CallRef, _ call: CloudCall) {
         switch call {
         case .create(let type):
-            if cloudErrorsUntil > now { fail(ref, .cloud(cloudError)); return }
+            if cloudErrorsUntil > now, let refusal = createRefusal(type) { fail(ref, .cloud(refusal)); return }
             let instanceID = InstanceID(String(format: "i-%06d", nextInstance))
             nextInstance += 1
             instancesCreated += 1
@@ -501,6 +536,16 @@ public final class Simulation {
         case .list:
             break
         }
+    }
+
+    /// What the cloud answers a create of `type` while it refuses (nil: it has room for this one).
+    private func createRefusal(_ type: InstanceType) -> CloudError? {
+        guard case .capacity(let heldName, let group, let message) = cloudError else { return cloudError }
+        guard let held = settings.core.instanceTypes.first(where: { $0.name == heldName }) else { return nil }
+        let groups = settings.core.quotaGroups
+        let sameType = held.providerType == type.providerType && held.preemptible == type.preemptible
+        guard sameType || (group && groups.group(of: held) == groups.group(of: type)) else { return nil }
+        return .capacity(type: type.name, group: group, message: message)
     }
 
     /// While the API's answers are lost, a change it applied comes back as no answer at all.
@@ -741,8 +786,14 @@ public final class Simulation {
             }
         case .cloudErrors:
             cloudErrorsUntil = now + random.uniform(10...60)
-            cloudError = random.pick([CloudError.quota(type: "small", message: "InsufficientInstanceCapacity"),
-                                      .rateLimited(message: "RequestLimitExceeded"), .failed("InternalError")])!
+            // The account's quota, one type's capacity or its quota group's, a rate limit with or
+            // without a retry time, anything else.
+            cloudError = random.pick([CloudError.quota(message: "InstanceLimitExceeded"),
+                                      .capacity(type: "small", group: false, message: "InsufficientInstanceCapacity"),
+                                      .capacity(type: "small", group: true, message: "VcpuLimitExceeded"),
+                                      .rateLimited(message: "RequestLimitExceeded", retryAfter: nil),
+                                      .rateLimited(message: "RequestLimitExceeded", retryAfter: 25),
+                                      .failed("InternalError")])!
         case .instanceVanishes:
             if let victim = random.pick(instances.keys.sorted()) { destroyInstance(victim) }
         case .runnerVanishes:
@@ -798,6 +849,7 @@ public final class Simulation {
         case .done(let result): return "done \(result)"
         case .failed(let failure): return "failed: \(failure)"
         case .unknown(let why): return "unknown: \(why)"
+        case .overloaded(let why): return "overloaded: \(why)"
         }
     }
 
@@ -823,6 +875,7 @@ public final class Simulation {
         violations += refusedTransitions.map { "refused transition: \($0)" }
         violations += liveRequeues.map { "requeued a live runner: \($0)" }
         violations += liveKills.map { "killed a live runner: \($0)" }
+        violations += cloudRuleBreaches.prefix(20).map { "cloud rule: \($0)" }
         return SimulationReport(seed: settings.seed, simulatedSeconds: now, events: eventsProcessed, containers: settings.containers,
                                 completed: checked.completed, cancelled: checked.cancelled, restarted: checked.restarted.count,
                                 locks: checked.locks, elections: terms.count, executions: executions.count, instancesCreated: instancesCreated,

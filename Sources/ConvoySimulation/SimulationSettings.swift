@@ -121,12 +121,13 @@ public struct SimulationSettings: Sendable {
         self.clockSkew = clockSkew
     }
 
-    /// Instance types of a small cloud: three sizes, one preemptible.
+    /// Instance types of a small cloud: three sizes, one preemptible; small and medium share a
+    /// quota group (`t`), large is in another (`m`), spot in its own (`t-spot`).
     public static let instanceTypes: [InstanceType] = [
-        InstanceType(name: "small", vcpus: 1, ram: 2 << 30, scratch: 10 << 30, price: 0.05),
-        InstanceType(name: "medium", vcpus: 4, ram: 8 << 30, scratch: 50 << 30, price: 0.2),
-        InstanceType(name: "large", vcpus: 16, ram: 64 << 30, scratch: 200 << 30, price: 0.8),
-        InstanceType(name: "small-spot", vcpus: 1, ram: 2 << 30, scratch: 10 << 30, price: 0.02, preemptible: true),
+        InstanceType(name: "small", providerType: "t3.small", vcpus: 1, ram: 2 << 30, scratch: 10 << 30, price: 0.05),
+        InstanceType(name: "medium", providerType: "t3.xlarge", vcpus: 4, ram: 8 << 30, scratch: 50 << 30, price: 0.2),
+        InstanceType(name: "large", providerType: "m5.4xlarge", vcpus: 16, ram: 64 << 30, scratch: 200 << 30, price: 0.8),
+        InstanceType(name: "small-spot", providerType: "t3.small", vcpus: 1, ram: 2 << 30, scratch: 10 << 30, price: 0.02, preemptible: true),
     ]
 
     /// A small cluster with faults (what `make test` runs thousands of). What a cluster's

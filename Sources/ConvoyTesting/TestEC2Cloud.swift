@@ -19,7 +19,7 @@ public final class TestEC2Cloud: Sendable {
     /// What the proxy was told to refuse, and every action it saw.
     private final class FaultBook: Sendable {
         let faults = Mutex<[String: [(code: String, status: Int)]]>([:])
-        let seen = Mutex<[String]>([])
+        let seen = Mutex<[(action: String, at: ContinuousClock.Instant)]>([])
     }
 
     private init(moto: TestServerProcess, motoURL: String, proxy: RunningTestApplication, book: FaultBook) {
@@ -30,7 +30,10 @@ public final class TestEC2Cloud: Sendable {
     }
 
     /// The actions received so far, in order.
-    public var actions: [String] { book.seen.withLock { $0 } }
+    public var actions: [String] { book.seen.withLock { $0.map(\.action) } }
+
+    /// The actions received so far, in order, with when each came.
+    public var timedActions: [(action: String, at: ContinuousClock.Instant)] { book.seen.withLock { $0 } }
 
     /// The next `count` calls of `action` get this EC2 error instead of an answer.
     public func inject(_ code: String, status: Int = 400, into action: String, count: Int = 1) {
@@ -54,7 +57,7 @@ public final class TestEC2Cloud: Sendable {
             let body = try await request.body.collect(upTo: 1 << 20)
             let text = String(buffer: body)
             let action = text.split(separator: "&").first { $0.hasPrefix("Action=") }.map { String($0.dropFirst(7)) } ?? ""
-            book.seen.withLock { $0.append(action) }
+            book.seen.withLock { $0.append((action, .now)) }
             let fault = book.faults.withLock { queue -> (code: String, status: Int)? in
                 guard var list = queue[action], !list.isEmpty else { return nil }
                 let first = list.removeFirst()

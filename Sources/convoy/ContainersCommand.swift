@@ -28,7 +28,7 @@ struct ContainersCommand: CommandGroup {
             return try await body()
         } catch let error as APIClientError {
             switch error {
-            case .unreachable(let reason):
+            case .unreachable(let reason), .timedOut(let reason):
                 FileHandle.standardError.write(Data("convoy: cannot reach the API: \(reason)\n".utf8))
                 throw ExitCode(3)
             case .refused(let status, let messages):

@@ -64,6 +64,16 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         XCTAssertTrue(TestAPIServer.errorMessage(refused).contains("Committed"))
     }
 
+    func testAWorkflowRunnersSupervisorFlagReachesItsContainerAndOthersSayNothing() async throws {
+        // Commands of their own: a request like another's would reuse that one's container.
+        let runner = try await submit(#""command":["workflow-runner"],"container_image":"debian:12","scheduling_parameters":{"supervisor":true},"state":"Committed","priority":1"#)
+        let made = try await container(try XCTUnwrap(runner["container_uuid"]?.stringValue))
+        XCTAssertEqual(made["scheduling_parameters"]?.objectValue?["supervisor"], .bool(true))
+        let plain = try await submit(#""command":["plain-step"],"container_image":"debian:12","state":"Committed","priority":1"#)
+        let other = try await container(try XCTUnwrap(plain["container_uuid"]?.stringValue))
+        XCTAssertNil(other["scheduling_parameters"]?.objectValue?["supervisor"], "written only when set: older specs keep their fingerprint")
+    }
+
     func testTheContainerPriorityFollowsItsRequestsAndCancellingAllCancelsAQueuedContainer() async throws {
         let first = try await submit(spec + #","state":"Committed","priority":3"#)
         let second = try await submit(spec + #","state":"Committed","priority":7"#)
@@ -216,6 +226,7 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
             (#"{"container_request":{"priority":1e-300}}"#, 422, "between 0 and 1000"),
             (#"{"container_request":{"runtime_constraints":{"ram":9223372036854775808}}}"#, 422, "out of range at 'ram'"),
             (#"{"container_request":{"scheduling_parameters":{"max_run_time":1e300}}}"#, 422, "out of range at 'max_run_time'"),
+            (#"{"container_request":{"scheduling_parameters":{"supervisor":"yes"}}}"#, 422, "wrong type"),
             (#"{"container_request":{"command":["a",1]}}"#, 422, "array of strings"),
             (#"{"container_request":{"runtime_constraints":{"gpus":1}}}"#, 422, "unknown key 'gpus'"),
             (#"{"container_request":{"runtime_constraints":{"vcpus":"two"}}}"#, 422, "wrong type"),

@@ -27,6 +27,7 @@ final class CommandProcedureTests: XCTestCase {
         case .done(let result): return "done \(result)"
         case .failed(let failure): return "failed \(failure)"
         case .unknown(let why): return "unknown \(why)"
+        case .overloaded(let why): return "overloaded \(why)"
         }
     }
 
@@ -123,6 +124,9 @@ final class CommandProcedureTests: XCTestCase {
             (.apiStatus(409, "stale epoch"), "failed refused: the API answered 409: stale epoch"),
             (.apiStatus(500, "boom"), "unknown the API answered 500: boom"),
             (.apiUnreachable("reset"), "unknown the API did not answer: reset"),
+            // Overloaded: unknown to the core, and back-pressure.
+            (.apiStatus(503, "busy"), "overloaded the API answered 503: busy"),
+            (.apiTimedOut("no answer within 300 s"), "overloaded the API did not answer: no answer within 300 s"),
         ]
         for (error, expected) in cases {
             var lock = procedure(.lock("c1"))
@@ -133,8 +137,11 @@ final class CommandProcedureTests: XCTestCase {
 
     func testAFailedListingChangedNothing() {
         var listing = procedure(.listContainers(QueueListing(depth: 1, pageSize: 1)), identity: "me")
-        listing.receive(.failure(.apiStatus(503, "down")), now: Moment(seconds: 1))
-        XCTAssertEqual(outcome(listing), "failed the queue listing failed: the API answered 503: down")
+        listing.receive(.failure(.apiStatus(502, "bad gateway")), now: Moment(seconds: 1))
+        XCTAssertEqual(outcome(listing), "failed the queue listing failed: the API answered 502: bad gateway")
+        var overloaded = procedure(.listContainers(QueueListing(depth: 1, pageSize: 1)), identity: "me")
+        overloaded.receive(.failure(.apiStatus(503, "busy")), now: Moment(seconds: 1))
+        XCTAssertEqual(outcome(overloaded), "overloaded the queue listing failed: the API answered 503: busy")
     }
 
     func testAnAnswerThatDoesNotFitTheCallFailsTheCommand() {

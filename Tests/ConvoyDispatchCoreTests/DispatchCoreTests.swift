@@ -257,7 +257,7 @@ final class DispatchCoreTests: XCTestCase {
     func testALockIsUnlockedAtItsBoundEvenWhileTheCloudRefusesEveryListingOfTheTerm() {
         var h = harness(queue: [QueueEntry(id: "c1", state: .locked, priority: 1, createdAt: Fixture.wallClock,
                                            constraints: RuntimeConstraints(vcpus: 1, ram: 1 << 30), stateAge: 100)])
-        h.world.listingError = .rateLimited(message: "RequestLimitExceeded")
+        h.world.listingError = .rateLimited(message: "RequestLimitExceeded", retryAfter: nil)
         let lockedTimeout = h.core.settings.lockedTimeout
         XCTAssertEqual(h.pass().commands, [], "locked 100 s ago by the API's clock: within the bound")
         XCTAssertFalse(h.lastPassQueries.contains { if case .sync = $0 { return true } else { return false } },
@@ -669,24 +669,50 @@ final class DispatchCoreTests: XCTestCase {
         var h = harness()
         h.pass()
         let write = try XCTUnwrap(h.send(.setIdleBehavior("i-1", .hold)).first)
-        h.answer(write, .failed(.cloud(.rateLimited(message: "RequestLimitExceeded"))))
+        h.answer(write, .failed(.cloud(.rateLimited(message: "RequestLimitExceeded", retryAfter: nil))))
         XCTAssertEqual(h.send(.setIdleBehavior("i-1", .run)), [], "the cloud asked for quiet")
         XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .run)
-        // After the back-off (RateLimitBackoff 10 s, at least five polls) the next pass writes it.
+        // After the back-off (RateLimitBackoff 10 s: the cloud gave no retry time) the next pass writes it.
         h.advance(to: 11)
         XCTAssertEqual(h.pass().map(\.command), [.setIdleBehavior("i-1", .run, reason: "the last tag write did not take")])
     }
 
+    // MARK: Back-pressure
+
+    func testAnOverloadedAPILowersConcurrencyToRunningMinusOneAndACalmMinuteRaisesIt() throws {
+        var h = harness(workers: ["i-1", "i-2", "i-3", "i-4"],
+                        queue: [Fixture.entry("r1", .running), Fixture.entry("r2", .running), Fixture.entry("r3", .running), Fixture.entry("c1")])
+        for (worker, runner) in [("i-1", "r1"), ("i-2", "r2"), ("i-3", "r3")] {
+            h.world.reports[InstanceID(worker)] = Fixture.ready(InstanceID(worker), running: [ContainerID(runner)])
+        }
+        let lock = try XCTUnwrap(h.pass().first)
+        XCTAssertEqual(lock.command, .lock("c1"))
+        XCTAssertNil(h.core.concurrency.limit)
+        // The API answers 503: the lock may or may not have been taken (the listing says).
+        XCTAssertEqual(h.answer(lock, .overloaded("the API answered 503: too many requests")).commands, [])
+
+        h.advance(to: 1)
+        XCTAssertEqual(h.pass().commands, [], "c1 is not locked again: three run, the limit is two")
+        XCTAssertEqual(h.core.concurrency.limit, 2)
+        h.advance(to: 59.5)
+        XCTAssertEqual(h.pass().commands, [])
+        // A calm minute: 3 × 1.1 + 1 = 4.
+        h.advance(to: 61)
+        XCTAssertEqual(h.pass().commands, [.lock("c1")])
+        XCTAssertEqual(h.core.concurrency.limit, 4)
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
     // MARK: Cloud errors
 
-    func testAQuotaErrorHoldsCreatesOfThatTypeForQuotaHoldAndOnlyOfThatType() throws {
+    func testACapacityErrorHoldsCreatesOfThatTypeForCapacityHoldAndOnlyOfThatType() throws {
         var settings = Fixture.settings
         settings.maxConcurrentCreates = 2
         var h = harness(workers: [], queue: [Fixture.entry("c1")], settings: settings)
         let create = try XCTUnwrap(h.pass().first)
         XCTAssertEqual(create.command, .create(small))
-        XCTAssertEqual(h.answer(create, .failed(.cloud(.quota(type: "small", message: "InsufficientInstanceCapacity")))).commands, [])
-        XCTAssertEqual(h.core.quotaHolds["small"], Moment(seconds: 60))
+        XCTAssertEqual(h.answer(create, .failed(.cloud(.capacity(type: "small", group: false, message: "InsufficientInstanceCapacity")))).commands, [])
+        XCTAssertEqual(h.core.cloud.capacityHolds, [.type("small"): Moment(seconds: 60)])
 
         h.advance(to: 1)
         h.world.queue.append(Fixture.entry("c2", vcpus: 4))
@@ -698,9 +724,112 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
+    func testAQuotaGroupsCapacityErrorHoldsEveryTypeOfTheGroupAndNoOther() throws {
+        // t3.small and t3.xlarge share EC2's quota group "t" (their leading letters); m5.large is in "m".
+        let tSmall = InstanceType(name: "small", providerType: "t3.small", vcpus: 1, ram: 2 << 30, price: 0.05)
+        let tLarge = InstanceType(name: "t-large", providerType: "t3.xlarge", vcpus: 4, ram: 8 << 30, price: 0.2)
+        let mLarge = InstanceType(name: "m-large", providerType: "m5.xlarge", vcpus: 4, ram: 8 << 30, price: 0.25)
+        var settings = Fixture.settings
+        settings.instanceTypes = [tSmall, tLarge, mLarge]
+        settings.maxConcurrentCreates = 3
+        var h = harness(workers: [], queue: [Fixture.entry("c1")], settings: settings)
+        let create = try XCTUnwrap(h.pass().first)
+        XCTAssertEqual(create.command, .create(tSmall))
+        h.answer(create, .failed(.cloud(.capacity(type: "small", group: true, message: "VcpuLimitExceeded"))))
+        XCTAssertEqual(h.core.cloud.capacityHolds, [.group("t"): Moment(seconds: 60)])
+
+        // c2 needs 4 VCPUs: t-large (0.2) and m-large (0.25) are both within 1.5 × the cheapest.
+        h.advance(to: 1)
+        h.world.queue.append(Fixture.entry("c2", vcpus: 4))
+        XCTAssertEqual(h.pass().commands, [.create(mLarge)], "c1 waits (small is in the held group); c2 gets m-large, not t-large")
+        h.advance(to: 60.5)
+        XCTAssertEqual(h.pass().commands, [.create(tSmall)], "the hold is over")
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAQuotaErrorHoldsEveryCreateUntilAnInstanceGoesAway() throws {
+        var settings = Fixture.settings
+        settings.maxConcurrentCreates = 2
+        // Two workers (busy), and two containers waiting for instances of two types.
+        var h = harness(workers: ["i-1", "i-2"],
+                        queue: [Fixture.entry("r1", .running), Fixture.entry("r2", .running), Fixture.entry("c1"), Fixture.entry("c2", vcpus: 4)],
+                        settings: settings)
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["r1"])
+        h.world.reports["i-2"] = Fixture.ready("i-2", running: ["r2"])
+        let creates = h.pass()
+        XCTAssertEqual(creates.commands, [.create(small), .create(large)])
+        XCTAssertEqual(h.answer(creates[0], .failed(.cloud(.quota(message: "InstanceLimitExceeded")))).commands, [])
+        XCTAssertEqual(h.core.cloud.atQuotaUntilFewerThan, 3, "two workers and the large one being created")
+        h.answer(creates[1], .failed(.cloud(.quota(message: "InstanceLimitExceeded"))))
+        XCTAssertEqual(h.core.cloud.atQuotaUntilFewerThan, 2)
+
+        // Minutes pass: no create of any type while the pool is as big as at the error.
+        h.advance(to: 300)
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertTrue(h.core.cloud.atQuota(h.now))
+
+        // An instance goes away (its container ended): creates may work again.
+        h.world.instances.removeAll { $0.id == "i-2" }
+        h.world.reports["i-2"] = nil
+        h.world.queue.removeAll { $0.id == "r2" }
+        h.advance(to: 301)
+        XCTAssertEqual(h.pass().commands, [.create(small), .create(large)])
+        XCTAssertFalse(h.core.cloud.atQuota(h.now))
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    func testAQuotaErrorWithNoInstanceHoldsCreatesForCapacityHold() throws {
+        var h = harness(workers: [], queue: [Fixture.entry("c1")])
+        let create = try XCTUnwrap(h.pass().first)
+        h.answer(create, .failed(.cloud(.quota(message: "InstanceLimitExceeded"))))
+        XCTAssertEqual(h.core.cloud.atQuotaUntil, Moment(seconds: 60), "nothing can go away: wait CapacityHold")
+        h.advance(to: 59.5)
+        XCTAssertEqual(h.pass().commands, [])
+        h.advance(to: 60.5)
+        XCTAssertEqual(h.pass().commands, [.create(small)])
+    }
+
+    func testARateLimitWaitsExactlyTheRetryTimeTheCloudGave() throws {
+        var h = harness(workers: [], queue: [Fixture.entry("c1")])
+        h.world.listingError = .rateLimited(message: "RequestLimitExceeded", retryAfter: 2.5)
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertEqual(h.core.cloud.quietUntil, Moment(seconds: 2.5))
+        h.world.listingError = nil
+        h.advance(to: 2)
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertFalse(h.lastPassQueries.contains(.listInstances), "2 s: still quiet")
+        h.advance(to: 3)
+        XCTAssertEqual(h.pass().commands, [.create(small)], "not RateLimitBackoff's 10 s: the cloud said 2.5")
+        XCTAssertTrue(h.lastPassQueries.contains(.listInstances))
+    }
+
+    func testCreatesDestroysTagWritesAndListingsSpendOneCloudOpsBudget() throws {
+        var settings = Fixture.settings
+        settings.maxCloudOpsPerSecond = 3
+        settings.maxConcurrentCreates = 10
+        var h = harness(workers: [], queue: (1...6).map { Fixture.entry(ContainerID("c\($0)")) }, settings: settings)
+        // The listing spends one of the 3: two creates this pass.
+        XCTAssertEqual(h.pass().commands, [.create(small), .create(small)])
+        // An operator's tag writes and kills spend it too.
+        h.world.instances = [Fixture.instance("i-1"), Fixture.instance("i-2")]
+        h.advance(to: 1)
+        let next = h.pass()
+        XCTAssertEqual(next.count, 2, "3 earned in a second: the listing and two creates")
+        XCTAssertEqual(h.send(.killInstance("i-1")), [], "the budget is spent: the destroy waits")
+        XCTAssertEqual(h.core.workers["i-1"]?.state, .shutdown)
+        h.advance(to: 1.34)
+        XCTAssertEqual(h.send(.setIdleBehavior("i-2", .drain)).map(\.command), [.setIdleBehavior("i-2", .drain, reason: "the operator asked")],
+                       "a third of a second earns one call")
+        // Refilled (at most a poll interval's 3): the listing, the destroy that waited, one create.
+        h.advance(to: 2.5)
+        XCTAssertEqual(h.pass().commands, [.destroy("i-1", reason: "shut down while the cloud asked for quiet or the cloud-ops budget was spent"),
+                                           .create(small)])
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
     func testARateLimitedListingStopsCloudCallsUntilRateLimitBackoffPasses() {
         var h = harness(workers: [], queue: [Fixture.entry("c1")])
-        h.world.listingError = .rateLimited(message: "RequestLimitExceeded")
+        h.world.listingError = .rateLimited(message: "RequestLimitExceeded", retryAfter: nil)
         XCTAssertEqual(h.pass().commands, [], "no create while the cloud asks for quiet")
         XCTAssertTrue(h.lastPassQueries.contains(.listInstances))
         XCTAssertEqual(h.core.cloudErrors["rate_limited"], 1)
@@ -720,7 +849,7 @@ final class DispatchCoreTests: XCTestCase {
     func testARunningContainerIsNotRequeuedBeforeTheCloudWasListedThisTerm() {
         var h = harness(queue: [Fixture.entry("c1", .running)])
         h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
-        h.world.listingError = .rateLimited(message: "RequestLimitExceeded")
+        h.world.listingError = .rateLimited(message: "RequestLimitExceeded", retryAfter: nil)
         XCTAssertEqual(h.pass().commands, [], "the leader knows no worker yet: c1's runner may be on any of them")
 
         h.world.listingError = nil
@@ -731,7 +860,7 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
-    func testAFailedDestroyIsRetriedAfterKillRepeatAndADestroyedWorkerTheCloudStillListsStaysShutDown() throws {
+    func testAFailedDestroyIsRetriedAfterTimeoutShutdownAndADestroyedWorkerTheCloudStillListsStaysShutDown() throws {
         var h = harness()
         h.pass()
         let destroy = try XCTUnwrap(h.send(.killInstance("i-1")).first)
@@ -742,9 +871,9 @@ final class DispatchCoreTests: XCTestCase {
         h.advance(to: 1)
         XCTAssertEqual(h.pass().commands, [])
         XCTAssertEqual(h.core.workers["i-1"]?.state, .shutdown)
-        h.advance(to: 30)
-        XCTAssertEqual(h.pass().commands, [], "29.5 s since the destroy failed")
-        h.advance(to: 31)
+        h.advance(to: 10)
+        XCTAssertEqual(h.pass().commands, [], "9.5 s since the destroy failed (TimeoutShutdown 10 s)")
+        h.advance(to: 11)
         let retry = h.pass()
         XCTAssertEqual(retry.commands, [.destroy("i-1", reason: "the last destroy did not take")])
         XCTAssertEqual(h.answer(try XCTUnwrap(retry.first), .done(.none)).commands, [])
@@ -752,12 +881,12 @@ final class DispatchCoreTests: XCTestCase {
         // Destroyed, yet the cloud lists it a while longer: it stays shut down, its ready report
         // notwithstanding, and takes nothing.
         h.world.queue = [Fixture.entry("c1")]
-        h.advance(to: 32)
+        h.advance(to: 12)
         XCTAssertEqual(h.pass().commands, [.create(small)], "c1 gets a new instance, not the destroyed one")
         XCTAssertEqual(h.core.workers["i-1"]?.state, .shutdown)
 
         h.world.instances = []
-        h.advance(to: 33)
+        h.advance(to: 13)
         h.pass()
         XCTAssertNil(h.core.workers["i-1"], "gone from the cloud, gone from the pool")
         XCTAssertEqual(h.core.refusedTransitions, [])

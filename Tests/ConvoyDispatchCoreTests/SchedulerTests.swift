@@ -10,10 +10,10 @@ final class SchedulerTests: XCTestCase {
     private let now = Date(timeIntervalSince1970: 1_000_000)
 
     private func container(_ uuid: ContainerID, priority: Int, age: TimeInterval = 0, place: QueuedContainer.Place = .queued,
-                           type: InstanceType?, alsoOn: [InstanceType] = [], attempted: Date? = nil) -> QueuedContainer {
+                           type: InstanceType?, alsoOn: [InstanceType] = [], attempted: Date? = nil, supervisor: Bool = false) -> QueuedContainer {
         QueuedContainer(uuid: uuid, priority: priority, createdAt: now.addingTimeInterval(-1000 + age), place: place,
                         instanceTypes: type.map { [$0] + alsoOn } ?? [],
-                        unfitReason: type == nil ? "no instance type fits: too big" : nil, lastAttempt: attempted)
+                        unfitReason: type == nil ? "no instance type fits: too big" : nil, lastAttempt: attempted, supervisor: supervisor)
     }
 
     private func worker(_ id: InstanceID, _ type: InstanceType, _ state: WorkerState = .idle, behavior: IdleBehavior = .run,
@@ -23,9 +23,11 @@ final class SchedulerTests: XCTestCase {
     }
 
     private func plan(_ containers: [QueuedContainer], _ workers: [WorkerSnapshot] = [], limits: SchedulerLimits = SchedulerLimits(maxConcurrentCreates: 10),
-                      creating: [String: Int] = [:], holds: [String: Date] = [:]) -> [SchedulerAction] {
+                      creating: [String: Int] = [:], held: Set<String> = [], atQuota: Bool = false, startsUnderWay: Int = 0,
+                      supervisorStartsUnderWay: Int = 0) -> [SchedulerAction] {
         Scheduler.plan(SchedulerSnapshot(containers: containers, workers: workers, limits: limits, creating: creating,
-                                         quotaHolds: holds, now: now))
+                                         heldTypes: held, atQuota: atQuota, startsUnderWay: startsUnderWay,
+                                         supervisorStartsUnderWay: supervisorStartsUnderWay, now: now))
     }
 
     func testIdleWorkersGoToTheHighestPrioritiesAndTheRestGetNewInstances() {
@@ -71,12 +73,22 @@ final class SchedulerTests: XCTestCase {
         XCTAssertEqual(actions, [.start(container: "high", worker: "w1")])
     }
 
-    func testAQuotaHoldBlocksOnlyThatType() {
+    func testACapacityHoldBlocksOnlyThatType() {
         let actions = plan([container("big", priority: 9, place: .locked, type: large), container("little", priority: 1, type: small)],
-                           holds: ["large": now.addingTimeInterval(60)])
+                           held: ["large"])
         XCTAssertEqual(actions, [.unlock(container: "big"), .create(small)])
-        let expired = plan([container("big", priority: 9, type: large)], holds: ["large": now.addingTimeInterval(-1)])
-        XCTAssertEqual(expired, [.create(large)])
+        let released = plan([container("big", priority: 9, type: large)])
+        XCTAssertEqual(released, [.create(large)])
+    }
+
+    func testAtTheCloudsQuotaNothingIsCreatedLowerPrioritiesWaitAndIdleWorkersMakeRoom() {
+        let actions = plan([container("first", priority: 9, type: small), container("second", priority: 5, place: .locked, type: large),
+                            container("third", priority: 1, type: small)],
+                           [worker("w-large", large), worker("w-small", small, .running, containers: ["other"])], atQuota: true)
+        XCTAssertEqual(actions, [.unlock(container: "second"), .shutdown(worker: "w-large")],
+                       "first cannot get an instance: nobody after it takes the idle large worker, which goes to make room")
+        let idleFits = plan([container("first", priority: 9, type: small)], [worker("w-small", small)], atQuota: true)
+        XCTAssertEqual(idleFits, [.start(container: "first", worker: "w-small")], "an idle worker needs no create")
     }
 
     func testWithAPriceFactorAnIdleBiggerWorkerIsTakenBeforeBootingTheCheapestType() {
@@ -93,14 +105,49 @@ final class SchedulerTests: XCTestCase {
 
     func testWhenTheCloudHasNoRoomForTheCheapestTypeTheNextWithinThePriceFactorIsBooted() {
         let medium = InstanceType(name: "medium", vcpus: 2, ram: 2 << 30, price: 0.014)
-        let held = [small.name: now.addingTimeInterval(30)]
-        let actions = plan([container("a", priority: 5, place: .locked, type: small, alsoOn: [medium])], holds: held)
+        let held: Set<String> = [small.name]
+        let actions = plan([container("a", priority: 5, place: .locked, type: small, alsoOn: [medium])], held: held)
         XCTAssertEqual(actions, [.create(medium)])
         let bothHeld = plan([container("a", priority: 5, place: .locked, type: small, alsoOn: [medium])],
-                            holds: [small.name: now.addingTimeInterval(30), medium.name: now.addingTimeInterval(30)])
+                            held: [small.name, medium.name])
         XCTAssertEqual(bothHeld, [.unlock(container: "a")], "no room for any of its types: the lock goes back")
-        let noFactor = plan([container("a", priority: 5, place: .locked, type: small)], holds: held)
+        let noFactor = plan([container("a", priority: 5, place: .locked, type: small)], held: held)
         XCTAssertEqual(noFactor, [.unlock(container: "a")], "without the factor only the cheapest type is a candidate")
+    }
+
+    func testUnderBackPressureRunnersStartsAndLockedContainersFillTheLimitBeforeAQueuedOneIsLocked() {
+        let limits = SchedulerLimits(maxConcurrentCreates: 10, maxContainers: 3)
+        let workers = [worker("w1", small, .running, containers: ["r1"]), worker("w2", small), worker("w3", small), worker("w4", small)]
+        // One running, one start under way: room for one more, and the locked container has it,
+        // though a Queued one has a higher priority.
+        let actions = plan([container("r1", priority: 5, place: .running(worker: "w1"), type: small),
+                            container("high", priority: 9, type: small), container("locked", priority: 1, place: .locked, type: small)],
+                           workers, limits: limits, startsUnderWay: 1)
+        XCTAssertEqual(actions, [.start(container: "locked", worker: "w2")])
+        // Over the limit a locked container keeps its lock and waits; a queued one is not locked.
+        let over = plan([container("r1", priority: 5, place: .running(worker: "w1"), type: small),
+                         container("locked", priority: 1, place: .locked, type: small), container("queued", priority: 9, type: small)],
+                        workers, limits: limits, startsUnderWay: 2)
+        XCTAssertEqual(over, [])
+        // A container waiting for a booting worker or a new instance counts too.
+        let creates = plan((1...5).map { container(ContainerID("c\($0)"), priority: 10 - $0, type: small) },
+                           limits: SchedulerLimits(maxConcurrentCreates: 10, maxContainers: 2))
+        XCTAssertEqual(creates, [.create(small), .create(small)])
+    }
+
+    func testWorkflowRunnersPastTheirShareWaitAndALockedOneGoesBack() {
+        let limits = SchedulerLimits(maxConcurrentCreates: 10, maxSupervisors: 2)
+        let workers = [worker("w1", small, .running, containers: ["s1"]), worker("w2", small), worker("w3", small), worker("w4", small)]
+        let actions = plan([container("s1", priority: 5, place: .running(worker: "w1"), type: small, supervisor: true),
+                            container("s2", priority: 9, type: small, supervisor: true),
+                            container("s3", priority: 8, place: .locked, type: small, supervisor: true),
+                            container("work", priority: 1, type: small)],
+                           workers, limits: limits)
+        XCTAssertEqual(actions, [.start(container: "s2", worker: "w2"), .unlock(container: "s3"), .start(container: "work", worker: "w3")],
+                       "one running and one started: the third runner waits (its lock goes back), the work it made runs")
+        let underWay = plan([container("s2", priority: 9, type: small, supervisor: true)], workers, limits: limits, startsUnderWay: 2,
+                            supervisorStartsUnderWay: 2)
+        XCTAssertEqual(underWay, [], "starts under way count")
     }
 
     func testConcurrentCreatesAndCloudOpsAreLimitedPerPass() {

@@ -56,25 +56,52 @@ final class EC2DriverTests: PostgresTestCase {
         XCTAssertEqual(listed.first { $0.id == created[0].id }?.tags[CloudTag.idleBehavior], "drain")
     }
 
-    func testCapacityAndQuotaErrorsHoldTheTypeAndThrottlingSaysBackOff() async throws {
+    func testQuotaCapacityAndThrottlingAreToldApartAndThrottlingSaysWhenToRetry() async throws {
         let driver = driver()
-        for code in ["InstanceLimitExceeded", "InsufficientInstanceCapacity", "VcpuLimitExceeded"] {
+        // The account's limit (every type), one type's capacity, a quota group's vCPU limit.
+        let expected: [(code: String, kind: String)] = [("InstanceLimitExceeded", "quota"), ("MaxSpotInstanceCountExceeded", "quota"),
+                                                        ("InsufficientInstanceCapacity", "capacity of spot"),
+                                                        ("VcpuLimitExceeded", "capacity of spot's group")]
+        for (code, kind) in expected {
             cloud.inject(code, into: "RunInstances")
             do {
                 _ = try await driver.create(spot, tags: [:])
                 XCTFail("\(code) was not reported")
-            } catch CloudError.quota(let type, let message) {
-                XCTAssertEqual(type, "spot")
-                XCTAssertTrue(message.contains(code), message)
+            } catch let error as CloudError {
+                switch error {
+                case .quota(let message):
+                    XCTAssertEqual(kind, "quota", code)
+                    XCTAssertTrue(message.contains(code), message)
+                case .capacity(let type, let group, let message):
+                    XCTAssertEqual(kind, group ? "capacity of \(type)'s group" : "capacity of \(type)", code)
+                    XCTAssertTrue(message.contains(code), message)
+                default:
+                    XCTFail("\(code) read as \(error)")
+                }
             }
         }
-        cloud.inject("RequestLimitExceeded", status: 503, into: "DescribeInstances")
+        // Throttled calls in a row wait longer each time (1 s, 2.5 s, 4.75 s); an answer resets it.
+        var delays: [Double?] = []
+        for _ in 0..<3 {
+            cloud.inject("RequestLimitExceeded", status: 503, into: "DescribeInstances")
+            do {
+                _ = try await driver.instances()
+                XCTFail("throttling was not reported")
+            } catch CloudError.rateLimited(let message, let retryAfter) {
+                XCTAssertTrue(message.contains("RequestLimitExceeded"), message)
+                delays.append(retryAfter)
+            }
+        }
+        XCTAssertEqual(delays, [1, 2.5, 4.75])
+        _ = try await driver.instances()
+        cloud.inject("Throttling", into: "DescribeInstances")
         do {
             _ = try await driver.instances()
             XCTFail("throttling was not reported")
-        } catch CloudError.rateLimited(let message) {
-            XCTAssertTrue(message.contains("RequestLimitExceeded"), message)
+        } catch CloudError.rateLimited(_, let retryAfter) {
+            XCTAssertEqual(retryAfter, 1, "a call that went through resets the delay")
         }
+        XCTAssertEqual((1...12).reduce(0.0) { delay, _ in EC2Driver.nextThrottleDelay(after: delay) }, 60, "at most a minute")
         cloud.inject("InvalidAMIID.Malformed", into: "RunInstances")
         do {
             _ = try await driver.create(small, tags: [:])
@@ -102,9 +129,10 @@ final class EC2DriverTests: PostgresTestCase {
         XCTAssertNil(EC2Driver.hostKey(inConsoleOutput: "booting…"))
     }
 
-    /// The leader in a real `convoy dispatch` on the ec2 driver: a quota refusal holds only that
-    /// type; throttling stops every cloud call for a while.
-    func testTheLeaderHoldsATypeAtQuotaAndBacksOffWhenThrottled() async throws {
+    /// The leader in a real `convoy dispatch` on the ec2 driver: a capacity refusal holds only that
+    /// type; throttling stops every cloud call until the retry time the driver gave (1 s, then
+    /// 2.5 s for a second throttle in a row), and calls resume after it.
+    func testTheLeaderHoldsATypeWithoutCapacityAndWaitsOutEachThrottlesRetryTime() async throws {
         let api = try await TestAPIServer.start(database: try postgresServer())
         defer { Task { await api.stop() } }
         let pool = try TestDispatchPool(apiHost: "http://\(api.hostAndPort)", apiToken: api.dispatcherToken, cloudVMs: [
@@ -129,16 +157,23 @@ final class EC2DriverTests: PostgresTestCase {
         // The medium type is held after its refusal; the small one was created meanwhile.
         XCTAssertEqual(types, ["small"], replica.log)
         XCTAssertEqual(cloud.actions.filter { $0 == "RunInstances" }.count, 2, "\(cloud.actions)")
-        XCTAssertTrue(replica.log.contains("no capacity or quota for medium"), replica.log)
+        XCTAssertTrue(replica.log.contains("no capacity for medium"), replica.log)
 
-        // Throttled: no cloud call at all for the back-off (at least 10 s).
-        cloud.inject("RequestLimitExceeded", status: 503, into: "DescribeInstances")
+        // Throttled twice in a row: no cloud call for 1 s after the first, 2.5 s after the second.
         let before = cloud.actions.count
-        let throttledAt = await eventually(within: .seconds(5)) { cloud.actions[before...].firstIndex(of: "DescribeInstances") } until: { $0 != nil }
-        let index = try XCTUnwrap(throttledAt, "no DescribeInstances after the injection: \(cloud.actions[before...])")
-        // Not synchronisation: the back-off is the behaviour under test, no cloud call may come within 5 s.
-        try await Task.sleep(for: .seconds(5))
-        XCTAssertEqual(cloud.actions.count, index + 1, "cloud calls during the back-off: \(cloud.actions[(index + 1)...])")
-        XCTAssertTrue(replica.log.contains("cloud API rate limit"), replica.log)
+        cloud.inject("RequestLimitExceeded", status: 503, into: "DescribeInstances", count: 2)
+        let throttled = await eventually(within: .seconds(15)) {
+            Array(cloud.timedActions[before...].enumerated().filter { $0.element.action == "DescribeInstances" }.prefix(3))
+        } until: { $0.count == 3 }
+        XCTAssertEqual(throttled.count, 3, "the leader listed again after both throttles: \(cloud.actions[before...])")
+        let all = cloud.timedActions
+        for (throttle, wait) in zip(throttled.prefix(2), [1.0, 2.5]) {
+            let index = before + throttle.offset
+            let next = try XCTUnwrap(all.indices.first { $0 > index }, "no call after the throttle")
+            let gap = all[next].at - all[index].at
+            XCTAssertGreaterThanOrEqual(gap, .seconds(wait), "\(all[next].action) \(gap) after a throttle that said \(wait) s")
+        }
+        XCTAssertTrue(replica.log.contains("cloud API rate limit (retry after 1 s)"), replica.log)
+        XCTAssertTrue(replica.log.contains("cloud API rate limit (retry after 2.5 s)"), replica.log)
     }
 }

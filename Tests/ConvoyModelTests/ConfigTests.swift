@@ -75,6 +75,45 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(error("Containers:\n  MaximumPriceFactor: 0.5").contains("must be a number from 1 to 100"))
     }
 
+    func testInstanceTypeQuotaGroupsAreAMapInDriverParametersAndTimeoutShutdownHasArvadosDefault() throws {
+        let config = try parse("""
+            Containers:
+              CloudVMs:
+                Driver: ec2
+                DriverParameters:
+                  Region: us-east-1
+                  PageSize: 100
+                  InstanceTypeQuotaGroups: {trn: trainium, p: gpu}
+                TimeoutShutdown: 30s
+            """)
+        XCTAssertEqual(config.containers.cloudVMs.instanceTypeQuotaGroups, ["trn": "trainium", "p": "gpu"])
+        XCTAssertEqual(config.containers.cloudVMs.driverParameters, ["Region": "us-east-1", "PageSize": "100"],
+                       "the drivers see only their own scalar keys")
+        XCTAssertEqual(config.containers.cloudVMs.timeoutShutdown, .seconds(30))
+        XCTAssertEqual(try parse("").containers.cloudVMs.timeoutShutdown, .seconds(10))
+        let scalar = error("Containers:\n  CloudVMs:\n    DriverParameters: {InstanceTypeQuotaGroups: gpu}")
+        XCTAssertTrue(scalar.contains("InstanceTypeQuotaGroups must map provider type prefixes to group names"), scalar)
+        let map = error("Containers:\n  CloudVMs:\n    DriverParameters: {Region: {a: b}}")
+        XCTAssertTrue(map.contains("DriverParameters.Region must be a single value"), map)
+        let zero = error("Containers:\n  CloudVMs:\n    TimeoutShutdown: 0s")
+        XCTAssertTrue(zero.contains("TimeoutShutdown must be more than 0"), zero)
+    }
+
+    func testInitialQuotaEstimateAndSupervisorFractionTakeArvadosDefaultsAndRefuseNonsense() throws {
+        let defaults = try parse("").containers.cloudVMs
+        XCTAssertEqual(defaults.initialQuotaEstimate, 0)
+        XCTAssertEqual(defaults.supervisorFraction, 0.5)
+        let set = try parse("Containers:\n  CloudVMs:\n    InitialQuotaEstimate: 40\n    SupervisorFraction: 0.25").containers.cloudVMs
+        XCTAssertEqual(set.initialQuotaEstimate, 40)
+        XCTAssertEqual(set.supervisorFraction, 0.25)
+        let negative = error("Containers:\n  CloudVMs:\n    InitialQuotaEstimate: -1")
+        XCTAssertTrue(negative.contains("InitialQuotaEstimate must be 0"), negative)
+        for bad in ["1.5", "-0.1", ".nan"] {
+            let message = error("Containers:\n  CloudVMs:\n    SupervisorFraction: \(bad)")
+            XCTAssertTrue(message.contains("SupervisorFraction must be a number from 0"), "\(bad): \(message)")
+        }
+    }
+
     func testMistakesInTheDispatcherSectionsAreNamed() {
         XCTAssertTrue(error("InstanceTypes:\n  small: {VCPUs: 2, RAM: lots}").contains("InstanceTypes.small.RAM must be a size"))
         XCTAssertTrue(error("InstanceTypes:\n  small: {VCPUs: 2, RAM: 1GiB, Cores: 4}").contains("unknown key 'InstanceTypes.small.Cores'"))

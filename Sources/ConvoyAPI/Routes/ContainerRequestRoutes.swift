@@ -72,7 +72,7 @@ enum ContainerRequestChangesParser {
         changes.runtimeConstraints = try attributes.decoded("runtime_constraints", as: RuntimeConstraints.self,
                                                             knownKeys: ["vcpus", "ram", "scratch", "API"], integerKeys: ["vcpus", "ram", "scratch"])
         changes.schedulingParameters = try attributes.decoded("scheduling_parameters", as: SchedulingParameters.self,
-                                                              knownKeys: ["preemptible", "max_run_time"], integerKeys: ["max_run_time"])
+                                                              knownKeys: ["preemptible", "max_run_time", "supervisor"], integerKeys: ["max_run_time"])
         return changes
     }
 }

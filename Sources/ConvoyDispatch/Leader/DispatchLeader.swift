@@ -172,7 +172,8 @@ public actor DispatchLeader {
             logger.info("instance destroyed", metadata: ["instance": "\(id)", "reason": "\(reason)"])
         case (.setIdleBehavior(let id, let behavior, let reason), .done):
             logger.info("idle behaviour tag written", metadata: ["instance": "\(id)", "idle_behavior": "\(behavior.rawValue)", "reason": "\(reason)"])
-        case (.listInstances, .failed(.cloud(let error))), (.create, .failed(.cloud(let error))), (.destroy, .failed(.cloud(let error))):
+        case (.listInstances, .failed(.cloud(let error))), (.create, .failed(.cloud(let error))), (.destroy, .failed(.cloud(let error))),
+             (.setIdleBehavior, .failed(.cloud(let error))):
             DispatchMetrics.cloudError(code: error.code)
             logger.warning("cloud call failed", metadata: ["error": "\(error)"])
         case (.start(let id, let worker, _), .unknown(let why)):
@@ -181,6 +182,10 @@ public actor DispatchLeader {
             logger.warning("command failed", metadata: ["command": "\(Self.name(issued.command))", "error": "\(failure)"])
         case (_, .unknown(let why)):
             logger.warning("command got no answer", metadata: ["command": "\(Self.name(issued.command))", "error": "\(why)"])
+        case (_, .overloaded(let why)):
+            DispatchMetrics.apiOverloaded()
+            logger.warning("the API is overloaded: running fewer containers at once",
+                           metadata: ["command": "\(Self.name(issued.command))", "error": "\(why)"])
         default:
             break
         }
@@ -248,7 +253,8 @@ public actor DispatchLeader {
             return ContainerView(uuid: id.rawValue, state: record.entry.state.rawValue, priority: record.entry.priority,
                                  instanceType: record.instanceType?.name, instance: worker?.rawValue, schedulingStatus: status)
         }
-        return PoolView(epoch: epoch, instances: instanceViews, containers: containerViews, cloudErrors: core.cloudErrors, updatedAt: Date())
+        return PoolView(epoch: epoch, instances: instanceViews, containers: containerViews, cloudErrors: core.cloudErrors,
+                        maxConcurrentContainers: core.concurrency.limit, atQuota: core.cloud.atQuota(now), updatedAt: Date())
     }
 }
 

@@ -44,7 +44,12 @@ public struct PoolView: Codable, Sendable, Equatable {
     public var instances: [InstanceView]
     public var containers: [ContainerView]
     public var cloudErrors: [String: Int]
+    /// The most containers the leader runs at once while the API pushes back (nil: no limit of its own).
+    public var maxConcurrentContainers: Int?
+    /// The cloud said the account is at its quota: no instance is created until one goes away.
+    public var atQuota: Bool?
     public var updatedAt: Date
 
-    public static let empty = PoolView(epoch: 0, instances: [], containers: [], cloudErrors: [:], updatedAt: Date(timeIntervalSince1970: 0))
+    public static let empty = PoolView(epoch: 0, instances: [], containers: [], cloudErrors: [:], maxConcurrentContainers: nil, atQuota: nil,
+                                       updatedAt: Date(timeIntervalSince1970: 0))
 }

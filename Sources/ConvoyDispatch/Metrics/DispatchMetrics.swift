@@ -40,6 +40,10 @@ public enum DispatchMetrics {
         Counter(label: "convoy_containers_started_total").increment()
     }
 
+    static func apiOverloaded() {
+        Counter(label: "convoy_api_overloaded_total").increment()
+    }
+
     /// The pool gauges from a leader's view; label sets that disappeared go to 0.
     static func pool(_ view: PoolView, tracker: PoolGaugeTracker) {
         var instances: [[String]: Double] = [:]
@@ -58,6 +62,9 @@ public enum DispatchMetrics {
             Gauge(label: "convoy_containers", dimensions: [("state", state.lowercased())]).record(count)
         }
         Gauge(label: "convoy_instances_price_per_hour").record(price)
+        // 0: no limit of its own (Arvados' max_concurrent_containers).
+        Gauge(label: "convoy_max_concurrent_containers").record(Double(view.maxConcurrentContainers ?? 0))
+        Gauge(label: "convoy_at_quota").record(view.atQuota == true ? 1 : 0)
     }
 }
 

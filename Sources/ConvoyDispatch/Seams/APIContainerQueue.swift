@@ -13,7 +13,7 @@ public struct APIContainerQueue: ContainerQueue {
     }
 
     public func perform(_ call: QueueCall, timeout: Double) async -> Result<CallAnswer, CallError> {
-        await withCallTimeout(timeout, timedOut: .apiUnreachable("no answer within \(Int(timeout.rounded(.up))) s")) { [api] in
+        await withCallTimeout(timeout, timedOut: .apiTimedOut("no answer within \(Int(timeout.rounded(.up))) s")) { [api] in
             do {
                 return .success(try await Self.make(call, api))
             } catch {
@@ -71,7 +71,8 @@ public struct APIContainerQueue: ContainerQueue {
         // The state's age as the API's database measured it in the listing's own query: one clock.
         QueueEntry(id: ContainerID(container.uuid.rawValue), state: container.state, priority: container.priority,
                    createdAt: container.createdAt, constraints: container.runtimeConstraints,
-                   preemptible: container.schedulingParameters.preemptible, authUUID: container.authUUID?.rawValue,
+                   preemptible: container.schedulingParameters.preemptible, supervisor: container.schedulingParameters.supervisor,
+                   authUUID: container.authUUID?.rawValue,
                    stateAge: container.state == .locked || container.state == .running ? container.stateAge : nil)
     }
 
@@ -81,7 +82,7 @@ public struct APIContainerQueue: ContainerQueue {
     }
 
     /// How the API's errors read: 4xx refused (nothing changed), 5xx or no answer unknown (it may
-    /// have been applied), a malformed answer failed.
+    /// have been applied; 503 and a timeout also say the API is overloaded), a malformed answer failed.
     static func callError(_ error: any Error) -> CallError {
         switch error {
         case let error as CallError: return error
@@ -89,6 +90,7 @@ public struct APIContainerQueue: ContainerQueue {
             switch error {
             case .refused(let status, let messages): return .apiStatus(status, messages.joined(separator: "; "))
             case .unreachable(let reason): return .apiUnreachable(reason)
+            case .timedOut(let reason): return .apiTimedOut(reason)
             case .malformedResponse: return .failed("\(error)")
             }
         case is CancellationError: return .apiUnreachable("the call was cancelled")

@@ -11,6 +11,8 @@ public struct QueueEntry: Sendable, Equatable {
     public var createdAt: Date
     public var constraints: RuntimeConstraints
     public var preemptible: Bool
+    /// A workflow runner (`scheduling_parameters.supervisor`): SupervisorFraction caps them.
+    public var supervisor: Bool
     /// The current lock's auth_uuid (a cancel names it).
     public var authUUID: String?
     /// How long it has been in its state (Locked or Running), in seconds of the API's own clock
@@ -19,13 +21,14 @@ public struct QueueEntry: Sendable, Equatable {
     public var stateAge: Double?
 
     public init(id: ContainerID, state: ContainerState, priority: Int, createdAt: Date, constraints: RuntimeConstraints,
-                preemptible: Bool = false, authUUID: String? = nil, stateAge: Double? = nil) {
+                preemptible: Bool = false, supervisor: Bool = false, authUUID: String? = nil, stateAge: Double? = nil) {
         self.id = id
         self.state = state
         self.priority = priority
         self.createdAt = createdAt
         self.constraints = constraints
         self.preemptible = preemptible
+        self.supervisor = supervisor
         self.authUUID = authUUID
         self.stateAge = stateAge
     }
@@ -50,6 +53,9 @@ public enum CommandOutcome: Sendable {
     case failed(CommandFailure)
     /// Sent, and no answer came: it may or may not have been carried out.
     case unknown(String)
+    /// The API answered that it is overloaded (503) or did not answer in time: as `unknown`, and
+    /// the leader lowers how many containers it runs at once (back-pressure).
+    case overloaded(String)
 }
 
 /// The answer of a command that was carried out.

@@ -18,6 +18,15 @@ public struct CoreSettings: Sendable, Equatable {
     public var maxCloudOpsPerSecond: Int
     public var maxConcurrentCreates: Int
     public var maxInstances: Int
+    /// How many containers run at once before the API first pushes back (0: no limit until it
+    /// does; Arvados' InitialQuotaEstimate).
+    public var initialQuotaEstimate: Int
+    /// Workflow runners (`scheduling_parameters.supervisor`) may take at most this share of the
+    /// containers run at once (0: no cap; Arvados' SupervisorFraction).
+    public var supervisorFraction: Double
+    /// After the API last pushed back, the concurrency limit rises again (by about 10 %) at most
+    /// once per this many seconds.
+    public var overloadQuietPeriod: Double
     /// A container Locked by this cluster for this long without a runner moving it to Running
     /// goes back to the queue (invariant 4's bound; safe, since the unlock revokes its token).
     public var lockedTimeout: Double
@@ -33,10 +42,16 @@ public struct CoreSettings: Sendable, Equatable {
     public var orphanRunnerNeedsLaterProbe: Bool
     /// Between two kills of one runner.
     public var killRepeat: Double
-    /// After a quota or capacity error, creates of that type wait this long.
-    public var quotaHold: Double
-    /// After a rate-limit error, every cloud call waits this long.
+    /// After a capacity error, creates of that type (or quota group) wait this long; after a
+    /// quota error with no instance left, every create does.
+    public var capacityHold: Double
+    /// After a rate-limit error that does not say when to retry, every cloud call waits this long.
     public var rateLimitBackoff: Double
+    /// A destroy that did not take (refused, or the instance still listed) is sent again after
+    /// this (Arvados' TimeoutShutdown).
+    public var timeoutShutdown: Double
+    /// Which instance types share a cloud quota (`DriverParameters.InstanceTypeQuotaGroups`).
+    public var quotaGroups: QuotaGroups
     /// Queued containers read per pass (the highest priorities).
     public var queueDepth: Int
     /// Containers asked for per page of the queue listing (at most the API's page limit, 1000).
@@ -52,8 +67,10 @@ public struct CoreSettings: Sendable, Equatable {
 
     public init(instanceTypes: [InstanceType], maximumPriceFactor: Double = 1.5, reserveExtraRAM: Int64 = 0, minRetryPeriod: Double = 0, pollInterval: Double = 1,
                 timeoutIdle: Double = 60, timeoutBooting: Double = 600, timeoutProbe: Double = 600, maxCloudOpsPerSecond: Int = 20,
-                maxConcurrentCreates: Int = 1, maxInstances: Int = 64, lockedTimeout: Double = 120, orphanRunnerGrace: Double = 0,
-                orphanRunnerListings: Int = 2, orphanRunnerNeedsLaterProbe: Bool = true, killRepeat: Double = 30, quotaHold: Double = 60, rateLimitBackoff: Double = 10,
+                maxConcurrentCreates: Int = 1, maxInstances: Int = 64,
+                initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, overloadQuietPeriod: Double = 60, lockedTimeout: Double = 120, orphanRunnerGrace: Double = 0,
+                orphanRunnerListings: Int = 2, orphanRunnerNeedsLaterProbe: Bool = true, killRepeat: Double = 30, capacityHold: Double = 60, rateLimitBackoff: Double = 10,
+                timeoutShutdown: Double = 10, quotaGroups: QuotaGroups = QuotaGroups(),
                 queueDepth: Int = 20_000, listPageSize: Int = 1000, listPaging: QueueListing.Paging = .keyset,
                 memberTimeout: Double = 4, deadlines: CommandDeadlines = CommandDeadlines()) {
         self.instanceTypes = instanceTypes
@@ -67,13 +84,18 @@ public struct CoreSettings: Sendable, Equatable {
         self.maxCloudOpsPerSecond = maxCloudOpsPerSecond
         self.maxConcurrentCreates = maxConcurrentCreates
         self.maxInstances = maxInstances
+        self.initialQuotaEstimate = initialQuotaEstimate
+        self.supervisorFraction = supervisorFraction
+        self.overloadQuietPeriod = overloadQuietPeriod
         self.lockedTimeout = lockedTimeout
         self.orphanRunnerGrace = orphanRunnerGrace
         self.orphanRunnerListings = orphanRunnerListings
         self.orphanRunnerNeedsLaterProbe = orphanRunnerNeedsLaterProbe
         self.killRepeat = killRepeat
-        self.quotaHold = quotaHold
+        self.capacityHold = capacityHold
         self.rateLimitBackoff = rateLimitBackoff
+        self.timeoutShutdown = timeoutShutdown
+        self.quotaGroups = quotaGroups
         self.queueDepth = queueDepth
         self.listPageSize = listPageSize
         self.listPaging = listPaging

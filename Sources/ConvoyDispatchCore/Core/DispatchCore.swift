@@ -23,8 +23,10 @@ public struct DispatchCore: Sendable {
     public private(set) var silentMembers: Set<MemberID> = []
     /// Create calls in flight, by type name.
     public private(set) var creating: [String: Int] = [:]
-    public private(set) var quotaHolds: [String: Moment] = [:]
-    public private(set) var cloudBackoffUntil: Moment?
+    /// The cloud's rate limit, quota and capacity answers, and the MaxCloudOpsPerSecond budget.
+    public private(set) var cloud: CloudLimits
+    /// How many containers run at once while the API pushes back.
+    public private(set) var concurrency: ConcurrencyLimit
     public private(set) var cloudErrors: [String: Int] = [:]
     /// Moves a state machine refused (a bug if ever non-empty; the simulation checks it stays so).
     public private(set) var refusedTransitions: [String] = []
@@ -59,6 +61,8 @@ public struct DispatchCore: Sendable {
         termStart = now
         passStartedAt = now
         nextPassAt = now
+        cloud = CloudLimits(settings: settings, now: now)
+        concurrency = ConcurrencyLimit(initialEstimate: settings.initialQuotaEstimate, quietPeriod: settings.overloadQuietPeriod, now: now)
     }
 
     /// When the driver should next send `.tick` (it may send more).
@@ -81,7 +85,13 @@ public struct DispatchCore: Sendable {
             }
         case .outcome(let id, let outcome):
             guard let (command, issuedAt) = pending.removeValue(forKey: id) else { break }
-            apply(command, issuedAt: issuedAt, outcome, now: now, &out)
+            // The API's 503 or silence: back-pressure, and otherwise an unknown outcome.
+            if case .overloaded(let why) = outcome {
+                concurrency.overloaded(now: now)
+                apply(command, issuedAt: issuedAt, .unknown(why), now: now, &out)
+            } else {
+                apply(command, issuedAt: issuedAt, outcome, now: now, &out)
+            }
         case .setIdleBehavior(let id, let behavior):
             if workers[id] != nil { setIdleBehavior(id, behavior, reason: "the operator asked", now, &out) }
         case .killInstance(let id):
@@ -150,7 +160,7 @@ public struct DispatchCore: Sendable {
             case .done(.instances(let listed)):
                 reconcile(listed, listedAt: issuedAt, now: now)
                 cloudListed = true
-            case .failed(.cloud(let error)): noteCloudError(error, type: nil, now: now)
+            case .failed(.cloud(let error)): noteCloudError(error, creating: nil, now: now)
             default: break
             }
             // Without a listing this term knows no worker: it syncs nobody and decides only what needs no worker.
@@ -193,7 +203,7 @@ public struct DispatchCore: Sendable {
         case .start(let id, let worker, let host):
             guard var record = containers[id], case .starting = record.phase else { return }
             switch outcome {
-            case .done, .unknown:
+            case .done, .unknown, .overloaded:  // (`handle` reads overloaded as unknown before it gets here)
                 // No answer: the runner may have started; a probe of the worker will say.
                 move(&record, to: .started(worker: worker, at: now))
             case .failed(.refused):
@@ -229,7 +239,7 @@ public struct DispatchCore: Sendable {
                 if workers[id] == nil {
                     workers[id] = WorkerRecord(instance: instance, type: typeNamed(instance.typeName), now: now, knownEmpty: true)
                 }
-            case .failed(.cloud(let error)): noteCloudError(error, type: type.name, now: now)
+            case .failed(.cloud(let error)): noteCloudError(error, creating: type, now: now)
             default: break
             }
         case .destroy(let id, _):
@@ -237,7 +247,7 @@ public struct DispatchCore: Sendable {
             worker.destroying = false
             worker.destroyRequestedAt = now
             workers[id] = worker
-            if case .failed(.cloud(let error)) = outcome { noteCloudError(error, type: nil, now: now) }
+            if case .failed(.cloud(let error)) = outcome { noteCloudError(error, creating: nil, now: now) }
         case .setIdleBehavior(let id, let behavior, let reason):
             guard var worker = workers[id] else { return }
             worker.tagWriting = false
@@ -246,10 +256,10 @@ public struct DispatchCore: Sendable {
                 if worker.tagUnwritten == behavior { worker.tagUnwritten = nil }
             }
             workers[id] = worker
-            if case .failed(.cloud(let error)) = outcome { noteCloudError(error, type: nil, now: now) }
+            if case .failed(.cloud(let error)) = outcome { noteCloudError(error, creating: nil, now: now) }
             // Decided again while this write was in flight: write the newer one now (unless the
-            // cloud asks for quiet: the retry in `decide` sends it then).
-            if let newer = worker.tagUnwritten, newer != behavior, !(cloudBackoffUntil.map { $0 > now } ?? false) {
+            // cloud asks for quiet or the budget is spent: the retry in `decide` sends it then).
+            if let newer = worker.tagUnwritten, newer != behavior {
                 writeTag(id, newer, reason: reason, now, &out)
             }
         }
@@ -258,8 +268,8 @@ public struct DispatchCore: Sendable {
     // MARK: The pass's steps
 
     private mutating func listInstances(_ now: Moment, _ out: inout [IssuedCommand]) {
-        if let until = cloudBackoffUntil, until > now {
-            // The cloud asked for quiet: decide with the last listing, if this term has one.
+        if !cloud.take(now) {
+            // The cloud asked for quiet (or the budget is spent): decide with the last listing, if this term has one.
             // Without a listing this term knows no worker: it syncs nobody and decides only what needs no worker.
             guard cloudListed else { listContainers(now, &out); return }
             syncMembers(now, &out)
@@ -384,6 +394,7 @@ public struct DispatchCore: Sendable {
     // MARK: Decisions
 
     private mutating func decide(now: Moment, _ out: inout [IssuedCommand]) {
+        cloud.count(instances: instanceCount, now: now)
         guard cloudListed else {
             decideWithoutWorkers(now: now, &out)
             return
@@ -481,25 +492,28 @@ public struct DispatchCore: Sendable {
             }
             queue.append(QueuedContainer(uuid: id, priority: record.entry.priority, createdAt: record.entry.createdAt, place: placed,
                                          instanceTypes: record.instanceTypes, unfitReason: record.unfitReason,
-                                         lastAttempt: record.lastAttempt.map(Self.date)))
+                                         lastAttempt: record.lastAttempt.map(Self.date), supervisor: record.entry.supervisor))
         }
 
         killedAt = killedAt.filter { now - $0.value < settings.killRepeat }
         killOrphans(now: now, &out)
-        schedule(queue, runnersOn: runnersOn, now: now, &out)
-
-        // A destroy or a tag write that did not take (or waited for the cloud's quiet) is tried again.
-        guard !(cloudBackoffUntil.map { $0 > now } ?? false) else { return }
+        // A destroy or a tag write that did not take, or waited for the cloud's quiet or the
+        // budget, is sent before new creates spend the budget (the rest on a later pass).
         for slot in workers.slotRange where workers.isOccupied(slot) {
+            guard cloud.available(now) > 0 else { break }
             let worker = workers[slot: slot]
             if worker.state != .shutdown, !worker.tagWriting, let behavior = worker.tagUnwritten {
                 writeTag(worker.id, behavior, reason: "the last tag write did not take", now, &out)
             }
             guard worker.state == .shutdown, !worker.destroying else { continue }
-            if let at = worker.destroyRequestedAt, now - at < settings.killRepeat { continue }
+            if let at = worker.destroyRequestedAt, now - at < settings.timeoutShutdown { continue }
+            guard cloud.take(now) else { break }
             workers[slot: slot].destroying = true
-            issue(.destroy(worker.id, reason: "the last destroy did not take"), now, &out)
+            let reason = worker.destroyRequestedAt == nil ? "shut down while the cloud asked for quiet or the cloud-ops budget was spent"
+                                                          : "the last destroy did not take"
+            issue(.destroy(worker.id, reason: reason), now, &out)
         }
+        schedule(queue, runnersOn: runnersOn, now: now, &out)
     }
 
     /// Acts on `behavior` at once and writes it to the instance's tag (a new leader reads the tag).
@@ -511,13 +525,14 @@ public struct DispatchCore: Sendable {
         workers[id] = worker
         // One write at a time per instance: the outcome of this one sends a newer decision.
         guard !worker.tagWriting else { return }
-        // While the cloud asks for quiet the write waits: the retry in `decide` sends it.
-        if cloudBackoffUntil.map({ $0 > now }) ?? false { return }
         writeTag(id, behavior, reason: reason, now, &out)
     }
 
+    /// Writes the tag if the cloud allows a call now; else it stays unwritten and the retry in
+    /// `decide` sends it.
     private mutating func writeTag(_ id: InstanceID, _ behavior: IdleBehavior, reason: String, _ now: Moment,
                                    _ out: inout [IssuedCommand]) {
+        guard cloud.take(now) else { return }
         workers[id]?.tagWriting = true
         issue(.setIdleBehavior(id, behavior, reason: reason), now, &out)
     }
@@ -579,15 +594,27 @@ public struct DispatchCore: Sendable {
             snapshotWorkers.append(WorkerSnapshot(id: worker.id, type: type, state: state, idleBehavior: worker.idleBehavior,
                                                   containers: runnersOn[worker.id] ?? [], idleSince: worker.idleSince.map(Self.date)))
         }
-        let backedOff = cloudBackoffUntil.map { $0 > now } ?? false
-        let budget = max(1, Int(Double(settings.maxCloudOpsPerSecond) * max(settings.pollInterval, 1)))
+        // Starts under way (their containers are not in the queue) count toward the limits like runners.
+        var starts = 0, supervisorStarts = 0
+        for slot in containers.slotRange where containers.isOccupied(slot) && containers[slot: slot].phase.worker != nil {
+            starts += 1
+            if containers[slot: slot].entry.supervisor { supervisorStarts += 1 }
+        }
+        var running = starts
+        for container in queue { if case .running = container.place { running += 1 } }
+        concurrency.pass(running: running, now: now)
         let limits = SchedulerLimits(maxInstances: settings.maxInstances, maxConcurrentCreates: settings.maxConcurrentCreates,
-                                     cloudOpsBudget: backedOff ? 0 : budget, minRetryPeriod: settings.minRetryPeriod, timeoutIdle: settings.timeoutIdle)
+                                     cloudOpsBudget: cloud.available(now), minRetryPeriod: settings.minRetryPeriod, timeoutIdle: settings.timeoutIdle,
+                                     maxContainers: concurrency.limit,
+                                     maxSupervisors: concurrency.maxSupervisors(fraction: settings.supervisorFraction, maxInstances: settings.maxInstances))
+        let held = Set(settings.instanceTypes.filter { cloud.isHeld($0, now) }.map(\.name))
         let snapshot = SchedulerSnapshot(containers: queue, workers: snapshotWorkers, limits: limits, creating: creating.filter { $0.value > 0 },
-                                         quotaHolds: quotaHolds.mapValues(Self.date), now: Self.date(now))
+                                         heldTypes: held, atQuota: cloud.atQuota(now), startsUnderWay: starts,
+                                         supervisorStartsUnderWay: supervisorStarts, now: Self.date(now))
         for action in Scheduler.plan(snapshot) {
             switch action {
             case .create(let type):
+                guard cloud.take(now) else { continue }
                 creating[type.name, default: 0] += 1
                 issue(.create(type), now, &out)
             case .start(let id, let worker):
@@ -628,8 +655,8 @@ public struct DispatchCore: Sendable {
         guard var worker = workers[id], worker.state != .shutdown || !worker.destroying else { return }
         if !worker.move(to: .shutdown) { refusedTransitions.append("worker \(id): \(worker.state) → shutdown") }
         worker.idleSince = nil
-        // While the cloud asks for quiet the destroy waits: the retry in `decide` sends it.
-        if cloudBackoffUntil.map({ $0 > now }) ?? false {
+        // While the cloud asks for quiet, or the budget is spent, the destroy waits: the retry in `decide` sends it.
+        guard cloud.take(now) else {
             workers[id] = worker
             return
         }
@@ -638,14 +665,13 @@ public struct DispatchCore: Sendable {
         issue(.destroy(id, reason: reason), now, &out)
     }
 
-    private mutating func noteCloudError(_ error: CloudError, type: String?, now: Moment) {
+    private mutating func noteCloudError(_ error: CloudError, creating type: InstanceType?, now: Moment) {
         cloudErrors[error.code, default: 0] += 1
-        switch error {
-        case .quota(let held, _): quotaHolds[type ?? held] = now + settings.quotaHold
-        case .rateLimited: cloudBackoffUntil = now + max(settings.rateLimitBackoff, settings.pollInterval * 5)
-        case .failed: break
-        }
+        cloud.note(error, creating: type, instances: instanceCount, now: now)
     }
+
+    /// Instances listed or being created (those being destroyed count until the cloud stops listing them).
+    private var instanceCount: Int { workers.count + creating.values.reduce(0, +) }
 
     private mutating func move(slot: Int, to next: DispatchPhase) {
         let from = containers[slot: slot].phase

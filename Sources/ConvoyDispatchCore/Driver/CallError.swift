@@ -8,9 +8,12 @@ public enum CallError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The API answered with an error status (4xx: refused, nothing changed; 5xx: it may or may
     /// not have been applied).
     case apiStatus(Int, String)
-    /// No answer from the API (refused connection, timeout, broken connection): sent or not,
-    /// it may have been applied.
+    /// No answer from the API (refused connection, broken connection): sent or not, it may have
+    /// been applied.
     case apiUnreachable(String)
+    /// The API took the call and did not answer within its timeout: it may have been applied,
+    /// and the API is taken to be overloaded (as when it answers 503).
+    case apiTimedOut(String)
     /// The call never reached the member (no address, connection refused, a refused handshake).
     case memberUnreachable(String)
     /// The member took the call and no answer came (timeout, connection lost mid-call).
@@ -29,7 +32,7 @@ public enum CallError: Error, Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .apiStatus(let status, let message): return "the API answered \(status): \(message)"
-        case .apiUnreachable(let reason): return "the API did not answer: \(reason)"
+        case .apiUnreachable(let reason), .apiTimedOut(let reason): return "the API did not answer: \(reason)"
         case .memberUnreachable(let reason), .memberNoAnswer(let reason), .memberRefused(let reason), .fenced(let reason),
              .notSent(let reason), .failed(let reason):
             return reason
@@ -40,10 +43,12 @@ public enum CallError: Error, Sendable, Equatable, CustomStringConvertible {
 
 extension CommandOutcome {
     /// How the core reads a call's error: refused (nothing changed), unreachable (never got
-    /// there), a cloud error, failed, or unknown (it may have been carried out).
+    /// there), a cloud error, failed, unknown (it may have been carried out), or overloaded (the
+    /// API's 503 or its silence past the timeout: unknown, and a sign to run fewer containers).
     public init(_ error: CallError) {
         switch error {
         case .apiStatus(let status, _) where status < 500: self = .failed(.refused("\(error)"))
+        case .apiStatus(503, _), .apiTimedOut: self = .overloaded("\(error)")
         case .apiStatus, .apiUnreachable, .memberNoAnswer: self = .unknown("\(error)")
         case .memberUnreachable: self = .failed(.unreachable("\(error)"))
         case .memberRefused, .fenced, .notSent: self = .failed(.refused("\(error)"))

@@ -130,7 +130,8 @@ public struct CommandProcedure: Sendable {
             // The fence could not be read: nothing was sent to the cloud.
             return .failed(.failed("the cloud change was not sent: cannot read cluster_epoch: \(error)"))
         case .queue(.whoAmI), .queue(.page):
-            // A listing only reads: whatever the error, nothing changed.
+            // A listing only reads: whatever the error, nothing changed (an overloaded API is still told).
+            if case .overloaded = CommandOutcome(error) { return .overloaded("the queue listing failed: \(error)") }
             return .failed(.failed("the queue listing failed: \(error)"))
         default:
             return CommandOutcome(error)

@@ -25,9 +25,11 @@ public struct QueuedContainer: Sendable, Equatable {
     public var unfitReason: String?
     /// When it was last attempted (locked or started): MinRetryPeriod counts from here.
     public var lastAttempt: Date?
+    /// A workflow runner: SupervisorFraction caps how many run.
+    public var supervisor: Bool
 
     public init(uuid: ContainerID, priority: Int, createdAt: Date, place: Place, instanceTypes: [InstanceType], unfitReason: String? = nil,
-                lastAttempt: Date? = nil) {
+                lastAttempt: Date? = nil, supervisor: Bool = false) {
         self.uuid = uuid
         self.priority = priority
         self.createdAt = createdAt
@@ -35,6 +37,7 @@ public struct QueuedContainer: Sendable, Equatable {
         self.instanceTypes = instanceTypes
         self.unfitReason = unfitReason
         self.lastAttempt = lastAttempt
+        self.supervisor = supervisor
     }
 }
 
@@ -66,20 +69,27 @@ public struct SchedulerLimits: Sendable, Equatable {
     public var maxInstances: Int
     /// Create calls in flight at once.
     public var maxConcurrentCreates: Int
-    /// Cloud operations (create, destroy) this pass may start (from MaxCloudOpsPerSecond).
+    /// Cloud operations (create, destroy) this pass may start (what is left of MaxCloudOpsPerSecond's budget).
     public var cloudOpsBudget: Int
     /// A container attempted within this is left alone.
     public var minRetryPeriod: TimeInterval
     /// Idle workers (idle behaviour `run`) shut down after this.
     public var timeoutIdle: TimeInterval
+    /// Containers with a runner, a start under way, or a worker coming for them, at most (the
+    /// API's back-pressure, `ConcurrencyLimit`); nil: no limit of its own.
+    public var maxContainers: Int?
+    /// Of those, workflow runners at most (SupervisorFraction); nil: no cap.
+    public var maxSupervisors: Int?
 
     public init(maxInstances: Int = 64, maxConcurrentCreates: Int = 1, cloudOpsBudget: Int = 20, minRetryPeriod: TimeInterval = 0,
-                timeoutIdle: TimeInterval = 60) {
+                timeoutIdle: TimeInterval = 60, maxContainers: Int? = nil, maxSupervisors: Int? = nil) {
         self.maxInstances = maxInstances
         self.maxConcurrentCreates = maxConcurrentCreates
         self.cloudOpsBudget = cloudOpsBudget
         self.minRetryPeriod = minRetryPeriod
         self.timeoutIdle = timeoutIdle
+        self.maxContainers = maxContainers
+        self.maxSupervisors = maxSupervisors
     }
 }
 
@@ -90,17 +100,26 @@ public struct SchedulerSnapshot: Sendable {
     public var limits: SchedulerLimits
     /// Create calls in flight (instances not yet listed as workers), by type name.
     public var creating: [String: Int]
-    /// Types the cloud said it has no capacity or quota for, until the given time.
-    public var quotaHolds: [String: Date]
+    /// Type names the cloud has no capacity for now (their own, or their quota group's).
+    public var heldTypes: Set<String>
+    /// The cloud said the account is at its quota: no instance of any type can be created now.
+    public var atQuota: Bool
+    /// Containers being locked or started (not in `containers`), and how many of them are
+    /// workflow runners: they count toward the limits like running ones.
+    public var startsUnderWay: Int
+    public var supervisorStartsUnderWay: Int
     public var now: Date
 
     public init(containers: [QueuedContainer], workers: [WorkerSnapshot], limits: SchedulerLimits, creating: [String: Int] = [:],
-                quotaHolds: [String: Date] = [:], now: Date) {
+                heldTypes: Set<String> = [], atQuota: Bool = false, startsUnderWay: Int = 0, supervisorStartsUnderWay: Int = 0, now: Date) {
         self.containers = containers
         self.workers = workers
         self.limits = limits
         self.creating = creating
-        self.quotaHolds = quotaHolds
+        self.heldTypes = heldTypes
+        self.atQuota = atQuota
+        self.startsUnderWay = startsUnderWay
+        self.supervisorStartsUnderWay = supervisorStartsUnderWay
         self.now = now
     }
 }
@@ -128,10 +147,15 @@ public enum SchedulerAction: Sendable, Equatable {
 /// (cheapest first: any within MaximumPriceFactor of the cheapest fitting type), or a booting one
 /// of them nobody has claimed yet, or a new instance of the cheapest of them the cloud has room
 /// for, if the limits allow. Once a container
-/// cannot get an instance because the cluster is at its instance limit, no container after it
-/// gets anything (lower priorities must not take what higher ones wait for): locked ones among
-/// them go back to the queue, and unclaimed idle workers are shut down to make room. A type the
-/// cloud has no capacity for blocks only the containers of that type.
+/// cannot get an instance because the pool is full (MaxInstances, or the cloud's quota), no
+/// container after it gets anything (lower priorities must not take what higher ones wait for):
+/// locked ones among them go back to the queue, and unclaimed idle workers are shut down to make
+/// room. A type the cloud has no capacity for blocks only the containers of that type.
+///
+/// Under the API's back-pressure (`maxContainers`) containers already locked come first: a
+/// Queued one is not locked while running ones, starts under way and the locked ones still
+/// waiting fill the limit; a locked one over it keeps its lock and waits. Workflow runners past
+/// `maxSupervisors` wait too (a locked one goes back to the queue, as in Arvados).
 public enum Scheduler {
     public static func plan(_ snapshot: SchedulerSnapshot) -> [SchedulerAction] {
         var actions: [SchedulerAction] = []
@@ -162,12 +186,29 @@ public enum Scheduler {
         var instances = workers.count + snapshot.creating.values.reduce(0, +)
         var createsInFlight = snapshot.creating.values.reduce(0, +)
         var cloudOps = limits.cloudOpsBudget
-        var atInstanceLimit = false
+        var poolFull = false
         // Small keys are sorted, not the containers: moving (and retaining) 100,000 of them costs more than comparing.
         var waiting: [SortKey] = []
         waiting.reserveCapacity(containers.count)
-        for (position, container) in containers.enumerated() where container.priority > 0 && container.place.isWaiting {
+        // What counts toward the limits: runners, starts under way, and each container given a
+        // worker (idle, booting or new) by this pass.
+        var trying = snapshot.startsUnderWay
+        var supervisors = snapshot.supervisorStartsUnderWay
+        // Locked containers waiting further down: under back-pressure they keep their place before Queued ones.
+        var lockedWaiting = 0
+        for (position, container) in containers.enumerated() {
+            if case .running = container.place {
+                trying += 1
+                if container.supervisor { supervisors += 1 }
+                continue
+            }
+            guard container.priority > 0 else { continue }
+            if container.place == .locked { lockedWaiting += 1 }
             waiting.append(SortKey(priority: container.priority, createdAt: container.createdAt.timeIntervalSinceReferenceDate, position: position))
+        }
+        func count(_ container: QueuedContainer) {
+            trying += 1
+            if container.supervisor { supervisors += 1 }
         }
         waiting.sort { a, b in
             if a.priority != b.priority { return a.priority > b.priority }
@@ -177,16 +218,24 @@ public enum Scheduler {
 
         for key in waiting {
             let container = containers[key.position]
+            if container.place == .locked { lockedWaiting -= 1 }
             let types = container.instanceTypes
             guard !types.isEmpty else {
                 actions.append(.cancel(container: container.uuid, reason: container.unfitReason ?? "no instance type fits"))
                 continue
             }
-            if atInstanceLimit {
+            if poolFull {
                 if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
                 continue
             }
             if let last = container.lastAttempt, snapshot.now.timeIntervalSince(last) < limits.minRetryPeriod {
+                continue
+            }
+            if let most = limits.maxContainers, trying + (container.place == .locked ? 0 : lockedWaiting) >= most {
+                continue  // the API pushed back: it waits (a locked one keeps its lock)
+            }
+            if container.supervisor, let most = limits.maxSupervisors, supervisors >= most {
+                if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
                 continue
             }
             var worker: InstanceID?
@@ -194,19 +243,21 @@ public enum Scheduler {
             if let worker {
                 unclaimed.remove(worker)
                 actions.append(.start(container: container.uuid, worker: worker))
+                count(container)
                 continue
             }
             if let waitedFor = types.first(where: { (booting[$0.name] ?? 0) > 0 }) {
                 booting[waitedFor.name]! -= 1  // it will take the next one of that type that boots
+                count(container)
                 continue
             }
-            guard let type = types.first(where: { snapshot.quotaHolds[$0.name].map { $0 <= snapshot.now } ?? true }) else {
+            guard let type = types.first(where: { !snapshot.heldTypes.contains($0.name) }) else {
                 // The cloud has no room for any of its types now; other containers may still run.
                 if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
                 continue
             }
-            if instances >= limits.maxInstances {
-                atInstanceLimit = true
+            if instances >= limits.maxInstances || snapshot.atQuota {
+                poolFull = true
                 if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
                 continue
             }
@@ -218,6 +269,7 @@ public enum Scheduler {
             instances += 1
             createsInFlight += 1
             cloudOps -= 1
+            count(container)
         }
 
         // Workers to shut down: unclaimed idle ones when higher priorities wait for room, idle
@@ -232,7 +284,7 @@ public enum Scheduler {
             case .run:
                 // Idle, and given nothing by this pass.
                 let stillIdle = unclaimed.contains(worker.id)
-                if stillIdle && atInstanceLimit {
+                if stillIdle && poolFull {
                     shutDown = true
                 } else if stillIdle, let since = worker.idleSince, snapshot.now.timeIntervalSince(since) >= limits.timeoutIdle {
                     shutDown = true

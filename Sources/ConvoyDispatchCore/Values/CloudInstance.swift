@@ -36,19 +36,29 @@ public enum CloudTag {
     public static let idleBehavior = "convoy-idle-behavior"
 }
 
-/// What a cloud refused, sorted by what the dispatcher should do about it.
+/// What a cloud refused, sorted by what the dispatcher should do about it (as Arvados' pool
+/// tells quota, capacity and rate-limit errors apart).
 public enum CloudError: Error, Sendable, Equatable, CustomStringConvertible {
-    /// No capacity or quota for this instance type: hold creates of the type for a while.
-    case quota(type: String, message: String)
-    /// Too many API calls: back off every cloud call.
-    case rateLimited(message: String)
+    /// The account's limit (instances, addresses, spot requests): no instance of any type can be
+    /// created until one goes away (the pool is at quota).
+    case quota(message: String)
+    /// The provider has no room for this instance type now, or (`group`) for the whole quota
+    /// group it is in (vCPU limits are per group): creates of it pause for a while, other types
+    /// may still be created.
+    case capacity(type: String, group: Bool, message: String)
+    /// Too many API calls: every cloud call waits until `retryAfter` seconds from now (nil: the
+    /// cloud did not say; the leader's RateLimitBackoff).
+    case rateLimited(message: String, retryAfter: Double?)
     /// Anything else (retried on the next pass).
     case failed(String)
 
     public var description: String {
         switch self {
-        case .quota(let type, let message): return "no capacity or quota for \(type): \(message)"
-        case .rateLimited(let message): return "cloud API rate limit: \(message)"
+        case .quota(let message): return "at the cloud's quota: \(message)"
+        case .capacity(let type, let group, let message):
+            return "no capacity for \(type)\(group ? " or its quota group" : ""): \(message)"
+        case .rateLimited(let message, let retryAfter):
+            return "cloud API rate limit\(retryAfter.map { " (retry after \(Self.seconds($0)))" } ?? ""): \(message)"
         case .failed(let message): return message
         }
     }
@@ -57,9 +67,14 @@ public enum CloudError: Error, Sendable, Equatable, CustomStringConvertible {
     public var code: String {
         switch self {
         case .quota: return "quota"
+        case .capacity: return "capacity"
         case .rateLimited: return "rate_limited"
         case .failed: return "failed"
         }
+    }
+
+    private static func seconds(_ value: Double) -> String {
+        value == value.rounded() ? "\(Int(value)) s" : String(format: "%.1f s", value)
     }
 }
 

@@ -30,6 +30,9 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
     public var driver: String
     /// Driver settings (e.g. ec2: Region, ImageID, SubnetID; loopback: AddressPrefix).
     public var driverParameters: [String: String]
+    /// `DriverParameters.InstanceTypeQuotaGroups`: provider type prefixes → the quota group
+    /// they share (a vCPU limit holds the whole group), as Arvados' EC2 driver reads it.
+    public var instanceTypeQuotaGroups: [String: String]
     /// Run on a new worker until it succeeds; then the worker is booted.
     public var bootProbeCommand: String
     public var sshPort: Int
@@ -39,9 +42,15 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
     public var timeoutIdle: Duration
     public var timeoutBooting: Duration
     public var timeoutProbe: Duration
+    /// A destroy that did not take is sent again after this.
+    public var timeoutShutdown: Duration
     public var maxCloudOpsPerSecond: Int
     public var maxConcurrentInstanceCreateOps: Int
     public var maxInstances: Int
+    /// Containers run at once before the API first pushes back (0: no limit until it does).
+    public var initialQuotaEstimate: Int
+    /// The share of the containers run at once that workflow runners may take (0: no cap).
+    public var supervisorFraction: Double
     /// The `convoy` binary copied to workers when theirs is missing or differs (default: the
     /// dispatcher's own executable); Arvados' DeployRunnerBinary.
     public var deployRunnerBinary: String?
@@ -51,18 +60,21 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case driver = "Driver", driverParameters = "DriverParameters", bootProbeCommand = "BootProbeCommand"
         case sshPort = "SSHPort", sshUser = "SSHUser", pollInterval = "PollInterval", probeInterval = "ProbeInterval"
-        case timeoutIdle = "TimeoutIdle", timeoutBooting = "TimeoutBooting", timeoutProbe = "TimeoutProbe"
+        case timeoutIdle = "TimeoutIdle", timeoutBooting = "TimeoutBooting", timeoutProbe = "TimeoutProbe", timeoutShutdown = "TimeoutShutdown"
         case maxCloudOpsPerSecond = "MaxCloudOpsPerSecond", maxConcurrentInstanceCreateOps = "MaxConcurrentInstanceCreateOps"
-        case maxInstances = "MaxInstances", deployRunnerBinary = "DeployRunnerBinary", runnerDirectory = "RunnerDirectory"
+        case maxInstances = "MaxInstances", initialQuotaEstimate = "InitialQuotaEstimate", supervisorFraction = "SupervisorFraction"
+        case deployRunnerBinary = "DeployRunnerBinary", runnerDirectory = "RunnerDirectory"
     }
 
-    public init(driver: String = "loopback", driverParameters: [String: String] = [:], bootProbeCommand: String = "true",
+    public init(driver: String = "loopback", driverParameters: [String: String] = [:], instanceTypeQuotaGroups: [String: String] = [:],
+                bootProbeCommand: String = "true",
                 sshPort: Int = 22, sshUser: String = "root", pollInterval: Duration = .seconds(1), probeInterval: Duration = .seconds(10),
                 timeoutIdle: Duration = .seconds(60), timeoutBooting: Duration = .seconds(600), timeoutProbe: Duration = .seconds(600),
-                maxCloudOpsPerSecond: Int = 10, maxConcurrentInstanceCreateOps: Int = 1, maxInstances: Int = 64,
-                deployRunnerBinary: String? = nil, runnerDirectory: String = "/var/lib/convoy/bin") {
+                timeoutShutdown: Duration = .seconds(10), maxCloudOpsPerSecond: Int = 10, maxConcurrentInstanceCreateOps: Int = 1, maxInstances: Int = 64,
+                initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, deployRunnerBinary: String? = nil, runnerDirectory: String = "/var/lib/convoy/bin") {
         self.driver = driver
         self.driverParameters = driverParameters
+        self.instanceTypeQuotaGroups = instanceTypeQuotaGroups
         self.bootProbeCommand = bootProbeCommand
         self.sshPort = sshPort
         self.sshUser = sshUser
@@ -71,9 +83,12 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         self.timeoutIdle = timeoutIdle
         self.timeoutBooting = timeoutBooting
         self.timeoutProbe = timeoutProbe
+        self.timeoutShutdown = timeoutShutdown
         self.maxCloudOpsPerSecond = maxCloudOpsPerSecond
         self.maxConcurrentInstanceCreateOps = maxConcurrentInstanceCreateOps
         self.maxInstances = maxInstances
+        self.initialQuotaEstimate = initialQuotaEstimate
+        self.supervisorFraction = supervisorFraction
         self.deployRunnerBinary = deployRunnerBinary
         self.runnerDirectory = runnerDirectory
     }
@@ -86,7 +101,18 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         guard ["loopback", "ec2", "stub"].contains(driver) else {
             throw ConfigError("Containers.CloudVMs.Driver must be loopback, ec2 or stub, not '\(driver)'")
         }
-        driverParameters = try container.decodeIfPresent([String: String].self, forKey: .driverParameters) ?? [:]
+        driverParameters = [:]
+        instanceTypeQuotaGroups = [:]
+        for (key, value) in try container.decodeIfPresent([String: DriverParameter].self, forKey: .driverParameters) ?? [:] {
+            switch (key, value) {
+            case ("InstanceTypeQuotaGroups", .map(let groups)): instanceTypeQuotaGroups = groups
+            case ("InstanceTypeQuotaGroups", .text):
+                throw ConfigError("Containers.CloudVMs.DriverParameters.InstanceTypeQuotaGroups must map provider type prefixes to group names (e.g. {m: standard, p: gpu})")
+            case (_, .text(let text)): driverParameters[key] = text
+            case (_, .map):
+                throw ConfigError("Containers.CloudVMs.DriverParameters.\(key) must be a single value, not a map")
+            }
+        }
         bootProbeCommand = try container.decodeIfPresent(String.self, forKey: .bootProbeCommand) ?? defaults.bootProbeCommand
         sshPort = try container.decodeIfPresent(Int.self, forKey: .sshPort) ?? defaults.sshPort
         sshUser = try container.decodeIfPresent(String.self, forKey: .sshUser) ?? defaults.sshUser
@@ -98,10 +124,20 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         timeoutIdle = try duration(.timeoutIdle, defaults.timeoutIdle)
         timeoutBooting = try duration(.timeoutBooting, defaults.timeoutBooting)
         timeoutProbe = try duration(.timeoutProbe, defaults.timeoutProbe)
+        timeoutShutdown = try duration(.timeoutShutdown, defaults.timeoutShutdown)
+        guard timeoutShutdown > .zero else { throw ConfigError("Containers.CloudVMs.TimeoutShutdown must be more than 0") }
         maxCloudOpsPerSecond = try container.decodeIfPresent(Int.self, forKey: .maxCloudOpsPerSecond) ?? defaults.maxCloudOpsPerSecond
         maxConcurrentInstanceCreateOps = try container.decodeIfPresent(Int.self, forKey: .maxConcurrentInstanceCreateOps)
             ?? defaults.maxConcurrentInstanceCreateOps
         maxInstances = try container.decodeIfPresent(Int.self, forKey: .maxInstances) ?? defaults.maxInstances
+        initialQuotaEstimate = try container.decodeIfPresent(Int.self, forKey: .initialQuotaEstimate) ?? defaults.initialQuotaEstimate
+        guard initialQuotaEstimate >= 0 else {
+            throw ConfigError("Containers.CloudVMs.InitialQuotaEstimate must be 0 (no limit until the API pushes back) or more")
+        }
+        supervisorFraction = try container.decodeIfPresent(Double.self, forKey: .supervisorFraction) ?? defaults.supervisorFraction
+        guard supervisorFraction.isFinite, (0...1).contains(supervisorFraction) else {
+            throw ConfigError("Containers.CloudVMs.SupervisorFraction must be a number from 0 (no cap) to 1, not \(supervisorFraction)")
+        }
         deployRunnerBinary = try container.decodeIfPresent(String.self, forKey: .deployRunnerBinary)
         runnerDirectory = try container.decodeIfPresent(String.self, forKey: .runnerDirectory) ?? defaults.runnerDirectory
         guard runnerDirectory.hasPrefix("/"), !runnerDirectory.contains("'") else {
@@ -110,6 +146,21 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         guard (1...65535).contains(sshPort) else { throw ConfigError("Containers.CloudVMs.SSHPort must be 1 to 65535") }
         guard maxCloudOpsPerSecond >= 1, maxConcurrentInstanceCreateOps >= 1, maxInstances >= 1 else {
             throw ConfigError("Containers.CloudVMs.MaxCloudOpsPerSecond, MaxConcurrentInstanceCreateOps and MaxInstances must be at least 1")
+        }
+    }
+}
+
+/// One `DriverParameters` value: a scalar, or (InstanceTypeQuotaGroups) a map.
+private enum DriverParameter: Decodable {
+    case text(String)
+    case map([String: String])
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if let text = try? container.decode(String.self) {
+            self = .text(text)
+        } else {
+            self = .map(try container.decode([String: String].self))
         }
     }
 }

@@ -5,7 +5,10 @@ import Foundation
 /// Amazon EC2 through its query API (`Action=…&Version=2016-11-15`, form-encoded POSTs signed with
 /// SigV4 by libcurl): RunInstances with tags, DescribeInstances filtered by the cluster tag (all
 /// pages), CreateTags, TerminateInstances, and GetConsoleOutput for the SSH host key cloud-init
-/// prints. Capacity and quota refusals become `CloudError.quota`, throttling `CloudError.rateLimited`.
+/// prints. The account's limits become `CloudError.quota`, a type's (or its quota group's) missing
+/// capacity `CloudError.capacity`, throttling `CloudError.rateLimited` with the earliest retry (a
+/// delay growing by half plus a second with each throttled call in a row, 1 s to 1 min, as
+/// Arvados' EC2 driver, or the answer's Retry-After).
 public actor EC2Driver: CloudDriver {
     public struct Settings: Sendable {
         public var clusterID: String
@@ -82,6 +85,8 @@ public actor EC2Driver: CloudDriver {
     private var hostKeyLookups: [String: Date] = [:]
     /// Instance types by name, to map an instance's type tag back (and to know preemptibility).
     private let types: [String: InstanceType]
+    /// The retry delay of the last throttled call, by action (reset by any other answer).
+    private var throttleDelays: [String: Double] = [:]
 
     public init(_ settings: Settings, instanceTypes: [InstanceType]) {
         self.settings = settings
@@ -224,8 +229,18 @@ public actor EC2Driver: CloudDriver {
             let error = root?.descendants("Error").first
             let code = error?.text("Code") ?? "HTTP \(response.status)"
             let message = "ec2 \(action): \(code): \(error?.text("Message") ?? response.bodyText.prefix(300).description)"
-            throw Self.classify(code: code, status: response.status, message: message, type: type)
+            var refusal = Self.classify(code: code, status: response.status, message: message, type: type)
+            if case .rateLimited(let message, _) = refusal {
+                let delay = Self.nextThrottleDelay(after: throttleDelays[action] ?? 0)
+                throttleDelays[action] = delay
+                let given = response.header("Retry-After").flatMap(Double.init).flatMap { $0.isFinite && $0 >= 0 ? $0 : nil }
+                refusal = .rateLimited(message: message, retryAfter: given ?? delay)
+            } else {
+                throttleDelays[action] = nil
+            }
+            throw refusal
         }
+        throttleDelays[action] = nil
         guard let root else { throw CloudError.failed("ec2 \(action): the answer is not XML") }
         return root
     }
@@ -237,13 +252,28 @@ public actor EC2Driver: CloudDriver {
         return formatter.date(from: text) ?? ISO8601DateFormatter().date(from: text)
     }
 
+    /// What an error code means to the leader (Arvados' EC2 driver's reading): the account's
+    /// limits hold every create; a type's missing capacity only that type, a vCPU limit its
+    /// quota group; throttling every call.
     static func classify(code: String, status: Int, message: String, type: String?) -> CloudError {
-        let quota: Set<String> = ["InstanceLimitExceeded", "InsufficientInstanceCapacity", "VcpuLimitExceeded", "InsufficientCapacity",
-                                  "MaxSpotInstanceCountExceeded", "InsufficientHostCapacity", "InsufficientReservedInstanceCapacity"]
+        let quota: Set<String> = ["InstanceLimitExceeded", "InsufficientAddressCapacity", "InsufficientFreeAddressesInSubnet",
+                                  "InsufficientVolumeCapacity", "MaxSpotInstanceCountExceeded"]
+        let typeCapacity: Set<String> = ["InsufficientInstanceCapacity", "InsufficientCapacity", "InsufficientHostCapacity",
+                                         "InsufficientReservedInstanceCapacity"]
         let throttled: Set<String> = ["RequestLimitExceeded", "Throttling", "ThrottlingException", "TooManyRequestsException"]
-        if quota.contains(code), let type { return .quota(type: type, message: message) }
-        if throttled.contains(code) || status == 429 { return .rateLimited(message: message) }
+        if throttled.contains(code) || status == 429 { return .rateLimited(message: message, retryAfter: nil) }
+        guard let type else { return .failed(message) }
+        if quota.contains(code) { return .quota(message: message) }
+        if code == "VcpuLimitExceeded" { return .capacity(type: type, group: true, message: message) }
+        if typeCapacity.contains(code) || (code == "Unsupported" && message.contains("requested instance type")) {
+            return .capacity(type: type, group: false, message: message)
+        }
         return .failed(message)
+    }
+
+    /// Arvados' throttle back-off: half again plus a second, from 1 s up to 1 min.
+    public static func nextThrottleDelay(after delay: Double) -> Double {
+        min(60, max(1, delay * 1.5 + 1))
     }
 
     /// application/x-www-form-urlencoded as AWS signs it: everything but unreserved characters escaped.
