@@ -106,9 +106,9 @@ struct SimulationTool: ParsableCommand {
         }
         let wall = Date().timeIntervalSince(began)
         if list.count > 1 {
-            say(String(format: "%d seeds from %llu: %d failed; %d container lifetimes, %.0f simulated s in %.1f s wall (%.0f cluster-s per wall-s), %d events",
+            say(String(format: "%d seeds from %llu: %d failed; %d container lifetimes, %.0f simulated s in %.1f s wall (%.0f cluster-s per wall-s), %d events, %d cross-term overlaps",
                          sweep.runs, list.first!, sweep.failures.count, sweep.containerLifetimes, sweep.simulatedSeconds, wall,
-                         sweep.simulatedSeconds / max(wall, 1e-9), sweep.events))
+                         sweep.simulatedSeconds / max(wall, 1e-9), sweep.events, sweep.crossTermOverlaps))
             say("faults: " + sweep.faults.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
         }
         if !sweep.failures.isEmpty { throw ExitCode(1) }

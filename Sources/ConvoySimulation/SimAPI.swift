@@ -24,6 +24,7 @@ struct SimAPI {
     enum Refusal {
         static let unavailable = CallError.apiUnreachable("the API does not answer")
         static let staleEpoch = CallError.apiStatus(409, "stale epoch")
+        static let overloaded = CallError.apiStatus(503, "too many requests: the API is overloaded")
         static func conflict(_ text: String) -> CallError { .apiStatus(422, text) }
     }
 
@@ -49,6 +50,19 @@ struct SimAPI {
     }
 
     func isUp(_ now: Double) -> Bool { now >= downUntil }
+
+    /// While overloaded, the API answers the dispatcher 503 when this cluster has at least this
+    /// many containers Locked or Running (the load it cannot bear).
+    var overloadedUntil: Double = -.infinity
+    var overloadCapacity = Int.max
+
+    /// This cluster's Locked and Running containers.
+    var oursCount: Int { oursIndex.count }
+
+    /// The 503 an overloaded API answers instead of doing the dispatcher's call.
+    func checkLoad(_ now: Double) throws {
+        if now < overloadedUntil, oursCount >= overloadCapacity { throw Refusal.overloaded }
+    }
 
     mutating func submit(_ entry: QueueEntry, runtime: Double, exitCode: Int, now: Double) {
         store(Record(entry: entry, runtime: runtime, exitCode: exitCode))
@@ -274,6 +288,8 @@ struct SortedKeys<Key: Comparable> {
         let at = position(of: key)
         if at < sorted.count, sorted[at] == key { sorted.remove(at: at) }
     }
+
+    var count: Int { sorted.count }
 
     /// At most `limit` keys from position `start`.
     func keys(from start: Int, limit: Int) -> ArraySlice<Key> {

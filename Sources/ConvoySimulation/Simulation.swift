@@ -42,6 +42,10 @@ public final class Simulation {
     private var cloudCommandTimes: [Int64: [Double]] = [:]
     /// Cloud commands issued against the cloud's rate limit or past the budget.
     private var cloudRuleBreaches: [String] = []
+    /// Runners started where their container did not fit beside the live ones.
+    private var overpacked: [String] = []
+    /// Runners that did not fit only because of a live runner an earlier term's start put there (not judged).
+    private var crossTermNeighbours = 0
     /// Calls that hang: nothing answers them (the core's deadline must).
     private var hung = Set<CallRef>()
     /// Until then PostgreSQL does not answer (the API, the members table, the epoch check, the election).
@@ -185,8 +189,10 @@ public final class Simulation {
         constraints.vcpus = roll < 0.6 ? 1 : roll < 0.95 ? 4 : 64  // 5% fit no type: cancelled with the reason
         constraints.ram = Int64(constraints.vcpus) << 30
         let preemptible = constraints.vcpus == 1 && random.chance(0.1)
+        // Every seventh a workflow runner (SupervisorFraction caps them; no draw, so seeds keep their workloads).
         let entry = QueueEntry(id: id, state: .queued, priority: Int(random.uniform(1...3.99)),
-                               createdAt: Self.epochDate.addingTimeInterval(now), constraints: constraints, preemptible: preemptible)
+                               createdAt: Self.epochDate.addingTimeInterval(now), constraints: constraints, preemptible: preemptible,
+                               supervisor: index % 7 == 3)
         api.submit(entry, runtime: random.uniform(settings.runtime), exitCode: random.chance(0.1) ? 1 : 0, now: now)
         submitted += 1
         lastSubmit = now
@@ -410,6 +416,7 @@ public final class Simulation {
 
     private func queueCall(_ ref: CallRef, _ call: QueueCall) {
         do {
+            if case .whoAmI = call {} else { try api.checkLoad(now) }
             switch call {
             case .whoAmI:
                 guard api.isUp(now) else { throw SimAPI.Refusal.unavailable }
@@ -645,7 +652,7 @@ public final class Simulation {
             }
             return
         }
-        spawnRunner(container, auth: auth, on: id)
+        spawnRunner(container, auth: auth, on: id, term: reply?.ref.epoch)
         if members[member].sessions[id]?.generation == generation { members[member].sessions[id]!.startedDuring[container] = now }
         if let reply, !reply.lost, now - reply.issuedAt <= reply.timeout { answer(reply.ref, .success(.none)) }
     }
@@ -659,13 +666,46 @@ public final class Simulation {
 
     // MARK: Runners
 
-    private func spawnRunner(_ container: ContainerID, auth: String, on instance: InstanceID) {
+    private func spawnRunner(_ container: ContainerID, auth: String, on instance: InstanceID, term: Int64?) {
         guard instances[instance]?.reachable == true else { return }  // gone, or cut off: the exec never got there
+        checkRoom(for: container, on: instance, term: term)
         let id = nextRunner
         nextRunner += 1
-        runners[id] = SimRunner(container: container, auth: auth, instance: instance)
+        runners[id] = SimRunner(container: container, auth: auth, instance: instance, term: term)
         instances[instance]?.runners.insert(id)
         events.schedule(.runner(id), at: now + random.uniform(0.05...1))
+    }
+
+    /// A container's runner starts only where it fits beside the live runners there (those whose
+    /// lock is still their container's) that the term placing it started itself: VCPUs, RAM
+    /// with ReserveExtraRAM, scratch, and MaxRunningContainersPerInstance. (A start an earlier
+    /// term sent can land after the new term's first probe of that worker, on its old host: no
+    /// term can see it in time, so such overlaps are counted apart, not as violations.)
+    private func checkRoom(for container: ContainerID, on id: InstanceID, term: Int64?) {
+        guard let term, let instance = instances[id], let record = api.records[container] else { return }
+        let overhead = settings.core.reserveExtraRAM
+        let most = settings.core.maxContainersPerInstance
+        let own = Resources(needs: record.entry.constraints, ramOverhead: overhead)
+        var used = own, usedByAll = own
+        var beside: [String] = []
+        var besideAll = 0
+        for other in instance.runners.sorted() {
+            guard let runner = runners[other], runner.container != container, let running = api.records[runner.container], running.auth == runner.auth,
+                  running.entry.state == .locked || running.entry.state == .running else { continue }
+            let need = Resources(needs: running.entry.constraints, ramOverhead: overhead)
+            usedByAll = usedByAll + need
+            besideAll += 1
+            guard runner.term == term else { continue }
+            used = used + need
+            beside.append("\(runner.container.rawValue) (runner \(other), \(running.entry.state.rawValue))")
+        }
+        func fits(_ total: Resources, _ count: Int) -> Bool { Resources(instance.type).accommodates(total) && (most == 0 || count <= most) }
+        if !fits(used, beside.count + 1) {
+            overpacked.append(String(format: "%@ started on %@ (%@) at %.1f s beside %@: %@ in all", container.rawValue,
+                                     id.rawValue, instance.type.name, now, beside.joined(separator: ", "), "\(used)"))
+        } else if !fits(usedByAll, besideAll + 1) {
+            crossTermNeighbours += 1
+        }
     }
 
     private func endRunner(_ id: Int) {
@@ -745,6 +785,9 @@ public final class Simulation {
             if random.uniform(0...1) < 0.5 { events.schedule(.restoreType(type), at: now + random.uniform(20...120)) }
         case .apiDown:
             api.downUntil = now + random.uniform(2...15)
+        case .apiOverload:
+            api.overloadedUntil = now + random.uniform(30...120)
+            api.overloadCapacity = max(1, Int(Double(api.oursCount) * random.uniform(0.4...0.9)))
         case .apiAnswersLost:
             apiLoseAnswersUntil = now + random.uniform(2...15)
         case .postgresDown:
@@ -812,7 +855,7 @@ public final class Simulation {
         // Starts in flight die with the process; the runner may have been spawned just before.
         for (id, session) in members[victim].sessions.sorted(by: { $0.key < $1.key }) {
             for container in session.inProgress.sorted() where random.chance(0.5) {
-                if let auth = api.records[container]?.auth { spawnRunner(container, auth: auth, on: id) }
+                if let auth = api.records[container]?.auth { spawnRunner(container, auth: auth, on: id, term: nil) }
             }
         }
         members[victim].alive = false
@@ -876,9 +919,11 @@ public final class Simulation {
         violations += liveRequeues.map { "requeued a live runner: \($0)" }
         violations += liveKills.map { "killed a live runner: \($0)" }
         violations += cloudRuleBreaches.prefix(20).map { "cloud rule: \($0)" }
+        violations += overpacked.prefix(20).map { "overpacked: \($0)" }
         return SimulationReport(seed: settings.seed, simulatedSeconds: now, events: eventsProcessed, containers: settings.containers,
                                 completed: checked.completed, cancelled: checked.cancelled, restarted: checked.restarted.count,
                                 locks: checked.locks, elections: terms.count, executions: executions.count, instancesCreated: instancesCreated,
+                                crossTermOverlaps: crossTermNeighbours,
                                 faults: faults, historyDigest: Self.digest(api.history), violations: violations)
     }
 }
@@ -897,6 +942,9 @@ public struct SimulationReport: Sendable, Codable, Equatable {
     public var elections: Int
     public var executions: Int
     public var instancesCreated: Int
+    /// Runners that started beside a live runner an earlier term's start had put there since the
+    /// placing term last probed (an overlap no term can see in time; not a violation).
+    public var crossTermOverlaps: Int
     public var faults: [FaultKind: Int]
     /// A digest of the whole state history: one seed, one history.
     public var historyDigest: String
@@ -1003,5 +1051,7 @@ struct SimRunner {
     var container: ContainerID
     var auth: String
     var instance: InstanceID
+    /// The term whose start spawned it (nil: a start a crashed member had in hand).
+    var term: Int64?
     var endsAt: Double?
 }

@@ -47,6 +47,10 @@ public enum FaultKind: String, Sendable, CaseIterable, Codable {
     /// back a while later; each change reaches the cluster as a rolling restart does: with the
     /// next term.
     case retireType = "retire-type"
+    /// The API is overloaded for a while: it answers the dispatcher 503 whenever this cluster
+    /// has more containers Locked or Running than it can bear (a share of what runs when the
+    /// fault begins): the leader must run fewer, and go back up once calm.
+    case apiOverload = "api-overload"
 }
 
 /// One simulated cluster and its workload.
@@ -122,10 +126,12 @@ public struct SimulationSettings: Sendable {
     }
 
     /// Instance types of a small cloud: three sizes, one preemptible; small and medium share a
-    /// quota group (`t`), large is in another (`m`), spot in its own (`t-spot`).
+    /// quota group (`t`), large is in another (`m`), spot in its own (`t-spot`). A medium instance
+    /// holds two of the 4-VCPU containers (MaxRunningContainersPerInstance is production's 0: as
+    /// many as fit).
     public static let instanceTypes: [InstanceType] = [
         InstanceType(name: "small", providerType: "t3.small", vcpus: 1, ram: 2 << 30, scratch: 10 << 30, price: 0.05),
-        InstanceType(name: "medium", providerType: "t3.xlarge", vcpus: 4, ram: 8 << 30, scratch: 50 << 30, price: 0.2),
+        InstanceType(name: "medium", providerType: "t3.2xlarge", vcpus: 8, ram: 16 << 30, scratch: 50 << 30, price: 0.2),
         InstanceType(name: "large", providerType: "m5.4xlarge", vcpus: 16, ram: 64 << 30, scratch: 200 << 30, price: 0.8),
         InstanceType(name: "small-spot", providerType: "t3.small", vcpus: 1, ram: 2 << 30, scratch: 10 << 30, price: 0.02, preemptible: true),
     ]

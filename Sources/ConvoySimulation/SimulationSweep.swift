@@ -6,6 +6,7 @@ public struct SimulationSweep: Sendable {
     public var containerLifetimes = 0
     public var simulatedSeconds = 0.0
     public var events = 0
+    public var crossTermOverlaps = 0
     public var faults: [FaultKind: Int] = [:]
     public var failures: [SimulationReport] = []
 
@@ -16,6 +17,7 @@ public struct SimulationSweep: Sendable {
         containerLifetimes += report.containers
         simulatedSeconds += report.simulatedSeconds
         events += report.events
+        crossTermOverlaps += report.crossTermOverlaps
         for (kind, count) in report.faults { faults[kind, default: 0] += count }
         if !report.isClean { failures.append(report) }
     }

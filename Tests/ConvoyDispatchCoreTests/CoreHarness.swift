@@ -150,8 +150,9 @@ enum Fixture {
     static let large = InstanceType(name: "large", vcpus: 8, ram: 32 << 30, price: 0.40)
     /// The configuration's defaults (PollInterval 1 s, TimeoutIdle 60 s, TimeoutBooting and
     /// TimeoutProbe 600 s, LockedTimeout 120 s, OrphanRunnerGrace 10 s, KillRepeat 30 s,
-    /// QuotaHold 60 s, RateLimitBackoff 10 s) with the two types above.
-    static var settings: CoreSettings { CoreSettings(instanceTypes: [small, large]) }
+    /// CapacityHold 60 s, RateLimitBackoff 10 s) with the two types above, one container per
+    /// instance (the packing tests set MaxRunningContainersPerInstance themselves).
+    static var settings: CoreSettings { CoreSettings(instanceTypes: [small, large], maxContainersPerInstance: 1) }
     /// A wall-clock time for the fields the core only carries (never compares with its clock).
     static let wallClock = Date(timeIntervalSince1970: 1_700_000_000)
 

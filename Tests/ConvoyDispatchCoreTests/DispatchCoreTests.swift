@@ -677,6 +677,48 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.pass().map(\.command), [.setIdleBehavior("i-1", .run, reason: "the last tag write did not take")])
     }
 
+    // MARK: Packing
+
+    func testWithPackingASecondContainerStartsBesideARunningOneAndAnUnknownRunnerFillsTheWorker() throws {
+        var settings = Fixture.settings
+        settings.maxContainersPerInstance = 0
+        // small: 2 VCPUs, 4 GiB; each container 1 VCPU, 1 GiB (no ReserveExtraRAM here).
+        var h = harness(queue: [Fixture.entry("r1", .running), Fixture.entry("c1")], settings: settings)
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["r1"])
+        let lock = try XCTUnwrap(h.pass().first)
+        XCTAssertEqual(lock.command, .lock("c1"), "room for c1 beside r1: no new instance")
+        h.world.setState("c1", .locked)
+        var entry = Fixture.entry("c1", .locked)
+        entry.authUUID = "auth-c1"
+        XCTAssertEqual(h.answer(lock, .done(.locked(entry))).commands, [.start("c1", on: "i-1", via: "f1")])
+
+        // A runner the listing does not show (another cluster's, or one ending): the worker is taken as full.
+        var other = harness(queue: [Fixture.entry("c2")], settings: settings)
+        other.world.reports["i-1"] = Fixture.ready("i-1", running: ["ghost"])
+        XCTAssertEqual(other.pass().commands, [.create(small)])
+    }
+
+    func testAReportFromASurelyOlderProbeDoesNotEraseARunnerSeenSince() {
+        var settings = Fixture.settings
+        settings.maxContainersPerInstance = 0
+        // r1 takes all of i-1 (2 VCPUs).
+        var h = harness(queue: [Fixture.entry("r1", .running, vcpus: 2)], settings: settings)
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["r1"], probeBeganAge: 0.5)
+        h.pass()
+        XCTAssertEqual(h.core.runnerLocations["r1"], "i-1")
+        // A member back from a pause answers from its old session: a probe 20 s old, before r1.
+        h.advance(to: 1)
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: [], probeBeganAge: 20)
+        h.world.queue.append(Fixture.entry("c1"))
+        XCTAssertEqual(h.pass().commands, [.create(small)], "i-1 is not taken for empty: c1 gets a new instance")
+        XCTAssertEqual(h.core.runnerLocations["r1"], "i-1")
+        // A fresh probe that no longer lists r1 is the truth.
+        h.advance(to: 2)
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: [], probeBeganAge: 0.2)
+        h.pass()
+        XCTAssertNil(h.core.runnerLocations["r1"])
+    }
+
     // MARK: Back-pressure
 
     func testAnOverloadedAPILowersConcurrencyToRunningMinusOneAndACalmMinuteRaisesIt() throws {

@@ -23,7 +23,7 @@ final class SchedulerTests: XCTestCase {
     }
 
     private func plan(_ containers: [QueuedContainer], _ workers: [WorkerSnapshot] = [], limits: SchedulerLimits = SchedulerLimits(maxConcurrentCreates: 10),
-                      creating: [String: Int] = [:], held: Set<String> = [], atQuota: Bool = false, startsUnderWay: Int = 0,
+                      creating: [InstanceType: Int] = [:], held: Set<String> = [], atQuota: Bool = false, startsUnderWay: Int = 0,
                       supervisorStartsUnderWay: Int = 0) -> [SchedulerAction] {
         Scheduler.plan(SchedulerSnapshot(containers: containers, workers: workers, limits: limits, creating: creating,
                                          heldTypes: held, atQuota: atQuota, startsUnderWay: startsUnderWay,
@@ -50,9 +50,9 @@ final class SchedulerTests: XCTestCase {
 
     func testBootingInstancesAreWaitedForNotDuplicated() {
         let actions = plan([container("a", priority: 5, type: small), container("b", priority: 4, type: small)],
-                           [worker("w1", small, .booting)], creating: ["small": 0])
+                           [worker("w1", small, .booting)], creating: [small: 0])
         XCTAssertEqual(actions, [.create(small)], "a waits for w1; only b needs a new instance")
-        let inFlight = plan([container("a", priority: 5, type: small)], creating: ["small": 1])
+        let inFlight = plan([container("a", priority: 5, type: small)], creating: [small: 1])
         XCTAssertEqual(inFlight, [])
     }
 
@@ -150,11 +150,68 @@ final class SchedulerTests: XCTestCase {
         XCTAssertEqual(underWay, [], "starts under way count")
     }
 
+    // MARK: Packing
+
+    private let quad = InstanceType(name: "quad", vcpus: 4, ram: 8 << 30, scratch: 100 << 30, price: 0.10)
+    private let one = Resources(vcpus: 1, ram: 1 << 30, scratch: 10 << 30)
+
+    private func packed(_ containers: [QueuedContainer], _ workers: [WorkerSnapshot] = [], perInstance: Int = 0,
+                        creating: [InstanceType: Int] = [:]) -> [SchedulerAction] {
+        plan(containers, workers, limits: SchedulerLimits(maxConcurrentCreates: 10, maxContainersPerInstance: perInstance), creating: creating)
+    }
+
+    private func small(_ uuid: ContainerID, priority: Int, need: Resources? = nil) -> QueuedContainer {
+        var made = container(uuid, priority: priority, type: quad)
+        made.need = need ?? one
+        return made
+    }
+
+    func testContainersPackOntoTheBusiestWorkerWithRoomBeforeAnIdleOne() {
+        let workers = [worker("w-one", quad, .running, containers: ["x"]), worker("w-two", quad, .running, containers: ["y", "z"]),
+                       worker("w-idle", quad)]
+        let used = [one, Resources(vcpus: 2, ram: 2 << 30, scratch: 20 << 30), .none]
+        let snapshots = zip(workers, used).map { worker, used in var worker = worker; worker.used = used; return worker }
+        let actions = packed((1...6).map { small(ContainerID("c\($0)"), priority: 10 - $0) }, snapshots)
+        XCTAssertEqual(actions, [.start(container: "c1", worker: "w-two"), .start(container: "c2", worker: "w-two"),
+                                 .start(container: "c3", worker: "w-one"), .start(container: "c4", worker: "w-one"),
+                                 .start(container: "c5", worker: "w-one"), .start(container: "c6", worker: "w-idle")],
+                       "the busiest first, until full; the idle worker last")
+    }
+
+    func testMaxRunningContainersPerInstanceCapsWhatFits() {
+        var busy = worker("w-busy", quad, .running, containers: ["x"])
+        busy.used = one
+        let actions = packed([small("c1", priority: 3), small("c2", priority: 2), small("c3", priority: 1)], [busy, worker("w-idle", quad)],
+                             perInstance: 2)
+        XCTAssertEqual(actions, [.start(container: "c1", worker: "w-busy"), .start(container: "c2", worker: "w-idle"),
+                                 .start(container: "c3", worker: "w-idle")])
+    }
+
+    func testAContainerTakesOnlyRoomThatHoldsAllItNeeds() {
+        var busy = worker("w-busy", quad, .running, containers: ["x"])
+        busy.used = Resources(vcpus: 1, ram: 7 << 30, scratch: 0)
+        let actions = packed([small("c1", priority: 2, need: Resources(vcpus: 1, ram: 2 << 30, scratch: 0)),
+                              small("c2", priority: 1, need: Resources(vcpus: 1, ram: 1 << 30, scratch: 0))], [busy, worker("w-idle", quad)])
+        XCTAssertEqual(actions, [.start(container: "c1", worker: "w-idle"), .start(container: "c2", worker: "w-busy")],
+                       "1 GiB left on the busy worker: c1 (2 GiB) goes to the idle one, c2 fits")
+        var full = worker("w-full", quad, .running, containers: ["ghost"])
+        full.used = Resources(quad)
+        XCTAssertEqual(packed([small("c1", priority: 1)], [full]), [.create(quad)], "a worker taken as full takes nothing")
+    }
+
+    func testANewInstanceAndABootingOneTakeAsManyOfTheContainersAfterAsFit() {
+        let fresh = packed((1...6).map { small(ContainerID("c\($0)"), priority: 10 - $0) })
+        XCTAssertEqual(fresh, [.create(quad), .create(quad)], "four to the first new instance, two to the second")
+        let booting = packed((1...9).map { small(ContainerID("c\($0)"), priority: 20 - $0) }, [worker("w-boot", quad, .booting)],
+                             creating: [quad: 1])
+        XCTAssertEqual(booting, [.create(quad)], "eight wait for the booting worker and the instance being created; the ninth needs another")
+    }
+
     func testConcurrentCreatesAndCloudOpsAreLimitedPerPass() {
         let many = (1...5).map { container(ContainerID("c\($0)"), priority: 10 - $0, type: small) }
         XCTAssertEqual(plan(many, limits: SchedulerLimits(maxConcurrentCreates: 2)).count, 2)
         // One create in flight: c1 waits for it, and there is room for one more create.
-        XCTAssertEqual(plan(many, limits: SchedulerLimits(maxConcurrentCreates: 2), creating: ["small": 1]), [.create(small)])
+        XCTAssertEqual(plan(many, limits: SchedulerLimits(maxConcurrentCreates: 2), creating: [small: 1]), [.create(small)])
         XCTAssertEqual(plan(many, limits: SchedulerLimits(maxConcurrentCreates: 10, cloudOpsBudget: 3)).count, 3)
     }
 

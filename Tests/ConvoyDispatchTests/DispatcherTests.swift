@@ -167,6 +167,42 @@ final class DispatcherTests: PostgresTestCase {
         }
     }
 
+    /// Packing on the real stack: two containers that together fit one instance share it, both
+    /// run at the same time and both complete, and no second instance is booted.
+    func testTwoContainersShareOneInstanceAndBothComplete() async throws {
+        let pool = try startPool(instanceTypes: """
+            InstanceTypes:
+              quad: {ProviderType: t3.xlarge, VCPUs: 4, RAM: 4GiB, Price: 0.16}
+            """)
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        // Each marks its start in the shared directory and waits for the other's mark: they
+        // finish only if they run at the same time.
+        let marks = pool.directory.appendingPathComponent("marks").path
+        try FileManager.default.createDirectory(atPath: marks, withIntermediateDirectories: true)
+        let script = { (me: String, other: String) in
+            "touch \(marks)/\(me); i=0; while [ ! -e \(marks)/\(other) ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; test -e \(marks)/\(other)"
+        }
+        let first = try await submit(["sh", "-c", script("a", "b")], vcpus: 2, ram: 1 << 30)
+        let second = try await submit(["sh", "-c", script("b", "a")], vcpus: 2, ram: 1 << 30)
+        var hosts: [String: String] = [:]
+        try await wait("both containers Complete", within: .seconds(120)) {
+            for item in try await items(replica, "/arvados/v1/dispatch/containers") {
+                if let uuid = item["uuid"]?.stringValue, let instance = item["instance"]?.stringValue { hosts[uuid] = instance }
+            }
+            let states = [try await container(first).state, try await container(second).state]
+            return states.allSatisfy { $0 == .complete || $0 == .cancelled }
+        }
+        for uuid in [first, second] {
+            let done = try await container(uuid)
+            XCTAssertEqual(done.state, .complete, "\(uuid)")
+            XCTAssertEqual(done.exitCode, 0, "\(uuid) did not see the other running beside it")
+            XCTAssertEqual(done.lockCount, 1)
+        }
+        XCTAssertEqual(hosts.count, 2, "the management API showed both running: \(hosts)")
+        XCTAssertEqual(Set(hosts.values).count, 1, "on one instance: \(hosts)")
+        XCTAssertEqual(replica.log.components(separatedBy: "instance created").count - 1, 1, "one instance booted")
+    }
+
     func testAContainerTooBigForEveryTypeIsCancelledWithItsReason() async throws {
         let pool = try startPool()
         try startReplicas(["d1"], pool: pool)

@@ -1,7 +1,9 @@
 import ConvoyAPIClient
 import ConvoyCluster
+import ConvoyDispatchCore
 @testable import ConvoyDispatch
 import ConvoyModel
+import Foundation
 import Synchronization
 import XCTest
 
@@ -15,6 +17,31 @@ final class SeamsTests: XCTestCase {
         XCTAssertEqual(APIContainerQueue.callError(APIClientError.unreachable("connection refused")), .apiUnreachable("connection refused"))
         guard case .failed = APIContainerQueue.callError(APIClientError.malformedResponse("not JSON")) else { return XCTFail() }
         XCTAssertEqual(APIContainerQueue.callError(CancellationError()), .apiUnreachable("the call was cancelled"))
+        // An overloaded API: its 503 and its silence past the client's timeout are back-pressure to the core.
+        XCTAssertEqual(APIContainerQueue.callError(APIClientError.timedOut("30 s")), .apiTimedOut("30 s"))
+        guard case .overloaded = CommandOutcome(.apiStatus(503, "busy")), case .overloaded = CommandOutcome(.apiTimedOut("30 s")),
+              case .unknown = CommandOutcome(.apiStatus(502, "bad gateway")), case .unknown = CommandOutcome(.apiUnreachable("refused")) else {
+            return XCTFail("503 and timeouts read as overloaded, other 5xx and no connection as unknown")
+        }
+    }
+
+    func testAnAPIThatTakesTheCallAndNeverAnswersReadsAsTimedOut() async throws {
+        // A listening socket nobody accepts from: the connection is made, no answer ever comes.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        XCTAssertGreaterThanOrEqual(listener, 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, length) } }
+        XCTAssertEqual(bound, 0)
+        XCTAssertEqual(listen(listener, 8), 0)
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &length) } }
+        let port = UInt16(bigEndian: address.sin_port)
+        let queue = APIContainerQueue(api: APIClient(APIClientConfiguration(host: "127.0.0.1:\(port)", token: "t", scheme: "http")))
+        let result = await queue.perform(.lock("zzzzz-dz642-000000000000001"), timeout: 0.3)
+        XCTAssertEqual(result, .failure(.apiTimedOut("no answer within 1 s")))
     }
 
     func testTheClustersErrorsTellNeverReachedFromNoAnswer() {

@@ -101,6 +101,9 @@ final class ConfigTests: XCTestCase {
 
     func testInitialQuotaEstimateAndSupervisorFractionTakeArvadosDefaultsAndRefuseNonsense() throws {
         let defaults = try parse("").containers.cloudVMs
+        XCTAssertEqual(defaults.maxRunningContainersPerInstance, 0, "as many as fit, as Arvados")
+        XCTAssertEqual(try parse("Containers:\n  CloudVMs:\n    MaxRunningContainersPerInstance: 1").containers.cloudVMs.maxRunningContainersPerInstance, 1)
+        XCTAssertTrue(error("Containers:\n  CloudVMs:\n    MaxRunningContainersPerInstance: -2").contains("MaxRunningContainersPerInstance must be 0"))
         XCTAssertEqual(defaults.initialQuotaEstimate, 0)
         XCTAssertEqual(defaults.supervisorFraction, 0.5)
         let set = try parse("Containers:\n  CloudVMs:\n    InitialQuotaEstimate: 40\n    SupervisorFraction: 0.25").containers.cloudVMs

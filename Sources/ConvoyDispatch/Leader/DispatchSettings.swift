@@ -44,7 +44,8 @@ extension DispatchSettings {
                             pollInterval: cloud.pollInterval.timeInterval, timeoutIdle: cloud.timeoutIdle.timeInterval,
                             timeoutBooting: cloud.timeoutBooting.timeInterval, timeoutProbe: cloud.timeoutProbe.timeInterval,
                             maxCloudOpsPerSecond: cloud.maxCloudOpsPerSecond, maxConcurrentCreates: cloud.maxConcurrentInstanceCreateOps,
-                            maxInstances: cloud.maxInstances, initialQuotaEstimate: cloud.initialQuotaEstimate,
+                            maxInstances: cloud.maxInstances, maxContainersPerInstance: cloud.maxRunningContainersPerInstance,
+                            initialQuotaEstimate: cloud.initialQuotaEstimate,
                             supervisorFraction: cloud.supervisorFraction, timeoutShutdown: cloud.timeoutShutdown.timeInterval,
                             quotaGroups: QuotaGroups(cloud.instanceTypeQuotaGroups), memberTimeout: memberTimeout.timeInterval)
     }

@@ -18,6 +18,9 @@ public struct CoreSettings: Sendable, Equatable {
     public var maxCloudOpsPerSecond: Int
     public var maxConcurrentCreates: Int
     public var maxInstances: Int
+    /// Containers on one instance at most, as far as its VCPUs, RAM and scratch go (0: as many
+    /// as fit; Arvados' MaxRunningContainersPerInstance).
+    public var maxContainersPerInstance: Int
     /// How many containers run at once before the API first pushes back (0: no limit until it
     /// does; Arvados' InitialQuotaEstimate).
     public var initialQuotaEstimate: Int
@@ -68,7 +71,7 @@ public struct CoreSettings: Sendable, Equatable {
     public init(instanceTypes: [InstanceType], maximumPriceFactor: Double = 1.5, reserveExtraRAM: Int64 = 0, minRetryPeriod: Double = 0, pollInterval: Double = 1,
                 timeoutIdle: Double = 60, timeoutBooting: Double = 600, timeoutProbe: Double = 600, maxCloudOpsPerSecond: Int = 20,
                 maxConcurrentCreates: Int = 1, maxInstances: Int = 64,
-                initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, overloadQuietPeriod: Double = 60, lockedTimeout: Double = 120, orphanRunnerGrace: Double = 0,
+                maxContainersPerInstance: Int = 0, initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, overloadQuietPeriod: Double = 60, lockedTimeout: Double = 120, orphanRunnerGrace: Double = 0,
                 orphanRunnerListings: Int = 2, orphanRunnerNeedsLaterProbe: Bool = true, killRepeat: Double = 30, capacityHold: Double = 60, rateLimitBackoff: Double = 10,
                 timeoutShutdown: Double = 10, quotaGroups: QuotaGroups = QuotaGroups(),
                 queueDepth: Int = 20_000, listPageSize: Int = 1000, listPaging: QueueListing.Paging = .keyset,
@@ -84,6 +87,7 @@ public struct CoreSettings: Sendable, Equatable {
         self.maxCloudOpsPerSecond = maxCloudOpsPerSecond
         self.maxConcurrentCreates = maxConcurrentCreates
         self.maxInstances = maxInstances
+        self.maxContainersPerInstance = maxContainersPerInstance
         self.initialQuotaEstimate = initialQuotaEstimate
         self.supervisorFraction = supervisorFraction
         self.overloadQuietPeriod = overloadQuietPeriod

@@ -342,17 +342,25 @@ public struct DispatchCore: Sendable {
         for report in reports {
             let id = InstanceID(report.instanceID)
             guard let slot = workers.slot(of: id), workers[slot: slot].host == member else { continue }
-            Self.take(report, sentAt: sentAt, into: &workers[slot: slot])
+            guard Self.take(report, sentAt: sentAt, now: now, into: &workers[slot: slot]) else { continue }
             for uuid in report.containers { containers.update(ContainerID(uuid)) { $0.lastSeenOnWorker = now } }
         }
     }
 
-    private static func take(_ report: WorkerReport, sentAt: Moment, into worker: inout WorkerRecord) {
+    /// Takes a worker's report, unless its probe surely began before the one behind what the
+    /// leader knows (a member's stale session after a pause, re-hosting a worker): such a
+    /// report cannot say that a runner seen since is gone. False: not taken.
+    private static func take(_ report: WorkerReport, sentAt: Moment, now: Moment, into worker: inout WorkerRecord) -> Bool {
+        if let age = report.lastProbeBeganAge, let known = worker.reportProbeBegan, now - age < known { return false }
         worker.report = report
         // The report was made after the call went out, so the probe began no earlier than this.
-        if let age = report.lastProbeBeganAge { worker.probedFrom = sentAt - age }
+        if let age = report.lastProbeBeganAge {
+            worker.probedFrom = sentAt - age
+            worker.reportProbeBegan = sentAt - age
+        }
         if report.bootedAt != nil || report.phase == .ready { worker.everBooted = true }
         if !report.containers.isEmpty { worker.knownEmpty = false }
+        return true
     }
 
     private mutating func reconcile(_ entries: [QueueEntry], now: Moment) {
@@ -492,7 +500,8 @@ public struct DispatchCore: Sendable {
             }
             queue.append(QueuedContainer(uuid: id, priority: record.entry.priority, createdAt: record.entry.createdAt, place: placed,
                                          instanceTypes: record.instanceTypes, unfitReason: record.unfitReason,
-                                         lastAttempt: record.lastAttempt.map(Self.date), supervisor: record.entry.supervisor))
+                                         lastAttempt: record.lastAttempt.map(Self.date), supervisor: record.entry.supervisor,
+                                         need: Resources(needs: record.entry.constraints, ramOverhead: settings.reserveExtraRAM)))
         }
 
         killedAt = killedAt.filter { now - $0.value < settings.killRepeat }
@@ -590,9 +599,18 @@ public struct DispatchCore: Sendable {
             // Workers being destroyed stay in: they count toward MaxInstances until the cloud stops listing them.
             guard let type = worker.type else { continue }
             var state = worker.state
-            if let failed = worker.startFailedAt, (worker.probedFrom ?? .distantPast) <= failed, state == .idle { state = .unknown }
+            if let failed = worker.startFailedAt, (worker.probedFrom ?? .distantPast) <= failed, state == .idle || state == .running {
+                state = .unknown
+            }
+            let there = runnersOn[worker.id] ?? []
+            var used = Resources.none
+            for id in there {
+                // A runner of a container the listing does not show: take the worker as full.
+                guard let record = containers[id] else { used = Resources(type); break }
+                used = used + Resources(needs: record.entry.constraints, ramOverhead: settings.reserveExtraRAM)
+            }
             snapshotWorkers.append(WorkerSnapshot(id: worker.id, type: type, state: state, idleBehavior: worker.idleBehavior,
-                                                  containers: runnersOn[worker.id] ?? [], idleSince: worker.idleSince.map(Self.date)))
+                                                  containers: there, idleSince: worker.idleSince.map(Self.date), used: used))
         }
         // Starts under way (their containers are not in the queue) count toward the limits like runners.
         var starts = 0, supervisorStarts = 0
@@ -606,9 +624,14 @@ public struct DispatchCore: Sendable {
         let limits = SchedulerLimits(maxInstances: settings.maxInstances, maxConcurrentCreates: settings.maxConcurrentCreates,
                                      cloudOpsBudget: cloud.available(now), minRetryPeriod: settings.minRetryPeriod, timeoutIdle: settings.timeoutIdle,
                                      maxContainers: concurrency.limit,
-                                     maxSupervisors: concurrency.maxSupervisors(fraction: settings.supervisorFraction, maxInstances: settings.maxInstances))
+                                     maxSupervisors: concurrency.maxSupervisors(fraction: settings.supervisorFraction, maxInstances: settings.maxInstances),
+                                     maxContainersPerInstance: settings.maxContainersPerInstance)
         let held = Set(settings.instanceTypes.filter { cloud.isHeld($0, now) }.map(\.name))
-        let snapshot = SchedulerSnapshot(containers: queue, workers: snapshotWorkers, limits: limits, creating: creating.filter { $0.value > 0 },
+        var creatingTypes: [InstanceType: Int] = [:]
+        for (name, count) in creating where count > 0 {
+            if let type = typeNamed(name) { creatingTypes[type] = count }
+        }
+        let snapshot = SchedulerSnapshot(containers: queue, workers: snapshotWorkers, limits: limits, creating: creatingTypes,
                                          heldTypes: held, atQuota: cloud.atQuota(now), startsUnderWay: starts,
                                          supervisorStartsUnderWay: supervisorStarts, now: Self.date(now))
         for action in Scheduler.plan(snapshot) {

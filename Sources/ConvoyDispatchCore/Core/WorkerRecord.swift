@@ -21,6 +21,9 @@ public struct WorkerRecord: KeptRecord, Equatable {
     public private(set) var reported: [ContainerID] = []
     /// The last successful probe began no earlier than this (on the leader's clock).
     public var probedFrom: Moment?
+    /// The probe behind `report` began no earlier than this, whichever member made it (not reset
+    /// when the worker changes hosts: a report from a surely older probe is not taken).
+    public var reportProbeBegan: Moment?
     /// Ever seen booted (a new host's session boots it again: that is not a first boot).
     public var everBooted: Bool = false
     /// What the leader acts on: the instance's tag as listed, or what this term decided since.

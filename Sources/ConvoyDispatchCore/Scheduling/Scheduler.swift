@@ -27,9 +27,11 @@ public struct QueuedContainer: Sendable, Equatable {
     public var lastAttempt: Date?
     /// A workflow runner: SupervisorFraction caps how many run.
     public var supervisor: Bool
+    /// What it takes of an instance (its RAM with ReserveExtraRAM on top).
+    public var need: Resources
 
     public init(uuid: ContainerID, priority: Int, createdAt: Date, place: Place, instanceTypes: [InstanceType], unfitReason: String? = nil,
-                lastAttempt: Date? = nil, supervisor: Bool = false) {
+                lastAttempt: Date? = nil, supervisor: Bool = false, need: Resources = .none) {
         self.uuid = uuid
         self.priority = priority
         self.createdAt = createdAt
@@ -38,6 +40,7 @@ public struct QueuedContainer: Sendable, Equatable {
         self.unfitReason = unfitReason
         self.lastAttempt = lastAttempt
         self.supervisor = supervisor
+        self.need = need
     }
 }
 
@@ -51,15 +54,18 @@ public struct WorkerSnapshot: Sendable, Equatable {
     public var containers: Set<ContainerID>
     /// Since when it has run nothing (for TimeoutIdle).
     public var idleSince: Date?
+    /// What its containers take (all of it when one of them is not known).
+    public var used: Resources
 
     public init(id: InstanceID, type: InstanceType, state: WorkerState, idleBehavior: IdleBehavior = .run,
-                containers: Set<ContainerID> = [], idleSince: Date? = nil) {
+                containers: Set<ContainerID> = [], idleSince: Date? = nil, used: Resources = .none) {
         self.id = id
         self.type = type
         self.state = state
         self.idleBehavior = idleBehavior
         self.containers = containers
         self.idleSince = idleSince
+        self.used = used
     }
 }
 
@@ -80,9 +86,12 @@ public struct SchedulerLimits: Sendable, Equatable {
     public var maxContainers: Int?
     /// Of those, workflow runners at most (SupervisorFraction); nil: no cap.
     public var maxSupervisors: Int?
+    /// Containers on one instance at most, as far as its resources go (0: as many as fit;
+    /// MaxRunningContainersPerInstance). 1 here unless given: one container per instance.
+    public var maxContainersPerInstance: Int
 
     public init(maxInstances: Int = 64, maxConcurrentCreates: Int = 1, cloudOpsBudget: Int = 20, minRetryPeriod: TimeInterval = 0,
-                timeoutIdle: TimeInterval = 60, maxContainers: Int? = nil, maxSupervisors: Int? = nil) {
+                timeoutIdle: TimeInterval = 60, maxContainers: Int? = nil, maxSupervisors: Int? = nil, maxContainersPerInstance: Int = 1) {
         self.maxInstances = maxInstances
         self.maxConcurrentCreates = maxConcurrentCreates
         self.cloudOpsBudget = cloudOpsBudget
@@ -90,6 +99,7 @@ public struct SchedulerLimits: Sendable, Equatable {
         self.timeoutIdle = timeoutIdle
         self.maxContainers = maxContainers
         self.maxSupervisors = maxSupervisors
+        self.maxContainersPerInstance = maxContainersPerInstance
     }
 }
 
@@ -98,8 +108,8 @@ public struct SchedulerSnapshot: Sendable {
     public var containers: [QueuedContainer]
     public var workers: [WorkerSnapshot]
     public var limits: SchedulerLimits
-    /// Create calls in flight (instances not yet listed as workers), by type name.
-    public var creating: [String: Int]
+    /// Create calls in flight (instances not yet listed as workers), by type.
+    public var creating: [InstanceType: Int]
     /// Type names the cloud has no capacity for now (their own, or their quota group's).
     public var heldTypes: Set<String>
     /// The cloud said the account is at its quota: no instance of any type can be created now.
@@ -110,7 +120,7 @@ public struct SchedulerSnapshot: Sendable {
     public var supervisorStartsUnderWay: Int
     public var now: Date
 
-    public init(containers: [QueuedContainer], workers: [WorkerSnapshot], limits: SchedulerLimits, creating: [String: Int] = [:],
+    public init(containers: [QueuedContainer], workers: [WorkerSnapshot], limits: SchedulerLimits, creating: [InstanceType: Int] = [:],
                 heldTypes: Set<String> = [], atQuota: Bool = false, startsUnderWay: Int = 0, supervisorStartsUnderWay: Int = 0, now: Date) {
         self.containers = containers
         self.workers = workers
@@ -143,10 +153,12 @@ public enum SchedulerAction: Sendable, Equatable {
 /// The scheduler: a pure function from a snapshot to actions, so that it can be tested and
 /// measured without a cloud, an API or a clock.
 ///
-/// Containers are taken by priority (then age). Each gets an idle worker of one of its types
-/// (cheapest first: any within MaximumPriceFactor of the cheapest fitting type), or a booting one
-/// of them nobody has claimed yet, or a new instance of the cheapest of them the cloud has room
-/// for, if the limits allow. Once a container
+/// Containers are taken by priority (then age). Each gets room on a worker of one of its types
+/// (any within MaximumPriceFactor of the cheapest fitting type): on a busy worker that has room
+/// left for its VCPUs, RAM and scratch (the busiest first, up to MaxRunningContainersPerInstance),
+/// else an idle one (the cheapest type first), else room on a booting one (or an instance being
+/// created) that nobody claimed yet, else a new instance of the cheapest of them the cloud has
+/// room for, if the limits allow; what is left of a new instance takes the containers after it. Once a container
 /// cannot get an instance because the pool is full (MaxInstances, or the cloud's quota), no
 /// container after it gets anything (lower priorities must not take what higher ones wait for):
 /// locked ones among them go back to the queue, and unclaimed idle workers are shut down to make
@@ -167,21 +179,25 @@ public enum Scheduler {
             if case .running(let worker) = container.place { actions.append(.kill(container: container.uuid, worker: worker)) }
         }
 
-        // Idle workers that may take a container, and booting ones nobody waits for yet, by type.
+        // Where containers may go, by type: ready workers with room (busiest first), empty ones,
+        // and booting ones (and instances being created) with room nobody claimed yet.
         let workers = snapshot.workers.sorted { $0.id < $1.id }
-        var idle: [String: IdlePool] = [:]
+        var room = Room(perInstance: limits.maxContainersPerInstance)
         var unclaimed = Set<InstanceID>()
-        var booting: [String: Int] = [:]
         for worker in workers where worker.idleBehavior == .run {
             switch worker.state {
             case .idle where worker.containers.isEmpty:
-                idle[worker.type.name, default: IdlePool()].free.append(worker.id)
+                room.add(worker, as: .idle)
                 unclaimed.insert(worker.id)
-            case .booting, .unknown: booting[worker.type.name, default: 0] += 1
-            default: break
+            case .idle, .running: room.add(worker, as: .busy)
+            case .booting, .unknown: room.add(worker, as: .pending)
+            case .shutdown: break
             }
         }
-        for (type, count) in snapshot.creating { booting[type, default: 0] += count }
+        for type in snapshot.creating.keys.sorted(by: { $0.name < $1.name }) {
+            for _ in 0..<(snapshot.creating[type] ?? 0) { room.addNew(type) }
+        }
+        room.sortBusiestFirst()
 
         var instances = workers.count + snapshot.creating.values.reduce(0, +)
         var createsInFlight = snapshot.creating.values.reduce(0, +)
@@ -238,16 +254,15 @@ public enum Scheduler {
                 if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
                 continue
             }
-            var worker: InstanceID?
-            for type in types where worker == nil { worker = idle[type.name]?.take() }
-            if let worker {
+            // Room on a busy worker first (an idle one may then shut down), then an idle worker
+            // of the cheapest type, then room on a booting one (it waits for it).
+            if let worker = room.take(container.need, on: types, from: .busy) ?? room.take(container.need, on: types, from: .idle) {
                 unclaimed.remove(worker)
                 actions.append(.start(container: container.uuid, worker: worker))
                 count(container)
                 continue
             }
-            if let waitedFor = types.first(where: { (booting[$0.name] ?? 0) > 0 }) {
-                booting[waitedFor.name]! -= 1  // it will take the next one of that type that boots
+            if room.claim(container.need, on: types) {
                 count(container)
                 continue
             }
@@ -270,6 +285,8 @@ public enum Scheduler {
             createsInFlight += 1
             cloudOps -= 1
             count(container)
+            // What is left of the new instance may take the containers after it.
+            room.addNew(type, taking: container.need)
         }
 
         // Workers to shut down: unclaimed idle ones when higher priorities wait for room, idle
@@ -305,14 +322,125 @@ public enum Scheduler {
         var position: Int
     }
 
-    /// Idle workers of one type, taken in order.
-    struct IdlePool {
-        var free: [InstanceID] = []
-        var next = 0
-        mutating func take() -> InstanceID? {
-            guard next < free.count else { return nil }
-            defer { next += 1 }
-            return free[next]
+    /// The room workers have for more containers, by type, as one pass hands it out: a place
+    /// is a worker (or an instance being created) with its free resources and the containers it
+    /// may still take (MaxRunningContainersPerInstance).
+    struct Room {
+        enum Kind: Int { case busy = 0, idle, pending }
+
+        struct Place {
+            var worker: InstanceID?
+            var free: Resources
+            var slots: Int
+            var containers: Int
+        }
+
+        /// The places of one kind and type, in the order they are offered.
+        struct Offer {
+            var places: [Int] = []
+            /// Places before this are full.
+            var head = 0
+            /// The most VCPUs any place still has (only ever falls within a pass): a container
+            /// bigger than that skips the scan.
+            var mostVCPUs = 0
+        }
+
+        private var places: [Place] = []
+        private var offers: [Offer] = []
+        /// The offer of each kind and type name.
+        private var offerIndex: [Int: [String: Int]] = [:]
+        private let perInstance: Int
+
+        init(perInstance: Int) {
+            self.perInstance = perInstance > 0 ? perInstance : Int.max
+        }
+
+        mutating func add(_ worker: WorkerSnapshot, as kind: Kind) {
+            let slots = perInstance == Int.max ? Int.max : perInstance - worker.containers.count
+            let free = Resources(worker.type) - worker.used
+            guard slots > 0, free.vcpus > 0 || kind == .idle else { return }
+            append(Place(worker: worker.id, free: free, slots: slots, containers: worker.containers.count), type: worker.type.name, as: kind)
+        }
+
+        /// An instance being created (no worker: nothing can start there yet), less what its
+        /// first container takes (nil: none yet).
+        mutating func addNew(_ type: InstanceType, taking first: Resources? = nil) {
+            let taken = first == nil ? 0 : 1
+            append(Place(worker: nil, free: Resources(type) - (first ?? .none), slots: perInstance == Int.max ? Int.max : perInstance - taken,
+                         containers: taken), type: type.name, as: .pending)
+        }
+
+        private mutating func append(_ place: Place, type: String, as kind: Kind) {
+            guard place.slots > 0 else { return }
+            let offer: Int
+            if let known = offerIndex[kind.rawValue]?[type] {
+                offer = known
+            } else {
+                offer = offers.count
+                offers.append(Offer())
+                offerIndex[kind.rawValue, default: [:]][type] = offer
+            }
+            offers[offer].places.append(places.count)
+            offers[offer].mostVCPUs = max(offers[offer].mostVCPUs, place.free.vcpus)
+            places.append(place)
+        }
+
+        /// Busy workers with the most containers first (so that others empty out and shut
+        /// down), then by id.
+        mutating func sortBusiestFirst() {
+            for offer in (offerIndex[Kind.busy.rawValue] ?? [:]).values {
+                let places = self.places
+                offers[offer].places.sort { a, b in
+                    places[a].containers != places[b].containers ? places[a].containers > places[b].containers : places[a].worker! < places[b].worker!
+                }
+            }
+        }
+
+        /// Takes room for `need` on a worker of one of `types` (in their order) of `kind`.
+        mutating func take(_ need: Resources, on types: [InstanceType], from kind: Kind) -> InstanceID? {
+            for type in types {
+                guard let index = firstFit(need, type.name, kind) else { continue }
+                use(index, need)
+                return places[index].worker
+            }
+            return nil
+        }
+
+        /// Claims room on a booting worker or an instance being created: true if there was.
+        mutating func claim(_ need: Resources, on types: [InstanceType]) -> Bool {
+            for type in types {
+                guard let index = firstFit(need, type.name, .pending) else { continue }
+                use(index, need)
+                return true
+            }
+            return false
+        }
+
+        private mutating func use(_ index: Int, _ need: Resources) {
+            places[index].free = places[index].free - need
+            if places[index].slots != Int.max { places[index].slots -= 1 }
+            places[index].containers += 1
+        }
+
+        private mutating func firstFit(_ need: Resources, _ type: String, _ kind: Kind) -> Int? {
+            guard let offer = offerIndex[kind.rawValue]?[type], need.vcpus <= offers[offer].mostVCPUs else { return nil }
+            var largest = 0
+            var position = offers[offer].head
+            while position < offers[offer].places.count {
+                let index = offers[offer].places[position]
+                let place = places[index]
+                if place.slots <= 0 || place.free.vcpus <= 0 {
+                    // Full: the offer starts after it from now on when it is first.
+                    if position == offers[offer].head { offers[offer].head += 1 }
+                    position += 1
+                    continue
+                }
+                if place.free.accommodates(need) { return index }
+                largest = max(largest, place.free.vcpus)
+                position += 1
+            }
+            offers[offer].mostVCPUs = largest
+            return nil
         }
     }
 }

@@ -47,6 +47,8 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
     public var maxCloudOpsPerSecond: Int
     public var maxConcurrentInstanceCreateOps: Int
     public var maxInstances: Int
+    /// Containers on one instance at most, as far as its VCPUs, RAM and scratch go (0: as many as fit).
+    public var maxRunningContainersPerInstance: Int
     /// Containers run at once before the API first pushes back (0: no limit until it does).
     public var initialQuotaEstimate: Int
     /// The share of the containers run at once that workflow runners may take (0: no cap).
@@ -62,7 +64,8 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         case sshPort = "SSHPort", sshUser = "SSHUser", pollInterval = "PollInterval", probeInterval = "ProbeInterval"
         case timeoutIdle = "TimeoutIdle", timeoutBooting = "TimeoutBooting", timeoutProbe = "TimeoutProbe", timeoutShutdown = "TimeoutShutdown"
         case maxCloudOpsPerSecond = "MaxCloudOpsPerSecond", maxConcurrentInstanceCreateOps = "MaxConcurrentInstanceCreateOps"
-        case maxInstances = "MaxInstances", initialQuotaEstimate = "InitialQuotaEstimate", supervisorFraction = "SupervisorFraction"
+        case maxInstances = "MaxInstances", maxRunningContainersPerInstance = "MaxRunningContainersPerInstance"
+        case initialQuotaEstimate = "InitialQuotaEstimate", supervisorFraction = "SupervisorFraction"
         case deployRunnerBinary = "DeployRunnerBinary", runnerDirectory = "RunnerDirectory"
     }
 
@@ -71,7 +74,7 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
                 sshPort: Int = 22, sshUser: String = "root", pollInterval: Duration = .seconds(1), probeInterval: Duration = .seconds(10),
                 timeoutIdle: Duration = .seconds(60), timeoutBooting: Duration = .seconds(600), timeoutProbe: Duration = .seconds(600),
                 timeoutShutdown: Duration = .seconds(10), maxCloudOpsPerSecond: Int = 10, maxConcurrentInstanceCreateOps: Int = 1, maxInstances: Int = 64,
-                initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, deployRunnerBinary: String? = nil, runnerDirectory: String = "/var/lib/convoy/bin") {
+                maxRunningContainersPerInstance: Int = 0, initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, deployRunnerBinary: String? = nil, runnerDirectory: String = "/var/lib/convoy/bin") {
         self.driver = driver
         self.driverParameters = driverParameters
         self.instanceTypeQuotaGroups = instanceTypeQuotaGroups
@@ -87,6 +90,7 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         self.maxCloudOpsPerSecond = maxCloudOpsPerSecond
         self.maxConcurrentInstanceCreateOps = maxConcurrentInstanceCreateOps
         self.maxInstances = maxInstances
+        self.maxRunningContainersPerInstance = maxRunningContainersPerInstance
         self.initialQuotaEstimate = initialQuotaEstimate
         self.supervisorFraction = supervisorFraction
         self.deployRunnerBinary = deployRunnerBinary
@@ -130,6 +134,11 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         maxConcurrentInstanceCreateOps = try container.decodeIfPresent(Int.self, forKey: .maxConcurrentInstanceCreateOps)
             ?? defaults.maxConcurrentInstanceCreateOps
         maxInstances = try container.decodeIfPresent(Int.self, forKey: .maxInstances) ?? defaults.maxInstances
+        maxRunningContainersPerInstance = try container.decodeIfPresent(Int.self, forKey: .maxRunningContainersPerInstance)
+            ?? defaults.maxRunningContainersPerInstance
+        guard maxRunningContainersPerInstance >= 0 else {
+            throw ConfigError("Containers.CloudVMs.MaxRunningContainersPerInstance must be 0 (as many as fit) or more")
+        }
         initialQuotaEstimate = try container.decodeIfPresent(Int.self, forKey: .initialQuotaEstimate) ?? defaults.initialQuotaEstimate
         guard initialQuotaEstimate >= 0 else {
             throw ConfigError("Containers.CloudVMs.InitialQuotaEstimate must be 0 (no limit until the API pushes back) or more")
