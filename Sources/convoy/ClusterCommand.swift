@@ -13,13 +13,13 @@ struct ClusterCommand: CommandGroup {
 
     /// Where to ask and with which token.
     struct Target: ParsableArguments {
-        @Option(help: "A replica's management host:port (default: CONVOY_MGMT_URL or CONVOY_MANAGEMENT_ADDRESS, else Dispatch.ManagementListen of --config).")
+        @Option(help: "Replicas' management host:port, several separated by commas: the first that answers is asked (default: CONVOY_MGMT_URL or CONVOY_MANAGEMENT_ADDRESS, else Dispatch.ManagementListen of --config).")
         var management: String?
 
         @Option(help: "The Convoy configuration file, for Dispatch.ManagementListen and Dispatch.ManagementToken.")
         var config: String?
 
-        func resolve() throws -> (address: String, token: String) {
+        func resolve() throws -> (endpoints: ManagementEndpoints, token: String) {
             let environment = try ClientEnvironment.current()
             var dispatch: DispatchConfig?
             if let config {
@@ -32,21 +32,28 @@ struct ClusterCommand: CommandGroup {
                     throw ValidationError("\(config): \(error.description)")
                 }
             }
-            // CONVOY_MGMT_URL (http://host:port) and CONVOY_MGMT_TOKEN are the short names `make run` writes.
-            let url = environment["CONVOY_MGMT_URL"].map { text in
-                text.replacingOccurrences(of: "http://", with: "").trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-            }
-            guard let address = management ?? environment["CONVOY_MANAGEMENT_ADDRESS"] ?? url ?? dispatch?.managementListen else {
+            // CONVOY_MGMT_URL (http://host:port, several separated by commas) and CONVOY_MGMT_TOKEN are the short names `make run` writes.
+            guard let addresses = management ?? environment["CONVOY_MANAGEMENT_ADDRESS"] ?? environment["CONVOY_MGMT_URL"] ?? dispatch?.managementListen else {
                 throw ValidationError("say which replica to ask: --management host:port, CONVOY_MGMT_URL, ManagementURL in ~/.config/convoy/config.yaml, or --config")
             }
             guard let token = environment["CONVOY_MANAGEMENT_TOKEN"] ?? environment["CONVOY_MGMT_TOKEN"] ?? dispatch?.managementToken else {
                 throw ValidationError("no management token: set CONVOY_MGMT_TOKEN, ManagementToken in ~/.config/convoy/config.yaml, or give --config with Dispatch.ManagementToken")
             }
-            return (address, token)
+            return (try ManagementEndpoints(addresses), token)
         }
     }
 
+    /// `method path` on the replica at `address` (one only: a leader's own port).
     static func request(_ method: String, _ address: String, _ path: String, token: String) async throws -> HTTPResponse {
+        do {
+            return try await attempt(method, address, path, token: token)
+        } catch let error as ManagementUnreachable {
+            throw ValidationError(error.description)
+        }
+    }
+
+    /// One request: `ManagementUnreachable` when no answer came (the next replica may answer).
+    static func attempt(_ method: String, _ address: String, _ path: String, token: String) async throws -> HTTPResponse {
         let client = HTTPClient(configuration: HTTPClientConfiguration(connectTimeout: .seconds(5), defaultTimeout: .seconds(10), retry: .none))
         defer { client.shutdown() }
         let response: HTTPResponse
@@ -54,14 +61,14 @@ struct ClusterCommand: CommandGroup {
             response = try await client.execute(HTTPRequest(method: method, url: "http://\(address)\(path)",
                                                             headers: [(name: "Authorization", value: "Bearer \(token)")]))
         } catch {
-            throw ValidationError("cannot reach the replica at \(address): \(error)")
+            throw ManagementUnreachable(address: address, reason: "\(error)")
         }
         if response.status == 401 { throw ValidationError("the replica at \(address) refused the management token (401)") }
         return response
     }
 
-    static func status(_ address: String, token: String) async throws -> ClusterStatus {
-        let response = try await request("GET", address, "/cluster/status", token: token)
+    static func status(_ endpoints: ManagementEndpoints, token: String) async throws -> ClusterStatus {
+        let (address, response) = try await endpoints.request("GET", "/cluster/status", token: token)
         guard response.status == 200 else { throw ValidationError("\(address) answered \(response.status): \(response.bodyText)") }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .iso8601
@@ -75,8 +82,8 @@ struct ClusterCommand: CommandGroup {
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
-            let (address, token) = try target.resolve()
-            let status = try await ClusterCommand.status(address, token: token)
+            let (endpoints, token) = try target.resolve()
+            let status = try await ClusterCommand.status(endpoints, token: token)
             if json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -95,8 +102,8 @@ struct ClusterCommand: CommandGroup {
         @OptionGroup var target: Target
 
         func run() async throws {
-            let (address, token) = try target.resolve()
-            ClusterCommand.printMembers(try await ClusterCommand.status(address, token: token))
+            let (endpoints, token) = try target.resolve()
+            ClusterCommand.printMembers(try await ClusterCommand.status(endpoints, token: token))
         }
     }
 
@@ -122,8 +129,8 @@ struct ClusterCommand: CommandGroup {
         }
 
         func run() async throws {
-            let (address, token) = try target.resolve()
-            let before = try await ClusterCommand.status(address, token: token)
+            let (endpoints, token) = try target.resolve()
+            let before = try await ClusterCommand.status(endpoints, token: token)
             guard let leader = before.leader, let member = before.members.first(where: { $0.memberID == leader }),
                   let leaderAddress = member.managementAddress else {
                 throw ValidationError("the cluster has no leader with a management address right now")
@@ -135,7 +142,7 @@ struct ClusterCommand: CommandGroup {
             let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
             while ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(100))
-                if let now = try? await ClusterCommand.status(address, token: token), let next = now.leader, now.epoch > before.epoch {
+                if let now = try? await ClusterCommand.status(endpoints, token: token), let next = now.leader, now.epoch > before.epoch {
                     print("new leader: \(next) (epoch \(now.epoch))")
                     return
                 }

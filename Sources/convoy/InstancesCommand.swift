@@ -18,8 +18,8 @@ struct InstancesCommand: CommandGroup {
         @Flag(help: "Print JSON.") var json = false
 
         func run() async throws {
-            let (address, token) = try target.resolve()
-            let response = try await ClusterCommand.request("GET", address, "/arvados/v1/dispatch/instances", token: token)
+            let (endpoints, token) = try target.resolve()
+            let (address, response) = try await endpoints.request("GET", "/arvados/v1/dispatch/instances", token: token)
             try InstancesCommand.check(response, address)
             if json {
                 print(response.bodyText)
@@ -74,9 +74,9 @@ struct InstancesCommand: CommandGroup {
     }
 
     static func act(_ action: String, _ instance: String, _ target: ClusterCommand.Target) async throws {
-        let (address, token) = try target.resolve()
+        let (endpoints, token) = try target.resolve()
         let query = instance.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~"))) ?? instance
-        let response = try await ClusterCommand.request("POST", address, "/arvados/v1/dispatch/instances/\(action)?instance_id=\(query)", token: token)
+        let (address, response) = try await endpoints.request("POST", "/arvados/v1/dispatch/instances/\(action)?instance_id=\(query)", token: token)
         try check(response, address)
         print("\(instance): \(action)")
     }

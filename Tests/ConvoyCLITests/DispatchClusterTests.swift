@@ -120,6 +120,26 @@ final class DispatchClusterTests: PostgresTestCase {
         XCTAssertLessThan(ContinuousClock.now - asked, .seconds(6))
         let toDead = pings.array.first { $0["memberID"] as? String == old }
         XCTAssertTrue((toDead?["error"] as? String ?? "").contains("unreachable"), "\(pings.array)")
+
+        // The CLI told of several replicas, the killed leader first, asks the next (etcdctl's --endpoints).
+        let environment = ProcessInfo.processInfo.environment.merging(["CONVOY_MANAGEMENT_TOKEN": replica(new).managementToken]) { _, new in new }
+        let others = replicas.filter { $0.memberID != old }.map(\.managementAddress)
+        let listed = ([replica(old).managementAddress] + others).joined(separator: ",")
+        let status = try ConvoyBinary.run(["cluster", "status", "--management", listed], environment: environment)
+        XCTAssertEqual(status.status, 0, status.stderr)
+        XCTAssertTrue(status.stdout.contains("leader \(new), epoch \(newEpoch)"), status.stdout)
+        let fromURL = try ConvoyBinary.run(["cluster", "members"],
+                                           environment: environment.merging(["CONVOY_MGMT_URL": "http://" + listed.replacingOccurrences(of: ",", with: "/, http://")]) { _, new in new })
+        XCTAssertEqual(fromURL.status, 0, fromURL.stderr)
+        // Only the dead one: the error names it; a malformed list is refused before anything is asked.
+        let dead = try ConvoyBinary.run(["cluster", "status", "--management", replica(old).managementAddress], environment: environment)
+        XCTAssertNotEqual(dead.status, 0)
+        XCTAssertTrue(dead.stderr.contains("cannot reach the replica at \(replica(old).managementAddress)"), dead.stderr)
+        for bad in ["\(others[0]),,\(others[1])", "host-without-port", "a:99999", "a:1 b:2"] {
+            let refused = try ConvoyBinary.run(["cluster", "status", "--management", bad], environment: environment)
+            XCTAssertNotEqual(refused.status, 0, bad)
+            XCTAssertTrue(refused.stderr.contains("is not a management address"), "\(bad): \(refused.stderr)")
+        }
     }
 
     func testALeaderWhoseLockSessionIsTerminatedStepsDownWithinASecond() async throws {
