@@ -8,17 +8,21 @@ public struct RuntimeConstraints: Sendable, Hashable, Codable {
     public var scratch: Int64
     /// Whether the container may reach the API (network `host` instead of `none`).
     public var api: Bool
+    /// The GPUs it needs (Arvados' `gpu`, with the older `cuda` read into it).
+    public var gpu: GPUConstraints
 
-    public init(vcpus: Int = 1, ram: Int64 = 256 << 20, scratch: Int64 = 0, api: Bool = false) {
+    public init(vcpus: Int = 1, ram: Int64 = 256 << 20, scratch: Int64 = 0, api: Bool = false, gpu: GPUConstraints = .none) {
         self.vcpus = vcpus
         self.ram = ram
         self.scratch = scratch
         self.api = api
+        self.gpu = gpu
     }
 
     enum CodingKeys: String, CodingKey {
         case vcpus, ram, scratch
         case api = "API"
+        case gpu, cuda
     }
 
     public init(from decoder: Decoder) throws {
@@ -27,6 +31,20 @@ public struct RuntimeConstraints: Sendable, Hashable, Codable {
         ram = try container.decodeIfPresent(Int64.self, forKey: .ram) ?? (256 << 20)
         scratch = try container.decodeIfPresent(Int64.self, forKey: .scratch) ?? 0
         api = try container.decodeIfPresent(Bool.self, forKey: .api) ?? false
+        let legacy = try container.decodeIfPresent(GPUConstraints.LegacyCUDA.self, forKey: .cuda)?.translated
+        gpu = try legacy ?? container.decodeIfPresent(GPUConstraints.self, forKey: .gpu) ?? .none
+    }
+
+    /// `gpu` is written only when it asks for something, so that a spec without GPUs keeps its
+    /// fingerprint (container reuse) from before the member existed; `cuda` never (it was read
+    /// into `gpu`).
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(vcpus, forKey: .vcpus)
+        try container.encode(ram, forKey: .ram)
+        try container.encode(scratch, forKey: .scratch)
+        try container.encode(api, forKey: .api)
+        if gpu != .none { try container.encode(gpu, forKey: .gpu) }
     }
 }
 

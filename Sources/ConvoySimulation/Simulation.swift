@@ -189,6 +189,11 @@ public final class Simulation {
         constraints.vcpus = roll < 0.6 ? 1 : roll < 0.95 ? 4 : 64  // 5% fit no type: cancelled with the reason
         constraints.ram = Int64(constraints.vcpus) << 30
         let preemptible = constraints.vcpus == 1 && random.chance(0.1)
+        // Every eleventh asks for a CUDA GPU (no draw, so seeds keep their workloads): only the
+        // gpu type offers one, two per instance.
+        if index % 11 == 5, constraints.vcpus <= 4 {
+            constraints.gpu = GPUConstraints(stack: .cuda, driverVersion: "12.0", hardwareTarget: ["8.0"], deviceCount: 1, vram: 16 << 30)
+        }
         // Every seventh a workflow runner (SupervisorFraction caps them; no draw, so seeds keep their workloads).
         let entry = QueueEntry(id: id, state: .queued, priority: Int(random.uniform(1...3.99)),
                                createdAt: Self.epochDate.addingTimeInterval(now), constraints: constraints, preemptible: preemptible,
@@ -700,7 +705,11 @@ public final class Simulation {
             beside.append("\(runner.container.rawValue) (runner \(other), \(running.entry.state.rawValue))")
         }
         func fits(_ total: Resources, _ count: Int) -> Bool { Resources(instance.type).accommodates(total) && (most == 0 || count <= most) }
-        if !fits(used, beside.count + 1) {
+        if !instance.type.fits(record.entry.constraints, preemptible: record.entry.preemptible, ramOverhead: overhead) {
+            // Its stack, spot market, driver or VRAM are wrong for it, whatever else runs there.
+            overpacked.append(String(format: "%@ started on %@ (%@) at %.1f s: a type it does not fit", container.rawValue,
+                                     id.rawValue, instance.type.name, now))
+        } else if !fits(used, beside.count + 1) {
             overpacked.append(String(format: "%@ started on %@ (%@) at %.1f s beside %@: %@ in all", container.rawValue,
                                      id.rawValue, instance.type.name, now, beside.joined(separator: ", "), "\(used)"))
         } else if !fits(usedByAll, besideAll + 1) {
@@ -773,10 +782,12 @@ public final class Simulation {
         case .stepDown:
             stepDown()
         case .retireType:
-            // Never the largest type (every container that fits fits it) nor a preemptible one
-            // (preemptible containers need one): what fits today still fits.
-            let largest = settings.core.instanceTypes.max { $0.price < $1.price }?.name
-            let candidates = settings.core.instanceTypes.filter { !$0.preemptible && $0.name != largest && !retiredTypes.contains($0.name) }
+            // Never the largest type (every container that fits fits it), a preemptible one
+            // (preemptible containers need one) nor a GPU one (GPU containers need it): what fits
+            // today still fits.
+            let plain = settings.core.instanceTypes.filter { $0.gpu == nil }
+            let largest = plain.max { $0.price < $1.price }?.name
+            let candidates = plain.filter { !$0.preemptible && $0.name != largest && !retiredTypes.contains($0.name) }
             guard let type = random.pick(candidates.map(\.name)) else { break }
             retiredTypes.insert(type)
             log("type \(type) no longer configured")

@@ -128,12 +128,15 @@ public struct SimulationSettings: Sendable {
     /// Instance types of a small cloud: three sizes, one preemptible; small and medium share a
     /// quota group (`t`), large is in another (`m`), spot in its own (`t-spot`). A medium instance
     /// holds two of the 4-VCPU containers (MaxRunningContainersPerInstance is production's 0: as
-    /// many as fit).
+    /// many as fit). The gpu type (its own group, `g`) is the only one GPU containers fit, and
+    /// holds two of them; no other container goes there.
     public static let instanceTypes: [InstanceType] = [
         InstanceType(name: "small", providerType: "t3.small", vcpus: 1, ram: 2 << 30, scratch: 10 << 30, price: 0.05),
         InstanceType(name: "medium", providerType: "t3.2xlarge", vcpus: 8, ram: 16 << 30, scratch: 50 << 30, price: 0.2),
         InstanceType(name: "large", providerType: "m5.4xlarge", vcpus: 16, ram: 64 << 30, scratch: 200 << 30, price: 0.8),
         InstanceType(name: "small-spot", providerType: "t3.small", vcpus: 1, ram: 2 << 30, scratch: 10 << 30, price: 0.02, preemptible: true),
+        InstanceType(name: "gpu", providerType: "g5.2xlarge", vcpus: 8, ram: 32 << 30, scratch: 100 << 30, price: 1.2,
+                     gpu: InstanceGPU(stack: .cuda, driverVersion: "12.4", hardwareTarget: "8.6", deviceCount: 2, vram: 24 << 30)),
     ]
 
     /// A small cluster with faults (what `make test` runs thousands of). What a cluster's

@@ -151,7 +151,8 @@ struct RunCommand: AsyncParsableCommand {
             runtime: runtime, runtimeWithoutImage: withoutImage,
             pollInterval: .milliseconds(Int64(pollInterval * 1000)), stopGrace: .milliseconds(Int64(stopGrace * 1000)),
             maxOutputBytes: maxOutputBytes, apiRetryDeadline: .milliseconds(Int64(apiRetry * 1000)),
-            maxLogLinesPerFlush: maxLogLines, hostEnvironment: environment)
+            maxLogLinesPerFlush: maxLogLines, hostEnvironment: environment,
+            gpuAllocator: GPUAllocator(directory: state, environment: environment))
         let runner = ContainerRunner(uuid: uuid, api: APIClient(APIClientConfiguration(launch)), options: options) { phase, group, runtime in
             try? claim.update { record in
                 record.phase = phase

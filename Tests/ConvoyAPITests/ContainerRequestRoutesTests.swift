@@ -216,6 +216,24 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         XCTAssertTrue(TestAPIServer.errorMessage(refused).contains("Final"))
     }
 
+    func testAGPURequestReachesItsContainerAndTheOlderCUDAFormIsReadAsOne() async throws {
+        let gpu = #"{"stack":"cuda","driver_version":"12.0","hardware_target":["8.0"],"device_count":1,"vram":17179869184}"#
+        let request = try await submit(#""command":["train"],"container_image":"debian:12","state":"Committed","priority":1,"#
+                                       + #""runtime_constraints":{"vcpus":4,"ram":1000000,"gpu":\#(gpu)}"#)
+        let made = try await container(try XCTUnwrap(request["container_uuid"]?.stringValue))
+        let constraints = try XCTUnwrap(made["runtime_constraints"]?.objectValue)
+        XCTAssertEqual(constraints["gpu"], try JSONDecoder().decode(JSONValue.self, from: Data(gpu.utf8)))
+        let legacy = try await submit(#""command":["train-old"],"container_image":"debian:12","state":"Committed","priority":1,"#
+                                      + #""runtime_constraints":{"vcpus":4,"ram":1000000,"cuda":{"device_count":2,"driver_version":"11.0","hardware_capability":"7.5"}}"#)
+        let old = try await container(try XCTUnwrap(legacy["container_uuid"]?.stringValue))
+        XCTAssertEqual(old["runtime_constraints"]?.objectValue?["gpu"]?.objectValue?["stack"], "cuda")
+        XCTAssertEqual(old["runtime_constraints"]?.objectValue?["gpu"]?.objectValue?["hardware_target"], ["7.5"])
+        XCTAssertEqual(old["runtime_constraints"]?.objectValue?["gpu"]?.objectValue?["device_count"], .number(2))
+        let plain = try await submit(#""command":["no-gpu"],"container_image":"debian:12","state":"Committed","priority":1"#)
+        let none = try await container(try XCTUnwrap(plain["container_uuid"]?.stringValue))
+        XCTAssertNil(none["runtime_constraints"]?.objectValue?["gpu"], "written only when asked: older specs keep their fingerprint")
+    }
+
     func testBadRequestBodiesAreRefusedWithReasons() async throws {
         let (_, before) = try await api.call("GET", "/arvados/v1/container_requests", token: api.adminToken)
         let cases: [(body: String, status: Int, message: String)] = [
@@ -230,6 +248,14 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
             (#"{"container_request":{"command":["a",1]}}"#, 422, "array of strings"),
             (#"{"container_request":{"runtime_constraints":{"gpus":1}}}"#, 422, "unknown key 'gpus'"),
             (#"{"container_request":{"runtime_constraints":{"vcpus":"two"}}}"#, 422, "wrong type"),
+            (#"{"container_request":{"runtime_constraints":{"gpu":{"count":1}}}}"#, 422, "unknown key 'count' in 'runtime_constraints.gpu'"),
+            (#"{"container_request":{"runtime_constraints":{"gpu":{"device_count":1.5}}}}"#, 422, "wrong type at 'device_count'"),
+            (#"{"container_request":{"runtime_constraints":{"gpu":{"stack":"opencl"}}}}"#, 422, "wrong type at 'stack'"),
+            (#"{"container_request":{"runtime_constraints":{"cuda":{"device_count":1,"compute":"8.0"}}}}"#, 422, "unknown key 'compute' in 'runtime_constraints.cuda'"),
+            (#"{"container_request":{"state":"Committed","command":["true"],"priority":1,"runtime_constraints":{"gpu":{"stack":"cuda","device_count":1,"hardware_target":["8.0"]}}}}"#,
+             422, #"runtime_constraints[gpu.driver_version]="" must be a string in format 'X.Y'"#),
+            (#"{"container_request":{"state":"Committed","command":["true"],"priority":1,"runtime_constraints":{"gpu":{"device_count":2,"driver_version":"12.0","hardware_target":["8.0"]}}}}"#,
+             422, "[gpu.stack] must be 'cuda' or 'rocm'"),
             (#"{"container_request":{"state":"Committed","command":["true"],"priority":0}}"#, 422, "priority greater than 0"),
             (#"{"container_request":{"state":"Committed","priority":1}}"#, 422, "non-empty command"),
             (#"{"container_request":{"state":"Running"}}"#, 422, "unknown state"),

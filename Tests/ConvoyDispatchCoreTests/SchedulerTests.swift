@@ -207,6 +207,22 @@ final class SchedulerTests: XCTestCase {
         XCTAssertEqual(booting, [.create(quad)], "eight wait for the booting worker and the instance being created; the ninth needs another")
     }
 
+    func testGPUsArePackedAsDevicesSoNoTwoContainersCountOnTheSameOne() {
+        let gpuType = InstanceType(name: "a10g", vcpus: 8, ram: 32 << 30, scratch: 100 << 30, price: 1.2,
+                                   gpu: InstanceGPU(stack: .cuda, driverVersion: "12.4", hardwareTarget: "8.6", deviceCount: 2))
+        func trainer(_ uuid: ContainerID, priority: Int) -> QueuedContainer {
+            var made = container(uuid, priority: priority, type: gpuType)
+            made.need = Resources(vcpus: 1, ram: 1 << 30, gpus: 1)
+            return made
+        }
+        XCTAssertEqual(packed((1...3).map { trainer(ContainerID("g\($0)"), priority: 10 - $0) }), [.create(gpuType), .create(gpuType)],
+                       "two devices per instance: VCPUs and RAM would hold eight")
+        var busy = worker("w-gpu", gpuType, .running, containers: ["x"])
+        busy.used = Resources(vcpus: 1, ram: 1 << 30, gpus: 1)
+        XCTAssertEqual(packed([trainer("g1", priority: 2), trainer("g2", priority: 1)], [busy]),
+                       [.start(container: "g1", worker: "w-gpu"), .create(gpuType)])
+    }
+
     func testConcurrentCreatesAndCloudOpsAreLimitedPerPass() {
         let many = (1...5).map { container(ContainerID("c\($0)"), priority: 10 - $0, type: small) }
         XCTAssertEqual(plan(many, limits: SchedulerLimits(maxConcurrentCreates: 2)).count, 2)

@@ -69,8 +69,17 @@ enum ContainerRequestChangesParser {
         changes.environment = try attributes.stringMap("environment")
         changes.mounts = try attributes.object("mounts")
         changes.outputPath = try attributes.string("output_path")
+        if let constraints = try attributes.object("runtime_constraints") {
+            // Arvados' members of the GPU objects, each checked as the top level is.
+            let gpu = AttributeBody(members: Dictionary(uniqueKeysWithValues: constraints.map { ("runtime_constraints.\($0.key)", $0.value) }),
+                                    resource: "runtime_constraints")
+            _ = try gpu.decoded("runtime_constraints.gpu", as: GPUConstraints.self, knownKeys: ["stack", "driver_version", "hardware_target", "device_count", "vram"],
+                                integerKeys: ["device_count", "vram"])
+            _ = try gpu.decoded("runtime_constraints.cuda", as: GPUConstraints.LegacyCUDA.self, knownKeys: ["device_count", "driver_version", "hardware_capability"],
+                                integerKeys: ["device_count"])
+        }
         changes.runtimeConstraints = try attributes.decoded("runtime_constraints", as: RuntimeConstraints.self,
-                                                            knownKeys: ["vcpus", "ram", "scratch", "API"], integerKeys: ["vcpus", "ram", "scratch"])
+                                                            knownKeys: ["vcpus", "ram", "scratch", "API", "gpu", "cuda"], integerKeys: ["vcpus", "ram", "scratch"])
         changes.schedulingParameters = try attributes.decoded("scheduling_parameters", as: SchedulingParameters.self,
                                                               knownKeys: ["preemptible", "max_run_time", "supervisor"], integerKeys: ["max_run_time"])
         return changes

@@ -20,6 +20,12 @@ struct AttributeBody {
         self.attributes = attributes
     }
 
+    /// The members of an object attribute, read the same way (`gpu` of `runtime_constraints`).
+    init(members: [String: JSONValue], resource: String) {
+        self.resource = resource
+        self.attributes = members
+    }
+
     /// Refuses attributes outside `writable`, saying whether they are read-only or unknown.
     func requireOnly(_ writable: Set<String>, readOnly: Set<String>) throws {
         for key in attributes.keys.sorted() where !writable.contains(key) {

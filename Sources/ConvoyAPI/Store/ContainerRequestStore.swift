@@ -218,6 +218,7 @@ public struct ContainerRequestStore: Sendable {
         if constraints.vcpus < 1 || constraints.ram < 1 || constraints.scratch < 0 {
             throw APIError.unprocessable("runtime_constraints need vcpus ≥ 1, ram ≥ 1 and scratch ≥ 0")
         }
+        if let problem = constraints.gpu.problem { throw APIError.unprocessable("runtime_constraints\(problem)") }
         if request.schedulingParameters.maxRunTime < 0 {
             throw APIError.unprocessable("scheduling_parameters.max_run_time must be 0 (no limit) or more")
         }

@@ -6,7 +6,7 @@ struct InstanceTypeConfig: Decodable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case providerType = "ProviderType", vcpus = "VCPUs", ram = "RAM", scratch = "Scratch"
-        case price = "Price", preemptible = "Preemptible"
+        case price = "Price", preemptible = "Preemptible", gpu = "GPU", cuda = "CUDA"
     }
 
     init(from decoder: Decoder) throws {
@@ -20,7 +20,75 @@ struct InstanceTypeConfig: Decodable {
             vcpus: vcpus, ram: try container.decodeByteSize(.ram, section: "InstanceTypes.\(name)"),
             scratch: try container.decodeByteSize(.scratch, section: "InstanceTypes.\(name)", default: 0),
             price: try container.decodeIfPresent(Double.self, forKey: .price) ?? 0,
-            preemptible: try container.decodeIfPresent(Bool.self, forKey: .preemptible) ?? false)
+            preemptible: try container.decodeIfPresent(Bool.self, forKey: .preemptible) ?? false,
+            gpu: try container.decodeIfPresent(InstanceGPUConfig.self, forKey: .gpu)?.gpu
+                ?? container.decodeIfPresent(InstanceCUDAConfig.self, forKey: .cuda)?.gpu)
+    }
+}
+
+/// `InstanceTypes.<name>.GPU: {Stack, DriverVersion, HardwareTarget, DeviceCount, VRAM}` (Arvados'
+/// keys). With DeviceCount 0 the type has no GPU; otherwise the stack and the driver version
+/// must be ones the scheduler can compare.
+struct InstanceGPUConfig: Decodable {
+    let gpu: InstanceGPU?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case stack = "Stack", driverVersion = "DriverVersion", hardwareTarget = "HardwareTarget", deviceCount = "DeviceCount", vram = "VRAM"
+    }
+
+    init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let section = decoder.codingPath.map(\.stringValue).joined(separator: ".")
+        let count = try container.decodeIfPresent(Int.self, forKey: .deviceCount) ?? 0
+        guard count >= 0 else { throw ConfigError("\(section).DeviceCount must be 0 or more, not \(count)") }
+        guard count > 0 else {
+            gpu = nil
+            return
+        }
+        let stackName = try container.decodeIfPresent(String.self, forKey: .stack) ?? ""
+        guard let stack = GPUStack(rawValue: stackName) else {
+            throw ConfigError("\(section).Stack must be cuda or rocm, not '\(stackName)'")
+        }
+        let driver = try container.decodeIfPresent(String.self, forKey: .driverVersion) ?? ""
+        guard GPUVersion.parse(driver) != nil else {
+            throw ConfigError("\(section).DriverVersion must be a version in format X.Y, not '\(driver)'")
+        }
+        let target = try container.decodeIfPresent(String.self, forKey: .hardwareTarget) ?? ""
+        if stack == .cuda, GPUVersion.parse(target) == nil {
+            throw ConfigError("\(section).HardwareTarget must be the CUDA compute capability in format X.Y, not '\(target)'")
+        }
+        if stack == .rocm, target.isEmpty { throw ConfigError("\(section).HardwareTarget must name the LLVM target (e.g. gfx1100)") }
+        gpu = InstanceGPU(stack: stack, driverVersion: driver, hardwareTarget: target, deviceCount: count,
+                          vram: try container.decodeByteSize(.vram, section: section, default: 0))
+    }
+}
+
+/// Arvados' older `InstanceTypes.<name>.CUDA: {DriverVersion, HardwareCapability, DeviceCount}`,
+/// read as a CUDA `GPU`.
+struct InstanceCUDAConfig: Decodable {
+    let gpu: InstanceGPU?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case driverVersion = "DriverVersion", hardwareCapability = "HardwareCapability", deviceCount = "DeviceCount"
+    }
+
+    init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let section = decoder.codingPath.map(\.stringValue).joined(separator: ".")
+        let count = try container.decodeIfPresent(Int.self, forKey: .deviceCount) ?? 0
+        guard count >= 0 else { throw ConfigError("\(section).DeviceCount must be 0 or more, not \(count)") }
+        guard count > 0 else {
+            gpu = nil
+            return
+        }
+        let driver = try container.decodeIfPresent(String.self, forKey: .driverVersion) ?? ""
+        let capability = try container.decodeIfPresent(String.self, forKey: .hardwareCapability) ?? ""
+        guard GPUVersion.parse(driver) != nil, GPUVersion.parse(capability) != nil else {
+            throw ConfigError("\(section).DriverVersion and HardwareCapability must be versions in format X.Y, not '\(driver)' and '\(capability)'")
+        }
+        gpu = InstanceGPU(stack: .cuda, driverVersion: driver, hardwareTarget: capability, deviceCount: count)
     }
 }
 

@@ -12,8 +12,11 @@ public struct InstanceType: Sendable, Hashable, Codable {
     /// Price per hour.
     public var price: Double
     public var preemptible: Bool
+    /// Its GPUs; nil: none.
+    public var gpu: InstanceGPU?
 
-    public init(name: String, providerType: String? = nil, vcpus: Int, ram: Int64, scratch: Int64 = 0, price: Double, preemptible: Bool = false) {
+    public init(name: String, providerType: String? = nil, vcpus: Int, ram: Int64, scratch: Int64 = 0, price: Double, preemptible: Bool = false,
+                gpu: InstanceGPU? = nil) {
         self.name = name
         self.providerType = providerType ?? name
         self.vcpus = vcpus
@@ -21,13 +24,35 @@ public struct InstanceType: Sendable, Hashable, Codable {
         self.scratch = scratch
         self.price = price
         self.preemptible = preemptible
+        self.gpu = gpu
     }
 
     /// Whether a container with these needs fits on this type. RAM gets `ramOverhead` on top of
     /// what the container asks (the runner and the OS need some), as Arvados' ReserveExtraRAM.
     public func fits(_ constraints: RuntimeConstraints, preemptible wantsPreemptible: Bool, ramOverhead: Int64 = 0) -> Bool {
         vcpus >= constraints.vcpus && ram >= constraints.ram + ramOverhead && scratch >= constraints.scratch
-            && preemptible == wantsPreemptible
+            && preemptible == wantsPreemptible && offers(constraints.gpu)
+    }
+
+    /// Whether this type's GPUs meet `asked`, by Arvados' rules: the same stack (a container that
+    /// asks for none never gets a GPU instance), enough devices with enough VRAM each, and when it
+    /// asks for a device, a driver at least as new and a hardware target it takes (CUDA: at least
+    /// the one capability named, or exactly one of several; ROCm: one of those named).
+    public func offers(_ asked: GPUConstraints) -> Bool {
+        guard gpu?.stack == asked.stack, (gpu?.deviceCount ?? 0) >= asked.deviceCount, (gpu?.vram ?? 0) >= asked.vram else { return false }
+        guard asked.deviceCount > 0 else { return true }
+        guard let gpu, let have = GPUVersion.parse(gpu.driverVersion), let want = GPUVersion.parse(asked.driverVersion), have >= want else {
+            return false
+        }
+        switch asked.stack {
+        case .cuda where asked.hardwareTarget.count == 1:
+            guard let have = GPUVersion.parse(gpu.hardwareTarget), let want = GPUVersion.parse(asked.hardwareTarget[0]) else { return false }
+            return have >= want
+        case .cuda, .rocm:
+            return asked.hardwareTarget.contains(gpu.hardwareTarget)
+        case nil:
+            return true
+        }
     }
 
     /// The cheapest of `types` that fits (ties: fewer VCPUs, then less RAM, then the name), or nil.
@@ -54,14 +79,23 @@ public struct InstanceType: Sendable, Hashable, Codable {
     /// Why no type fits, for the container's runtime_status: what it asked for and the largest offer.
     public static func noFitReason(_ constraints: RuntimeConstraints, preemptible: Bool, among types: [InstanceType],
                                    ramOverhead: Int64 = 0) -> String {
+        let gpu = constraints.gpu
+        let gpus = gpu.deviceCount > 0
+            ? ", \(gpu.deviceCount) \(gpu.stack?.rawValue ?? "") GPU\(gpu.deviceCount == 1 ? "" : "s") (driver \(gpu.driverVersion), "
+                + "target \(gpu.hardwareTarget.joined(separator: "|"))\(gpu.vram > 0 ? ", \(ByteSize.format(gpu.vram)) VRAM each" : ""))"
+            : ""
         let asked = "\(constraints.vcpus) VCPUs, \(ByteSize.format(constraints.ram)) RAM (+\(ByteSize.format(ramOverhead)) overhead), "
-            + "\(ByteSize.format(constraints.scratch)) scratch\(preemptible ? ", preemptible" : "")"
+            + "\(ByteSize.format(constraints.scratch)) scratch\(gpus)\(preemptible ? ", preemptible" : "")"
         let candidates = types.filter { $0.preemptible == preemptible }
         guard !candidates.isEmpty else {
             return "no instance type fits: the container asks for \(asked) and no \(preemptible ? "preemptible" : "non-preemptible") type is configured"
         }
+        let gpuOffers = candidates.compactMap(\.gpu)
+        let gpuText = gpuOffers.isEmpty ? "no GPUs"
+            : "GPUs " + Set(gpuOffers.map { "\($0.deviceCount) \($0.stack.rawValue) (driver \($0.driverVersion), target \($0.hardwareTarget))" })
+                .sorted().joined(separator: " or ")
         let most = "at most \(candidates.map(\.vcpus).max()!) VCPUs, \(ByteSize.format(candidates.map(\.ram).max()!)) RAM, "
-            + "\(ByteSize.format(candidates.map(\.scratch).max()!)) scratch"
+            + "\(ByteSize.format(candidates.map(\.scratch).max()!)) scratch, \(gpuText)"
         return "no instance type fits: the container asks for \(asked); the configured types offer \(most)"
     }
 }

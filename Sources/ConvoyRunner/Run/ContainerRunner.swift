@@ -104,9 +104,11 @@ public actor ContainerRunner {
                                                  environment: options.hostEnvironment)
             }
             let networkJoin = try await apiOnlyNetwork(for: container, kind: kind, workspace: workspace)
+            let gpus = try options.gpuAllocator?.allocate(uuid.rawValue, container.runtimeConstraints.gpu)
+            if let gpus { await say("GPUs: \(gpus.stack.rawValue) devices \(gpus.indexes.map(String.init).joined(separator: ","))") }
             let command = RuntimeCommand(kind: kind, container: container, workspace: workspace, image: image,
                                          apiEnvironment: api.configuration.environment, hostEnvironment: options.hostEnvironment,
-                                         sandboxUser: options.sandboxUser, apiNetwork: networkJoin)
+                                         sandboxUser: options.sandboxUser, apiNetwork: networkJoin, gpus: gpus)
             spec = try command.processSpec()
             for path in try command.tmpMounts() { try workspace.createMount(command.mountDirectory(path)) }
             if kind == .bwrap, let user = options.sandboxUser { try user.checkCanSearch(workspace.output.path) }

@@ -28,6 +28,9 @@ public struct RunnerOptions: Sendable {
     public var hostEnvironment: [String: String]
     /// Who a bwrap sandbox runs as (`SandboxUser.forThisRunner`: nobody when the runner is root).
     public var sandboxUser: SandboxUser?
+    /// Gives a container the worker's GPUs it asked for (nil: this runner gives none, and a
+    /// container that asks for a GPU never runs here).
+    public var gpuAllocator: GPUAllocator?
 
     public init(workRoot: URL, runtime: RuntimeKind? = nil, imageEngine: RuntimeKind = .podman,
                 runtimeWithoutImage: RuntimeKind = .bwrap, pollInterval: Duration = .seconds(2),
@@ -35,7 +38,7 @@ public struct RunnerOptions: Sendable {
                 apiRetryDeadline: Duration = .seconds(600), logFlushInterval: Duration = .seconds(1),
                 maxLogLinesPerFlush: Int = 10_000, maxLineBytes: Int = 64 << 10,
                 hostEnvironment: [String: String] = ProcessInfo.processInfo.environment,
-                sandboxUser: SandboxUser? = SandboxUser.forThisRunner) {
+                sandboxUser: SandboxUser? = SandboxUser.forThisRunner, gpuAllocator: GPUAllocator? = nil) {
         self.workRoot = workRoot
         self.runtime = runtime
         self.imageEngine = imageEngine
@@ -49,6 +52,7 @@ public struct RunnerOptions: Sendable {
         self.maxLineBytes = maxLineBytes
         self.hostEnvironment = hostEnvironment
         self.sandboxUser = sandboxUser
+        self.gpuAllocator = gpuAllocator
     }
 
     /// `CONVOY_RUNNER_WORK_DIR`, else `/var/lib/convoy/work`.

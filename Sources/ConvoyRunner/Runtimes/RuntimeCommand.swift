@@ -96,10 +96,12 @@ public struct RuntimeCommand: Sendable {
     public var sandboxUser: SandboxUser?
     /// Where a container with API access gets its network (podman and bwrap; required for them).
     public var apiNetwork: APINetworkJoin?
+    /// The worker's GPUs this container was given (`GPUAllocator`); nil: it asked for none.
+    public var gpus: GPUAssignment?
 
     public init(kind: RuntimeKind, container: Container, workspace: Workspace, image: String? = nil,
                 apiEnvironment: [String: String] = [:], hostEnvironment: [String: String] = ProcessInfo.processInfo.environment,
-                engine: String? = nil, sandboxUser: SandboxUser? = nil, apiNetwork: APINetworkJoin? = nil) {
+                engine: String? = nil, sandboxUser: SandboxUser? = nil, apiNetwork: APINetworkJoin? = nil, gpus: GPUAssignment? = nil) {
         self.kind = kind
         self.container = container
         self.workspace = workspace
@@ -109,6 +111,17 @@ public struct RuntimeCommand: Sendable {
         self.engine = engine ?? kind.rawValue
         self.sandboxUser = sandboxUser
         self.apiNetwork = apiNetwork
+        self.gpus = gpus
+    }
+
+    /// The GPUs given to a container that asked for some.
+    private func requiredGPUs() throws -> GPUAssignment? {
+        let asked = container.runtimeConstraints.gpu
+        guard asked.deviceCount > 0 else { return nil }
+        guard let gpus, gpus.indexes.count >= asked.deviceCount else {
+            throw RuntimeSetupError("the container needs \(asked.deviceCount) GPU(s) and none were given to it on this worker")
+        }
+        return gpus
     }
 
     /// The API-only network, for a container with API access under podman or bwrap.
@@ -136,6 +149,11 @@ public struct RuntimeCommand: Sendable {
             environment.merge(apiEnvironment) { _, new in new }
         }
         environment.merge(container.environment) { _, new in new }
+        // Runtimes that see the worker's numbering are told which devices are this container's;
+        // under an engine the container sees only its own (CDI, --device), numbered from 0.
+        if let gpus, kind != .podman && kind != .docker {
+            environment.merge(gpus.visibleDevicesEnvironment) { _, ours in ours }
+        }
         return environment
     }
 
@@ -226,6 +244,7 @@ public struct RuntimeCommand: Sendable {
         ]
         if constraints.vcpus > 0 { arguments += ["--cpus", String(constraints.vcpus)] }
         if constraints.ram > 0 { arguments += ["--memory", "\(constraints.ram)b"] }
+        arguments += try requiredGPUs()?.engineArguments ?? []
         for path in try tmpMounts() {
             arguments += ["--volume", "\(mountDirectory(path).path):\(path)"]
         }
@@ -276,6 +295,7 @@ public struct RuntimeCommand: Sendable {
             arguments += ["--ro-bind", hostsFile, "/etc/hosts"]
         }
         arguments += ["--proc", "/proc", "--dev", "/dev", "--bind", workspace.tmp.path, "/tmp"]
+        for path in try requiredGPUs()?.devicePaths ?? [] { arguments += ["--dev-bind", path, path] }
         // Other runs' work areas stay out of sight (unless they are under /tmp, replaced above).
         let workRoot = workspace.root.deletingLastPathComponent().path
         if !workRoot.hasPrefix("/tmp/") && FileManager.default.fileExists(atPath: workRoot) {
@@ -295,6 +315,7 @@ public struct RuntimeCommand: Sendable {
     /// Direct execution: paths under output_path and /tmp are mapped to the workspace (the
     /// command sees `CONVOY_OUTPUT_PATH`, `TMPDIR`), any other cwd must exist on the worker.
     private func directSpec() throws -> ProcessSpec {
+        _ = try requiredGPUs()
         let cwd = try hostPath(container.cwd)
         var environment = containerEnvironment
         environment["TMPDIR"] = workspace.tmp.path

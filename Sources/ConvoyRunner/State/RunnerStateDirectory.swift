@@ -76,6 +76,8 @@ public struct RunnerStateDirectory: Sendable {
 
     func lockPath(_ uuid: String) -> String { url.appendingPathComponent("\(uuid).lock").path }
     func recordPath(_ uuid: String) -> String { url.appendingPathComponent("\(uuid).json").path }
+    /// The GPUs a runner holds (`GPUAllocator`).
+    func gpusPath(_ uuid: String) -> String { url.appendingPathComponent("\(uuid).gpus").path }
 
     /// Where a detached runner's own stdout/stderr go.
     public func outputPath(_ uuid: String) -> String { url.appendingPathComponent("\(uuid).out").path }
@@ -152,6 +154,7 @@ public struct RunnerStateDirectory: Sendable {
         defer { close(fd) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else { return }
         unlink(recordPath(uuid))
+        unlink(gpusPath(uuid))
         unlink(lockPath(uuid))
     }
 
@@ -207,6 +210,7 @@ public final class RunnerClaim: @unchecked Sendable {
         defer { lock.unlock() }
         guard fd >= 0 else { return }
         unlink(directory.recordPath(record.containerUUID))
+        unlink(directory.gpusPath(record.containerUUID))
         unlink(directory.lockPath(record.containerUUID))
         close(fd)
         fd = -1
