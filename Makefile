@@ -3,7 +3,7 @@ SWIFT ?= swift
 # Extra flags for every swift invocation, e.g. SWIFT_FLAGS="--scratch-path .build-ci".
 SWIFT_FLAGS ?=
 
-.PHONY: all deps build test run bench chaos fuzz sim doctor stop clean
+.PHONY: bench-cost all deps build test run bench chaos fuzz sim doctor stop clean
 
 all: build
 
@@ -33,6 +33,19 @@ bench: deps
 	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyBench" --skip-scheduler
 	LD_PRELOAD="$(CURDIR)/.build/malloc_counter.so" "$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyBench" \
 	  --skip-ssh --skip-postgres --skip-api --skip-runner --skip-cluster --skip-dispatcher
+	$(MAKE) bench-cost
+
+## bench-cost: the simulation's seeded workload of BENCH_SIM_CONTAINERS mixed containers on up to BENCH_SIM_INSTANCES
+## instances, without faults, run twice: packing with the price factor (production's settings) and one
+## container per instance of its cheapest type; instance-hours, cost and submission-to-Running p50/p99 of each
+BENCH_SIM_INSTANCES ?= 10000
+BENCH_SIM_CONTAINERS ?= 100000
+bench-cost: deps
+	$(SWIFT) build $(SWIFT_FLAGS) -c release --product convoy-sim
+	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/convoy-sim" --profile large --seed 7 --no-faults \
+	  --instances $(BENCH_SIM_INSTANCES) --containers $(BENCH_SIM_CONTAINERS)
+	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/convoy-sim" --profile large --seed 7 --no-faults --one-per-instance \
+	  --instances $(BENCH_SIM_INSTANCES) --containers $(BENCH_SIM_CONTAINERS)
 
 ## fuzz: the replicas' TCP protocol (frames, messages, handshakes) under libFuzzer for FUZZ_SECONDS
 ## (its own build in .build/fuzz; a failing input stops it, saved in .build/fuzz-artifacts/;

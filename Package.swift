@@ -55,7 +55,7 @@ let package = Package(
         ),
         .target(name: "ConvoyAPIClient", dependencies: ["ConvoyModel", "ConvoyHTTP"]),
         .target(name: "ConvoyRunner", dependencies: [
-            "ConvoyModel", "ConvoyAPIClient", "ConvoyIO", .product(name: "Subprocess", package: "swift-subprocess"),
+            "ConvoyModel", "ConvoyAPIClient", "ConvoyHTTP", "ConvoyIO", .product(name: "Subprocess", package: "swift-subprocess"),
         ]),
         .target(
             name: "ConvoyCluster",

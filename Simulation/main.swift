@@ -47,6 +47,12 @@ struct SimulationTool: ParsableCommand {
     @Option(help: "Write the failing seeds here, one per line (appended).")
     var failuresFile: String?
 
+    @Flag(help: "One container per instance, on its cheapest type only (MaxRunningContainersPerInstance 1, MaximumPriceFactor 1): Arvados' way before packing, the baseline of the cost comparison.")
+    var onePerInstance = false
+
+    @Flag(help: "Inject no faults (a clean run, for cost and latency figures).")
+    var noFaults = false
+
     func validate() throws {
         guard ["small", "large"].contains(profile) else { throw ValidationError("--profile must be small or large, not '\(profile)'") }
         guard seeds > 0 else { throw ValidationError("--seeds must be at least 1") }
@@ -59,6 +65,11 @@ struct SimulationTool: ParsableCommand {
             : .small(seed: seed)
         settings.apiReportsStateAge = !noStateAge
         settings.offsetPaging = offsetPaging
+        if onePerInstance {
+            settings.core.maxContainersPerInstance = 1
+            settings.core.maximumPriceFactor = 1
+        }
+        if noFaults { settings.faultKinds = [] }
         return settings
     }
 
@@ -101,6 +112,8 @@ struct SimulationTool: ParsableCommand {
                 say(String(format: "simulated %.0f s in %.2f s wall (%d events): %d containers, %d complete, %d cancelled, %d restarted, %d locks, %d elections, %d instances created",
                              report.simulatedSeconds, Date().timeIntervalSince(began), report.events, report.containers, report.completed,
                              report.cancelled, report.restarted, report.locks, report.elections, report.instancesCreated))
+                say(String(format: "cost: %.1f instance-hours, %.2f (price × hours); submission to Running: p50 %.1f s, p99 %.1f s",
+                             report.instanceHours, report.cost, report.waitToRunningP50, report.waitToRunningP99))
                 say("faults: " + report.faults.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\($0.key.rawValue) \($0.value)" }.joined(separator: ", "))
             }
         }

@@ -159,10 +159,12 @@ public struct APIClient: Sendable {
     }
 
     /// Locked or Running → Queued; with `ifState`, only if the container is still in that state
-    /// (otherwise 422 and nothing changes).
-    public func unlock(_ uuid: ArvadosUUID, ifState: ContainerState? = nil) async throws -> Container {
-        try decode(Container.self, try await send("POST", "/containers/\(uuid)/unlock", query: ifState.map { [("if_state", $0.rawValue)] } ?? [],
-                                                         fenced: true))
+    /// (otherwise 422 and nothing changes); `preempted`: its spot instance was reclaimed, and the
+    /// lock does not count against MaxDispatchAttempts.
+    public func unlock(_ uuid: ArvadosUUID, ifState: ContainerState? = nil, preempted: Bool = false) async throws -> Container {
+        var query = ifState.map { [("if_state", $0.rawValue)] } ?? []
+        if preempted { query.append(("preempted", "true")) }
+        return try decode(Container.self, try await send("POST", "/containers/\(uuid)/unlock", query: query, fenced: true))
     }
 
     /// Applies `update`; `update.knownAuthUUID` travels as `auth_uuid`, so a stale caller gets

@@ -89,6 +89,9 @@ public struct DevStackLayout: Sendable {
             TimeoutIdle: \(settings.idleSeconds)s
             MaxInstances: \(settings.maxInstances)
             MaxConcurrentInstanceCreateOps: \(settings.maxConcurrentCreates)
+            # Loopback sshd and stub workers are probed on this machine, cheaply: no probe budget
+            # (a cloud's default is 10 a second per replica).
+            MaxProbesPerSecond: 0
         Dispatch:
           ClusterSecretFile: \(path("cluster-secret"))
           ManagementTokenFile: \(path("management-token"))

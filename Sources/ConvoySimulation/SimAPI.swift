@@ -119,7 +119,7 @@ struct SimAPI {
         return current.entry
     }
 
-    mutating func unlock(_ id: ContainerID, ifState: ContainerState? = nil, epoch: Int64, now: Double) throws {
+    mutating func unlock(_ id: ContainerID, ifState: ContainerState? = nil, preempted: Bool = false, epoch: Int64, now: Double) throws {
         try checkDispatcher(epoch, now)
         guard var current = records[id], current.entry.state == .locked || current.entry.state == .running else {
             throw Refusal.conflict("container is not Locked or Running")
@@ -131,6 +131,8 @@ struct SimAPI {
         // Nobody wants a container of priority 0: it is cancelled rather than queued again.
         let to: ContainerState = current.entry.priority == 0 ? .cancelled : .queued
         current.entry.state = to
+        // A reclaimed spot instance is no dispatch failure: that lock is not counted.
+        if preempted && to == .queued { current.lockCount = max(0, current.lockCount - 1) }
         current.auth = nil
         current.entry.authUUID = nil
         current.stateChangedAt = now

@@ -35,6 +35,15 @@ public final class Simulation {
     private var instancesCreated = 0
     private var refusedTransitions: [String] = []
     private var liveRequeues: [String] = []
+    /// Containers whose runner was on a spot instance when it went away, and who took it: the
+    /// cloud (nil) or a term's destroy. Only these may be unlocked as preempted (an unlock that
+    /// says so uncounts a lock), and not by the term that destroyed the instance itself: another
+    /// term's destroy landing late looks like a reclamation to every other term.
+    private var reclaimed: [ContainerID: Int64?] = [:]
+    private var falsePreemptions: [String] = []
+    /// Instance-seconds and their price (per hour × hours) of every instance gone so far.
+    private var instanceSeconds = 0.0
+    private var instanceCost = 0.0
     private var liveKills: [String] = []
     /// By term: no cloud command before this (the rate limit's retry time, as its core was told it).
     private var cloudQuietUntil: [Int64: Double] = [:]
@@ -432,18 +441,24 @@ public final class Simulation {
             case .lock(let container):
                 let locked = try api.lock(container, epoch: ref.epoch, now: now)
                 answer(ref, apiAnswerLost ?? .success(.entry(locked)))
-            case .unlock(let container, let state):
+            case .unlock(let container, let state, let preempted):
                 // (An unlock naming another state than the container's is refused: it requeues nothing.)
                 if ref.epoch == api.clusterEpoch, api.isUp(now), let record = api.records[container], record.entry.state == .running,
                    state == nil || state == .running,
                    let live = runners.first(where: { $0.value.container == container && $0.value.auth == record.auth && $0.value.endsAt != nil }) {
                     // Nothing was wrong with it: a requeue here runs it twice for no reason.
                     var reason = "?"
-                    if case .unlock(_, _, let why)? = drivers[ref.epoch]?.procedures[ref.id]?.command { reason = why }
+                    if case .unlock(_, _, let why, _)? = drivers[ref.epoch]?.procedures[ref.id]?.command { reason = why }
                     liveRequeues.append(String(format: "unlocked %@ (%@) at %.1f s while its runner %d ran on %@",
                                                container.rawValue, reason, now, live.key, live.value.instance.rawValue))
                 }
-                try api.unlock(container, ifState: state, epoch: ref.epoch, now: now)
+                let legit = reclaimed[container].map { remover in remover.map { $0 != ref.epoch } ?? true } ?? false
+                if preempted && !legit && ref.epoch == api.clusterEpoch && api.isUp(now) {
+                    falsePreemptions.append(String(format: "unlocked %@ as preempted at %.1f s: no spot instance of its was reclaimed",
+                                                   container.rawValue, now))
+                }
+                try api.unlock(container, ifState: state, preempted: preempted, epoch: ref.epoch, now: now)
+                reclaimed[container] = nil
                 answer(ref, apiAnswerLost ?? .success(.none))
             case .cancel(let container, _, _):
                 try api.cancel(container, epoch: ref.epoch, now: now)
@@ -539,7 +554,7 @@ public final class Simulation {
         case .destroy(let worker):
             if cloudErrorsUntil > now, case .rateLimited = cloudError { fail(ref, .cloud(cloudError)); return }
             if let instance = instances[worker], listingLagUntil > now { ghosts[worker] = (instance, now + random.uniform(1...10)) }
-            destroyInstance(worker)
+            destroyInstance(worker, by: ref.epoch)
             answer(ref, .success(.none))
         case .setIdleBehavior(let worker, let behavior):
             if cloudErrorsUntil > now, case .rateLimited = cloudError { fail(ref, .cloud(cloudError)); return }
@@ -746,9 +761,15 @@ public final class Simulation {
         events.schedule(.runner(id), at: min(now + 5, runner.endsAt!))
     }
 
-    private func destroyInstance(_ id: InstanceID) {
+    /// `by`: the term whose destroy it was; nil: the cloud took it away unasked (on a spot
+    /// instance, a reclamation).
+    private func destroyInstance(_ id: InstanceID, by remover: Int64?) {
         guard let instance = instances.removeValue(forKey: id) else { return }
-        for runner in instance.runners { runners[runner] = nil }
+        account(instance)
+        for runner in instance.runners {
+            if instance.type.preemptible, let container = runners[runner]?.container { reclaimed[container] = .some(remover) }
+            runners[runner] = nil
+        }
     }
 
     // MARK: Faults
@@ -849,7 +870,10 @@ public final class Simulation {
                                       .rateLimited(message: "RequestLimitExceeded", retryAfter: 25),
                                       .failed("InternalError")])!
         case .instanceVanishes:
-            if let victim = random.pick(instances.keys.sorted()) { destroyInstance(victim) }
+            if let victim = random.pick(instances.keys.sorted()) { destroyInstance(victim, by: nil) }
+        case .spotReclaimed:
+            let busySpot = instances.filter { $0.value.type.preemptible && !$0.value.runners.isEmpty }.keys.sorted()
+            for victim in busySpot { destroyInstance(victim, by: nil) }
         case .runnerVanishes:
             if let victim = random.pick(runners.keys.sorted()) { endRunner(victim) }
         case .workerUnreachable:
@@ -909,7 +933,36 @@ public final class Simulation {
 
     // MARK: The verdict
 
+    /// Adds an instance's life (to now) to what the pool cost.
+    private func account(_ instance: SimInstance) {
+        let (seconds, cost) = Self.life(instance, now)
+        instanceSeconds += seconds
+        instanceCost += cost
+    }
+
+    private static func life(_ instance: SimInstance, _ now: Double) -> (seconds: Double, cost: Double) {
+        let seconds = max(0, now - instance.createdAt)
+        return (seconds, instance.type.price * seconds / 3600)
+    }
+
+    /// Seconds from each container's submission to its first move to Running, sorted.
+    private func waitsToRunning() -> [Double] {
+        var first: [String: Date] = [:]
+        for transition in api.history where transition.to == ContainerState.running.rawValue && first[transition.containerUUID] == nil {
+            first[transition.containerUUID] = transition.at
+        }
+        return api.records.values.compactMap { record in
+            first[record.entry.id.rawValue].map { $0.timeIntervalSince(record.entry.createdAt) }
+        }.sorted()
+    }
+
     private func report() -> SimulationReport {
+        // Instances still up at the end count to now.
+        let left = instances.values.map { Self.life($0, now) }
+        let hours = (instanceSeconds + left.map(\.seconds).reduce(0, +)) / 3600
+        let cost = instanceCost + left.map(\.cost).reduce(0, +)
+        let waits = waitsToRunning()
+        func percentile(_ p: Double) -> Double { waits.isEmpty ? 0 : waits[min(waits.count - 1, Int(Double(waits.count) * p))] }
         let history = CheckedHistory(transitions: api.history, terms: terms, executions: executions,
                                      readAt: Self.epochDate.addingTimeInterval(now))
         let lockedBound = settings.core.lockedTimeout + settings.startTimeout + settings.core.timeoutProbe + settings.leaseTime + 10
@@ -929,12 +982,14 @@ public final class Simulation {
         violations += refusedTransitions.map { "refused transition: \($0)" }
         violations += liveRequeues.map { "requeued a live runner: \($0)" }
         violations += liveKills.map { "killed a live runner: \($0)" }
+        violations += falsePreemptions.prefix(20).map { "false preemption: \($0)" }
         violations += cloudRuleBreaches.prefix(20).map { "cloud rule: \($0)" }
         violations += overpacked.prefix(20).map { "overpacked: \($0)" }
         return SimulationReport(seed: settings.seed, simulatedSeconds: now, events: eventsProcessed, containers: settings.containers,
                                 completed: checked.completed, cancelled: checked.cancelled, restarted: checked.restarted.count,
                                 locks: checked.locks, elections: terms.count, executions: executions.count, instancesCreated: instancesCreated,
-                                crossTermOverlaps: crossTermNeighbours,
+                                crossTermOverlaps: crossTermNeighbours, instanceHours: hours, cost: cost,
+                                waitToRunningP50: percentile(0.5), waitToRunningP99: percentile(0.99),
                                 faults: faults, historyDigest: Self.digest(api.history), violations: violations)
     }
 }
@@ -956,6 +1011,12 @@ public struct SimulationReport: Sendable, Codable, Equatable {
     /// Runners that started beside a live runner an earlier term's start had put there since the
     /// placing term last probed (an overlap no term can see in time; not a violation).
     public var crossTermOverlaps: Int
+    /// What the pool ran and cost: instance-hours, and their price (price per hour × hours).
+    public var instanceHours: Double = 0
+    public var cost: Double = 0
+    /// Seconds from a container's submission to its first move to Running (50th and 99th percentile).
+    public var waitToRunningP50: Double = 0
+    public var waitToRunningP99: Double = 0
     public var faults: [FaultKind: Int]
     /// A digest of the whole state history: one seed, one history.
     public var historyDigest: String

@@ -51,6 +51,10 @@ public enum FaultKind: String, Sendable, CaseIterable, Codable {
     /// has more containers Locked or Running than it can bear (a share of what runs when the
     /// fault begins): the leader must run fewer, and go back up once calm.
     case apiOverload = "api-overload"
+    /// The cloud reclaims the spot instances running containers (a spot market's interruption):
+    /// each goes with its runners, and those containers may be requeued as preempted, which
+    /// does not count against MaxDispatchAttempts.
+    case spotReclaimed = "spot-reclaimed"
 }
 
 /// One simulated cluster and its workload.

@@ -63,6 +63,8 @@ public final class TestDispatchPool: Sendable {
             "SSHPort": String(sshPort), "SSHUser": "root", "RunnerDirectory": "\"\(directory.appendingPathComponent("bin").path)\"",
             "PollInterval": "200ms", "ProbeInterval": "500ms", "TimeoutIdle": "60s", "TimeoutBooting": "60s", "TimeoutProbe": "60s",
             "MaxCloudOpsPerSecond": "20", "MaxConcurrentInstanceCreateOps": "4", "MaxInstances": "30",
+            // Thirty workers probed twice a second fit in it: the budget is in the path, not in the way.
+            "MaxProbesPerSecond": "100",
         ]
         cloud.merge(cloudVMs) { _, new in new }
         var containerKeys: [String: String] = ["DispatchPrivateKeyFile": "\"\(privateKeyPath)\"", "RuntimeEngine": "process",

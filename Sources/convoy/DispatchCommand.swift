@@ -113,7 +113,7 @@ struct DispatchCommand: AsyncParsableCommand {
             runnerAPIHost: config.dispatch.runnerAPIHost ?? config.dispatcherAPIHost, runtimeEngine: config.containers.runtimeEngine,
             memberTimeout: max(config.dispatch.heartbeatInterval * 3, .seconds(3)) + config.dispatch.heartbeatInterval)
         var workers = WorkerHostSettings(sshUser: cloud.sshUser, privateKey: .file(path: keyFile), bootProbeCommand: cloud.bootProbeCommand,
-                                         probeInterval: cloud.probeInterval, runner: runner)
+                                         probeInterval: cloud.probeInterval, runner: runner, maxProbesPerSecond: cloud.maxProbesPerSecond)
         let driver: any CloudDriver
         switch cloud.driver {
         case "loopback":

@@ -129,7 +129,9 @@ struct RunCommand: AsyncParsableCommand {
         if let name = environment["CONVOY_RUNTIME"], RuntimeKind(rawValue: name) == nil {
             throw ValidationError("CONVOY_RUNTIME '\(name)' is not one of \(RuntimeKind.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        return RunnerLaunchSettings(api: api, runtime: environment["CONVOY_RUNTIME"])
+        var settings = RunnerLaunchSettings(api: api, runtime: environment["CONVOY_RUNTIME"])
+        settings.ec2SpotCheck = environment["CONVOY_EC2_SPOT_CHECK"] == "true"
+        return settings
     }
 
     private func runHere(_ uuid: ArvadosUUID, launch: RunnerLaunchSettings, state: RunnerStateDirectory) async throws -> Int32 {
@@ -152,7 +154,9 @@ struct RunCommand: AsyncParsableCommand {
             pollInterval: .milliseconds(Int64(pollInterval * 1000)), stopGrace: .milliseconds(Int64(stopGrace * 1000)),
             maxOutputBytes: maxOutputBytes, apiRetryDeadline: .milliseconds(Int64(apiRetry * 1000)),
             maxLogLinesPerFlush: maxLogLines, hostEnvironment: environment,
-            gpuAllocator: GPUAllocator(directory: state, environment: environment))
+            gpuAllocator: GPUAllocator(directory: state, environment: environment),
+            spotCheck: launch.ec2SpotCheck
+                ? SpotInterruptionCheck(metadataURL: environment["CONVOY_EC2_METADATA_URL"] ?? SpotInterruptionCheck.ec2MetadataURL) : nil)
         let runner = ContainerRunner(uuid: uuid, api: APIClient(APIClientConfiguration(launch)), options: options) { phase, group, runtime in
             try? claim.update { record in
                 record.phase = phase

@@ -85,6 +85,20 @@ final class ContainerRoutesTests: PostgresTestCase {
         return (path, authUUID, token)
     }
 
+    /// A requeue after the cloud reclaimed a spot instance takes back its lock from lock_count:
+    /// MaxDispatchAttempts counts the dispatcher's failures, not the cloud's reclamations.
+    func testAPreemptedUnlockDoesNotCountTheLockAndAnOrdinaryOneDoes() async throws {
+        let (path, _, _) = try await runningContainer()
+        let (status, requeued) = try await api.callAsDispatcher("POST", path + "/unlock?if_state=Running&preempted=true")
+        XCTAssertEqual(status, 200, errorMessage(requeued))
+        XCTAssertEqual(requeued["state"], "Queued")
+        XCTAssertEqual(requeued["lock_count"], .number(0), "the reclaimed instance's lock is not counted")
+        let (_, relocked) = try await api.callAsDispatcher("POST", path + "/lock")
+        XCTAssertEqual(relocked["lock_count"], .number(1))
+        let (_, unlocked) = try await api.callAsDispatcher("POST", path + "/unlock?preempted=false")
+        XCTAssertEqual(unlocked["lock_count"], .number(1), "an ordinary unlock leaves the count")
+    }
+
     private func collection(token: String) async throws -> String {
         let (status, json) = try await call("POST", "/arvados/v1/collections", token: token, body: #"{"collection":{"name":"out"}}"#)
         XCTAssertEqual(status, 200, errorMessage(json))
@@ -177,6 +191,7 @@ final class ContainerRoutesTests: PostgresTestCase {
             ("POST", path + "/lock", api.dispatcherToken, nil, [(name: "X-Convoy-Epoch", value: "minus one")], 400, "X-Convoy-Epoch"),
             ("POST", path + "/unlock?if_state=Exploded", api.dispatcherToken, nil, [], 422, "if_state must be Locked or Running, not 'Exploded'"),
             ("POST", path + "/unlock?if_state=Queued", api.dispatcherToken, nil, [], 422, "if_state must be Locked or Running"),
+            ("POST", path + "/unlock?preempted=maybe", api.dispatcherToken, nil, [], 422, "preempted must be true or false, not 'maybe'"),
         ]
         for (method, requestPath, token, body, headers, expectedStatus, expectedMessage) in cases {
             let (status, json) = try await call(method, requestPath, token: token, body: body, headers: headers)

@@ -323,6 +323,72 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
+    /// A rate limit in answer to a tag write counts even when the instance left the table before
+    /// the answer came (seed 1360 listed the cloud before the retry time the cloud gave).
+    func testARateLimitAnsweringATagWriteOfAWorkerGoneMeanwhileStillHoldsEveryCloudCall() {
+        var h = harness(workers: ["i-1"])
+        XCTAssertEqual(h.pass().commands, [])
+        h.advance(to: 1)
+        let write = h.send(.setIdleBehavior("i-1", .drain)).first { if case .setIdleBehavior = $0.command { true } else { false } }
+        let issued = try! XCTUnwrap(write, "no tag write")
+        h.world.instances.removeAll()
+        h.advance(to: 2)
+        _ = h.pass()
+        XCTAssertNil(h.core.workers["i-1"], "gone from the listing")
+        h.advance(to: 2.5)
+        h.answer(issued, .failed(.cloud(.rateLimited(message: "RequestLimitExceeded", retryAfter: 20))))
+        h.advance(to: 10)
+        _ = h.pass()
+        XCTAssertFalse(h.lastPassQueries.contains(.listInstances), "the cloud asked for 20 s of quiet")
+        h.advance(to: 23)
+        _ = h.pass()
+        XCTAssertTrue(h.lastPassQueries.contains(.listInstances))
+    }
+
+    /// An operator's kill goes to the worker its runner is on, through that worker's host, once
+    /// per KillRepeat; a container with no runner the leader knows of is not killed anywhere.
+    func testAnOperatorsContainerKillGoesToItsRunnersWorkerOncePerKillRepeat() {
+        var h = harness(workers: ["i-1"], queue: [Fixture.entry("c1", .running), Fixture.entry("c2")])
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
+        _ = h.pass()
+        h.advance(to: 1)
+        let kill = h.send(.killContainer("c1", reason: "stuck")).map(\.command)
+        XCTAssertEqual(kill.count, 1)
+        guard case .kill(let id, let worker, _, let reason)? = kill.first else { return XCTFail("\(kill)") }
+        XCTAssertEqual(id, "c1")
+        XCTAssertEqual(worker, "i-1")
+        XCTAssertEqual(reason, "the operator asked: stuck")
+        h.advance(to: 2)
+        XCTAssertEqual(h.send(.killContainer("c1", reason: "again")).map(\.command), [], "within KillRepeat")
+        XCTAssertEqual(h.send(.killContainer("c2", reason: "")).map(\.command), [], "c2 runs nowhere")
+        XCTAssertEqual(h.core.workers["i-1"]?.lastContainer, "c1", "what the report listed")
+    }
+
+    /// A spot instance the cloud takes away unasked was reclaimed: its Running container goes back
+    /// to the queue as preempted (the API does not count that lock against MaxDispatchAttempts);
+    /// an on-demand instance that vanishes, or a spot one this term destroyed, is no preemption.
+    func testAContainerOnASpotInstanceTheCloudReclaimedIsRequeuedAsPreempted() {
+        let spot = InstanceType(name: "small.preemptible", providerType: "small", vcpus: 2, ram: 4 << 30, price: 0.02, preemptible: true)
+        var settings = Fixture.settings
+        settings.instanceTypes.append(spot)
+        var spotEntry = Fixture.entry("c-spot", .running)
+        spotEntry.preemptible = true
+        var h = harness(workers: ["i-2"], queue: [spotEntry, Fixture.entry("c-plain", .running)], settings: settings)
+        h.world.instances.append(Fixture.instance("i-spot", type: spot))
+        h.world.reports["i-spot"] = Fixture.ready("i-spot", running: ["c-spot"])
+        h.world.reports["i-2"] = Fixture.ready("i-2", running: ["c-plain"])
+        XCTAssertEqual(h.pass().commands, [])
+
+        h.advance(to: 1)
+        h.world.instances.removeAll()
+        let commands = h.pass().commands
+        XCTAssertEqual(commands.count, 2, "\(commands)")
+        XCTAssertTrue(commands.contains(.unlock("c-spot", ifState: .running, reason: "its spot instance was reclaimed by the cloud", preempted: true)),
+                      "\(commands)")
+        XCTAssertTrue(commands.contains(.unlock("c-plain", ifState: .running, reason: "its runner is on no worker")), "\(commands)")
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
     func testARunningContainerFromAnEarlierTermWaitsForEveryWorkerSinceItMayRunOnATypeTheConfigurationNoLongerFits() {
         // c1 needs 4 VCPUs, which only a large worker fits today; an earlier term, configured
         // otherwise, may have started it on the small one.
@@ -520,6 +586,39 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.pass().commands, [.destroy("i-9", reason: "the boot probe has not passed within 600 s"), .create(small)])
         XCTAssertEqual(h.core.workers["i-9"]?.state, .shutdown)
         XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    /// What the leader's metrics count: how this term's boots ended, instances that vanished,
+    /// and the time from a destroy to the instance leaving the listing.
+    func testTheCoreCountsBootOutcomesDisappearancesAndTheTimeFromDestroyToGone() throws {
+        var h = harness(workers: ["i-old"], queue: [Fixture.entry("c1"), Fixture.entry("c2", vcpus: 4)])
+        _ = h.core.takeObservations()
+        let creates = h.pass().filter { if case .create = $0.command { true } else { false } }
+        XCTAssertEqual(creates.count, 1, "c1 takes the idle i-old; c2 needs a large")
+        h.advance(to: 0.5)
+        h.answer(creates[0], .done(.created(Fixture.instance("i-new", type: Fixture.large))))
+        h.world.instances.append(Fixture.instance("i-new", type: Fixture.large))
+        h.world.reports["i-new"] = Fixture.ready("i-new")
+        h.advance(to: 1)
+        _ = h.pass()
+        var seen = h.core.takeObservations()
+        XCTAssertEqual(seen.bootOutcomes, ["success": 1], "i-old was not created by this term: its boot is not counted")
+        XCTAssertEqual(h.core.takeObservations(), CoreObservations(), "taken once")
+
+        // i-old vanishes unasked; i-new is destroyed by an operator and leaves the listing 3 s later.
+        h.advance(to: 2)
+        let kill = h.send(.killInstance("i-new")).first { if case .destroy = $0.command { true } else { false } }
+        h.answer(try XCTUnwrap(kill), .done(.none))
+        h.world.instances.removeAll { $0.id == "i-old" }
+        h.advance(to: 3)
+        _ = h.pass()
+        h.world.instances.removeAll()
+        h.advance(to: 5)
+        _ = h.pass()
+        seen = h.core.takeObservations()
+        XCTAssertEqual(seen.disappeared.values.reduce(0, +), 1, "\(seen)")
+        XCTAssertEqual(seen.shutdownToGone, [3])
+        XCTAssertEqual(seen.bootOutcomes, [:])
     }
 
     func testAWorkerBeingDestroyedStillCountsTowardMaxInstances() throws {
@@ -1033,7 +1132,7 @@ final class DispatchCoreTests: XCTestCase {
                 case .start(let id, let worker, _):
                     h.world.setState(id, .running)
                     h.world.reports[worker]?.containers.append(id.rawValue)
-                case .unlock(let id, _, _):
+                case .unlock(let id, _, _, _):
                     h.world.setState(id, .queued)
                 case .cancel(let id, _, _):
                     h.world.queue.removeAll { $0.id == id }

@@ -223,6 +223,30 @@ final class SchedulerTests: XCTestCase {
                        [.start(container: "g1", worker: "w-gpu"), .create(gpuType)])
     }
 
+    /// Past Arvados: when the queue fills a bigger type, one of it is booted instead of several of
+    /// the cheapest, as long as it costs less per container; alone, a container gets the cheapest.
+    func testABiggerTypeIsBootedWhenTheQueueFillsItForLessPerContainer() {
+        let single = InstanceType(name: "single", vcpus: 1, ram: 2 << 30, scratch: 20 << 30, price: 0.05)
+        let octo = InstanceType(name: "octo", vcpus: 8, ram: 16 << 30, scratch: 160 << 30, price: 0.20)
+        func one(_ uuid: ContainerID, priority: Int) -> QueuedContainer {
+            var made = container(uuid, priority: priority, type: single, alsoOn: [octo])
+            made.need = Resources(vcpus: 1, ram: 1 << 30, scratch: 10 << 30)
+            return made
+        }
+        func creates(_ count: Int) -> [SchedulerAction] {
+            plan((1...count).map { one(ContainerID("c\($0)"), priority: 100 - $0) }, [],
+                 limits: SchedulerLimits(maxConcurrentCreates: 10, maxContainersPerInstance: 0))
+        }
+        XCTAssertEqual(creates(1), [.create(single)], "alone: the cheapest")
+        XCTAssertEqual(creates(3), [.create(single), .create(single), .create(single)], "0.20 / 3 is more than 0.05 each")
+        XCTAssertEqual(creates(8), [.create(octo)], "0.20 / 8 = 0.025 each: one instance holds them all")
+        XCTAssertEqual(creates(10), [.create(octo), .create(single), .create(single)],
+                       "the first eight fill one octo; two are left, for which singles cost less")
+        XCTAssertEqual(plan((1...8).map { one(ContainerID("c\($0)"), priority: 100 - $0) }, [],
+                            limits: SchedulerLimits(maxConcurrentCreates: 10, maxContainersPerInstance: 1)).count, 8,
+                       "one container per instance: nothing to fill")
+    }
+
     func testConcurrentCreatesAndCloudOpsAreLimitedPerPass() {
         let many = (1...5).map { container(ContainerID("c\($0)"), priority: 10 - $0, type: small) }
         XCTAssertEqual(plan(many, limits: SchedulerLimits(maxConcurrentCreates: 2)).count, 2)

@@ -79,9 +79,11 @@ final class DispatcherTests: PostgresTestCase {
         }
     }
 
-    private func management(_ method: String, _ replica: TestDispatchReplica, _ path: String) async throws -> (Int, [String: JSONValue]) {
-        let response = try await http.execute(HTTPRequest(method: method, url: "http://\(replica.managementAddress)\(path)",
-                                                          headers: [(name: "Authorization", value: "Bearer \(replica.managementToken)")]))
+    private func management(_ method: String, _ replica: TestDispatchReplica, _ path: String, form: String? = nil) async throws -> (Int, [String: JSONValue]) {
+        var headers = [(name: "Authorization", value: "Bearer \(replica.managementToken)")]
+        if form != nil { headers.append((name: "Content-Type", value: "application/x-www-form-urlencoded")) }
+        let response = try await http.execute(HTTPRequest(method: method, url: "http://\(replica.managementAddress)\(path)", headers: headers,
+                                                          body: form.map { Array($0.utf8) }))
         return (response.status, (try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)))?.objectValue ?? [:])
     }
 
@@ -124,18 +126,23 @@ final class DispatcherTests: PostgresTestCase {
         XCTAssertEqual(states, ["Queued", "Locked", "Running", "Complete"])
     }
 
-    func testMixedContainersRunToCompleteOnTheCheapestFittingLoopbackInstances() async throws {
+    /// Each container runs on one of its types: the cheapest, or one that costs no more per
+    /// container it holds within MaximumPriceFactor (a medium holds two small containers at a
+    /// small's price each, so a small container may run on one; a large holds four at twice the
+    /// price each: no small container runs there; medium and large containers fit one type each).
+    func testMixedContainersRunToCompleteOnTypesWithinThePriceFactorPerContainer() async throws {
         let pool = try startPool()
         let replica = try startReplicas(["d1"], pool: pool)[0]
         // 20 containers: small (1 VCPU, 512 MiB), medium (2 VCPUs, 2 GiB), large (3 VCPUs, 8 GiB).
-        let sizes: [(vcpus: Int, ram: Int64, type: String)] = [(1, 512 << 20, "small"), (2, 2 << 30, "medium"), (3, 8 << 30, "large")]
-        var expected: [String: String] = [:]
+        let sizes: [(vcpus: Int, ram: Int64, types: Set<String>)] = [(1, 512 << 20, ["small", "medium"]), (2, 2 << 30, ["medium"]),
+                                                                     (3, 8 << 30, ["large"])]
+        var expected: [String: Set<String>] = [:]
         var uuids: [ArvadosUUID] = []
         for index in 0..<20 {
             let size = sizes[index % 3]
             let uuid = try await submit(["sh", "-c", "echo container \(index); sleep 2"], vcpus: size.vcpus, ram: size.ram)
             uuids.append(uuid)
-            expected[uuid.rawValue] = size.type
+            expected[uuid.rawValue] = size.types
         }
         // Watch where each runs, through the management API.
         var ranOn: [String: String] = [:]
@@ -163,7 +170,7 @@ final class DispatcherTests: PostgresTestCase {
         }
         XCTAssertGreaterThan(ranOn.count, 10, "the management API showed too few containers running: \(ranOn)")
         for (uuid, type) in ranOn {
-            XCTAssertEqual(type, expected[uuid], "\(uuid) ran on a \(type) instance")
+            XCTAssertTrue(expected[uuid]?.contains(type) == true, "\(uuid) ran on a \(type) instance; its types are \(expected[uuid] ?? [])")
         }
     }
 
@@ -265,6 +272,49 @@ final class DispatcherTests: PostgresTestCase {
         XCTAssertTrue(replica.log.contains("killing a runner: container is no longer this cluster's"), replica.log.suffix(3000).description)
         let cancelled = try await container(uuid).state
         XCTAssertEqual(cancelled, .cancelled)
+    }
+
+    /// The management API as Arvados' scripts use it: its field names on instances and queue
+    /// entries, one container by `container_uuid`, and `containers/kill` with a form body.
+    func testTheManagementAPIAnswersArvadosRoutesAndFieldsAndKillsAContainerByForm() async throws {
+        let pool = try startPool()
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        let uuid = try await submit(["sleep", "300"])
+        let worker = try await waitUntilRunning(uuid, via: replica)
+        let instances = try await items(replica, "/arvados/v1/dispatch/instances")
+        let shown = try XCTUnwrap(instances.first { $0["instance"]?.stringValue == worker })
+        XCTAssertEqual(shown["arvados_instance_type"], "small")
+        XCTAssertEqual(shown["provider_instance_type"], "t3.small")
+        XCTAssertEqual(shown["running_container_uuids"], .array([.string(uuid.rawValue)]))
+        XCTAssertEqual(shown["last_container_uuid"]?.stringValue, uuid.rawValue)
+        XCTAssertNotNil(shown["last_busy"]?.stringValue)
+        XCTAssertEqual(shown["worker_state"], "running")
+        XCTAssertEqual(shown["idle_behavior"], "run")
+        XCTAssertEqual(shown["price"], .number(0.02))
+
+        let (status, entry) = try await management("GET", replica, "/arvados/v1/dispatch/container?container_uuid=\(uuid)")
+        XCTAssertEqual(status, 200, "\(entry)")
+        XCTAssertEqual(entry["container"]?.objectValue?["uuid"]?.stringValue, uuid.rawValue)
+        XCTAssertEqual(entry["container"]?.objectValue?["state"], "Running")
+        XCTAssertNotNil(entry["container"]?.objectValue?["runtime_constraints"]?.objectValue?["vcpus"])
+        XCTAssertEqual(entry["instance_types"]?.arrayValue?.first?.objectValue?["Name"], "small")
+        XCTAssertNotNil(entry["first_seen_at"]?.stringValue)
+        XCTAssertTrue(entry["scheduling_status"]?.stringValue?.contains(worker) == true, "\(entry)")
+        let (absent, _) = try await management("GET", replica, "/arvados/v1/dispatch/container?container_uuid=zzzzz-dz642-000000000000000")
+        XCTAssertEqual(absent, 404)
+        let (missing, _) = try await management("GET", replica, "/arvados/v1/dispatch/container")
+        XCTAssertEqual(missing, 400)
+
+        let (killed, answer) = try await management("POST", replica, "/arvados/v1/dispatch/containers/kill",
+                                                    form: "container_uuid=\(uuid)&reason=stuck+on+purpose")
+        XCTAssertEqual(killed, 200, "\(answer)")
+        try await wait("the container Cancelled", within: .seconds(30)) { try await container(uuid).state == .cancelled }
+        try await wait("the runner gone from \(worker)", within: .seconds(30)) { try runners(on: worker, pool: pool).isEmpty }
+        XCTAssertTrue(replica.log.contains("the operator asked: stuck on purpose"), replica.log.suffix(3000).description)
+        // Once a probe has seen the runner gone, the leader knows of no runner to kill.
+        try await wait("the leader no longer places it") { try await instance(of: uuid, via: replica) == nil }
+        let (unknown, _) = try await management("POST", replica, "/arvados/v1/dispatch/containers/kill", form: "container_uuid=\(uuid)")
+        XCTAssertEqual(unknown, 404, "no runner of it any more")
     }
 
     func testPriorityZeroKillsARunningContainer() async throws {
@@ -428,6 +478,26 @@ final class DispatcherTests: PostgresTestCase {
                          "convoy_worker_boot_seconds_count", "convoy_worker_probe_seconds_count", "convoy_containers_started_total 1"] {
             XCTAssertTrue(leaderMetrics.contains(expected), "\(expected) not in:\n\(leaderMetrics)")
         }
+        // Arvados' concepts under Convoy's names: a line with this name and these labels, and a value.
+        let lines = leaderMetrics.split(separator: "\n").map(String.init)
+        func has(_ name: String, _ labels: [String] = [], value: String? = nil) -> Bool {
+            lines.contains { line in
+                (line.hasPrefix(name + "{") || line.hasPrefix(name + " ")) && labels.allSatisfy(line.contains)
+                    && (value.map { line.hasSuffix(" " + $0) } ?? true)
+            }
+        }
+        XCTAssertTrue(has("convoy_driver_operations_total", [#"operation="Create""#, #"error="0""#], value: "1"), leaderMetrics)
+        XCTAssertTrue(has("convoy_driver_operations_total", [#"operation="List""#, #"error="0""#]), leaderMetrics)
+        XCTAssertTrue(has("convoy_boot_outcomes_total", [#"outcome="success""#], value: "1"), leaderMetrics)
+        XCTAssertTrue(has("convoy_containers_time_from_queue_to_runner_seconds_count", value: "1"), leaderMetrics)
+        XCTAssertTrue(has("convoy_queue_entries", [#"state="running""#, #"instance_type="small""#], value: "1.0"), leaderMetrics)
+        XCTAssertTrue(has("convoy_vcpus_total", [#"category="running""#], value: "1.0"), leaderMetrics)
+        XCTAssertTrue(has("convoy_memory_bytes_total", [#"category="running""#], value: "1073741824.0"), leaderMetrics)
+        XCTAssertTrue(has("convoy_instances_price", [#"category="running""#], value: "0.02"), leaderMetrics)
+        XCTAssertTrue(has("convoy_containers_running", value: "1.0"), leaderMetrics)
+        XCTAssertTrue(has("convoy_probe_age_seconds_max"), leaderMetrics)
+        XCTAssertTrue(has("convoy_containers_not_allocated_over_quota", value: "0.0"), leaderMetrics)
+        XCTAssertTrue(has("convoy_last_503_time", value: "0.0"), leaderMetrics)
         let followerMetrics = try await metricsText(follower)
         XCTAssertTrue(followerMetrics.contains("convoy_is_leader 0.0"), followerMetrics)
         XCTAssertTrue(followerMetrics.contains("convoy_leader_epoch"), followerMetrics)

@@ -117,6 +117,33 @@ final class ConfigTests: XCTestCase {
         }
     }
 
+    func testMaxProbesPerSecondTakesArvadosDefaultAndZeroMeansNoLimit() throws {
+        XCTAssertEqual(try parse("").containers.cloudVMs.maxProbesPerSecond, 10)
+        XCTAssertEqual(try parse("Containers:\n  CloudVMs:\n    MaxProbesPerSecond: 0").containers.cloudVMs.maxProbesPerSecond, 0)
+        XCTAssertTrue(error("Containers:\n  CloudVMs:\n    MaxProbesPerSecond: -1").contains("MaxProbesPerSecond must be 0 (no limit) or more"))
+    }
+
+    func testPreemptiblePriceFactorAddsASpotTwinOfEachOnDemandTypeAsArvadosDoes() throws {
+        let types = """
+            InstanceTypes:
+              small: {ProviderType: t3.small, VCPUs: 2, RAM: 2GiB, Price: 0.02}
+              large: {ProviderType: m5.4xlarge, VCPUs: 16, RAM: 64GiB, Price: 0.8}
+              large.preemptible: {ProviderType: m5.4xlarge, VCPUs: 16, RAM: 64GiB, Price: 0.3, Preemptible: true}
+            """
+        XCTAssertEqual(try parse(types).instanceTypes.map(\.name), ["large", "large.preemptible", "small"], "default 0: none added")
+        let spot = try parse(types + "\nContainers:\n  PreemptiblePriceFactor: 0.4").instanceTypes
+        XCTAssertEqual(spot.map(\.name), ["large", "large.preemptible", "small", "small.preemptible"])
+        let twin = try XCTUnwrap(spot.first { $0.name == "small.preemptible" })
+        XCTAssertTrue(twin.preemptible)
+        XCTAssertEqual(twin.providerType, "t3.small", "the same provider type, on the spot market")
+        XCTAssertEqual(twin.price, 0.02 * 0.4, accuracy: 1e-12)
+        XCTAssertEqual(spot.first { $0.name == "large.preemptible" }?.price, 0.3, "a configured type of that name wins")
+        for bad in ["-0.5", ".nan", "101"] {
+            let message = error("Containers:\n  PreemptiblePriceFactor: \(bad)")
+            XCTAssertTrue(message.contains("PreemptiblePriceFactor must be a number from 0"), "\(bad): \(message)")
+        }
+    }
+
     func testMistakesInTheDispatcherSectionsAreNamed() {
         XCTAssertTrue(error("InstanceTypes:\n  small: {VCPUs: 2, RAM: lots}").contains("InstanceTypes.small.RAM must be a size"))
         XCTAssertTrue(error("InstanceTypes:\n  small: {VCPUs: 2, RAM: 1GiB, Cores: 4}").contains("unknown key 'InstanceTypes.small.Cores'"))

@@ -90,6 +90,22 @@ final class InstanceTypeTests: XCTestCase {
         XCTAssertEqual(names(50, RuntimeConstraints(vcpus: 64)), [])
     }
 
+    func testWithSeveralContainersPerInstanceTheFactorComparesThePricePerContainerATypeHolds() {
+        // tiny holds one (0.01), medium four (0.025 each), large sixteen (0.03125 each).
+        let needs = RuntimeConstraints(vcpus: 1, ram: 512 << 20)
+        func names(_ slots: Int, factor: Double) -> [String] {
+            InstanceType.candidates(fitting: needs, preemptible: false, among: types, priceFactor: factor, slotsPerInstance: slots).map(\.name)
+        }
+        XCTAssertEqual(names(0, factor: 1.5), ["tiny"], "nothing else under 0.015 per container")
+        XCTAssertEqual(names(0, factor: 3), ["tiny", "medium"], "medium filled costs 0.025 per container, under 0.03")
+        XCTAssertEqual(names(1, factor: 3), ["tiny"], "one per instance: Arvados' rule, medium costs 0.10")
+        XCTAssertEqual(names(2, factor: 6), ["tiny", "medium"], "at most two per instance: medium 0.05 each, large 0.25")
+        let medium = types[1]
+        XCTAssertEqual(medium.holds(needs), 4)
+        XCTAssertEqual(medium.holds(needs, atMost: 2), 2)
+        XCTAssertEqual(medium.holds(RuntimeConstraints(vcpus: 1, ram: 7 << 30), ramOverhead: 1 << 30), 2, "RAM with its overhead bounds it")
+    }
+
     func testWhenNothingFitsTheReasonNamesWhatWasAskedAndWhatIsOffered() {
         let huge = RuntimeConstraints(vcpus: 64, ram: 512 << 30)
         XCTAssertNil(InstanceType.cheapest(fitting: huge, preemptible: false, among: types))

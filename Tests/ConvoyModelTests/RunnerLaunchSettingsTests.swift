@@ -22,11 +22,13 @@ final class RunnerLaunchSettingsTests: XCTestCase {
     }
 
     func testSettingsRoundTripThroughJSONUnderTheEnvironmentNames() throws {
-        let settings = RunnerLaunchSettings(apiHost: "http://127.0.0.1:8000", apiToken: token, apiHostInsecure: true, runtime: "process")
+        let settings = RunnerLaunchSettings(apiHost: "http://127.0.0.1:8000", apiToken: token, apiHostInsecure: true, runtime: "process",
+                                            ec2SpotCheck: true)
         let data = try settings.jsonData()
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
-        XCTAssertEqual(Set(object.keys), ["CONVOY_API_HOST", "CONVOY_API_TOKEN", "CONVOY_API_HOST_INSECURE", "CONVOY_RUNTIME"])
+        XCTAssertEqual(Set(object.keys), ["CONVOY_API_HOST", "CONVOY_API_TOKEN", "CONVOY_API_HOST_INSECURE", "CONVOY_RUNTIME", "CONVOY_EC2_SPOT_CHECK"])
         XCTAssertEqual(object["CONVOY_API_HOST_INSECURE"] as? Bool, true)
+        XCTAssertEqual(object["CONVOY_EC2_SPOT_CHECK"] as? Bool, true)
         XCTAssertEqual(try RunnerLaunchSettings(json: data), settings)
         XCTAssertEqual(try settings.jsonData(), data, "equal settings give equal bytes")
     }
@@ -36,13 +38,14 @@ final class RunnerLaunchSettingsTests: XCTestCase {
         XCTAssertEqual(settings, RunnerLaunchSettings(apiHost: "api.example:8443", apiToken: token))
         XCTAssertFalse(settings.apiHostInsecure)
         XCTAssertNil(settings.runtime)
+        XCTAssertFalse(settings.ec2SpotCheck, "no spot check unless the leader's cloud is EC2")
         XCTAssertEqual(try RunnerLaunchSettings(json: settings.jsonData()), settings)
     }
 
     func testAnUnknownFieldIsRefusedByName() {
         let stateDirectory = error(#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_RUNNER_STATE_DIR": "/tmp/x"}"#)
         XCTAssertEqual(stateDirectory, .unknownField("CONVOY_RUNNER_STATE_DIR"))
-        XCTAssertTrue("\(stateDirectory!)".contains("known: CONVOY_API_HOST, CONVOY_API_HOST_INSECURE, CONVOY_API_TOKEN, CONVOY_RUNTIME"),
+        XCTAssertTrue("\(stateDirectory!)".contains("known: CONVOY_API_HOST, CONVOY_API_HOST_INSECURE, CONVOY_API_TOKEN, CONVOY_EC2_SPOT_CHECK, CONVOY_RUNTIME"),
                       "\(stateDirectory!)")
         // The Arvados names belong to the environment; the object has one name per setting.
         XCTAssertEqual(error(#"{"ARVADOS_API_HOST": "h:1", "ARVADOS_API_TOKEN": "t"}"#), .unknownField("ARVADOS_API_HOST"))
@@ -62,6 +65,8 @@ final class RunnerLaunchSettingsTests: XCTestCase {
             (#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": ""}"#, .malformedField("CONVOY_API_TOKEN", expected: "a non-empty string")),
             (#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_API_HOST_INSECURE": "1"}"#,
              .malformedField("CONVOY_API_HOST_INSECURE", expected: "true or false")),
+            (#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_EC2_SPOT_CHECK": "yes"}"#,
+             .malformedField("CONVOY_EC2_SPOT_CHECK", expected: "true or false")),
             (#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_RUNTIME": "lxc"}"#,
              .malformedField("CONVOY_RUNTIME", expected: "one of podman, docker, bwrap, process")),
             (#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_RUNTIME": ["process"]}"#,

@@ -269,6 +269,54 @@ final class ContainerRunnerTests: PostgresTestCase {
         XCTAssertNotNil(container.log)
     }
 
+    // MARK: Spot instances
+
+    /// A preemptible container's runner watches the instance metadata (IMDSv2) as crunch-run
+    /// does, and records the cloud's interruption notice under Arvados' runtime_status keys.
+    func testASpotInterruptionNoticeIsRecordedInRuntimeStatusOnce() async throws {
+        let imds = try await TestInstanceMetadataServer.start()
+        defer { Task { await imds.stop() } }
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["sleep", "60"], outputPath: "/out",
+                                                                 schedulingParameters: SchedulingParameters(preemptible: true), priority: 1))
+        var options = try options(runtime: .process)
+        options.spotCheck = SpotInterruptionCheck(metadataURL: imds.baseURL, interval: .milliseconds(100))
+        let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: options, echo: { _ in })
+        let running = Task { await runner.run() }
+        try await waitForState(locked.uuid, .running)
+        let polled = await eventually { imds.reads >= 2 }
+        XCTAssertTrue(polled, "the runner never asked the metadata service")
+        let before = try await stored(locked.uuid).runtimeStatus
+        XCTAssertNil(before["warning"], "no notice, no warning")
+
+        imds.scheduleInterruption(action: "terminate", time: "2026-12-06T08:22:00Z")
+        let recorded = try await eventually { try await stored(locked.uuid).runtimeStatus["preemptionNotice"] != nil }
+        XCTAssertTrue(recorded, "the notice never reached runtime_status")
+        let status = try await stored(locked.uuid).runtimeStatus
+        XCTAssertEqual(status["warning"], "preemption notice")
+        XCTAssertEqual(status["preemptionNotice"], "Cloud provider scheduled instance terminate at 2026-12-06T08:22:00Z")
+        XCTAssertEqual(status["warningDetail"], status["preemptionNotice"])
+        XCTAssertNotNil(status["runner"], "the runner's own entry stays")
+        XCTAssertEqual(imds.tokensIssued, 1, "one IMDSv2 session token serves every check")
+
+        _ = try await client(api.adminToken).update(locked.uuid, ContainerUpdate(priority: 0))
+        _ = try await withTimeout(.seconds(30)) { await running.value }
+        let crunchRun = try await logText(locked.uuid, stream: "crunch-run")
+        XCTAssertEqual(crunchRun.components(separatedBy: "Cloud provider scheduled instance terminate").count - 1, 1,
+                       "logged once, however many checks see it: \(crunchRun)")
+    }
+
+    func testOnlyAPreemptibleContainersRunnerAsksTheMetadataService() async throws {
+        let imds = try await TestInstanceMetadataServer.start()
+        defer { Task { await imds.stop() } }
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["sleep", "0.5"], outputPath: "/out", priority: 1))
+        var options = try options(runtime: .process)
+        options.spotCheck = SpotInterruptionCheck(metadataURL: imds.baseURL, interval: .milliseconds(50))
+        let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: options, echo: { _ in })
+        let result = try await withTimeout(.seconds(60)) { await runner.run() }
+        XCTAssertEqual(result, .finished(state: "Complete", exitCode: 0))
+        XCTAssertEqual(imds.tokensIssued + imds.reads, 0, "an on-demand container's runner has no spot instance to watch")
+    }
+
     // MARK: The API going away
 
     func testTheAPIDownForFiveSecondsLosesNoLogLine() async throws {

@@ -31,11 +31,13 @@ enum ContainerRoutes {
         containers.patch(":uuid", use: update)
         containers.put(":uuid", use: update)
         // lock and unlock: the dispatcher's two calls, the same shape. `unlock?if_state=Locked`
-        // unlocks only a container still in that state (a runner that moved it on keeps it).
+        // unlocks only a container still in that state (a runner that moved it on keeps it);
+        // `preempted=true`: its spot instance was reclaimed, and the lock is not counted.
         let actions: [(String, @Sendable (ContainerStore, ArvadosUUID, APIToken, Int64?, Request, PostgresConnection) async throws -> Container)] = [
             ("lock", { store, uuid, caller, epoch, _, db in try await store.lock(uuid, by: caller, epoch: epoch, on: db) }),
             ("unlock", { store, uuid, caller, epoch, request, db in
-                try await store.unlock(uuid, ifState: try Self.ifState(request), by: caller, epoch: epoch, on: db)
+                try await store.unlock(uuid, ifState: try Self.ifState(request), preempted: try Self.preempted(request), by: caller,
+                                       epoch: epoch, on: db)
             }),
         ]
         for (name, perform) in actions {
@@ -66,6 +68,13 @@ extension ContainerRoutes {
             throw APIError.unprocessable("if_state must be Locked or Running, not '\(text.prefix(100))'")
         }
         return state
+    }
+
+    /// The `preempted` query parameter of an unlock: true or false, if given.
+    static func preempted(_ request: Request) throws -> Bool {
+        guard let text = APIServices.queryParameters(request)["preempted"] else { return false }
+        guard let value = Bool(text) else { throw APIError.unprocessable("preempted must be true or false, not '\(text.prefix(100))'") }
+        return value
     }
 }
 

@@ -133,8 +133,10 @@ public struct ContainerStore: Sendable {
 
     /// Locked or Running → Queued, by the dispatcher that locked it: revokes the container token,
     /// so a runner still holding it is fenced off (its updates and logs are refused). Unlocking a
-    /// Running container requeues it when its runner or worker is lost.
-    public func unlock(_ uuid: ArvadosUUID, ifState: ContainerState? = nil, by caller: APIToken, epoch: Int64?,
+    /// Running container requeues it when its runner or worker is lost. `preempted`: the cloud
+    /// reclaimed its spot instance; that lock is taken back from `lock_count`, so that
+    /// MaxDispatchAttempts counts only the dispatcher's failures.
+    public func unlock(_ uuid: ArvadosUUID, ifState: ContainerState? = nil, preempted: Bool = false, by caller: APIToken, epoch: Int64?,
                        on db: PostgresConnection) async throws -> Container {
         guard caller.kind == .dispatcher || caller.kind == .admin else {
             throw APIError.forbidden("only a dispatcher token may unlock containers")
@@ -171,9 +173,10 @@ public struct ContainerStore: Sendable {
             }
             let row = try await tx.query("""
                 UPDATE containers SET state = 'Queued', locked_by_uuid = NULL, auth_uuid = NULL, started_at = NULL,
-                    progress = NULL, runtime_status = '{}', modified_at = now()
+                    progress = NULL, runtime_status = '{}', modified_at = now(),
+                    lock_count = CASE WHEN $2 THEN greatest(lock_count - 1, 0) ELSE lock_count END
                 WHERE uuid = $1 RETURNING \(ContainerRecord.columns)
-                """, [uuid.rawValue]).first!
+                """, [uuid.rawValue, preempted]).first!
             try await self.recordHistory(uuid, from: current.state, to: .queued, authUUID: current.authUUID, epoch: epoch, tokenUUID: caller.uuid, on: tx)
             return try ContainerRecord.decode(row)
         }

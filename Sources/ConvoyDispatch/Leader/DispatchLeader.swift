@@ -39,8 +39,10 @@ public actor DispatchLeader {
         self.epoch = epoch
         var configuration = settings.api
         configuration.epoch = epoch
+        // On EC2 a runner of a spot container watches for the cloud's notice (only spot
+        // containers run on spot instances: the types' preemptibility must match).
         let launch = RunnerLaunchSettings(apiHost: settings.runnerAPIHost, apiToken: "", apiHostInsecure: settings.api.insecure,
-                                          runtime: settings.runtimeEngine)
+                                          runtime: settings.runtimeEngine, ec2SpotCheck: settings.cloud.driver == "ec2")
         seams = DriverSeams(queue: APIContainerQueue(api: APIClient(configuration)),
                             members: ClusterMemberCalls(member: member, epoch: epoch, launch: launch),
                             cloud: CloudCalls(driver: driver, createdBy: MemberID(member.configuration.memberID)))
@@ -97,6 +99,8 @@ public actor DispatchLeader {
                     observe(issued, outcome)
                     commands = core.handle(.outcome(issued.id, outcome), now: issuedAt)
                 }
+                let observed = core.takeObservations()
+                if !observed.isEmpty { DispatchMetrics.record(observed) }
                 for issued in commands {
                     announce(issued.command)
                     // Every call gives up with the command's deadline, as the core does.
@@ -148,6 +152,15 @@ public actor DispatchLeader {
 
     /// Logs and metrics for what came back (the core decides what it means).
     private func observe(_ issued: IssuedCommand, _ outcome: CommandOutcome) {
+        if let operation = Self.driverOperation(issued.command) {
+            var failed = false
+            if case .failed = outcome { failed = true }
+            if case .unknown = outcome { failed = true }
+            DispatchMetrics.driverOperation(operation, failed: failed)
+        }
+        if case .start(let id, _, _) = issued.command, case .done = outcome, let queued = core.containers[id]?.entry.createdAt {
+            DispatchMetrics.queueToRunner(seconds: Date().timeIntervalSince(queued))
+        }
         switch (issued.command, outcome) {
         case (.sync(_, _), .done(.reports(let reports))):
             for report in reports {
@@ -160,7 +173,7 @@ public actor DispatchLeader {
         case (.start(let id, let worker, let member), .done):
             DispatchMetrics.containerStarted()
             logger.info("container started", metadata: ["container": "\(id)", "instance": "\(worker)", "member": "\(member)"])
-        case (.unlock(let id, _, let reason), .done):
+        case (.unlock(let id, _, let reason, _), .done):
             logger.info("container unlocked", metadata: ["container": "\(id)", "reason": "\(reason)"])
         case (.cancel(let id, _, let reason), .done):
             logger.info("container cancelled", metadata: ["container": "\(id)", "reason": "\(reason)"])
@@ -191,6 +204,17 @@ public actor DispatchLeader {
         }
     }
 
+    /// Arvados' names of the cloud driver's operations (driver_operations' `operation` label).
+    private static func driverOperation(_ command: CoreCommand) -> String? {
+        switch command {
+        case .listInstances: return "List"
+        case .create: return "Create"
+        case .destroy: return "Destroy"
+        case .setIdleBehavior: return "SetTags"
+        default: return nil
+        }
+    }
+
     private static func name(_ command: CoreCommand) -> String {
         switch command {
         case .listMembers: return "list members"
@@ -200,7 +224,7 @@ public actor DispatchLeader {
         case .sync(let member, _): return "sync \(member)"
         case .lock(let id): return "lock \(id)"
         case .start(let id, let worker, let member): return "start \(id) on \(worker) via \(member)"
-        case .unlock(let id, _, _): return "unlock \(id)"
+        case .unlock(let id, _, _, _): return "unlock \(id)"
         case .cancel(let id, _, _): return "cancel \(id)"
         case .kill(let id, let worker, _, _): return "kill \(id) on \(worker)"
         case .create(let type): return "create \(type.name)"
@@ -219,6 +243,14 @@ public actor DispatchLeader {
         inbox?.yield(.event(.setIdleBehavior(InstanceID(id), behavior)))
     }
 
+    /// Stops a container's runner now (Arvados' `containers/kill`): it ends Cancelled.
+    public func killContainer(_ uuid: String, reason: String) throws {
+        let id = ContainerID(uuid)
+        guard core.runnerLocations[id] != nil else { throw DispatchError.unknownContainer(uuid) }
+        logger.warning("killing container", metadata: ["container": "\(uuid)", "reason": "operator: \(reason)"])
+        inbox?.yield(.event(.killContainer(id, reason: reason)))
+    }
+
     /// Destroys an instance now (whatever runs there is lost and requeued).
     public func killInstance(_ id: String) throws {
         guard core.workers[InstanceID(id)] != nil else { throw WorkerError.notHosted(id) }
@@ -232,14 +264,18 @@ public actor DispatchLeader {
         let location = core.runnerLocations
         var runnersOn: [InstanceID: [String]] = [:]
         for (container, worker) in location { runnersOn[worker, default: []].append(container.rawValue) }
+        // The core's moments as wall-clock dates, for operators.
+        let (wallNow, momentNow) = (Date(), now)
+        func date(_ moment: Moment) -> Date { wallNow.addingTimeInterval(moment - momentNow) }
         let instanceViews = core.workers.values.sorted { $0.id < $1.id }.map { worker -> InstanceView in
             let id = worker.id
             return InstanceView(
-                instance: id.rawValue, address: "\(worker.instance.address):\(worker.instance.sshPort)", instanceType: worker.instance.typeName,
-                providerType: worker.type?.providerType ?? worker.instance.typeName, price: worker.type?.price ?? 0,
-                workerState: worker.state.rawValue, idleBehavior: worker.idleBehavior.rawValue, hostedBy: worker.host?.rawValue,
-                containers: (runnersOn[id] ?? []).sorted(), lastProbe: worker.report?.lastProbe, createdAt: worker.instance.createdAt,
-                error: worker.report?.error)
+                instance: id.rawValue, address: "\(worker.instance.address):\(worker.instance.sshPort)",
+                price: worker.type?.price ?? 0, vcpus: worker.type?.vcpus ?? 0, ram: worker.type?.ram ?? 0, instanceType: worker.instance.typeName,
+                providerType: worker.type?.providerType ?? worker.instance.typeName, lastContainerUUID: worker.lastContainer?.rawValue ?? "",
+                lastBusy: worker.lastBusy.map(date), workerState: worker.state.rawValue, idleBehavior: worker.idleBehavior.rawValue,
+                hostedBy: worker.host?.rawValue, containers: (runnersOn[id] ?? []).sorted(), lastProbe: worker.report?.lastProbe,
+                createdAt: worker.instance.createdAt, error: worker.report?.error)
         }
         let containerViews = core.containers.values.sorted { $0.id < $1.id }.compactMap { record -> ContainerView? in
             let id = record.id
@@ -250,11 +286,20 @@ public actor DispatchLeader {
             else if let reason = record.unfitReason, record.instanceType == nil { status = reason }
             else if record.entry.state == .queued { status = "waiting for an instance of type \(record.instanceType!.name)" }
             else { status = "locked, waiting to start" }
-            return ContainerView(uuid: id.rawValue, state: record.entry.state.rawValue, priority: record.entry.priority,
-                                 instanceType: record.instanceType?.name, instance: worker?.rawValue, schedulingStatus: status)
+            let entry = record.entry
+            let container = QueuedContainerRecord(
+                uuid: id.rawValue, state: entry.state.rawValue, priority: entry.priority, runtimeConstraints: entry.constraints,
+                schedulingParameters: SchedulingParameters(preemptible: entry.preemptible, supervisor: entry.supervisor), createdAt: entry.createdAt)
+            return ContainerView(uuid: id.rawValue, state: entry.state.rawValue, priority: entry.priority,
+                                 instanceType: record.instanceType?.name, instance: worker?.rawValue, schedulingStatus: status,
+                                 container: container, instanceTypes: record.instanceTypes.map(InstanceTypeRecord.init),
+                                 firstSeenAt: record.firstSeen.map(date))
         }
+        let atQuota = core.cloud.atQuota(now)
         return PoolView(epoch: epoch, instances: instanceViews, containers: containerViews, cloudErrors: core.cloudErrors,
-                        maxConcurrentContainers: core.concurrency.limit, atQuota: core.cloud.atQuota(now), updatedAt: Date())
+                        maxConcurrentContainers: core.concurrency.limit, atQuota: atQuota,
+                        poolFull: atQuota || instanceViews.count >= settings.cloud.maxInstances,
+                        last503: core.concurrency.lastOverload.map(date), updatedAt: Date())
     }
 }
 

@@ -54,7 +54,8 @@ public enum ManagementRouter {
         return router
     }
 
-    /// `/arvados/v1/dispatch/…`: the leader's pool (followers ask the leader).
+    /// `/arvados/v1/dispatch/…`: the leader's pool (followers ask the leader), with Arvados'
+    /// routes and parameters (in the query or a form body, as Arvados' FormValue reads them).
     private static func addPoolRoutes(_ router: Router<BasicRequestContext>, _ dispatch: DispatchService) {
         router.get("arvados/v1/dispatch/instances") { _, _ -> Response in
             do { return try json(["items": try await dispatch.pool().instances]) } catch { return try failure(error) }
@@ -62,12 +63,33 @@ public enum ManagementRouter {
         router.get("arvados/v1/dispatch/containers") { _, _ -> Response in
             do { return try json(["items": try await dispatch.pool().containers]) } catch { return try failure(error) }
         }
+        router.get("arvados/v1/dispatch/container") { request, _ -> Response in
+            do {
+                let form = try await FormValues(request)
+                let uuid = try form.required("container_uuid")
+                guard let item = try await dispatch.pool().containers.first(where: { $0.uuid == uuid }) else {
+                    return try json(["errors": ["container \(uuid) is not in the dispatcher's queue"]], status: .notFound)
+                }
+                return try json(item)
+            } catch {
+                return try failure(error)
+            }
+        }
+        router.post("arvados/v1/dispatch/containers/kill") { request, _ -> Response in
+            do {
+                let form = try await FormValues(request)
+                let uuid = try form.required("container_uuid")
+                let reason = form["reason"] ?? ""
+                try await dispatch.killContainer(uuid, reason: reason)
+                return try json(["container_uuid": uuid, "action": "kill", "reason": reason])
+            } catch {
+                return try failure(error)
+            }
+        }
         for action in ["drain", "hold", "run", "kill"] {
             router.post("arvados/v1/dispatch/instances/\(action)") { request, _ -> Response in
-                guard let instance = request.uri.queryParameters.get("instance_id"), !instance.isEmpty else {
-                    return try json(["errors": ["instance_id is required"]], status: .badRequest)
-                }
                 do {
+                    let instance = try await FormValues(request).required("instance_id")
                     if action == "kill" {
                         try await dispatch.killInstance(instance)
                     } else {
@@ -84,7 +106,7 @@ public enum ManagementRouter {
     private static func failure(_ error: any Error) throws -> Response {
         switch error {
         case DispatchError.noLeader: return try json(["errors": ["\(error)"]], status: .serviceUnavailable)
-        case DispatchError.unknownInstance: return try json(["errors": ["\(error)"]], status: .notFound)
+        case DispatchError.unknownInstance, DispatchError.unknownContainer: return try json(["errors": ["\(error)"]], status: .notFound)
         case DispatchError.badRequest: return try json(["errors": ["\(error)"]], status: .badRequest)
         default: return try json(["errors": ["\(error)"]], status: .badGateway)
         }
@@ -96,6 +118,37 @@ public enum ManagementRouter {
         encoder.dateEncodingStrategy = .iso8601
         return Response(status: status, headers: [.contentType: "application/json"],
                         body: ResponseBody(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+}
+
+/// A management request's parameters: the query's, then an
+/// `application/x-www-form-urlencoded` body's (at most 64 KiB), as Arvados' `FormValue` reads them.
+struct FormValues {
+    private var values: [String: String] = [:]
+
+    init(_ request: Request) async throws {
+        for (name, value) in request.uri.queryParameters { values[String(name)] = values[String(name)] ?? String(value) }
+        let type = request.headers[.contentType] ?? ""
+        guard type.lowercased().hasPrefix("application/x-www-form-urlencoded") else { return }
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: 64 << 10)
+        } catch {
+            throw DispatchError.badRequest("the form body is larger than 64 KiB")
+        }
+        for pair in String(buffer: body).split(separator: "&") {
+            let parts = pair.split(separator: "=", maxSplits: 1).map { $0.replacingOccurrences(of: "+", with: " ").removingPercentEncoding }
+            guard let name = parts.first ?? nil, !name.isEmpty else { continue }
+            guard let value = parts.count > 1 ? parts[1] : "" else { throw DispatchError.badRequest("the form body is not valid percent-encoding") }
+            if values[name] == nil { values[name] = value }
+        }
+    }
+
+    subscript(name: String) -> String? { values[name] }
+
+    func required(_ name: String) throws -> String {
+        guard let value = values[name], !value.isEmpty else { throw DispatchError.badRequest("\(name) is required") }
+        return value
     }
 }
 

@@ -44,6 +44,30 @@ public enum DispatchMetrics {
         Counter(label: "convoy_api_overloaded_total").increment()
     }
 
+    /// A cloud driver call and whether it failed (Arvados' driver_operations{operation, error}).
+    static func driverOperation(_ operation: String, failed: Bool) {
+        Counter(label: "convoy_driver_operations_total", dimensions: [("operation", operation), ("error", failed ? "1" : "0")]).increment()
+    }
+
+    /// From a container's creation to its runner started (Arvados' containers_time_from_queue_to_crunch_run_seconds).
+    static func queueToRunner(seconds: Double) {
+        Metrics.Timer(label: "convoy_containers_time_from_queue_to_runner_seconds").recordSeconds(max(0, seconds))
+    }
+
+    /// What the core counted since the last pass: boot outcomes, instances that disappeared,
+    /// and how long destroyed instances took to leave the cloud's listing.
+    static func record(_ observed: CoreObservations) {
+        for (outcome, count) in observed.bootOutcomes {
+            Counter(label: "convoy_boot_outcomes_total", dimensions: [("outcome", outcome)]).increment(by: count)
+        }
+        for (state, count) in observed.disappeared {
+            Counter(label: "convoy_instances_disappeared_total", dimensions: [("state", state)]).increment(by: count)
+        }
+        for seconds in observed.shutdownToGone {
+            Metrics.Timer(label: "convoy_instances_time_from_shutdown_request_to_disappearance_seconds").recordSeconds(seconds)
+        }
+    }
+
     /// The pool gauges from a leader's view; label sets that disappeared go to 0.
     static func pool(_ view: PoolView, tracker: PoolGaugeTracker) {
         var instances: [[String]: Double] = [:]
@@ -65,15 +89,71 @@ public enum DispatchMetrics {
         // 0: no limit of its own (Arvados' max_concurrent_containers).
         Gauge(label: "convoy_max_concurrent_containers").record(Double(view.maxConcurrentContainers ?? 0))
         Gauge(label: "convoy_at_quota").record(view.atQuota == true ? 1 : 0)
+
+        // Arvados' per-category totals: the category is the worker state, or hold/drain.
+        var byCategory: [String: (price: Double, vcpus: Double, ram: Double)] = [:]
+        for category in ["booting", "idle", "running", "shutdown", "unknown", "hold", "drain"] { byCategory[category] = (0, 0, 0) }
+        for instance in view.instances {
+            let category = instance.idleBehavior == "run" ? instance.workerState : instance.idleBehavior
+            var total = byCategory[category] ?? (0, 0, 0)
+            total.price += instance.price
+            total.vcpus += Double(instance.vcpus)
+            total.ram += Double(instance.ram)
+            byCategory[category] = total
+        }
+        for (category, total) in byCategory {
+            Gauge(label: "convoy_instances_price", dimensions: [("category", category)]).record(total.price)
+            Gauge(label: "convoy_vcpus_total", dimensions: [("category", category)]).record(total.vcpus)
+            Gauge(label: "convoy_memory_bytes_total", dimensions: [("category", category)]).record(total.ram)
+        }
+        // Probe ages, as of this view.
+        let ages = view.instances.compactMap { $0.lastProbe.map { max(0, view.updatedAt.timeIntervalSince($0)) } }.sorted()
+        Gauge(label: "convoy_probe_age_seconds_max").record(ages.last ?? 0)
+        Gauge(label: "convoy_probe_age_seconds_median").record(ages.isEmpty ? 0 : ages[ages.count / 2])
+
+        // The queue: entries by state and cheapest type, the running ones, the locked ones not
+        // started yet, those the full pool holds back, and the longest wait.
+        var entries: [[String]: Double] = [:]
+        var queued = 0.0, locked = 0.0, running = 0.0
+        var longestWait = 0.0
+        for container in view.containers {
+            entries[[container.state.lowercased(), container.instanceType ?? ""], default: 0] += 1
+            switch container.state {
+            case "Queued":
+                queued += 1
+                if let created = container.container?.createdAt { longestWait = max(longestWait, view.updatedAt.timeIntervalSince(created)) }
+            case "Locked": locked += 1
+            case "Running": running += 1
+            default: break
+            }
+        }
+        for labels in tracker.swapQueueLabels(Set(entries.keys)) where entries[labels] == nil { entries[labels] = 0 }
+        for (labels, count) in entries {
+            Gauge(label: "convoy_queue_entries", dimensions: [("state", labels[0]), ("instance_type", labels[1])]).record(count)
+        }
+        Gauge(label: "convoy_containers_running").record(running)
+        Gauge(label: "convoy_containers_allocated_not_started").record(locked)
+        Gauge(label: "convoy_containers_not_allocated_over_quota").record(view.poolFull == true ? queued : 0)
+        Gauge(label: "convoy_containers_longest_wait_time_seconds").record(longestWait)
+        Gauge(label: "convoy_last_503_time").record(view.last503?.timeIntervalSince1970 ?? 0)
     }
 }
 
 /// Which instance label sets the gauges last had, so that vanished ones are set to 0.
 final class PoolGaugeTracker: Sendable {
     private let labels = Mutex<Set<[String]>>([])
+    private let queueLabels = Mutex<Set<[String]>>([])
 
     func swapInstanceLabels(_ next: Set<[String]>) -> Set<[String]> {
         labels.withLock { current in
+            let previous = current
+            current = next
+            return previous
+        }
+    }
+
+    func swapQueueLabels(_ next: Set<[String]>) -> Set<[String]> {
+        queueLabels.withLock { current in
             let previous = current
             current = next
             return previous

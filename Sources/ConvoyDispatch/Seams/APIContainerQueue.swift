@@ -35,8 +35,8 @@ public struct APIContainerQueue: ContainerQueue {
             return .page(answer.items.map(entry))
         case .lock(let id):
             return .entry(entry(try await api.lock(try uuid(id))))
-        case .unlock(let id, let state):
-            _ = try await api.unlock(try uuid(id), ifState: state)
+        case .unlock(let id, let state, let preempted):
+            _ = try await api.unlock(try uuid(id), ifState: state, preempted: preempted)
             return .none
         case .cancel(let id, let authUUID, let reason):
             _ = try await api.update(try uuid(id), ContainerUpdate(state: .cancelled, runtimeStatus: ["error": .string(reason)],

@@ -9,12 +9,14 @@ import ServiceLifecycle
 public enum DispatchError: Error, Sendable, Codable, CustomStringConvertible {
     case noLeader
     case unknownInstance(String)
+    case unknownContainer(String)
     case badRequest(String)
 
     public var description: String {
         switch self {
         case .noLeader: return "no leader is elected right now; try again shortly"
         case .unknownInstance(let id): return "no instance \(id) in the pool"
+        case .unknownContainer(let uuid): return "container \(uuid) has no runner the leader knows of"
         case .badRequest(let message): return message
         }
     }
@@ -125,6 +127,14 @@ public actor DispatchService: Service {
         if let error = try await leaderControl().killInstance(instance) { throw error }
     }
 
+    public func killContainer(_ uuid: String, reason: String) async throws {
+        if let leader {
+            try await leader.killContainer(uuid, reason: reason)
+            return
+        }
+        if let error = try await leaderControl().killContainer(uuid, reason: reason) { throw error }
+    }
+
     private func leaderControl() async throws -> DispatchControl {
         guard let member else { throw DispatchError.noLeader }
         let leadership = await member.leadership()
@@ -158,6 +168,12 @@ public distributed actor DispatchControl {
         guard let value = IdleBehavior(rawValue: behavior) else { return .badRequest("idle behaviour must be run, hold or drain") }
         guard await service.localLeader != nil else { return .noLeader }
         do { try await service.setIdleBehavior(instance, value) } catch { return error as? DispatchError ?? .badRequest("\(error)") }
+        return nil
+    }
+
+    public distributed func killContainer(_ uuid: String, reason: String) async -> DispatchError? {
+        guard await service.localLeader != nil else { return .noLeader }
+        do { try await service.killContainer(uuid, reason: reason) } catch { return error as? DispatchError ?? .badRequest("\(error)") }
         return nil
     }
 

@@ -15,10 +15,12 @@ public struct WorkerHostSettings: Sendable {
     public var runner: RunnerBinary
     /// SSH, or the stub cloud's simulated shells.
     public var connector: any WorkerConnector
+    /// Shared by every session of the replica (MaxProbesPerSecond).
+    public var probeBudget: ProbeBudget
 
     public init(sshUser: String, privateKey: SSHPrivateKey, bootProbeCommand: String, probeInterval: Duration,
                 retryInterval: Duration = .seconds(1), connectTimeout: Duration = .seconds(10), runner: RunnerBinary,
-                connector: any WorkerConnector = SSHConnector()) {
+                connector: any WorkerConnector = SSHConnector(), maxProbesPerSecond: Int = 10) {
         self.sshUser = sshUser
         self.privateKey = privateKey
         self.bootProbeCommand = bootProbeCommand
@@ -27,6 +29,7 @@ public struct WorkerHostSettings: Sendable {
         self.connectTimeout = connectTimeout
         self.runner = runner
         self.connector = connector
+        probeBudget = ProbeBudget(perSecond: maxProbesPerSecond)
     }
 }
 
@@ -92,10 +95,12 @@ actor WorkerSession {
             do {
                 let ssh = try await connected()
                 if bootedAt == nil {
+                    await settings.probeBudget.take()
                     try await bootProbe(ssh)
                 }
                 if bootedAt != nil {
                     if !runnerDeployed { try await deployRunner(ssh) }
+                    await settings.probeBudget.take()
                     try await probe(ssh)
                     pause = settings.probeInterval
                 }

@@ -54,6 +54,11 @@ public struct ContainerRecord: KeptRecord, Equatable {
     public var lastAttempt: Moment?
     /// When a worker's report last listed its runner.
     public var lastSeenOnWorker: Moment?
+    /// When this term first listed it (Arvados' first_seen_at, for operators).
+    public var firstSeen: Moment?
+    /// When the cloud took away, unasked, the spot instance its runner was last reported on: its
+    /// requeue is then a preemption, not counted against MaxDispatchAttempts.
+    public var reclaimedAt: Moment?
     /// The types it may run on, cheapest first: those that fit within MaximumPriceFactor of the
     /// cheapest (empty: none fits, see `unfitReason`).
     public var instanceTypes: [InstanceType] = []
@@ -70,7 +75,8 @@ public struct ContainerRecord: KeptRecord, Equatable {
 
     mutating func refit(_ settings: CoreSettings) {
         instanceTypes = InstanceType.candidates(fitting: entry.constraints, preemptible: entry.preemptible, among: settings.instanceTypes,
-                                                ramOverhead: settings.reserveExtraRAM, priceFactor: settings.maximumPriceFactor)
+                                                ramOverhead: settings.reserveExtraRAM, priceFactor: settings.maximumPriceFactor,
+                                                slotsPerInstance: settings.maxContainersPerInstance)
         unfitReason = instanceTypes.isEmpty
             ? InstanceType.noFitReason(entry.constraints, preemptible: entry.preemptible, among: settings.instanceTypes, ramOverhead: settings.reserveExtraRAM)
             : nil

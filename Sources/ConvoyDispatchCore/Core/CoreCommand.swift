@@ -19,7 +19,8 @@ public enum CoreCommand: Sendable, Equatable {
     /// Locked or Running → Queued (revokes the container token), only if the API still has the
     /// container in `ifState` (nil: either): the state the decision was made on, so that a runner
     /// that moved it on since the listing (Locked → Running) is not thrown away.
-    case unlock(ContainerID, ifState: ContainerState?, reason: String)
+    /// `preempted`: its spot instance was reclaimed by the cloud, which is no dispatch failure.
+    case unlock(ContainerID, ifState: ContainerState?, reason: String, preempted: Bool = false)
     case cancel(ContainerID, authUUID: String?, reason: String)
     case kill(ContainerID, on: InstanceID, via: MemberID, reason: String)
     case create(InstanceType)

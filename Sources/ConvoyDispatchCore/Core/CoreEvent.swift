@@ -44,6 +44,9 @@ public enum CoreEvent: Sendable {
     case setIdleBehavior(InstanceID, IdleBehavior)
     /// An operator wants the instance destroyed now.
     case killInstance(InstanceID)
+    /// An operator wants the container's runner stopped now (Arvados' `containers/kill`): the
+    /// runner ends it Cancelled with `reason`.
+    case killContainer(ContainerID, reason: String)
 }
 
 /// How a command ended, as far as the leader can tell.

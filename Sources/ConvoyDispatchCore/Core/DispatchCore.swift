@@ -27,6 +27,8 @@ public struct DispatchCore: Sendable {
     public private(set) var cloud: CloudLimits
     /// How many containers run at once while the API pushes back.
     public private(set) var concurrency: ConcurrencyLimit
+    /// Counted for the leader's metrics until it takes them.
+    private var observations = CoreObservations()
     public private(set) var cloudErrors: [String: Int] = [:]
     /// Moves a state machine refused (a bug if ever non-empty; the simulation checks it stays so).
     public private(set) var refusedTransitions: [String] = []
@@ -96,6 +98,12 @@ public struct DispatchCore: Sendable {
             if workers[id] != nil { setIdleBehavior(id, behavior, reason: "the operator asked", now, &out) }
         case .killInstance(let id):
             if workers[id] != nil { shutDown(id, reason: "the operator asked", now: now, &out) }
+        case .killContainer(let id, let reason):
+            // Wherever its runner is taken to be, through that worker's host (again only after KillRepeat).
+            guard let worker = runnerLocations[id], let host = workers[worker]?.host, !silentMembers.contains(host) else { break }
+            if let at = killedAt[id], now - at < settings.killRepeat { break }
+            killedAt[id] = now
+            issue(.kill(id, on: worker, via: host, reason: "the operator asked" + (reason.isEmpty ? "" : ": \(reason)")), now, &out)
         }
         return out
     }
@@ -216,7 +224,7 @@ public struct DispatchCore: Sendable {
                 issue(.unlock(id, ifState: .locked, reason: "the start failed: \(failure)"), now, &out)
             }
             containers[id] = record
-        case .unlock(let id, _, _):
+        case .unlock(let id, _, _, _):
             guard var record = containers[id], record.phase == .unlocking else { return }
             if case .done = outcome {
                 record.entry.state = .queued
@@ -243,12 +251,15 @@ public struct DispatchCore: Sendable {
             default: break
             }
         case .destroy(let id, _):
+            // What the cloud said counts even when the worker has left the table meanwhile (a
+            // rate limit's retry time above all: seed 1360).
+            if case .failed(.cloud(let error)) = outcome { noteCloudError(error, creating: nil, now: now) }
             guard var worker = workers[id] else { return }
             worker.destroying = false
             worker.destroyRequestedAt = now
             workers[id] = worker
-            if case .failed(.cloud(let error)) = outcome { noteCloudError(error, creating: nil, now: now) }
         case .setIdleBehavior(let id, let behavior, let reason):
+            if case .failed(.cloud(let error)) = outcome { noteCloudError(error, creating: nil, now: now) }
             guard var worker = workers[id] else { return }
             worker.tagWriting = false
             if case .done = outcome {
@@ -256,7 +267,6 @@ public struct DispatchCore: Sendable {
                 if worker.tagUnwritten == behavior { worker.tagUnwritten = nil }
             }
             workers[id] = worker
-            if case .failed(.cloud(let error)) = outcome { noteCloudError(error, creating: nil, now: now) }
             // Decided again while this write was in flight: write the newer one now (unless the
             // cloud asks for quiet or the budget is spent: the retry in `decide` sends it then).
             if let newer = worker.tagUnwritten, newer != behavior {
@@ -321,7 +331,20 @@ public struct DispatchCore: Sendable {
         // for may not be in it yet.
         for slot in workers.slotRange where workers.isOccupied(slot) {
             let worker = workers[slot: slot]
-            if !seen.contains(worker.id) && worker.firstSeen < listedAt { workers.remove(slot: slot) }
+            guard !seen.contains(worker.id) && worker.firstSeen < listedAt else { continue }
+            if let asked = worker.destroyRequestedAt ?? (worker.destroying ? now : nil) {
+                observations.shutdownToGone.append(max(0, now - asked))
+            } else {
+                observations.disappeared[worker.state.rawValue, default: 0] += 1
+                if worker.createdHere, !worker.everBooted { observations.bootOutcomes["disappeared", default: 0] += 1 }
+            }
+            // A spot instance gone without a destroy of ours was reclaimed: what ran there (and
+            // was taken to run nowhere else) was preempted.
+            if worker.type?.preemptible == true, !worker.destroying, worker.destroyRequestedAt == nil {
+                let location = runnerLocations
+                for id in worker.reported where location[id] == worker.id { containers.update(id) { $0.reclaimedAt = now } }
+            }
+            workers.remove(slot: slot)
         }
         workers.compact()
     }
@@ -342,8 +365,23 @@ public struct DispatchCore: Sendable {
         for report in reports {
             let id = InstanceID(report.instanceID)
             guard let slot = workers.slot(of: id), workers[slot: slot].host == member else { continue }
+            let bootedBefore = workers[slot: slot].everBooted
             guard Self.take(report, sentAt: sentAt, now: now, into: &workers[slot: slot]) else { continue }
-            for uuid in report.containers { containers.update(ContainerID(uuid)) { $0.lastSeenOnWorker = now } }
+            if !bootedBefore, workers[slot: slot].everBooted, workers[slot: slot].createdHere {
+                observations.bootOutcomes["success", default: 0] += 1
+            }
+            if let last = report.containers.last {
+                if !report.containers.contains(workers[slot: slot].lastContainer?.rawValue ?? "") {
+                    workers[slot: slot].lastContainer = ContainerID(last)
+                }
+                workers[slot: slot].lastBusy = now
+            }
+            for uuid in report.containers {
+                containers.update(ContainerID(uuid)) { record in
+                    record.lastSeenOnWorker = now
+                    record.reclaimedAt = nil  // its runner lives (elsewhere, if a spot instance of its went)
+                }
+            }
         }
     }
 
@@ -363,6 +401,12 @@ public struct DispatchCore: Sendable {
         return true
     }
 
+    /// What was counted for metrics since the last call (then counting starts again).
+    public mutating func takeObservations() -> CoreObservations {
+        defer { observations = CoreObservations() }
+        return observations
+    }
+
     private mutating func reconcile(_ entries: [QueueEntry], now: Moment) {
         // Every record is unlisted until the listing names it.
         for slot in containers.slotRange where containers.isOccupied(slot) { containers[slot: slot].listed = false }
@@ -372,6 +416,7 @@ public struct DispatchCore: Sendable {
             let since = entry.stateAge.map { now - $0 }
             guard let slot = containers.slot(of: entry.id) else {
                 var record = ContainerRecord(entry: entry, settings: settings)
+                record.firstSeen = now
                 record.lockedSince = entry.state == .locked ? since ?? now : nil
                 record.runningSince = entry.state == .running ? since : nil
                 containers[entry.id] = record
@@ -479,8 +524,11 @@ public struct DispatchCore: Sendable {
                 let lost = adopted && probes.oldest(for: record.entry, adopted: fromEarlierTerm) > threshold
                 if state == .running {
                     if lost {
+                        let preempted = record.reclaimedAt != nil
+                        containers[slot: slot].reclaimedAt = nil
                         move(slot: slot, to: .unlocking)
-                        issue(.unlock(id, ifState: .running, reason: "its runner is on no worker"), now, &out)
+                        issue(.unlock(id, ifState: .running, reason: preempted ? "its spot instance was reclaimed by the cloud" : "its runner is on no worker",
+                                      preempted: preempted), now, &out)
                     }
                     continue
                 }
@@ -646,8 +694,11 @@ public struct DispatchCore: Sendable {
                 workers.update(worker) { worker in
                     worker.knownEmpty = false
                     worker.idleSince = nil
+                    worker.lastContainer = id
+                    worker.lastBusy = now
                 }
                 containers[slot: slot].lastAttempt = now
+                containers[slot: slot].reclaimedAt = nil
                 if containers[slot: slot].entry.state == .queued {
                     move(slot: slot, to: .locking(worker: worker))
                     issue(.lock(id), now, &out)
@@ -676,6 +727,9 @@ public struct DispatchCore: Sendable {
 
     private mutating func shutDown(_ id: InstanceID, reason: String, now: Moment, _ out: inout [IssuedCommand]) {
         guard var worker = workers[id], worker.state != .shutdown || !worker.destroying else { return }
+        if worker.state != .shutdown, worker.createdHere, !worker.everBooted {
+            observations.bootOutcomes["failure", default: 0] += 1
+        }
         if !worker.move(to: .shutdown) { refusedTransitions.append("worker \(id): \(worker.state) → shutdown") }
         worker.idleSince = nil
         // While the cloud asks for quiet, or the budget is spent, the destroy waits: the retry in `decide` sends it.

@@ -14,6 +14,8 @@ public struct WorkerRecord: KeptRecord, Equatable {
     public var firstSeen: Moment
     /// Created by this term and nothing started on it yet: no runner can be there.
     public var knownEmpty: Bool
+    /// Created by this term (its boot's outcome is this term's to count).
+    public let createdHere: Bool
     public var report: WorkerReport? {
         didSet { reported = (report?.containers ?? []).map { ContainerID($0) }.sorted() }
     }
@@ -36,6 +38,10 @@ public struct WorkerRecord: KeptRecord, Equatable {
     /// When the last tag write took: a listing asked for before it may still show the old tag.
     public var tagWrittenAt: Moment?
     public var idleSince: Moment?
+    /// The container last started or seen here, and when it last ran something (Arvados'
+    /// last_container_uuid and last_busy, for operators).
+    public var lastContainer: ContainerID?
+    public var lastBusy: Moment?
     /// A start failed here at this moment: nothing more is started here until a probe that began
     /// after it (what the worker's host last said may be stale: a broken connection, a full disk).
     public var startFailedAt: Moment?
@@ -55,6 +61,7 @@ public struct WorkerRecord: KeptRecord, Equatable {
         hostedFrom = now
         firstSeen = now
         self.knownEmpty = knownEmpty
+        createdHere = knownEmpty
         idleBehavior = instance.tags[CloudTag.idleBehavior].flatMap(IdleBehavior.init(rawValue:)) ?? .run
     }
 

@@ -48,7 +48,7 @@ public struct CommandProcedure: Sendable {
         case .sync(let member, let instances): step = call(.member(.sync(member, instances)), now)
         case .lock(let id): step = call(.queue(.lock(id)), now)
         case .start(let id, _, _): step = call(.queue(.containerToken(id)), now)
-        case .unlock(let id, let state, _): step = call(.queue(.unlock(id, ifState: state)), now)
+        case .unlock(let id, let state, _, let preempted): step = call(.queue(.unlock(id, ifState: state, preempted: preempted)), now)
         case .cancel(let id, let authUUID, let reason): step = call(.queue(.cancel(id, authUUID: authUUID, reason: reason)), now)
         case .kill(let id, let worker, let member, _): step = call(.member(.kill(id, on: worker, via: member)), now)
         case .create, .destroy, .setIdleBehavior:

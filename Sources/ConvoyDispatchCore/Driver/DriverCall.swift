@@ -18,8 +18,9 @@ public enum QueueCall: Sendable, Equatable {
     /// One page of the queue listing (this cluster's containers are those locked by `lockedBy`).
     case page(QueueListing.Page, lockedBy: String)
     case lock(ContainerID)
-    /// Only if the container is still in that state (nil: Locked or Running).
-    case unlock(ContainerID, ifState: ContainerState?)
+    /// Only if the container is still in that state (nil: Locked or Running). `preempted`: its
+    /// spot instance was reclaimed, and this lock does not count against MaxDispatchAttempts.
+    case unlock(ContainerID, ifState: ContainerState?, preempted: Bool = false)
     case cancel(ContainerID, authUUID: String?, reason: String)
     /// The current lock's container token (it goes to the runner on its stdin, never logged).
     case containerToken(ContainerID)
@@ -68,7 +69,8 @@ extension DriverCall: CustomStringConvertible {
         case .queue(.whoAmI): return "who am I"
         case .queue(.page(let page, _)): return "page \(page)"
         case .queue(.lock(let id)): return "lock \(id)"
-        case .queue(.unlock(let id, let state)): return "unlock \(id)" + (state.map { " if \($0.rawValue)" } ?? "")
+        case .queue(.unlock(let id, let state, let preempted)):
+            return "unlock \(id)" + (state.map { " if \($0.rawValue)" } ?? "") + (preempted ? " (preempted)" : "")
         case .queue(.cancel(let id, _, _)): return "cancel \(id)"
         case .queue(.containerToken(let id)): return "token of \(id)"
         case .member(.listMembers): return "list members"

@@ -157,8 +157,9 @@ public enum SchedulerAction: Sendable, Equatable {
 /// (any within MaximumPriceFactor of the cheapest fitting type): on a busy worker that has room
 /// left for its VCPUs, RAM and scratch (the busiest first, up to MaxRunningContainersPerInstance),
 /// else an idle one (the cheapest type first), else room on a booting one (or an instance being
-/// created) that nobody claimed yet, else a new instance of the cheapest of them the cloud has
-/// room for, if the limits allow; what is left of a new instance takes the containers after it. Once a container
+/// created) that nobody claimed yet, else a new instance of the type the cloud has room for that
+/// costs least per container once the containers after it fill it (`newInstanceType`), if the
+/// limits allow; what is left of a new instance takes the containers after it. Once a container
 /// cannot get an instance because the pool is full (MaxInstances, or the cloud's quota), no
 /// container after it gets anything (lower priorities must not take what higher ones wait for):
 /// locked ones among them go back to the queue, and unclaimed idle workers are shut down to make
@@ -232,7 +233,7 @@ public enum Scheduler {
             return containers[a.position].uuid < containers[b.position].uuid
         }
 
-        for key in waiting {
+        for (rank, key) in waiting.enumerated() {
             let container = containers[key.position]
             if container.place == .locked { lockedWaiting -= 1 }
             let types = container.instanceTypes
@@ -266,7 +267,8 @@ public enum Scheduler {
                 count(container)
                 continue
             }
-            guard let type = types.first(where: { !snapshot.heldTypes.contains($0.name) }) else {
+            let open = types.filter { !snapshot.heldTypes.contains($0.name) }
+            guard !open.isEmpty else {
                 // The cloud has no room for any of its types now; other containers may still run.
                 if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
                 continue
@@ -280,6 +282,8 @@ public enum Scheduler {
                 // Limited for this pass only: the container keeps its place and its lock.
                 continue
             }
+            let type = Self.newInstanceType(open, for: container, followers: waiting[(rank + 1)...], in: containers,
+                                            perInstance: limits.maxContainersPerInstance)
             actions.append(.create(type))
             instances += 1
             createsInFlight += 1
@@ -313,6 +317,39 @@ public enum Scheduler {
             }
         }
         return actions
+    }
+
+    /// The type to boot for `container`, of `types` (cheapest first, none held by the cloud): the
+    /// one that costs least per container once it and the containers waiting after it that may
+    /// run there fill it (as far as the next `lookAhead` go), so that eight small containers get
+    /// one instance that holds them all when that costs less than eight small instances. A bigger
+    /// type only when strictly cheaper per container: alone, a container gets the cheapest.
+    static func newInstanceType(_ types: [InstanceType], for container: QueuedContainer, followers: ArraySlice<SortKey>,
+                                in containers: [QueuedContainer], perInstance: Int, lookAhead: Int = 256) -> InstanceType {
+        guard types.count > 1 else { return types[0] }
+        let cap = perInstance > 0 ? perInstance : Int.max
+        func costPerContainer(_ type: InstanceType) -> Double {
+            var free = Resources(type) - container.need
+            var held = 1
+            for key in followers.prefix(lookAhead) where held < cap {
+                let follower = containers[key.position]
+                guard follower.priority > 0, free.accommodates(follower.need),
+                      follower.instanceTypes.contains(where: { $0.name == type.name }) else { continue }
+                free = free - follower.need
+                held += 1
+            }
+            return type.price / Double(held)
+        }
+        var best = types[0]
+        var bestCost = costPerContainer(best)
+        for type in types.dropFirst() {
+            let cost = costPerContainer(type)
+            if cost < bestCost * (1 - 1e-9) {
+                best = type
+                bestCost = cost
+            }
+        }
+        return best
     }
 
     /// Higher priority first, then older, then by uuid (a total order: the input's order never matters).

@@ -113,6 +113,8 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
     /// A destroy that did not take is sent again after this.
     public var timeoutShutdown: Duration
     public var maxCloudOpsPerSecond: Int
+    /// Boot probes and `convoy run --list` probes a replica runs per second at most (0: no limit).
+    public var maxProbesPerSecond: Int
     public var maxConcurrentInstanceCreateOps: Int
     public var maxInstances: Int
     /// Containers on one instance at most, as far as its VCPUs, RAM and scratch go (0: as many as fit).
@@ -132,6 +134,7 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         case sshPort = "SSHPort", sshUser = "SSHUser", pollInterval = "PollInterval", probeInterval = "ProbeInterval"
         case timeoutIdle = "TimeoutIdle", timeoutBooting = "TimeoutBooting", timeoutProbe = "TimeoutProbe", timeoutShutdown = "TimeoutShutdown"
         case maxCloudOpsPerSecond = "MaxCloudOpsPerSecond", maxConcurrentInstanceCreateOps = "MaxConcurrentInstanceCreateOps"
+        case maxProbesPerSecond = "MaxProbesPerSecond"
         case maxInstances = "MaxInstances", maxRunningContainersPerInstance = "MaxRunningContainersPerInstance"
         case initialQuotaEstimate = "InitialQuotaEstimate", supervisorFraction = "SupervisorFraction"
         case deployRunnerBinary = "DeployRunnerBinary", runnerDirectory = "RunnerDirectory"
@@ -141,7 +144,7 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
                 bootProbeCommand: String = "true",
                 sshPort: Int = 22, sshUser: String = "root", pollInterval: Duration = .seconds(1), probeInterval: Duration = .seconds(10),
                 timeoutIdle: Duration = .seconds(60), timeoutBooting: Duration = .seconds(600), timeoutProbe: Duration = .seconds(600),
-                timeoutShutdown: Duration = .seconds(10), maxCloudOpsPerSecond: Int = 10, maxConcurrentInstanceCreateOps: Int = 1, maxInstances: Int = 64,
+                timeoutShutdown: Duration = .seconds(10), maxCloudOpsPerSecond: Int = 10, maxProbesPerSecond: Int = 10, maxConcurrentInstanceCreateOps: Int = 1, maxInstances: Int = 64,
                 maxRunningContainersPerInstance: Int = 0, initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, deployRunnerBinary: String? = nil, runnerDirectory: String = "/var/lib/convoy/bin") {
         self.driver = driver
         self.driverParameters = driverParameters
@@ -156,6 +159,7 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         self.timeoutProbe = timeoutProbe
         self.timeoutShutdown = timeoutShutdown
         self.maxCloudOpsPerSecond = maxCloudOpsPerSecond
+        self.maxProbesPerSecond = maxProbesPerSecond
         self.maxConcurrentInstanceCreateOps = maxConcurrentInstanceCreateOps
         self.maxInstances = maxInstances
         self.maxRunningContainersPerInstance = maxRunningContainersPerInstance
@@ -199,6 +203,8 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         timeoutShutdown = try duration(.timeoutShutdown, defaults.timeoutShutdown)
         guard timeoutShutdown > .zero else { throw ConfigError("Containers.CloudVMs.TimeoutShutdown must be more than 0") }
         maxCloudOpsPerSecond = try container.decodeIfPresent(Int.self, forKey: .maxCloudOpsPerSecond) ?? defaults.maxCloudOpsPerSecond
+        maxProbesPerSecond = try container.decodeIfPresent(Int.self, forKey: .maxProbesPerSecond) ?? defaults.maxProbesPerSecond
+        guard maxProbesPerSecond >= 0 else { throw ConfigError("Containers.CloudVMs.MaxProbesPerSecond must be 0 (no limit) or more") }
         maxConcurrentInstanceCreateOps = try container.decodeIfPresent(Int.self, forKey: .maxConcurrentInstanceCreateOps)
             ?? defaults.maxConcurrentInstanceCreateOps
         maxInstances = try container.decodeIfPresent(Int.self, forKey: .maxInstances) ?? defaults.maxInstances

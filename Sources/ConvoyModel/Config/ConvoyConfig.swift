@@ -57,8 +57,9 @@ public struct ConvoyConfig: Sendable, Equatable, Decodable {
         api = try container.decodeIfPresent(APIConfig.self, forKey: .api) ?? APIConfig()
         containers = try container.decodeIfPresent(ContainersConfig.self, forKey: .containers) ?? ContainersConfig()
         dispatch = try container.decodeIfPresent(DispatchConfig.self, forKey: .dispatch) ?? DispatchConfig()
-        instanceTypes = try (container.decodeIfPresent([String: InstanceTypeConfig].self, forKey: .instanceTypes) ?? [:])
-            .values.map(\.type).sorted { $0.name < $1.name }
+        let configured = try (container.decodeIfPresent([String: InstanceTypeConfig].self, forKey: .instanceTypes) ?? [:]).values.map(\.type)
+        instanceTypes = InstanceType.withPreemptibleVariants(configured, priceFactor: containers.preemptiblePriceFactor)
+            .sorted { $0.name < $1.name }
     }
 
     /// Parses and checks a configuration file's text.
@@ -247,6 +248,9 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
     /// A container may run on any fitting type priced up to the cheapest fitting one × this
     /// (Arvados' Containers.MaximumPriceFactor; at least 1).
     public var maximumPriceFactor: Double
+    /// When above 0, every type that is not preemptible gets a `<name>.preemptible` twin on the
+    /// spot market priced at its price × this (Arvados' Containers.PreemptiblePriceFactor).
+    public var preemptiblePriceFactor: Double
     /// A container is not retried sooner than this after an attempt.
     public var minRetryPeriod: Duration
     /// The dispatcher's SSH private key for workers (a file).
@@ -258,16 +262,17 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case maxDispatchAttempts = "MaxDispatchAttempts", reserveExtraRAM = "ReserveExtraRAM", minRetryPeriod = "MinRetryPeriod"
-        case maximumPriceFactor = "MaximumPriceFactor"
+        case maximumPriceFactor = "MaximumPriceFactor", preemptiblePriceFactor = "PreemptiblePriceFactor"
         case dispatchPrivateKeyFile = "DispatchPrivateKeyFile", runtimeEngine = "RuntimeEngine", cloudVMs = "CloudVMs"
     }
 
     public init(maxDispatchAttempts: Int = 10, reserveExtraRAM: Int64 = 256 << 20, maximumPriceFactor: Double = 1.5,
-                minRetryPeriod: Duration = .zero, dispatchPrivateKeyFile: String? = nil, runtimeEngine: String = "podman",
+                preemptiblePriceFactor: Double = 0, minRetryPeriod: Duration = .zero, dispatchPrivateKeyFile: String? = nil, runtimeEngine: String = "podman",
                 cloudVMs: CloudVMsConfig = CloudVMsConfig()) {
         self.maxDispatchAttempts = maxDispatchAttempts
         self.reserveExtraRAM = reserveExtraRAM
         self.maximumPriceFactor = maximumPriceFactor
+        self.preemptiblePriceFactor = preemptiblePriceFactor
         self.minRetryPeriod = minRetryPeriod
         self.dispatchPrivateKeyFile = dispatchPrivateKeyFile
         self.runtimeEngine = runtimeEngine
@@ -283,6 +288,10 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
         maximumPriceFactor = try container.decodeIfPresent(Double.self, forKey: .maximumPriceFactor) ?? defaults.maximumPriceFactor
         guard maximumPriceFactor.isFinite, (1...100).contains(maximumPriceFactor) else {
             throw ConfigError("Containers.MaximumPriceFactor must be a number from 1 to 100 (1: only the cheapest fitting type), not \(maximumPriceFactor)")
+        }
+        preemptiblePriceFactor = try container.decodeIfPresent(Double.self, forKey: .preemptiblePriceFactor) ?? defaults.preemptiblePriceFactor
+        guard preemptiblePriceFactor.isFinite, (0...100).contains(preemptiblePriceFactor) else {
+            throw ConfigError("Containers.PreemptiblePriceFactor must be a number from 0 (no automatic spot types) to 100, not \(preemptiblePriceFactor)")
         }
         minRetryPeriod = try container.decodeDuration(.minRetryPeriod, section: "Containers") ?? defaults.minRetryPeriod
         dispatchPrivateKeyFile = try container.decodeIfPresent(String.self, forKey: .dispatchPrivateKeyFile)

@@ -63,12 +63,50 @@ public struct InstanceType: Sendable, Hashable, Codable {
 
     /// Every type of `types` that fits and costs at most the cheapest fitting one × `priceFactor`
     /// (Arvados' MaximumPriceFactor), cheapest first (ties as `cheapest`); empty when none fits.
+    ///
+    /// With several containers per instance (`slotsPerInstance` 0: as many as fit, or more than
+    /// 1) a type's price is compared per container it holds, as Convoy goes past Arvados: a type
+    /// four times the price that holds eight such containers is a candidate, since filled it
+    /// costs less per container-hour; the scheduler boots it only when the queue fills it enough.
     public static func candidates(fitting constraints: RuntimeConstraints, preemptible: Bool, among types: [InstanceType],
-                                  ramOverhead: Int64 = 0, priceFactor: Double = 1) -> [InstanceType] {
+                                  ramOverhead: Int64 = 0, priceFactor: Double = 1, slotsPerInstance: Int = 1) -> [InstanceType] {
         let fitting = types.filter { $0.fits(constraints, preemptible: preemptible, ramOverhead: ramOverhead) }.sorted(by: cheaper)
-        guard let cheapest = fitting.first else { return [] }
-        let ceiling = cheapest.price * max(1, priceFactor)
-        return fitting.filter { $0.price <= ceiling }
+        guard !fitting.isEmpty else { return [] }
+        func perContainer(_ type: InstanceType) -> Double {
+            type.price / Double(type.holds(constraints, ramOverhead: ramOverhead, atMost: slotsPerInstance))
+        }
+        // The ceiling is what the container costs alone on the cheapest fitting type, × the factor.
+        let ceiling = fitting[0].price * max(1, priceFactor)
+        return fitting.filter { perContainer($0) <= ceiling }
+    }
+
+    /// How many containers with these constraints one instance of this type holds side by side
+    /// (at least 1 when it fits one; `atMost` 0: no cap).
+    public func holds(_ constraints: RuntimeConstraints, ramOverhead: Int64 = 0, atMost cap: Int = 0) -> Int {
+        var count = Int.max
+        if constraints.vcpus > 0 { count = min(count, vcpus / constraints.vcpus) }
+        if constraints.ram + ramOverhead > 0 { count = min(count, Int(ram / (constraints.ram + ramOverhead))) }
+        if constraints.scratch > 0 { count = min(count, Int(scratch / constraints.scratch)) }
+        if constraints.gpu.deviceCount > 0 { count = min(count, (gpu?.deviceCount ?? 0) / constraints.gpu.deviceCount) }
+        if cap > 0 { count = min(count, cap) }
+        return max(1, count == Int.max ? 1 : count)
+    }
+
+    /// `types` and, when `priceFactor` is above 0, a `<name>.preemptible` twin of each type that
+    /// is not preemptible: the same provider type on the spot market at its price × the factor
+    /// (Arvados' PreemptiblePriceFactor). A configured type already of that name wins, as in Arvados.
+    public static func withPreemptibleVariants(_ types: [InstanceType], priceFactor: Double) -> [InstanceType] {
+        guard priceFactor > 0 else { return types }
+        var all = types
+        let names = Set(types.map(\.name))
+        for type in types where !type.preemptible && !names.contains(type.name + ".preemptible") {
+            var twin = type
+            twin.name = type.name + ".preemptible"
+            twin.preemptible = true
+            twin.price = type.price * priceFactor
+            all.append(twin)
+        }
+        return all
     }
 
     /// The order types are preferred in: price, then fewer VCPUs, less RAM, the name.

@@ -15,15 +15,20 @@ public struct RunnerLaunchSettings: Codable, Sendable, Equatable, CustomStringCo
     public var apiHostInsecure: Bool
     /// The runtime for containers without an image, one of `runtimes` (`CONVOY_RUNTIME`; nil: the runner's own default).
     public var runtime: String?
+    /// Watch the EC2 instance metadata for a spot interruption notice while a preemptible
+    /// container runs (`CONVOY_EC2_SPOT_CHECK`; false when absent): the leader sets it when its
+    /// cloud is EC2, as arvados-dispatch-cloud sets crunch-run's EC2SpotCheck.
+    public var ec2SpotCheck: Bool
 
     /// The runtimes `convoy run` knows (`RuntimeKind` in ConvoyRunner).
     public static let runtimes = ["podman", "docker", "bwrap", "process"]
 
-    public init(apiHost: String, apiToken: String, apiHostInsecure: Bool = false, runtime: String? = nil) {
+    public init(apiHost: String, apiToken: String, apiHostInsecure: Bool = false, runtime: String? = nil, ec2SpotCheck: Bool = false) {
         self.apiHost = apiHost
         self.apiToken = apiToken
         self.apiHostInsecure = apiHostInsecure
         self.runtime = runtime
+        self.ec2SpotCheck = ec2SpotCheck
     }
 
     /// Reads the object `jsonData()` writes. Throws `RunnerLaunchSettingsError` naming the first
@@ -47,7 +52,8 @@ public struct RunnerLaunchSettings: Codable, Sendable, Equatable, CustomStringCo
 
     /// The settings with the token left out, for logs and error messages.
     public var description: String {
-        "RunnerLaunchSettings(apiHost: \(apiHost), apiToken: <redacted>, apiHostInsecure: \(apiHostInsecure), runtime: \(runtime ?? "default"))"
+        "RunnerLaunchSettings(apiHost: \(apiHost), apiToken: <redacted>, apiHostInsecure: \(apiHostInsecure), runtime: \(runtime ?? "default"), "
+            + "ec2SpotCheck: \(ec2SpotCheck))"
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -55,6 +61,7 @@ public struct RunnerLaunchSettings: Codable, Sendable, Equatable, CustomStringCo
         case apiToken = "CONVOY_API_TOKEN"
         case apiHostInsecure = "CONVOY_API_HOST_INSECURE"
         case runtime = "CONVOY_RUNTIME"
+        case ec2SpotCheck = "CONVOY_EC2_SPOT_CHECK"
     }
 
     /// Any key of the object, to find the ones `CodingKeys` does not name.
@@ -93,6 +100,7 @@ public struct RunnerLaunchSettings: Codable, Sendable, Equatable, CustomStringCo
         if let runtime, !Self.runtimes.contains(runtime) {
             throw RunnerLaunchSettingsError.malformedField(CodingKeys.runtime.rawValue, expected: runtimeExpected)
         }
+        ec2SpotCheck = try value(Bool.self, .ec2SpotCheck, expected: "true or false") ?? false
     }
 
     /// What was wrong with input that is not an object at all (never its contents: it may hold the token).

@@ -91,6 +91,10 @@ public actor ContainerRunner {
 
         let watchdog = Task { await self.watch(container, authUUID: authUUID) }
         defer { watchdog.cancel() }
+        let spotWatch = options.spotCheck.flatMap { check in
+            container.schedulingParameters.preemptible ? Task { await self.watchForSpotInterruption(check, authUUID: authUUID) } : nil
+        }
+        defer { spotWatch?.cancel() }
 
         let spec: ProcessSpec
         do {
@@ -196,6 +200,41 @@ public actor ContainerRunner {
                 // Transient: keep running; the next poll will see.
             } catch {}
             if stopReason != nil { return }
+        }
+    }
+
+    /// Looks for the cloud's notice that it will reclaim this spot instance, as crunch-run does:
+    /// a notice is logged and recorded in runtime_status (`warning: preemption notice`,
+    /// `preemptionNotice`), once per distinct notice; after `maxFailures` inconclusive checks in a
+    /// row the runner stops looking (not a spot instance, or no metadata service).
+    private func watchForSpotInterruption(_ check: SpotInterruptionCheck, authUUID: ArvadosUUID) async {
+        let metadata = InstanceMetadataClient(baseURL: check.metadataURL)
+        await say("checking for spot instance interruptions every \(check.interval) using instance metadata at \(check.metadataURL)")
+        var failures = 0
+        var last: SpotNotice?
+        while !Task.isCancelled {
+            try? await Task.sleep(for: check.interval)
+            if Task.isCancelled { return }
+            let notice: SpotNotice?
+            do {
+                notice = try await metadata.instanceAction()
+                failures = 0
+            } catch {
+                failures += 1
+                let giveUp = failures > check.maxFailures
+                await say("spot instance interruption check was inconclusive: \(error) -- " + (giveUp ? "giving up after too many errors in a row" : "will retry"))
+                if giveUp { return }
+                continue
+            }
+            guard let notice, notice != last else { continue }
+            last = notice
+            await say(notice.text)
+            runtimeStatus.merge(notice.runtimeStatus) { _, new in new }
+            do {
+                _ = try await api.update(uuid, ContainerUpdate(runtimeStatus: runtimeStatus, knownAuthUUID: authUUID))
+            } catch {
+                await say("recording the preemption notice in runtime_status: \(error)")
+            }
         }
     }
 

@@ -31,6 +31,8 @@ public struct RunnerOptions: Sendable {
     /// Gives a container the worker's GPUs it asked for (nil: this runner gives none, and a
     /// container that asks for a GPU never runs here).
     public var gpuAllocator: GPUAllocator?
+    /// Watch for a spot interruption notice while a preemptible container runs (nil: never).
+    public var spotCheck: SpotInterruptionCheck?
 
     public init(workRoot: URL, runtime: RuntimeKind? = nil, imageEngine: RuntimeKind = .podman,
                 runtimeWithoutImage: RuntimeKind = .bwrap, pollInterval: Duration = .seconds(2),
@@ -38,7 +40,8 @@ public struct RunnerOptions: Sendable {
                 apiRetryDeadline: Duration = .seconds(600), logFlushInterval: Duration = .seconds(1),
                 maxLogLinesPerFlush: Int = 10_000, maxLineBytes: Int = 64 << 10,
                 hostEnvironment: [String: String] = ProcessInfo.processInfo.environment,
-                sandboxUser: SandboxUser? = SandboxUser.forThisRunner, gpuAllocator: GPUAllocator? = nil) {
+                sandboxUser: SandboxUser? = SandboxUser.forThisRunner, gpuAllocator: GPUAllocator? = nil,
+                spotCheck: SpotInterruptionCheck? = nil) {
         self.workRoot = workRoot
         self.runtime = runtime
         self.imageEngine = imageEngine
@@ -53,6 +56,7 @@ public struct RunnerOptions: Sendable {
         self.hostEnvironment = hostEnvironment
         self.sandboxUser = sandboxUser
         self.gpuAllocator = gpuAllocator
+        self.spotCheck = spotCheck
     }
 
     /// `CONVOY_RUNNER_WORK_DIR`, else `/var/lib/convoy/work`.
