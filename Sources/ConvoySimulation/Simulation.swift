@@ -40,7 +40,13 @@ public final class Simulation {
     /// says so uncounts a lock), and not by the term that destroyed the instance itself: another
     /// term's destroy landing late looks like a reclamation to every other term.
     private var reclaimed: [ContainerID: Int64?] = [:]
+    /// Where each container's latest runner was spawned: a leader knows no later place for it
+    /// than its last report, so a spot instance taken away counts for the containers last there.
+    private var lastRunnerInstance: [ContainerID: InstanceID] = [:]
+    private var lastRunnersOn: [InstanceID: Set<ContainerID>] = [:]
     private var falsePreemptions: [String] = []
+    /// The containers to submit, by index (drawn before the run).
+    private var workload: [PlannedContainer] = []
     /// Instance-seconds and their price (per hour × hours) of every instance gone so far.
     private var instanceSeconds = 0.0
     private var instanceCost = 0.0
@@ -92,6 +98,8 @@ public final class Simulation {
         case probeDone(member: Int, instance: InstanceID, generation: Int, began: Double, listing: Set<ContainerID>)
         case startDone(member: Int, instance: InstanceID, generation: Int, container: ContainerID, auth: String, reply: Reply?)
         case runner(Int)
+        /// A runner on a broken worker gives up, changing nothing.
+        case runnerGone(Int)
         case fault
         case recover(member: Int)
         case elect
@@ -130,8 +138,10 @@ public final class Simulation {
 
     /// Runs to the end (drained, or the time limit) and reports.
     public func run() -> SimulationReport {
+        workload.reserveCapacity(settings.containers)
         for index in 0..<settings.containers {
             events.schedule(.submit(index), at: random.uniform(0...settings.submitWindow))
+            workload.append(plan(index))
         }
         if settings.meanTimeBetweenFaults > 0, !settings.faultKinds.isEmpty {
             events.schedule(.fault, at: random.uniform(0...settings.meanTimeBetweenFaults))
@@ -160,6 +170,7 @@ public final class Simulation {
         case .startDone(let member, let instance, let generation, let container, let auth, let reply):
             startDone(member, instance, generation, container, auth, reply)
         case .runner(let id): runnerStep(id)
+        case .runnerGone(let id): endRunner(id)
         case .fault: injectFault()
         case .recover(let member): recover(member)
         case .elect: elect()
@@ -191,23 +202,38 @@ public final class Simulation {
 
     // MARK: The workload
 
-    private func submit(_ index: Int) {
-        let id = ContainerID(String(format: "zzzzz-dz642-%015d", index))
+    /// One container of the workload, drawn before the run begins: every setting (packing or
+    /// not, any price factor) meets the same containers at the same times.
+    struct PlannedContainer {
+        var constraints: RuntimeConstraints
+        var preemptible: Bool
+        var priority: Int
+        var runtime: Double
+        var exitCode: Int
+    }
+
+    private func plan(_ index: Int) -> PlannedContainer {
         var constraints = RuntimeConstraints()
         let roll = random.uniform(0...1)
         constraints.vcpus = roll < 0.6 ? 1 : roll < 0.95 ? 4 : 64  // 5% fit no type: cancelled with the reason
         constraints.ram = Int64(constraints.vcpus) << 30
         let preemptible = constraints.vcpus == 1 && random.chance(0.1)
-        // Every eleventh asks for a CUDA GPU (no draw, so seeds keep their workloads): only the
-        // gpu type offers one, two per instance.
+        // Every eleventh asks for a CUDA GPU: only the gpu type offers one, two per instance.
         if index % 11 == 5, constraints.vcpus <= 4 {
             constraints.gpu = GPUConstraints(stack: .cuda, driverVersion: "12.0", hardwareTarget: ["8.0"], deviceCount: 1, vram: 16 << 30)
         }
-        // Every seventh a workflow runner (SupervisorFraction caps them; no draw, so seeds keep their workloads).
-        let entry = QueueEntry(id: id, state: .queued, priority: Int(random.uniform(1...3.99)),
-                               createdAt: Self.epochDate.addingTimeInterval(now), constraints: constraints, preemptible: preemptible,
+        return PlannedContainer(constraints: constraints, preemptible: preemptible, priority: Int(random.uniform(1...3.99)),
+                                runtime: random.uniform(settings.runtime), exitCode: random.chance(0.1) ? 1 : 0)
+    }
+
+    private func submit(_ index: Int) {
+        let id = ContainerID(String(format: "zzzzz-dz642-%015d", index))
+        let planned = workload[index]
+        // Every seventh a workflow runner (SupervisorFraction caps them).
+        let entry = QueueEntry(id: id, state: .queued, priority: planned.priority,
+                               createdAt: Self.epochDate.addingTimeInterval(now), constraints: planned.constraints, preemptible: planned.preemptible,
                                supervisor: index % 7 == 3)
-        api.submit(entry, runtime: random.uniform(settings.runtime), exitCode: random.chance(0.1) ? 1 : 0, now: now)
+        api.submit(entry, runtime: planned.runtime, exitCode: planned.exitCode, now: now)
         submitted += 1
         lastSubmit = now
     }
@@ -500,14 +526,16 @@ public final class Simulation {
                                        reply: Reply(ref: ref, issuedAt: now, timeout: timeout, lost: lost, incarnation: members[member].incarnation)),
                             at: now + took)
             if lost || took > timeout, !replyDiscarded { fail(ref, .memberNoAnswer("no answer"), delay: timeout) }
-        case .kill(let container, let worker, let target):
+        case .kill(let container, let worker, let target, let signal):
             guard let (_, delay, lost) = reach(target, ref, timeout: timeout, replyDiscarded: replyDiscarded) else { return }
-            for runner in instances[worker]?.runners.sorted() ?? [] where runners[runner]?.container == container {
+            // A wedged runner (on a broken worker) ignores SIGTERM: only SIGKILL ends it.
+            for runner in instances[worker]?.runners.sorted() ?? [] where runners[runner]?.container == container
+                && (signal == .kill || runners[runner]?.wedged != true) {
                 if let record = api.records[container], record.entry.priority > 0, record.entry.state == .running || record.entry.state == .locked,
                    record.auth == runners[runner]?.auth {
                     // Its lock is still the container's and nobody asked for it to stop: invariant 10.
                     var reason = "?"
-                    if case .kill(_, _, _, let why)? = drivers[ref.epoch]?.procedures[ref.id]?.command { reason = why }
+                    if case .kill(_, _, _, let why, _)? = drivers[ref.epoch]?.procedures[ref.id]?.command { reason = why }
                     liveKills.append(String(format: "killed %@ (%@) at %.1f s while its runner %d ran it on %@ under the current lock",
                                             container.rawValue, reason, now, runner, worker.rawValue))
                 }
@@ -605,7 +633,7 @@ public final class Simulation {
             return WorkerReport(instanceID: id.rawValue, member: host.id.rawValue, phase: session.phase, containers: containers.map(\.rawValue).sorted(),
                                 lastProbe: session.lastProbeEnded.map(clock), bootedAt: session.bootedAt.map(clock), bootSeconds: nil,
                                 probeSeconds: nil, hostedSince: clock(session.hostedSince), error: nil,
-                                lastProbeBeganAge: session.lastProbeBegan.map { now - $0 })
+                                lastProbeBeganAge: session.lastProbeBegan.map { now - $0 }, broken: session.broken)
         }
     }
 
@@ -628,8 +656,9 @@ public final class Simulation {
             }
             members[member].sessions[id]!.bootedAt = now
         }
-        // `convoy run --list` reads the runner state directory as the probe begins.
+        // `convoy run --list` reads the runner state directory (and the broken mark) as the probe begins.
         let listing = Set(instance.runners.compactMap { runners[$0]?.container })
+        members[member].sessions[id]!.broken = instance.broken
         let slow = members[member].slowUntil > now
         events.schedule(.probeDone(member: member, instance: id, generation: generation, began: now, listing: listing),
                         at: now + (slow ? random.uniform(1...8) : random.uniform(0.01...0.3)))
@@ -693,6 +722,13 @@ public final class Simulation {
         nextRunner += 1
         runners[id] = SimRunner(container: container, auth: auth, instance: instance, term: term)
         instances[instance]?.runners.insert(id)
+        if let previous = lastRunnerInstance.updateValue(instance, forKey: container) { lastRunnersOn[previous]?.remove(container) }
+        lastRunnersOn[instance, default: []].insert(container)
+        if instances[instance]?.broken != nil {
+            // It finds the worker broken and ends, leaving the container as it was.
+            events.schedule(.runnerGone(id), at: now + random.uniform(0.05...1))
+            return
+        }
         events.schedule(.runner(id), at: now + random.uniform(0.05...1))
     }
 
@@ -739,6 +775,7 @@ public final class Simulation {
 
     private func runnerStep(_ id: Int) {
         guard var runner = runners[id] else { return }
+        guard !runner.wedged else { return }  // it does nothing any more, not even notice a cancel
         guard api.isUp(now) else { events.schedule(.runner(id), at: now + 1); return }
         if runner.endsAt == nil {
             do {
@@ -766,8 +803,12 @@ public final class Simulation {
     private func destroyInstance(_ id: InstanceID, by remover: Int64?) {
         guard let instance = instances.removeValue(forKey: id) else { return }
         account(instance)
+        let lastThere = lastRunnersOn.removeValue(forKey: id) ?? []
+        for container in lastThere { lastRunnerInstance[container] = nil }
+        if instance.type.preemptible {
+            for container in lastThere { reclaimed[container] = .some(remover) }
+        }
         for runner in instance.runners {
-            if instance.type.preemptible, let container = runners[runner]?.container { reclaimed[container] = .some(remover) }
             runners[runner] = nil
         }
     }
@@ -876,6 +917,20 @@ public final class Simulation {
             for victim in busySpot { destroyInstance(victim, by: nil) }
         case .runnerVanishes:
             if let victim = random.pick(runners.keys.sorted()) { endRunner(victim) }
+        case .workerBroken:
+            // A busy worker breaks, and an admin cancels a container stuck there: its runner
+            // ignores SIGTERM, so the leader's kill must escalate to SIGKILL after TimeoutTERM.
+            let busy = instances.keys.sorted().filter { !(instances[$0]!.runners.isEmpty) }
+            guard let victim = random.pick(busy.isEmpty ? instances.keys.sorted() : busy) else { break }
+            instances[victim]!.broken = "no space left on device"
+            let stuck = instances[victim]!.runners.sorted().filter { runners[$0].map { !api.isFinal($0.container) } ?? false }
+            if let wedged = random.pick(stuck) {
+                // Cancelled for good (a later priority change cannot make it wanted again, which
+                // would leave it Running for ever under a runner that does nothing); if the API
+                // does not take the cancel now, nothing is wedged.
+                api.userCancel(runners[wedged]!.container, now: now)
+                if api.isFinal(runners[wedged]!.container) { runners[wedged]!.wedged = true }
+            }
         case .workerUnreachable:
             if let victim = random.pick(instances.keys.sorted()) {
                 instances[victim]!.reachable = false
@@ -1039,6 +1094,8 @@ struct SimInstance {
     var tags: [String: String] = [:]
     /// The cloud lists it from then on (an eventually consistent listing lags a create).
     var listedFrom: Double = -.infinity
+    /// Broken (worker-broken): a runner started there ends at once; only SIGKILL ends one already there.
+    var broken: String?
 
     init(id: InstanceID, type: InstanceType, createdAt: Double, bootAt: Double) {
         self.id = id
@@ -1062,6 +1119,8 @@ struct SimSession {
     var lastProbeBegan: Double?
     var lastProbeEnded: Double?
     var listed: Set<ContainerID> = []
+    /// What the last probe read of the worker's broken mark.
+    var broken: String?
     var inProgress: Set<ContainerID> = []
     /// Starts finished since the current probe began (the probe may have listed before them).
     var startedDuring: [ContainerID: Double] = [:]
@@ -1126,4 +1185,7 @@ struct SimRunner {
     /// The term whose start spawned it (nil: a start a crashed member had in hand).
     var term: Int64?
     var endsAt: Double?
+    /// Wedged on a broken worker: it ignores SIGTERM and its own watchdog; SIGKILL, or the
+    /// instance going, ends it.
+    var wedged = false
 }

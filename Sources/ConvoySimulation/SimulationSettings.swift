@@ -55,6 +55,11 @@ public enum FaultKind: String, Sendable, CaseIterable, Codable {
     /// each goes with its runners, and those containers may be requeued as preempted, which
     /// does not count against MaxDispatchAttempts.
     case spotReclaimed = "spot-reclaimed"
+    /// A worker breaks (its disk full): `convoy run --list` says so, a runner started there leaves
+    /// its container as it was and ends; and a user gives up on a container whose runner is wedged
+    /// there (it ignores SIGTERM and its own watchdog: only SIGKILL ends it). The leader must drain
+    /// the worker, escalate that kill to SIGKILL after TimeoutTERM, and destroy the worker once empty.
+    case workerBroken = "worker-broken"
 }
 
 /// One simulated cluster and its workload.

@@ -86,7 +86,12 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let state = stateDir.map { RunnerStateDirectory(url: URL(fileURLWithPath: $0)) } ?? RunnerStateDirectory.fromEnvironment()
         if list {
-            for record in state.list() { print(record.containerUUID) }
+            // One container uuid per live runner; `stale <uuid>` for a lock its dead runner left
+            // (removed now); `broken <reason>` when a runner found the worker unable to run containers.
+            let (live, stale) = state.sweep()
+            for record in live { print(record.containerUUID) }
+            for uuid in stale { print("stale \(uuid)") }
+            if let reason = state.brokenReason { print("broken \(reason.replacingOccurrences(of: "\n", with: " "))") }
             return
         }
         if let kill {
@@ -98,11 +103,12 @@ struct RunCommand: AsyncParsableCommand {
                 Self.report("no runner of \(kill) is running on this host")
                 throw ExitCode(1)
             case .stillFinishing(let pid):
+                // Not 1: its runner is still there (the leader must not take the worker for empty).
                 Self.report("the runner of \(kill) (pid \(pid)) is still saving logs and output")
-                throw ExitCode(1)
+                throw ExitCode(3)
             case .unverifiable(let pid):
                 Self.report("the record of \(kill)'s runner does not identify its process (pid \(pid), no start time): nothing signalled")
-                throw ExitCode(1)
+                throw ExitCode(4)
             }
         }
         guard let uuidText = uuid, let uuid = ArvadosUUID(uuidText) else { return }
@@ -156,7 +162,8 @@ struct RunCommand: AsyncParsableCommand {
             maxLogLinesPerFlush: maxLogLines, hostEnvironment: environment,
             gpuAllocator: GPUAllocator(directory: state, environment: environment),
             spotCheck: launch.ec2SpotCheck
-                ? SpotInterruptionCheck(metadataURL: environment["CONVOY_EC2_METADATA_URL"] ?? SpotInterruptionCheck.ec2MetadataURL) : nil)
+                ? SpotInterruptionCheck(metadataURL: environment["CONVOY_EC2_METADATA_URL"] ?? SpotInterruptionCheck.ec2MetadataURL) : nil,
+            stateDirectory: state)
         let runner = ContainerRunner(uuid: uuid, api: APIClient(APIClientConfiguration(launch)), options: options) { phase, group, runtime in
             try? claim.update { record in
                 record.phase = phase

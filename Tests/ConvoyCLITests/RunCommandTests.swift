@@ -88,11 +88,24 @@ final class RunCommandTests: PostgresTestCase {
         let gone = await eventually(every: .milliseconds(20)) { !Self.isAlive(pid) }
         XCTAssertTrue(gone, "the runner survived SIGKILL")
         let after = try ConvoyBinary.run(["run", "--list"], environment: try environment())
-        XCTAssertEqual(after.stdout, "")
+        XCTAssertEqual(after.stdout, "stale \(locked.uuid)\n", "the dead runner's lock is named once, as it is removed")
+        let again = try ConvoyBinary.run(["run", "--list"], environment: try environment())
+        XCTAssertEqual(again.stdout, "")
         let files = try FileManager.default.contentsOfDirectory(atPath: directory.appendingPathComponent("state").path)
         XCTAssertFalse(files.contains { $0.hasPrefix(locked.uuid.rawValue + ".") && !$0.hasSuffix(".out") }, "\(files)")
         // Its command still runs in its own process group; clean it up.
         TestProcess.killEverything(mentioning: "sleep \(duration)")
+    }
+
+    /// A runner that found the worker unable to run containers leaves a mark; `--list` reports it
+    /// (as crunch-run's `broken` line) for the leader to drain the worker.
+    func testListReportsAWorkerMarkedBroken() throws {
+        // What RunnerStateDirectory.markBroken writes (the runner's own tests check that it does).
+        try FileManager.default.createDirectory(at: directory.appendingPathComponent("state"), withIntermediateDirectories: true)
+        try Data("podman: writing blob: no space left on device\n".utf8).write(to: directory.appendingPathComponent("state/broken"))
+        let listed = try ConvoyBinary.run(["run", "--list"], environment: try environment())
+        XCTAssertEqual(listed.stdout, "broken podman: writing blob: no space left on device\n")
+        try FileManager.default.removeItem(atPath: directory.appendingPathComponent("state/broken").path)
     }
 
     func testADetachedRunnerThatIsRefusedSaysWhyAndExitsNonZero() async throws {

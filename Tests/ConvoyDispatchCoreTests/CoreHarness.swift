@@ -149,7 +149,7 @@ enum Fixture {
     static let small = InstanceType(name: "small", vcpus: 2, ram: 4 << 30, price: 0.05)
     static let large = InstanceType(name: "large", vcpus: 8, ram: 32 << 30, price: 0.40)
     /// The configuration's defaults (PollInterval 1 s, TimeoutIdle 60 s, TimeoutBooting and
-    /// TimeoutProbe 600 s, LockedTimeout 120 s, OrphanRunnerGrace 10 s, KillRepeat 30 s,
+    /// TimeoutProbe 600 s, LockedTimeout 120 s, OrphanRunnerGrace 10 s, TimeoutSignal 5 s, TimeoutTERM 120 s,
     /// CapacityHold 60 s, RateLimitBackoff 10 s) with the two types above, one container per
     /// instance (the packing tests set MaxRunningContainersPerInstance themselves).
     static var settings: CoreSettings { CoreSettings(instanceTypes: [small, large], maxContainersPerInstance: 1) }

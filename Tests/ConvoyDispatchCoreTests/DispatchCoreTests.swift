@@ -346,20 +346,20 @@ final class DispatchCoreTests: XCTestCase {
     }
 
     /// An operator's kill goes to the worker its runner is on, through that worker's host, once
-    /// per KillRepeat; a container with no runner the leader knows of is not killed anywhere.
-    func testAnOperatorsContainerKillGoesToItsRunnersWorkerOncePerKillRepeat() {
+    /// at a time; a container with no runner the leader knows of is not killed anywhere.
+    func testAnOperatorsContainerKillGoesToItsRunnersWorkerOneAtATime() {
         var h = harness(workers: ["i-1"], queue: [Fixture.entry("c1", .running), Fixture.entry("c2")])
         h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
         _ = h.pass()
         h.advance(to: 1)
         let kill = h.send(.killContainer("c1", reason: "stuck")).map(\.command)
         XCTAssertEqual(kill.count, 1)
-        guard case .kill(let id, let worker, _, let reason)? = kill.first else { return XCTFail("\(kill)") }
+        guard case .kill(let id, let worker, _, let reason, _)? = kill.first else { return XCTFail("\(kill)") }
         XCTAssertEqual(id, "c1")
         XCTAssertEqual(worker, "i-1")
         XCTAssertEqual(reason, "the operator asked: stuck")
         h.advance(to: 2)
-        XCTAssertEqual(h.send(.killContainer("c1", reason: "again")).map(\.command), [], "within KillRepeat")
+        XCTAssertEqual(h.send(.killContainer("c1", reason: "again")).map(\.command), [], "the first is in flight")
         XCTAssertEqual(h.send(.killContainer("c2", reason: "")).map(\.command), [], "c2 runs nowhere")
         XCTAssertEqual(h.core.workers["i-1"]?.lastContainer, "c1", "what the report listed")
     }
@@ -461,13 +461,13 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.pass().commands, [.kill("c2", on: "i-1", via: "f1", reason: "container has priority 0")],
                        "c1 waits: i-1 has not been probed this term, so c1's runner may still be there")
         h.advance(to: 1)
-        XCTAssertEqual(h.pass().commands, [.unlock("c1", ifState: nil, reason: "priority 0")], "c2's kill is not repeated within KillRepeat")
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", ifState: nil, reason: "priority 0")], "c2's kill is not repeated while it is in flight")
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 
     // MARK: Orphans, fit
 
-    func testARunnerForAContainerNoLongerListedIsKilledAfterTheGraceAndNotAgainWithinKillRepeat() {
+    func testARunnerForAContainerNoLongerListedIsKilledAfterTheGraceThenAgainEveryTimeoutSignalNeverTwiceAtOnce() throws {
         var settings = Fixture.settings
         settings.orphanRunnerGrace = 10
         var h = harness(queue: [Fixture.entry("c1", .running)], settings: settings)
@@ -483,12 +483,57 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertEqual(h.pass().commands, [], "an orphan for 9.5 s, within OrphanRunnerGrace")
         h.advance(to: 11.5)
         let kill = CoreCommand.kill("c1", on: "i-1", via: "f1", reason: "container is no longer this cluster's (ended, cancelled or unlocked)")
-        XCTAssertEqual(h.pass().commands, [kill])
-        h.advance(to: 41)
-        XCTAssertEqual(h.pass().commands, [], "killed 29.5 s ago, within KillRepeat")
-        h.advance(to: 42)
-        XCTAssertEqual(h.pass().commands, [kill])
+        let first = h.pass()
+        XCTAssertEqual(first.commands, [kill])
+        h.advance(to: 20)
+        XCTAssertEqual(h.pass().commands, [], "the first kill is still in flight")
+        h.answer(try XCTUnwrap(first.first), .done(.none))
+        h.advance(to: 21)
+        XCTAssertEqual(h.pass().commands, [kill], "answered, the runner still listed, TimeoutSignal (5 s) passed: again")
         XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    /// Arvados' TimeoutSignal and TimeoutTERM: SIGTERM every 5 s while the runner is listed, then
+    /// after 120 s SIGKILL, and the worker is drained; the runner that would not die does not keep
+    /// the drained worker, which is destroyed once nothing else runs there.
+    func testAKillThatDoesNotTakeWithinTimeoutTERMBecomesSIGKILLAndDrainsTheWorkerWhichThenGoes() throws {
+        var h = harness(queue: [Fixture.entry("c1", .running, priority: 0)])
+        h.world.reports["i-1"] = Fixture.ready("i-1", running: ["c1"])
+        var issued = h.pass()
+        XCTAssertEqual(issued.commands, [.kill("c1", on: "i-1", via: "f1", reason: "container has priority 0")])
+        var at = 0.0
+        while at < 115 {
+            h.answer(try XCTUnwrap(issued.first), .done(.none))
+            at += 5
+            h.advance(to: at)
+            issued = h.pass()
+            XCTAssertEqual(issued.commands, [.kill("c1", on: "i-1", via: "f1", reason: "container has priority 0")], "at \(at) s")
+        }
+        h.answer(try XCTUnwrap(issued.first), .done(.none))
+        h.advance(to: 120)
+        let escalated = h.pass().commands
+        XCTAssertTrue(escalated.contains(.kill("c1", on: "i-1", via: "f1", reason: "container has priority 0; SIGTERM did not take within 120 s",
+                                               signal: .kill)), "\(escalated)")
+        XCTAssertTrue(escalated.contains(.setIdleBehavior("i-1", .drain, reason: "a kill of c1's runner did not take within TimeoutTERM (120 s)")),
+                      "\(escalated)")
+        XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .drain)
+        h.advance(to: 121.5)
+        XCTAssertTrue(h.pass().commands.contains(.destroy("i-1", reason: "idle or drained")),
+                      "only the runner that would not die is left there: the worker goes, and the runner with it")
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    /// A runner that finds its worker broken marks it (`convoy run --list` says `broken …`): the
+    /// leader drains it, so what runs there finishes and nothing new starts.
+    func testABrokenWorkerIsDrained() {
+        var h = harness(workers: ["i-1", "i-2"], queue: [Fixture.entry("c1", .running), Fixture.entry("c2")])
+        var report = Fixture.ready("i-1", running: ["c1"])
+        report.broken = "no space left on device"
+        h.world.reports["i-1"] = report
+        let commands = h.pass().commands
+        XCTAssertTrue(commands.contains(.setIdleBehavior("i-1", .drain, reason: "a runner found it broken: no space left on device")), "\(commands)")
+        XCTAssertTrue(commands.contains(.lock("c2")), "c2 goes to i-2: \(commands)")
+        XCTAssertEqual(h.core.workers["i-1"]?.idleBehavior, .drain)
     }
 
     func testARunnerIsNotKilledOnOneListingsSilenceEvenWithNoGraceInTime() {
@@ -1136,7 +1181,7 @@ final class DispatchCoreTests: XCTestCase {
                     h.world.setState(id, .queued)
                 case .cancel(let id, _, _):
                     h.world.queue.removeAll { $0.id == id }
-                case .kill(let id, let worker, _, _):
+                case .kill(let id, let worker, _, _, _):
                     h.world.reports[worker]?.containers.removeAll { $0 == id.rawValue }
                     h.world.queue.removeAll { $0.id == id && $0.state != .queued }
                 case .destroy(let id, _):

@@ -261,6 +261,31 @@ final class DispatcherTests: PostgresTestCase {
         return try ConvoyBinary.run(["run", "--list"], environment: environment).stdout.split(separator: "\n").map(String.init)
     }
 
+    /// A worker whose runner marked it broken (a full disk, a dead engine) is drained: the
+    /// container there finishes, the next goes to another instance, and the broken one goes once empty.
+    func testAWorkerMarkedBrokenIsDrainedAndItsContainerFinishes() async throws {
+        let pool = try startPool()
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        let first = try await submit(["sleep", "4"])
+        let broken = try await waitUntilRunning(first, via: replica)
+        let state = pool.cloudDirectory.appendingPathComponent(broken).appendingPathComponent("state")
+        try Data("podman: writing blob: no space left on device\n".utf8).write(to: state.appendingPathComponent("broken"))
+        try await wait("the broken worker drained") {
+            try await items(replica, "/arvados/v1/dispatch/instances").contains {
+                $0["instance"]?.stringValue == broken && $0["idle_behavior"]?.stringValue == "drain"
+            }
+        }
+        XCTAssertTrue(replica.log.contains("a runner found it broken: podman: writing blob: no space left on device"), replica.log.suffix(3000).description)
+        let second = try await submit(["true"])
+        try await wait("both containers Complete", within: .seconds(90)) {
+            let a = try await container(first).state, b = try await container(second).state
+            return a == .complete && b == .complete
+        }
+        let secondStart = try XCTUnwrap(startLine(second, in: replica), replica.log)
+        XCTAssertFalse(secondStart.contains(broken), "nothing new starts on a broken worker: \(secondStart)")
+        try await wait("the broken instance destroyed") { try await !pool.driver().instances().contains { $0.id == broken } }
+    }
+
     func testCancellingARunningContainerKillsItsRunner() async throws {
         let pool = try startPool()
         let replica = try startReplicas(["d1"], pool: pool)[0]

@@ -117,6 +117,17 @@ final class ConfigTests: XCTestCase {
         }
     }
 
+    func testTimeoutSignalAndTimeoutTERMTakeArvadosDefaultsAndMustBeOrdered() throws {
+        let defaults = try parse("").containers.cloudVMs
+        XCTAssertEqual(defaults.timeoutSignal, .seconds(5))
+        XCTAssertEqual(defaults.timeoutTERM, .seconds(120))
+        let set = try parse("Containers:\n  CloudVMs:\n    TimeoutSignal: 2s\n    TimeoutTERM: 1m").containers.cloudVMs
+        XCTAssertEqual(set.timeoutSignal, .seconds(2))
+        XCTAssertEqual(set.timeoutTERM, .seconds(60))
+        XCTAssertTrue(error("Containers:\n  CloudVMs:\n    TimeoutSignal: 10s\n    TimeoutTERM: 5s").contains("TimeoutTERM at least as long"))
+        XCTAssertTrue(error("Containers:\n  CloudVMs:\n    TimeoutSignal: 0s").contains("TimeoutSignal must be more than 0"))
+    }
+
     func testMaxProbesPerSecondTakesArvadosDefaultAndZeroMeansNoLimit() throws {
         XCTAssertEqual(try parse("").containers.cloudVMs.maxProbesPerSecond, 10)
         XCTAssertEqual(try parse("Containers:\n  CloudVMs:\n    MaxProbesPerSecond: 0").containers.cloudVMs.maxProbesPerSecond, 0)

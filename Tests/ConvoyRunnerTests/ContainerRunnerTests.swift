@@ -269,6 +269,33 @@ final class ContainerRunnerTests: PostgresTestCase {
         XCTAssertNotNil(container.log)
     }
 
+    // MARK: A broken worker
+
+    /// A runtime that fails the way a full disk makes it fail: the runner marks the worker broken
+    /// (for `--list` and the leader) and leaves the container as it was, for another worker.
+    func testARuntimeFailureThatSaysTheWorkerIsBrokenMarksItAndLeavesTheContainerToTheDispatcher() async throws {
+        let fakes = work.appendingPathComponent("fake-bin")
+        try FileManager.default.createDirectory(at: fakes, withIntermediateDirectories: true)
+        let bwrap = fakes.appendingPathComponent("bwrap")
+        try Data("#!/bin/sh\necho \"bwrap: Can't mkdir /tmp/x: No space left on device\" >&2\nexit 1\n".utf8).write(to: bwrap)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: bwrap.path)
+        let state = RunnerStateDirectory(url: work.appendingPathComponent("state"))
+        var options = try options(runtime: .bwrap)
+        options.hostEnvironment["PATH"] = fakes.path + ":/usr/bin:/bin"
+        options.sandboxUser = nil
+        options.stateDirectory = state
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["true"], outputPath: "/out", priority: 1))
+        let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: options, echo: { _ in })
+        let result = try await withTimeout(.seconds(60)) { await runner.run() }
+        guard case .brokenWorker(let why) = result else { return XCTFail("\(result)") }
+        XCTAssertTrue(why.contains("No space left on device"), why)
+        XCTAssertEqual(result.exitStatus, 4)
+        XCTAssertTrue(state.brokenReason?.contains("No space left on device") == true, "\(String(describing: state.brokenReason))")
+        let container = try await stored(locked.uuid)
+        XCTAssertEqual(container.state, .running, "left as it was: the leader requeues it when the runner is gone")
+        XCTAssertNil(container.runtimeStatus["error"], "not this container's error")
+    }
+
     // MARK: Spot instances
 
     /// A preemptible container's runner watches the instance metadata (IMDSv2) as crunch-run

@@ -39,6 +39,19 @@ final class ProcessRuntimeTests: XCTestCase {
         XCTAssertEqual(collected["stdout"], [directory.resolvingSymlinksInPath().path, "hi there", "unset"], "only the spec's environment")
     }
 
+    /// An engine that fails at once never reads the environment it was given on its standard
+    /// input: the runner still gets its exit status and output (the library's own writer trapped
+    /// on the broken pipe, and a full disk made bwrap do just that).
+    func testACommandThatExitsWithoutReadingItsInputStillReportsItsEnd() async throws {
+        let lines = Lines()
+        let outcome = try await ProcessRuntime.run(
+            ProcessSpec(command: ["sh", "-c", "echo 'bwrap: No space left on device' >&2; exit 1"], workingDirectory: "/", environment: environment,
+                        standardInput: Array(repeating: UInt8(ascii: "x"), count: 1 << 20))) { await lines.add($0, $1) }
+        XCTAssertEqual(outcome, .exited(1))
+        let collected = await lines.byStream
+        XCTAssertEqual(collected["stderr"], ["bwrap: No space left on device"])
+    }
+
     func testAMissingCommandIsATypedError() async throws {
         do {
             _ = try await ProcessRuntime.run(ProcessSpec(command: ["convoy-no-such-command"], workingDirectory: "/", environment: environment), onLine: { _, _ in })

@@ -139,8 +139,8 @@ public actor DispatchLeader {
     /// Logs the decisions that lose work, when they are made (the reason is the core's).
     private func announce(_ command: CoreCommand) {
         switch command {
-        case .kill(let id, let worker, _, let reason):
-            logger.warning("killing a runner: \(reason)", metadata: ["container": "\(id)", "instance": "\(worker)"])
+        case .kill(let id, let worker, _, let reason, let signal):
+            logger.warning("killing a runner: \(reason)", metadata: ["container": "\(id)", "instance": "\(worker)", "signal": "\(signal.rawValue)"])
         case .destroy(let id, let reason):
             logger.info("shutting down worker", metadata: ["instance": "\(id)", "reason": "\(reason)"])
         case .setIdleBehavior(let id, .drain, let reason):
@@ -177,7 +177,7 @@ public actor DispatchLeader {
             logger.info("container unlocked", metadata: ["container": "\(id)", "reason": "\(reason)"])
         case (.cancel(let id, _, let reason), .done):
             logger.info("container cancelled", metadata: ["container": "\(id)", "reason": "\(reason)"])
-        case (.kill(let id, let worker, _, let reason), .done):
+        case (.kill(let id, let worker, _, let reason, _), .done):
             logger.info("container killed", metadata: ["container": "\(id)", "instance": "\(worker)", "reason": "\(reason)"])
         case (.create(let type), .done(.created(let instance))):
             logger.info("instance created", metadata: ["instance": "\(instance.id)", "type": "\(type.name)", "address": "\(instance.address)"])
@@ -226,7 +226,7 @@ public actor DispatchLeader {
         case .start(let id, let worker, let member): return "start \(id) on \(worker) via \(member)"
         case .unlock(let id, _, _, _): return "unlock \(id)"
         case .cancel(let id, _, _): return "cancel \(id)"
-        case .kill(let id, let worker, _, _): return "kill \(id) on \(worker)"
+        case .kill(let id, let worker, _, _, _): return "kill \(id) on \(worker)"
         case .create(let type): return "create \(type.name)"
         case .destroy(let id, _): return "destroy \(id)"
         case .setIdleBehavior(let id, _, _): return "tag \(id)"

@@ -46,7 +46,8 @@ extension DispatchSettings {
                             maxCloudOpsPerSecond: cloud.maxCloudOpsPerSecond, maxConcurrentCreates: cloud.maxConcurrentInstanceCreateOps,
                             maxInstances: cloud.maxInstances, maxContainersPerInstance: cloud.maxRunningContainersPerInstance,
                             initialQuotaEstimate: cloud.initialQuotaEstimate,
-                            supervisorFraction: cloud.supervisorFraction, timeoutShutdown: cloud.timeoutShutdown.timeInterval,
+                            supervisorFraction: cloud.supervisorFraction, timeoutSignal: cloud.timeoutSignal.timeInterval,
+                            timeoutTERM: cloud.timeoutTERM.timeInterval, timeoutShutdown: cloud.timeoutShutdown.timeInterval,
                             quotaGroups: QuotaGroups(cloud.instanceTypeQuotaGroups), memberTimeout: memberTimeout.timeInterval)
     }
 }

@@ -52,8 +52,11 @@ public struct ClusterMemberCalls: ClusterMembers {
             case .started: return .none
             case .outcomeUnknown(let reason): throw CallError.memberNoAnswer(reason)
             }
-        case .kill(let id, let worker, let target):
+        case .kill(let id, let worker, let target, .term):
             try await workerHost(on: target).killContainer(id.rawValue, on: worker.rawValue)
+            return .none
+        case .kill(let id, let worker, let target, let signal):
+            try await workerHost(on: target).killContainer(id.rawValue, on: worker.rawValue, signal: signal.rawValue)
             return .none
         }
     }

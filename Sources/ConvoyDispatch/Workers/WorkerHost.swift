@@ -79,9 +79,16 @@ public distributed actor WorkerHost {
 
     /// Runs `convoy run --kill UUID` on the worker.
     public distributed func killContainer(_ uuid: String, on instanceID: String) async throws {
+        try await killContainer(uuid, on: instanceID, signal: "TERM")
+    }
+
+    /// Runs `convoy run --kill UUID --signal TERM|KILL` on the worker (a method of its own, so
+    /// that a replica of the release before still answers the TERM one during a rolling restart).
+    public distributed func killContainer(_ uuid: String, on instanceID: String, signal: String) async throws {
         let container = try Self.checked { () throws(MemberArguments.Refusal) in try MemberArguments.containerUUID(uuid) }
+        guard signal == "TERM" || signal == "KILL" else { throw WorkerError.invalidArgument("the signal must be TERM or KILL, not \(signal.prefix(20))") }
         guard let session = sessions[instanceID] else { throw WorkerError.notHosted(instanceID) }
-        try await session.killContainer(container.rawValue)
+        try await session.killContainer(container.rawValue, signal: signal)
     }
 
     /// `body`'s value, its refusal as `WorkerError.invalidArgument` (what crosses back to the leader).

@@ -62,6 +62,8 @@ actor WorkerSession {
     private var runnerVerified = false
     private var lastError: String?
     private var bootProbeFailing = false
+    /// What the last probe said of a broken worker (`broken <reason>`).
+    private var broken: String?
     private var loop: Task<Void, Never>?
 
     init(instance: CloudInstance, settings: WorkerHostSettings, member: String, logger: Logger) {
@@ -86,7 +88,8 @@ actor WorkerSession {
     var report: WorkerReport {
         WorkerReport(instanceID: instance.id, member: member, phase: phase, containers: containers.union(starting).sorted(), lastProbe: lastProbe,
                      bootedAt: bootedAt, bootSeconds: bootSeconds, probeSeconds: probeSeconds, hostedSince: hostedSince, error: lastError,
-                     bootProbeFailing: bootProbeFailing, lastProbeBeganAge: lastProbeBegan.map { Self.seconds(ContinuousClock.now - $0) })
+                     bootProbeFailing: bootProbeFailing, lastProbeBeganAge: lastProbeBegan.map { Self.seconds(ContinuousClock.now - $0) },
+                     broken: broken)
     }
 
     private func run() async {
@@ -217,7 +220,21 @@ actor WorkerSession {
         guard result.exitStatus == 0 else {
             throw WorkerError.commandFailed(instance: instance.id, command: "convoy run --list", status: result.exitStatus, stderr: result.stderrText)
         }
-        var listed = Set(result.stdoutText.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
+        // Container uuids, one per line; `stale <uuid>` (a dead runner's lock, removed) and
+        // `broken <reason>` (a runner found the worker unable to run containers).
+        var listed = Set<String>()
+        var broken: String?
+        for line in result.stdoutText.split(separator: "\n").map(String.init) where !line.isEmpty {
+            if line == "broken" || line.hasPrefix("broken ") {
+                broken = line == "broken" ? "broken" : String(line.dropFirst("broken ".count))
+            } else if line.hasPrefix("stale ") {
+                logger.info("a runner died without releasing its lock", metadata: ["container": "\(line.dropFirst("stale ".count))"])
+            } else {
+                listed.insert(line)
+            }
+        }
+        if broken != nil, self.broken == nil { logger.warning("worker marked broken", metadata: ["reason": "\(broken!)"]) }
+        self.broken = broken
         for (uuid, at) in startedDuring {
             if at >= began { listed.insert(uuid) } else { startedDuring[uuid] = nil }
         }
@@ -258,14 +275,17 @@ actor WorkerSession {
         return .started(pid: result.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
-    func killContainer(_ uuid: String) async throws {
+    func killContainer(_ uuid: String, signal: String = "TERM") async throws {
         guard let ssh = session else { throw WorkerError.notReady(instance: instance.id, phase: phase) }
-        let result = try await ssh.exec("\(ShellWord.quote(settings.runner.remotePath)) run --kill \(ShellWord.quote(uuid)) --grace 10", timeout: .seconds(60))
-        // 1: no runner of it there (already gone) — what a kill wants.
-        guard result.exitStatus == 0 || result.exitStatus == 1 else {
+        let result = try await ssh.exec("\(ShellWord.quote(settings.runner.remotePath)) run --kill \(ShellWord.quote(uuid)) --signal \(signal) --grace 10",
+                                        timeout: .seconds(60))
+        // 0: stopped; 1: no runner of it there (already gone) — what a kill wants; 3: stopped its
+        // command and still saving logs and output: still there, the next probe says when it is gone.
+        guard result.exitStatus == 0 || result.exitStatus == 1 || result.exitStatus == 3 else {
             throw WorkerError.commandFailed(instance: instance.id, command: "convoy run --kill \(uuid)", status: result.exitStatus,
                                             stderr: result.stderrText)
         }
+        guard result.exitStatus != 3 else { return }
         containers.remove(uuid)
         startedDuring[uuid] = nil
     }

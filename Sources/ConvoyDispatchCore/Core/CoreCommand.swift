@@ -2,6 +2,12 @@ import ConvoyModel
 
 /// What the core asks its driver to do. Every command is carried out under the term's epoch:
 /// the API and the members refuse an older one, and the driver checks the epoch before a cloud call.
+/// The signal a kill sends the runner.
+public enum KillSignal: String, Sendable, Equatable, Codable {
+    case term = "TERM"
+    case kill = "KILL"
+}
+
 public enum CoreCommand: Sendable, Equatable {
     /// The registered members and their heartbeats' ages.
     case listMembers
@@ -22,7 +28,9 @@ public enum CoreCommand: Sendable, Equatable {
     /// `preempted`: its spot instance was reclaimed by the cloud, which is no dispatch failure.
     case unlock(ContainerID, ifState: ContainerState?, reason: String, preempted: Bool = false)
     case cancel(ContainerID, authUUID: String?, reason: String)
-    case kill(ContainerID, on: InstanceID, via: MemberID, reason: String)
+    /// Stop the container's runner: SIGTERM (the runner ends the container Cancelled, its command
+    /// SIGKILLed after a grace), or SIGKILL once TERM has not taken within TimeoutTERM.
+    case kill(ContainerID, on: InstanceID, via: MemberID, reason: String, signal: KillSignal = .term)
     case create(InstanceType)
     case destroy(InstanceID, reason: String)
     /// Set the idle behaviour's instance tag (so that a new leader knows it), with why.

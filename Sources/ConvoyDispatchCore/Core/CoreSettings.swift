@@ -43,8 +43,11 @@ public struct CoreSettings: Sendable, Equatable {
     /// ... and once a probe begun after the first of those listings still lists the runner (off
     /// only to show, in the simulation, how the leader killed runners before).
     public var orphanRunnerNeedsLaterProbe: Bool
-    /// Between two kills of one runner.
-    public var killRepeat: Double
+    /// Between two kills of one runner (Arvados' TimeoutSignal; never while one is in flight).
+    public var timeoutSignal: Double
+    /// A runner still listed this long after its first kill is sent SIGKILL, and its worker is
+    /// drained (Arvados' TimeoutTERM).
+    public var timeoutTERM: Double
     /// After a capacity error, creates of that type (or quota group) wait this long; after a
     /// quota error with no instance left, every create does.
     public var capacityHold: Double
@@ -72,7 +75,7 @@ public struct CoreSettings: Sendable, Equatable {
                 timeoutIdle: Double = 60, timeoutBooting: Double = 600, timeoutProbe: Double = 600, maxCloudOpsPerSecond: Int = 20,
                 maxConcurrentCreates: Int = 1, maxInstances: Int = 64,
                 maxContainersPerInstance: Int = 0, initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, overloadQuietPeriod: Double = 60, lockedTimeout: Double = 120, orphanRunnerGrace: Double = 0,
-                orphanRunnerListings: Int = 2, orphanRunnerNeedsLaterProbe: Bool = true, killRepeat: Double = 30, capacityHold: Double = 60, rateLimitBackoff: Double = 10,
+                orphanRunnerListings: Int = 2, orphanRunnerNeedsLaterProbe: Bool = true, timeoutSignal: Double = 5, timeoutTERM: Double = 120, capacityHold: Double = 60, rateLimitBackoff: Double = 10,
                 timeoutShutdown: Double = 10, quotaGroups: QuotaGroups = QuotaGroups(),
                 queueDepth: Int = 20_000, listPageSize: Int = 1000, listPaging: QueueListing.Paging = .keyset,
                 memberTimeout: Double = 4, deadlines: CommandDeadlines = CommandDeadlines()) {
@@ -95,7 +98,8 @@ public struct CoreSettings: Sendable, Equatable {
         self.orphanRunnerGrace = orphanRunnerGrace
         self.orphanRunnerListings = orphanRunnerListings
         self.orphanRunnerNeedsLaterProbe = orphanRunnerNeedsLaterProbe
-        self.killRepeat = killRepeat
+        self.timeoutSignal = timeoutSignal
+        self.timeoutTERM = timeoutTERM
         self.capacityHold = capacityHold
         self.rateLimitBackoff = rateLimitBackoff
         self.timeoutShutdown = timeoutShutdown

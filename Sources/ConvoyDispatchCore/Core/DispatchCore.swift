@@ -49,7 +49,9 @@ public struct DispatchCore: Sendable {
     private var passStartedAt: Moment
     private var nextPassAt: Moment
     private var hostedClaims: [InstanceID: MemberID] = [:]
-    private var killedAt: [ContainerID: Moment] = [:]
+    /// Runners being killed: since when, the last kill, whether one is in flight, whether their
+    /// worker was drained for it (TimeoutTERM passed).
+    private var kills: [ContainerID: KillProgress] = [:]
     private var nextDeadlineCheck = Moment(seconds: -.infinity)
 
     private enum Stage: Sendable, Equatable {
@@ -99,11 +101,9 @@ public struct DispatchCore: Sendable {
         case .killInstance(let id):
             if workers[id] != nil { shutDown(id, reason: "the operator asked", now: now, &out) }
         case .killContainer(let id, let reason):
-            // Wherever its runner is taken to be, through that worker's host (again only after KillRepeat).
-            guard let worker = runnerLocations[id], let host = workers[worker]?.host, !silentMembers.contains(host) else { break }
-            if let at = killedAt[id], now - at < settings.killRepeat { break }
-            killedAt[id] = now
-            issue(.kill(id, on: worker, via: host, reason: "the operator asked" + (reason.isEmpty ? "" : ": \(reason)")), now, &out)
+            // Wherever its runner is taken to be, through that worker's host.
+            guard let worker = runnerLocations[id] else { break }
+            killRunner(id, on: worker, reason: "the operator asked" + (reason.isEmpty ? "" : ": \(reason)"), now: now, &out)
         }
         return out
     }
@@ -237,8 +237,8 @@ public struct DispatchCore: Sendable {
             if case .done = outcome { record.listed = false }
             move(&record, to: .idle)
             containers[id] = record
-        case .kill:
-            break
+        case .kill(let id, _, _, _, _):
+            kills[id]?.inFlight = false
         case .create(let type):
             creating[type.name] = max(0, (creating[type.name] ?? 1) - 1)
             switch outcome {
@@ -552,7 +552,9 @@ public struct DispatchCore: Sendable {
                                          need: Resources(needs: record.entry.constraints, ramOverhead: settings.reserveExtraRAM)))
         }
 
-        killedAt = killedAt.filter { now - $0.value < settings.killRepeat }
+        // A runner no report lists any more is gone: its kill is over.
+        let located = runnerLocations
+        kills = kills.filter { located[$0.key] != nil || $0.value.inFlight }
         killOrphans(now: now, &out)
         // A destroy or a tag write that did not take, or waited for the cloud's quiet or the
         // budget, is sent before new creates spend the budget (the rest on a later pass).
@@ -630,10 +632,8 @@ public struct DispatchCore: Sendable {
                 orphans[uuid] = sighting
                 guard now - sighting.since >= settings.orphanRunnerGrace, sighting.listings >= settings.orphanRunnerListings,
                       !settings.orphanRunnerNeedsLaterProbe || (worker.probedFrom ?? .distantPast) > sighting.since,
-                      let host = worker.host, !silentMembers.contains(host) else { continue }
-                if let at = killedAt[uuid], now - at < settings.killRepeat { continue }
-                killedAt[uuid] = now
-                issue(.kill(uuid, on: worker.id, via: host, reason: "container is no longer this cluster's (ended, cancelled or unlocked)"), now, &out)
+                      worker.host != nil else { continue }
+                killRunner(uuid, on: worker.id, reason: "container is no longer this cluster's (ended, cancelled or unlocked)", now: now, &out)
             }
             if orphans != worker.orphans { workers[slot: slot].orphans = orphans }
         }
@@ -650,7 +650,10 @@ public struct DispatchCore: Sendable {
             if let failed = worker.startFailedAt, (worker.probedFrom ?? .distantPast) <= failed, state == .idle || state == .running {
                 state = .unknown
             }
-            let there = runnersOn[worker.id] ?? []
+            var there = runnersOn[worker.id] ?? []
+            // On a worker drained because a kill did not take, the runner that would not die
+            // does not keep it: it goes once nothing else runs there.
+            if worker.idleBehavior == .drain { there = there.filter { kills[$0]?.drained != true } }
             var used = Resources.none
             for id in there {
                 // A runner of a container the listing does not show: take the worker as full.
@@ -715,14 +718,34 @@ public struct DispatchCore: Sendable {
                 move(slot: slot, to: .cancelling)
                 issue(.cancel(id, authUUID: containers[slot: slot].entry.authUUID, reason: reason), now, &out)
             case .kill(let id, let worker):
-                guard let host = workers[worker]?.host, !silentMembers.contains(host) else { continue }
-                if let at = killedAt[id], now - at < settings.killRepeat { continue }
-                killedAt[id] = now
-                issue(.kill(id, on: worker, via: host, reason: "container has priority 0"), now, &out)
+                killRunner(id, on: worker, reason: "container has priority 0", now: now, &out)
             case .shutdown(let worker):
                 shutDown(worker, reason: "idle or drained", now: now, &out)
             }
         }
+    }
+
+    /// Kills a runner through its worker's host: SIGTERM every TimeoutSignal (never while a kill
+    /// is in flight); once TimeoutTERM has passed since the first, SIGKILL, and the worker is
+    /// drained (a worker where a kill does not take runs nothing new, and goes once what else runs
+    /// there ends: the runner that would not die goes with it).
+    private mutating func killRunner(_ id: ContainerID, on worker: InstanceID, reason: String, now: Moment, _ out: inout [IssuedCommand]) {
+        guard let host = workers[worker]?.host, !silentMembers.contains(host) else { return }
+        var progress = kills[id] ?? KillProgress(first: now, worker: worker)
+        guard !progress.inFlight, progress.last.map({ now - $0 >= settings.timeoutSignal }) ?? true else { return }
+        let overdue = now - progress.first >= settings.timeoutTERM
+        if overdue, !progress.drained {
+            progress.drained = true
+            if workers[worker]?.idleBehavior == .run {
+                setIdleBehavior(worker, .drain, reason: "a kill of \(id)'s runner did not take within TimeoutTERM (\(Int(settings.timeoutTERM)) s)", now, &out)
+            }
+        }
+        progress.last = now
+        progress.inFlight = true
+        progress.worker = worker
+        kills[id] = progress
+        issue(.kill(id, on: worker, via: host, reason: overdue ? "\(reason); SIGTERM did not take within \(Int(settings.timeoutTERM)) s" : reason,
+                    signal: overdue ? .kill : .term), now, &out)
     }
 
     private mutating func shutDown(_ id: InstanceID, reason: String, now: Moment, _ out: inout [IssuedCommand]) {
@@ -775,6 +798,20 @@ public struct DispatchCore: Sendable {
         for worker in workers.values { for uuid in worker.reported { location[uuid] = worker.id } }
         for record in containers.values { if let worker = record.phase.worker { location[record.id] = worker } }
         return location
+    }
+}
+
+/// A runner being killed.
+struct KillProgress: Equatable {
+    var first: Moment
+    var last: Moment?
+    var inFlight = false
+    var drained = false
+    var worker: InstanceID
+
+    init(first: Moment, worker: InstanceID) {
+        self.first = first
+        self.worker = worker
     }
 }
 

@@ -14,6 +14,9 @@ public enum WorkerHealth {
         if let report = worker.report, report.bootProbeFailing, worker.idleBehavior != .drain {
             return .drain(reason: "its boot probe fails while runners live there")
         }
+        if let broken = worker.report?.broken, worker.idleBehavior != .drain, worker.idleBehavior != .hold {
+            return .drain(reason: "a runner found it broken: \(broken)")
+        }
         if worker.report?.phase == .hostKeyMismatch {
             return .shutdown(reason: "its SSH host key does not match the one the cloud gave")
         }

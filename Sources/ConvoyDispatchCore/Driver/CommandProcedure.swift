@@ -50,7 +50,7 @@ public struct CommandProcedure: Sendable {
         case .start(let id, _, _): step = call(.queue(.containerToken(id)), now)
         case .unlock(let id, let state, _, let preempted): step = call(.queue(.unlock(id, ifState: state, preempted: preempted)), now)
         case .cancel(let id, let authUUID, let reason): step = call(.queue(.cancel(id, authUUID: authUUID, reason: reason)), now)
-        case .kill(let id, let worker, let member, _): step = call(.member(.kill(id, on: worker, via: member)), now)
+        case .kill(let id, let worker, let member, _, let signal): step = call(.member(.kill(id, on: worker, via: member, signal: signal)), now)
         case .create, .destroy, .setIdleBehavior:
             // Cloud changes go out only while this term is the cluster's: check, then act.
             step = call(.member(.clusterEpoch), now)

@@ -35,7 +35,7 @@ public enum MemberCall: Sendable, Equatable {
     case askHosted(MemberID)
     case sync(MemberID, [CloudInstance])
     case start(ContainerID, on: InstanceID, via: MemberID, token: String)
-    case kill(ContainerID, on: InstanceID, via: MemberID)
+    case kill(ContainerID, on: InstanceID, via: MemberID, signal: KillSignal = .term)
 }
 
 /// A call to the cloud.
@@ -78,7 +78,7 @@ extension DriverCall: CustomStringConvertible {
         case .member(.askHosted(let member)): return "ask \(member) what it hosts"
         case .member(.sync(let member, let instances)): return "sync \(member) (\(instances.count) instances)"
         case .member(.start(let id, let worker, let member, _)): return "start \(id) on \(worker) via \(member)"
-        case .member(.kill(let id, let worker, let member)): return "kill \(id) on \(worker) via \(member)"
+        case .member(.kill(let id, let worker, let member, let signal)): return "kill \(id) on \(worker) via \(member)" + (signal == .term ? "" : " (SIG\(signal.rawValue))")
         case .cloud(.list): return "list instances"
         case .cloud(.create(let type)): return "create \(type.name)"
         case .cloud(.destroy(let id)): return "destroy \(id)"

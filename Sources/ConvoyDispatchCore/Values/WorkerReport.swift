@@ -39,10 +39,13 @@ public struct WorkerReport: Codable, Sendable, Equatable {
     /// listing covers every start the member made before that probe began; starts made or in
     /// progress since are in `containers` too.
     public var lastProbeBeganAge: Double?
+    /// A runner found the worker unable to run containers (its engine gone, its disk full) and
+    /// marked it so (`convoy run --list` says `broken <reason>`): drain it.
+    public var broken: String?
 
     public init(instanceID: String, member: String, phase: Phase, containers: [String], lastProbe: Date?, bootedAt: Date?,
                 bootSeconds: Double?, probeSeconds: Double?, hostedSince: Date, error: String?, bootProbeFailing: Bool = false,
-                lastProbeBeganAge: Double? = nil) {
+                lastProbeBeganAge: Double? = nil, broken: String? = nil) {
         self.instanceID = instanceID
         self.member = member
         self.phase = phase
@@ -55,6 +58,7 @@ public struct WorkerReport: Codable, Sendable, Equatable {
         self.error = error
         self.bootProbeFailing = bootProbeFailing
         self.lastProbeBeganAge = lastProbeBeganAge
+        self.broken = broken
     }
 }
 

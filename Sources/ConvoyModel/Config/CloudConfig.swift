@@ -112,6 +112,10 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
     public var timeoutProbe: Duration
     /// A destroy that did not take is sent again after this.
     public var timeoutShutdown: Duration
+    /// Between two SIGTERMs to a runner being killed.
+    public var timeoutSignal: Duration
+    /// A runner still there this long after its first SIGTERM gets SIGKILL, and its worker is drained.
+    public var timeoutTERM: Duration
     public var maxCloudOpsPerSecond: Int
     /// Boot probes and `convoy run --list` probes a replica runs per second at most (0: no limit).
     public var maxProbesPerSecond: Int
@@ -133,6 +137,7 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         case driver = "Driver", driverParameters = "DriverParameters", bootProbeCommand = "BootProbeCommand"
         case sshPort = "SSHPort", sshUser = "SSHUser", pollInterval = "PollInterval", probeInterval = "ProbeInterval"
         case timeoutIdle = "TimeoutIdle", timeoutBooting = "TimeoutBooting", timeoutProbe = "TimeoutProbe", timeoutShutdown = "TimeoutShutdown"
+        case timeoutSignal = "TimeoutSignal", timeoutTERM = "TimeoutTERM"
         case maxCloudOpsPerSecond = "MaxCloudOpsPerSecond", maxConcurrentInstanceCreateOps = "MaxConcurrentInstanceCreateOps"
         case maxProbesPerSecond = "MaxProbesPerSecond"
         case maxInstances = "MaxInstances", maxRunningContainersPerInstance = "MaxRunningContainersPerInstance"
@@ -144,7 +149,7 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
                 bootProbeCommand: String = "true",
                 sshPort: Int = 22, sshUser: String = "root", pollInterval: Duration = .seconds(1), probeInterval: Duration = .seconds(10),
                 timeoutIdle: Duration = .seconds(60), timeoutBooting: Duration = .seconds(600), timeoutProbe: Duration = .seconds(600),
-                timeoutShutdown: Duration = .seconds(10), maxCloudOpsPerSecond: Int = 10, maxProbesPerSecond: Int = 10, maxConcurrentInstanceCreateOps: Int = 1, maxInstances: Int = 64,
+                timeoutShutdown: Duration = .seconds(10), timeoutSignal: Duration = .seconds(5), timeoutTERM: Duration = .seconds(120), maxCloudOpsPerSecond: Int = 10, maxProbesPerSecond: Int = 10, maxConcurrentInstanceCreateOps: Int = 1, maxInstances: Int = 64,
                 maxRunningContainersPerInstance: Int = 0, initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, deployRunnerBinary: String? = nil, runnerDirectory: String = "/var/lib/convoy/bin") {
         self.driver = driver
         self.driverParameters = driverParameters
@@ -158,6 +163,8 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         self.timeoutBooting = timeoutBooting
         self.timeoutProbe = timeoutProbe
         self.timeoutShutdown = timeoutShutdown
+        self.timeoutSignal = timeoutSignal
+        self.timeoutTERM = timeoutTERM
         self.maxCloudOpsPerSecond = maxCloudOpsPerSecond
         self.maxProbesPerSecond = maxProbesPerSecond
         self.maxConcurrentInstanceCreateOps = maxConcurrentInstanceCreateOps
@@ -202,6 +209,11 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         timeoutProbe = try duration(.timeoutProbe, defaults.timeoutProbe)
         timeoutShutdown = try duration(.timeoutShutdown, defaults.timeoutShutdown)
         guard timeoutShutdown > .zero else { throw ConfigError("Containers.CloudVMs.TimeoutShutdown must be more than 0") }
+        timeoutSignal = try duration(.timeoutSignal, defaults.timeoutSignal)
+        timeoutTERM = try duration(.timeoutTERM, defaults.timeoutTERM)
+        guard timeoutSignal > .zero, timeoutTERM >= timeoutSignal else {
+            throw ConfigError("Containers.CloudVMs.TimeoutSignal must be more than 0 and TimeoutTERM at least as long")
+        }
         maxCloudOpsPerSecond = try container.decodeIfPresent(Int.self, forKey: .maxCloudOpsPerSecond) ?? defaults.maxCloudOpsPerSecond
         maxProbesPerSecond = try container.decodeIfPresent(Int.self, forKey: .maxProbesPerSecond) ?? defaults.maxProbesPerSecond
         guard maxProbesPerSecond >= 0 else { throw ConfigError("Containers.CloudVMs.MaxProbesPerSecond must be 0 (no limit) or more") }

@@ -280,6 +280,15 @@ public actor ContainerRunner {
         onPhase(.finishing, nil, runtime?.rawValue)
         apiNetwork?.close()
         apiNetwork = nil
+        if let neverRan, stopReason == nil, BrokenNode.indicates(neverRan) {
+            // Not this container's fault: the worker is marked broken (the leader drains it) and
+            // the container is left as it is, so that the leader runs it on another worker.
+            await say("error: \(neverRan)")
+            await say("this worker cannot run containers: marking it broken and leaving the container to the dispatcher")
+            options.stateDirectory?.markBroken(neverRan)
+            _ = await forwarder?.finish(deadline: .seconds(10))
+            return .brokenWorker(neverRan)
+        }
         if let neverRan {
             await say("error: \(neverRan)")
             runtimeStatus["error"] = .string(neverRan)

@@ -33,6 +33,8 @@ public struct RunnerOptions: Sendable {
     public var gpuAllocator: GPUAllocator?
     /// Watch for a spot interruption notice while a preemptible container runs (nil: never).
     public var spotCheck: SpotInterruptionCheck?
+    /// Where a runner that finds the worker broken marks it (nil: nowhere).
+    public var stateDirectory: RunnerStateDirectory?
 
     public init(workRoot: URL, runtime: RuntimeKind? = nil, imageEngine: RuntimeKind = .podman,
                 runtimeWithoutImage: RuntimeKind = .bwrap, pollInterval: Duration = .seconds(2),
@@ -41,7 +43,7 @@ public struct RunnerOptions: Sendable {
                 maxLogLinesPerFlush: Int = 10_000, maxLineBytes: Int = 64 << 10,
                 hostEnvironment: [String: String] = ProcessInfo.processInfo.environment,
                 sandboxUser: SandboxUser? = SandboxUser.forThisRunner, gpuAllocator: GPUAllocator? = nil,
-                spotCheck: SpotInterruptionCheck? = nil) {
+                spotCheck: SpotInterruptionCheck? = nil, stateDirectory: RunnerStateDirectory? = nil) {
         self.workRoot = workRoot
         self.runtime = runtime
         self.imageEngine = imageEngine
@@ -57,6 +59,7 @@ public struct RunnerOptions: Sendable {
         self.sandboxUser = sandboxUser
         self.gpuAllocator = gpuAllocator
         self.spotCheck = spotCheck
+        self.stateDirectory = stateDirectory
     }
 
     /// `CONVOY_RUNNER_WORK_DIR`, else `/var/lib/convoy/work`.
@@ -76,6 +79,9 @@ public enum RunResult: Sendable, Equatable {
     case stale(String)
     /// The command ran but the final state could not be recorded (the API stayed unreachable).
     case unrecorded(String)
+    /// The worker cannot run containers (`BrokenNode`): it was marked broken, and the container
+    /// left as it was, for the leader to run elsewhere (its lock is not this container's failure).
+    case brokenWorker(String)
 
     /// The `convoy run` exit status.
     public var exitStatus: Int32 {
@@ -84,6 +90,7 @@ public enum RunResult: Sendable, Equatable {
         case .refused: return 1
         case .stale: return 2
         case .unrecorded: return 3
+        case .brokenWorker: return 4
         }
     }
 
@@ -93,6 +100,7 @@ public enum RunResult: Sendable, Equatable {
         case .refused(let why): return "not started: \(why)"
         case .stale(let why): return "stopped, lock lost: \(why)"
         case .unrecorded(let why): return "ran, but the final state was not recorded: \(why)"
+        case .brokenWorker(let why): return "this worker is broken, the container is left for another: \(why)"
         }
     }
 }

@@ -132,12 +132,21 @@ public enum ProcessRuntime {
             result = try await Subprocess.run(
                 executable, arguments: Arguments(Array(spec.command.dropFirst())), environment: .custom(subprocessEnvironment(spec.environment)),
                 workingDirectory: FilePath(spec.workingDirectory), platformOptions: options,
-                input: .array(spec.standardInput), output: .sequence, error: .sequence
+                input: .inputWriter, output: .sequence, error: .sequence
             ) { execution in
                 await control.attach(processID: execution.processIdentifier.value) { signal in
                     try? execution.send(signal: Signal(rawValue: signal), toProcessGroup: true)
                 }
+                let input = spec.standardInput
                 try await withThrowingTaskGroup(of: Void.self) { group in
+                    // Written here, not by the library: a command that exits without reading its
+                    // input (an engine failing at once) makes the write fail with EPIPE, and the
+                    // library's own writer then left its descriptor open and trapped. Its exit
+                    // status says what went wrong; the pipe is closed either way.
+                    group.addTask {
+                        if !input.isEmpty { _ = try? await execution.standardInputWriter.write(input) }
+                        try? await execution.standardInputWriter.finish()
+                    }
                     group.addTask { try await pump(execution.standardOutput, stream: "stdout", maxLineBytes: maxLineBytes, onLines) }
                     group.addTask { try await pump(execution.standardError, stream: "stderr", maxLineBytes: maxLineBytes, onLines) }
                     try await group.waitForAll()

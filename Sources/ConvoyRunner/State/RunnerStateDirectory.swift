@@ -76,6 +76,23 @@ public struct RunnerStateDirectory: Sendable {
 
     func lockPath(_ uuid: String) -> String { url.appendingPathComponent("\(uuid).lock").path }
     func recordPath(_ uuid: String) -> String { url.appendingPathComponent("\(uuid).json").path }
+    /// The worker is broken (`BrokenNode`): what the first runner to see it wrote.
+    var brokenPath: String { url.appendingPathComponent("broken").path }
+
+    /// Marks the worker broken, keeping the first reason given.
+    public func markBroken(_ reason: String) {
+        try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        guard !FileManager.default.fileExists(atPath: brokenPath) else { return }
+        try? Data((reason.prefix(1000) + "\n").utf8).write(to: URL(fileURLWithPath: brokenPath), options: .atomic)
+    }
+
+    /// Why the worker was marked broken, or nil. (A reboot clears the runtime directory, and the mark.)
+    public var brokenReason: String? {
+        guard let data = FileManager.default.contents(atPath: brokenPath) else { return nil }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? "broken" : text
+    }
+
     /// The GPUs a runner holds (`GPUAllocator`).
     func gpusPath(_ uuid: String) -> String { url.appendingPathComponent("\(uuid).gpus").path }
 
@@ -111,13 +128,24 @@ public struct RunnerStateDirectory: Sendable {
 
     /// The records of live runners; stale ones (their runner died) are removed.
     public func list() -> [RunnerRecord] {
+        sweep().live
+    }
+
+    /// The records of live runners, and the containers whose stale locks (their runner died
+    /// without releasing them) were found and removed.
+    public func sweep() -> (live: [RunnerRecord], stale: [String]) {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? []
         var live: [RunnerRecord] = []
+        var stale: [String] = []
         for name in names.sorted() where name.hasSuffix(".lock") {
             let uuid = String(name.dropLast(5))
-            if let record = liveRecord(uuid) { live.append(record) }
+            if let record = liveRecord(uuid) {
+                live.append(record)
+            } else if !isHeld(uuid) && !FileManager.default.fileExists(atPath: lockPath(uuid)) {
+                stale.append(uuid)
+            }
         }
-        return live
+        return (live, stale)
     }
 
     /// The record of a live runner of `uuid`, or nil (after cleaning up a stale one).
