@@ -37,11 +37,7 @@ struct InstanceGPUConfig: Decodable {
     }
 
     init(from decoder: Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self)
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        let section = decoder.codingPath.map(\.stringValue).joined(separator: ".")
-        let count = try container.decodeIfPresent(Int.self, forKey: .deviceCount) ?? 0
-        guard count >= 0 else { throw ConfigError("\(section).DeviceCount must be 0 or more, not \(count)") }
+        let (container, section, count) = try Self.opened(decoder, CodingKeys.self, count: .deviceCount)
         guard count > 0 else {
             gpu = nil
             return
@@ -64,6 +60,20 @@ struct InstanceGPUConfig: Decodable {
     }
 }
 
+extension InstanceGPUConfig {
+    /// A GPU section's keys (unknown ones refused), its dotted name for messages, and its
+    /// DeviceCount (0 or more; absent: 0).
+    static func opened<Keys: CodingKey & CaseIterable>(_ decoder: Decoder, _ keys: Keys.Type, count key: Keys) throws
+        -> (KeyedDecodingContainer<Keys>, String, Int) {
+        try decoder.rejectUnknownKeys(keys)
+        let container = try decoder.container(keyedBy: keys)
+        let section = decoder.codingPath.map(\.stringValue).joined(separator: ".")
+        let count = try container.decodeIfPresent(Int.self, forKey: key) ?? 0
+        guard count >= 0 else { throw ConfigError("\(section).DeviceCount must be 0 or more, not \(count)") }
+        return (container, section, count)
+    }
+}
+
 /// Arvados' older `InstanceTypes.<name>.CUDA: {DriverVersion, HardwareCapability, DeviceCount}`,
 /// read as a CUDA `GPU`.
 struct InstanceCUDAConfig: Decodable {
@@ -74,11 +84,7 @@ struct InstanceCUDAConfig: Decodable {
     }
 
     init(from decoder: Decoder) throws {
-        try decoder.rejectUnknownKeys(CodingKeys.self)
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        let section = decoder.codingPath.map(\.stringValue).joined(separator: ".")
-        let count = try container.decodeIfPresent(Int.self, forKey: .deviceCount) ?? 0
-        guard count >= 0 else { throw ConfigError("\(section).DeviceCount must be 0 or more, not \(count)") }
+        let (container, section, count) = try InstanceGPUConfig.opened(decoder, CodingKeys.self, count: .deviceCount)
         guard count > 0 else {
             gpu = nil
             return
