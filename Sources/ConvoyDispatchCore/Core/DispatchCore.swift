@@ -553,8 +553,7 @@ public struct DispatchCore: Sendable {
         }
 
         // A runner no report lists any more is gone: its kill is over.
-        let located = runnerLocations
-        kills = kills.filter { located[$0.key] != nil || $0.value.inFlight }
+        kills = kills.filter { location[$0.key] != nil || $0.value.inFlight }
         killOrphans(now: now, &out)
         // A destroy or a tag write that did not take, or waited for the cloud's quiet or the
         // budget, is sent before new creates spend the budget (the rest on a later pass).
@@ -731,7 +730,7 @@ public struct DispatchCore: Sendable {
     /// there ends: the runner that would not die goes with it).
     private mutating func killRunner(_ id: ContainerID, on worker: InstanceID, reason: String, now: Moment, _ out: inout [IssuedCommand]) {
         guard let host = workers[worker]?.host, !silentMembers.contains(host) else { return }
-        var progress = kills[id] ?? KillProgress(first: now, worker: worker)
+        var progress = kills[id] ?? KillProgress(first: now)
         guard !progress.inFlight, progress.last.map({ now - $0 >= settings.timeoutSignal }) ?? true else { return }
         let overdue = now - progress.first >= settings.timeoutTERM
         if overdue, !progress.drained {
@@ -742,7 +741,6 @@ public struct DispatchCore: Sendable {
         }
         progress.last = now
         progress.inFlight = true
-        progress.worker = worker
         kills[id] = progress
         issue(.kill(id, on: worker, via: host, reason: overdue ? "\(reason); SIGTERM did not take within \(Int(settings.timeoutTERM)) s" : reason,
                     signal: overdue ? .kill : .term), now, &out)
@@ -807,11 +805,9 @@ struct KillProgress: Equatable {
     var last: Moment?
     var inFlight = false
     var drained = false
-    var worker: InstanceID
 
-    init(first: Moment, worker: InstanceID) {
+    init(first: Moment) {
         self.first = first
-        self.worker = worker
     }
 }
 
