@@ -44,6 +44,9 @@ struct SimulationTool: ParsableCommand {
     @Flag(help: "Page this cluster's containers by offset and kill an orphan on one listing's silence (how healthy containers were killed at scale before).")
     var offsetPaging = false
 
+    @Flag(help: "The API's horizon is the listing's own time, ignoring transactions still open (what a leader reading changes by modified_at would miss).")
+    var noHorizon = false
+
     @Option(help: "Write the failing seeds here, one per line (appended).")
     var failuresFile: String?
 
@@ -65,6 +68,7 @@ struct SimulationTool: ParsableCommand {
             : .small(seed: seed)
         settings.apiReportsStateAge = !noStateAge
         settings.offsetPaging = offsetPaging
+        settings.apiHorizonCoversOpenTransactions = !noHorizon
         if onePerInstance {
             settings.core.maxContainersPerInstance = 1
             settings.core.maximumPriceFactor = 1

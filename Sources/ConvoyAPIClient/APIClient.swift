@@ -115,6 +115,8 @@ public enum APIClientError: Error, Sendable, CustomStringConvertible {
 public struct APIPage<Item: Sendable>: Sendable {
     public let items: [Item]
     public let itemsAvailable: Int?
+    /// With `horizon: true`: every change the page does not show has modified_at at or after this.
+    public var horizon: Date?
 }
 
 /// A typed client of the containers API, over ConvoyHTTP (libcurl). Safe to share: requests run
@@ -148,9 +150,12 @@ public struct APIClient: Sendable {
     }
 
     /// Containers matching `filters` (`[attribute, operator, value]` triples) in `order`.
+    /// `horizon`: ask for the API's horizon too (see `QueueChanges`).
     public func containers(filters: [[JSONValue]] = [], order: [String] = [], limit: Int = 100, offset: Int = 0,
-                           count: Bool = false) async throws -> APIPage<Container> {
-        let query = try Self.listQuery(filters, order, [("limit", String(limit)), ("offset", String(offset)), ("count", count ? "exact" : "none")])
+                           count: Bool = false, horizon: Bool = false) async throws -> APIPage<Container> {
+        var parameters = [("limit", String(limit)), ("offset", String(offset)), ("count", count ? "exact" : "none")]
+        if horizon { parameters.append((QueueChanges.horizonParameter, "true")) }
+        let query = try Self.listQuery(filters, order, parameters)
         return try page(Container.self, try await sendAndAnswer("GET", "/containers", query: query).object)
     }
 
@@ -374,10 +379,15 @@ public struct APIClient: Sendable {
         guard let items = object["items"]?.arrayValue else { throw APIClientError.malformedResponse("a list without items") }
         var available: Int?
         if case .number(let number)? = object["items_available"] { available = Int(number) }
+        var horizon: Date?
+        if let text = object["horizon"]?.stringValue {
+            guard let date = ISO8601Timestamp.parse(text) else { throw APIClientError.malformedResponse("a horizon that is not a timestamp: \(text.prefix(100))") }
+            horizon = date
+        }
         return APIPage(items: try items.map { item in
             guard let members = item.objectValue else { throw APIClientError.malformedResponse("a list item that is not an object") }
             return try decode(Item.self, members)
-        }, itemsAvailable: available)
+        }, itemsAvailable: available, horizon: horizon)
     }
 
     private static func json(_ value: JSONValue) throws -> String {

@@ -18,6 +18,10 @@ struct SimAPI {
         var exitCode: Int
         /// When it entered its current state.
         var stateChangedAt: Double?
+        /// Its modified_at: the start of the transaction that last changed it (a little before
+        /// the change became visible, at `appliedAt`).
+        var modifiedAt: Double = 0
+        var appliedAt: Double = 0
     }
 
     /// The API's refusals, as its HTTP answers are told apart by the driver (`CallError`).
@@ -40,13 +44,24 @@ struct SimAPI {
     /// While set, every call fails (the API is restarting).
     var downUntil: Double = -.infinity
     var reportsStateAge = true
+    /// How long before it commits a change's transaction may have begun: its modified_at is
+    /// up to this much older than the moment the change becomes visible.
+    var maxCommitLag = 0.05
+    /// Off only to show, in the simulation, what a horizon that ignores open transactions (the
+    /// listing's own time) lets the leader miss.
+    var horizonCoversOpenTransactions = true
+    private var lagRandom: SeededRandom
+    /// Every change in the order it became visible (its time, its container): a page of changes
+    /// reads only the tail since its horizon.
+    private var changeLog: [(at: Double, id: ContainerID)] = []
     private var nextAuth = 1
     private var nextHistoryID: Int64 = 1
     let epochDate: Date
 
-    init(maxDispatchAttempts: Int, epochDate: Date) {
+    init(maxDispatchAttempts: Int, epochDate: Date, seed: UInt64) {
         self.maxDispatchAttempts = maxDispatchAttempts
         self.epochDate = epochDate
+        lagRandom = SeededRandom(seed: seed ^ 0x5eed_c0_ffee)
     }
 
     func isUp(_ now: Double) -> Bool { now >= downUntil }
@@ -65,12 +80,17 @@ struct SimAPI {
     }
 
     mutating func submit(_ entry: QueueEntry, runtime: Double, exitCode: Int, now: Double) {
-        store(Record(entry: entry, runtime: runtime, exitCode: exitCode))
+        store(Record(entry: entry, runtime: runtime, exitCode: exitCode), now: now)
         record(entry.id, from: nil, to: .queued, auth: nil, epoch: nil, token: "user", kind: "user", now: now)
     }
 
-    /// Writes a record and keeps the listing's indexes in step with it.
-    private mutating func store(_ record: Record) {
+    /// Writes a record (a change visible from `now`, made by a transaction begun a little before)
+    /// and keeps the listing's indexes in step with it.
+    private mutating func store(_ record: Record, now: Double) {
+        var record = record
+        record.appliedAt = now
+        record.modifiedAt = now - lagRandom.uniform(0...maxCommitLag)
+        changeLog.append((now, record.entry.id))
         let id = record.entry.id
         if let old = records[id] {
             if Self.isOurs(old.entry) { oursIndex.remove(id) }
@@ -104,7 +124,7 @@ struct SimAPI {
         }
         if current.lockCount >= maxDispatchAttempts {
             current.entry.state = .cancelled
-            store(current)
+            store(current, now: now)
             record(id, from: .queued, to: .cancelled, auth: nil, epoch: epoch, token: "dispatcher", kind: "dispatcher", now: now)
             throw Refusal.conflict("cancelled: MaxDispatchAttempts reached")
         }
@@ -114,7 +134,7 @@ struct SimAPI {
         current.entry.state = .locked
         current.entry.authUUID = current.auth
         current.stateChangedAt = now
-        store(current)
+        store(current, now: now)
         record(id, from: .queued, to: .locked, auth: current.auth, epoch: epoch, token: "dispatcher", kind: "dispatcher", now: now)
         return current.entry
     }
@@ -136,7 +156,7 @@ struct SimAPI {
         current.auth = nil
         current.entry.authUUID = nil
         current.stateChangedAt = now
-        store(current)
+        store(current, now: now)
         record(id, from: from, to: to, auth: auth, epoch: epoch, token: "dispatcher", kind: "dispatcher", now: now)
     }
 
@@ -150,7 +170,7 @@ struct SimAPI {
         current.auth = nil
         current.entry.authUUID = nil
         current.stateChangedAt = now
-        store(current)
+        store(current, now: now)
         record(id, from: from, to: .cancelled, auth: auth, epoch: nil, token: "user", kind: "user", now: now)
     }
 
@@ -163,11 +183,11 @@ struct SimAPI {
             current.entry.state = .cancelled
             current.entry.priority = 0
             current.stateChangedAt = now
-            store(current)
+            store(current, now: now)
             record(id, from: .queued, to: .cancelled, auth: nil, epoch: nil, token: "user", kind: "user", now: now)
         } else {
             current.entry.priority = priority
-            store(current)
+            store(current, now: now)
         }
     }
 
@@ -179,7 +199,7 @@ struct SimAPI {
         current.auth = nil
         current.entry.authUUID = nil
         current.stateChangedAt = now
-        store(current)
+        store(current, now: now)
         record(id, from: from, to: .cancelled, auth: auth, epoch: epoch, token: "dispatcher", kind: "dispatcher", now: now)
     }
 
@@ -195,19 +215,51 @@ struct SimAPI {
     /// One page of the queue listing, as the API answers `GET /containers` for it now: Locked/
     /// Running (this cluster has one dispatcher token) by uuid, or Queued with priority > 0 by
     /// priority and age. Other calls may change the records between two pages.
-    func page(_ page: QueueListing.Page, now: Double) throws -> [QueueEntry] {
+    func page(_ page: QueueListing.Page, now: Double) throws -> QueueListing.PageAnswer {
         guard isUp(now) else { throw Refusal.unavailable }
+        // The first page carries the horizon: no transaction open now began more than the commit
+        // lag ago (production asks PostgreSQL for the oldest open one).
+        let horizon = page.isFirst ? epochDate.addingTimeInterval(horizonCoversOpenTransactions ? now - maxCommitLag : now) : nil
         switch page {
         case .ours(let after, let offset, let limit):
             let first = after.map { oursIndex.firstIndex(above: $0) } ?? 0
-            return oursIndex.keys(from: first + offset, limit: limit).map { id in
-                var entry = records[id]!.entry
-                entry.stateAge = reportsStateAge ? records[id]!.stateChangedAt.map { now - $0 } : nil
-                return entry
-            }
+            let ids = oursIndex.keys(from: first + offset, limit: limit)
+            return QueueListing.PageAnswer(entries: ids.map { listedEntry($0, now) }, horizon: horizon, last: ids.last)
         case .queued(let offset, let limit):
-            return queuedIndex.keys(from: offset, limit: limit).map { records[$0.id]!.entry }
+            let keys = queuedIndex.keys(from: offset, limit: limit)
+            return QueueListing.PageAnswer(entries: keys.map { records[$0.id]!.entry }, horizon: horizon, last: keys.last?.id)
+        case .changed(let since, let after, let limit):
+            // Changes visible since the horizon (one made earlier has an earlier modified_at), by uuid.
+            let from = since.timeIntervalSince(epochDate)
+            var low = 0, high = changeLog.count
+            while low < high {
+                let mid = (low + high) / 2
+                if changeLog[mid].at < from { low = mid + 1 } else { high = mid }
+            }
+            var ids = Set<ContainerID>()
+            for change in changeLog[low...] where records[change.id]!.modifiedAt >= from && after.map({ change.id > $0 }) ?? true {
+                ids.insert(change.id)
+            }
+            let page = ids.sorted().prefix(limit)
+            var entries: [QueueEntry] = [], gone: [ContainerID] = []
+            for id in page {
+                let entry = records[id]!.entry
+                // One dispatcher token in the simulation: every Locked/Running container is this cluster's.
+                if QueueListing.isListed(state: entry.state, priority: entry.priority, lockedByUs: true) {
+                    entries.append(listedEntry(id, now))
+                } else {
+                    gone.append(id)
+                }
+            }
+            return QueueListing.PageAnswer(entries: entries, gone: gone, horizon: horizon, last: page.last)
         }
+    }
+
+    /// A container as a listing shows it: Locked/Running ones with their state's age.
+    private func listedEntry(_ id: ContainerID, _ now: Double) -> QueueEntry {
+        var entry = records[id]!.entry
+        if Self.isOurs(entry) { entry.stateAge = reportsStateAge ? records[id]!.stateChangedAt.map { now - $0 } : nil }
+        return entry
     }
 
     // MARK: The runner's calls (container token)
@@ -218,7 +270,7 @@ struct SimAPI {
         guard current.entry.state == .locked else { throw Refusal.conflict("already \(current.entry.state.rawValue): one Running per lock") }
         current.entry.state = .running
         current.stateChangedAt = now
-        store(current)
+        store(current, now: now)
         record(id, from: .locked, to: .running, auth: auth, epoch: nil, token: auth, kind: "container", now: now)
     }
 
@@ -227,7 +279,7 @@ struct SimAPI {
         guard var current = records[id], current.auth == auth, current.entry.state == .running else { throw Refusal.conflict("stale auth_uuid") }
         current.entry.state = .complete
         current.auth = nil
-        store(current)
+        store(current, now: now)
         record(id, from: .running, to: .complete, auth: auth, epoch: nil, token: auth, kind: "container", now: now)
     }
 

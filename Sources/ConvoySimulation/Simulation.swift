@@ -35,6 +35,10 @@ public final class Simulation {
     private var instancesCreated = 0
     private var refusedTransitions: [String] = []
     private var liveRequeues: [String] = []
+    /// Terms with a NOTIFY on its way to them.
+    private var notifyPending: Set<Int64> = []
+    /// A listing of changes left the leader's view of a container older than the listing.
+    private var staleViews: [String] = []
     /// Containers whose runner was on a spot instance when it went away, and who took it: the
     /// cloud (nil) or a term's destroy. Only these may be unlocked as preempted (an unlock that
     /// says so uncounts a lock), and not by the term that destroyed the instance itself: another
@@ -111,6 +115,8 @@ public final class Simulation {
         case operatorRestore(InstanceID)
         /// The operator puts a retired instance type back into the configuration.
         case restoreType(String)
+        /// The API's NOTIFY reaches the leader of this term.
+        case queueNotify(epoch: Int64)
     }
 
     private struct Reply {
@@ -125,8 +131,9 @@ public final class Simulation {
     public init(_ settings: SimulationSettings) {
         self.settings = settings
         random = SeededRandom(seed: settings.seed)
-        api = SimAPI(maxDispatchAttempts: settings.maxDispatchAttempts, epochDate: Self.epochDate)
+        api = SimAPI(maxDispatchAttempts: settings.maxDispatchAttempts, epochDate: Self.epochDate, seed: settings.seed)
         api.reportsStateAge = settings.apiReportsStateAge
+        api.horizonCoversOpenTransactions = settings.apiHorizonCoversOpenTransactions
         for index in 0..<max(1, settings.members) {
             // Whole seconds, so that moments on a member's clock are exact (see EventQueue).
             members.append(SimMember(id: MemberID("dispatch-\(index)"), clockOffset: random.uniform(-settings.clockSkew...settings.clockSkew).rounded()))
@@ -185,6 +192,7 @@ public final class Simulation {
             retiredTypes.remove(name)
             log("type \(name) configured again")
             stepDown()  // the change reaches the cluster with the next term, as a rolling restart
+        case .queueNotify(let epoch): queueNotify(epoch)
         }
         return false
     }
@@ -236,6 +244,29 @@ public final class Simulation {
         api.submit(entry, runtime: planned.runtime, exitCode: planned.exitCode, now: now)
         submitted += 1
         lastSubmit = now
+        notifyLeader()
+    }
+
+    /// The API's trigger notifies on commit (a container new or back in the queue, or a priority
+    /// changed); the leader's session hears it a moment later.
+    private func notifyLeader() {
+        guard let current = leader, !notifyPending.contains(current.epoch) else { return }
+        notifyPending.insert(current.epoch)
+        events.schedule(.queueNotify(epoch: current.epoch), at: now + random.uniform(0.001...0.01))
+    }
+
+    private func queueNotify(_ epoch: Int64) {
+        notifyPending.remove(epoch)
+        guard activeDriver(epoch, retry: .queueNotify(epoch: epoch)) != nil else { return }
+        var driver = drivers.removeValue(forKey: epoch)!
+        let commands = driver.core.handle(.queueChanged, now: memberMoment(driver.member))
+        drivers[epoch] = driver
+        send(commands, epoch: epoch)
+        // Too soon after the last listing: the core reads the changes at its next wakeup.
+        if driver.core.changesWaiting, let wake = driver.core.nextWakeup {
+            notifyPending.insert(epoch)
+            events.schedule(.queueNotify(epoch: epoch), at: max(now + 0.01, simTime(wake, of: driver.member)))
+        }
     }
 
     // MARK: Elections
@@ -319,13 +350,20 @@ public final class Simulation {
     }
 
     /// A command's procedure ended: the core hears its outcome.
-    private func deliver(_ epoch: Int64, _ id: CommandID, _ outcome: CommandOutcome) {
+    private func deliver(_ epoch: Int64, _ id: CommandID, _ command: CoreCommand, _ outcome: CommandOutcome) {
         log("epoch \(epoch) \(id) → \(Self.describe(outcome))")
         if case .failed(.cloud(.rateLimited(_, let retryAfter))) = outcome {
             cloudQuietUntil[epoch] = max(cloudQuietUntil[epoch] ?? -.infinity, now + (retryAfter ?? settings.core.rateLimitBackoff))
         }
         var driver = drivers.removeValue(forKey: epoch)!
         let commands = driver.core.handle(.outcome(id, outcome), now: memberMoment(driver.member))
+        if case .listContainers(let listing) = command, case .done = outcome, let began = driver.listingBegan {
+            if listing.scope == .full {
+                driver.fullListingBegan = began
+            } else if let since = driver.fullListingBegan {
+                checkView(of: driver.core, changedFrom: since, before: began, epoch: epoch)
+            }
+        }
         drivers[epoch] = driver
         send(commands, epoch: epoch)
         for transition in driver.core.refusedTransitions where !refusedTransitions.contains(transition) { refusedTransitions.append(transition) }
@@ -380,7 +418,7 @@ public final class Simulation {
         case .finished(let outcome):
             drivers[epoch]!.procedures[id] = nil
             if let identity = procedure.identity { drivers[epoch]!.identity = identity }
-            deliver(epoch, id, outcome)
+            deliver(epoch, id, procedure.command, outcome)
         }
     }
 
@@ -463,7 +501,9 @@ public final class Simulation {
                 answer(ref, .success(.identity("zzzzz-gj3su-dispatcher00001")))
             case .page(let page, _):
                 // One request at a time, the API changing in between (runners move their containers on meanwhile).
-                answer(ref, .success(.page(try api.page(page, now: now))), delay: random.uniform(0.002...0.03))
+                let answered = try api.page(page, now: now)
+                if page.isFirst { drivers[ref.epoch]?.listingBegan = now }
+                answer(ref, .success(.page(answered)), delay: random.uniform(0.002...0.03))
             case .lock(let container):
                 let locked = try api.lock(container, epoch: ref.epoch, now: now)
                 answer(ref, apiAnswerLost ?? .success(.entry(locked)))
@@ -485,6 +525,7 @@ public final class Simulation {
                 }
                 try api.unlock(container, ifState: state, preempted: preempted, epoch: ref.epoch, now: now)
                 reclaimed[container] = nil
+                notifyLeader()  // back in the queue
                 answer(ref, apiAnswerLost ?? .success(.none))
             case .cancel(let container, _, _):
                 try api.cancel(container, epoch: ref.epoch, now: now)
@@ -887,6 +928,7 @@ public final class Simulation {
                     api.userCancel(victim, now: now)  // an admin cancels the container itself
                 } else {
                     api.setPriority(victim, roll < 0.7 ? 0 : Int(random.uniform(1...3.99)), now: now)  // its request cancelled, or reprioritised
+                    notifyLeader()
                 }
             }
         case .operatorActions:
@@ -972,9 +1014,16 @@ public final class Simulation {
 
     private static func describe(_ outcome: CommandOutcome) -> String {
         switch outcome {
-        case .done(.containers(let entries)):
+        case .done(.containers(let result)):
+            let entries = result.entries
+            guard result.scope == .full else {
+                // A listing of changes is short: every entry, with its priority.
+                return "changes: " + entries.map { "\($0.id.rawValue.suffix(4)) \($0.state.rawValue) \($0.priority)" }.joined(separator: ", ")
+                    + (result.gone.isEmpty ? "" : " gone " + result.gone.map { String($0.rawValue.suffix(4)) }.joined(separator: " "))
+            }
             return "done: " + entries.filter { $0.state != .queued }.map { "\($0.id.rawValue.suffix(4)) \($0.state.rawValue)" }.joined(separator: ", ")
                 + " (+\(entries.filter { $0.state == .queued }.count) queued)"
+                + (result.gone.isEmpty ? "" : " gone " + result.gone.map { String($0.rawValue.suffix(4)) }.joined(separator: " "))
         case .done(.reports(let reports)):
             return "reports: " + reports.map { "\($0.instanceID) \($0.phase.rawValue) [\($0.containers.map { $0.suffix(4) }.joined(separator: " "))]"
                 + ($0.lastProbeBeganAge.map { String(format: " probed %.1fs ago", $0) } ?? "") }.joined(separator: "; ")
@@ -987,6 +1036,25 @@ public final class Simulation {
     }
 
     // MARK: The verdict
+
+    /// After a listing of changes that began at `began`: every container changed since the last
+    /// full listing began and before this one did is as the API has it in the leader's view
+    /// (listed with its state and priority, or not listed), unless a command of the leader's on
+    /// it is under way.
+    private func checkView(of core: DispatchCore, changedFrom since: Double, before began: Double, epoch: Int64) {
+        guard staleViews.count < 20 else { return }
+        for (id, record) in api.records where record.appliedAt >= since && record.appliedAt < began {
+            let listed = QueueListing.isListed(state: record.entry.state, priority: record.entry.priority, lockedByUs: true)
+            let view = core.containers[id]
+            if let view, !view.phase.isIdle { continue }
+            let seen = view.flatMap { $0.listed ? $0 : nil }
+            if listed != (seen != nil) || (seen.map { $0.entry.state != record.entry.state || $0.entry.priority != record.entry.priority } ?? false) {
+                staleViews.append(String(format: "epoch %lld at %.2f s: %@ is %@ (priority %d, changed at %.3f s) but the leader's view is %@ after a listing of changes begun at %.3f s",
+                                         epoch, now, id.rawValue, record.entry.state.rawValue, record.entry.priority, record.appliedAt,
+                                         seen.map { "\($0.entry.state.rawValue) (priority \($0.entry.priority))" } ?? "unlisted", began))
+            }
+        }
+    }
 
     /// Adds an instance's life (to now) to what the pool cost.
     private func account(_ instance: SimInstance) {
@@ -1035,6 +1103,7 @@ public final class Simulation {
             violations.append(String(format: "liveness: not drained at %.0f s: %d containers open, %d instances left", now, open, instances.count))
         }
         violations += refusedTransitions.map { "refused transition: \($0)" }
+        violations += staleViews.prefix(20).map { "stale view: \($0)" }
         violations += liveRequeues.map { "requeued a live runner: \($0)" }
         violations += liveKills.map { "killed a live runner: \($0)" }
         violations += falsePreemptions.prefix(20).map { "false preemption: \($0)" }
@@ -1170,6 +1239,10 @@ struct SimMember {
 struct SimDriver {
     var member: Int
     var core: DispatchCore
+    /// When the API answered the first page of the latest listing, and of the latest full one
+    /// that succeeded (simulated time).
+    var listingBegan: Double?
+    var fullListingBegan: Double?
     /// The commands being carried out, each by the production procedure.
     var procedures: [CommandID: CommandProcedure] = [:]
     /// This dispatcher's token uuid, once a listing learnt it.

@@ -96,6 +96,10 @@ public struct SimulationSettings: Sendable {
     /// Off, a new leader knows only when it first saw the lock: the way containers were stranded
     /// across elections.
     public var apiReportsStateAge = true
+    /// The API's horizon with a listing covers the transactions still open (their changes have
+    /// an older modified_at than the listing). Off, it is the listing's own time: the way a
+    /// leader reading changes by modified_at misses some until the next full listing.
+    public var apiHorizonCoversOpenTransactions = true
 
     /// The leader as it was before keyset paging: this cluster's containers paged by offset, and
     /// a runner killed as an orphan on one listing's silence, whatever the probes said since (how
@@ -157,7 +161,10 @@ public struct SimulationSettings: Sendable {
         var core = CoreSettings(instanceTypes: instanceTypes, pollInterval: 1, timeoutIdle: 20, timeoutBooting: 60, timeoutProbe: 30,
                                 maxCloudOpsPerSecond: 10, maxConcurrentCreates: 4, maxInstances: Int(random.uniform(3...12)))
         core.listPageSize = Int(random.uniform(2...8.99))
-        return SimulationSettings(seed: seed, members: Int(random.uniform(1...4.99)), containers: Int(random.uniform(5...40)), core: core)
+        let members = Int(random.uniform(1...4.99)), containers = Int(random.uniform(5...40))
+        // Full listings from every few seconds to production's every minute; changes in between.
+        core.syncInterval = random.uniform(5...60).rounded()
+        return SimulationSettings(seed: seed, members: members, containers: containers, core: core)
     }
 
     /// A large cluster: `instances` at most, `containers` submitted over `submitWindow`; beyond

@@ -1,6 +1,7 @@
 import ConvoyAPI
 import ConvoyHTTP
 import ConvoyModel
+import ConvoyPostgres
 import ConvoyTestCase
 import ConvoyTesting
 import Foundation
@@ -47,6 +48,40 @@ final class ContainerRoutesTests: PostgresTestCase {
         XCTAssertEqual(one["auth_uuid"], .null, "unset attributes are present as null")
         XCTAssertEqual(one["command"], .array([.string("echo"), .string("hi")]))
         XCTAssertNotNil(one["created_at"]?.stringValue.flatMap(ISO8601Timestamp.parse))
+    }
+
+    /// A dispatcher reads what changed since its last listing by `modified_at >= horizon`. A
+    /// change committed after a listing's snapshot must be at or after that listing's horizon,
+    /// even when its transaction began before the listing: so the horizon is no later than the
+    /// start of any transaction still open.
+    func testAListingsHorizonIsNoLaterThanAnOpenTransactionsStartSoTheNextListingOfChangesShowsItsChange() async throws {
+        let before = try await newContainer(priority: 2)
+        let changing = try await newContainer(priority: 2)
+        let other = try await PostgresConnection.connect(try postgresServer().configuration)
+        try await other.execute("BEGIN")
+        let beganRow = try await other.query("SELECT now() AS began").first
+        let began = try XCTUnwrap(beganRow).decode(Date.self, column: "began")
+        try await other.execute("UPDATE containers SET priority = 4 WHERE uuid = $1", [changing.uuid.rawValue])
+
+        let queued = #"[["state","=","Queued"]]"#.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        let (status, first) = try await call("GET", "/arvados/v1/containers?filters=\(queued)&limit=1000&include_horizon=true", token: api.dispatcherToken)
+        XCTAssertEqual(status, 200, errorMessage(first))
+        let horizonText = try XCTUnwrap(first["horizon"]?.stringValue, "a listing asked for its horizon carries one: \(first.keys)")
+        let horizon = try XCTUnwrap(ISO8601Timestamp.parse(horizonText))
+        XCTAssertLessThanOrEqual(horizon, began, "the open transaction began at \(began), before the horizon \(horizon)")
+        let listed = first["items"]?.arrayValue?.first { $0.objectValue?["uuid"] == .string(changing.uuid.rawValue) }?.objectValue
+        XCTAssertEqual(listed?["priority"], .number(2), "the listing cannot see the uncommitted change")
+        try await other.execute("COMMIT")
+        await other.close()
+
+        let since = #"[["modified_at",">=","\#(horizonText)"]]"#.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        let (changesStatus, changes) = try await call("GET", "/arvados/v1/containers?filters=\(since)&order=uuid&limit=1000", token: api.dispatcherToken)
+        XCTAssertEqual(changesStatus, 200, errorMessage(changes))
+        let items = changes["items"]?.arrayValue?.compactMap(\.objectValue) ?? []
+        XCTAssertEqual(items.first { $0["uuid"] == .string(changing.uuid.rawValue) }?["priority"], .number(4),
+                       "the change committed after the listing is in the next listing of changes")
+        XCTAssertNil(items.first { $0["uuid"] == .string(before.uuid.rawValue) }, "a container unchanged since before the horizon is not")
+        XCTAssertNil(changes["horizon"], "only a listing that asks carries a horizon")
     }
 
     func testADispatcherLocksFetchesTheTokenAndTheRunnerFinishesOverHTTP() async throws {
@@ -192,6 +227,7 @@ final class ContainerRoutesTests: PostgresTestCase {
             ("POST", path + "/unlock?if_state=Exploded", api.dispatcherToken, nil, [], 422, "if_state must be Locked or Running, not 'Exploded'"),
             ("POST", path + "/unlock?if_state=Queued", api.dispatcherToken, nil, [], 422, "if_state must be Locked or Running"),
             ("POST", path + "/unlock?preempted=maybe", api.dispatcherToken, nil, [], 422, "preempted must be true or false, not 'maybe'"),
+            ("GET", "/arvados/v1/containers?include_horizon=maybe", api.dispatcherToken, nil, [], 422, "include_horizon must be true or false, not 'maybe'"),
         ]
         for (method, requestPath, token, body, headers, expectedStatus, expectedMessage) in cases {
             let (status, json) = try await call(method, requestPath, token: token, body: body, headers: headers)

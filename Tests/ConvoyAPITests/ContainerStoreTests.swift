@@ -50,6 +50,45 @@ final class ContainerStoreTests: PostgresTestCase {
             .rows.map { try $0.decode(String.self, column: "step") }
     }
 
+    /// The leader LISTENs on the queue's channel: a new container, a priority change and a
+    /// container back in the queue wake it once their transaction commits.
+    func testWhatMakesWorkForADispatcherNotifiesTheQueueChannelOnCommit() async throws {
+        let listener = try await PostgresConnection.connect(try postgresServer().configuration)
+        try await listener.listen(QueueChanges.channel)
+        let stream = await listener.notifications()
+        let container = try await queued()
+        _ = try await store.update(container.uuid, ContainerUpdate(priority: 5), by: admin, epoch: nil, on: db)
+        _ = try await store.lock(container.uuid, by: dispatcher, epoch: 0, on: db)
+        _ = try await store.unlock(container.uuid, by: dispatcher, epoch: 0, on: db)
+        // A lock makes no work: the next notification after the unlock's is this marker.
+        try await db.notify(QueueChanges.channel, payload: "marker")
+        let received = try await withTimeout(.seconds(10)) {
+            var payloads: [String] = []
+            for try await notification in stream {
+                payloads.append(notification.payload)
+                if notification.payload == "marker" { break }
+            }
+            return payloads
+        }
+        XCTAssertEqual(received, ["", "", "", "marker"], "created, priority changed, back in the queue; the lock notified nobody")
+        await listener.close()
+    }
+
+    /// Every update moves modified_at to its transaction's start, whatever the statement sets:
+    /// what a listing of changes (modified_at at or after the horizon) relies on.
+    func testEveryUpdateSetsModifiedAtToItsTransactionsStart() async throws {
+        let container = try await queued()
+        let started = try await db.transaction { tx in
+            let row = try await tx.query("SELECT now() AS began", []).first
+            let began = try XCTUnwrap(row).decode(Date.self, column: "began")
+            _ = try await tx.execute("UPDATE containers SET progress = 0.5, modified_at = '2000-01-01' WHERE uuid = $1", [container.uuid.rawValue])
+            return began
+        }
+        let row = try await db.query("SELECT modified_at FROM containers WHERE uuid = $1", [container.uuid.rawValue]).first
+        let modified = try XCTUnwrap(row).decode(Date.self, column: "modified_at")
+        XCTAssertEqual(modified.timeIntervalSince1970, started.timeIntervalSince1970, accuracy: 0.000_001)
+    }
+
     func testLockMintsAContainerTokenAndRecordsHistory() async throws {
         let container = try await queued()
         let locked = try await store.lock(container.uuid, by: dispatcher, epoch: 0, on: db)

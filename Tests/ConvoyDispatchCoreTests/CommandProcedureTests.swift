@@ -37,13 +37,13 @@ final class CommandProcedureTests: XCTestCase {
         listing.receive(.success(.identity("zzzzz-gj3su-000000000000001")), now: Moment(seconds: 1))
         XCTAssertEqual(listing.identity, "zzzzz-gj3su-000000000000001")
         XCTAssertEqual(call(listing)?.0, .queue(.page(.ours(after: nil, offset: 0, limit: 2), lockedBy: "zzzzz-gj3su-000000000000001")))
-        listing.receive(.success(.page([Fixture.entry("c1", .running), Fixture.entry("c2", .locked)])), now: Moment(seconds: 2))
+        listing.receive(.success(.page(QueueListing.PageAnswer(entries: [Fixture.entry("c1", .running), Fixture.entry("c2", .locked)]))), now: Moment(seconds: 2))
         XCTAssertEqual(call(listing)?.0, .queue(.page(.ours(after: "c2", offset: 0, limit: 2), lockedBy: "zzzzz-gj3su-000000000000001")))
-        listing.receive(.success(.page([])), now: Moment(seconds: 3))
+        listing.receive(.success(.page(QueueListing.PageAnswer(entries: []))), now: Moment(seconds: 3))
         XCTAssertEqual(call(listing)?.0, .queue(.page(.queued(offset: 0, limit: 2), lockedBy: "zzzzz-gj3su-000000000000001")))
-        listing.receive(.success(.page([Fixture.entry("q1")])), now: Moment(seconds: 4))
-        guard case .finished(.done(.containers(let entries))) = listing.step else { return XCTFail("\(listing.step)") }
-        XCTAssertEqual(entries.map(\.id), ["c1", "c2", "q1"])
+        listing.receive(.success(.page(QueueListing.PageAnswer(entries: [Fixture.entry("q1")]))), now: Moment(seconds: 4))
+        guard case .finished(.done(.containers(let result))) = listing.step else { return XCTFail("\(listing.step)") }
+        XCTAssertEqual(result.entries.map(\.id), ["c1", "c2", "q1"])
         XCTAssertEqual(listing.calls, 4)
     }
 
@@ -55,7 +55,7 @@ final class CommandProcedureTests: XCTestCase {
     func testEachCallGetsWhatIsLeftOfTheCommandsDeadline() {
         var listing = procedure(.listContainers(QueueListing(depth: 0, pageSize: 1)), identity: "me", at: 100)
         XCTAssertEqual(call(listing)?.1, 600)
-        listing.receive(.success(.page([Fixture.entry("c1", .running)])), now: Moment(seconds: 500))
+        listing.receive(.success(.page(QueueListing.PageAnswer(entries: [Fixture.entry("c1", .running)]))), now: Moment(seconds: 500))
         XCTAssertEqual(call(listing)?.1, 200)
     }
 

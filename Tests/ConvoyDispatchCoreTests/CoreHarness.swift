@@ -23,6 +23,14 @@ struct CoreHarness {
         /// Members that do not answer a sync.
         var silent: Set<MemberID> = []
         var queue: [QueueEntry] = []
+        /// The horizon each listing's answer carries (nil: the API gives none, and every listing is full).
+        var horizon: Date?
+        /// What a listing of changes answers: these containers of `queue` (the others as unchanged),
+        /// and these as no longer listed.
+        var changed: Set<ContainerID> = []
+        var gone: [ContainerID] = []
+        /// When set, the API does not answer the queue listing.
+        var queueSilent = false
 
         /// The queue's entry for `id` takes `state` (a lock, a runner, an unlock).
         mutating func setState(_ id: ContainerID, _ state: ContainerState) {
@@ -41,6 +49,17 @@ struct CoreHarness {
     init(settings: CoreSettings = Fixture.settings, me: MemberID = "leader", epoch: Int64 = 7, start: Moment = .zero) {
         core = DispatchCore(settings: settings, me: me, epoch: epoch, now: start)
         now = start
+    }
+
+    /// The leader and one follower `f1`; the cloud lists `workers` (small), each reported ready
+    /// and running nothing, by a probe that began 0.5 s before the report.
+    static func leaderAndFollower(workers: [InstanceID], queue: [QueueEntry], settings: CoreSettings) -> CoreHarness {
+        var h = CoreHarness(settings: settings)
+        h.world.members = ["leader", "f1"]
+        h.world.instances = workers.map { Fixture.instance($0) }
+        for id in workers { h.world.reports[id] = Fixture.ready(id) }
+        h.world.queue = queue
+        return h
     }
 
     mutating func advance(_ seconds: Double) { now = now + seconds }
@@ -136,8 +155,15 @@ struct CoreHarness {
                 return report
             }
             return .done(.reports(reports))
-        case .listContainers:
-            return .done(.containers(world.queue))
+        case .listContainers(let listing):
+            if world.queueSilent { return .unknown("the API did not answer") }
+            switch listing.scope {
+            case .full:
+                return .done(.containers(QueueListing.Result(scope: .full, entries: world.queue, horizon: world.horizon)))
+            case .changes:
+                let entries = world.queue.filter { world.changed.contains($0.id) }
+                return .done(.containers(QueueListing.Result(scope: listing.scope, entries: entries, gone: world.gone, horizon: world.horizon)))
+            }
         default:
             return nil
         }
@@ -152,7 +178,9 @@ enum Fixture {
     /// TimeoutProbe 600 s, LockedTimeout 120 s, OrphanRunnerGrace 10 s, TimeoutSignal 5 s, TimeoutTERM 120 s,
     /// CapacityHold 60 s, RateLimitBackoff 10 s) with the two types above, one container per
     /// instance (the packing tests set MaxRunningContainersPerInstance themselves).
-    static var settings: CoreSettings { CoreSettings(instanceTypes: [small, large], maxContainersPerInstance: 1) }
+    /// SyncInterval 0: the cloud and the queue are listed in full on every pass (what most tests
+    /// are about; `SyncIntervalTests` checks the listings between).
+    static var settings: CoreSettings { CoreSettings(instanceTypes: [small, large], maxContainersPerInstance: 1, syncInterval: 0) }
     /// A wall-clock time for the fields the core only carries (never compares with its clock).
     static let wallClock = Date(timeIntervalSince1970: 1_700_000_000)
 

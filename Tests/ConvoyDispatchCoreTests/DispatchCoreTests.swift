@@ -10,16 +10,10 @@ final class DispatchCoreTests: XCTestCase {
     private let small = Fixture.small
     private let large = Fixture.large
 
-    /// The leader and one follower `f1`; the cloud lists `workers` (small), each reported ready
-    /// and running nothing, by a probe that began 0.5 s before the report.
+    /// `CoreHarness.leaderAndFollower`, with one worker unless told.
     private func harness(workers: [InstanceID] = ["i-1"], queue: [QueueEntry] = [],
                          settings: CoreSettings = Fixture.settings) -> CoreHarness {
-        var h = CoreHarness(settings: settings)
-        h.world.members = ["leader", "f1"]
-        h.world.instances = workers.map { Fixture.instance($0) }
-        for id in workers { h.world.reports[id] = Fixture.ready(id) }
-        h.world.queue = queue
-        return h
+        CoreHarness.leaderAndFollower(workers: workers, queue: queue, settings: settings)
     }
 
     // MARK: Hosting
@@ -386,6 +380,63 @@ final class DispatchCoreTests: XCTestCase {
         XCTAssertTrue(commands.contains(.unlock("c-spot", ifState: .running, reason: "its spot instance was reclaimed by the cloud", preempted: true)),
                       "\(commands)")
         XCTAssertTrue(commands.contains(.unlock("c-plain", ifState: .running, reason: "its runner is on no worker")), "\(commands)")
+        XCTAssertEqual(h.core.refusedTransitions, [])
+    }
+
+    /// An eventually consistent listing may miss an instance for seconds after its create (seed
+    /// 303: a new instance's runner was taken as gone, and its live container requeued, when the
+    /// first listing after the create, 5 s after it booted, did not show it yet). An instance this
+    /// term created stays until a listing shows it or UnlistedGrace passes.
+    func testAnInstanceThisTermCreatedIsAwaitedInTheListingForUnlistedGrace() throws {
+        var h = harness(workers: [], queue: [Fixture.entry("c1")])
+        let create = try XCTUnwrap(h.pass().first)
+        h.advance(to: 0.5)
+        h.answer(create, .done(.created(Fixture.instance("i-new"))))
+        h.world.reports["i-new"] = Fixture.ready("i-new")
+        h.advance(to: 1)
+        let start = h.pass().commands
+        XCTAssertEqual(start.count, 1, "c1 is locked for i-new, not yet listed: \(start)")
+        for at in [2.0, 10, 30] {
+            h.advance(to: at)
+            h.pass()
+            XCTAssertNotNil(h.core.workers["i-new"], "at \(at) s: the listing may lag")
+        }
+        h.advance(to: 31)
+        h.pass()
+        XCTAssertNil(h.core.workers["i-new"], "UnlistedGrace after its create, still not listed: gone")
+
+        // Listed once, an instance missing from a listing is gone at once.
+        h.world.instances = [Fixture.instance("i-2")]
+        h.world.reports["i-2"] = Fixture.ready("i-2")
+        h.advance(to: 32)
+        h.pass()
+        XCTAssertTrue(h.core.workers["i-2"]?.listedOnce == true)
+        h.world.instances = []
+        h.advance(to: 33)
+        h.pass()
+        XCTAssertNil(h.core.workers["i-2"])
+    }
+
+    /// A new leader asks every member what it hosts; an instance a member hosts that the cloud
+    /// does not list yet may hold a runner (seed 1124: a new term took a container as lost while
+    /// its instance, created just before the election, was missing from the listing). No
+    /// container is taken as lost until the cloud lists it or UnlistedGrace passes, and the cloud
+    /// is listed every ShutdownListInterval meanwhile.
+    func testAnInstanceAMemberHostsButTheCloudDoesNotListYetHoldsOffLostContainersForUnlistedGrace() {
+        var settings = Fixture.settings
+        settings.syncInterval = 60
+        var h = harness(workers: ["i-2"], queue: [Fixture.entry("c1", .running)], settings: settings)
+        h.world.hosted = ["f1": ["i-new"]]
+        XCTAssertEqual(h.pass().commands, [], "i-new may hold c1's runner")
+        h.advance(to: 2)
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertFalse(h.lastPassQueries.contains(.listInstances))
+        h.advance(to: 10)
+        XCTAssertEqual(h.pass().commands, [])
+        XCTAssertTrue(h.lastPassQueries.contains(.listInstances), "ShutdownListInterval while a claim waits")
+        h.advance(to: 30)
+        XCTAssertEqual(h.pass().commands, [.unlock("c1", ifState: .running, reason: "its runner is on no worker")],
+                       "UnlistedGrace after the claim, the cloud still does not list it: gone")
         XCTAssertEqual(h.core.refusedTransitions, [])
     }
 

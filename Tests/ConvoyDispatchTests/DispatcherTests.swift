@@ -176,6 +176,21 @@ final class DispatcherTests: PostgresTestCase {
 
     /// Packing on the real stack: two containers that together fit one instance share it, both
     /// run at the same time and both complete, and no second instance is booted.
+    /// The API's NOTIFY wakes the leader: with a minute between passes, a container submitted
+    /// after a pass is read and decided on (its instance created) within seconds.
+    func testANewContainerIsDecidedOnAtOnceByTheAPIsNotifyNotAtTheNextPass() async throws {
+        let pool = try startPool(cloudVMs: ["PollInterval": "60s", "MaxRunningContainersPerInstance": "1"])
+        try startReplicas(["d1"], pool: pool)
+        _ = try await submit(["sleep", "600"])
+        try await wait("the first container's instance", within: .seconds(30)) { try await pool.driver().instances().count == 1 }
+        let began = ContinuousClock.now
+        _ = try await submit(["sleep", "600"])
+        try await wait("the second container's instance, long before the next pass", within: .seconds(20)) {
+            try await pool.driver().instances().count == 2
+        }
+        XCTAssertLessThan(ContinuousClock.now - began, .seconds(30), "read at the next pass, not at the NOTIFY")
+    }
+
     func testTwoContainersShareOneInstanceAndBothComplete() async throws {
         let pool = try startPool(instanceTypes: """
             InstanceTypes:

@@ -99,6 +99,15 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(zero.contains("TimeoutShutdown must be more than 0"), zero)
     }
 
+    func testSyncIntervalTakesArvadosDefaultAndRefusesZeroAndGarbage() throws {
+        XCTAssertEqual(try parse("").containers.cloudVMs.syncInterval, .seconds(60), "Arvados' 1m")
+        XCTAssertEqual(try parse("Containers:\n  CloudVMs:\n    SyncInterval: 15s").containers.cloudVMs.syncInterval, .seconds(15))
+        let zero = error("Containers:\n  CloudVMs:\n    SyncInterval: 0s")
+        XCTAssertTrue(zero.contains("SyncInterval must be more than 0"), zero)
+        let garbage = error("Containers:\n  CloudVMs:\n    SyncInterval: often")
+        XCTAssertTrue(garbage.contains("SyncInterval must be a duration"), garbage)
+    }
+
     func testInitialQuotaEstimateAndSupervisorFractionTakeArvadosDefaultsAndRefuseNonsense() throws {
         let defaults = try parse("").containers.cloudVMs
         XCTAssertEqual(defaults.maxRunningContainersPerInstance, 0, "as many as fit, as Arvados")

@@ -84,29 +84,44 @@ final class SimulationTests: XCTestCase {
     /// is: it restarts the lock's clock (containers stranded Locked, as CI once saw) or takes a
     /// probe from before the move to Running as proof that the runner is gone. With production's
     /// settings (keyset pages, two-listing orphan grace, deadlines, the production procedure per
-    /// command) seed 561 shows the second: a live runner requeued. (The failing seeds move when
+    /// command) seed 75 shows the second: a live runner requeued. (The failing seeds move when
     /// the core's order of work or the fault kinds change: `convoy-sim --no-state-age --seeds 6000
-    /// --first-seed 1` finds them, the first 561 with 22 fault kinds, packing, GPUs, spot and broken workers, the workload drawn before the run.)
+    /// --first-seed 1` finds them, the first 75 with 22 fault kinds, packing, GPUs, spot, broken workers, the workload drawn before the run and listings of changes between SyncIntervals.)
     func testWithoutTheAPIsStateAgeANewLeaderMisjudgesOldStatesAndBreaksAnInvariant() {
-        var settings = SimulationSettings.small(seed: 561)
+        var settings = SimulationSettings.small(seed: 75)
         settings.apiReportsStateAge = false
         let report = Simulation(settings).run()
         XCTAssertTrue(report.violations.contains { $0.hasPrefix("locked-too-long") || $0.hasPrefix("requeued a live runner") }, "\(report.violations)")
-        XCTAssertEqual(Simulation(.small(seed: 561)).run().violations, [])
+        XCTAssertEqual(Simulation(.small(seed: 75)).run().violations, [])
     }
 
     /// What killed healthy containers at scale: this cluster's Locked/Running containers paged by
     /// offset, so that one leaving between two pages shifted another out of the listing, and a
-    /// runner killed as an orphan on that one listing's silence. Seed 3 kills a live runner that
-    /// way (with the 22 fault kinds, packing, GPUs, spot reclamation, broken workers and each page a call of its
-    /// own: `convoy-sim --offset-paging --seeds 300 --first-seed 1` finds them, 44 of 300); keyset pages and a
-    /// grace of two listings (production's) run it clean.
+    /// runner killed as an orphan on that one listing's silence. Seed 44 kills a live runner that
+    /// way (with the 22 fault kinds, packing, GPUs, spot reclamation, broken workers, each page a call of its
+    /// own, and full listings only every SyncInterval, changes between: `convoy-sim --offset-paging --seeds 300
+    /// --first-seed 1` finds them, 5 of 300); keyset pages and a grace of two listings (production's) run it clean.
     func testOffsetPagingAndOneListingsSilenceKillALiveRunnerAndKeysetPagesDoNot() {
-        var settings = SimulationSettings.small(seed: 3)
+        var settings = SimulationSettings.small(seed: 44)
         settings.offsetPaging = true
         let report = Simulation(settings).run()
         XCTAssertTrue(report.violations.contains { $0.hasPrefix("killed a live runner") }, "\(report.violations)")
-        XCTAssertEqual(Simulation(.small(seed: 3)).run().violations, [])
+        XCTAssertEqual(Simulation(.small(seed: 44)).run().violations, [])
+    }
+
+    /// Between full listings the leader reads only the containers changed since the last
+    /// listing's horizon. A horizon at the listing's own time misses a change whose transaction
+    /// began before the listing and committed after it (its modified_at is the transaction's
+    /// start): the leader's view stays stale until the next full listing, which the simulation
+    /// checks after every listing of changes. Seed 1 shows it (`convoy-sim --no-horizon --seeds
+    /// 300 --first-seed 1`: 197 of 300); the API's horizon, no later than the oldest open
+    /// transaction's start, runs it clean.
+    func testAHorizonThatIgnoresOpenTransactionsLeavesTheLeadersViewStaleAndTheAPIsDoesNot() {
+        var settings = SimulationSettings.small(seed: 1)
+        settings.apiHorizonCoversOpenTransactions = false
+        let report = Simulation(settings).run()
+        XCTAssertTrue(report.violations.contains { $0.hasPrefix("stale view") }, "\(report.violations)")
+        XCTAssertEqual(Simulation(.small(seed: 1)).run().violations, [])
     }
 
     /// Seed 445: a runner vanishes two seconds before the cloud takes its spot instance; the

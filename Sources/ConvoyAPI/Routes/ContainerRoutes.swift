@@ -10,8 +10,13 @@ enum ContainerRoutes {
         containers.get { request, _ -> Response in
             let caller = try await services.authenticate(request)
             let query = try APIServices.listQuery(request, schema: ContainerStore.schema)
+            // A dispatcher reading the queue's changes asks for the horizon: taken before the
+            // listing's own snapshot, so that whatever the listing misses is at or after it.
+            var horizon: Date?
+            if try Self.includeHorizon(request) { horizon = try await services.containers.horizon(on: services.database) }
             let page = try await services.containers.list(query, as: caller, on: services.database)
-            return try APIResponses.page(page.items, query: query, itemsAvailable: page.itemsAvailable)
+            return try APIResponses.page(page.items, query: query, itemsAvailable: page.itemsAvailable,
+                                         extra: horizon.map { ["horizon": .string(QueueChanges.format($0))] } ?? [:])
         }
         containers.get(":uuid") { request, context -> Response in
             let caller = try await services.authenticate(request)
@@ -68,6 +73,15 @@ extension ContainerRoutes {
             throw APIError.unprocessable("if_state must be Locked or Running, not '\(text.prefix(100))'")
         }
         return state
+    }
+
+    /// The `include_horizon` list parameter: true or false, if given.
+    static func includeHorizon(_ request: Request) throws -> Bool {
+        guard let text = APIServices.queryParameters(request)[QueueChanges.horizonParameter] else { return false }
+        guard let value = Bool(text) else {
+            throw APIError.unprocessable("\(QueueChanges.horizonParameter) must be true or false, not '\(text.prefix(100))'")
+        }
+        return value
     }
 
     /// The `preempted` query parameter of an unlock: true or false, if given.

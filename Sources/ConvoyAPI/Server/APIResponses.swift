@@ -32,13 +32,15 @@ enum APIResponses {
     }
 
     /// A page of records in Arvados' list envelope. With `select`, only those attributes.
-    static func page<Record: APIRecord>(_ records: [Record], query: ListQuery, itemsAvailable: Int?) throws -> Response {
+    /// `extra`: members added to the envelope (a listing's `horizon`).
+    static func page<Record: APIRecord>(_ records: [Record], query: ListQuery, itemsAvailable: Int?,
+                                        extra: [String: JSONValue] = [:]) throws -> Response {
         if let select = query.select {
             let items = try records.map { try selected($0, select) }
-            return try json(list(items, kind: Record.kind + "List", query: query, itemsAvailable: itemsAvailable))
+            return try json(list(items, kind: Record.kind + "List", query: query, itemsAvailable: itemsAvailable, extra: extra))
         }
         return try encoded(ListBody(kind: Record.kind + "List", offset: query.offset, limit: query.limit,
-                                    items: records.map { RecordBody(record: $0) }, itemsAvailable: itemsAvailable))
+                                    items: records.map { RecordBody(record: $0) }, itemsAvailable: itemsAvailable, extra: extra))
     }
 
     /// The record with only the `select`ed attributes (and `kind`).
@@ -67,7 +69,7 @@ enum APIResponses {
         return .object(members)
     }
 
-    static func list(_ items: [JSONValue], kind: String, query: ListQuery, itemsAvailable: Int?) -> JSONValue {
+    static func list(_ items: [JSONValue], kind: String, query: ListQuery, itemsAvailable: Int?, extra: [String: JSONValue] = [:]) -> JSONValue {
         var members: [String: JSONValue] = [
             "kind": .string(kind),
             "etag": .string(""),
@@ -77,6 +79,7 @@ enum APIResponses {
             "items": .array(items),
         ]
         if let itemsAvailable { members["items_available"] = .number(Double(itemsAvailable)) }
+        members.merge(extra) { current, _ in current }
         return .object(members)
     }
 }
@@ -130,10 +133,18 @@ private struct ListBody<Record: APIRecord>: Encodable {
     let limit: Int
     let items: [RecordBody<Record>]
     let itemsAvailable: Int?
+    var extra: [String: JSONValue] = [:]
 
     enum CodingKeys: String, CodingKey {
         case kind, offset, limit, items
         case etag, selfLink = "self_link", itemsAvailable = "items_available"
+    }
+
+    private struct ExtraKey: CodingKey {
+        var stringValue: String
+        var intValue: Int? { nil }
+        init(stringValue: String) { self.stringValue = stringValue }
+        init?(intValue: Int) { nil }
     }
 
     func encode(to encoder: any Encoder) throws {
@@ -145,5 +156,7 @@ private struct ListBody<Record: APIRecord>: Encodable {
         try container.encode(limit, forKey: .limit)
         try container.encode(items, forKey: .items)
         try container.encodeIfPresent(itemsAvailable, forKey: .itemsAvailable)
+        var more = encoder.container(keyedBy: ExtraKey.self)
+        for (key, value) in extra.sorted(by: { $0.key < $1.key }) { try more.encode(value, forKey: ExtraKey(stringValue: key)) }
     }
 }

@@ -1,3 +1,4 @@
+import ConvoyModel
 import ConvoyPostgres
 
 /// The API's tables, applied in order by `PostgresMigrator` when `convoy api` starts.
@@ -162,6 +163,36 @@ public enum APISchema {
             -- admin marked shared: another user's collection of the same name is never loaded.
             ALTER TABLE collections ADD COLUMN shared boolean NOT NULL DEFAULT false;
             CREATE INDEX collections_name ON collections (name, created_at);
+            """),
+        PostgresMigration(version: 5, name: "the queue's changes", sql: """
+            -- A dispatcher reads what changed since its last listing by modified_at: every update
+            -- sets it to now() (the transaction's start, which the listing's horizon relies on),
+            -- whatever statement made it.
+            CREATE FUNCTION containers_modified() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                NEW.modified_at := now();
+                RETURN NEW;
+            END
+            $$;
+            CREATE TRIGGER containers_modified BEFORE UPDATE ON containers
+                FOR EACH ROW EXECUTE FUNCTION containers_modified();
+            CREATE INDEX containers_modified_at ON containers (modified_at);
+            -- What makes work for a dispatcher wakes the leader at once: a new container, one back
+            -- in the queue, a priority changed (0 asks it to stop one). NOTIFY is delivered on
+            -- commit, once per transaction (PostgreSQL folds equal notifications); ends and
+            -- locks wake nobody, the next pass reads them.
+            CREATE FUNCTION containers_queue_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                PERFORM pg_notify('\(QueueChanges.channel)', '');
+                RETURN NULL;
+            END
+            $$;
+            CREATE TRIGGER containers_queue_added AFTER INSERT ON containers
+                FOR EACH STATEMENT EXECUTE FUNCTION containers_queue_changed();
+            CREATE TRIGGER containers_queue_changed AFTER UPDATE OF state, priority ON containers
+                FOR EACH ROW WHEN (NEW.priority IS DISTINCT FROM OLD.priority
+                                   OR (NEW.state = 'Queued' AND OLD.state IS DISTINCT FROM 'Queued'))
+                EXECUTE FUNCTION containers_queue_changed();
             """),
     ]
 }

@@ -87,6 +87,22 @@ public struct ContainerStore: Sendable {
         return (try page.rows.map(ContainerRecord.decode), page.itemsAvailable)
     }
 
+    /// The horizon of a listing made after this returns: every container change the listing
+    /// will not show has modified_at at or after it. A change a listing misses was not committed
+    /// when its snapshot was taken: its transaction was open as this ran (and began at or after
+    /// the oldest open one's start) or began after this statement did; and modified_at is the
+    /// change's transaction start (`now()`). Other sessions' transaction starts are visible to a
+    /// role that is a superuser, the same role (the API's connections), or pg_read_all_stats.
+    public func horizon(on db: some PostgresClient) async throws -> Date {
+        let result = try await db.query("""
+            SELECT least(statement_timestamp(), (SELECT min(xact_start) FROM pg_stat_activity
+                                                 WHERE xact_start IS NOT NULL AND pid <> pg_backend_pid()
+                                                   AND datname = current_database() AND backend_type = 'client backend')) AS horizon
+            """)
+        guard let row = result.first else { throw APIError(status: 500, "the horizon query returned no row") }
+        return try row.decode(Date.self, column: "horizon")
+    }
+
     // MARK: Lock and unlock
 
     /// Queued → Locked for a dispatcher: mints the container token whose uuid becomes auth_uuid.

@@ -1,6 +1,7 @@
 import ConvoyAPIClient
 import ConvoyCluster
 import ConvoyModel
+import ConvoyPostgres
 import Distributed
 import Foundation
 import Logging
@@ -88,6 +89,7 @@ public actor DispatchLeader {
                     try? await Task.sleep(for: tick)
                 }
             }
+            group.addTask { [self] in await watchQueue(inbox) }
             for await input in stream {
                 if Task.isCancelled || stopped { break }
                 let commands: [IssuedCommand]
@@ -116,6 +118,36 @@ public actor DispatchLeader {
             group.cancelAll()
         }
         logger.info("leader loop stopped")
+    }
+
+    /// Tells the core whenever the API says the queue changed (its NOTIFY), so that a new
+    /// container is read at once rather than at the next pass; passes go on without it, so a
+    /// lost session only costs latency (after a new one, the core is told once, for what the
+    /// gap may have hidden).
+    private nonisolated func watchQueue(_ inbox: AsyncStream<Input>.Continuation) async {
+        let configuration = PostgresConfiguration(keywords: member.configuration.database,
+                                                  applicationName: "convoy-dispatch \(member.configuration.memberID) queue")
+            // An idle LISTEN session notices a vanished server only by keepalives.
+            .withFastFailureDetection()
+        while !Task.isCancelled {
+            do {
+                let session = try await PostgresConnection.connect(configuration)
+                try await session.listen(QueueChanges.channel)
+                inbox.yield(.event(.queueChanged))
+                do {
+                    for try await _ in await session.notifications() {
+                        if Task.isCancelled { break }
+                        inbox.yield(.event(.queueChanged))
+                    }
+                } catch {
+                    logger.warning("lost the queue's notification session", metadata: ["error": "\(error)"])
+                }
+                await session.close()
+            } catch {
+                logger.warning("cannot listen for the queue's changes", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
     }
 
     // MARK: Carrying out commands

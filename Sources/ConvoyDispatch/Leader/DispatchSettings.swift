@@ -48,7 +48,8 @@ extension DispatchSettings {
                             initialQuotaEstimate: cloud.initialQuotaEstimate,
                             supervisorFraction: cloud.supervisorFraction, timeoutSignal: cloud.timeoutSignal.timeInterval,
                             timeoutTERM: cloud.timeoutTERM.timeInterval, timeoutShutdown: cloud.timeoutShutdown.timeInterval,
-                            quotaGroups: QuotaGroups(cloud.instanceTypeQuotaGroups), memberTimeout: memberTimeout.timeInterval)
+                            quotaGroups: QuotaGroups(cloud.instanceTypeQuotaGroups), syncInterval: cloud.syncInterval.timeInterval,
+                            memberTimeout: memberTimeout.timeInterval)
     }
 }
 

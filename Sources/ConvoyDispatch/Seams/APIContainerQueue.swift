@@ -31,8 +31,8 @@ public struct APIContainerQueue: ContainerQueue {
             return .identity(uuid)
         case .page(let page, let lockedBy):
             let answer = try await api.containers(filters: filters(page, lockedBy: lockedBy), order: order(page),
-                                                  limit: page.limit, offset: page.offset)
-            return .page(answer.items.map(entry))
+                                                  limit: page.limit, offset: page.offset, horizon: page.isFirst)
+            return .page(pageAnswer(page, answer, lockedBy: lockedBy))
         case .lock(let id):
             return .entry(entry(try await api.lock(try uuid(id))))
         case .unlock(let id, let state, let preempted):
@@ -57,14 +57,34 @@ public struct APIContainerQueue: ContainerQueue {
             return filters
         case .queued:
             return [[.string("state"), .string("="), .string("Queued")], [.string("priority"), .string(">"), .number(0)]]
+        case .changed(let since, let after, _):
+            var filters: [[JSONValue]] = [[.string("modified_at"), .string(">="), .string(QueueChanges.format(since))]]
+            if let after { filters.append([.string("uuid"), .string(">"), .string(after.rawValue)]) }
+            return filters
         }
     }
 
     static func order(_ page: QueueListing.Page) -> [String] {
         switch page {
-        case .ours: return ["uuid"]
+        case .ours, .changed: return ["uuid"]
         case .queued: return ["priority desc", "created_at asc"]
         }
+    }
+
+    /// A page as the listing takes it: a page of changes splits into what the leader lists and
+    /// what it no longer does.
+    static func pageAnswer(_ page: QueueListing.Page, _ answer: APIPage<Container>, lockedBy mine: String) -> QueueListing.PageAnswer {
+        let last = answer.items.last.map { ContainerID($0.uuid.rawValue) }
+        guard case .changed = page else { return QueueListing.PageAnswer(entries: answer.items.map(entry), horizon: answer.horizon, last: last) }
+        var entries: [QueueEntry] = [], gone: [ContainerID] = []
+        for container in answer.items {
+            if QueueListing.isListed(state: container.state, priority: container.priority, lockedByUs: container.lockedByUUID?.rawValue == mine) {
+                entries.append(entry(container))
+            } else {
+                gone.append(ContainerID(container.uuid.rawValue))
+            }
+        }
+        return QueueListing.PageAnswer(entries: entries, gone: gone, horizon: answer.horizon, last: last)
     }
 
     static func entry(_ container: Container) -> QueueEntry {

@@ -47,6 +47,9 @@ public enum CoreEvent: Sendable {
     /// An operator wants the container's runner stopped now (Arvados' `containers/kill`): the
     /// runner ends it Cancelled with `reason`.
     case killContainer(ContainerID, reason: String)
+    /// The API says the queue changed (PostgreSQL's NOTIFY): read what changed now rather than
+    /// at the next pass.
+    case queueChanged
 }
 
 /// How a command ended, as far as the leader can tell.
@@ -68,8 +71,9 @@ public enum CommandResult: Sendable {
     case members([MemberHeartbeat])
     /// Every instance the cloud lists for this cluster.
     case instances([CloudInstance])
-    /// The queue (see `QueueEntry`): this cluster's Locked/Running, then Queued up to QueueDepth.
-    case containers([QueueEntry])
+    /// The queue (see `QueueEntry`): this cluster's Locked/Running, then Queued up to QueueDepth;
+    /// or what changed since the last listing's horizon.
+    case containers(QueueListing.Result)
     /// The instances a member says it hosts.
     case hosted([InstanceID])
     /// A member's reports on the workers it hosts.

@@ -58,8 +58,21 @@ public struct CoreSettings: Sendable, Equatable {
     public var timeoutShutdown: Double
     /// Which instance types share a cloud quota (`DriverParameters.InstanceTypeQuotaGroups`).
     public var quotaGroups: QuotaGroups
-    /// Queued containers read per pass (the highest priorities).
+    /// Queued containers read per full listing (the highest priorities).
     public var queueDepth: Int
+    /// How often the queue is listed in full and the cloud's instances listed (Arvados'
+    /// SyncInterval); in between, each pass reads only the containers that changed.
+    public var syncInterval: Double
+    /// While a destroy has not yet taken (the cloud still lists the instance), the cloud is listed
+    /// this often, so that the instance stops counting toward MaxInstances soon after it goes.
+    public var shutdownListInterval: Double
+    /// How long an instance this term created, or a member says it hosts, may be missing from the
+    /// cloud's listing before the leader takes it as gone (a listing is eventually consistent: it
+    /// lags a create).
+    public var unlistedGrace: Double
+    /// After the API says the queue changed (NOTIFY), the changes are read at once, but never
+    /// sooner than this after the last listing began.
+    public var changedListingSpacing: Double
     /// Containers asked for per page of the queue listing (at most the API's page limit, 1000).
     public var listPageSize: Int
     /// How this cluster's Locked/Running containers are paged (keyset; offset only to show, in
@@ -77,7 +90,8 @@ public struct CoreSettings: Sendable, Equatable {
                 maxContainersPerInstance: Int = 0, initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, overloadQuietPeriod: Double = 60, lockedTimeout: Double = 120, orphanRunnerGrace: Double = 0,
                 orphanRunnerListings: Int = 2, orphanRunnerNeedsLaterProbe: Bool = true, timeoutSignal: Double = 5, timeoutTERM: Double = 120, capacityHold: Double = 60, rateLimitBackoff: Double = 10,
                 timeoutShutdown: Double = 10, quotaGroups: QuotaGroups = QuotaGroups(),
-                queueDepth: Int = 20_000, listPageSize: Int = 1000, listPaging: QueueListing.Paging = .keyset,
+                queueDepth: Int = 20_000, syncInterval: Double = 60, shutdownListInterval: Double = 5, unlistedGrace: Double = 30, changedListingSpacing: Double = 0.2,
+                listPageSize: Int = 1000, listPaging: QueueListing.Paging = .keyset,
                 memberTimeout: Double = 4, deadlines: CommandDeadlines = CommandDeadlines()) {
         self.instanceTypes = instanceTypes
         self.maximumPriceFactor = maximumPriceFactor
@@ -105,6 +119,10 @@ public struct CoreSettings: Sendable, Equatable {
         self.timeoutShutdown = timeoutShutdown
         self.quotaGroups = quotaGroups
         self.queueDepth = queueDepth
+        self.syncInterval = syncInterval
+        self.shutdownListInterval = shutdownListInterval
+        self.unlistedGrace = unlistedGrace
+        self.changedListingSpacing = changedListingSpacing
         self.listPageSize = listPageSize
         self.listPaging = listPaging
         self.memberTimeout = memberTimeout

@@ -7,8 +7,10 @@ import Foundation
 /// events gives one sequence of commands (the simulation relies on it).
 ///
 /// A pass, every PollInterval: the live members; on the term's first pass what each member
-/// hosts; the cloud's instances; a sync with every member (assignments out, reports back); the
-/// queue; then the decisions (lost containers, worker health, orphan runners, the scheduler).
+/// hosts; the cloud's instances (every SyncInterval); a sync with every member (assignments out,
+/// reports back); the queue (in full every SyncInterval, otherwise what changed since the last
+/// listing); then the decisions (lost containers, worker health, orphan runners, the scheduler).
+/// When the API says the queue changed, a short pass reads the changes and decides at once.
 /// Commands on containers and instances run alongside passes; their outcomes come back as events.
 public struct DispatchCore: Sendable {
     public let settings: CoreSettings
@@ -48,11 +50,25 @@ public struct DispatchCore: Sendable {
     private var stage: Stage = .idle
     private var passStartedAt: Moment
     private var nextPassAt: Moment
-    private var hostedClaims: [InstanceID: MemberID] = [:]
+    /// What live members said they host, when the term asked, for instances the cloud has not
+    /// listed yet: a claim is the host of the instance once listed, and, for UnlistedGrace, a sign
+    /// that the cloud's listing lags (no container is taken as lost meanwhile).
+    private var hostedClaims: [InstanceID: (member: MemberID, since: Moment)] = [:]
     /// Runners being killed: since when, the last kill, whether one is in flight, whether their
     /// worker was drained for it (TimeoutTERM passed).
     private var kills: [ContainerID: KillProgress] = [:]
     private var nextDeadlineCheck = Moment(seconds: -.infinity)
+    /// The last listing's horizon: the next listing reads the changes since it (nil: list in full).
+    private var queueHorizon: Date?
+    /// When the last full listing that succeeded, and the last cloud listing that did, were asked for.
+    private var lastFullListing: Moment?
+    private var lastCloudListing: Moment?
+    /// When the last queue listing began (a changes-only pass waits ChangedListingSpacing after it).
+    private var lastListingStart = Moment(seconds: -.infinity)
+    /// The API said the queue changed since the last listing began.
+    private var queueChanged = false
+    /// The pass under way only reads the queue's changes and decides (it moves no pass schedule).
+    private var changesOnlyPass = false
 
     private enum Stage: Sendable, Equatable {
         case idle, members, hosted(Set<MemberID>), instances, syncing(Set<MemberID>), containers
@@ -70,7 +86,13 @@ public struct DispatchCore: Sendable {
     }
 
     /// When the driver should next send `.tick` (it may send more).
-    public var nextWakeup: Moment? { stage == .idle ? nextPassAt : nil }
+    public var nextWakeup: Moment? {
+        guard stage == .idle else { return nil }
+        return queueChanged && adopted ? min(nextPassAt, lastListingStart + settings.changedListingSpacing) : nextPassAt
+    }
+
+    /// The API said the queue changed, and this term has not read the changes yet.
+    public var changesWaiting: Bool { queueChanged }
 
     /// Commands issued and not answered yet.
     public var commandsInFlight: Int { pending.count }
@@ -84,9 +106,15 @@ public struct DispatchCore: Sendable {
             expireOverdue(now, &out)
             if stage == .idle, now >= nextPassAt {
                 passStartedAt = now
+                changesOnlyPass = false
                 stage = .members
                 issue(.listMembers, now, &out)
+            } else {
+                readChangesIfDue(now, &out)
             }
+        case .queueChanged:
+            queueChanged = true
+            readChangesIfDue(now, &out)
         case .outcome(let id, let outcome):
             guard let (command, issuedAt) = pending.removeValue(forKey: id) else { break }
             // The API's 503 or silence: back-pressure, and otherwise an unknown outcome.
@@ -106,6 +134,15 @@ public struct DispatchCore: Sendable {
             killRunner(id, on: worker, reason: "the operator asked" + (reason.isEmpty ? "" : ": \(reason)"), now: now, &out)
         }
         return out
+    }
+
+    /// A short pass (the queue's changes, then the decisions) when the API said the queue changed,
+    /// the term has adopted the pool, and the next full pass is not yet due.
+    private mutating func readChangesIfDue(_ now: Moment, _ out: inout [IssuedCommand]) {
+        guard queueChanged, adopted, stage == .idle, now < nextPassAt,
+              now >= lastListingStart + settings.changedListingSpacing else { return }
+        changesOnlyPass = true
+        listContainers(now, &out)
     }
 
     private mutating func issue(_ command: CoreCommand, _ now: Moment, _ out: inout [IssuedCommand]) {
@@ -133,6 +170,10 @@ public struct DispatchCore: Sendable {
 
     private mutating func endPass(_ now: Moment, completed: Bool) {
         stage = .idle
+        if changesOnlyPass {
+            changesOnlyPass = false
+            return
+        }
         nextPassAt = passStartedAt + settings.pollInterval
         if completed { passes += 1 }
     }
@@ -154,7 +195,7 @@ public struct DispatchCore: Sendable {
             }
         case .askHosted(let member):
             if case .done(.hosted(let ids)) = outcome {
-                for id in ids where hostedClaims[id] == nil { hostedClaims[id] = member }
+                for id in ids where hostedClaims[id] == nil { hostedClaims[id] = (member, now) }
             }
             guard case .hosted(var waiting) = stage else { return }
             waiting.remove(member)
@@ -168,6 +209,7 @@ public struct DispatchCore: Sendable {
             case .done(.instances(let listed)):
                 reconcile(listed, listedAt: issuedAt, now: now)
                 cloudListed = true
+                lastCloudListing = issuedAt
             case .failed(.cloud(let error)): noteCloudError(error, creating: nil, now: now)
             default: break
             }
@@ -185,9 +227,15 @@ public struct DispatchCore: Sendable {
             waiting.remove(member)
             stage = .syncing(waiting)
             if waiting.isEmpty { listContainers(now, &out) }
-        case .listContainers:
-            guard case .done(.containers(let entries)) = outcome else { endPass(now, completed: false); return }
-            reconcile(entries, now: now)
+        case .listContainers(let listing):
+            guard case .done(.containers(let result)) = outcome else {
+                // Read again from the same horizon next time (a full listing stays due).
+                endPass(now, completed: false)
+                return
+            }
+            if listing.scope == .full { lastFullListing = issuedAt }
+            queueHorizon = result.horizon
+            reconcile(result, now: now)
             decide(now: now, &out)
             endPass(now, completed: true)
 
@@ -277,8 +325,25 @@ public struct DispatchCore: Sendable {
 
     // MARK: The pass's steps
 
+    /// The cloud is listed on a term's first passes until a listing succeeds, then every
+    /// SyncInterval, and every ShutdownListInterval while an instance we destroyed is still listed
+    /// or one we created is not listed yet, or a member hosts one not listed yet.
+    private func cloudListingDue(_ now: Moment) -> Bool {
+        guard cloudListed, let last = lastCloudListing else { return true }
+        if now - last >= settings.syncInterval { return true }
+        guard now - last >= settings.shutdownListInterval else { return false }
+        if !hostedClaims.isEmpty { return true }
+        for slot in workers.slotRange where workers.isOccupied(slot) {
+            let worker = workers[slot: slot]
+            if worker.destroyRequestedAt != nil || worker.destroying || !worker.listedOnce { return true }
+        }
+        return false
+    }
+
     private mutating func listInstances(_ now: Moment, _ out: inout [IssuedCommand]) {
-        if !cloud.take(now) {
+        if !cloudListingDue(now) {
+            syncMembers(now, &out)
+        } else if !cloud.take(now) {
             // The cloud asked for quiet (or the budget is spent): decide with the last listing, if this term has one.
             // Without a listing this term knows no worker: it syncs nobody and decides only what needs no worker.
             guard cloudListed else { listContainers(now, &out); return }
@@ -304,7 +369,12 @@ public struct DispatchCore: Sendable {
     private mutating func listContainers(_ now: Moment, _ out: inout [IssuedCommand]) {
         if cloudListed { adopted = true }
         stage = .containers
-        issue(.listContainers(QueueListing(depth: settings.queueDepth, pageSize: settings.listPageSize, paging: settings.listPaging)), now, &out)
+        lastListingStart = now
+        queueChanged = false
+        // In full every SyncInterval (and whenever the API gave no horizon); otherwise the changes.
+        var scope = QueueListing.Scope.full
+        if let since = queueHorizon, let full = lastFullListing, now - full < settings.syncInterval { scope = .changes(since: since) }
+        issue(.listContainers(QueueListing(scope, depth: settings.queueDepth, pageSize: settings.listPageSize, paging: settings.listPaging)), now, &out)
     }
 
     private mutating func reconcile(_ listed: [CloudInstance], listedAt: Moment, now: Moment) {
@@ -314,6 +384,7 @@ public struct DispatchCore: Sendable {
             seen.insert(id)
             if let slot = workers.slot(of: id) {
                 workers[slot: slot].instance = instance
+                if !workers[slot: slot].listedOnce { workers[slot: slot].listedOnce = true }
                 // The tag as listed, unless this term decided since (written or not yet): a listing
                 // asked for before the write took may still show the old one.
                 let worker = workers[slot: slot]
@@ -323,15 +394,20 @@ public struct DispatchCore: Sendable {
                 }
             } else {
                 var worker = WorkerRecord(instance: instance, type: typeNamed(instance.typeName), now: now, knownEmpty: false)
-                if let claimed = hostedClaims.removeValue(forKey: id) { worker.host = claimed }
+                worker.listedOnce = true
+                if let claimed = hostedClaims.removeValue(forKey: id) { worker.host = claimed.member }
                 workers[id] = worker
             }
         }
         // Gone from the cloud (destroyed, or vanished). One created after the listing was asked
-        // for may not be in it yet.
+        // for may not be in it yet; nor, for a while, one created before (an eventually
+        // consistent listing lags a create): one this term created and no listing showed yet is
+        // awaited for UnlistedGrace (it may have booted and run a container meanwhile, whose
+        // runner would otherwise be taken as gone).
         for slot in workers.slotRange where workers.isOccupied(slot) {
             let worker = workers[slot: slot]
             guard !seen.contains(worker.id) && worker.firstSeen < listedAt else { continue }
+            if !worker.listedOnce, worker.destroyRequestedAt == nil, !worker.destroying, listedAt - worker.firstSeen < settings.unlistedGrace { continue }
             if let asked = worker.destroyRequestedAt ?? (worker.destroying ? now : nil) {
                 observations.shutdownToGone.append(max(0, now - asked))
             } else {
@@ -347,6 +423,8 @@ public struct DispatchCore: Sendable {
             workers.remove(slot: slot)
         }
         workers.compact()
+        // A claim the cloud still does not list UnlistedGrace after it was made: the instance is gone.
+        hostedClaims = hostedClaims.filter { listedAt - $0.value.since < settings.unlistedGrace }
     }
 
     private mutating func assignHosts(_ now: Moment) {
@@ -407,10 +485,16 @@ public struct DispatchCore: Sendable {
         return observations
     }
 
-    private mutating func reconcile(_ entries: [QueueEntry], now: Moment) {
-        // Every record is unlisted until the listing names it.
-        for slot in containers.slotRange where containers.isOccupied(slot) { containers[slot: slot].listed = false }
-        for entry in entries {
+    private mutating func reconcile(_ result: QueueListing.Result, now: Moment) {
+        switch result.scope {
+        case .full:
+            // Every record is unlisted until the listing names it.
+            for slot in containers.slotRange where containers.isOccupied(slot) { containers[slot: slot].listed = false }
+        case .changes:
+            // Only what changed: a container no longer listed says so; the others stand.
+            for id in result.gone { containers.update(id) { $0.listed = false } }
+        }
+        for entry in result.entries {
             // The API's age of the state survives elections; the answer came after the age was
             // measured, so `now - age` is never earlier than the change.
             let since = entry.stateAge.map { now - $0 }
@@ -521,7 +605,8 @@ public struct DispatchCore: Sendable {
                                     record.runningSince ?? .distantPast)
                 // Not started by this term: maybe under another configuration, on any worker.
                 let fromEarlierTerm = record.lastAttempt == nil
-                let lost = adopted && probes.oldest(for: record.entry, adopted: fromEarlierTerm) > threshold
+                // An instance a member hosts that the cloud does not list yet may hold its runner.
+                let lost = adopted && hostedClaims.isEmpty && probes.oldest(for: record.entry, adopted: fromEarlierTerm) > threshold
                 if state == .running {
                     if lost {
                         let preempted = record.reclaimedAt != nil

@@ -49,6 +49,9 @@ public struct WorkerRecord: KeptRecord, Equatable {
     public var destroying = false
     /// When the last destroy ended (one that did not take is tried again after a while).
     public var destroyRequestedAt: Moment?
+    /// A cloud listing has shown it (one created by this term may be missing from the listings
+    /// for a while: an eventually consistent listing lags a create).
+    public var listedOnce = false
     /// Runners listed there for containers that are not ours: since when, and in how many queue
     /// listings in a row (orphans are killed after a grace of both).
     public var orphans: [ContainerID: OrphanSighting] = [:]

@@ -79,7 +79,7 @@ public struct CommandProcedure: Sendable {
 
     private mutating func nextPage(_ now: Moment) -> Step {
         guard let listing else { return .finished(.failed(.failed("no listing"))) }
-        guard let page = listing.next else { return .finished(.done(.containers(listing.entries))) }
+        guard let page = listing.next else { return .finished(.done(.containers(listing.result))) }
         guard let identity else { return call(.queue(.whoAmI), now) }
         return call(.queue(.page(page, lockedBy: identity)), now)
     }
@@ -90,8 +90,8 @@ public struct CommandProcedure: Sendable {
         case (.queue(.whoAmI), .identity(let uuid)):
             identity = uuid
             return nextPage(now)
-        case (.queue(.page), .page(let items)):
-            listing?.receive(items)
+        case (.queue(.page), .page(let answer)):
+            listing?.receive(answer)
             return nextPage(now)
         case (.queue(.containerToken), .token(let token)):
             guard case .start(let id, let worker, let member) = command else { return nil }

@@ -15,7 +15,8 @@ public enum DriverCall: Sendable, Equatable {
 public enum QueueCall: Sendable, Equatable {
     /// This dispatcher's token uuid: what `locked_by_uuid` says of this cluster's containers.
     case whoAmI
-    /// One page of the queue listing (this cluster's containers are those locked by `lockedBy`).
+    /// One page of the queue listing (this cluster's containers are those locked by `lockedBy`);
+    /// the first page of a listing also asks for the API's horizon.
     case page(QueueListing.Page, lockedBy: String)
     case lock(ContainerID)
     /// Only if the container is still in that state (nil: Locked or Running). `preempted`: its
@@ -50,7 +51,7 @@ public enum CloudCall: Sendable, Equatable {
 public enum CallAnswer: Sendable, Equatable {
     case none
     case identity(String)
-    case page([QueueEntry])
+    case page(QueueListing.PageAnswer)
     /// The container as a lock left it.
     case entry(QueueEntry)
     case token(String)

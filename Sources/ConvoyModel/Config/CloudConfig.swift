@@ -112,6 +112,9 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
     public var sshPort: Int
     public var sshUser: String
     public var pollInterval: Duration
+    /// How often the leader lists the cloud's instances and the whole queue (Arvados'
+    /// SyncInterval); each pass between reads only the queue's changes.
+    public var syncInterval: Duration
     public var probeInterval: Duration
     public var timeoutIdle: Duration
     public var timeoutBooting: Duration
@@ -141,7 +144,7 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case driver = "Driver", driverParameters = "DriverParameters", bootProbeCommand = "BootProbeCommand"
-        case sshPort = "SSHPort", sshUser = "SSHUser", pollInterval = "PollInterval", probeInterval = "ProbeInterval"
+        case sshPort = "SSHPort", sshUser = "SSHUser", pollInterval = "PollInterval", syncInterval = "SyncInterval", probeInterval = "ProbeInterval"
         case timeoutIdle = "TimeoutIdle", timeoutBooting = "TimeoutBooting", timeoutProbe = "TimeoutProbe", timeoutShutdown = "TimeoutShutdown"
         case timeoutSignal = "TimeoutSignal", timeoutTERM = "TimeoutTERM"
         case maxCloudOpsPerSecond = "MaxCloudOpsPerSecond", maxConcurrentInstanceCreateOps = "MaxConcurrentInstanceCreateOps"
@@ -153,7 +156,7 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
 
     public init(driver: String = "loopback", driverParameters: [String: String] = [:], instanceTypeQuotaGroups: [String: String] = [:],
                 bootProbeCommand: String = "true",
-                sshPort: Int = 22, sshUser: String = "root", pollInterval: Duration = .seconds(1), probeInterval: Duration = .seconds(10),
+                sshPort: Int = 22, sshUser: String = "root", pollInterval: Duration = .seconds(1), syncInterval: Duration = .seconds(60), probeInterval: Duration = .seconds(10),
                 timeoutIdle: Duration = .seconds(60), timeoutBooting: Duration = .seconds(600), timeoutProbe: Duration = .seconds(600),
                 timeoutShutdown: Duration = .seconds(10), timeoutSignal: Duration = .seconds(5), timeoutTERM: Duration = .seconds(120), maxCloudOpsPerSecond: Int = 10, maxProbesPerSecond: Int = 10, maxConcurrentInstanceCreateOps: Int = 1, maxInstances: Int = 64,
                 maxRunningContainersPerInstance: Int = 0, initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, deployRunnerBinary: String? = nil, runnerDirectory: String = "/var/lib/convoy/bin") {
@@ -164,6 +167,7 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         self.sshPort = sshPort
         self.sshUser = sshUser
         self.pollInterval = pollInterval
+        self.syncInterval = syncInterval
         self.probeInterval = probeInterval
         self.timeoutIdle = timeoutIdle
         self.timeoutBooting = timeoutBooting
@@ -209,6 +213,8 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
             try container.decodeDuration(key, section: "Containers.CloudVMs") ?? fallback
         }
         pollInterval = try duration(.pollInterval, defaults.pollInterval)
+        syncInterval = try duration(.syncInterval, defaults.syncInterval)
+        guard syncInterval > .zero else { throw ConfigError("Containers.CloudVMs.SyncInterval must be more than 0") }
         probeInterval = try duration(.probeInterval, defaults.probeInterval)
         timeoutIdle = try duration(.timeoutIdle, defaults.timeoutIdle)
         timeoutBooting = try duration(.timeoutBooting, defaults.timeoutBooting)
