@@ -56,7 +56,10 @@ public final class TestDispatchPool: Sendable {
     }
 
     /// The top-level `InstanceTypes:` and `Containers:` sections.
-    public var topLevelYAML: String {
+    public var topLevelYAML: String { topLevelYAML(instanceTypes: instanceTypes) }
+
+    /// The same with other instance types (a replica started on a changed configuration).
+    public func topLevelYAML(instanceTypes: String) -> String {
         var cloud: [String: String] = [
             "Driver": "loopback",
             "DriverParameters": "{Directory: \"\(cloudDirectory.path)\", AddressPrefix: \"\(addressPrefix)\"}",

@@ -25,10 +25,10 @@ public final class TestDispatchReplica: Sendable {
 
     /// Starts a replica and waits until its management port answers (on `managementPort` when
     /// given, else a free one); with `databaseRole`, it connects as that role to that database
-    /// (`PostgreSQL.DispatchConnection`).
+    /// (`PostgreSQL.DispatchConnection`); with `instanceTypes`, those instead of the pool's.
     public static func start(database: TestPostgresServer, memberID: String, secret: String = "a-cluster-secret-for-tests",
                              managementToken: String = "a-management-token-for-tests", leaseTime: String = "1s",
-                             retryPeriod: String = "100ms", pool: TestDispatchPool? = nil,
+                             retryPeriod: String = "100ms", pool: TestDispatchPool? = nil, instanceTypes: String? = nil,
                              managementPort: Int? = nil, databaseRole: (user: String, database: String)? = nil) throws -> TestDispatchReplica {
         let directory = try TestProcess.makeTemporaryDirectory(prefix: "convoy-dispatch-\(memberID)")
         let clusterPort = try FreePort.find()
@@ -53,7 +53,7 @@ public final class TestDispatchReplica: Sendable {
               HeartbeatInterval: 500ms
             """
         if let pool {
-            config += "\n" + pool.dispatchYAML + "\n" + pool.topLevelYAML
+            config += "\n" + pool.dispatchYAML + "\n" + pool.topLevelYAML(instanceTypes: instanceTypes ?? pool.instanceTypes)
         } else {
             // A pool that reaches no API: enough for cluster tests (the leader's passes fail and are logged).
             let key = try TestSSHKey.generate(type: .ed25519, at: directory.appendingPathComponent("dispatch_key"))

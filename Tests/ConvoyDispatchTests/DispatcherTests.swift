@@ -13,6 +13,7 @@ final class DispatcherTests: PostgresTestCase {
     private var api: TestAPIServer!
     private var pool: TestDispatchPool?
     private var replicas: [TestDispatchReplica] = []
+    private var proxy: OverloadingProxy?
     private let http = HTTPClient(configuration: HTTPClientConfiguration(connectTimeout: .seconds(2), defaultTimeout: .seconds(20), retry: .none))
 
     override func setUp() async throws {
@@ -39,13 +40,16 @@ final class DispatcherTests: PostgresTestCase {
         }
         replicas.removeAll()
         await pool?.destroyAll()
+        await proxy?.stop()
         await api?.stop()
     }
 
     // MARK: Harness
 
-    private func startPool(cloudVMs: [String: String] = [:], instanceTypes: String = TestDispatchPool.defaultInstanceTypes) throws -> TestDispatchPool {
-        let pool = try TestDispatchPool(apiHost: "http://\(api.hostAndPort)", apiToken: api.dispatcherToken, instanceTypes: instanceTypes,
+    /// `apiHost`: where the replicas and their runners reach the API (default: the test API itself).
+    private func startPool(cloudVMs: [String: String] = [:], instanceTypes: String = TestDispatchPool.defaultInstanceTypes,
+                           apiHost: String? = nil) throws -> TestDispatchPool {
+        let pool = try TestDispatchPool(apiHost: "http://\(apiHost ?? api.hostAndPort)", apiToken: api.dispatcherToken, instanceTypes: instanceTypes,
                                         cloudVMs: cloudVMs)
         self.pool = pool
         return pool
@@ -101,6 +105,12 @@ final class DispatcherTests: PostgresTestCase {
     }
 
     private func history(_ uuid: ArvadosUUID) async throws -> [String] { try await api.stateHistory(uuid) }
+
+    /// The leader's limit on containers run at once, as its metrics say (0: none of its own).
+    private func maxConcurrentContainers(_ replica: TestDispatchReplica) async throws -> Int? {
+        let line = try await metricsText(replica).split(separator: "\n").first { $0.hasPrefix("convoy_max_concurrent_containers ") }
+        return line.flatMap { Double($0.split(separator: " ").last ?? "").map { Int($0) } }
+    }
 
     // MARK: Tests
 
@@ -189,6 +199,83 @@ final class DispatcherTests: PostgresTestCase {
             try await pool.driver().instances().count == 2
         }
         XCTAssertLessThan(ContinuousClock.now - began, .seconds(30), "read at the next pass, not at the NOTIFY")
+    }
+
+    /// The API pushing back: a proxy in front of the real API answers the leader's calls 503 (its
+    /// runners' still get through) while three containers run. The leader then runs at most what
+    /// ran − 1 (Arvados' maxConcurrency), starts nothing new, and once calm for a minute raises
+    /// the limit by about 10 % (running × 1.1 + 1): one more of the containers queued meanwhile.
+    func testAnOverloadedAPILowersHowManyContainersRunAndTheLimitRisesOnceCalm() async throws {
+        let proxy = try await OverloadingProxy.start(forwardingTo: api.baseURL, refusing: api.dispatcherToken)
+        self.proxy = proxy
+        let pool = try startPool(cloudVMs: ["MaxRunningContainersPerInstance": "1"], apiHost: proxy.hostAndPort)
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        var first: [ArvadosUUID] = []
+        for _ in 0..<3 { first.append(try await submit(["sleep", "600"])) }
+        try await wait("three containers Running", within: .seconds(90)) {
+            for uuid in first where try await container(uuid).state != .running { return false }
+            return true
+        }
+        let unlimited = try await maxConcurrentContainers(replica)
+        XCTAssertEqual(unlimited, 0, "no limit of its own before the API pushes back")
+
+        proxy.setOverloaded(true)
+        let later = [try await submit(["sleep", "600"]), try await submit(["sleep", "600"])]
+        try await wait("the leader's calls refused") { proxy.refusals >= 5 }
+        proxy.setOverloaded(false)
+        try await wait("the limit at what ran − 1") { try await maxConcurrentContainers(replica) == 2 }
+        let limited = ContinuousClock.now
+        for uuid in later {
+            let state = try await container(uuid).state
+            XCTAssertEqual(state, .queued, "nothing new starts over the limit")
+        }
+
+        try await wait("one more container Running once calm", within: .seconds(150), every: .milliseconds(500)) {
+            for uuid in later where try await container(uuid).state == .running { return true }
+            return false
+        }
+        XCTAssertGreaterThanOrEqual(ContinuousClock.now - limited, .seconds(50), "raised only after a quiet minute")
+        let raised = try await maxConcurrentContainers(replica)
+        XCTAssertEqual(raised, 4, "3 running × 1.1 + 1")
+        var states: [ContainerState] = []
+        for uuid in later { states.append(try await container(uuid).state) }
+        XCTAssertEqual(states.sorted { $0.rawValue < $1.rawValue }, [.queued, .running], "one more, not both")
+        for uuid in first {
+            let state = try await container(uuid).state
+            XCTAssertEqual(state, .running, "the running ones were left alone")
+        }
+    }
+
+    /// A type taken out of the configuration (a rolling restart onto the new one): its instance is
+    /// drained (what runs there finishes; new containers go to the configured types, though it
+    /// has room) and destroyed once empty.
+    func testAnInstanceOfATypeTakenOutOfTheConfigurationIsDrainedThenDestroyedOnceEmpty() async throws {
+        let small = "  small: {ProviderType: t3.small, VCPUs: 1, RAM: 1GiB, Price: 0.02}"
+        let pool = try startPool(instanceTypes: "InstanceTypes:\n" + small + "\n  old: {ProviderType: t2.medium, VCPUs: 2, RAM: 4GiB, Price: 0.01}")
+        let first = try startReplicas(["d1"], pool: pool)[0]
+        let gate = pool.directory.appendingPathComponent("gate").path
+        let held = try await submit(["sh", "-c", "while [ ! -e \(gate) ]; do sleep 0.1; done"])
+        try await wait("the container Running") { try await container(held).state == .running }
+        let before = try await pool.driver().instances()
+        XCTAssertEqual(before.map(\.typeName), ["old"], "the cheapest type that fits")
+
+        // The rolling restart: the only replica stops, one configured without `old` takes over.
+        XCTAssertEqual(first.stop(), 0)
+        let second = try TestDispatchReplica.start(database: try postgresServer(), memberID: "d2", pool: pool, instanceTypes: "InstanceTypes:\n" + small)
+        replicas.append(second)
+        let next = try await submit(["true"])
+        try await wait("the new container Complete", within: .seconds(90)) { try await container(next).state == .complete }
+        let during = try await pool.driver().instances()
+        XCTAssertEqual(Set(during.map(\.typeName)), ["old", "small"], "the new container went to a configured type, not to the old instance's free VCPU")
+        let heldState = try await container(held).state
+        XCTAssertEqual(heldState, .running, "what ran on the old instance runs on")
+
+        FileManager.default.createFile(atPath: gate, contents: nil)
+        try await wait("the held container Complete") { try await container(held).state == .complete }
+        try await wait("the old instance destroyed once empty", within: .seconds(60)) {
+            try await pool.driver().instances().allSatisfy { $0.typeName != "old" }
+        }
+        XCTAssertTrue(second.log.contains("no longer configured"), second.log)
     }
 
     func testTwoContainersShareOneInstanceAndBothComplete() async throws {
