@@ -27,6 +27,9 @@ public struct ContainerRequest: Sendable, Hashable, Codable {
     /// Copied from the container when it reaches a final state.
     public var logUUID: String?
     public var outputUUID: String?
+    /// The container whose token made this request (a workflow's step): its priority follows
+    /// that container's, and it is cancelled when that container ends.
+    public var requestingContainerUUID: ArvadosUUID?
     public var createdAt: Date
     public var modifiedAt: Date
 
@@ -38,8 +41,9 @@ public struct ContainerRequest: Sendable, Hashable, Codable {
         runtimeConstraints: RuntimeConstraints = RuntimeConstraints(),
         schedulingParameters: SchedulingParameters = SchedulingParameters(), properties: [String: JSONValue] = [:],
         containerUUID: ArvadosUUID? = nil, useExisting: Bool = true, logUUID: String? = nil, outputUUID: String? = nil,
-        createdAt: Date, modifiedAt: Date
+        requestingContainerUUID: ArvadosUUID? = nil, createdAt: Date, modifiedAt: Date
     ) {
+        self.requestingContainerUUID = requestingContainerUUID
         self.uuid = uuid
         self.ownerUUID = ownerUUID
         self.name = name
@@ -75,6 +79,7 @@ public struct ContainerRequest: Sendable, Hashable, Codable {
         case useExisting = "use_existing"
         case logUUID = "log_uuid"
         case outputUUID = "output_uuid"
+        case requestingContainerUUID = "requesting_container_uuid"
         case createdAt = "created_at"
         case modifiedAt = "modified_at"
     }

@@ -141,6 +141,114 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         XCTAssertEqual(final["output_uuid"], "zzzzz-4zz18-00000000000000a")
     }
 
+    /// Commits a request of the user's, locks its container and moves it to Running with its own
+    /// token, as a dispatcher and a runner do; returns the container's uuid and token.
+    private func runningContainer(priority: Int, on server: TestAPIServer? = nil) async throws -> (request: String, container: String, token: String, auth: String) {
+        let server = server ?? api!
+        let (status, request) = try await server.call("POST", "/arvados/v1/container_requests", token: server.userToken,
+                                                      body: #"{"container_request":{\#(workflowSpec),"state":"Committed","priority":\#(priority),"use_existing":false}}"#)
+        XCTAssertEqual(status, 200, TestAPIServer.errorMessage(request))
+        let uuid = try XCTUnwrap(request["container_uuid"]?.stringValue)
+        let path = "/arvados/v1/containers/\(uuid)"
+        let (_, locked) = try await server.callAsDispatcher("POST", path + "/lock")
+        let authUUID = try XCTUnwrap(locked["auth_uuid"]?.stringValue)
+        let (_, auth) = try await server.call("GET", path + "/auth", token: server.dispatcherToken)
+        let token = try XCTUnwrap(auth["api_token"]?.stringValue)
+        let (runStatus, running) = try await server.call("PATCH", path, token: token, body: #"{"container":{"state":"Running","auth_uuid":"\#(authUUID)"}}"#)
+        XCTAssertEqual(runStatus, 200, TestAPIServer.errorMessage(running))
+        return (try XCTUnwrap(request["uuid"]?.stringValue), uuid, token, authUUID)
+    }
+
+    /// A workflow runner's and its steps' specs: no other test's container may be reused for them.
+    private var workflowSpec: String { spec.replacingOccurrences(of: "echo hi", with: "echo workflow") }
+    private var stepSpec: String { spec.replacingOccurrences(of: "echo hi", with: "echo step") }
+
+    /// A workflow's steps: a running container's token makes child requests, owned by whoever owns
+    /// the container's request, at its priority (whatever they ask), which they follow; the token
+    /// sees only the requests it made; when the container ends, a child not yet started is
+    /// cancelled with its request Final, and a running one is left at priority 0 for the dispatcher.
+    func testARunningContainersTokenMakesChildRequestsThatFollowItsPriorityAndEndWithIt() async throws {
+        let parent = try await runningContainer(priority: 3)
+        let child = try await submit(stepSpec + #","state":"Committed","priority":999,"use_existing":false"#, token: parent.token)
+        XCTAssertEqual(child["requesting_container_uuid"], .string(parent.container))
+        XCTAssertEqual(child["priority"], .number(3), "a child runs at its requester's priority")
+        let (_, parentRequest) = try await api.call("GET", "/arvados/v1/container_requests/\(parent.request)", token: api.userToken)
+        XCTAssertEqual(child["owner_uuid"], parentRequest["owner_uuid"], "owned by the workflow's owner")
+        let queuedChild = try XCTUnwrap(child["container_uuid"]?.stringValue)
+        let childPriority = try await container(queuedChild)["priority"]
+        XCTAssertEqual(childPriority, .number(3))
+        let second = try await submit(stepSpec + #","state":"Committed","priority":1,"use_existing":false"#, token: parent.token)
+        let runningChild = try XCTUnwrap(second["container_uuid"]?.stringValue)
+        let (_, locked) = try await api.callAsDispatcher("POST", "/arvados/v1/containers/\(runningChild)/lock")
+        let (runStatus, _) = try await api.callAsDispatcher("PATCH", "/arvados/v1/containers/\(runningChild)",
+                                                           body: #"{"container":{"state":"Running","auth_uuid":"\#(try XCTUnwrap(locked["auth_uuid"]?.stringValue))"}}"#)
+        XCTAssertEqual(runStatus, 200)
+
+        // The workflow's priority moves: its steps follow.
+        let (raiseStatus, raised) = try await patch(parent.request, #""priority":7"#)
+        XCTAssertEqual(raiseStatus, 200, TestAPIServer.errorMessage(raised))
+        let queuedStepPriority = try await container(queuedChild)["priority"]
+        XCTAssertEqual(queuedStepPriority, .number(7))
+        let runningStepPriority = try await container(runningChild)["priority"]
+        XCTAssertEqual(runningStepPriority, .number(7))
+
+        // What the container's token sees: its own children, nothing else.
+        let (_, seen) = try await api.call("GET", "/arvados/v1/container_requests", token: parent.token)
+        XCTAssertEqual(Set(seen["items"]?.arrayValue?.compactMap { $0.objectValue?["uuid"]?.stringValue } ?? []),
+                       [try XCTUnwrap(child["uuid"]?.stringValue), try XCTUnwrap(second["uuid"]?.stringValue)])
+        let (hiddenStatus, _) = try await api.call("GET", "/arvados/v1/container_requests/\(parent.request)", token: parent.token)
+        XCTAssertEqual(hiddenStatus, 404)
+
+        // The workflow ends.
+        let (endStatus, ended) = try await api.call("PATCH", "/arvados/v1/containers/\(parent.container)", token: parent.token,
+                                                    body: #"{"container":{"state":"Complete","exit_code":0,"auth_uuid":"\#(parent.auth)"}}"#)
+        XCTAssertEqual(endStatus, 200, TestAPIServer.errorMessage(ended))
+        let queuedStepState = try await container(queuedChild)["state"]
+        XCTAssertEqual(queuedStepState, "Cancelled", "a step not yet started is cancelled with it")
+        let (_, firstFinal) = try await api.call("GET", "/arvados/v1/container_requests/\(try XCTUnwrap(child["uuid"]?.stringValue))", token: api.userToken)
+        XCTAssertEqual(firstFinal["state"], "Final")
+        let stillRunning = try await container(runningChild)
+        XCTAssertEqual(stillRunning["state"], "Running", "a running step is the dispatcher's to stop")
+        XCTAssertEqual(stillRunning["priority"], .number(0))
+
+        // An ended container's token makes nothing.
+        let (lateStatus, late) = try await api.call("POST", "/arvados/v1/container_requests", token: parent.token,
+                                                    body: #"{"container_request":{\#(stepSpec)}}"#)
+        XCTAssertEqual(lateStatus, 401, "the token was revoked with its container's end: \(late)")
+    }
+
+    /// Containers.AlwaysUsePreemptibleInstances (with a preemptible type configured): a workflow's
+    /// steps run on spot instances; what users submit themselves does not change.
+    func testAlwaysUsePreemptibleInstancesPutsChildRequestsOnSpotAndNothingElse() async throws {
+        let spot = try await TestAPIServer.start(database: try postgresServer(), childrenPreemptible: true)
+        let parent = try await runningContainer(priority: 2, on: spot)
+        let (status, child) = try await spot.call("POST", "/arvados/v1/container_requests", token: parent.token,
+                                                  body: #"{"container_request":{\#(stepSpec),"state":"Committed","use_existing":false}}"#)
+        XCTAssertEqual(status, 200, TestAPIServer.errorMessage(child))
+        XCTAssertEqual(child["scheduling_parameters"]?.objectValue?["preemptible"], .bool(true))
+        let (_, made) = try await spot.call("GET", "/arvados/v1/containers/\(try XCTUnwrap(child["container_uuid"]?.stringValue))", token: spot.adminToken)
+        XCTAssertEqual(made["scheduling_parameters"]?.objectValue?["preemptible"], .bool(true), "the container runs on spot")
+        let (_, own) = try await spot.call("POST", "/arvados/v1/container_requests", token: spot.userToken,
+                                           body: #"{"container_request":{\#(stepSpec),"state":"Committed","priority":1,"use_existing":false}}"#)
+        XCTAssertNotEqual(own["scheduling_parameters"]?.objectValue?["preemptible"], .bool(true), "a user's own request is left as asked")
+        let (_, elsewhere) = try await api.call("POST", "/arvados/v1/container_requests", token: parent.token,
+                                                body: #"{"container_request":{\#(stepSpec),"state":"Committed","use_existing":false}}"#)
+        XCTAssertNotEqual(elsewhere["scheduling_parameters"]?.objectValue?["preemptible"], .bool(true), "off by default")
+        await spot.stop()
+    }
+
+    func testAContainerTokenMakesNoRequestBeforeItsContainerRuns() async throws {
+        let request = try await submit(stepSpec + #","state":"Committed","priority":2,"use_existing":false"#)
+        let uuid = try XCTUnwrap(request["container_uuid"]?.stringValue)
+        _ = try await api.callAsDispatcher("POST", "/arvados/v1/containers/\(uuid)/lock")
+        let (_, auth) = try await api.call("GET", "/arvados/v1/containers/\(uuid)/auth", token: api.dispatcherToken)
+        let token = try XCTUnwrap(auth["api_token"]?.stringValue)
+        let (status, json) = try await api.call("POST", "/arvados/v1/container_requests", token: token,
+                                                body: #"{"container_request":{\#(stepSpec),"state":"Committed"}}"#)
+        XCTAssertEqual(status, 422)
+        XCTAssertTrue(TestAPIServer.errorMessage(json).contains("only while its container"), TestAPIServer.errorMessage(json))
+    }
+
     func testWhoMaySeeAndChangeRequests() async throws {
         let mine = try await submit(spec)
         let uuid = try XCTUnwrap(mine["uuid"]?.stringValue)

@@ -99,6 +99,13 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(zero.contains("TimeoutShutdown must be more than 0"), zero)
     }
 
+    func testAlwaysUsePreemptibleInstancesIsOffUnlessSetAndMustBeABoolean() throws {
+        XCTAssertFalse(try parse("").containers.alwaysUsePreemptibleInstances)
+        XCTAssertTrue(try parse("Containers:\n  AlwaysUsePreemptibleInstances: true").containers.alwaysUsePreemptibleInstances)
+        let garbage = error("Containers:\n  AlwaysUsePreemptibleInstances: sometimes")
+        XCTAssertTrue(garbage.contains("AlwaysUsePreemptibleInstances"), garbage)
+    }
+
     func testSyncIntervalTakesArvadosDefaultAndRefusesZeroAndGarbage() throws {
         XCTAssertEqual(try parse("").containers.cloudVMs.syncInterval, .seconds(60), "Arvados' 1m")
         XCTAssertEqual(try parse("Containers:\n  CloudVMs:\n    SyncInterval: 15s").containers.cloudVMs.syncInterval, .seconds(15))

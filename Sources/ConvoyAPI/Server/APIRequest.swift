@@ -9,7 +9,10 @@ public struct APIServices: Sendable {
     public let database: PostgresPool
     public let containers: ContainerStore
     public var tokens: TokenStore { containers.tokens }
-    public var containerRequests: ContainerRequestStore { ContainerRequestStore(containers: containers) }
+    public var containerRequests: ContainerRequestStore { ContainerRequestStore(containers: containers, childrenPreemptible: childrenPreemptible) }
+    /// Child requests run on preemptible instances (AlwaysUsePreemptibleInstances, with a
+    /// preemptible type configured).
+    public let childrenPreemptible: Bool
     public var logs: LogStore { LogStore(clusterID: containers.clusterID) }
     /// Collections and their file contents.
     public let collections: CollectionStore
@@ -21,7 +24,8 @@ public struct APIServices: Sendable {
     public let scheme: String
 
     public init(database: PostgresPool, containers: ContainerStore, blobs: BlobStore,
-                maxRequestBodySize: Int = 8 << 20, maxFileSize: Int64 = 64 << 30, scheme: String = "http") {
+                maxRequestBodySize: Int = 8 << 20, maxFileSize: Int64 = 64 << 30, scheme: String = "http", childrenPreemptible: Bool = false) {
+        self.childrenPreemptible = childrenPreemptible
         self.maxFileSize = maxFileSize
         self.database = database
         self.containers = containers

@@ -36,7 +36,8 @@ public enum APIServer {
         _ = try await containers.tokens.installSystemRootToken(on: database, secret: config.systemRootToken)
         return APIServices(database: database, containers: containers, blobs: try BlobStore(directory: config.api.blobDirectory),
                            maxRequestBodySize: config.api.maxRequestSize, maxFileSize: config.api.maxFileSize,
-                           scheme: config.api.tls.certificate == nil ? "http" : "https")
+                           scheme: config.api.tls.certificate == nil ? "http" : "https",
+                           childrenPreemptible: config.containers.alwaysUsePreemptibleInstances && config.instanceTypes.contains(where: \.preemptible))
     }
 
     /// The HTTP(S) server as a service for a `ServiceGroup`. `listen` overrides the configured address.

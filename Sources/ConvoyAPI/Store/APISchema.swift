@@ -194,5 +194,12 @@ public enum APISchema {
                                    OR (NEW.state = 'Queued' AND OLD.state IS DISTINCT FROM 'Queued'))
                 EXECUTE FUNCTION containers_queue_changed();
             """),
+        PostgresMigration(version: 6, name: "child container requests", sql: """
+            -- A request made with a running container's token (a workflow's step): its priority
+            -- follows that container's, and it is cancelled when that container ends.
+            ALTER TABLE container_requests ADD COLUMN requesting_container_uuid text;
+            CREATE INDEX container_requests_requesting ON container_requests (requesting_container_uuid)
+                WHERE requesting_container_uuid IS NOT NULL;
+            """),
     ]
 }

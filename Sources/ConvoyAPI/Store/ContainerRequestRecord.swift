@@ -7,7 +7,7 @@ enum ContainerRequestRecord {
     static let columns = """
         uuid, owner_uuid, name, description, state, priority, command, container_image, cwd, environment, mounts, \
         output_path, runtime_constraints, scheduling_parameters, properties, container_uuid, use_existing, log_uuid, output_uuid, \
-        created_at, modified_at
+        requesting_container_uuid, created_at, modified_at
         """
 
     static func decode(_ row: PostgresRow) throws -> ContainerRequest {
@@ -36,6 +36,7 @@ enum ContainerRequestRecord {
             useExisting: try row.decode(Bool.self, column: "use_existing"),
             logUUID: try row.decode(String?.self, column: "log_uuid"),
             outputUUID: try row.decode(String?.self, column: "output_uuid"),
+            requestingContainerUUID: try row.decode(String?.self, column: "requesting_container_uuid").flatMap(ArvadosUUID.init),
             createdAt: try row.decode(Date.self, column: "created_at"),
             modifiedAt: try row.decode(Date.self, column: "modified_at"))
     }
@@ -62,6 +63,7 @@ enum ContainerRequestRecord {
             ResourceAttribute("use_existing", kind: .boolean),
             ResourceAttribute("log_uuid", kind: .text),
             ResourceAttribute("output_uuid", kind: .text),
+            ResourceAttribute("requesting_container_uuid", kind: .text),
             ResourceAttribute("created_at", kind: .timestamp),
             ResourceAttribute("modified_at", kind: .timestamp),
         ],

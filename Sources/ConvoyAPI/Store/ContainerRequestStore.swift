@@ -53,19 +53,35 @@ public struct ContainerRequestChanges: Sendable, Equatable {
 /// order `ContainerStore` uses, so the two never deadlock.
 public struct ContainerRequestStore: Sendable {
     public let containers: ContainerStore
+    /// Child requests run on preemptible instances (Containers.AlwaysUsePreemptibleInstances, when
+    /// any preemptible type is configured).
+    public let childrenPreemptible: Bool
     var clusterID: String { containers.clusterID }
 
-    public init(containers: ContainerStore) {
+    public init(containers: ContainerStore, childrenPreemptible: Bool = false) {
         self.containers = containers
+        self.childrenPreemptible = childrenPreemptible
     }
 
     public static var schema: ResourceSchema { ContainerRequestRecord.schema }
 
+    /// A request of a user's or an admin's; or, with a running container's token, a child request
+    /// (a workflow's step): owned by whoever owns the container's request, at the container's
+    /// priority, which it follows from then on.
     public func create(_ changes: ContainerRequestChanges, by caller: APIToken, on db: PostgresConnection) async throws -> ContainerRequest {
         try Self.checkMayWrite(caller)
         let now = Date()
+        var changes = changes
+        var owner = caller.ownerUUID
+        var parent: ArvadosUUID?
+        if caller.kind == .container, let container = caller.containerUUID {
+            let requester = try await Self.requester(container, on: db)
+            owner = requester.owner
+            parent = container
+            changes.priority = requester.priority
+        }
         var draft = ContainerRequest(uuid: ArvadosUUID.generate(cluster: clusterID, type: .containerRequest),
-                                     ownerUUID: caller.ownerUUID, createdAt: now, modifiedAt: now)
+                                     ownerUUID: owner, requestingContainerUUID: parent, createdAt: now, modifiedAt: now)
         try Self.apply(changes, to: &draft, committing: changes.state == .committed)
         if draft.state == .final {
             throw APIError.unprocessable("a container request cannot be created Final")
@@ -74,18 +90,21 @@ public struct ContainerRequestStore: Sendable {
         return try await db.transaction { tx in
             var request = checked
             if request.state == .committed {
+                self.preferPreemptible(&request)
                 request.containerUUID = try await self.makeContainer(for: request, on: tx)
             }
             let row = try await tx.query("""
                 INSERT INTO container_requests (uuid, owner_uuid, name, description, state, priority, command, container_image,
-                    cwd, environment, mounts, output_path, runtime_constraints, scheduling_parameters, properties, container_uuid, use_existing)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+                    cwd, environment, mounts, output_path, runtime_constraints, scheduling_parameters, properties, container_uuid, use_existing,
+                    requesting_container_uuid)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
                 RETURNING \(ContainerRequestRecord.columns)
                 """, [request.uuid.rawValue, request.ownerUUID.rawValue, request.name, request.description, request.state.rawValue,
                       request.priority, PostgresJSONB(request.command), request.containerImage, request.cwd,
                       PostgresJSONB(request.environment), PostgresJSONB(request.mounts), request.outputPath,
                       PostgresJSONB(request.runtimeConstraints), PostgresJSONB(request.schedulingParameters),
-                      PostgresJSONB(request.properties), request.containerUUID?.rawValue, request.useExisting]).first!
+                      PostgresJSONB(request.properties), request.containerUUID?.rawValue, request.useExisting,
+                      request.requestingContainerUUID?.rawValue]).first!
             if let containerUUID = request.containerUUID {
                 try await self.containers.followRequests(containerUUID, by: caller, on: tx)
             }
@@ -107,7 +126,13 @@ public struct ContainerRequestStore: Sendable {
         switch caller.kind {
         case .admin, .dispatcher: break
         case .user: restrictions.append(.equals("owner_uuid", caller.ownerUUID.rawValue))
-        case .container: restrictions.append(.nothing)
+        case .container:
+            // A container sees the requests it made.
+            if let container = caller.containerUUID {
+                restrictions.append(.equals("requesting_container_uuid", container.rawValue))
+            } else {
+                restrictions.append(.nothing)
+            }
         }
         let page = try await query.page(of: "container_requests", columns: ContainerRequestRecord.columns,
                                         schema: Self.schema, restrictions: restrictions, on: db)
@@ -140,6 +165,7 @@ public struct ContainerRequestStore: Sendable {
                     throw APIError.unprocessable("an Uncommitted container request cannot become Final; commit it or delete it")
                 }
                 if request.state == .committed {
+                    self.preferPreemptible(&request)
                     request.containerUUID = try await self.makeContainer(for: request, on: tx)
                 }
             case .committed, .final:
@@ -177,6 +203,25 @@ public struct ContainerRequestStore: Sendable {
     }
 
     // MARK: Helpers
+
+    /// Who owns the running container `uuid`'s request (the highest priority committed one), and
+    /// its priority: what a child request of it gets.
+    private static func requester(_ uuid: ArvadosUUID, on db: some PostgresClient) async throws -> (owner: ArvadosUUID, priority: Int) {
+        guard let state = try await db.query("SELECT state, priority FROM containers WHERE uuid = $1", [uuid.rawValue]).first,
+              try state.decode(String.self, column: "state") == ContainerState.running.rawValue
+        else { throw APIError.unprocessable("a container token may make container requests only while its container \(uuid) is Running") }
+        guard let row = try await db.query("""
+            SELECT owner_uuid FROM container_requests WHERE container_uuid = $1 AND state = 'Committed'
+            ORDER BY priority DESC, created_at ASC LIMIT 1
+            """, [uuid.rawValue]).first, let owner = ArvadosUUID(try row.decode(String.self, column: "owner_uuid"))
+        else { throw APIError.unprocessable("container \(uuid) has no committed request: nobody would own a request it makes") }
+        return (owner, try state.decode(Int.self, column: "priority"))
+    }
+
+    /// A child request committed while AlwaysUsePreemptibleInstances holds runs on spot (as Arvados).
+    private func preferPreemptible(_ request: inout ContainerRequest) {
+        if childrenPreemptible, request.requestingContainerUUID != nil { request.schedulingParameters.preemptible = true }
+    }
 
     private func makeContainer(for request: ContainerRequest, on tx: PostgresTransaction) async throws -> ArvadosUUID {
         var spec = request.spec
@@ -224,9 +269,11 @@ public struct ContainerRequestStore: Sendable {
         }
     }
 
+    /// Users and admins write requests; a container's token creates child requests and changes
+    /// the ones it made (`get` hides the others from it).
     private static func checkMayWrite(_ caller: APIToken) throws {
-        guard caller.kind == .user || caller.kind == .admin else {
-            throw APIError.forbidden("only user and admin tokens may create or change container requests")
+        guard caller.kind == .user || caller.kind == .admin || caller.kind == .container else {
+            throw APIError.forbidden("only user, admin and container tokens may create or change container requests")
         }
     }
 
@@ -234,7 +281,7 @@ public struct ContainerRequestStore: Sendable {
         switch caller.kind {
         case .admin, .dispatcher: return true
         case .user: return request.ownerUUID == caller.ownerUUID
-        case .container: return false
+        case .container: return caller.containerUUID != nil && request.requestingContainerUUID == caller.containerUUID
         }
     }
 }

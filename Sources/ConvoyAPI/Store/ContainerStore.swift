@@ -129,7 +129,7 @@ public struct ContainerStore: Sendable {
                     """, [uuid.rawValue, message]).first!
                 try await self.recordHistory(uuid, from: .queued, to: .cancelled, authUUID: nil, epoch: epoch, tokenUUID: caller.uuid, on: tx)
                 let cancelled = try ContainerRecord.decode(row)
-                try await Self.finalizeRequests(of: cancelled, on: tx)
+                try await self.finalizeRequests(of: cancelled, by: caller, on: tx)
                 return (cancelled, true)
             }
             let token = try await self.tokens.create(on: tx, kind: .container, scopes: ["container:\(uuid)"], containerUUID: uuid)
@@ -184,7 +184,7 @@ public struct ContainerStore: Sendable {
                 try await self.recordHistory(uuid, from: current.state, to: .cancelled, authUUID: current.authUUID, epoch: epoch,
                                              tokenUUID: caller.uuid, on: tx)
                 let cancelled = try ContainerRecord.decode(row)
-                try await Self.finalizeRequests(of: cancelled, on: tx)
+                try await self.finalizeRequests(of: cancelled, by: caller, on: tx)
                 return cancelled
             }
             let row = try await tx.query("""
@@ -300,7 +300,7 @@ public struct ContainerStore: Sendable {
                     try await self.tokens.revoke(on: tx, uuid: authUUID)
                 }
                 if target.isFinal {
-                    try await Self.finalizeRequests(of: updated, on: tx)
+                    try await self.finalizeRequests(of: updated, by: caller, on: tx)
                 }
                 try await self.recordHistory(uuid, from: current.state, to: target, authUUID: current.authUUID, epoch: epoch, tokenUUID: caller.uuid, on: tx)
             }
@@ -346,14 +346,22 @@ public struct ContainerStore: Sendable {
         return try row.flatMap { ArvadosUUID(try $0.decode(String.self, column: "uuid")) }
     }
 
-    /// Sets the container's priority to the highest of its committed requests'. A Queued container
-    /// nobody wants any more is cancelled; a Locked or Running one keeps its state at priority 0,
-    /// which tells the dispatcher to stop it.
-    func followRequests(_ uuid: ArvadosUUID, by caller: APIToken, on tx: PostgresTransaction) async throws {
+    /// Sets the container's priority to the highest of its committed requests': a user's request
+    /// counts its own priority, a child request (made by a container) its requesting container's
+    /// while that container is not final (Arvados' rule: a workflow's steps run at the workflow's
+    /// priority). A Queued container nobody wants any more is cancelled; a Locked or Running one
+    /// keeps its state at priority 0, which tells the dispatcher to stop it. The containers of the
+    /// container's own child requests follow it. `visited`: containers already followed in this
+    /// change (a request reusing an ancestor's container must not loop).
+    func followRequests(_ uuid: ArvadosUUID, by caller: APIToken, on tx: PostgresTransaction, visited: Set<ArvadosUUID> = []) async throws {
+        guard !visited.contains(uuid) else { return }
         let current = try await fetchForUpdate(uuid, on: tx)
         guard !current.state.isFinal else { return }
         let priority = try await tx.query("""
-            SELECT coalesce(max(priority), 0) AS priority FROM container_requests WHERE container_uuid = $1 AND state = 'Committed'
+            SELECT coalesce(max(CASE WHEN r.requesting_container_uuid IS NULL OR r.priority = 0 THEN r.priority
+                                     WHEN p.state IN ('Queued', 'Locked', 'Running') THEN p.priority ELSE 0 END), 0) AS priority
+            FROM container_requests r LEFT JOIN containers p ON p.uuid = r.requesting_container_uuid
+            WHERE r.container_uuid = $1 AND r.state = 'Committed'
             """, [uuid.rawValue]).first!.decode(Int.self, column: "priority")
         if priority == 0 && current.state == .queued {
             let row = try await tx.query("""
@@ -361,18 +369,34 @@ public struct ContainerStore: Sendable {
                 WHERE uuid = $1 RETURNING \(ContainerRecord.columns)
                 """, [uuid.rawValue]).first!
             try await recordHistory(uuid, from: .queued, to: .cancelled, authUUID: nil, epoch: nil, tokenUUID: caller.uuid, on: tx)
-            try await Self.finalizeRequests(of: try ContainerRecord.decode(row), on: tx)
+            try await finalizeRequests(of: try ContainerRecord.decode(row), by: caller, on: tx, visited: visited)
         } else if priority != current.priority {
             try await tx.execute("UPDATE containers SET priority = $2, modified_at = now() WHERE uuid = $1", [uuid.rawValue, priority])
+            try await followChildren(of: uuid, by: caller, on: tx, visited: visited.union([uuid]))
         }
     }
 
-    /// A container in a final state makes its committed requests Final, with its log and output.
-    static func finalizeRequests(of container: Container, on tx: PostgresTransaction) async throws {
+    /// A container in a final state makes its committed requests Final, with its log and output,
+    /// and cancels the requests it made (as Arvados: a child whose container has not started is
+    /// cancelled with it; a running one is stopped at priority 0 by the dispatcher).
+    func finalizeRequests(of container: Container, by caller: APIToken, on tx: PostgresTransaction, visited: Set<ArvadosUUID> = []) async throws {
         try await tx.execute("""
             UPDATE container_requests SET state = 'Final', log_uuid = $2, output_uuid = $3, modified_at = now()
             WHERE container_uuid = $1 AND state = 'Committed'
             """, [container.uuid.rawValue, container.log, container.output])
+        try await tx.execute("""
+            UPDATE container_requests SET priority = 0, modified_at = now() WHERE requesting_container_uuid = $1 AND state = 'Committed'
+            """, [container.uuid.rawValue])
+        try await followChildren(of: container.uuid, by: caller, on: tx, visited: visited.union([container.uuid]))
+    }
+
+    /// The containers of the committed requests `uuid` made follow it.
+    private func followChildren(of uuid: ArvadosUUID, by caller: APIToken, on tx: PostgresTransaction, visited: Set<ArvadosUUID>) async throws {
+        let children = try await tx.query("""
+            SELECT DISTINCT container_uuid FROM container_requests
+            WHERE requesting_container_uuid = $1 AND state = 'Committed' AND container_uuid IS NOT NULL ORDER BY container_uuid
+            """, [uuid.rawValue]).rows.compactMap { ArvadosUUID(try $0.decode(String.self, column: "container_uuid")) }
+        for child in children { try await followRequests(child, by: caller, on: tx, visited: visited) }
     }
 
     // MARK: Helpers

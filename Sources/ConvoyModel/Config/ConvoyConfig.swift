@@ -251,6 +251,9 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
     /// When above 0, every type that is not preemptible gets a `<name>.preemptible` twin on the
     /// spot market priced at its price × this (Arvados' Containers.PreemptiblePriceFactor).
     public var preemptiblePriceFactor: Double
+    /// Child container requests (made with a running container's token) run on preemptible
+    /// instances when any are configured (Arvados' Containers.AlwaysUsePreemptibleInstances).
+    public var alwaysUsePreemptibleInstances: Bool
     /// A container is not retried sooner than this after an attempt.
     public var minRetryPeriod: Duration
     /// The dispatcher's SSH private key for workers (a file).
@@ -263,16 +266,18 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case maxDispatchAttempts = "MaxDispatchAttempts", reserveExtraRAM = "ReserveExtraRAM", minRetryPeriod = "MinRetryPeriod"
         case maximumPriceFactor = "MaximumPriceFactor", preemptiblePriceFactor = "PreemptiblePriceFactor"
+        case alwaysUsePreemptibleInstances = "AlwaysUsePreemptibleInstances"
         case dispatchPrivateKeyFile = "DispatchPrivateKeyFile", runtimeEngine = "RuntimeEngine", cloudVMs = "CloudVMs"
     }
 
     public init(maxDispatchAttempts: Int = 10, reserveExtraRAM: Int64 = 256 << 20, maximumPriceFactor: Double = 1.5,
-                preemptiblePriceFactor: Double = 0, minRetryPeriod: Duration = .zero, dispatchPrivateKeyFile: String? = nil, runtimeEngine: String = "podman",
+                preemptiblePriceFactor: Double = 0, alwaysUsePreemptibleInstances: Bool = false, minRetryPeriod: Duration = .zero, dispatchPrivateKeyFile: String? = nil, runtimeEngine: String = "podman",
                 cloudVMs: CloudVMsConfig = CloudVMsConfig()) {
         self.maxDispatchAttempts = maxDispatchAttempts
         self.reserveExtraRAM = reserveExtraRAM
         self.maximumPriceFactor = maximumPriceFactor
         self.preemptiblePriceFactor = preemptiblePriceFactor
+        self.alwaysUsePreemptibleInstances = alwaysUsePreemptibleInstances
         self.minRetryPeriod = minRetryPeriod
         self.dispatchPrivateKeyFile = dispatchPrivateKeyFile
         self.runtimeEngine = runtimeEngine
@@ -293,6 +298,8 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
         guard preemptiblePriceFactor.isFinite, (0...100).contains(preemptiblePriceFactor) else {
             throw ConfigError("Containers.PreemptiblePriceFactor must be a number from 0 (no automatic spot types) to 100, not \(preemptiblePriceFactor)")
         }
+        alwaysUsePreemptibleInstances = try container.decodeIfPresent(Bool.self, forKey: .alwaysUsePreemptibleInstances)
+            ?? defaults.alwaysUsePreemptibleInstances
         minRetryPeriod = try container.decodeDuration(.minRetryPeriod, section: "Containers") ?? defaults.minRetryPeriod
         dispatchPrivateKeyFile = try container.decodeIfPresent(String.self, forKey: .dispatchPrivateKeyFile)
         runtimeEngine = try container.decodeIfPresent(String.self, forKey: .runtimeEngine) ?? defaults.runtimeEngine
