@@ -161,13 +161,8 @@ public struct QueueListing: Sendable, Equatable {
             entries.append(contentsOf: items)
             gone.append(contentsOf: answer.gone)
             next = answer.count < limit ? nil : .changed(since: since, after: answer.last, limit: pageSize)
-            return
-        default:
-            for item in items where seen.insert(item.id).inserted { entries.append(item) }
-        }
-        switch page {
-        case .changed: break
         case .ours(_, let offset, let limit):
+            for item in items where seen.insert(item.id).inserted { entries.append(item) }
             if items.count < limit {
                 next = depth > 0 ? .queued(offset: 0, limit: min(pageSize, depth)) : nil
             } else if paging == .keyset {
@@ -176,6 +171,7 @@ public struct QueueListing: Sendable, Equatable {
                 next = .ours(after: nil, offset: offset + items.count, limit: pageSize)
             }
         case .queued(let offset, let limit):
+            for item in items where seen.insert(item.id).inserted { entries.append(item) }
             let read = offset + items.count
             next = items.count < limit || read >= depth ? nil : .queued(offset: read, limit: min(pageSize, depth - read))
         }
