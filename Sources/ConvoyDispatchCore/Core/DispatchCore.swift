@@ -625,16 +625,17 @@ public struct DispatchCore: Sendable {
                 issue(.unlock(id, ifState: .locked, reason: "Locked for \(Int(settings.lockedTimeout)) s without a runner moving it to Running"), now, &out)
                 continue
             }
-            let record = containers[slot: slot]
-            if record.entry.priority == 0 && placed == .locked {
+            // Read in place: a copy of each record (its strings and arrays retained) cost most of this walk.
+            if containers[slot: slot].entry.priority == 0 && placed == .locked {
                 move(slot: slot, to: .unlocking)
                 issue(.unlock(id, ifState: nil, reason: "priority 0"), now, &out)
                 continue
             }
-            queue.append(QueuedContainer(uuid: id, priority: record.entry.priority, createdAt: record.entry.createdAt, place: placed,
-                                         instanceTypes: record.instanceTypes, unfitReason: record.unfitReason,
-                                         lastAttempt: record.lastAttempt.map(Self.date), supervisor: record.entry.supervisor,
-                                         need: Resources(needs: record.entry.constraints, ramOverhead: settings.reserveExtraRAM)))
+            queue.append(QueuedContainer(uuid: id, priority: containers[slot: slot].entry.priority, createdAt: containers[slot: slot].entry.createdAt,
+                                         place: placed, instanceTypes: containers[slot: slot].instanceTypes,
+                                         unfitReason: containers[slot: slot].unfitReason,
+                                         lastAttempt: containers[slot: slot].lastAttempt.map(Self.date), supervisor: containers[slot: slot].entry.supervisor,
+                                         need: Resources(needs: containers[slot: slot].entry.constraints, ramOverhead: settings.reserveExtraRAM)))
         }
 
         // A runner no report lists any more is gone: its kill is over.

@@ -12,7 +12,12 @@ public protocol KeptRecord: Sendable {
 public struct RecordTable<Record: KeptRecord>: Sendable {
     public typealias ID = Record.ID
     // Inlinable so that debug builds (no whole-module optimisation) specialise it where the core uses it.
-    @usableFromInline var slots: [Record?] = []
+    // Records are stored unwrapped beside an occupancy flag, not as optionals: reading or changing
+    // one in its slot then borrows it in place, where unwrapping an optional copied the whole
+    // record (every string and array in it retained and released) on each access of a pass.
+    // A hole keeps its old record, never read again, until `compact()`.
+    @usableFromInline var slots: [Record] = []
+    @usableFromInline var occupied: [Bool] = []
     @usableFromInline var slotOf: [ID: Int] = [:]
 
     @inlinable public init() {}
@@ -21,18 +26,19 @@ public struct RecordTable<Record: KeptRecord>: Sendable {
     @inlinable public var isEmpty: Bool { slotOf.isEmpty }
 
     @inlinable public subscript(id: ID) -> Record? {
-        get { slotOf[id].flatMap { slots[$0] } }
+        get { slotOf[id].map { slots[$0] } }
         set {
             if let slot = slotOf[id] {
                 if let newValue {
                     slots[slot] = newValue
                 } else {
-                    slots[slot] = nil
+                    occupied[slot] = false
                     slotOf[id] = nil
                 }
             } else if let newValue {
                 slotOf[id] = slots.count
                 slots.append(newValue)
+                occupied.append(true)
             }
         }
     }
@@ -46,46 +52,51 @@ public struct RecordTable<Record: KeptRecord>: Sendable {
 
     /// The record in an occupied slot, read and changed in place.
     @inlinable public subscript(slot slot: Int) -> Record {
-        _read { yield slots[slot]! }
+        _read {
+            precondition(occupied[slot], "a hole in the record table")
+            yield slots[slot]
+        }
         _modify {
-            // Moved out and back so that the change is made on the only copy.
-            var record = slots[slot].take()!
-            defer { slots[slot] = record }
-            yield &record
+            precondition(occupied[slot], "a hole in the record table")
+            yield &slots[slot]
         }
     }
 
     /// Whether `slot` holds a record.
-    @inlinable public func isOccupied(_ slot: Int) -> Bool { slots[slot] != nil }
+    @inlinable public func isOccupied(_ slot: Int) -> Bool { occupied[slot] }
 
     /// Changes the record `id` names in place, if there is one.
     @discardableResult
     @inlinable public mutating func update(_ id: ID, _ change: (inout Record) -> Void) -> Bool {
         guard let slot = slotOf[id] else { return false }
-        change(&self[slot: slot])
+        change(&slots[slot])
         return true
     }
 
     /// Removes the record in `slot` (the slot becomes a hole).
     @inlinable public mutating func remove(slot: Int) {
-        guard let record = slots[slot] else { return }
-        slotOf[record.id] = nil
-        slots[slot] = nil
+        guard occupied[slot] else { return }
+        slotOf[slots[slot].id] = nil
+        occupied[slot] = false
     }
 
     /// The records, in order.
-    @inlinable public var values: [Record] { slots.compactMap { $0 } }
+    @inlinable public var values: [Record] { slots.indices.compactMap { occupied[$0] ? slots[$0] : nil } }
 
     /// The ids, in order.
-    @inlinable public var ids: [ID] { slots.compactMap { $0?.id } }
+    @inlinable public var ids: [ID] { slots.indices.compactMap { occupied[$0] ? slots[$0].id : nil } }
 
     /// Closes the holes removals left once they outnumber the records. Slot numbers change:
     /// call it only where none is held.
     @inlinable public mutating func compact() {
         guard slots.count - slotOf.count > max(slotOf.count, 64) else { return }
-        slots.removeAll { $0 == nil }
+        var kept: [Record] = []
+        kept.reserveCapacity(slotOf.count)
+        for slot in slots.indices where occupied[slot] { kept.append(slots[slot]) }
+        slots = kept
+        occupied = Array(repeating: true, count: kept.count)
         slotOf.removeAll(keepingCapacity: true)
-        for (slot, record) in slots.enumerated() { slotOf[record!.id] = slot }
+        for (slot, record) in slots.enumerated() { slotOf[record.id] = slot }
     }
 }
 

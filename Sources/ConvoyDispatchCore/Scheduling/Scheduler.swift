@@ -169,8 +169,21 @@ public enum SchedulerAction: Sendable, Equatable {
 /// Queued one is not locked while running ones, starts under way and the locked ones still
 /// waiting fill the limit; a locked one over it keeps its lock and waits. Workflow runners past
 /// `maxSupervisors` wait too (a locked one goes back to the queue, as in Arvados).
+///
+/// The queue is taken in order from a heap (`WaitingOrder`), not sorted whole: once the pool is
+/// full, the back-pressure limit is reached, or no room is left for the least container and no
+/// instance may be created this pass (`Tail`), what is left can only be cancelled (no type fits)
+/// or unlocked, each for reasons of its own, and is settled at once, so a pass over 100,000
+/// waiting containers orders only the few it gives something to.
 public enum Scheduler {
     public static func plan(_ snapshot: SchedulerSnapshot) -> [SchedulerAction] {
+        plan(snapshot, inFullOrder: false).actions
+    }
+
+    /// `inFullOrder`: sort the whole queue and take every container in order, never settling
+    /// the rest at once (the plain way, which tests compare the usual one against). `settled`:
+    /// why the rest was settled at once, if it was.
+    static func plan(_ snapshot: SchedulerSnapshot, inFullOrder: Bool) -> (actions: [SchedulerAction], settled: Tail?) {
         var actions: [SchedulerAction] = []
         let limits = snapshot.limits
         let containers = snapshot.containers
@@ -204,7 +217,7 @@ public enum Scheduler {
         var createsInFlight = snapshot.creating.values.reduce(0, +)
         var cloudOps = limits.cloudOpsBudget
         var poolFull = false
-        // Small keys are sorted, not the containers: moving (and retaining) 100,000 of them costs more than comparing.
+        // Small keys are ordered, not the containers: moving (and retaining) 100,000 of them costs more than comparing.
         var waiting: [SortKey] = []
         waiting.reserveCapacity(containers.count)
         // What counts toward the limits: runners, starts under way, and each container given a
@@ -213,27 +226,75 @@ public enum Scheduler {
         var supervisors = snapshot.supervisorStartsUnderWay
         // Locked containers waiting further down: under back-pressure they keep their place before Queued ones.
         var lockedWaiting = 0
-        for (position, container) in containers.enumerated() {
-            if case .running = container.place {
+        // The least any waiting container that fits a type needs, in each dimension: room that
+        // cannot hold that holds none of them.
+        var leastNeed: Resources?
+        // Fields are read in place: copying each container out (its strings and arrays retained
+        // and released) cost more than the rest of this walk.
+        for position in containers.indices {
+            if !containers[position].place.isWaiting {
                 trying += 1
-                if container.supervisor { supervisors += 1 }
+                if containers[position].supervisor { supervisors += 1 }
                 continue
             }
-            guard container.priority > 0 else { continue }
-            if container.place == .locked { lockedWaiting += 1 }
-            waiting.append(SortKey(priority: container.priority, createdAt: container.createdAt.timeIntervalSinceReferenceDate, position: position))
+            guard containers[position].priority > 0 else { continue }
+            if containers[position].place == .locked { lockedWaiting += 1 }
+            waiting.append(SortKey(priority: containers[position].priority, createdAt: containers[position].createdAt.timeIntervalSinceReferenceDate,
+                                   position: position))
+            if !containers[position].instanceTypes.isEmpty {
+                leastNeed = leastNeed.map { $0.least(containers[position].need) } ?? containers[position].need
+            }
         }
         func count(_ container: QueuedContainer) {
             trying += 1
             if container.supervisor { supervisors += 1 }
         }
-        waiting.sort { a, b in
-            if a.priority != b.priority { return a.priority > b.priority }
-            if a.createdAt != b.createdAt { return a.createdAt < b.createdAt }
-            return containers[a.position].uuid < containers[b.position].uuid
+        func waitsToRetry(_ container: QueuedContainer) -> Bool {
+            guard let last = container.lastAttempt else { return false }
+            return snapshot.now.timeIntervalSince(last) < limits.minRetryPeriod
+        }
+        func pastSupervisorShare(_ container: QueuedContainer) -> Bool {
+            guard container.supervisor, let most = limits.maxSupervisors else { return false }
+            return supervisors >= most
+        }
+        func openTypes(_ container: QueuedContainer) -> [InstanceType] {
+            container.instanceTypes.filter { !snapshot.heldTypes.contains($0.name) }
+        }
+        // Whether what is left of the queue can only be cancelled or unlocked, each for reasons
+        // of its own, so that it need not be taken in order.
+        func settled() -> Tail? {
+            if poolFull { return .poolFull }
+            if let most = limits.maxContainers, trying >= most { return .backPressure }
+            let createsBlocked = createsInFlight >= limits.maxConcurrentCreates || cloudOps <= 0
+            if createsBlocked, instances < limits.maxInstances, !snapshot.atQuota, !room.mayHold(leastNeed ?? .none) { return .noRoom }
+            return nil
+        }
+        // What a container left when the pass settles gets (as taking it in order would give it).
+        func settledAction(_ position: Int, _ tail: Tail) -> SchedulerAction? {
+            // Most of a long queue is Queued and fits a type: that much is read in place.
+            guard containers[position].instanceTypes.isEmpty || containers[position].place == .locked else { return nil }
+            let container = containers[position]
+            if container.instanceTypes.isEmpty { return .cancel(container: container.uuid, reason: container.unfitReason ?? "no instance type fits") }
+            switch tail {
+            case .poolFull: return .unlock(container: container.uuid)
+            case .backPressure: return nil
+            case .noRoom:
+                if waitsToRetry(container) { return nil }
+                if pastSupervisorShare(container) || openTypes(container).isEmpty { return .unlock(container: container.uuid) }
+                return nil
+            }
         }
 
-        for (rank, key) in waiting.enumerated() {
+        var order = WaitingOrder(waiting, of: containers, sortedUpFront: inFullOrder)
+        var settledTail: Tail?
+        while true {
+            if !inFullOrder, let tail = settled() {
+                settledTail = tail
+                let rest = order.takeRest().compactMap { key in settledAction(key.position, tail).map { (key, $0) } }
+                actions += rest.sorted { WaitingOrder.precedes($0.0, $1.0, in: containers) }.map(\.1)
+                break
+            }
+            guard let key = order.next() else { break }
             let container = containers[key.position]
             if container.place == .locked { lockedWaiting -= 1 }
             let types = container.instanceTypes
@@ -245,13 +306,11 @@ public enum Scheduler {
                 if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
                 continue
             }
-            if let last = container.lastAttempt, snapshot.now.timeIntervalSince(last) < limits.minRetryPeriod {
-                continue
-            }
+            if waitsToRetry(container) { continue }
             if let most = limits.maxContainers, trying + (container.place == .locked ? 0 : lockedWaiting) >= most {
                 continue  // the API pushed back: it waits (a locked one keeps its lock)
             }
-            if container.supervisor, let most = limits.maxSupervisors, supervisors >= most {
+            if pastSupervisorShare(container) {
                 if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
                 continue
             }
@@ -267,7 +326,7 @@ public enum Scheduler {
                 count(container)
                 continue
             }
-            let open = types.filter { !snapshot.heldTypes.contains($0.name) }
+            let open = openTypes(container)
             guard !open.isEmpty else {
                 // The cloud has no room for any of its types now; other containers may still run.
                 if container.place == .locked { actions.append(.unlock(container: container.uuid)) }
@@ -282,8 +341,9 @@ public enum Scheduler {
                 // Limited for this pass only: the container keeps its place and its lock.
                 continue
             }
-            let type = Self.newInstanceType(open, for: container, followers: waiting[(rank + 1)...], in: containers,
-                                            perInstance: limits.maxContainersPerInstance)
+            let type = open.count == 1 ? open[0]
+                : Self.newInstanceType(open, for: container, followers: order.peek(lookAhead), in: containers,
+                                       perInstance: limits.maxContainersPerInstance)
             actions.append(.create(type))
             instances += 1
             createsInFlight += 1
@@ -316,7 +376,7 @@ public enum Scheduler {
                 cloudOps -= 1
             }
         }
-        return actions
+        return (actions, settledTail)
     }
 
     /// The type to boot for `container`, of `types` (cheapest first, none held by the cloud): the
@@ -325,13 +385,13 @@ public enum Scheduler {
     /// one instance that holds them all when that costs less than eight small instances. A bigger
     /// type only when strictly cheaper per container: alone, a container gets the cheapest.
     static func newInstanceType(_ types: [InstanceType], for container: QueuedContainer, followers: ArraySlice<SortKey>,
-                                in containers: [QueuedContainer], perInstance: Int, lookAhead: Int = 256) -> InstanceType {
+                                in containers: [QueuedContainer], perInstance: Int) -> InstanceType {
         guard types.count > 1 else { return types[0] }
         let cap = perInstance > 0 ? perInstance : Int.max
         func costPerContainer(_ type: InstanceType) -> Double {
             var free = Resources(type) - container.need
             var held = 1
-            for key in followers.prefix(lookAhead) where held < cap {
+            for key in followers where held < cap {
                 let follower = containers[key.position]
                 guard follower.priority > 0, free.accommodates(follower.need),
                       follower.instanceTypes.contains(where: { $0.name == type.name }) else { continue }
@@ -352,7 +412,20 @@ public enum Scheduler {
         return best
     }
 
-    /// Higher priority first, then older, then by uuid (a total order: the input's order never matters).
+    /// How many containers after one that gets a new instance `newInstanceType` considers.
+    static let lookAhead = 256
+
+    /// Why the rest of the queue can take nothing in order (`settled()` in `plan`).
+    enum Tail {
+        /// A container could not get an instance because the pool is full: none after it gets anything.
+        case poolFull
+        /// The API's back-pressure is reached: none after it is locked or started.
+        case backPressure
+        /// No room left holds what the least container needs, and no instance may be created this pass.
+        case noRoom
+    }
+
+    /// A waiting container's place in the order (`WaitingOrder.precedes`).
     struct SortKey {
         var priority: Int
         var createdAt: Double
@@ -387,6 +460,8 @@ public enum Scheduler {
         /// The offer of each kind and type name.
         private var offerIndex: [Int: [String: Int]] = [:]
         private let perInstance: Int
+        /// Places before this can hold nothing more (`mayHold`).
+        private var witness = 0
 
         init(perInstance: Int) {
             self.perInstance = perInstance > 0 ? perInstance : Int.max
@@ -431,6 +506,18 @@ public enum Scheduler {
                     places[a].containers != places[b].containers ? places[a].containers > places[b].containers : places[a].worker! < places[b].worker!
                 }
             }
+        }
+
+        /// Whether any place, of any kind and type, still has room for `need` (a place that has
+        /// not never will again: room only shrinks, so each is passed over once per pass as long
+        /// as `need` is the same).
+        mutating func mayHold(_ need: Resources) -> Bool {
+            while witness < places.count {
+                let place = places[witness]
+                if place.slots > 0 && place.free.vcpus > 0 && place.free.accommodates(need) { return true }
+                witness += 1
+            }
+            return false
         }
 
         /// Takes room for `need` on a worker of one of `types` (in their order) of `kind`.

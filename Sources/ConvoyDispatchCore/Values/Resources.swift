@@ -33,6 +33,11 @@ public struct Resources: Sendable, Equatable, CustomStringConvertible {
         vcpus >= need.vcpus && ram >= need.ram && scratch >= need.scratch && gpus >= need.gpus
     }
 
+    /// The lesser of the two in each dimension.
+    public func least(_ other: Resources) -> Resources {
+        Resources(vcpus: min(vcpus, other.vcpus), ram: min(ram, other.ram), scratch: min(scratch, other.scratch), gpus: min(gpus, other.gpus))
+    }
+
     public static func - (have: Resources, take: Resources) -> Resources {
         Resources(vcpus: have.vcpus - take.vcpus, ram: have.ram - take.ram, scratch: have.scratch - take.scratch, gpus: have.gpus - take.gpus)
     }
