@@ -137,12 +137,12 @@ let package = Package(
         // Benchmarks run with `make bench`, never as part of `make test`.
         .executableTarget(
             name: "ConvoyBench",
-            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyCluster", "ConvoyDispatch",
+            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyModel", "ConvoyAPI", "ConvoyAPIClient", "ConvoyCluster", "ConvoyDispatch",
                            "ConvoyDispatchCore", "ConvoySimulation"],
             path: "Benchmarks/ConvoyBench"
         ),
 
-        .testTarget(name: "ConvoyModelTests", dependencies: ["ConvoyModel"]),
+        .testTarget(name: "ConvoyModelTests", dependencies: ["ConvoyModel", "ConvoyTesting"]),
         .testTarget(name: "ConvoyDispatchCoreTests", dependencies: ["ConvoyDispatchCore", "ConvoyModel"]),
         .testTarget(name: "ConvoySimulationTests", dependencies: ["ConvoySimulation", "ConvoyDispatchCore", "ConvoyCheck"]),
         .testTarget(name: "ConvoyCheckTests", dependencies: ["ConvoyCheck"]),

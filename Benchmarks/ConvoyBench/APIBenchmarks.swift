@@ -1,3 +1,4 @@
+import ConvoyAPI
 import ConvoyCluster
 import ConvoyHTTP
 import ConvoyModel
@@ -22,7 +23,7 @@ enum APIBenchmarks {
         // cluster's table, which no replica creates here.
         _ = try await ClusterSchema.migrator.migrate(db)
         try await lockUnlockBenchmark(api: api, token: token, database: database, db: db, quick: quick)
-        try await queueListingBenchmark(api: api, token: token, db: db, quick: quick)
+        try await queueListingBenchmark(api: api, token: token, database: database, db: db, quick: quick)
     }
 
     /// Queued containers with fixed uuids `zzzzz-dz642-<prefix><n>`, straight into the table.
@@ -115,7 +116,7 @@ enum APIBenchmarks {
 
     // MARK: (4) the first 100 Queued containers by priority, from 100,000
 
-    static func queueListingBenchmark(api: TestAPIProcess, token: String, db: PostgresConnection, quick: Bool) async throws {
+    static func queueListingBenchmark(api: TestAPIProcess, token: String, database: TestPostgresServer, db: PostgresConnection, quick: Bool) async throws {
         print("## API: the first 100 Queued containers by priority, from a table of 100,000\n")
         // 100,000 more rows: four in five Queued, the rest Complete.
         _ = try await insertContainers(db, count: 100_000, prefix: "q", queuedEvery: 1)
@@ -124,6 +125,7 @@ enum APIBenchmarks {
         let http = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
         let filters = #"[["state","=","Queued"]]"#.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
         let runs = quick ? 50 : 300
+        var pageMedian = Duration.zero
         print("| request | median | p90 | runs |")
         print("|---|---|---|---|")
         for count in ["none", "exact"] {
@@ -138,6 +140,32 @@ enum APIBenchmarks {
             }
             latencies.sort()
             print("| `GET /arvados/v1/containers?filters=[[\"state\",\"=\",\"Queued\"]]&order=priority desc&limit=100&count=\(count)` | \(ConvoyBench.milliseconds(latencies[latencies.count / 2])) ms | \(ConvoyBench.milliseconds(latencies[latencies.count * 9 / 10])) ms | \(runs) |")
+            if count == "none" { pageMedian = latencies[latencies.count / 2] }
+        }
+        print("")
+
+        // The limit: the same SELECT the API sends for count=none, run by pgbench on one connection.
+        let sql = """
+            SELECT \(ContainerStore.readColumns.replacingOccurrences(of: "\n", with: " ")) FROM containers WHERE state = 'Queued'::text \
+            ORDER BY priority DESC, uuid ASC LIMIT 100 OFFSET 0;
+            """
+        let plan = try await db.query("EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) " + sql).rows.map { try $0.decode(String.self, at: 0) }
+        print("The API's SQL for the page, as PostgreSQL runs it (`EXPLAIN ANALYZE`): " + plan.map { "`\($0.trimmingCharacters(in: .whitespaces))`" }.joined(separator: " → ") + "\n")
+        let scriptPath = NSTemporaryDirectory() + "/convoy-bench-page-\(getpid()).sql"
+        try sql.write(toFile: scriptPath, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: scriptPath) }
+        print("| the same page | median per page | ratio (limit / `convoy api`) |")
+        print("|---|---|---|")
+        print("| `convoy api` over HTTP, count=none (above) | \(ConvoyBench.milliseconds(pageMedian)) ms | |")
+        for mode in ["extended", "prepared"] {
+            let output = try TestProcess.run("/usr/bin/pgbench", [
+                "-n", "-f", scriptPath, "-c", "1", "-j", "1", "-T", quick ? "3" : "10", "-M", mode,
+                "-h", database.host, "-p", String(database.port), "-U", database.user, database.database,
+            ]).stdout
+            let tps = output.split(separator: "\n").first { $0.hasPrefix("tps") }
+                .flatMap { $0.split(separator: " ").dropFirst(2).first }.flatMap { Double($0) } ?? 0
+            let limit = 1000 / tps
+            print("| pgbench -M \(mode), the API's SELECT, 1 client | \(String(format: "%.2f", limit)) ms | \(String(format: "%.2f", limit / (ConvoyBench.seconds(pageMedian) * 1000))) |")
         }
         print("")
     }

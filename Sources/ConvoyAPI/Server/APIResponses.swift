@@ -5,15 +5,8 @@ import NIOCore
 
 /// JSON bodies in the Arvados shapes.
 enum APIResponses {
-    static let encoder: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(ISO8601Timestamp.format(date))
-        }
-        return encoder
-    }()
+    /// Keys sorted, dates as ISO8601Timestamp: the same body for the same record.
+    static let encoder = JSONBytesEncoder()
 
     static func json(_ value: JSONValue, status: HTTPResponse.Status = .ok) throws -> Response {
         let data = try encoder.encode(value)
@@ -21,14 +14,19 @@ enum APIResponses {
     }
 
     static func error(_ error: APIError) -> Response {
-        let body = (try? encoder.encode(JSONValue.object(["errors": .array([.string(error.message)])]))) ?? Data("{\"errors\":[]}".utf8)
+        let body = (try? encoder.encode(JSONValue.object(["errors": .array([.string(error.message)])]))) ?? Array("{\"errors\":[]}".utf8)
         return Response(status: HTTPResponse.Status(code: error.status), headers: [.contentType: "application/json"],
                         body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 
     /// One record as Arvados returns it: every attribute present (null when unset), plus `kind`.
     static func one<Record: APIRecord>(_ record: Record) throws -> Response {
-        try encoded(RecordBody(record: record))
+        if let written = record as? any HandWrittenAPIRecord {
+            var out = JSONOutput(capacity: 1024)
+            try written.writeAPIJSON(to: &out)
+            return body(out.bytes)
+        }
+        return try encoded(RecordBody(record: record))
     }
 
     /// A page of records in Arvados' list envelope. With `select`, only those attributes.
@@ -39,14 +37,58 @@ enum APIResponses {
             let items = try records.map { try selected($0, select) }
             return try json(list(items, kind: Record.kind + "List", query: query, itemsAvailable: itemsAvailable, extra: extra))
         }
+        if Record.self is any HandWrittenAPIRecord.Type {
+            return body(try handWrittenPage(records.map { $0 as! any HandWrittenAPIRecord }, kind: Record.kind + "List", query: query,
+                                            itemsAvailable: itemsAvailable, extra: extra))
+        }
         return try encoded(ListBody(kind: Record.kind + "List", offset: query.offset, limit: query.limit,
                                     items: records.map { RecordBody(record: $0) }, itemsAvailable: itemsAvailable, extra: extra))
     }
 
     /// The record with only the `select`ed attributes (and `kind`).
     static func selected<Record: APIRecord>(_ record: Record, _ select: [String]) throws -> JSONValue {
-        let members = try JSONDecoder().decode([String: JSONValue].self, from: encoder.encode(RecordBody(record: record)))
+        let members = try JSONDecoder().decode([String: JSONValue].self, from: Data(encoder.encode(RecordBody(record: record))))
         return .object(members.filter { select.contains($0.key) || $0.key == "kind" })
+    }
+
+    /// The list envelope around records written by hand: the same members, in the same order of
+    /// their keys' bytes, as `ListBody` through `Encodable`.
+    static func handWrittenPage(_ records: [any HandWrittenAPIRecord], kind: String, query: ListQuery, itemsAvailable: Int?,
+                                extra: [String: JSONValue]) throws -> [UInt8] {
+        var members: [(key: String, write: (inout JSONOutput) throws -> Void)] = [
+            ("kind", { $0.string(kind) }),
+            ("etag", { $0.string("") }),
+            ("self_link", { $0.string("") }),
+            ("offset", { $0.integer(query.offset) }),
+            ("limit", { $0.integer(query.limit) }),
+            ("items", { out in
+                out.raw("[")
+                for (index, record) in records.enumerated() {
+                    if index > 0 { out.raw(",") }
+                    try record.writeAPIJSON(to: &out)
+                }
+                out.raw("]")
+            }),
+        ]
+        if let itemsAvailable { members.append(("items_available", { $0.integer(itemsAvailable) })) }
+        for (key, value) in extra where !members.contains(where: { $0.key == key }) {
+            members.append((key, { try $0.value(value) }))
+        }
+        members.sort { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }
+        var out = JSONOutput(capacity: 1024 + records.count * 1024)
+        out.raw("{")
+        for (index, member) in members.enumerated() {
+            if index > 0 { out.raw(",") }
+            out.string(member.key)
+            out.raw(":")
+            try member.write(&out)
+        }
+        out.raw("}")
+        return out.bytes
+    }
+
+    private static func body(_ bytes: [UInt8]) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody(byteBuffer: ByteBuffer(bytes: bytes)))
     }
 
     private static func encoded(_ value: some Encodable) throws -> Response {
@@ -90,6 +132,14 @@ protocol APIRecord: Encodable {
     static var kind: String { get }
 }
 
+/// A record the API writes by hand (`writeAPIJSON`: every attribute, null when unset, and `kind`)
+/// rather than through `Encodable`, for speed; its output must be what `RecordBody` would write.
+protocol HandWrittenAPIRecord: APIRecord {
+    func writeAPIJSON(to out: inout JSONOutput) throws
+}
+
+extension Container: HandWrittenAPIRecord {}
+
 extension Container: APIRecord {
     typealias Keys = CodingKeys
     static var kind: String { "arvados#container" }
@@ -113,7 +163,7 @@ extension Collection: APIRecord {
 /// Encodes a record straight into the response (no round trip through `JSONValue`): first a null
 /// for every attribute, then the record's own encoding over them (set ones replace the nulls),
 /// then `kind`. All three write into the one JSON object of this level.
-private struct RecordBody<Record: APIRecord>: Encodable {
+struct RecordBody<Record: APIRecord>: Encodable {
     let record: Record
 
     private enum Extra: String, CodingKey { case kind }
@@ -127,7 +177,7 @@ private struct RecordBody<Record: APIRecord>: Encodable {
     }
 }
 
-private struct ListBody<Record: APIRecord>: Encodable {
+struct ListBody<Record: APIRecord>: Encodable {
     let kind: String
     let offset: Int
     let limit: Int

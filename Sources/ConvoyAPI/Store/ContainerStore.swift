@@ -25,6 +25,9 @@ extension ContainerSpec {
 /// takes the row lock (`SELECT … FOR UPDATE`) and checks the cluster epoch, and every state change
 /// appends a row to `container_state_history`.
 public struct ContainerStore: Sendable {
+    /// The columns every read of a container selects (benchmarks run the API's own listing SQL with them).
+    public static var readColumns: String { ContainerRecord.columns }
+
     public let clusterID: String
     /// Locks allowed per container; the lock after the last one cancels it instead.
     public let maxDispatchAttempts: Int
