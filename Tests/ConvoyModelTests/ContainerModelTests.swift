@@ -11,7 +11,8 @@ final class ContainerModelTests: XCTestCase {
         XCTAssertEqual(ArvadosUUID(uuid.rawValue), uuid)
         XCTAssertNotEqual(ArvadosUUID.generate(cluster: "zzzzz", type: .container), uuid)
         for bad in ["", "zzzzz-dz642", "zzzzz-dz642-0123456789abcd", "ZZZZZ-dz642-0123456789abcde",
-                    "zzzzz-dz642-0123456789abcdef", "zzzzz_dz642_0123456789abcde", "zzzzz-dz642-0123456789abcd!"] {
+                    "zzzzz-dz642-0123456789abcdef", "zzzzz_dz642_0123456789abcde", "zzzzz-dz642-0123456789abcd!",
+                    "zzzzz-dz642-0123456789abcdé", "zzzzz-dz642-0123456789abcd-", "zzzz--dz642-0123456789abcde", "zzzzz-dz642-０123456789abcde"] {
             XCTAssertNil(ArvadosUUID(bad), bad)
         }
         XCTAssertTrue(ArvadosUUID.isValidClusterID("x1y2z"))
