@@ -112,7 +112,7 @@ struct ConvoyBench {
         let ours = Double(count) / seconds(ContinuousClock.now - start)
         await connection.close()
 
-        var rows: [(String, Double)] = [("ConvoyPostgres `query(sql, [aid])` (extended protocol, unnamed statement)", ours)]
+        var rows: [(String, Double)] = [("ConvoyPostgres `query(sql, [aid])` (extended protocol, prepared once per session)", ours)]
         for mode in ["extended", "simple", "prepared"] {
             let output = try TestProcess.run(pgbench, ["-S", "-c", "1", "-j", "1", "-T", String(duration), "-M", mode, "-n"] + common).stdout
             let tps = output.split(separator: "\n").first { $0.hasPrefix("tps") }

@@ -26,6 +26,17 @@ public actor PostgresConnection: PostgresClient {
     private var activeTransaction: UInt64?
     private var transactionCounter: UInt64 = 0
 
+    /// Named prepared statements of this session, by SQL text and parameter types: a statement
+    /// run again skips the server's parse and plan (`pgbench -M prepared` against `extended`).
+    /// A statement is prepared the second time it runs (a one-off costs no extra round trip), at
+    /// most `preparedLimit` of them; the rest run unnamed, as all did before.
+    private var prepared: [PreparedKey: String] = [:]
+    private var seenOnce: Set<PreparedKey> = []
+    /// Names are never reused: a statement dropped from the cache (its result type changed)
+    /// stays prepared on the server under its old name until the session ends.
+    private var preparedCount = 0
+    static let preparedLimit = 256
+
     private var subscribers: [Int: AsyncThrowingStream<PostgresNotification, Error>.Continuation] = [:]
     private var nextSubscriberID = 0
     private var listenerTask: Task<Void, Never>?
@@ -334,7 +345,11 @@ public actor PostgresConnection: PostgresClient {
 
         let sent: Int32
         if let parameters {
-            sent = Self.send(handle, sql, parameters)
+            if let name = try await preparedName(sql, parameters) {
+                sent = Self.send(parameters) { PQsendQueryPrepared(handle, name, Int32(parameters.count), $1, $2, $3, 0) }
+            } else {
+                sent = Self.send(parameters) { PQsendQueryParams(handle, sql, Int32(parameters.count), $0, $1, $2, $3, 0) }
+            }
         } else {
             sent = PQsendQuery(handle, sql)
         }
@@ -342,7 +357,40 @@ public actor PostgresConnection: PostgresClient {
             throw connectionError()
         }
         try await flush()
+        do {
+            return try await results()
+        } catch let error as PostgresError where error.sqlState == "0A000" && parameters != nil {
+            // "cached plan must not change result type": a migration changed a table under a
+            // prepared statement (RETURNING *). It is prepared again on the next call.
+            prepared = prepared.filter { $0.key.sql != sql }
+            throw error
+        }
+    }
 
+    /// The name `sql` with these parameter types is prepared under in this session, preparing it
+    /// now (one more round trip, once) if it is not yet and the cache has room; nil: run it unnamed.
+    /// A statement the server cannot prepare fails here with the error running it would give.
+    private func preparedName(_ sql: String, _ parameters: [PostgresParameter]) async throws -> String? {
+        let key = PreparedKey(sql: sql, types: parameters.map(\.dataType.rawValue))
+        if let name = prepared[key] { return name }
+        guard preparedCount < Self.preparedLimit else { return nil }
+        guard seenOnce.remove(key) != nil else {
+            if seenOnce.count >= 4 * Self.preparedLimit { seenOnce.removeAll() }
+            seenOnce.insert(key)
+            return nil
+        }
+        preparedCount += 1
+        let name = "convoy_\(preparedCount)"
+        let types = key.types
+        if PQsendPrepare(handle, name, sql, Int32(types.count), types) == 0 { throw connectionError() }
+        try await flush()
+        _ = try await results()
+        prepared[key] = name
+        return name
+    }
+
+    /// Collects the results of what was sent: the last one, or the first error.
+    private func results() async throws -> PostgresResult {
         var lastResult: PostgresResult?
         var firstError: PostgresError?
         while true {
@@ -397,7 +445,9 @@ public actor PostgresConnection: PostgresClient {
         }
     }
 
-    private static func send(_ handle: OpaquePointer, _ sql: String, _ parameters: [PostgresParameter]) -> Int32 {
+    /// Calls `send` with the parameters as libpq takes them (types, values, lengths, formats).
+    private static func send(_ parameters: [PostgresParameter],
+                             _ send: ([Oid], [UnsafePointer<CChar>?], [Int32], [Int32]) -> Int32) -> Int32 {
         var types: [Oid] = []
         var values: [UnsafeMutablePointer<CChar>?] = []
         var lengths: [Int32] = []
@@ -432,7 +482,7 @@ public actor PostgresConnection: PostgresClient {
             }
         }
         let constValues = values.map { $0.map { UnsafePointer($0) } }
-        return PQsendQueryParams(handle, sql, Int32(parameters.count), types, constValues, lengths, formats, 0)
+        return send(types, constValues, lengths, formats)
     }
 
     private static func makeResult(_ result: OpaquePointer) -> PostgresResult {
@@ -508,4 +558,11 @@ public struct PostgresTransaction: PostgresClient {
 
     /// The session's backend pid, for `FOR UPDATE` diagnostics and lock bookkeeping.
     public var backendPID: Int32 { connection.backendPID }
+}
+
+/// A prepared statement's identity in a session: the same text with other parameter types is
+/// another statement (the server fixes the types when it prepares).
+struct PreparedKey: Hashable, Sendable {
+    let sql: String
+    let types: [Oid]
 }

@@ -211,6 +211,74 @@ final class PostgresConnectionTests: PostgresTestCase {
         await sender.close()
     }
 
+    func testAStatementWithParametersIsPreparedOnceAndItsTypesAreItsOwn() async throws {
+        let connection = try await connect()
+        let sql = "SELECT $1::text || '!' AS shout"
+        for word in ["a", "b", "c"] {
+            let shout = try await connection.query(sql, [word]).first!.decode(String.self, column: "shout")
+            XCTAssertEqual(shout, word + "!")
+        }
+        // The same text with a parameter of another type is another statement.
+        let typed = "SELECT $1 AS echo"
+        for _ in 0..<2 {
+            // A text parameter leaves its type to the server (text here); a Date is sent as timestamptz.
+            let moment = try await connection.query(typed, [Date(timeIntervalSince1970: 1_800_000_000)]).first!.decode(Date.self, column: "echo")
+            let word = try await connection.query(typed, ["seven"]).first!.decode(String.self, column: "echo")
+            XCTAssertEqual(moment, Date(timeIntervalSince1970: 1_800_000_000))
+            XCTAssertEqual(word, "seven")
+        }
+        // Run once: not prepared (no round trip spent on a one-off).
+        _ = try await connection.query("SELECT $1::int + 1 AS once", [Int32(1)])
+        let statements = try await connection.query("SELECT statement FROM pg_prepared_statements WHERE name LIKE 'convoy_%' ORDER BY name")
+            .rows.map { try $0.decode(String.self, column: "statement") }
+        XCTAssertEqual(statements.filter { $0 == sql }.count, 1, "\(statements)")
+        XCTAssertEqual(statements.filter { $0 == typed }.count, 2, "\(statements)")
+        XCTAssertFalse(statements.contains("SELECT $1::int + 1 AS once"), "\(statements)")
+    }
+
+    func testAStatementThatCannotBePreparedFailsAsItWouldRunAndIsNotKept() async throws {
+        let connection = try await connect()
+        for _ in 0..<2 {  // the second time through a prepare
+            do {
+                _ = try await connection.query("SELECT $1::text FROM no_such_table", ["x"])
+                XCTFail("a missing table was not reported")
+            } catch let error as PostgresError {
+                XCTAssertEqual(error.sqlState, "42P01")
+            }
+        }
+        // Once the table exists the same statement is prepared and runs.
+        try await connection.execute("CREATE TABLE no_such_table (name text)")
+        defer { Task { try? await connection.execute("DROP TABLE no_such_table") } }
+        for _ in 0..<3 {
+            let rows = try await connection.query("SELECT $1::text FROM no_such_table", ["x"]).rows
+            XCTAssertEqual(rows.count, 0)
+        }
+    }
+
+    func testAPreparedStatementWhoseResultChangedUnderAMigrationFailsOnceThenRunsPreparedAgain() async throws {
+        let connection = try await connect()
+        let other = try await connect()
+        try await other.execute("CREATE TABLE prepared_shape (id int)")
+        defer { Task { try? await other.execute("DROP TABLE prepared_shape") } }
+        let insert = "INSERT INTO prepared_shape (id) VALUES ($1::int) RETURNING *"
+        for id in 0..<2 {
+            let columns = try await connection.query(insert, [Int32(id)]).columns
+            XCTAssertEqual(columns.count, 1)
+        }
+        try await other.execute("ALTER TABLE prepared_shape ADD COLUMN note text")
+        do {
+            _ = try await connection.query(insert, [Int32(2)])
+            XCTFail("the changed result type was not reported")
+        } catch let error as PostgresError {
+            // PostgreSQL refuses a cached plan whose result type changed; the statement is dropped.
+            XCTAssertEqual(error.sqlState, "0A000", "\(error)")
+        }
+        for id in 3..<5 {
+            let columns = try await connection.query(insert, [Int32(id)]).columns
+            XCTAssertEqual(columns.count, 2)
+        }
+    }
+
     func testBadSQLGivesAnErrorWithItsSQLStateAndTheSessionGoesOn() async throws {
         let connection = try await connect()
         do {
