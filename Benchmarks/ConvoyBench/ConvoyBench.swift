@@ -39,8 +39,8 @@ struct ConvoyBench {
 
     static func sshExecBenchmark(quick: Bool) async throws {
         print("## SSH: `true` on a kept libssh2 session vs a fresh `ssh host true`\n")
-        print("| login shell | kept libssh2 session, mean per exec | fresh OpenSSH process, mean per run | ratio (fresh / kept) |")
-        print("|---|---|---|---|")
+        print("| login shell | kept libssh2 session, mean per exec | fresh OpenSSH process, mean per run | ratio (fresh / kept) | OpenSSH over a ControlMaster, mean per run (the limit) | ratio (limit / kept) |")
+        print("|---|---|---|---|---|---|")
         var accounts: [String?] = [nil]
         if TestProcess.isRoot, ensureWorkerAccount() {
             accounts.append("convoy-bench")
@@ -70,8 +70,22 @@ struct ConvoyBench {
                 try TestProcess.run("/usr/bin/ssh", sshArguments)
             }
             let fresh = (ContinuousClock.now - freshStart) / freshRuns
+
+            // The limit for a kept session: OpenSSH's own multiplexing, one master connection and
+            // a `true` per session over it (each run still starts an ssh client process).
+            let control = NSTemporaryDirectory() + "/convoy-bench-cm-\(getpid())"
+            let master = try server.openSSHArguments(extra: ["-o", "ControlMaster=yes", "-o", "ControlPath=\(control)", "-o", "ControlPersist=yes", "-f", "-N"])
+            try TestProcess.run("/usr/bin/ssh", master)
+            let multiplexed = try server.openSSHArguments(extra: ["-o", "ControlMaster=no", "-o", "ControlPath=\(control)"]) + ["true"]
+            for _ in 0..<5 { try TestProcess.run("/usr/bin/ssh", multiplexed) }
+            let controlRuns = quick ? 20 : 100
+            let controlStart = ContinuousClock.now
+            for _ in 0..<controlRuns { try TestProcess.run("/usr/bin/ssh", multiplexed) }
+            let viaMaster = (ContinuousClock.now - controlStart) / controlRuns
+            _ = try? TestProcess.run("/usr/bin/ssh", try server.openSSHArguments(extra: ["-o", "ControlPath=\(control)", "-O", "exit"]), check: false)
+
             let shell = account == nil ? "\(server.user) (bash, reads ~/.bashrc)" : "convoy-bench (/bin/sh)"
-            print("| \(shell) | \(milliseconds(kept)) ms (\(keptRuns) runs) | \(milliseconds(fresh)) ms (\(freshRuns) runs) | \(String(format: "%.1f", seconds(fresh) / seconds(kept)))x |")
+            print("| \(shell) | \(milliseconds(kept)) ms (\(keptRuns) runs) | \(milliseconds(fresh)) ms (\(freshRuns) runs) | \(String(format: "%.1f", seconds(fresh) / seconds(kept)))x | \(milliseconds(viaMaster)) ms (\(controlRuns) runs) | \(String(format: "%.2f", seconds(viaMaster) / seconds(kept))) |")
         }
         print("")
     }
