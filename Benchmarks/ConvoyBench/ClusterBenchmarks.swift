@@ -79,6 +79,7 @@ enum ClusterBenchmarks {
         let actor = b.makeActor(named: "echo") { BenchEcho(actorSystem: b) }
         a.setAddress(MemberAddress(host: "127.0.0.1", port: port), of: "b")
         let remote = try BenchEcho.resolve(id: a.id(of: "echo", on: "b"), using: a)
+        var frames: [Int: Int] = [:]
         print("| payload | call frame bytes | distributed calls/s | raw TCP echo round trips/s (same bytes) | ratio (calls / raw) |")
         print("|---|---|---|---|---|")
         for size in [16, 1024] {
@@ -97,6 +98,35 @@ enum ClusterBenchmarks {
                 arguments: [try JSONEncoder().encode(payload)], epoch: nil))).count + 4
             let rawRate = try rawEcho(bytes: frame, duration: duration)
             print(String(format: "| %d B | %d | %.0f | %.0f | %.2f |", size, frame, callRate, rawRate, callRate / rawRate))
+            frames[size] = frame
+        }
+        print("")
+
+        // Many calls in flight on the one connection, against an echo kept as full.
+        let inFlight = 32
+        print("Concurrent: \(inFlight) calls in flight on one connection vs a raw echo with \(inFlight) frames in flight\n")
+        print("| payload | distributed calls/s | raw TCP echo frames/s, pipelined | ratio (calls / raw) |")
+        print("|---|---|---|---|")
+        for size in [16, 1024] {
+            let payload = String(repeating: "x", count: size)
+            let end = ContinuousClock.now + duration
+            let start = ContinuousClock.now
+            let calls = try await withThrowingTaskGroup(of: Int.self) { group in
+                for _ in 0..<inFlight {
+                    group.addTask {
+                        var count = 0
+                        while ContinuousClock.now < end {
+                            _ = try await remote.echo(payload)
+                            count += 1
+                        }
+                        return count
+                    }
+                }
+                return try await group.reduce(0, +)
+            }
+            let callRate = Double(calls) / seconds(ContinuousClock.now - start)
+            let rawRate = try pipelinedEcho(bytes: frames[size]!, window: inFlight, duration: duration)
+            print(String(format: "| %d B | %.0f | %.0f | %.2f |", size, callRate, rawRate, callRate / rawRate))
         }
         print("")
         _ = actor
@@ -108,9 +138,55 @@ enum ClusterBenchmarks {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
-    /// Round trips per second of `bytes` through a thread-per-connection echo server on loopback,
-    /// with blocking sockets and TCP_NODELAY: the floor a protocol on TCP can approach.
-    static func rawEcho(bytes: Int, duration: Duration) throws -> Double {
+    /// Frames of `bytes` per second through the same echo with up to `window` frames in flight:
+    /// one thread writes while another reads the echoes back.
+    static func pipelinedEcho(bytes: Int, window: Int, duration: Duration) throws -> Double {
+        let (client, listener) = try echoConnection()
+        defer { close(client); close(listener) }
+        // Made at zero and given its slots after: libdispatch traps when a semaphore is released
+        // holding less than it was made with.
+        let slots = DispatchSemaphore(value: 0)
+        for _ in 0..<window { slots.signal() }
+        let stop = ManagedAtomicFlag()
+        let writerDone = DispatchSemaphore(value: 0)
+        let writer = Thread {
+            defer { writerDone.signal() }
+            var message = [UInt8](repeating: 0x78, count: bytes)
+            while true {
+                slots.wait()
+                if stop.isSet { return }
+                guard writeAll(client, &message, bytes) else { return }
+            }
+        }
+        writer.start()
+        var buffer = [UInt8](repeating: 0, count: 1 << 16)
+        var received = 0
+        let start = ContinuousClock.now
+        var stalled = false
+        while ContinuousClock.now - start < duration {
+            // A bounded wait, so that a stalled exchange ends the measurement instead of hanging it.
+            var descriptor = pollfd(fd: client, events: Int16(POLLIN), revents: 0)
+            var ready: Int32
+            repeat { ready = poll(&descriptor, 1, 1000) } while ready < 0 && errno == EINTR
+            guard ready > 0 else { stalled = true; break }
+            let count = readSome(client, &buffer)
+            if count <= 0 { throw TestProcess.Failure("pipelined echo: connection lost") }
+            let before = received / bytes
+            received += count
+            for _ in before..<(received / bytes) { slots.signal() }
+        }
+        let elapsed = seconds(ContinuousClock.now - start)
+        // The writer ends before the socket closes, so that it never writes into a later one.
+        stop.set()
+        slots.signal()
+        shutdown(client, Int32(SHUT_RDWR))
+        writerDone.wait()
+        if stalled { throw TestProcess.Failure("pipelined echo: no echo for a second with \(received / bytes) frames received") }
+        return Double(received / bytes) / elapsed
+    }
+
+    /// A connected client socket to a thread-per-connection echo server on loopback (TCP_NODELAY on both ends).
+    static func echoConnection() throws -> (client: Int32, listener: Int32) {
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -125,36 +201,80 @@ enum ClusterBenchmarks {
             setsockopt(connection, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
             var buffer = [UInt8](repeating: 0, count: 1 << 16)
             while true {
-                let count = read(connection, &buffer, buffer.count)
-                if count <= 0 { break }
-                var sent = 0
-                while sent < count { sent += write(connection, &buffer[sent], count - sent) }
+                let count = readSome(connection, &buffer)
+                if count <= 0 || !writeAll(connection, &buffer, count) { break }
             }
             close(connection)
         }
         server.start()
         let client = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(client); close(listener) }
         guard withUnsafePointer(to: &address, { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(client, $0, length) } }) == 0 else {
+            close(client)
+            close(listener)
             throw TestProcess.Failure("raw echo: cannot connect")
         }
         var one: Int32 = 1
         setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        return (client, listener)
+    }
+
+    /// Round trips per second of `bytes` through a thread-per-connection echo server on loopback,
+    /// with blocking sockets and TCP_NODELAY: the floor a protocol on TCP can approach.
+    static func rawEcho(bytes: Int, duration: Duration) throws -> Double {
+        let (client, listener) = try echoConnection()
+        defer { close(client); close(listener) }
         var message = [UInt8](repeating: 0x78, count: bytes)
         var reply = [UInt8](repeating: 0, count: bytes)
         var trips = 0
         let start = ContinuousClock.now
         while ContinuousClock.now - start < duration {
-            var sent = 0
-            while sent < bytes { sent += write(client, &message[sent], bytes - sent) }
+            guard writeAll(client, &message, bytes) else { throw TestProcess.Failure("raw echo: connection lost") }
             var received = 0
             while received < bytes {
-                let count = read(client, &reply[received], bytes - received)
+                let count = reply.withUnsafeMutableBytes { readSome(client, $0.baseAddress! + received, bytes - received) }
                 if count <= 0 { throw TestProcess.Failure("raw echo: connection lost") }
                 received += count
             }
             trips += 1
         }
         return Double(trips) / seconds(ContinuousClock.now - start)
+    }
+}
+
+/// A flag one thread sets and another polls (the pipelined echo's stop).
+///
+/// `@unchecked Sendable` is safe: the one field is only touched under the lock.
+final class ManagedAtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
+
+/// Writes all of `count` bytes of `buffer`, again after a signal interrupts (the benchmark's
+/// child processes exit meanwhile): false when the connection fails.
+func writeAll(_ fd: Int32, _ buffer: inout [UInt8], _ count: Int) -> Bool {
+    buffer.withUnsafeBytes { raw in
+        var sent = 0
+        while sent < count {
+            let written = write(fd, raw.baseAddress! + sent, count - sent)
+            if written < 0 && errno == EINTR { continue }
+            if written <= 0 { return false }
+            sent += written
+        }
+        return true
+    }
+}
+
+/// Reads what there is into `buffer`, again after a signal interrupts: 0 at the end, < 0 on failure.
+func readSome(_ fd: Int32, _ buffer: inout [UInt8]) -> Int {
+    buffer.withUnsafeMutableBytes { readSome(fd, $0.baseAddress!, $0.count) }
+}
+
+func readSome(_ fd: Int32, _ pointer: UnsafeMutableRawPointer, _ count: Int) -> Int {
+    while true {
+        let got = read(fd, pointer, count)
+        if got < 0 && errno == EINTR { continue }
+        return got
     }
 }
