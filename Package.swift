@@ -146,7 +146,7 @@ let package = Package(
         .testTarget(name: "ConvoyDispatchCoreTests", dependencies: ["ConvoyDispatchCore", "ConvoyModel"]),
         .testTarget(name: "ConvoySimulationTests", dependencies: ["ConvoySimulation", "ConvoyDispatchCore", "ConvoyCheck"]),
         .testTarget(name: "ConvoyCheckTests", dependencies: ["ConvoyCheck"]),
-        .testTarget(name: "ConvoyChaosTests", dependencies: ["ConvoyChaos", "ConvoyDevStack", "ConvoyCheck", "ConvoyTesting"]),
+        .testTarget(name: "ConvoyChaosTests", dependencies: ["ConvoyChaos", "ConvoyDevStack", "ConvoyCheck", "ConvoyPostgres", "ConvoyTesting"]),
         .testTarget(name: "ConvoyIOTests", dependencies: ["ConvoyIO"]),
         .testTarget(name: "ConvoyPostgresTests", dependencies: ["ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting"]),
         .testTarget(name: "ConvoySSHTests", dependencies: ["ConvoySSH", "ConvoyTesting"]),

@@ -19,6 +19,7 @@ public actor LeaderWatch {
     private var gaps: [Gap] = []
     private var openSince: Date?
     private var lastLeader: String?
+    private var lastSample: Date?
     private var samples = 0
     private var readFailures = 0
 
@@ -48,6 +49,7 @@ public actor LeaderWatch {
 
     private func observe(_ leader: String?, at now: Date) {
         samples += 1
+        defer { lastSample = now }
         switch (leader, openSince) {
         case (nil, nil):
             openSince = now
@@ -56,11 +58,20 @@ public actor LeaderWatch {
             openSince = nil
             lastLeader = leader
         case (let leader?, nil):
+            // Another leader with no leaderless sample between: the handover fell between two
+            // samples (a follower whose retry came at once). It is a gap all the same, no longer
+            // than the time since the last sample.
+            if let before = lastLeader, before != leader, let last = lastSample {
+                gaps.append(Gap(start: last, seconds: now.timeIntervalSince(last), before: before, after: leader))
+            }
             lastLeader = leader
         case (nil, _?):
             break
         }
     }
+
+    /// For tests: what a sample saw, as the watch's own task reports it.
+    func record(_ leader: String?, at now: Date) { observe(leader, at: now) }
 
     private func failedRead() { readFailures += 1 }
 

@@ -70,3 +70,17 @@ public struct RandomRecords {
             stateAge: maybe(random.uniform(0...1000)))
     }
 }
+
+/// The reference the API's JSON writers are compared with: Foundation's `JSONEncoder` with keys
+/// sorted, slashes unescaped and dates as `ISO8601Timestamp`.
+public enum ReferenceJSON {
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(ISO8601Timestamp.format(date))
+        }
+        return encoder
+    }
+}

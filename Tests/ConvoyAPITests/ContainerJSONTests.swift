@@ -8,15 +8,7 @@ import XCTest
 /// bytes are exactly what `Encodable` writes through the same encoder and through Foundation's,
 /// so that a new attribute cannot be left out of the hand-written form.
 final class ContainerJSONTests: XCTestCase {
-    private let foundation: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(ISO8601Timestamp.format(date))
-        }
-        return encoder
-    }()
+    private let foundation = ReferenceJSON.encoder()
 
     func testAHandWrittenContainerIsWhatEncodableWrites() throws {
         var random = RandomRecords(seed: 31)

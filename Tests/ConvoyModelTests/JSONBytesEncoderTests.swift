@@ -6,15 +6,7 @@ import XCTest
 /// The API's JSON encoder writes what Foundation's `JSONEncoder` writes with sorted keys (slashes
 /// left unescaped, dates as `ISO8601Timestamp`), byte for byte.
 final class JSONBytesEncoderTests: XCTestCase {
-    private let foundation: JSONEncoder = {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(ISO8601Timestamp.format(date))
-        }
-        return encoder
-    }()
+    private let foundation = ReferenceJSON.encoder()
 
     private func assertSameBytes<T: Encodable>(_ value: T, file: StaticString = #filePath, line: UInt = #line) throws {
         let ours = String(decoding: try JSONBytesEncoder().encode(value), as: UTF8.self)
