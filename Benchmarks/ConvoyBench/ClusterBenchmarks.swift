@@ -17,8 +17,8 @@ distributed actor BenchEcho {
 /// The cluster's benchmarks: failover after killing the leader (real `convoy dispatch` release
 /// processes on a private PostgreSQL), and distributed-call round trips against a raw TCP echo.
 enum ClusterBenchmarks {
-    static func run(quick: Bool) async throws {
-        try await failover(quick: quick)
+    static func run(quick: Bool, failover runFailover: Bool = true) async throws {
+        if runFailover { try await failover(quick: quick) }
         try await roundTrips(quick: quick)
     }
 
@@ -92,10 +92,10 @@ enum ClusterBenchmarks {
                 calls += 1
             }
             let callRate = Double(calls) / seconds(ContinuousClock.now - start)
-            // The call frame as it goes on the wire (length prefix included).
-            let frame = try JSONEncoder().encode(WireMessage.call(CallEnvelope(
+            // The call frame as it goes on the wire: length prefix, compact envelope, seal.
+            let frame = try WireMessage.call(CallEnvelope(
                 callID: UInt64(calls), target: ClusterActorID(memberID: "b", name: "echo"), method: "$s10ConvoyBench0B4EchoC4echoyS2SYaKFTE",
-                arguments: [try JSONEncoder().encode(payload)], epoch: nil))).count + 4
+                arguments: [try JSONEncoder().encode(payload)], epoch: nil)).frame(compact: true).readableBytes + 4 + FrameCipher.overhead
             let rawRate = try rawEcho(bytes: frame, duration: duration)
             print(String(format: "| %d B | %d | %.0f | %.0f | %.2f |", size, frame, callRate, rawRate, callRate / rawRate))
             frames[size] = frame

@@ -24,7 +24,7 @@ struct ConvoyBench {
             try await RunnerBenchmarks.run(quick: quick)
         }
         if !arguments.contains("--skip-cluster") {
-            try await ClusterBenchmarks.run(quick: quick)
+            try await ClusterBenchmarks.run(quick: quick, failover: !arguments.contains("--skip-failover"))
         }
         if !arguments.contains("--skip-dispatcher") {
             try await DispatcherBenchmarks.run(quick: quick)

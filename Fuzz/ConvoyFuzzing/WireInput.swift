@@ -79,6 +79,8 @@ public enum WireInput {
                 let message = try WireMessage(frame: ByteBuffer(bytes: frame))
                 let again = try WireMessage(frame: try message.frame())
                 if again != message { report.violations.append("\(message.kind) changed through encoding and decoding") }
+                let compact = try WireMessage(frame: try message.frame(compact: true))
+                if compact != message { report.violations.append("\(message.kind) changed through the compact encoding") }
                 report.messages += 1
             } catch {
                 if !isProtocolViolation(error) {

@@ -90,6 +90,47 @@ final class ClusterSystemTests: XCTestCase {
         }
     }
 
+    /// Issue 19: members that offer the compact encoding use it between themselves; a member that
+    /// predates it (standing in: one that does not offer it) is sent JSON and its JSON is read, both
+    /// ways, errors included, so a rolling upgrade keeps every call working.
+    func testAMemberThatPredatesCompactEnvelopesAndOneThatHasThemCallEachOther() async throws {
+        let old = ClusterSettings(callTimeout: .seconds(2), handshakeTimeout: .seconds(1), compactEnvelopes: false)
+        let (a, portA) = try await member("a", settings: old)
+        let (b, portB) = try await member("b")
+        for (from, to, port) in [(a, "b", portB), (b, "a", portA)] {
+            let remote = try greeter(on: to, port: port, from: from)
+            let greeting = try await remote.greet("\(from.memberID)")
+            XCTAssertEqual(greeting, "hello \(from.memberID) from \(to)")
+            try await remote.nothing()
+            do {
+                try await remote.fail("no such worker")
+                XCTFail("the remote throw was lost")
+            } catch let error as ClusterError {
+                XCTAssertEqual(error, .remote(type: "Failure", message: "no such worker"))
+            }
+        }
+        // The same call from members that have not dialled b yet, through a proxy: frames 5 and 6
+        // are the sealed call and its reply.
+        func callAndReplyBytes(from system: ClusterSystem) async throws -> (call: Int, reply: Int) {
+            let proxy = try TamperingProxy(forwardingTo: portB)
+            defer { proxy.close() }
+            _ = try await greeter(on: "b", port: proxy.port, from: system).greet("x")
+            var bytes = proxy.captured[...]
+            var frames: [Int] = []
+            while bytes.count >= 4 {
+                let length = bytes.prefix(4).reduce(0) { $0 << 8 | Int($1) }
+                frames.append(length)
+                bytes = bytes.dropFirst(4 + length)
+            }
+            XCTAssertEqual(frames.count, 6, "hello, challenge, proof, welcome, call, reply")
+            return frames.count == 6 ? (frames[4], frames[5]) : (0, 0)
+        }
+        let json = try await callAndReplyBytes(from: try await member("d", settings: old).0)
+        let compact = try await callAndReplyBytes(from: try await member("c").0)
+        XCTAssertGreaterThan(json.call - compact.call, 50, "the call: \(json.call) bytes in JSON, \(compact.call) compact")
+        XCTAssertGreaterThan(json.reply - compact.reply, 25, "the reply: \(json.reply) bytes in JSON, \(compact.reply) compact")
+    }
+
     func testAHundredConcurrentCallsAllGetTheirOwnReplies() async throws {
         let (a, _) = try await member("a")
         let (_, portB) = try await member("b")

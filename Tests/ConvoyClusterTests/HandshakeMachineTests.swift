@@ -32,6 +32,24 @@ final class HandshakeMachineTests: XCTestCase {
         return Established(member: member, acceptorKeys: acceptorKeys, dialerKeys: dialerKeys)
     }
 
+    /// Each side learns from the other's hello or welcome whether it reads compact calls; one that
+    /// does not offer them (a member that predates them) says nothing.
+    func testEachSideLearnsWhetherThePeerReadsCompactEnvelopes() throws {
+        for (acceptorOffers, dialerOffers) in [(true, true), (true, false), (false, true), (false, false)] {
+            var acceptor = AcceptorHandshake(clusterID: "zzzzz", memberID: "a", key: key, compactEnvelopes: acceptorOffers)
+            var dialer = DialerHandshake(clusterID: "zzzzz", memberID: "b", dialling: "a", key: key, compactEnvelopes: dialerOffers)
+            XCTAssertNil(acceptor.peer)
+            guard case .send(let challenge) = try acceptor.receive(.hello(dialer.hello)),
+                  case .send(let proof) = try dialer.receive(challenge) else { return XCTFail("no challenge or proof") }
+            XCTAssertNil(acceptor.peer, "not before the dialer has proved the secret")
+            guard case .established(_, let welcome, _) = try acceptor.receive(proof) else { return XCTFail("no welcome") }
+            XCTAssertNil(dialer.peer, "not before the acceptor has proved the secret")
+            guard case .established = try dialer.receive(welcome) else { return XCTFail("the welcome was not taken") }
+            XCTAssertEqual(acceptor.peer?.compactEnvelopes, dialerOffers ? true : nil)
+            XCTAssertEqual(dialer.peer?.compactEnvelopes, acceptorOffers ? true : nil)
+        }
+    }
+
     func testTwoMembersWithOneSecretCompleteTheHandshakeAndShareKeysOnePerDirection() throws {
         let result = try handshake(acceptorKey: key, dialerKey: key)
         XCTAssertEqual(result.member, "b")

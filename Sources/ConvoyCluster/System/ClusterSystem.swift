@@ -23,9 +23,15 @@ public struct ClusterSettings: Sendable {
     /// How long to wait before dialling a member again after failed connections (reset once one
     /// succeeds). Its attempt limit and deadline do not apply: a listed member is always dialled again.
     public var reconnectBackoff: Backoff
+    /// Offer the compact encoding of calls and replies in the handshake (used when the peer offers
+    /// it too). False only to stand in for a member that predates it: it sends JSON, and peers send
+    /// it JSON.
+    public var compactEnvelopes: Bool
 
     public init(callTimeout: Duration = .seconds(5), handshakeTimeout: Duration = .seconds(3), maxFrameBytes: Int = 16 << 20,
-                maxHandshakeFrameBytes: Int = 4096, maxPendingHandshakes: Int = 64, reconnectBackoff: Backoff = .memberReconnect) {
+                maxHandshakeFrameBytes: Int = 4096, maxPendingHandshakes: Int = 64, reconnectBackoff: Backoff = .memberReconnect,
+                compactEnvelopes: Bool = true) {
+        self.compactEnvelopes = compactEnvelopes
         self.callTimeout = callTimeout
         self.handshakeTimeout = handshakeTimeout
         self.maxFrameBytes = maxFrameBytes

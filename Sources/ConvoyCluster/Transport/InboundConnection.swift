@@ -43,8 +43,9 @@ struct InboundConnection {
                 var iterator = inbound.makeAsyncIterator()
                 let writer = FrameWriter(outbound)
                 let member: String
+                let compact: Bool
                 do {
-                    member = try await handshake(&iterator, writer, channel: channel, limit: limit)
+                    (member, compact) = try await handshake(&iterator, writer, channel: channel, limit: limit)
                 } catch {
                     handshakeTimer.cancel()
                     // The reason goes to the log below, never to a peer that has not proved the secret.
@@ -66,7 +67,7 @@ struct InboundConnection {
                         group.addTask {
                             let reply = await system.execute(call, from: member)
                             // Straight to the channel: replies need no ordering among themselves.
-                            if let frame = try? WireChannel.encode(.reply(reply)) {
+                            if let frame = try? WireChannel.encode(.reply(reply), compact: compact) {
                                 channel.writeAndFlush(frame, promise: nil)
                             }
                         }
@@ -87,10 +88,11 @@ struct InboundConnection {
     }
 
     /// Checks the dialer's hello and proof, then welcomes it and seals the connection; returns its
-    /// member id.
+    /// member id and whether it reads compact replies.
     private func handshake(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ writer: FrameWriter,
-                           channel: Channel, limit: FrameLimit) async throws -> String {
-        var machine = AcceptorHandshake(clusterID: system.clusterID, memberID: system.memberID, key: system.key)
+                           channel: Channel, limit: FrameLimit) async throws -> (String, compact: Bool) {
+        var machine = AcceptorHandshake(clusterID: system.clusterID, memberID: system.memberID, key: system.key,
+                                        compactEnvelopes: system.settings.compactEnvelopes)
         while true {
             switch try machine.receive(try await WireChannel.next(&iterator, from: "dialer")) {
             case .send(let answer):
@@ -99,7 +101,7 @@ struct InboundConnection {
                 // Calls may follow the welcome at once: the limit is raised before it goes out.
                 limit.raise(to: system.settings.maxFrameBytes + FrameCipher.overhead)
                 try await WireChannel.sendWelcomeThenSeal(channel, welcome: welcome, keys: keys)
-                return member
+                return (member, system.settings.compactEnvelopes && machine.peer?.compactEnvelopes == true)
             }
         }
     }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// The outgoing connection to one member: dialled on first use, handshaken, kept and reused for
 /// every call to that member, redialled after a failure with back-off (calls during the back-off
@@ -12,13 +13,11 @@ import NIOPosix
 actor PeerLink {
     let memberID: String
     private let system: ClusterSystem
-    /// The connection once its handshake is done; calls are written to it directly.
-    private var ready: Channel?
+    /// The connection once its handshake is done: calls go straight to it, without this actor.
+    private nonisolated let ready = Mutex<ReadyConnection?>(nil)
     private var channel: Channel?
-    private var connecting: [CheckedContinuation<Channel, Error>] = []
+    private var connecting: [CheckedContinuation<ReadyConnection, Error>] = []
     private var isConnecting = false
-    private var pending: [UInt64: CheckedContinuation<ReplyEnvelope, Error>] = [:]
-    private var timers: [UInt64: Scheduled<Void>] = [:]
     private var retryAt: ContinuousClock.Instant?
     /// The address the last failed dial used (nil: none was known); `retryAt` holds only for it.
     private var failedAddress: MemberAddress?
@@ -28,28 +27,37 @@ actor PeerLink {
     private var closed = false
     private var handshakeTimedOut = false
 
+    /// A handshaken connection and its calls in flight (kept on its event loop).
+    struct ReadyConnection: Sendable {
+        let channel: Channel
+        let calls: NIOLoopBound<PendingCalls>
+        /// The member reads compact calls (it said so in its welcome).
+        let compact: Bool
+    }
+
     init(memberID: String, system: ClusterSystem) {
         self.memberID = memberID
         self.system = system
         self.redials = system.settings.reconnectBackoff.schedule()
     }
 
-    /// Sends `call` and waits for its reply, at most `timeout`.
-    func call(_ call: CallEnvelope, timeout: Duration) async throws -> ReplyEnvelope {
-        let channel = try await connection(timeout: timeout)
-        let frame = try WireChannel.encode(.call(call))
+    /// Sends `call` and waits for its reply, at most `timeout`. Once connected, a call is one task
+    /// submitted to the connection's event loop (its timer and its write) and one continuation
+    /// that the reply resumes there.
+    nonisolated func call(_ call: CallEnvelope, timeout: Duration) async throws -> ReplyEnvelope {
+        let connection: ReadyConnection
+        if let current = ready.withLock({ $0 }) {
+            connection = current
+        } else {
+            connection = try await self.connection(timeout: timeout)
+        }
+        let frame = try WireChannel.encode(.call(call), compact: connection.compact)
         let id = call.callID
         let target = "\(call.target)"
-        let member = memberID
-        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        let nanoseconds = timeout.components.seconds * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000
         return try await withCheckedThrowingContinuation { continuation in
-            pending[id] = continuation
-            // An event-loop timer and a direct write: no task per call on the hot path.
-            timers[id] = channel.eventLoop.scheduleTask(in: .nanoseconds(Int64(seconds * 1e9))) {
-                Task { await self.resolve(id, .failure(ClusterError.timeout(member: member, target: target, seconds: seconds))) }
-            }
-            channel.writeAndFlush(frame).whenFailure { error in
-                Task { await self.resolve(id, .failure(ClusterError.unreachable(member: member, reason: "\(error)"))) }
+            connection.channel.eventLoop.execute {
+                connection.calls.value.send(frame, callID: id, target: target, timeout: .nanoseconds(nanoseconds), continuation: continuation)
             }
         }
     }
@@ -57,15 +65,18 @@ actor PeerLink {
     /// Closes the connection; calls in flight fail.
     func close() {
         closed = true
+        if let connection = ready.withLock({ state -> ReadyConnection? in defer { state = nil }; return state }) {
+            connection.channel.eventLoop.execute { connection.calls.value.failAll(ClusterError.shutdown) }
+        }
         channel?.close(promise: nil)
         failAll(ClusterError.shutdown)
     }
 
     // MARK: Connecting
 
-    private func connection(timeout: Duration) async throws -> Channel {
+    private func connection(timeout: Duration) async throws -> ReadyConnection {
         if closed { throw ClusterError.shutdown }
-        if let ready { return ready }
+        if let ready = ready.withLock({ $0 }) { return ready }
         if let retryAt, ContinuousClock.now < retryAt, system.address(of: memberID) == failedAddress {
             throw ClusterError.unreachable(member: memberID, reason: "\(lastFailure) (retrying after back-off)")
         }
@@ -117,18 +128,16 @@ actor PeerLink {
             try await framed.executeThenClose { inbound, outbound in
                 var iterator = inbound.makeAsyncIterator()
                 let writer = FrameWriter(outbound)
-                let keys = try await self.handshake(&iterator, writer)
+                let (keys, compact) = try await self.handshake(&iterator, writer)
                 handshakeTimer.cancel()
                 limit.raise(to: self.system.settings.maxFrameBytes + FrameCipher.overhead)
                 try await WireChannel.seal(channel, with: keys)
-                self.connected(channel)
-                while true {
-                    let message = try await WireChannel.next(&iterator, from: self.memberID)
-                    guard case .reply(let reply) = message else {
-                        throw ClusterError.protocolViolation("member \(self.memberID) sent \(message.kind) where replies were expected")
-                    }
-                    self.resolve(reply.callID, .success(reply))
-                }
+                // From here on the replies are read by `PendingCalls`; this stream sees the end.
+                let calls = try await WireChannel.installPendingCalls(channel, member: self.memberID)
+                self.connected(ReadyConnection(channel: channel, calls: calls, compact: compact))
+                // Ends with `unreachable` ("the connection was closed") or the pipeline's error.
+                let message = try await WireChannel.next(&iterator, from: self.memberID)
+                throw ClusterError.protocolViolation("member \(self.memberID) sent \(message.kind) past the reply reader")
             }
         } catch {
             failure = error
@@ -137,8 +146,11 @@ actor PeerLink {
         disconnected(failure, address: address)
     }
 
-    private func handshake(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator, _ writer: FrameWriter) async throws -> SessionKeys {
-        var machine = DialerHandshake(clusterID: system.clusterID, memberID: system.memberID, dialling: memberID, key: system.key)
+    /// The session keys, and whether the acceptor reads compact calls.
+    private func handshake(_ iterator: inout NIOAsyncChannelInboundStream<ByteBuffer>.AsyncIterator,
+                           _ writer: FrameWriter) async throws -> (SessionKeys, compact: Bool) {
+        var machine = DialerHandshake(clusterID: system.clusterID, memberID: system.memberID, dialling: memberID, key: system.key,
+                                      compactEnvelopes: system.settings.compactEnvelopes)
         try await writer.send(.hello(machine.hello))
         while true {
             let answer: WireMessage
@@ -152,17 +164,17 @@ actor PeerLink {
             }
             switch try machine.receive(answer) {
             case .send(let message): try await writer.send(message)
-            case .established(let keys): return keys
+            case .established(let keys): return (keys, system.settings.compactEnvelopes && machine.peer?.compactEnvelopes == true)
             }
         }
     }
 
-    private func connected(_ channel: Channel) {
-        ready = channel
+    private func connected(_ connection: ReadyConnection) {
+        ready.withLock { $0 = connection }
         isConnecting = false
         retryAt = nil
         redials.reset()
-        for waiter in connecting { waiter.resume(returning: channel) }
+        for waiter in connecting { waiter.resume(returning: connection) }
         connecting.removeAll()
     }
 
@@ -180,24 +192,17 @@ actor PeerLink {
 
     private func disconnected(_ error: Error, address: MemberAddress) {
         channel = nil
-        if ready == nil {
+        guard ready.withLock({ state in defer { state = nil }; return state != nil }) else {
             connectFailed(error, address: address)
             return
         }
-        ready = nil
+        // Calls already sent were failed by `PendingCalls` as the connection ended (with
+        // `connectionLost`: they may have run there).
         system.logger.info("connection to member closed", metadata: ["member": "\(memberID)", "reason": "\(error)"])
-        // Calls already sent may have run: their callers must not take the failure for a refusal.
-        for id in Array(pending.keys) { resolve(id, .failure(ClusterError.connectionLost(member: memberID, reason: "\(error)"))) }
         failAll(ClusterError.unreachable(member: memberID, reason: "the connection was lost: \(error)"))
     }
 
-    private func resolve(_ id: UInt64, _ result: Result<ReplyEnvelope, Error>) {
-        timers.removeValue(forKey: id)?.cancel()
-        pending.removeValue(forKey: id)?.resume(with: result)
-    }
-
     private func failAll(_ error: Error) {
-        for id in Array(pending.keys) { resolve(id, .failure(error)) }
         for waiter in connecting { waiter.resume(throwing: error) }
         connecting.removeAll()
     }

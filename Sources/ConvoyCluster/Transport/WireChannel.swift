@@ -36,8 +36,19 @@ enum WireChannel {
         }.get()
     }
 
-    static func encode(_ message: WireMessage) throws -> ByteBuffer {
-        try message.frame()
+    static func encode(_ message: WireMessage, compact: Bool = false) throws -> ByteBuffer {
+        try message.frame(compact: compact)
+    }
+
+    /// The dialer, once its connection is sealed: replies are read by `PendingCalls` from now on,
+    /// on the event loop, between the cipher and the async streams.
+    static func installPendingCalls(_ channel: Channel, member: String) async throws -> NIOLoopBound<PendingCalls> {
+        try await channel.eventLoop.submit {
+            let calls = PendingCalls(member: member)
+            let cipher = try channel.pipeline.syncOperations.handler(type: FrameCipherHandler.self)
+            try channel.pipeline.syncOperations.addHandler(calls, position: .after(cipher))
+            return NIOLoopBound(calls, eventLoop: channel.eventLoop)
+        }.get()
     }
 
     static func decode(_ frame: ByteBuffer) throws -> WireMessage {

@@ -30,14 +30,21 @@ public struct AcceptorHandshake: Sendable {
     private let nonce: Data
     private let keyAgreement: Curve25519.KeyAgreement.PrivateKey
     private var state = State.awaitingHello
+    /// The dialer's hello once it has proved the secret (what it says it reads).
+    public private(set) var peer: Hello?
 
+    private let compactEnvelopes: Bool
+
+    /// `compactEnvelopes`: say in the welcome that this member reads compact calls (false only to
+    /// stand in for a member that predates them).
     public init(clusterID: String, memberID: String, key: HandshakeKey, nonce: Data = HandshakeKey.makeNonce(),
-                keyAgreement: Curve25519.KeyAgreement.PrivateKey = .init()) {
+                keyAgreement: Curve25519.KeyAgreement.PrivateKey = .init(), compactEnvelopes: Bool = true) {
         self.clusterID = clusterID
         self.memberID = memberID
         self.key = key
         self.nonce = nonce
         self.keyAgreement = keyAgreement
+        self.compactEnvelopes = compactEnvelopes
     }
 
     public mutating func receive(_ message: WireMessage) throws -> Step {
@@ -62,7 +69,8 @@ public struct AcceptorHandshake: Sendable {
                 throw ClusterError.handshakeFailed("member \(hello.memberID) does not know the cluster secret")
             }
             let shared = try Self.sharedSecret(keyAgreement, hello.keyShare)
-            let mine = Hello(clusterID: clusterID, memberID: memberID)
+            peer = hello
+            let mine = Hello(clusterID: clusterID, memberID: memberID, compactEnvelopes: compactEnvelopes ? true : nil)
             let welcome = WireMessage.welcome(mine, proof: key.acceptorProof(hello: hello, challenge: challenge, acceptor: mine, dialerProof: proof))
             return .established(memberID: hello.memberID, welcome: welcome,
                                 keys: key.sessionKeys(sharedSecret: shared, hello: hello, challenge: challenge, role: .acceptor))
@@ -115,10 +123,14 @@ public struct DialerHandshake: Sendable {
     private let key: HandshakeKey
     private let keyAgreement: Curve25519.KeyAgreement.PrivateKey
     private var state = State.awaitingChallenge
+    /// The acceptor's welcome once it has proved the secret (what it says it reads).
+    public private(set) var peer: Hello?
 
     public init(clusterID: String, memberID: String, dialling peerMemberID: String, key: HandshakeKey,
-                nonce: Data = HandshakeKey.makeNonce(), keyAgreement: Curve25519.KeyAgreement.PrivateKey = .init()) {
-        self.hello = Hello(clusterID: clusterID, memberID: memberID, nonce: nonce, keyShare: keyAgreement.publicKey.rawRepresentation)
+                nonce: Data = HandshakeKey.makeNonce(), keyAgreement: Curve25519.KeyAgreement.PrivateKey = .init(),
+                compactEnvelopes: Bool = true) {
+        self.hello = Hello(clusterID: clusterID, memberID: memberID, nonce: nonce, keyShare: keyAgreement.publicKey.rawRepresentation,
+                           compactEnvelopes: compactEnvelopes ? true : nil)
         self.peerMemberID = peerMemberID
         self.key = key
         self.keyAgreement = keyAgreement
@@ -151,6 +163,7 @@ public struct DialerHandshake: Sendable {
                 throw ClusterError.handshakeFailed("dialled member \(peerMemberID) but \(peer.memberID) answered")
             }
             let shared = try AcceptorHandshake.sharedSecret(keyAgreement, challenge.keyShare)
+            self.peer = peer
             return .established(key.sessionKeys(sharedSecret: shared, hello: hello, challenge: challenge, role: .dialer))
         case (.awaitingWelcome, _):
             throw ClusterError.protocolViolation("expected welcome, got \(message.kind)")

@@ -27,6 +27,10 @@ public enum WireMessage: Codable, Sendable, Equatable {
 
     /// The message in one frame's payload; anything that is not one is a protocol violation.
     public init(frame: ByteBuffer) throws {
+        if CompactEnvelope.isCompact(frame) {
+            self = try CompactEnvelope.read(frame)
+            return
+        }
         do {
             self = try JSONDecoder().decode(WireMessage.self, from: Data(frame.readableBytesView))
         } catch {
@@ -35,9 +39,17 @@ public enum WireMessage: Codable, Sendable, Equatable {
         }
     }
 
-    /// The frame payload that carries this message.
-    public func frame() throws -> ByteBuffer {
-        ByteBuffer(bytes: try JSONEncoder().encode(self))
+    /// The frame payload that carries this message: JSON, or for a call or a reply to a member
+    /// that reads them, their compact encoding (`CompactEnvelope`).
+    public func frame(compact: Bool = false) throws -> ByteBuffer {
+        if compact {
+            switch self {
+            case .call(let call): return try CompactEnvelope.frame(call)
+            case .reply(let reply): return try CompactEnvelope.frame(reply)
+            default: break
+            }
+        }
+        return ByteBuffer(bytes: try JSONEncoder().encode(self))
     }
 }
 
@@ -50,14 +62,20 @@ public struct Hello: Codable, Sendable, Equatable {
     public var nonce: Data
     /// The sender's X25519 public key for this connection (empty in a welcome).
     public var keyShare: Data
+    /// True: the sender reads calls and replies in their compact encoding (`CompactEnvelope`);
+    /// absent from members that predate it, which read JSON only. Not in the handshake's
+    /// transcript (older members compute it without), so a proxy could strip it: the connection
+    /// would then carry JSON, sealed all the same.
+    public var compactEnvelopes: Bool?
 
     public init(protocolVersion: Int = WireMessage.protocolVersion, clusterID: String, memberID: String,
-                nonce: Data = Data(), keyShare: Data = Data()) {
+                nonce: Data = Data(), keyShare: Data = Data(), compactEnvelopes: Bool? = true) {
         self.protocolVersion = protocolVersion
         self.clusterID = clusterID
         self.memberID = memberID
         self.nonce = nonce
         self.keyShare = keyShare
+        self.compactEnvelopes = compactEnvelopes
     }
 }
 
