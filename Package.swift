@@ -138,7 +138,8 @@ let package = Package(
         .executableTarget(
             name: "ConvoyBench",
             dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyModel", "ConvoyAPI", "ConvoyAPIClient", "ConvoyCluster", "ConvoyDispatch",
-                           "ConvoyDispatchCore", "ConvoySimulation"],
+                           "ConvoyDispatchCore", "ConvoySimulation",
+                           .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOCore", package: "swift-nio")],
             path: "Benchmarks/ConvoyBench"
         ),
 
@@ -158,7 +159,7 @@ let package = Package(
         ]),
         .testTarget(name: "ConvoyClusterTests", dependencies: [
             "ConvoyCluster", "ConvoyModel", "ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting", "ConvoyFuzzing",
-            .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTestCase", "ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres", "ConvoyDevStack", "ConvoyCluster"]),
         .testTarget(name: "ConvoyAPITests", dependencies: [

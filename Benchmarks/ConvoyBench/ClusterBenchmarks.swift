@@ -1,8 +1,10 @@
 import ConvoyCluster
 import ConvoyPostgres
 import ConvoyTesting
+import Crypto
 import Distributed
 import Foundation
+import NIOCore
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -129,9 +131,37 @@ enum ClusterBenchmarks {
             print(String(format: "| %d B | %.0f | %.0f | %.2f |", size, callRate, rawRate, callRate / rawRate))
         }
         print("")
+        try sealAndOpen(frames: frames, duration: duration)
         _ = actor
         await a.shutdown()
         await b.shutdown()
+    }
+
+    /// What sealing costs a call: a frame of each size sealed by one side's cipher and opened by
+    /// the other's, as the connection does, on one thread.
+    static func sealAndOpen(frames: [Int: Int], duration: Duration) throws {
+        print("Sealing: one frame sealed and opened (ChaCha20-Poly1305, `FrameCipher`), one thread\n")
+        print("| payload | plaintext bytes | seal + open per second | µs each |")
+        print("|---|---|---|---|")
+        let key = SymmetricKey(size: .bits256)
+        for size in frames.keys.sorted() {
+            let plaintext = ByteBuffer(repeating: 0x78, count: frames[size]! - 4 - FrameCipher.overhead)
+            var sealer = FrameCipher(key: key)
+            var opener = FrameCipher(key: key)
+            var count = 0
+            let start = ContinuousClock.now
+            while ContinuousClock.now - start < duration {
+                for _ in 0..<100 {
+                    let sealed = try sealer.seal(plaintext)
+                    let opened = try opener.open(sealed)
+                    precondition(opened.readableBytes == plaintext.readableBytes)
+                }
+                count += 100
+            }
+            let rate = Double(count) / seconds(ContinuousClock.now - start)
+            print(String(format: "| %d B | %d | %.0f | %.2f |", size, plaintext.readableBytes, rate, 1e6 / rate))
+        }
+        print("")
     }
 
     static func seconds(_ duration: Duration) -> Double {

@@ -1,6 +1,7 @@
 import ConvoyCluster
 import Crypto
 import Foundation
+import NIOCore
 import XCTest
 
 /// The handshake's two state machines, driven against each other and against a peer that lies,
@@ -197,5 +198,31 @@ final class HandshakeMachineTests: XCTestCase {
         XCTAssertThrowsError(try short.open(Data(count: 15))) { error in
             guard case ClusterError.protocolViolation = error else { return XCTFail("\(error)") }
         }
+    }
+
+    /// The connection seals and opens buffers in place: byte for byte what the `Data` form gives
+    /// (the nonce counts frames either way), and an altered, short or out-of-turn frame fails the same.
+    func testBuffersSealAndOpenExactlyAsData() throws {
+        let keys = try handshake(acceptorKey: key, dialerKey: key)
+        var asData = FrameCipher(key: keys.dialerKeys.sending)
+        var asBuffer = FrameCipher(key: keys.dialerKeys.sending)
+        var opener = FrameCipher(key: keys.acceptorKeys.receiving)
+        for size in [0, 1, 15, 16, 17, 109, 4096] {
+            let payload = Data((0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) })
+            let sealedData = try asData.seal(payload)
+            let sealedBuffer = try asBuffer.seal(ByteBuffer(bytes: payload))
+            XCTAssertEqual(Data(sealedBuffer.readableBytesView), sealedData, "\(size) bytes")
+            let opened = try opener.open(sealedBuffer)
+            XCTAssertEqual(Data(opened.readableBytesView), payload)
+        }
+        var flipped = try asBuffer.seal(ByteBuffer(string: "call"))
+        flipped.setInteger(flipped.getInteger(at: 0, as: UInt8.self)! ^ 1, at: 0)
+        XCTAssertThrowsError(try opener.open(flipped))
+        var short = FrameCipher(key: keys.acceptorKeys.receiving)
+        XCTAssertThrowsError(try short.open(ByteBuffer(repeating: 0, count: 15))) { error in
+            guard case ClusterError.protocolViolation = error else { return XCTFail("\(error)") }
+        }
+        var outOfTurn = FrameCipher(key: keys.acceptorKeys.receiving)
+        XCTAssertThrowsError(try outOfTurn.open(try asBuffer.seal(ByteBuffer(string: "later"))))
     }
 }

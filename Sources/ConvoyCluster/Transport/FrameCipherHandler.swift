@@ -43,9 +43,9 @@ final class FrameCipherHandler: ChannelDuplexHandler {
             fail(context, ClusterError.protocolViolation("a frame before the handshake's keys were in place"))
         case .sealed(var cipher):
             do {
-                let payload = try cipher.open(Data(frame.readableBytesView))
+                let payload = try cipher.open(frame)
                 inbound = .sealed(cipher)
-                context.fireChannelRead(wrapInboundOut(context.channel.allocator.buffer(bytes: payload)))
+                context.fireChannelRead(wrapInboundOut(payload))
             } catch {
                 fail(context, error)
             }
@@ -60,9 +60,9 @@ final class FrameCipherHandler: ChannelDuplexHandler {
             return
         }
         do {
-            let sealed = try cipher.seal(Data(unwrapOutboundIn(data).readableBytesView))
+            let sealed = try cipher.seal(unwrapOutboundIn(data))
             outbound = cipher
-            context.write(wrapOutboundOut(context.channel.allocator.buffer(bytes: sealed)), promise: promise)
+            context.write(wrapOutboundOut(sealed), promise: promise)
         } catch {
             promise?.fail(error)
             fail(context, error)

@@ -45,13 +45,13 @@ final class PendingCalls: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         let member = member
-        let timer = context.eventLoop.scheduleTask(in: timeout) { [weak self] in
+        let timer = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [weak self] in
             let seconds = Double(timeout.nanoseconds) / 1e9
             self?.resolve(callID, .failure(ClusterError.timeout(member: member, target: target, seconds: seconds)))
         }
         calls[callID] = Call(continuation: continuation, timer: timer)
         let promise = context.eventLoop.makePromise(of: Void.self)
-        promise.futureResult.whenFailure { [weak self] error in
+        promise.futureResult.assumeIsolated().whenFailure { [weak self] error in
             self?.resolve(callID, .failure(ClusterError.unreachable(member: member, reason: "\(error)")))
         }
         context.writeAndFlush(wrapInboundOut(frame), promise: promise)

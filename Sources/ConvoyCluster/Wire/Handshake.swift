@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NIOCore
 
 /// What the cluster secret does in the handshake: HMAC-SHA256 proofs over the whole transcript
 /// (both nonces, both X25519 key shares, the dialer's identity) and the salt of the session keys.
@@ -105,6 +106,7 @@ public struct SessionKeys: Sendable {
 public struct FrameCipher: Sendable {
     /// What sealing adds to a frame: the tag.
     public static let overhead = 16
+    private static let nonceSize = 12
 
     private let key: SymmetricKey
     private var counter: UInt64 = 0
@@ -116,10 +118,13 @@ public struct FrameCipher: Sendable {
     /// The next frame's nonce: 4 zero bytes, then the counter big-endian.
     private mutating func nextNonce() throws -> ChaChaPoly.Nonce {
         guard counter < UInt64.max else { throw ClusterError.protocolViolation("the connection sealed 2^64 frames") }
-        var bytes = [UInt8](repeating: 0, count: 4)
-        withUnsafeBytes(of: counter.bigEndian) { bytes.append(contentsOf: $0) }
+        let number = counter
         counter += 1
-        return try ChaChaPoly.Nonce(data: bytes)
+        return try withUnsafeTemporaryAllocation(byteCount: Self.nonceSize, alignment: 8) { bytes in
+            bytes.storeBytes(of: 0, toByteOffset: 0, as: UInt32.self)
+            bytes.storeBytes(of: number.bigEndian, toByteOffset: 4, as: UInt64.self)
+            return try ChaChaPoly.Nonce(data: UnsafeRawBufferPointer(bytes))
+        }
     }
 
     public mutating func seal<Bytes: DataProtocol>(_ plaintext: Bytes) throws -> Data {
@@ -128,6 +133,35 @@ public struct FrameCipher: Sendable {
         var frame = Data(box.ciphertext)
         frame.append(box.tag)
         return frame
+    }
+
+    /// `seal` for a frame's buffer, as the connection seals it: the plaintext read in place, the
+    /// sealed frame written straight into a buffer.
+    public mutating func seal(_ plaintext: ByteBuffer) throws -> ByteBuffer {
+        let nonce = try nextNonce()
+        let box = try plaintext.withUnsafeReadableBytes { try ChaChaPoly.seal($0, using: key, nonce: nonce) }
+        var frame = ByteBufferAllocator().buffer(capacity: plaintext.readableBytes + Self.overhead)
+        // `combined` is nonce, ciphertext, tag in one Data: the frame is all of it but the nonce.
+        box.combined.withUnsafeBytes { frame.writeBytes(UnsafeRawBufferPointer(rebasing: $0.dropFirst(Self.nonceSize))) }
+        return frame
+    }
+
+    /// `open` for a frame's buffer, as the connection opens it.
+    public mutating func open(_ frame: ByteBuffer) throws -> ByteBuffer {
+        guard frame.readableBytes >= Self.overhead else {
+            throw ClusterError.protocolViolation("a sealed frame of \(frame.readableBytes) bytes is shorter than its tag")
+        }
+        let nonce = try nextNonce()
+        // The box's combined form: the nonce (never sent), then the frame as it came.
+        var combined = Data(capacity: Self.nonceSize + frame.readableBytes)
+        nonce.withUnsafeBytes { combined.append(contentsOf: $0) }
+        frame.withUnsafeReadableBytes { combined.append(contentsOf: $0) }
+        do {
+            let plaintext = try ChaChaPoly.open(try ChaChaPoly.SealedBox(combined: combined), using: key)
+            return plaintext.withUnsafeBytes { ByteBuffer(bytes: $0) }
+        } catch {
+            throw ClusterError.protocolViolation("a frame that fails authentication (altered, replayed, reordered or not from the peer)")
+        }
     }
 
     /// The payload of a sealed frame; a protocol violation when it does not authenticate.
