@@ -34,7 +34,9 @@ let package = Package(
         .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
 
         .target(name: "ConvoyModel", dependencies: [.product(name: "Yams", package: "Yams")]),
-        .target(name: "ConvoyIO", dependencies: [.product(name: "Subprocess", package: "swift-subprocess")]),
+        // epoll and eventfd for ConvoyIO's readiness poller (not in Swift's Glibc module).
+        .target(name: "CLinuxPoll"),
+        .target(name: "ConvoyIO", dependencies: ["CLinuxPoll", .product(name: "Subprocess", package: "swift-subprocess")]),
         .target(name: "ConvoyPostgres", dependencies: ["CLibPQ", "ConvoyIO"]),
         .target(name: "ConvoySSH", dependencies: ["CLibSSH2", "ConvoyIO"]),
         .target(name: "ConvoyHTTP", dependencies: ["CCurl", "ConvoyModel"]),

@@ -1,4 +1,6 @@
-import Dispatch
+import CLinuxPoll
+import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -26,8 +28,8 @@ public enum FileDescriptorWaitResult: Sendable, Equatable {
 ///
 /// The C libraries (libpq, libssh2) run in non-blocking mode and tell us which direction they wait
 /// for; this type turns that into an `await` backed by the kernel's readiness notification
-/// (epoll, through Dispatch sources), so that thousands of idle connections cost no threads and the
-/// cooperative thread pool never blocks.
+/// (one epoll instance and its thread, `ReadinessPoller`), so that thousands of idle connections
+/// cost no threads and the cooperative thread pool never blocks.
 public enum FileDescriptorReadiness {
     /// Waits until `fd` is ready for any of `events`, or `timeout` passes.
     ///
@@ -50,15 +52,16 @@ public enum FileDescriptorReadiness {
         if timeout == .zero {
             return .timedOut
         }
-        let waiter = ReadinessWaiter(fd: fd, events: events, timeout: timeout)
+        let poller = ReadinessPoller.shared
+        let id = poller.register(fd: fd, events: events, timeout: timeout)
         if cancellable {
             return try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { waiter.start($0) }
+                try await withCheckedThrowingContinuation { poller.start(id, $0) }
             } onCancel: {
-                waiter.cancel()
+                poller.cancel(id)
             }
         }
-        return try await withCheckedThrowingContinuation { waiter.start($0) }
+        return try await withCheckedThrowingContinuation { poller.start(id, $0) }
     }
 
     /// A non-blocking check of which of `events` the descriptor is ready for right now.
@@ -81,91 +84,165 @@ public enum FileDescriptorReadiness {
     }
 }
 
-/// Every readiness handler runs on this one serial queue: the handlers only flip a flag and resume
-/// a continuation, so one queue keeps their state race-free at no measurable cost.
-private let readinessQueue = DispatchQueue(label: "convoy.io.readiness")
-
-/// One wait: its Dispatch sources, its timer and its continuation.
+/// One epoll instance and one thread blocked on it, for every readiness wait in the process.
 ///
-/// `@unchecked Sendable` is safe because every mutable field is touched only on `readinessQueue`
-/// (start, cancel, event, timer and cancel handlers all run there).
-private final class ReadinessWaiter: @unchecked Sendable {
-    private let fd: Int32
-    private let events: FileDescriptorEvents
-    private let timeout: Duration?
-    private var continuation: CheckedContinuation<FileDescriptorWaitResult, Error>?
-    private var sources: [DispatchSourceProtocol] = []
-    private var pendingCancelHandlers = 0
-    private var outcome: Result<FileDescriptorWaitResult, Error>?
+/// A wait arms its descriptor (one-shot, for the union of what its waiters want) with one
+/// `epoll_ctl` from the waiting task's own thread; when the kernel reports it, the poller thread
+/// resumes the waiters straight away. A wait costs two system calls and one thread wake-up
+/// beyond the peer's answer: Dispatch sources cost a queue hop, a registration through
+/// Dispatch's manager thread, and cancellation handlers before the caller could go on, which is
+/// where a PostgreSQL round trip's time went (docs/benchmarks.md).
+///
+/// A late or stale event (a descriptor closed and its number reused) resumes a waiter early at
+/// worst: every caller treats readiness as a hint and tries its read or write again.
+final class ReadinessPoller: Sendable {
+    static let shared = ReadinessPoller()
 
-    init(fd: Int32, events: FileDescriptorEvents, timeout: Duration?) {
-        self.fd = fd
-        self.events = events
-        self.timeout = timeout
+    private struct Waiter {
+        let fd: Int32
+        let events: FileDescriptorEvents
+        let deadline: ContinuousClock.Instant?
+        var continuation: CheckedContinuation<FileDescriptorWaitResult, Error>?
+        /// Cancelled before its continuation was in place: it ends as soon as it is.
+        var cancelled = false
     }
 
-    func start(_ continuation: CheckedContinuation<FileDescriptorWaitResult, Error>) {
-        readinessQueue.async {
-            self.continuation = continuation
-            if self.outcome != nil {
-                // Cancelled before the wait began.
-                self.resumeIfSettled()
+    private struct State {
+        var waiters: [UInt64: Waiter] = [:]
+        var byDescriptor: [Int32: [UInt64]] = [:]
+        var nextID: UInt64 = 0
+        /// The deadline the poller thread sleeps until (nil: none); a nearer one wakes it.
+        var sleepingUntil: ContinuousClock.Instant?
+    }
+
+    private let epoll: Int32
+    /// Written to wake the poller thread when a nearer deadline comes in.
+    private let wakeup: Int32
+    private let state = Mutex(State())
+
+    private init() {
+        epoll = convoy_epoll_create()
+        wakeup = convoy_eventfd_create()
+        precondition(epoll >= 0 && wakeup >= 0, "cannot create the readiness poller: errno \(errno)")
+        precondition(convoy_epoll_watch(epoll, wakeup, convoy_poll_in, 1) == 0, "cannot watch the poller's eventfd: errno \(errno)")
+        let thread = Thread { [self] in run() }
+        thread.name = "convoy-readiness"
+        thread.start()
+    }
+
+    /// Registers a wait and returns its id (for `cancel`); the continuation comes with `start`.
+    func register(fd: Int32, events: FileDescriptorEvents, timeout: Duration?) -> UInt64 {
+        state.withLock { state in
+            state.nextID += 1
+            state.waiters[state.nextID] = Waiter(fd: fd, events: events, deadline: timeout.map { ContinuousClock.now + $0 })
+            return state.nextID
+        }
+    }
+
+    func start(_ id: UInt64, _ continuation: CheckedContinuation<FileDescriptorWaitResult, Error>) {
+        let wake = state.withLock { state -> Bool in
+            guard var waiter = state.waiters[id] else { return false }
+            if waiter.cancelled {
+                state.waiters[id] = nil
+                continuation.resume(throwing: CancellationError())
+                return false
+            }
+            waiter.continuation = continuation
+            state.waiters[id] = waiter
+            state.byDescriptor[waiter.fd, default: []].append(id)
+            arm(waiter.fd, &state)
+            guard let deadline = waiter.deadline else { return false }
+            return state.sleepingUntil.map { deadline < $0 } ?? true
+        }
+        if wake {
+            var one: UInt64 = 1
+            _ = write(wakeup, &one, 8)
+        }
+    }
+
+    func cancel(_ id: UInt64) {
+        state.withLock { state in
+            guard var waiter = state.waiters[id] else { return }
+            guard let continuation = waiter.continuation else {
+                waiter.cancelled = true
+                state.waiters[id] = waiter
                 return
             }
-            if self.events.contains(.read) {
-                let source = DispatchSource.makeReadSource(fileDescriptor: self.fd, queue: readinessQueue)
-                source.setEventHandler { self.finish(.success(.ready(.read))) }
-                self.add(source)
+            remove(id, fd: waiter.fd, &state)
+            continuation.resume(throwing: CancellationError())
+        }
+    }
+
+    /// Asks the kernel for one report of what the descriptor's waiters want together.
+    private func arm(_ fd: Int32, _ state: inout State) {
+        var wanted: FileDescriptorEvents = []
+        for id in state.byDescriptor[fd] ?? [] { wanted.formUnion(state.waiters[id]?.events ?? []) }
+        guard !wanted.isEmpty else { return }
+        var events = convoy_poll_oneshot
+        if wanted.contains(.read) { events |= convoy_poll_in | convoy_poll_rdhup }
+        if wanted.contains(.write) { events |= convoy_poll_out }
+        if convoy_epoll_watch(epoll, fd, events, 0) != 0, errno == ENOENT {
+            // Not watched yet, or closed and its number given to another descriptor since.
+            _ = convoy_epoll_watch(epoll, fd, events, 1)
+        }
+        // Anything else (EBADF: closed under its waiters) leaves them to their deadlines, as a
+        // descriptor that never becomes ready would.
+    }
+
+    private func remove(_ id: UInt64, fd: Int32, _ state: inout State) {
+        state.waiters[id] = nil
+        state.byDescriptor[fd]?.removeAll { $0 == id }
+        if state.byDescriptor[fd]?.isEmpty == true { state.byDescriptor[fd] = nil }
+    }
+
+    private func run() {
+        var descriptors = [Int32](repeating: 0, count: 64)
+        var reports = [UInt32](repeating: 0, count: 64)
+        while true {
+            let timeout = state.withLock { state -> Int32 in
+                let nearest = state.waiters.values.compactMap { $0.continuation == nil ? nil : $0.deadline }.min()
+                state.sleepingUntil = nearest
+                guard let nearest else { return -1 }
+                let left = nearest - ContinuousClock.now
+                let (seconds, attoseconds) = left.components
+                // Rounded up to the next millisecond: never wake before the deadline.
+                return Int32(clamping: max(0, seconds * 1000 + (attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000))
             }
-            if self.events.contains(.write) {
-                let source = DispatchSource.makeWriteSource(fileDescriptor: self.fd, queue: readinessQueue)
-                source.setEventHandler { self.finish(.success(.ready(.write))) }
-                self.add(source)
+            let count = descriptors.withUnsafeMutableBufferPointer { fds in
+                reports.withUnsafeMutableBufferPointer { convoy_epoll_wait(epoll, fds.baseAddress, $0.baseAddress, 64, timeout) }
             }
-            if let timeout = self.timeout {
-                readinessQueue.asyncAfter(deadline: .now() + timeout.dispatchInterval) {
-                    self.finish(.success(.timedOut))
+            if count < 0 && errno != EINTR { fatalError("epoll_wait failed: errno \(errno)") }
+            state.withLock { state in
+                for index in 0..<max(Int(count), 0) {
+                    let fd = descriptors[index]
+                    if fd == wakeup {
+                        var value: UInt64 = 0
+                        _ = read(wakeup, &value, 8)
+                        continue
+                    }
+                    let flags = reports[index]
+                    var ready: FileDescriptorEvents = []
+                    // Errors and hang-ups count both ways: the next read or write reports them.
+                    let broken = flags & (convoy_poll_err | convoy_poll_hup) != 0
+                    if broken || flags & (convoy_poll_in | convoy_poll_rdhup) != 0 { ready.insert(.read) }
+                    if broken || flags & convoy_poll_out != 0 { ready.insert(.write) }
+                    for id in state.byDescriptor[fd] ?? [] {
+                        guard let waiter = state.waiters[id], let continuation = waiter.continuation else { continue }
+                        let met = waiter.events.intersection(ready)
+                        guard !met.isEmpty else { continue }
+                        remove(id, fd: fd, &state)
+                        continuation.resume(returning: .ready(met))
+                    }
+                    // One-shot: whoever still waits on it needs it armed again.
+                    arm(fd, &state)
+                }
+                let now = ContinuousClock.now
+                for (id, waiter) in state.waiters {
+                    guard let deadline = waiter.deadline, deadline <= now, let continuation = waiter.continuation else { continue }
+                    remove(id, fd: waiter.fd, &state)
+                    continuation.resume(returning: .timedOut)
                 }
             }
         }
-    }
-
-    func cancel() {
-        readinessQueue.async { self.finish(.failure(CancellationError())) }
-    }
-
-    private func add(_ source: DispatchSourceProtocol) {
-        pendingCancelHandlers += 1
-        // The continuation resumes only after every source is cancelled, so the caller may close
-        // the descriptor as soon as its wait returns without racing Dispatch's epoll bookkeeping.
-        source.setCancelHandler {
-            self.pendingCancelHandlers -= 1
-            self.resumeIfSettled()
-        }
-        sources.append(source)
-        source.resume()
-    }
-
-    private func finish(_ result: Result<FileDescriptorWaitResult, Error>) {
-        guard outcome == nil else { return }
-        outcome = result
-        for source in sources { source.cancel() }
-        sources.removeAll()
-        resumeIfSettled()
-    }
-
-    private func resumeIfSettled() {
-        guard let outcome, pendingCancelHandlers == 0, let continuation else { return }
-        self.continuation = nil
-        continuation.resume(with: outcome)
-    }
-}
-
-extension Duration {
-    /// This duration as a Dispatch interval, in nanoseconds.
-    var dispatchInterval: DispatchTimeInterval {
-        let (seconds, attoseconds) = components
-        let nanoseconds = seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-        return .nanoseconds(Int(clamping: max(nanoseconds, 0)))
     }
 }
