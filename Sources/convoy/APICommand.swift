@@ -32,7 +32,7 @@ struct APICommand: AsyncParsableCommand {
 
     /// `convoy api [serve] --config FILE`
     struct Serve: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Run the API server until SIGTERM or SIGINT.")
+        static let configuration = CommandConfiguration(commandName: "serve", abstract: "Run the API server until SIGTERM or SIGINT.")
 
         @OptionGroup var options: ConfigOption
 
@@ -62,7 +62,7 @@ struct APICommand: AsyncParsableCommand {
 
     /// `convoy api migrate --config FILE`
     struct Migrate: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Apply the database migrations and exit.")
+        static let configuration = CommandConfiguration(commandName: "migrate", abstract: "Apply the database migrations and exit.")
 
         @OptionGroup var options: ConfigOption
 
@@ -76,11 +76,12 @@ struct APICommand: AsyncParsableCommand {
     }
 
     struct Token: CommandGroup {
-        static let configuration = CommandConfiguration(abstract: "Manage API tokens.", subcommands: [Create.self])
+        static let configuration = CommandConfiguration(commandName: "token", abstract: "Manage API tokens.", subcommands: [Create.self])
 
         /// `convoy api token create --kind user --scopes … --expires …`
         struct Create: AsyncParsableCommand {
             static let configuration = CommandConfiguration(
+                commandName: "create",
                 abstract: "Create a token and print it (v2/<uuid>/<secret>); the secret is shown only this once.")
 
             @OptionGroup var options: ConfigOption

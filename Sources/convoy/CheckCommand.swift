@@ -14,6 +14,7 @@ struct CheckCommand: CommandGroup {
     /// `convoy check history --config FILE [--since T] …`
     struct History: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "history",
             abstract: "Read the state history, the leader history and the runners' logs; report counts and every violation (exit 1 if any).",
             discussion: """
                 Checks: a lock moved to Running twice or executed by two runners; a change accepted from a \

@@ -77,7 +77,7 @@ struct ClusterCommand: CommandGroup {
 
     /// `convoy cluster status [--json]`
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The members, the leader and the epoch.")
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "The members, the leader and the epoch.")
         @OptionGroup var target: Target
         @Flag(help: "Print JSON.") var json = false
 
@@ -98,7 +98,7 @@ struct ClusterCommand: CommandGroup {
 
     /// `convoy cluster members`
     struct Members: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The members, one per line.")
+        static let configuration = CommandConfiguration(commandName: "members", abstract: "The members, one per line.")
         @OptionGroup var target: Target
 
         func run() async throws {
@@ -118,6 +118,7 @@ struct ClusterCommand: CommandGroup {
     /// `convoy cluster step-down`
     struct StepDown: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "step-down",
             abstract: "Make the leader step down (for a rolling restart); another member takes over.")
         @OptionGroup var target: Target
         @Flag(help: "Wait until another member leads (exit 1 if none does within --timeout).") var wait = false

@@ -56,7 +56,7 @@ struct ContainersCommand: CommandGroup {
 
     /// `convoy containers submit [--vcpus N] [--ram SIZE] [--priority N] [--image IMG] -- CMD ARGS…`
     struct Submit: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Submit a container (a committed container request); prints its UUIDs.")
+        static let configuration = CommandConfiguration(commandName: "submit", abstract: "Submit a container (a committed container request); prints its UUIDs.")
         @Option(help: "Virtual CPUs.") var vcpus = 1
         @Option(help: "Memory, e.g. 512MiB or 2GiB.") var ram = "256MiB"
         @Option(help: "1 to 1000; higher runs first.") var priority = 500
@@ -89,7 +89,7 @@ struct ContainersCommand: CommandGroup {
 
     /// `convoy containers list [--state S]`
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Containers, newest first.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Containers, newest first.")
         @Option(help: "Only this state: Queued, Locked, Running, Complete or Cancelled.") var state: String?
         @Option(help: "At most this many.") var limit = 50
         @Flag(help: "Print JSON.") var json = false
@@ -117,7 +117,7 @@ struct ContainersCommand: CommandGroup {
 
     /// `convoy containers show UUID`
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "One container (or a request and its container).")
+        static let configuration = CommandConfiguration(commandName: "show", abstract: "One container (or a request and its container).")
         @Argument(help: "A container or container request UUID.") var uuid: String
         @Flag(help: "Print JSON.") var json = false
 
@@ -151,7 +151,7 @@ struct ContainersCommand: CommandGroup {
 
     /// `convoy containers logs UUID [--follow]`
     struct Logs: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "A container's stdout and stderr lines from the API logs.")
+        static let configuration = CommandConfiguration(commandName: "logs", abstract: "A container's stdout and stderr lines from the API logs.")
         @Argument(help: "The container UUID.") var uuid: String
         @Flag(help: "Keep printing new lines until the container ends.") var follow = false
         @Option(help: "stdout, stderr or all.") var stream = "all"
@@ -184,6 +184,7 @@ struct ContainersCommand: CommandGroup {
     /// `convoy containers cancel UUID`
     struct Cancel: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "cancel",
             abstract: "Cancel a container request (priority 0: its container is stopped) or, with an admin token, a container.")
         @Argument(help: "A container request or container UUID.") var uuid: String
 

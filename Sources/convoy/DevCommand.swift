@@ -83,6 +83,7 @@ struct DevCommand: CommandGroup {
     /// `convoy dev up`
     struct Up: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "up",
             abstract: "Start the stack in the background (or restart whichever of its processes died) and wait until it answers.")
         @OptionGroup var options: StackOptions
         @Flag(help: "Also write ~/.config/convoy/config.yaml for this stack (never over a file convoy dev did not write).")
@@ -109,7 +110,7 @@ struct DevCommand: CommandGroup {
 
     /// `convoy dev down`
     struct Down: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Stop every process of the stack, instances included (the data stays).")
+        static let configuration = CommandConfiguration(commandName: "down", abstract: "Stop every process of the stack, instances included (the data stays).")
         @OptionGroup var options: StackOptions
 
         func run() async throws {
@@ -124,7 +125,7 @@ struct DevCommand: CommandGroup {
 
     /// `convoy dev status`
     struct Status: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Which of the stack's processes run (exit 1 if any is down).")
+        static let configuration = CommandConfiguration(commandName: "status", abstract: "Which of the stack's processes run (exit 1 if any is down).")
         @OptionGroup var options: StackOptions
 
         func run() async throws {
@@ -139,6 +140,7 @@ struct DevCommand: CommandGroup {
     /// `convoy dev restart MEMBER`
     struct Restart: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "restart",
             abstract: "Restart one dispatcher replica (SIGTERM, then start it again) and wait until the cluster has a leader.")
         @OptionGroup var options: StackOptions
         @Argument(help: "The member, e.g. dispatch-2.") var member: String
@@ -152,6 +154,7 @@ struct DevCommand: CommandGroup {
     /// `convoy dev demo`
     struct Demo: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "demo",
             abstract: "Submit the demo workload: a dozen containers in a busybox image, one failing, one too big for any instance type.")
         @OptionGroup var options: StackOptions
         @Flag(help: "Print the requests as JSON.") var json = false
@@ -168,7 +171,7 @@ struct DevCommand: CommandGroup {
 
     /// `convoy dev watch`
     struct Watch: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "The live view: replicas and leader, containers, instances.")
+        static let configuration = CommandConfiguration(commandName: "watch", abstract: "The live view: replicas and leader, containers, instances.")
         @OptionGroup var options: StackOptions
         @Flag(help: "Return once every shown container has ended.") var untilSettled = false
         @Option(help: "Seconds between refreshes.") var interval: Double = 1
@@ -203,6 +206,7 @@ struct DevCommand: CommandGroup {
     /// `convoy dev run` (`make run`)
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "run",
             abstract: "make run: start the stack, submit the demo on a new stack, show it live until Ctrl-C, then stop everything.")
         @OptionGroup var options: StackOptions
         @Flag(help: "Submit the demo workload even if this stack has run it before.") var demo = false

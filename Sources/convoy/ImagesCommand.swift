@@ -13,6 +13,7 @@ struct ImagesCommand: CommandGroup {
     /// `convoy images upload FILE.tar --name NAME`
     struct Upload: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
+            commandName: "upload",
             abstract: "Upload an image tarball (`podman save` / `docker save` output) as a collection.",
             discussion: """
                 Uses CONVOY_API_HOST and CONVOY_API_TOKEN (or the ARVADOS_API_* names). Containers name \

@@ -13,7 +13,7 @@ struct InstancesCommand: CommandGroup {
 
     /// `convoy instances list [--json]`
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Every instance: type, state, idle behaviour, host member, price, containers.")
+        static let configuration = CommandConfiguration(commandName: "list", abstract: "Every instance: type, state, idle behaviour, host member, price, containers.")
         @OptionGroup var target: ClusterCommand.Target
         @Flag(help: "Print JSON.") var json = false
 
@@ -50,25 +50,25 @@ struct InstancesCommand: CommandGroup {
     }
 
     struct Drain: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Let what runs there finish, start nothing new, then shut it down.")
+        static let configuration = CommandConfiguration(commandName: "drain", abstract: "Let what runs there finish, start nothing new, then shut it down.")
         @OptionGroup var arguments: InstanceArguments
         func run() async throws { try await arguments.act("drain") }
     }
 
     struct Hold: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Start nothing new there and never shut it down on its own.")
+        static let configuration = CommandConfiguration(commandName: "hold", abstract: "Start nothing new there and never shut it down on its own.")
         @OptionGroup var arguments: InstanceArguments
         func run() async throws { try await arguments.act("hold") }
     }
 
     struct Run: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Back to normal: take containers, shut down after TimeoutIdle.")
+        static let configuration = CommandConfiguration(commandName: "run", abstract: "Back to normal: take containers, shut down after TimeoutIdle.")
         @OptionGroup var arguments: InstanceArguments
         func run() async throws { try await arguments.act("run") }
     }
 
     struct Kill: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Destroy it now; containers running there are requeued.")
+        static let configuration = CommandConfiguration(commandName: "kill", abstract: "Destroy it now; containers running there are requeued.")
         @OptionGroup var arguments: InstanceArguments
         func run() async throws { try await arguments.act("kill") }
     }
