@@ -2,6 +2,10 @@
 SWIFT ?= swift
 # Extra flags for every swift invocation, e.g. SWIFT_FLAGS="--scratch-path .build-ci".
 SWIFT_FLAGS ?=
+# Release builds (bench, chaos, sim, and what deploy/README.md installs) link the Swift runtime and
+# Foundation statically: workers run the dispatcher's own binary without a Swift toolchain, and a
+# runner's process starts in 17 ms instead of 25 (docs/benchmarks.md).
+RELEASE ?= -c release --static-swift-stdlib
 
 .PHONY: bench-cost all deps build test run bench chaos fuzz sim doctor stop clean
 
@@ -27,11 +31,11 @@ run: build
 
 ## bench: the benchmarks recorded in docs/benchmarks.md (release build; not part of make test)
 bench: deps
-	$(SWIFT) build $(SWIFT_FLAGS) -c release --product convoy
-	$(SWIFT) build $(SWIFT_FLAGS) -c release --product ConvoyBench
+	$(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --product convoy
+	$(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --product ConvoyBench
 	cc -shared -fPIC -O2 -o .build/malloc_counter.so Benchmarks/malloc-counter/malloc_counter.c
-	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyBench" --skip-scheduler
-	LD_PRELOAD="$(CURDIR)/.build/malloc_counter.so" "$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyBench" \
+	"$$($(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --show-bin-path)/ConvoyBench" --skip-scheduler
+	LD_PRELOAD="$(CURDIR)/.build/malloc_counter.so" "$$($(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --show-bin-path)/ConvoyBench" \
 	  --skip-ssh --skip-postgres --skip-api --skip-runner --skip-cluster --skip-dispatcher
 	$(MAKE) bench-cost
 
@@ -41,10 +45,10 @@ bench: deps
 BENCH_SIM_INSTANCES ?= 10000
 BENCH_SIM_CONTAINERS ?= 100000
 bench-cost: deps
-	$(SWIFT) build $(SWIFT_FLAGS) -c release --product convoy-sim
-	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/convoy-sim" --profile large --seed 7 --no-faults \
+	$(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --product convoy-sim
+	"$$($(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --show-bin-path)/convoy-sim" --profile large --seed 7 --no-faults \
 	  --instances $(BENCH_SIM_INSTANCES) --containers $(BENCH_SIM_CONTAINERS)
-	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/convoy-sim" --profile large --seed 7 --no-faults --one-per-instance \
+	"$$($(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --show-bin-path)/convoy-sim" --profile large --seed 7 --no-faults --one-per-instance \
 	  --instances $(BENCH_SIM_INSTANCES) --containers $(BENCH_SIM_CONTAINERS)
 
 ## fuzz: the replicas' TCP protocol (frames, messages, handshakes) under libFuzzer for FUZZ_SECONDS
@@ -73,16 +77,16 @@ CHAOS_SCALE_SLEEP_MIN ?= 240
 CHAOS_SCALE_SLEEP_MAX ?= 600
 CHAOS_SCALE_MAX_INSTANCES ?= 1500
 chaos: deps fuzz
-	$(SWIFT) build $(SWIFT_FLAGS) -c release --product convoy
-	$(SWIFT) build $(SWIFT_FLAGS) -c release --product ConvoyChaosTool
-	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" rolling-restart \
+	$(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --product convoy
+	$(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --product ConvoyChaosTool
+	"$$($(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --show-bin-path)/ConvoyChaosTool" rolling-restart \
 	  --containers $(CHAOS_CONTAINERS) --rounds 2 --output .build/chaos-rolling-restart.json
-	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" faults --driver $(CHAOS_DRIVER) --max-instances $(CHAOS_MAX_INSTANCES) \
+	"$$($(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --show-bin-path)/ConvoyChaosTool" faults --driver $(CHAOS_DRIVER) --max-instances $(CHAOS_MAX_INSTANCES) \
 	  --containers $(CHAOS_FAULT_CONTAINERS) --seconds $(CHAOS_SECONDS) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --output .build/chaos-faults.json
-	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" scale --driver stub --containers $(CHAOS_SCALE_CONTAINERS) \
+	"$$($(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --show-bin-path)/ConvoyChaosTool" scale --driver stub --containers $(CHAOS_SCALE_CONTAINERS) \
 	  --sleep-min $(CHAOS_SCALE_SLEEP_MIN) --sleep-max $(CHAOS_SCALE_SLEEP_MAX) --max-instances $(CHAOS_SCALE_MAX_INSTANCES) \
 	  $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --output .build/chaos-scale.json
-	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/ConvoyChaosTool" scale --driver stub --containers $(CHAOS_SCALE_CONTAINERS) \
+	"$$($(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --show-bin-path)/ConvoyChaosTool" scale --driver stub --containers $(CHAOS_SCALE_CONTAINERS) \
 	  --sleep-min $(CHAOS_SCALE_SLEEP_MIN) --sleep-max $(CHAOS_SCALE_SLEEP_MAX) --max-instances $(CHAOS_SCALE_MAX_INSTANCES) \
 	  --leader-faults $(if $(CHAOS_SEED),--seed $(CHAOS_SEED)) --output .build/chaos-scale-leader-faults.json
 
@@ -99,8 +103,8 @@ SIM_INSTANCES ?= 10000
 SIM_CONTAINERS ?= 100000
 SIM_WINDOW ?= 600
 sim: deps
-	$(SWIFT) build $(SWIFT_FLAGS) -c release --product convoy-sim
-	"$$($(SWIFT) build $(SWIFT_FLAGS) -c release --show-bin-path)/convoy-sim" --profile $(SIM_PROFILE) --seeds $(SIM_SEEDS) \
+	$(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --product convoy-sim
+	"$$($(SWIFT) build $(SWIFT_FLAGS) $(RELEASE) --show-bin-path)/convoy-sim" --profile $(SIM_PROFILE) --seeds $(SIM_SEEDS) \
 	  $(if $(SIM_SEED),--seed $(SIM_SEED)) $(if $(SIM_FIRST_SEED),--first-seed $(SIM_FIRST_SEED)) \
 	  --instances $(SIM_INSTANCES) --containers $(SIM_CONTAINERS) --submit-window $(SIM_WINDOW) --failures-file .build/sim-failures.txt
 
