@@ -65,6 +65,18 @@ final class ClusterSystemTests: XCTestCase {
         return try Greeter.resolve(id: system.id(of: "greeter", on: member), using: system)
     }
 
+    /// `fail` throws on the member: the caller gets it as `ClusterError.remote` with its type and text.
+    private func assertTheRemoteThrowComesBack(from remote: Greeter, file: StaticString = #filePath, line: UInt = #line) async {
+        do {
+            try await remote.fail("no such worker")
+            XCTFail("the remote throw was lost", file: file, line: line)
+        } catch let error as ClusterError {
+            XCTAssertEqual(error, .remote(type: "Failure", message: "no such worker"), file: file, line: line)
+        } catch {
+            XCTFail("\(error) is not a ClusterError", file: file, line: line)
+        }
+    }
+
     func testCallsReachAnActorOnAnotherMemberAndReturnValuesVoidAndErrors() async throws {
         let (a, _) = try await member("a")
         let (_, portB) = try await member("b")
@@ -74,12 +86,7 @@ final class ClusterSystemTests: XCTestCase {
         let sum = try await remote.add(40, 2)
         XCTAssertEqual(sum, 42)
         try await remote.nothing()
-        do {
-            try await remote.fail("no such worker")
-            XCTFail("the remote throw was lost")
-        } catch let error as ClusterError {
-            XCTAssertEqual(error, .remote(type: "Failure", message: "no such worker"))
-        }
+        await assertTheRemoteThrowComesBack(from: remote)
         // An actor the member does not have.
         let missing = try Greeter.resolve(id: a.id(of: "nobody", on: "b"), using: a)
         do {
@@ -102,12 +109,7 @@ final class ClusterSystemTests: XCTestCase {
             let greeting = try await remote.greet("\(from.memberID)")
             XCTAssertEqual(greeting, "hello \(from.memberID) from \(to)")
             try await remote.nothing()
-            do {
-                try await remote.fail("no such worker")
-                XCTFail("the remote throw was lost")
-            } catch let error as ClusterError {
-                XCTAssertEqual(error, .remote(type: "Failure", message: "no such worker"))
-            }
+            await assertTheRemoteThrowComesBack(from: remote)
         }
         // The same call from members that have not dialled b yet, through a proxy: frames 5 and 6
         // are the sealed call and its reply.
