@@ -39,14 +39,26 @@ enum APIBenchmarks {
         return (1...count).map { "zzzzz-dz642-\(prefix)\(String(repeating: "0", count: 15 - prefix.count - String($0).count))\($0)" }
     }
 
-    // MARK: (3) lock + unlock cycles per second, 8 clients
+    // MARK: (3) lock + unlock cycles per second, 1 and 8 clients
 
     static func lockUnlockBenchmark(api: TestAPIProcess, token: String, database: TestPostgresServer, db: PostgresConnection,
                                     quick: Bool) async throws {
-        print("## API: lock + unlock cycles per second, 8 concurrent clients\n")
-        let clients = 8
+        print("## API: lock + unlock cycles per second, 1 client and 8 concurrent clients\n")
         let duration: Duration = quick ? .seconds(3) : .seconds(15)
-        let containers = try await insertContainers(db, count: clients, prefix: "lock")
+        print("| clients | client | lock + unlock cycles/s (\(duration.components.seconds) s) | ratio to pgbench |")
+        print("|---|---|---|---|")
+        // Each run its own rows (4-character prefixes: the pgbench script builds the uuids).
+        for (clients, ours, theirs) in [(1, "lck1", "pgb1"), (8, "lock", "pgbn")] {
+            try await lockUnlock(clients: clients, rows: (ours, theirs), api: api, token: token, database: database, db: db, duration: duration)
+        }
+        print("")
+    }
+
+    /// One row pair of the lock + unlock table: the API with `clients` concurrent clients, then
+    /// pgbench running the same transactions in SQL with as many.
+    static func lockUnlock(clients: Int, rows: (api: String, pgbench: String), api: TestAPIProcess, token: String,
+                           database: TestPostgresServer, db: PostgresConnection, duration: Duration) async throws {
+        let containers = try await insertContainers(db, count: clients, prefix: rows.api)
         let http = HTTPClient(configuration: HTTPClientConfiguration(retry: .none))
         // As the leader sends them: with its epoch (cluster_epoch is 0 here; no replica raised it).
         let headers = [(name: "Authorization", value: "Bearer \(token)"), (name: "X-Convoy-Epoch", value: "0")]
@@ -78,21 +90,22 @@ enum APIBenchmarks {
 
         // pgbench runs what the API's lock and unlock do in SQL: per call one transaction that
         // row-locks the container, checks the epoch, writes the row and a history row (the API
-        // also mints and revokes a token, which this script leaves out), 8 clients, a row each.
-        let pgContainers = try await insertContainers(db, count: clients, prefix: "pgbn")
+        // also mints and revokes a token, which this script leaves out), a row per client.
+        let pgContainers = try await insertContainers(db, count: clients, prefix: rows.pgbench)
+        let row = "'zzzzz-dz642-\(rows.pgbench)' || lpad(:n::text, 11, '0')"
         let script = """
             \\set n :client_id + 1
             BEGIN;
             SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE;
-            SELECT state FROM containers WHERE uuid = 'zzzzz-dz642-pgbn' || lpad(:n::text, 11, '0') FOR UPDATE;
-            UPDATE containers SET state = 'Locked', locked_by_uuid = 'x', auth_uuid = 'y', lock_count = lock_count + 1, modified_at = now() WHERE uuid = 'zzzzz-dz642-pgbn' || lpad(:n::text, 11, '0');
-            INSERT INTO container_state_history (container_uuid, from_state, to_state) VALUES ('zzzzz-dz642-pgbn' || lpad(:n::text, 11, '0'), 'Queued', 'Locked');
+            SELECT state FROM containers WHERE uuid = \(row) FOR UPDATE;
+            UPDATE containers SET state = 'Locked', locked_by_uuid = 'x', auth_uuid = 'y', lock_count = lock_count + 1, modified_at = now() WHERE uuid = \(row);
+            INSERT INTO container_state_history (container_uuid, from_state, to_state) VALUES (\(row), 'Queued', 'Locked');
             COMMIT;
             BEGIN;
             SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE;
-            SELECT state FROM containers WHERE uuid = 'zzzzz-dz642-pgbn' || lpad(:n::text, 11, '0') FOR UPDATE;
-            UPDATE containers SET state = 'Queued', locked_by_uuid = NULL, auth_uuid = NULL, modified_at = now() WHERE uuid = 'zzzzz-dz642-pgbn' || lpad(:n::text, 11, '0');
-            INSERT INTO container_state_history (container_uuid, from_state, to_state) VALUES ('zzzzz-dz642-pgbn' || lpad(:n::text, 11, '0'), 'Locked', 'Queued');
+            SELECT state FROM containers WHERE uuid = \(row) FOR UPDATE;
+            UPDATE containers SET state = 'Queued', locked_by_uuid = NULL, auth_uuid = NULL, modified_at = now() WHERE uuid = \(row);
+            INSERT INTO container_state_history (container_uuid, from_state, to_state) VALUES (\(row), 'Locked', 'Queued');
             COMMIT;
 
             """
@@ -101,17 +114,14 @@ enum APIBenchmarks {
         try script.write(toFile: scriptPath, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: scriptPath) }
         let output = try TestProcess.run("/usr/bin/pgbench", [
-            "-n", "-f", scriptPath, "-c", String(clients), "-j", "2", "-T", String(duration.components.seconds), "-M", "extended",
+            "-n", "-f", scriptPath, "-c", String(clients), "-j", String(min(clients, 2)), "-T", String(duration.components.seconds), "-M", "extended",
             "-h", database.host, "-p", String(database.port), "-U", database.user, database.database,
         ]).stdout
         let pgbench = output.split(separator: "\n").first { $0.hasPrefix("tps") }
             .flatMap { $0.split(separator: " ").dropFirst(2).first }.flatMap { Double($0) } ?? 0
 
-        print("| client | lock + unlock cycles/s (8 clients, \(duration.components.seconds) s) | ratio to pgbench |")
-        print("|---|---|---|")
-        print("| `convoy api` over HTTP (POST …/lock, POST …/unlock) | \(Int(ours)) | \(String(format: "%.2f", ours / pgbench)) |")
-        print("| pgbench, the same two transactions in SQL | \(Int(pgbench)) | 1.00 |")
-        print("")
+        print("| \(clients) | `convoy api` over HTTP (POST …/lock, POST …/unlock) | \(Int(ours)) | \(String(format: "%.2f", ours / pgbench)) |")
+        print("| \(clients) | pgbench, the same two transactions in SQL | \(Int(pgbench)) | 1.00 |")
     }
 
     // MARK: (4) the first 100 Queued containers by priority, from 100,000
