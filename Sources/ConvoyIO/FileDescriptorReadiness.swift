@@ -111,6 +111,9 @@ final class ReadinessPoller: Sendable {
         var waiters: [UInt64: Waiter] = [:]
         var byDescriptor: [Int32: [UInt64]] = [:]
         var nextID: UInt64 = 0
+        /// The started waits' deadlines, nearest first. An entry whose wait has ended stays until
+        /// it comes to the top (at most its own timeout): waits are never searched for in it.
+        var deadlines = DeadlineHeap()
         /// The deadline the poller thread sleeps until (nil: none); a nearer one wakes it.
         var sleepingUntil: ContinuousClock.Instant?
     }
@@ -152,6 +155,7 @@ final class ReadinessPoller: Sendable {
             state.byDescriptor[waiter.fd, default: []].append(id)
             arm(waiter.fd, &state)
             guard let deadline = waiter.deadline else { return false }
+            state.deadlines.insert(deadline, id)
             return state.sleepingUntil.map { deadline < $0 } ?? true
         }
         if wake {
@@ -200,7 +204,9 @@ final class ReadinessPoller: Sendable {
         var reports = [UInt32](repeating: 0, count: 64)
         while true {
             let timeout = state.withLock { state -> Int32 in
-                let nearest = state.waiters.values.compactMap { $0.continuation == nil ? nil : $0.deadline }.min()
+                // Entries of waits that have ended are dropped as they surface.
+                while let top = state.deadlines.first, state.waiters[top.id] == nil { state.deadlines.removeFirst() }
+                let nearest = state.deadlines.first?.deadline
                 state.sleepingUntil = nearest
                 guard let nearest else { return -1 }
                 let left = nearest - ContinuousClock.now
@@ -237,12 +243,52 @@ final class ReadinessPoller: Sendable {
                     arm(fd, &state)
                 }
                 let now = ContinuousClock.now
-                for (id, waiter) in state.waiters {
-                    guard let deadline = waiter.deadline, deadline <= now, let continuation = waiter.continuation else { continue }
-                    remove(id, fd: waiter.fd, &state)
+                while let top = state.deadlines.first, top.deadline <= now {
+                    state.deadlines.removeFirst()
+                    guard let waiter = state.waiters[top.id], let continuation = waiter.continuation else { continue }
+                    remove(top.id, fd: waiter.fd, &state)
                     continuation.resume(returning: .timedOut)
                 }
             }
+        }
+    }
+}
+
+/// A binary min-heap of (deadline, wait id): the poller's next wake-up in O(1), each insert and
+/// removal in O(log n), however many waits are parked (thousands of SSH sessions' watchers).
+public struct DeadlineHeap: Sendable {
+    private var entries: [(deadline: ContinuousClock.Instant, id: UInt64)] = []
+
+    public init() {}
+
+    /// The nearest deadline and its wait.
+    public var first: (deadline: ContinuousClock.Instant, id: UInt64)? { entries.first }
+    public var count: Int { entries.count }
+
+    public mutating func insert(_ deadline: ContinuousClock.Instant, _ id: UInt64) {
+        entries.append((deadline, id))
+        var child = entries.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard entries[child].deadline < entries[parent].deadline else { break }
+            entries.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    public mutating func removeFirst() {
+        guard !entries.isEmpty else { return }
+        entries.swapAt(0, entries.count - 1)
+        entries.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            guard left < entries.count else { return }
+            let right = left + 1
+            let smaller = right < entries.count && entries[right].deadline < entries[left].deadline ? right : left
+            guard entries[smaller].deadline < entries[parent].deadline else { return }
+            entries.swapAt(parent, smaller)
+            parent = smaller
         }
     }
 }

@@ -130,4 +130,56 @@ final class FileDescriptorReadinessTests: XCTestCase {
         let writeResult = try await writing
         XCTAssertEqual(writeResult, .ready(.write))
     }
+
+    /// Many waits parked at once with deadlines in every order: each ends at its own, none is
+    /// lost among the others, and waits without a deadline beside them still wake on data.
+    func testManyWaitsWithDeadlinesInEveryOrderEachTimeOut() async throws {
+        let (quietRead, quietWrite) = makePipe()
+        let (busyRead, busyWrite) = makePipe()
+        defer { for fd in [quietRead, quietWrite, busyRead, busyWrite] { close(fd) } }
+        // 1 to 200 ms in a scrambled order (37 is prime to 200), the same every run.
+        let timeouts = (0..<300).map { $0 * 37 % 200 + 1 }
+        try await withThrowingTaskGroup(of: FileDescriptorWaitResult.self) { group in
+            for milliseconds in timeouts {
+                group.addTask { try await FileDescriptorReadiness.wait(fd: quietRead, for: .read, timeout: .milliseconds(milliseconds)) }
+            }
+            for _ in 0..<20 {
+                group.addTask { try await FileDescriptorReadiness.wait(fd: busyRead, for: .read) }
+            }
+            // Not synchronisation: a head start so that most waits park first; the assertions hold either way.
+            try await Task.sleep(for: .milliseconds(20))
+            XCTAssertEqual(write(busyWrite, "x", 1), 1)
+            var timedOut = 0
+            var ready = 0
+            for try await result in group {
+                if result == .timedOut { timedOut += 1 } else if result == .ready(.read) { ready += 1 }
+            }
+            XCTAssertEqual(timedOut, 300)
+            XCTAssertEqual(ready, 20)
+        }
+    }
+
+    /// The poller's deadlines come out nearest first, whatever order they went in and however
+    /// inserts and removals interleave: against a sorted list, 5,000 steps of a fixed sequence.
+    func testTheDeadlineHeapGivesTheNearestFirst() {
+        let origin = ContinuousClock.now
+        var heap = DeadlineHeap()
+        var reference: [ContinuousClock.Instant] = []
+        var state: UInt64 = 19
+        for step in 0..<5000 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            if state >> 62 != 0 || reference.isEmpty {
+                let deadline = origin + .milliseconds(Int(state >> 40) % 1000)
+                heap.insert(deadline, UInt64(step))
+                reference.append(deadline)
+                reference.sort()
+            } else {
+                XCTAssertEqual(heap.first?.deadline, reference.first, "step \(step)")
+                heap.removeFirst()
+                reference.removeFirst()
+            }
+            XCTAssertEqual(heap.count, reference.count)
+            XCTAssertEqual(heap.first?.deadline, reference.first, "step \(step)")
+        }
+    }
 }

@@ -192,6 +192,8 @@ actor PeerLink {
 
     private func disconnected(_ error: Error, address: MemberAddress) {
         channel = nil
+        // Closed on purpose (`close()` already failed every call): no back-off, no log.
+        if closed { return }
         guard ready.withLock({ state in defer { state = nil }; return state != nil }) else {
             connectFailed(error, address: address)
             return
