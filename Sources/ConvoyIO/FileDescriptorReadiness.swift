@@ -164,6 +164,12 @@ final class ReadinessPoller: Sendable {
         }
     }
 
+    /// How many waits on `fd` are parked (their continuation in place, the descriptor armed):
+    /// what a test polls for before it makes the descriptor ready.
+    func parkedWaits(on fd: Int32) -> Int {
+        state.withLock { $0.byDescriptor[fd]?.count ?? 0 }
+    }
+
     func cancel(_ id: UInt64) {
         state.withLock { state in
             guard var waiter = state.waiters[id] else { return }

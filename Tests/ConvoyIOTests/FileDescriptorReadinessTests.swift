@@ -1,4 +1,4 @@
-import ConvoyIO
+@testable import ConvoyIO
 import Foundation
 import XCTest
 
@@ -7,6 +7,18 @@ final class FileDescriptorReadinessTests: XCTestCase {
         var fds: [Int32] = [0, 0]
         XCTAssertEqual(pipe(&fds), 0)
         return (fds[0], fds[1])
+    }
+
+    /// Polls until `count` waits are parked on `fd`, so that what the test does next meets
+    /// parked waits and not the first zero-timeout poll.
+    private func waitUntilParked(_ count: Int, on fd: Int32, file: StaticString = #filePath, line: UInt = #line) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ReadinessPoller.shared.parkedWaits(on: fd) < count {
+            guard ContinuousClock.now < deadline else {
+                return XCTFail("\(ReadinessPoller.shared.parkedWaits(on: fd)) of \(count) waits parked on fd \(fd)", file: file, line: line)
+            }
+            try await Task.sleep(for: .milliseconds(1))
+        }
     }
 
     func testAnEmptyPipeIsNotReadableAndTheWaitTimesOut() async throws {
@@ -20,9 +32,7 @@ final class FileDescriptorReadinessTests: XCTestCase {
         let (readEnd, writeEnd) = makePipe()
         defer { close(readEnd); close(writeEnd) }
         async let result = FileDescriptorReadiness.wait(fd: readEnd, for: .read, timeout: .seconds(10))
-        // Not synchronisation (a parked wait is not observable): a head start so that the wake-up
-        // path, not the first poll, sees the data; the assertion holds either way.
-        try await Task.sleep(for: .milliseconds(50))
+        try await waitUntilParked(1, on: readEnd)
         XCTAssertEqual(write(writeEnd, "x", 1), 1)
         let ready = try await result
         XCTAssertEqual(ready, .ready(.read))
@@ -41,9 +51,7 @@ final class FileDescriptorReadinessTests: XCTestCase {
         let task = Task {
             try await FileDescriptorReadiness.wait(fd: readEnd, for: .read, timeout: .seconds(30), cancellable: true)
         }
-        // Not synchronisation (a parked wait is not observable): a head start so that the
-        // cancellation finds the wait parked; the assertion holds either way.
-        try await Task.sleep(for: .milliseconds(50))
+        try await waitUntilParked(1, on: readEnd)
         task.cancel()
         do {
             _ = try await task.value
@@ -58,9 +66,7 @@ final class FileDescriptorReadinessTests: XCTestCase {
             for _ in 0..<50 {
                 group.addTask { try await FileDescriptorReadiness.wait(fd: readEnd, for: .read, timeout: .seconds(10)) }
             }
-            // Not synchronisation (a parked wait is not observable): a head start so that the waits
-            // park before the data comes; the assertions hold either way.
-            try await Task.sleep(for: .milliseconds(100))
+            try await waitUntilParked(50, on: readEnd)
             XCTAssertEqual(write(writeEnd, "x", 1), 1)
             for try await result in group {
                 XCTAssertEqual(result, .ready(.read))
@@ -93,9 +99,8 @@ final class FileDescriptorReadinessTests: XCTestCase {
         let (nearRead, nearWrite) = makePipe()
         defer { for fd in [farRead, farWrite, nearRead, nearWrite] { close(fd) } }
         async let far = FileDescriptorReadiness.wait(fd: farRead, for: .read, timeout: .seconds(60))
-        // Not synchronisation: a head start so that the poller sleeps towards the far deadline
-        // first; the assertions hold either way.
-        try await Task.sleep(for: .milliseconds(50))
+        // Parked: the poller now sleeps towards the far deadline.
+        try await waitUntilParked(1, on: farRead)
         let start = ContinuousClock.now
         let near = try await FileDescriptorReadiness.wait(fd: nearRead, for: .read, timeout: .milliseconds(100))
         XCTAssertEqual(near, .timedOut)
@@ -120,8 +125,7 @@ final class FileDescriptorReadinessTests: XCTestCase {
         XCTAssertEqual(FileDescriptorReadiness.pollNow(fd: socket, events: [.read, .write]), [])
         async let reading = FileDescriptorReadiness.wait(fd: socket, for: .read, timeout: .seconds(20))
         async let writing = FileDescriptorReadiness.wait(fd: socket, for: .write, timeout: .seconds(20))
-        // Not synchronisation: a head start so that both waits park; the assertions hold either way.
-        try await Task.sleep(for: .milliseconds(50))
+        try await waitUntilParked(2, on: socket)
         XCTAssertEqual(write(peer, "x", 1), 1)
         let readResult = try await reading
         XCTAssertEqual(readResult, .ready(.read))
@@ -146,8 +150,9 @@ final class FileDescriptorReadinessTests: XCTestCase {
             for _ in 0..<20 {
                 group.addTask { try await FileDescriptorReadiness.wait(fd: busyRead, for: .read) }
             }
-            // Not synchronisation: a head start so that most waits park first; the assertions hold either way.
-            try await Task.sleep(for: .milliseconds(20))
+            // The quiet waits' deadlines begin at 1 ms, so some may end before the rest park:
+            // only the busy ones are waited for.
+            try await waitUntilParked(20, on: busyRead)
             XCTAssertEqual(write(busyWrite, "x", 1), 1)
             var timedOut = 0
             var ready = 0
