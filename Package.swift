@@ -139,7 +139,7 @@ let package = Package(
         // Benchmarks run with `make bench`, never as part of `make test`.
         .executableTarget(
             name: "ConvoyBench",
-            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyModel", "ConvoyAPI", "ConvoyAPIClient", "ConvoyCluster", "ConvoyDispatch",
+            dependencies: ["ConvoyTesting", "ConvoyPostgres", "ConvoySSH", "ConvoyHTTP", "ConvoyModel", "ConvoyAPI", "ConvoyAPIClient", "ConvoyCluster", "ConvoyDispatch", "ConvoyDevStack",
                            "ConvoyDispatchCore", "ConvoySimulation",
                            .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOCore", package: "swift-nio")],
             path: "Benchmarks/ConvoyBench"

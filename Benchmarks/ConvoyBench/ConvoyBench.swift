@@ -27,7 +27,7 @@ struct ConvoyBench {
             try await ClusterBenchmarks.run(quick: quick, failover: !arguments.contains("--skip-failover"))
         }
         if !arguments.contains("--skip-dispatcher") {
-            try await DispatcherBenchmarks.run(quick: quick)
+            try await DispatcherBenchmarks.run(quick: quick, skipping: arguments)
         }
         if !arguments.contains("--skip-scheduler") {
             SchedulerBenchmarks.run(quick: quick)

@@ -146,7 +146,7 @@ public struct APIClient: Sendable {
     // MARK: Containers
 
     public func container(_ uuid: ArvadosUUID) async throws -> Container {
-        try decode(Container.self, try await send("GET", "/containers/\(uuid)"))
+        try await fetch(Container.self, "GET", "/containers/\(uuid)")
     }
 
     /// Containers matching `filters` (`[attribute, operator, value]` triples) in `order`.
@@ -156,11 +156,11 @@ public struct APIClient: Sendable {
         var parameters = [("limit", String(limit)), ("offset", String(offset)), ("count", count ? "exact" : "none")]
         if horizon { parameters.append((QueueChanges.horizonParameter, "true")) }
         let query = try Self.listQuery(filters, order, parameters)
-        return try page(Container.self, try await sendAndAnswer("GET", "/containers", query: query).object)
+        return try await fetchPage(Container.self, "/containers", query: query)
     }
 
     public func lock(_ uuid: ArvadosUUID) async throws -> Container {
-        try decode(Container.self, try await send("POST", "/containers/\(uuid)/lock", fenced: true))
+        try await fetch(Container.self, "POST", "/containers/\(uuid)/lock", fenced: true)
     }
 
     /// Locked or Running → Queued; with `ifState`, only if the container is still in that state
@@ -169,14 +169,13 @@ public struct APIClient: Sendable {
     public func unlock(_ uuid: ArvadosUUID, ifState: ContainerState? = nil, preempted: Bool = false) async throws -> Container {
         var query = ifState.map { [("if_state", $0.rawValue)] } ?? []
         if preempted { query.append(("preempted", "true")) }
-        return try decode(Container.self, try await send("POST", "/containers/\(uuid)/unlock", query: query, fenced: true))
+        return try await fetch(Container.self, "POST", "/containers/\(uuid)/unlock", query: query, fenced: true)
     }
 
     /// Applies `update`; `update.knownAuthUUID` travels as `auth_uuid`, so a stale caller gets
     /// `APIClientError.refused(409, …)` (`isStale`).
     public func update(_ uuid: ArvadosUUID, _ update: ContainerUpdate) async throws -> Container {
-        try decode(Container.self, try await send("PATCH", "/containers/\(uuid)",
-                                                         body: .object(["container": .object(update.attributes)]), fenced: true))
+        try await fetch(Container.self, "PATCH", "/containers/\(uuid)", body: .object(["container": .object(update.attributes)]), fenced: true)
     }
 
     /// The container token of the current lock (`v2/…`), for the dispatcher that holds it.
@@ -190,22 +189,22 @@ public struct APIClient: Sendable {
 
     /// Creates a container request from its attributes (Arvados names: `command`, `state`, …).
     public func createContainerRequest(_ attributes: [String: JSONValue]) async throws -> ContainerRequest {
-        try decode(ContainerRequest.self, try await send("POST", "/container_requests", body: .object(["container_request": .object(attributes)])))
+        try await fetch(ContainerRequest.self, "POST", "/container_requests", body: .object(["container_request": .object(attributes)]))
     }
 
     public func containerRequest(_ uuid: ArvadosUUID) async throws -> ContainerRequest {
-        try decode(ContainerRequest.self, try await send("GET", "/container_requests/\(uuid)"))
+        try await fetch(ContainerRequest.self, "GET", "/container_requests/\(uuid)")
     }
 
     public func updateContainerRequest(_ uuid: ArvadosUUID, _ attributes: [String: JSONValue]) async throws -> ContainerRequest {
-        try decode(ContainerRequest.self, try await send("PATCH", "/container_requests/\(uuid)", body: .object(["container_request": .object(attributes)])))
+        try await fetch(ContainerRequest.self, "PATCH", "/container_requests/\(uuid)", body: .object(["container_request": .object(attributes)]))
     }
 
     /// The caller's own token record.
     /// Container requests matching `filters`, newest first unless `order` says otherwise.
     public func containerRequests(filters: [[JSONValue]] = [], order: [String] = ["created_at desc"], limit: Int = 100) async throws -> APIPage<ContainerRequest> {
         let query = try Self.listQuery(filters, order, [("limit", String(limit)), ("count", "none")])
-        return try page(ContainerRequest.self, try await send("GET", "/container_requests", query: query))
+        return try await fetchPage(ContainerRequest.self, "/container_requests", query: query)
     }
 
     public func currentToken() async throws -> [String: JSONValue] {
@@ -216,9 +215,9 @@ public struct APIClient: Sendable {
 
     @discardableResult
     public func log(objectUUID: String, eventType: String, text: String) async throws -> LogEntry {
-        try decode(LogEntry.self, try await send("POST", "/logs", body: .object(["log": .object([
+        try await fetch(LogEntry.self, "POST", "/logs", body: .object(["log": .object([
             "object_uuid": .string(objectUUID), "event_type": .string(eventType), "properties": .object(["text": .string(text)]),
-        ])])))
+        ])]))
     }
 
     public func logs(objectUUID: String, afterID: Int64 = 0, limit: Int = 1000) async throws -> APIPage<LogEntry> {
@@ -226,25 +225,25 @@ public struct APIClient: Sendable {
             .array([.string("object_uuid"), .string("="), .string(objectUUID)]),
             .array([.string("id"), .string(">"), .number(Double(afterID))]),
         ])
-        return try page(LogEntry.self, try await send("GET", "/logs", query: [
+        return try await fetchPage(LogEntry.self, "/logs", query: [
             ("filters", try Self.json(filters)), ("order", "id asc"), ("limit", String(limit)), ("count", "none"),
-        ]))
+        ])
     }
 
     public func createCollection(name: String, containerUUID: ArvadosUUID? = nil, properties: [String: JSONValue] = [:]) async throws -> Collection {
         var attributes: [String: JSONValue] = ["name": .string(name), "properties": .object(properties)]
         if let containerUUID { attributes["container_uuid"] = .string(containerUUID.rawValue) }
-        return try decode(Collection.self, try await send("POST", "/collections", body: .object(["collection": .object(attributes)])))
+        return try await fetch(Collection.self, "POST", "/collections", body: .object(["collection": .object(attributes)]))
     }
 
     public func collection(_ uuid: ArvadosUUID) async throws -> Collection {
-        try decode(Collection.self, try await send("GET", "/collections/\(uuid)"))
+        try await fetch(Collection.self, "GET", "/collections/\(uuid)")
     }
 
     /// Collections matching `filters`, newest first unless `order` says otherwise.
     public func collections(filters: [[JSONValue]] = [], order: [String] = [], limit: Int = 100) async throws -> APIPage<Collection> {
         let query = try Self.listQuery(filters, order, [("limit", String(limit)), ("count", "none")])
-        return try page(Collection.self, try await send("GET", "/collections", query: query))
+        return try await fetchPage(Collection.self, "/collections", query: query)
     }
 
     /// Adds (or replaces) a file of a collection with the contents of a local file, streamed.
@@ -253,7 +252,7 @@ public struct APIClient: Sendable {
         let response = try await execute(HTTPRequest(method: "PUT", url: "\(baseURL)/collections/\(collection)/files/\(Self.escapePath(path))",
                                                      headers: authorization + [(name: "Content-Type", value: "application/octet-stream")],
                                                      bodyFile: file.path, timeout: .seconds(3600)))
-        return try decode(CollectionFile.self, try Self.object(from: response))
+        return try Self.decodeBody(CollectionFile.self, response)
     }
 
     /// Adds (or replaces) a file of a collection with the bytes of an open descriptor, sent from
@@ -263,7 +262,7 @@ public struct APIClient: Sendable {
         let response = try await execute(HTTPRequest(method: "PUT", url: "\(baseURL)/collections/\(collection)/files/\(Self.escapePath(path))",
                                                      headers: authorization + [(name: "Content-Type", value: "application/octet-stream")],
                                                      bodyDescriptor: descriptor, timeout: .seconds(3600)))
-        return try decode(CollectionFile.self, try Self.object(from: response))
+        return try Self.decodeBody(CollectionFile.self, response)
     }
 
     /// Uploads a container image tarball (`podman save` output) as a collection that containers
@@ -285,7 +284,7 @@ public struct APIClient: Sendable {
     public func upload(_ bytes: [UInt8], to collection: ArvadosUUID, path: String) async throws -> CollectionFile {
         let response = try await execute(HTTPRequest(method: "PUT", url: "\(baseURL)/collections/\(collection)/files/\(Self.escapePath(path))",
                                                      headers: authorization, body: bytes))
-        return try decode(CollectionFile.self, try Self.object(from: response))
+        return try Self.decodeBody(CollectionFile.self, response)
     }
 
     /// A file of a collection, whole or the bytes in `range`.
@@ -303,13 +302,43 @@ public struct APIClient: Sendable {
         [(name: "Authorization", value: "Bearer \(configuration.token)")]
     }
 
+    /// A 2xx answer's JSON object; any other status becomes `refused` with the API's messages.
     private func send(_ method: String, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil,
                       fenced: Bool = false) async throws -> [String: JSONValue] {
-        try await sendAndAnswer(method, path, query: query, body: body, fenced: fenced).object
+        try Self.object(from: try await request(method, path, query: query, body: body, fenced: fenced))
     }
 
-    private func sendAndAnswer(_ method: String, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil,
-                               fenced: Bool = false) async throws -> (object: [String: JSONValue], response: HTTPResponse) {
+    /// A 2xx answer decoded straight from its bytes into `Value` (one pass: no JSONValue tree
+    /// in between, which the dispatcher paid for every container of every page).
+    private func fetch<Value: Decodable>(_ type: Value.Type, _ method: String, _ path: String, query: [(String, String)] = [],
+                                         body: JSONValue? = nil, fenced: Bool = false) async throws -> Value {
+        try Self.decodeBody(Value.self, try await request(method, path, query: query, body: body, fenced: fenced))
+    }
+
+    /// A list call's page, decoded straight from the answer's bytes.
+    private func fetchPage<Item: Decodable & Sendable>(_ type: Item.Type, _ path: String, query: [(String, String)]) async throws -> APIPage<Item> {
+        let wire = try Self.decodeBody(PageWire<Item>.self, try await request("GET", path, query: query))
+        var horizon: Date?
+        if let text = wire.horizon {
+            guard let date = ISO8601Timestamp.parse(text) else { throw APIClientError.malformedResponse("a horizon that is not a timestamp: \(text.prefix(100))") }
+            horizon = date
+        }
+        return APIPage(items: wire.items, itemsAvailable: wire.itemsAvailable.map { Int($0) }, horizon: horizon)
+    }
+
+    /// A page as the API writes it (`items_available` is absent with `count=none`).
+    private struct PageWire<Item: Decodable>: Decodable {
+        let items: [Item]
+        let itemsAvailable: Double?
+        let horizon: String?
+
+        enum CodingKeys: String, CodingKey {
+            case items, itemsAvailable = "items_available", horizon
+        }
+    }
+
+    private func request(_ method: String, _ path: String, query: [(String, String)] = [], body: JSONValue? = nil,
+                         fenced: Bool = false) async throws -> HTTPResponse {
         var url = baseURL + path
         if !query.isEmpty {
             url += "?" + query.map { "\($0.0)=\(Self.escapeQuery($0.1))" }.joined(separator: "&")
@@ -319,10 +348,9 @@ public struct APIClient: Sendable {
         var bytes: [UInt8]?
         if let body {
             headers.append((name: "Content-Type", value: "application/json"))
-            bytes = Array(try JSONEncoder().encode(body))
+            bytes = try JSONBytesEncoder().encode(body)
         }
-        let response = try await execute(HTTPRequest(method: method, url: url, headers: headers, body: bytes))
-        return (try Self.object(from: response), response)
+        return try await execute(HTTPRequest(method: method, url: url, headers: headers, body: bytes))
     }
 
     private func execute(_ request: HTTPRequest) async throws -> HTTPResponse {
@@ -337,7 +365,7 @@ public struct APIClient: Sendable {
 
     /// The JSON object of a 2xx answer; any other status becomes `refused` with the API's messages.
     private static func object(from response: HTTPResponse) throws -> [String: JSONValue] {
-        let json = try? JSONDecoder().decode(JSONValue.self, from: Data(response.body))
+        let json = try? JSONValue.parse(response.body)
         guard (200..<300).contains(response.status) else {
             let messages = json?.objectValue?["errors"]?.arrayValue?.compactMap(\.stringValue)
                 ?? [String(decoding: response.body.prefix(200), as: UTF8.self)]
@@ -359,10 +387,16 @@ public struct APIClient: Sendable {
         return decoder
     }()
 
-    private func decode<Value: Decodable>(_ type: Value.Type, _ object: [String: JSONValue]) throws -> Value {
+    /// A 2xx answer's body as `Value`; any other status becomes `refused` with the API's messages.
+    private static func decodeBody<Value: Decodable>(_ type: Value.Type, _ response: HTTPResponse) throws -> Value {
+        guard (200..<300).contains(response.status) else {
+            _ = try object(from: response)  // throws `refused`
+            throw APIClientError.refused(status: response.status, messages: [])
+        }
         do {
-            return try Self.decoder.decode(Value.self, from: JSONEncoder().encode(JSONValue.object(object)))
+            return try decoder.decode(Value.self, from: Data(response.body))
         } catch {
+            guard (try? JSONValue.parse(response.body))?.objectValue != nil else { throw APIClientError.malformedResponse("the body is not a JSON object") }
             throw APIClientError.malformedResponse("not a \(Value.self): \(error)")
         }
     }
@@ -373,21 +407,6 @@ public struct APIClient: Sendable {
         if !filters.isEmpty { query.append(("filters", try json(.array(filters.map(JSONValue.array))))) }
         if !order.isEmpty { query.append(("order", try json(.array(order.map(JSONValue.string))))) }
         return query
-    }
-
-    private func page<Item: Decodable & Sendable>(_ type: Item.Type, _ object: [String: JSONValue]) throws -> APIPage<Item> {
-        guard let items = object["items"]?.arrayValue else { throw APIClientError.malformedResponse("a list without items") }
-        var available: Int?
-        if case .number(let number)? = object["items_available"] { available = Int(number) }
-        var horizon: Date?
-        if let text = object["horizon"]?.stringValue {
-            guard let date = ISO8601Timestamp.parse(text) else { throw APIClientError.malformedResponse("a horizon that is not a timestamp: \(text.prefix(100))") }
-            horizon = date
-        }
-        return APIPage(items: try items.map { item in
-            guard let members = item.objectValue else { throw APIClientError.malformedResponse("a list item that is not an object") }
-            return try decode(Item.self, members)
-        }, itemsAvailable: available, horizon: horizon)
     }
 
     private static func json(_ value: JSONValue) throws -> String {

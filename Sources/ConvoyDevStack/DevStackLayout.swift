@@ -89,6 +89,7 @@ public struct DevStackLayout: Sendable {
             TimeoutIdle: \(settings.idleSeconds)s
             MaxInstances: \(settings.maxInstances)
             MaxConcurrentInstanceCreateOps: \(settings.maxConcurrentCreates)
+            MaxCloudOpsPerSecond: \(settings.maxCloudOpsPerSecond)
             # Loopback sshd and stub workers are probed on this machine, cheaply: no probe budget
             # (a cloud's default is 10 a second per replica).
             MaxProbesPerSecond: 0

@@ -21,6 +21,9 @@ public struct DevStackSettings: Codable, Sendable, Equatable {
     /// How often each worker is probed (`convoy run --list` over SSH), in seconds.
     public var probeSeconds = 2
     public var maxConcurrentCreates = 4
+    /// The cloud calls the leader may make a second (`MaxCloudOpsPerSecond`); the stub cloud on
+    /// this machine can take far more than a real cloud's default of 10 (benchmarks raise it).
+    public var maxCloudOpsPerSecond = 10
     /// A worker without a good probe for this long is shut down (its containers requeued).
     public var probeTimeoutSeconds = 60
     /// The cloud driver: `loopback` (sshd processes on this machine, real runners) or `stub` (a
@@ -31,7 +34,7 @@ public struct DevStackSettings: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case clusterID, postgresPort, apiPort, dispatchPortBase, replicas, addressPrefix, sshPort, runtimeEngine, maxInstances,
-             idleSeconds, probeSeconds, maxConcurrentCreates, probeTimeoutSeconds, driver, stubPort
+             idleSeconds, probeSeconds, maxConcurrentCreates, maxCloudOpsPerSecond, probeTimeoutSeconds, driver, stubPort
     }
 
     /// Reads what an earlier version wrote too: a missing key keeps its default.
@@ -52,6 +55,7 @@ public struct DevStackSettings: Codable, Sendable, Equatable {
         try read(.idleSeconds, into: &idleSeconds)
         try read(.probeSeconds, into: &probeSeconds)
         try read(.maxConcurrentCreates, into: &maxConcurrentCreates)
+        try read(.maxCloudOpsPerSecond, into: &maxCloudOpsPerSecond)
         try read(.probeTimeoutSeconds, into: &probeTimeoutSeconds)
         try read(.driver, into: &driver)
         try read(.stubPort, into: &stubPort)
@@ -78,6 +82,7 @@ public struct DevStackSettings: Codable, Sendable, Equatable {
         guard octets.count == 3, octets[0] == "127", octets.allSatisfy({ UInt8($0) != nil }) else {
             throw DevStackError("the address prefix must be three octets starting with 127 (e.g. 127.0.50), not '\(addressPrefix)'")
         }
+        guard maxCloudOpsPerSecond >= 1 else { throw DevStackError("max cloud ops per second must be at least 1, not \(maxCloudOpsPerSecond)") }
         guard ["loopback", "stub"].contains(driver) else { throw DevStackError("the driver must be loopback or stub, not '\(driver)'") }
         guard ["podman", "docker", "bwrap", "process"].contains(runtimeEngine) else {
             throw DevStackError("the engine must be podman, docker, bwrap or process, not '\(runtimeEngine)'")

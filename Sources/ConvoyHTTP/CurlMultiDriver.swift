@@ -24,10 +24,15 @@ final class CurlMultiDriver: Sendable {
     private let inbox = Mutex(Inbox())
     private let nextID = Atomic<UInt64>(1)
 
-    init() {
+    init(maxConnectionsPerHost: Int) {
         precondition(curlGlobalInitialized, "curl_global_init failed")
         guard let multi = curl_multi_init() else { fatalError("curl_multi_init failed: out of memory") }
         self.multi = multi
+        // Requests beyond the bound queue inside libcurl for a free connection; the cache keeps
+        // every connection the bound allows (its default, four per transfer in flight, closed
+        // them as a burst ended, and the next burst paid the handshakes again).
+        _ = convoy_curl_multi_setopt_long(multi, CURLMOPT_MAX_HOST_CONNECTIONS, maxConnectionsPerHost)
+        _ = convoy_curl_multi_setopt_long(multi, CURLMOPT_MAXCONNECTS, max(maxConnectionsPerHost, 16) * 2)
         let thread = Thread { [self] in self.run() }
         thread.name = "convoy-http"
         thread.start()

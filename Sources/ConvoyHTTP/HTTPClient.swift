@@ -13,7 +13,7 @@ public final class HTTPClient: Sendable {
 
     public init(configuration: HTTPClientConfiguration = HTTPClientConfiguration()) {
         self.configuration = configuration
-        self.driver = CurlMultiDriver()
+        self.driver = CurlMultiDriver(maxConnectionsPerHost: configuration.maxConnectionsPerHost)
     }
 
     deinit {

@@ -132,10 +132,16 @@ public struct HTTPClientConfiguration: Sendable {
     public var userAgent: String
     /// Signs every request with AWS SigV4 when set.
     public var sigV4: AWSSigV4Credentials?
+    /// Connections open to one host at most; more concurrent requests wait for one to be free
+    /// and reuse it. Without a bound, a burst of a thousand requests (a leader's starts, the stub
+    /// cloud's runners) opened a thousand TLS connections, each a handshake for both ends.
+    public var maxConnectionsPerHost: Int
 
     public init(verifyTLS: Bool = true, caFile: String? = nil, connectTimeout: Duration = .seconds(10),
                 defaultTimeout: Duration = .seconds(60), retry: HTTPRetryPolicy = HTTPRetryPolicy(),
-                userAgent: String = "convoy", sigV4: AWSSigV4Credentials? = nil) {
+                userAgent: String = "convoy", sigV4: AWSSigV4Credentials? = nil, maxConnectionsPerHost: Int = 32) {
+        precondition(maxConnectionsPerHost >= 1, "at least one connection per host")
+        self.maxConnectionsPerHost = maxConnectionsPerHost
         self.verifyTLS = verifyTLS
         self.caFile = caFile
         self.connectTimeout = connectTimeout

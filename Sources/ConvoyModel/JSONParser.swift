@@ -10,14 +10,22 @@ extension JSONValue {
 
     public static func parse(_ text: String) throws -> JSONValue {
         var text = text
-        return try text.withUTF8 { bytes in
-            var parser = JSONParser(bytes: bytes)
-            parser.skipWhitespace()
-            let value = try parser.value(depth: 0)
-            parser.skipWhitespace()
-            guard parser.position == bytes.count else { throw parser.error("text after the value") }
-            return value
-        }
+        return try text.withUTF8(parseWhole)
+    }
+
+    /// The same from bytes (an HTTP body); a string that is not UTF-8 is read with U+FFFD in
+    /// place of the bad bytes rather than refused.
+    public static func parse(_ bytes: [UInt8]) throws -> JSONValue {
+        try bytes.withUnsafeBufferPointer(parseWhole)
+    }
+
+    private static func parseWhole(_ bytes: UnsafeBufferPointer<UInt8>) throws -> JSONValue {
+        var parser = JSONParser(bytes: bytes)
+        parser.skipWhitespace()
+        let value = try parser.value(depth: 0)
+        parser.skipWhitespace()
+        guard parser.position == bytes.count else { throw parser.error("text after the value") }
+        return value
     }
 }
 

@@ -6,11 +6,14 @@ import Foundation
 /// `make test` and in `make chaos`.
 public enum TestDevStack {
     public static func make(in directory: URL, convoy: String, maxInstances: Int, maxConcurrentCreates: Int = 10,
-                            probeSeconds: Int = 2, probeTimeoutSeconds: Int = 60, driver: String = "loopback",
+                            probeSeconds: Int = 2, probeTimeoutSeconds: Int = 60, driver: String = "loopback", replicas: Int = 3,
+                            maxCloudOpsPerSecond: Int = 10,
                             report: @escaping @Sendable (String) -> Void = { _ in }) throws -> DevStack {
         // PostgreSQL runs as the postgres user when this runs as root: it must get through.
         try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
         var settings = DevStackSettings()
+        settings.replicas = replicas
+        settings.maxCloudOpsPerSecond = maxCloudOpsPerSecond
         settings.postgresPort = try FreePort.find()
         settings.apiPort = try FreePort.find()
         // Replica ports and the stub cloud's in one free block below the ephemeral range (a random

@@ -21,6 +21,8 @@ public final class TestHTTPServer: Sendable {
     /// How many `GET /slow` requests the server is answering now: a test waits for its request
     /// to be under way here instead of sleeping.
     public var slowRequestsInFlight: Int { slowRequests.count }
+    /// The most `GET /slow` requests it has answered at once.
+    public var slowRequestsPeak: Int { slowRequests.peak }
 
     public var port: Int { running.port }
     /// `http://127.0.0.1:PORT`
@@ -107,9 +109,15 @@ private enum AnyCodableValue: Encodable {
 }
 
 private final class InFlightCounter: Sendable {
-    private let value = Mutex(0)
-    func add(_ delta: Int) { value.withLock { $0 += delta } }
-    var count: Int { value.withLock { $0 } }
+    private let value = Mutex((count: 0, peak: 0))
+    func add(_ delta: Int) {
+        value.withLock { value in
+            value.count += delta
+            value.peak = max(value.peak, value.count)
+        }
+    }
+    var count: Int { value.withLock { $0.count } }
+    var peak: Int { value.withLock { $0.peak } }
 }
 
 private actor FlakyCounter {

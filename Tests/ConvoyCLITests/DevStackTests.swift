@@ -187,6 +187,13 @@ final class DevStackTests: XCTestCase {
         let badDriver = try ConvoyBinary.run(["dev", "up", "--dir", directory.path, "--driver", "ec2"], environment: environment)
         XCTAssertNotEqual(badDriver.status, 0)
         XCTAssertTrue(badDriver.stderr.contains("the driver must be loopback or stub"), badDriver.stderr)
+        // A saved stack.json (what an earlier `up` wrote, or a hand edit) is checked as the options are.
+        try #"{"replicas": 1, "maxCloudOpsPerSecond": 0}"#.write(toFile: directory.appendingPathComponent("stack.json").path,
+                                                                     atomically: true, encoding: .utf8)
+        let badSaved = try ConvoyBinary.run(["dev", "up", "--dir", directory.path], environment: environment)
+        XCTAssertNotEqual(badSaved.status, 0)
+        XCTAssertTrue(badSaved.stderr.contains("max cloud ops per second must be at least 1, not 0"), badSaved.stderr)
+        try FileManager.default.removeItem(at: directory.appendingPathComponent("stack.json"))
         let unknownMember = try ConvoyBinary.run(["dev", "restart", "dispatch-9", "--dir", directory.path], environment: environment)
         XCTAssertNotEqual(unknownMember.status, 0)
         XCTAssertTrue(unknownMember.stderr.contains("no member dispatch-9"), unknownMember.stderr)

@@ -607,7 +607,8 @@ final class DispatcherTests: PostgresTestCase {
         }
         let leaderMetrics = try await metricsText(leader)
         for expected in ["convoy_is_leader 1.0", #"convoy_containers{state="running"} 1.0"#, "convoy_instances_price_per_hour 0.02",
-                         "convoy_worker_boot_seconds_count", "convoy_worker_probe_seconds_count", "convoy_containers_started_total 1"] {
+                         "convoy_worker_boot_seconds_count", "convoy_worker_probe_seconds_count", "convoy_containers_started_total 1",
+                         "convoy_dispatch_pass_seconds_count", "convoy_dispatch_last_pass_seconds"] {
             XCTAssertTrue(leaderMetrics.contains(expected), "\(expected) not in:\n\(leaderMetrics)")
         }
         // Arvados' concepts under Convoy's names: a line with this name and these labels, and a value.

@@ -53,6 +53,11 @@ final class StubCloudServiceTests: XCTestCase {
         XCTAssertEqual(booted.exitStatus, 0)
         let list = try await shell.exec("'/usr/local/bin/convoy' run --list", stdin: nil, timeout: .seconds(5))
         XCTAssertEqual(list.stdoutText, "")
+        // The runner is there already, checksummed as sha256sum prints it (a session that read
+        // anything else would "upload" the whole binary to every simulated worker).
+        let path = settings.runner.remotePath
+        let checksum = try await shell.exec("test -x '\(path)' && sha256sum '\(path)' 2>/dev/null", stdin: nil, timeout: .seconds(5))
+        XCTAssertEqual(checksum.stdoutText, "\(settings.runner.sha256)  \(path)\n")
 
         // Lost: the shell and new connections fail like an unreachable host; the cloud still lists it.
         try await remote.lose(created.id)

@@ -117,6 +117,24 @@ final class HTTPClientTests: XCTestCase {
         XCTAssertLessThan(peak.value - baseline, 20, "threads grew from \(baseline) to \(peak.value)")
     }
 
+    /// More concurrent requests than the client may open connections wait for one and reuse it:
+    /// all 24 succeed, and the server never answers more than 3 at once (HTTP/1.1: one request
+    /// per connection at a time).
+    func testConcurrentRequestsBeyondTheConnectionBoundWaitAndReuseConnections() async throws {
+        let client = HTTPClient(configuration: HTTPClientConfiguration(maxConnectionsPerHost: 3))
+        let url = server.baseURL + "/slow?ms=200"
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<24 {
+                group.addTask {
+                    let response = try await client.get(url)
+                    XCTAssertEqual(response.bodyText, "slow")
+                }
+            }
+            try await group.waitForAll()
+        }
+        XCTAssertEqual(server.slowRequestsPeak, 3, "as many at once as the bound, and no more")
+    }
+
     func testSigV4SignsRequestsForTheConfiguredService() async throws {
         let credentials = AWSSigV4Credentials(accessKeyID: "AKIDCONVOYTEST", secretAccessKey: "secret", sessionToken: "session-token",
                                               region: "us-east-1", service: "ec2")

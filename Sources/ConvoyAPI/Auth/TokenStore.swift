@@ -122,7 +122,7 @@ public struct TokenStore: Sendable {
         else { throw PostgresError(kind: .decoding, message: "malformed token row") }
         return APIToken(
             uuid: uuid, kind: kind,
-            scopes: try row.decode(PostgresJSONB<[String]>.self, column: "scopes").value,
+            scopes: try JSONColumn.decode(row, "scopes", JSONColumn.strings),  // every request reads one
             ownerUUID: try row.decode(String?.self, column: "owner_uuid").flatMap(ArvadosUUID.init)
                 ?? APIToken.systemUserUUID(cluster: String(uuid.clusterID)),
             containerUUID: try row.decode(String?.self, column: "container_uuid").flatMap(ArvadosUUID.init),

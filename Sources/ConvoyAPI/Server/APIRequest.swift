@@ -62,11 +62,12 @@ public struct APIServices: Sendable {
             throw APIError.payloadTooLarge(maxRequestBodySize)
         }
         guard buffer.readableBytes > 0 else { return .object([:]) }
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(buffer.readableBytesView))
-        } catch {
+        // UTF-8 checked first, as JSONDecoder would; then the hand-written reader, which reads
+        // what JSONDecoder reads several times faster (every runner's update and log comes here).
+        guard let text = String(validating: buffer.readableBytesView, as: UTF8.self), let value = try? JSONValue.parse(text) else {
             throw APIError.badRequest("the request body is not valid JSON")
         }
+        return value
     }
 
     /// The dispatcher's epoch from `X-Convoy-Epoch`, if sent.

@@ -65,7 +65,7 @@ public struct LogStore: Sendable {
             id: try row.decode(Int64.self, column: "id"), uuid: uuid, ownerUUID: owner,
             objectUUID: try row.decode(String.self, column: "object_uuid"),
             eventType: try row.decode(String.self, column: "event_type"),
-            properties: try row.decode(PostgresJSONB<[String: JSONValue]>.self, column: "properties").value,
+            properties: try JSONColumn.decode(row, "properties", JSONColumn.members),
             createdAt: try row.decode(Date.self, column: "created_at"))
     }
 }

@@ -112,6 +112,9 @@ public actor DispatchLeader {
                 }
                 if core.passes != publishedPasses {
                     publishedPasses = core.passes
+                    // From the pass's first query to its decisions made: members, cloud and queue
+                    // read, the scheduler run, its commands issued (they run on from here).
+                    DispatchMetrics.pass(seconds: now - core.passStartedAt)
                     await onPass(view())
                 }
             }

@@ -40,6 +40,12 @@ public enum DispatchMetrics {
         Counter(label: "convoy_containers_started_total").increment()
     }
 
+    /// One full pass of the leader: its wall time, as a histogram and as the last one's.
+    static func pass(seconds: Double) {
+        Metrics.Timer(label: "convoy_dispatch_pass_seconds").recordSeconds(max(0, seconds))
+        Gauge(label: "convoy_dispatch_last_pass_seconds").record(max(0, seconds))
+    }
+
     static func apiOverloaded() {
         Counter(label: "convoy_api_overloaded_total").increment()
     }

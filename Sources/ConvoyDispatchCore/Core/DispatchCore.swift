@@ -48,7 +48,8 @@ public struct DispatchCore: Sendable {
     private var pending: [CommandID: (command: CoreCommand, issuedAt: Moment)] = [:]
     private var nextCommandID = 1
     private var stage: Stage = .idle
-    private var passStartedAt: Moment
+    /// When the current (or last) full pass began: its member listing went out.
+    public private(set) var passStartedAt: Moment
     private var nextPassAt: Moment
     /// What live members said they host, when the term asked, for instances the cloud has not
     /// listed yet: a claim is the host of the instance once listed, and, for UnlistedGrace, a sign

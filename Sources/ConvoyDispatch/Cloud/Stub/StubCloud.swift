@@ -187,7 +187,10 @@ public actor StubCloud: CloudDriver, WorkerConnector {
             return ShellResult(exitStatus: 0)
         }
         if command.hasPrefix("test -x ") || command.hasPrefix("sha256sum ") {
-            return ShellResult(stdout: Array("\(runnerChecksum)\n".utf8), exitStatus: 0)
+            // As sha256sum prints it: a simulated worker has the runner already, so no session
+            // reads the runner binary (170 MB static) to "upload" it.
+            let path = Self.unquoted(command.split(separator: " ").dropFirst(2).first ?? "-")
+            return ShellResult(stdout: Array("\(runnerChecksum)  \(path)\n".utf8), exitStatus: 0)
         }
         // Anything else is the boot probe.
         if instance.bootFails || ContinuousClock.now < instance.bootsAt {
