@@ -44,6 +44,9 @@ enum DispatcherBenchmarks {
             try await waitForRunning(count, sleep: "1", database)
             try await printRate("cold (instances created)", sleep: "1", database)
             try await waitUntilNoneLive(database)
+            // A worker is free once a probe shows its runner gone (up to ProbeInterval after the
+            // container ended): "warm" starts when the leader sees every instance idle.
+            try await waitUntilIdle(count, stack)
             try await insert(count, sleep: "3600", into: database, stack: stack)
             try await waitForRunning(count, sleep: "3600", database)
             try await printRate("warm (idle instances)", sleep: "3600", database)
@@ -265,6 +268,18 @@ enum DispatcherBenchmarks {
             try await Task.sleep(for: .milliseconds(200))
         }
         throw TestProcess.Failure("the cold batch's containers did not end within 120 s")
+    }
+
+    /// Waits until the leader shows `count` instances idle.
+    private static func waitUntilIdle(_ count: Int, _ stack: DevStack) async throws {
+        let deadline = ContinuousClock.now + .seconds(120)
+        var idle = 0
+        while ContinuousClock.now < deadline {
+            idle = try await stack.instances().filter { $0.workerState == "idle" }.count
+            if idle >= count { return }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        throw TestProcess.Failure("\(idle) of \(count) instances idle after 120 s")
     }
 
     /// A process's resident memory (VmRSS) in MiB.

@@ -292,6 +292,27 @@ final class ContainerStoreTests: PostgresTestCase {
         XCTAssertEqual(try epochs.first?.decode(Int64?.self, column: "epoch"), 5)
     }
 
+    /// A state change and its history row go in one statement: each row says who changed what,
+    /// under which lock and epoch, in the order the changes were made.
+    func testEachStateChangeRecordsItsLockItsCallerAndItsEpoch() async throws {
+        let container = try await queued()
+        try await db.execute("UPDATE cluster_epoch SET epoch = 7")
+        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: 7, on: db)
+        let lock = try XCTUnwrap(locked.authUUID)
+        _ = try await store.unlock(container.uuid, by: dispatcher, epoch: 7, on: db)
+        let relocked = try await store.lock(container.uuid, by: dispatcher, epoch: 7, on: db)
+        let rows = try await db.query("""
+            SELECT coalesce(from_state, '-') || '>' || to_state AS step, auth_uuid, epoch, token_uuid
+            FROM container_state_history WHERE container_uuid = $1 ORDER BY id
+            """, [container.uuid.rawValue]).rows
+        XCTAssertEqual(try rows.map { try $0.decode(String.self, column: "step") }, ["->Queued", "Queued>Locked", "Locked>Queued", "Queued>Locked"])
+        XCTAssertEqual(try rows.map { try $0.decode(String?.self, column: "auth_uuid") },
+                       [nil, lock.rawValue, lock.rawValue, relocked.authUUID?.rawValue])
+        XCTAssertEqual(try rows.map { try $0.decode(Int64?.self, column: "epoch") }, [nil, 7, 7, 7])
+        XCTAssertEqual(try rows.dropFirst().map { try $0.decode(String?.self, column: "token_uuid") },
+                       Array(repeating: dispatcher.uuid.rawValue, count: 3))
+    }
+
     func testTheAPIsMigrationsLeaveTheEpochTableToTheCluster() async throws {
         let apiOnly = try await apiOnlyDatabase()
         defer { Task { await apiOnly.close() } }
