@@ -72,11 +72,17 @@ public final class TestAPIServer: Sendable {
     /// One request over real HTTP; the status and the JSON object answered (empty if not JSON).
     public func call(_ method: String, _ path: String, token: String?, body: String? = nil,
                      headers: [(name: String, value: String)] = []) async throws -> (Int, [String: JSONValue]) {
+        try await call(method, path, token: token, bodyBytes: body.map { Array($0.utf8) }, headers: headers)
+    }
+
+    /// The same with the body's bytes as given (not necessarily UTF-8).
+    public func call(_ method: String, _ path: String, token: String?, bodyBytes: [UInt8]?,
+                     headers: [(name: String, value: String)] = []) async throws -> (Int, [String: JSONValue]) {
         var allHeaders = headers
         if let token { allHeaders.append((name: "Authorization", value: "Bearer \(token)")) }
-        if body != nil { allHeaders.append((name: "Content-Type", value: "application/json")) }
+        if bodyBytes != nil { allHeaders.append((name: "Content-Type", value: "application/json")) }
         let response = try await client.execute(ConvoyHTTP.HTTPRequest(method: method, url: baseURL + path, headers: allHeaders,
-                                                            body: body.map { Array($0.utf8) }))
+                                                            body: bodyBytes))
         let json = (try? JSONDecoder().decode(JSONValue.self, from: Data(response.body)))?.objectValue ?? [:]
         return (response.status, json)
     }

@@ -239,6 +239,19 @@ final class ContainerRoutesTests: PostgresTestCase {
         XCTAssertEqual(after.stored, container.stored, "no bad request changed the container")
     }
 
+    /// A body whose bytes are not UTF-8 is refused as invalid JSON (the API reads bodies with its
+    /// own JSON reader, after checking the bytes), and changes nothing.
+    func testABodyThatIsNotUTF8IsRefusedAndChangesNothing() async throws {
+        let container = try await newContainer()
+        let body = Array(#"{"container": {"priority": 7, "runtime_status": {"note": ""#.utf8) + [0xFF, 0xFE, 0x80] + Array(#""}}}"#.utf8)
+        let (status, json) = try await api.call("PATCH", "/arvados/v1/containers/\(container.uuid)", token: api.adminToken, bodyBytes: body)
+        XCTAssertEqual(status, 400, "\(json)")
+        XCTAssertTrue(errorMessage(json).contains("not valid JSON"), errorMessage(json))
+        let admin = try await api.services.tokens.authenticate(on: api.services.database, presented: api.adminToken)
+        let after = try await api.services.containers.get(container.uuid, as: try XCTUnwrap(admin), on: api.services.database)
+        XCTAssertEqual(after.stored, container.stored, "the refused body changed nothing")
+    }
+
     func testNumbersOutOfRangeInFiltersBodiesAndHeadersAreRefusedNotACrash() async throws {
         let container = try await newContainer()
         let path = "/arvados/v1/containers/\(container.uuid)"
