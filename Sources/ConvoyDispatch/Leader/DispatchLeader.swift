@@ -119,9 +119,9 @@ public actor DispatchLeader {
                     // From the pass's first query to its decisions made: members, cloud and queue
                     // read, the scheduler run, its commands issued (they run on from here).
                     DispatchMetrics.pass(seconds: now - core.passStartedAt)
-                    // The view sorts every worker and listed container (the management API's and
-                    // the pool metrics' source): built after every pass it took a third of a
-                    // leader's CPU at 11,000 containers, so at most once a second.
+                    // The view sorts every worker and listed container: built for the pool
+                    // metrics after every pass it took a third of a leader's CPU at 11,000
+                    // containers, so at most once a second (the management API asks for its own).
                     if lastViewAt.map({ now - $0 >= Self.viewInterval }) ?? true {
                         lastViewAt = now
                         await onPass(view())
@@ -304,6 +304,9 @@ public actor DispatchLeader {
     }
 
     // MARK: View
+
+    /// The pool as this term sees it now: every worker and listed container (the management API).
+    public func poolView() -> PoolView { view() }
 
     private func view() -> PoolView {
         let location = core.runnerLocations

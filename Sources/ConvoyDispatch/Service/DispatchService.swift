@@ -34,7 +34,6 @@ public actor DispatchService: Service {
     private var member: ClusterMember?
     private var leader: DispatchLeader?
     private var leaderEpoch: Int64 = 0
-    private var latest = PoolView.empty
     private let gauges = PoolGaugeTracker()
     /// The terms to run, from `leadershipChanged` to `run()`; finished when `run()` ends.
     private let terms: AsyncStream<DispatchLeader>
@@ -86,27 +85,29 @@ public actor DispatchService: Service {
     private func endTerm() async {
         guard let current = leader else { return }
         leader = nil
-        latest = .empty
         DispatchMetrics.pool(.empty, tracker: gauges)
         await current.stop()
     }
 
+    /// The pool metrics from the view the leader publishes after a pass (at most once a second).
     private func publish(_ view: PoolView) {
         if view.epoch == leaderEpoch, leader != nil {
-            latest = view
             DispatchMetrics.pool(view, tracker: gauges)
         }
     }
 
-    /// This replica's own view when it leads; nil otherwise.
-    public var localView: PoolView? { leader == nil ? nil : latest }
+    /// This replica's view of the pool, built as its leader sees it now, when it leads; nil otherwise.
+    public func localView() async -> PoolView? {
+        guard let leader else { return nil }
+        return await leader.poolView()
+    }
 
     public var localLeader: DispatchLeader? { leader }
 
     // MARK: Answered here or by the leader
 
     public func pool() async throws -> PoolView {
-        if let view = localView { return view }
+        if let view = await localView() { return view }
         guard let view = try await leaderControl().pool() else { throw DispatchError.noLeader }
         return view
     }
@@ -159,7 +160,7 @@ public distributed actor DispatchControl {
 
     /// The leader's pool view; nil when this member does not lead.
     public distributed func pool() async -> PoolView? {
-        await service.localView
+        await service.localView()
     }
 
     /// Errors come back as values so that the caller can tell them apart (a thrown error would
