@@ -157,7 +157,9 @@ enum DispatcherBenchmarks {
             var samples: [Double] = []
             var count = try await metric("convoy_dispatch_pass_seconds_count")
             let start = (count: count, sum: try await metric("convoy_dispatch_pass_seconds_sum"))
-            var rss: [Double] = []
+            var rss: [LeaderMemory] = []
+            // On standard error, so that a profiler can be pointed at the leader (see `hold`).
+            FileHandle.standardError.write(Data("pass window: leader \(leader), pid \(pid), 30 s\n".utf8))
             let window = ContinuousClock.now + .seconds(30)
             while ContinuousClock.now < window {
                 try await Task.sleep(for: .milliseconds(100))
@@ -165,17 +167,24 @@ enum DispatcherBenchmarks {
                 if now != count {
                     count = now
                     samples.append(try await metric("convoy_dispatch_last_pass_seconds"))
-                    rss.append(residentMebibytes(pid))
+                    rss.append(LeaderMemory(pid: pid))
                 }
             }
             let end = (count: count, sum: try await metric("convoy_dispatch_pass_seconds_sum"))
+            let peak = rss.max(by: { $0.resident < $1.resident }) ?? LeaderMemory(pid: pid)
+            if let hold = ProcessInfo.processInfo.environment["CONVOY_BENCH_HOLD_SECONDS"].flatMap(Int.init), hold > 0 {
+                // The stack as the window left it, for `perf record -p` or a look at /proc: after
+                // the window, so that a profiler's cost is not in its figures.
+                FileHandle.standardError.write(Data("holding the stack \(hold) s: leader pid \(pid)\n".utf8))
+                try await Task.sleep(for: .seconds(hold))
+            }
             let passes = end.count - start.count
             guard passes > 0 else { throw TestProcess.Failure("the leader completed no pass in 30 s") }
             let mean = (end.sum - start.sum) / passes * 1000
             let sorted = samples.sorted()
-            print("| containers | instances | inserted in | all instances running after | passes in 30 s | pass mean | pass median (sampled) | slowest sampled | leader RSS (max) |")
+            print("| containers | instances | inserted in | all instances running after | passes in 30 s | pass mean | pass median (sampled) | slowest sampled | leader RSS (max): anonymous + file |")
             print("|---|---|---|---|---|---|---|---|---|")
-            print("| \(instances + queued) | \(instances) | \(String(format: "%.0f s", seconds(inserted))) | \(String(format: "%.0f s", seconds(filled))) | \(Int(passes)) | \(format(mean)) | \(format(RunnerBenchmarks.percentile(sorted, 0.5) * 1000)) | \(format((sorted.last ?? 0) * 1000)) | \(String(format: "%.0f MiB", rss.max() ?? residentMebibytes(pid))) |")
+            print("| \(instances + queued) | \(instances) | \(String(format: "%.0f s", seconds(inserted))) | \(String(format: "%.0f s", seconds(filled))) | \(Int(passes)) | \(format(mean)) | \(format(RunnerBenchmarks.percentile(sorted, 0.5) * 1000)) | \(format((sorted.last ?? 0) * 1000)) | \(String(format: "%.0f MiB: %.0f + %.0f", peak.resident, peak.anonymous, peak.file)) |")
             print("")
         }
     }
@@ -283,11 +292,24 @@ enum DispatcherBenchmarks {
     }
 
     /// A process's resident memory (VmRSS) in MiB.
-    private static func residentMebibytes(_ pid: pid_t) -> Double {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kib = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
-        return kib / 1024
+    /// A process's resident memory from /proc/<pid>/status, in MiB: all of it, its anonymous
+    /// pages (the heap and stacks) and its file pages (the binary's and libraries' text that it touched).
+    private struct LeaderMemory {
+        var resident = 0.0
+        var anonymous = 0.0
+        var file = 0.0
+
+        init(pid: pid_t) {
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return }
+            func mebibytes(_ key: String) -> Double {
+                guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(key + ":") }),
+                      let kib = Double(line.split(separator: " ").dropFirst().first ?? "") else { return 0 }
+                return kib / 1024
+            }
+            resident = mebibytes("VmRSS")
+            anonymous = mebibytes("RssAnon")
+            file = mebibytes("RssFile") + mebibytes("RssShmem")
+        }
     }
 
     static func submissionToRunning(quick: Bool) async throws {
