@@ -158,7 +158,7 @@ enum DispatcherBenchmarks {
             var count = try await metric("convoy_dispatch_pass_seconds_count")
             let start = (count: count, sum: try await metric("convoy_dispatch_pass_seconds_sum"))
             var rss: [LeaderMemory] = []
-            // On standard error, so that a profiler can be pointed at the leader (see `hold`).
+            // On standard error, so that a profiler can be pointed at the leader (CONVOY_BENCH_HOLD_SECONDS).
             FileHandle.standardError.write(Data("pass window: leader \(leader), pid \(pid), 30 s\n".utf8))
             let window = ContinuousClock.now + .seconds(30)
             while ContinuousClock.now < window {
@@ -291,7 +291,6 @@ enum DispatcherBenchmarks {
         throw TestProcess.Failure("\(idle) of \(count) instances idle after 120 s")
     }
 
-    /// A process's resident memory (VmRSS) in MiB.
     /// A process's resident memory from /proc/<pid>/status, in MiB: all of it, its anonymous
     /// pages (the heap and stacks) and its file pages (the binary's and libraries' text that it touched).
     private struct LeaderMemory {
