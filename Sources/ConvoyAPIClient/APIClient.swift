@@ -375,28 +375,18 @@ public struct APIClient: Sendable {
         return object
     }
 
-    private static let decoder: JSONDecoder = {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .custom { decoder in
-            let text = try decoder.singleValueContainer().decode(String.self)
-            guard let date = ISO8601Timestamp.parse(text) else {
-                throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a timestamp: \(text)"))
-            }
-            return date
-        }
-        return decoder
-    }()
-
     /// A 2xx answer's body as `Value`; any other status becomes `refused` with the API's messages.
     private static func decodeBody<Value: Decodable>(_ type: Value.Type, _ response: HTTPResponse) throws -> Value {
         guard (200..<300).contains(response.status) else {
             _ = try object(from: response)  // throws `refused`
             throw APIClientError.refused(status: response.status, messages: [])
         }
+        guard let json = try? JSONValue.parse(response.body), json.objectValue != nil else {
+            throw APIClientError.malformedResponse("the body is not a JSON object")
+        }
         do {
-            return try decoder.decode(Value.self, from: Data(response.body))
+            return try JSONValueDecoder().decode(Value.self, from: json)
         } catch {
-            guard (try? JSONValue.parse(response.body))?.objectValue != nil else { throw APIClientError.malformedResponse("the body is not a JSON object") }
             throw APIClientError.malformedResponse("not a \(Value.self): \(error)")
         }
     }

@@ -257,7 +257,7 @@ public final class ClusterSystem: DistributedActorSystem, Sendable {
         let reply = try await send(to: actor.id, target: target, arguments: invocation.arguments)
         guard let value = reply.value else { throw ClusterError.protocolViolation("a reply without a value from \(actor.id.memberID)") }
         do {
-            return try JSONDecoder().decode(Res.self, from: value)
+            return try WireValueCoding.decode(Res.self, from: value)
         } catch {
             throw ClusterError.protocolViolation("the reply from \(actor.id.memberID) is not a \(Res.self): \(error)")
         }

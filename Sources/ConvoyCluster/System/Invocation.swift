@@ -1,19 +1,18 @@
 import Distributed
 import Foundation
 
-/// Records a call's arguments as JSON, one blob each.
+/// Records a call's arguments as JSON, one blob each (`WireValueCoding`).
 public struct ClusterInvocationEncoder: DistributedTargetInvocationEncoder {
     public typealias SerializationRequirement = Codable
 
     var arguments: [Data] = []
-    private let encoder = JSONEncoder()
 
     public mutating func recordGenericSubstitution<T>(_ type: T.Type) throws {
         // Generic distributed functions are not used: the wire carries no type names.
     }
 
     public mutating func recordArgument<Value: Codable>(_ argument: RemoteCallArgument<Value>) throws {
-        arguments.append(try encoder.encode(argument.value))
+        arguments.append(try WireValueCoding.encode(argument.value))
     }
 
     public mutating func recordErrorType<E: Error>(_ type: E.Type) throws {}
@@ -29,7 +28,6 @@ public final class ClusterInvocationDecoder: DistributedTargetInvocationDecoder 
 
     private let arguments: [Data]
     private var next = 0
-    private let decoder = JSONDecoder()
 
     init(arguments: [Data]) {
         self.arguments = arguments
@@ -43,7 +41,7 @@ public final class ClusterInvocationDecoder: DistributedTargetInvocationDecoder 
         }
         defer { next += 1 }
         do {
-            return try decoder.decode(Argument.self, from: arguments[next])
+            return try WireValueCoding.decode(Argument.self, from: arguments[next])
         } catch {
             throw ClusterError.protocolViolation("argument \(next + 1) is not a \(Argument.self): \(error)")
         }
@@ -62,7 +60,7 @@ public struct ClusterResultHandler: DistributedTargetInvocationResultHandler {
     let send: @Sendable (ReplyEnvelope) async -> Void
 
     public func onReturn<Success: Codable>(value: Success) async throws {
-        await send(ReplyEnvelope(callID: callID, value: try JSONEncoder().encode(value)))
+        await send(ReplyEnvelope(callID: callID, value: try WireValueCoding.encode(value)))
     }
 
     public func onReturnVoid() async throws {

@@ -253,7 +253,4 @@ public struct PoolView: Codable, Sendable, Equatable {
         self.last503 = last503
         self.updatedAt = updatedAt
     }
-
-    public static let empty = PoolView(epoch: 0, instances: [], containers: [], cloudErrors: [:], maxConcurrentContainers: nil, atQuota: nil,
-                                       updatedAt: Date(timeIntervalSince1970: 0))
 }

@@ -75,74 +75,45 @@ public enum DispatchMetrics {
         }
     }
 
-    /// The pool gauges from a leader's view; label sets that disappeared go to 0.
-    static func pool(_ view: PoolView, tracker: PoolGaugeTracker) {
-        var instances: [[String]: Double] = [:]
-        var price = 0.0
-        for instance in view.instances {
-            instances[[instance.instanceType, instance.workerState], default: 0] += 1
-            price += instance.price
-        }
-        var containers: [String: Double] = ["Queued": 0, "Locked": 0, "Running": 0]
-        for container in view.containers { containers[container.state, default: 0] += 1 }
+    /// The pool gauges from a leader's figures; label sets that disappeared go to 0.
+    static func pool(_ summary: PoolSummary, tracker: PoolGaugeTracker) {
+        var instances = summary.instances.mapValues(Double.init)
         for labels in tracker.swapInstanceLabels(Set(instances.keys)) where instances[labels] == nil { instances[labels] = 0 }
         for (labels, count) in instances {
             Gauge(label: "convoy_instances", dimensions: [("type", labels[0]), ("state", labels[1])]).record(count)
         }
-        for (state, count) in containers {
-            Gauge(label: "convoy_containers", dimensions: [("state", state.lowercased())]).record(count)
+        for state in ["queued", "locked", "running"] {
+            Gauge(label: "convoy_containers", dimensions: [("state", state)]).record(Double(summary.containers(state)))
         }
-        Gauge(label: "convoy_instances_price_per_hour").record(price)
+        Gauge(label: "convoy_instances_price_per_hour").record(summary.price)
         // 0: no limit of its own (Arvados' max_concurrent_containers).
-        Gauge(label: "convoy_max_concurrent_containers").record(Double(view.maxConcurrentContainers ?? 0))
-        Gauge(label: "convoy_at_quota").record(view.atQuota == true ? 1 : 0)
+        Gauge(label: "convoy_max_concurrent_containers").record(Double(summary.maxConcurrentContainers ?? 0))
+        Gauge(label: "convoy_at_quota").record(summary.atQuota ? 1 : 0)
 
         // Arvados' per-category totals: the category is the worker state, or hold/drain.
-        var byCategory: [String: (price: Double, vcpus: Double, ram: Double)] = [:]
-        for category in ["booting", "idle", "running", "shutdown", "unknown", "hold", "drain"] { byCategory[category] = (0, 0, 0) }
-        for instance in view.instances {
-            let category = instance.idleBehavior == "run" ? instance.workerState : instance.idleBehavior
-            var total = byCategory[category] ?? (0, 0, 0)
-            total.price += instance.price
-            total.vcpus += Double(instance.vcpus)
-            total.ram += Double(instance.ram)
-            byCategory[category] = total
-        }
-        for (category, total) in byCategory {
+        for category in Set(["booting", "idle", "running", "shutdown", "unknown", "hold", "drain"]).union(summary.categories.keys) {
+            let total = summary.categories[category] ?? PoolSummary.Totals()
             Gauge(label: "convoy_instances_price", dimensions: [("category", category)]).record(total.price)
             Gauge(label: "convoy_vcpus_total", dimensions: [("category", category)]).record(total.vcpus)
             Gauge(label: "convoy_memory_bytes_total", dimensions: [("category", category)]).record(total.ram)
         }
-        // Probe ages, as of this view.
-        let ages = view.instances.compactMap { $0.lastProbe.map { max(0, view.updatedAt.timeIntervalSince($0)) } }.sorted()
+        // Probe ages, as of these figures.
+        let ages = summary.probeAges.sorted()
         Gauge(label: "convoy_probe_age_seconds_max").record(ages.last ?? 0)
         Gauge(label: "convoy_probe_age_seconds_median").record(ages.isEmpty ? 0 : ages[ages.count / 2])
 
         // The queue: entries by state and cheapest type, the running ones, the locked ones not
         // started yet, those the full pool holds back, and the longest wait.
-        var entries: [[String]: Double] = [:]
-        var queued = 0.0, locked = 0.0, running = 0.0
-        var longestWait = 0.0
-        for container in view.containers {
-            entries[[container.state.lowercased(), container.instanceType ?? ""], default: 0] += 1
-            switch container.state {
-            case "Queued":
-                queued += 1
-                if let created = container.container?.createdAt { longestWait = max(longestWait, view.updatedAt.timeIntervalSince(created)) }
-            case "Locked": locked += 1
-            case "Running": running += 1
-            default: break
-            }
-        }
+        var entries = summary.entries.mapValues(Double.init)
         for labels in tracker.swapQueueLabels(Set(entries.keys)) where entries[labels] == nil { entries[labels] = 0 }
         for (labels, count) in entries {
             Gauge(label: "convoy_queue_entries", dimensions: [("state", labels[0]), ("instance_type", labels[1])]).record(count)
         }
-        Gauge(label: "convoy_containers_running").record(running)
-        Gauge(label: "convoy_containers_allocated_not_started").record(locked)
-        Gauge(label: "convoy_containers_not_allocated_over_quota").record(view.poolFull == true ? queued : 0)
-        Gauge(label: "convoy_containers_longest_wait_time_seconds").record(longestWait)
-        Gauge(label: "convoy_last_503_time").record(view.last503?.timeIntervalSince1970 ?? 0)
+        Gauge(label: "convoy_containers_running").record(Double(summary.containers("running")))
+        Gauge(label: "convoy_containers_allocated_not_started").record(Double(summary.containers("locked")))
+        Gauge(label: "convoy_containers_not_allocated_over_quota").record(summary.poolFull ? Double(summary.containers("queued")) : 0)
+        Gauge(label: "convoy_containers_longest_wait_time_seconds").record(summary.longestWait)
+        Gauge(label: "convoy_last_503_time").record(summary.last503?.timeIntervalSince1970 ?? 0)
     }
 }
 

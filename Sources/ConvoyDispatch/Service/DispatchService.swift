@@ -70,8 +70,8 @@ public actor DispatchService: Service {
         if leadership.isMe {
             guard !finished, leader == nil || leaderEpoch != leadership.epoch, let member else { return }
             await leader?.stop()
-            let next = DispatchLeader(settings: settings, epoch: leadership.epoch, driver: driver, member: member, logger: logger) { [weak self] view in
-                await self?.publish(view)
+            let next = DispatchLeader(settings: settings, epoch: leadership.epoch, driver: driver, member: member, logger: logger) { [weak self] summary in
+                await self?.publish(summary)
             }
             leader = next
             leaderEpoch = leadership.epoch
@@ -85,14 +85,14 @@ public actor DispatchService: Service {
     private func endTerm() async {
         guard let current = leader else { return }
         leader = nil
-        DispatchMetrics.pool(.empty, tracker: gauges)
+        DispatchMetrics.pool(PoolSummary.empty, tracker: gauges)
         await current.stop()
     }
 
-    /// The pool metrics from the view the leader publishes after a pass (at most once a second).
-    private func publish(_ view: PoolView) {
-        if view.epoch == leaderEpoch, leader != nil {
-            DispatchMetrics.pool(view, tracker: gauges)
+    /// The pool metrics from the figures the leader publishes after a pass (at most once a second).
+    private func publish(_ summary: PoolSummary) {
+        if summary.epoch == leaderEpoch, leader != nil {
+            DispatchMetrics.pool(summary, tracker: gauges)
         }
     }
 

@@ -86,9 +86,17 @@ public actor StubCloud: CloudDriver, WorkerConnector {
         var cloud: CloudInstance
         var bootsAt: ContinuousClock.Instant
         var bootFails: Bool
-        var runners: [String: Task<Void, Never>] = [:]
+        var runners: [String: Runner] = [:]
         /// Lost to the network (`lose`): unreachable, while its runners go on.
         var lost = false
+    }
+
+    /// A simulated runner, listed from the moment it is started (as the real one claims its
+    /// container before its first API call) until it ends.
+    private struct Runner {
+        /// Which start this is: a runner that ends removes its own entry, never a later start's.
+        let serial: Int
+        let task: Task<Void, Never>
     }
 
     public nonisolated let settings: Settings
@@ -139,7 +147,7 @@ public actor StubCloud: CloudDriver, WorkerConnector {
     }
 
     public func destroy(_ id: String) async throws {
-        for runner in instances[id]?.runners.values ?? [:].values { runner.cancel() }
+        for runner in instances[id]?.runners.values ?? [:].values { runner.task.cancel() }
         instances[id] = nil
     }
 
@@ -182,7 +190,7 @@ public actor StubCloud: CloudDriver, WorkerConnector {
         if command.contains(" run --kill ") {
             let uuid = Self.unquoted(command.split(separator: " ").drop { $0 != "--kill" }.dropFirst().first ?? "")
             guard let runner = instances[id]?.runners[uuid] else { return ShellResult(stderr: Array("not running\n".utf8), exitStatus: 1) }
-            runner.cancel()
+            runner.task.cancel()
             instances[id]?.runners[uuid] = nil
             return ShellResult(exitStatus: 0)
         }
@@ -204,9 +212,10 @@ public actor StubCloud: CloudDriver, WorkerConnector {
         word.count >= 2 && word.hasPrefix("'") && word.hasSuffix("'") ? String(word.dropFirst().dropLast()) : String(word)
     }
 
-    /// A runner as `convoy run --detach` would be: Running with the container token and its
-    /// auth_uuid before answering, then Complete after the run time (or Cancelled when killed).
-    /// Its standard input is read as `convoy run --stdin-config` reads it, with the same errors.
+    /// A runner as `convoy run --detach` would be: listed (and killable) from the start, Running
+    /// with the container token and its auth_uuid before answering, then Complete after the run
+    /// time (or Cancelled when killed). Its standard input is read as `convoy run --stdin-config`
+    /// reads it, with the same errors.
     private func startRunner(_ uuid: String, settings input: [UInt8], on id: String) async -> ShellResult {
         guard let containerUUID = ArvadosUUID(uuid) else {
             return ShellResult(stderr: Array("convoy run: '\(uuid)' is not a container UUID\n".utf8), exitStatus: 1)
@@ -217,43 +226,25 @@ public actor StubCloud: CloudDriver, WorkerConnector {
         } catch {
             return ShellResult(stderr: Array("convoy run: --stdin-config: \(error)\n".utf8), exitStatus: 1)
         }
+        guard instances[id] != nil else { return ShellResult(stderr: Array("convoy run: the instance is gone\n".utf8), exitStatus: 1) }
         if instances[id]?.runners[uuid] != nil { return ShellResult(stderr: Array("already running\n".utf8), exitStatus: 1) }
         let configuration = APIClientConfiguration(launch)
         let http = runnerHTTP[configuration.insecure] ?? HTTPClient(configuration: APIClient.httpConfiguration(configuration))
         runnerHTTP[configuration.insecure] = http
         let api = APIClient(configuration, http: http)
-        let authUUID: ArvadosUUID?
-        var runTime = settings.runTime
         runnerCounter += 1
-        let runnerID = "\(id) \(runnerCounter)"
-        do {
-            let container = try await api.container(containerUUID)
-            guard container.state == .locked else {
-                return ShellResult(stderr: Array("convoy run: container is \(container.state.rawValue)\n".utf8), exitStatus: 1)
-            }
-            authUUID = container.authUUID
-            if container.command.count == 2, container.command[0] == "sleep", let seconds = Double(container.command[1]), seconds >= 0 {
-                runTime = .milliseconds(Int64(min(seconds, 86_400) * 1000))
-            }
-            // The lines a real runner writes, which the HA checker reads.
-            let identity = "stub runner on \(id): container \(uuid), auth_uuid \(authUUID?.rawValue ?? "none"), runner \(runnerID)\n"
-            _ = try? await Self.retryingTransient(for: .seconds(20)) { try await api.log(objectUUID: uuid, eventType: "crunch-run", text: identity) }
-            do {
-                _ = try await Self.retryingTransient(for: .seconds(20)) {
-                    try await api.update(containerUUID, ContainerUpdate(state: .running, runtimeStatus: ["runner": .string(runnerID)], knownAuthUUID: authUUID))
-                }
-            } catch {
-                // A retried update may have landed with its answer lost: ours if it says our runner.
-                guard let current = try? await api.container(containerUUID), current.state == .running, current.authUUID == authUUID,
-                      current.runtimeStatus["runner"]?.stringValue == runnerID else { throw error }
-            }
-            let running = "runner \(runnerID) running: \(container.command.joined(separator: " "))\n"
-            _ = try? await Self.retryingTransient(for: .seconds(20)) { try await api.log(objectUUID: uuid, eventType: "crunch-run", text: running) }
-        } catch {
-            return ShellResult(stderr: Array("convoy run: \(error)\n".utf8), exitStatus: 1)
-        }
-        let exitCode = Double.random(in: 0..<1) < settings.runFailureRate ? 1 : 0
-        let runner = Task {
+        let serial = runnerCounter
+        let runnerID = "\(id) \(serial)"
+        let (answers, answer) = AsyncStream.makeStream(of: ShellResult.self)
+        // Registered before its first API call, so a probe of the worker meanwhile lists it: a
+        // start that waits out an API restart must not look like a runner that is gone.
+        let task = Task {
+            defer { self.runnerEnded(uuid, serial: serial, on: id) }
+            guard let (authUUID, runTime) = await Self.becomeRunning(containerUUID, api: api, runnerID: runnerID, on: id,
+                                                                     runTime: self.settings.runTime, answer: answer) else { return }
+            answer.yield(ShellResult(stdout: Array("\(serial)\n".utf8), exitStatus: 0))
+            answer.finish()
+            let exitCode = Double.random(in: 0..<1) < self.settings.runFailureRate ? 1 : 0
             do {
                 try await Task.sleep(for: runTime)
                 // Through an API or PostgreSQL restart, as the real runner does.
@@ -264,10 +255,50 @@ public actor StubCloud: CloudDriver, WorkerConnector {
                 _ = try? await api.update(containerUUID, ContainerUpdate(state: .cancelled, runtimeStatus: ["error": .string("killed")],
                                                                           knownAuthUUID: authUUID))
             }
-            self.runnerEnded(uuid, on: id)
         }
-        instances[id]?.runners[uuid] = runner
-        return ShellResult(stdout: Array("\(runnerCounter)\n".utf8), exitStatus: 0)
+        instances[id]?.runners[uuid] = Runner(serial: serial, task: task)
+        for await result in answers { return result }
+        return ShellResult(stderr: Array("convoy run: stopped while starting\n".utf8), exitStatus: 1)
+    }
+
+    /// A starting runner's API work: the container read (it must be Locked), the `crunch-run`
+    /// log lines the HA checker reads, and the move to Running. Answers the start's error on
+    /// `answer` and returns nil when it fails; else the auth_uuid and how long to "run".
+    private static func becomeRunning(_ containerUUID: ArvadosUUID, api: APIClient, runnerID: String, on id: String, runTime: Duration,
+                                      answer: AsyncStream<ShellResult>.Continuation) async -> (ArvadosUUID?, Duration)? {
+        let uuid = containerUUID.rawValue
+        do {
+            let container = try await api.container(containerUUID)
+            guard container.state == .locked else {
+                answer.yield(ShellResult(stderr: Array("convoy run: container is \(container.state.rawValue)\n".utf8), exitStatus: 1))
+                answer.finish()
+                return nil
+            }
+            let authUUID = container.authUUID
+            var runTime = runTime
+            if container.command.count == 2, container.command[0] == "sleep", let seconds = Double(container.command[1]), seconds >= 0 {
+                runTime = .milliseconds(Int64(min(seconds, 86_400) * 1000))
+            }
+            // The lines a real runner writes, which the HA checker reads.
+            let identity = "stub runner on \(id): container \(uuid), auth_uuid \(authUUID?.rawValue ?? "none"), runner \(runnerID)\n"
+            _ = try? await retryingTransient(for: .seconds(20)) { try await api.log(objectUUID: uuid, eventType: "crunch-run", text: identity) }
+            do {
+                _ = try await retryingTransient(for: .seconds(20)) {
+                    try await api.update(containerUUID, ContainerUpdate(state: .running, runtimeStatus: ["runner": .string(runnerID)], knownAuthUUID: authUUID))
+                }
+            } catch {
+                // A retried update may have landed with its answer lost: ours if it says our runner.
+                guard let current = try? await api.container(containerUUID), current.state == .running, current.authUUID == authUUID,
+                      current.runtimeStatus["runner"]?.stringValue == runnerID else { throw error }
+            }
+            let running = "runner \(runnerID) running: \(container.command.joined(separator: " "))\n"
+            _ = try? await retryingTransient(for: .seconds(20)) { try await api.log(objectUUID: uuid, eventType: "crunch-run", text: running) }
+            return (authUUID, runTime)
+        } catch {
+            answer.yield(ShellResult(stderr: Array("convoy run: \(error)\n".utf8), exitStatus: 1))
+            answer.finish()
+            return nil
+        }
     }
 
     /// Runs `body` again after transient API failures, with back-off, for up to `limit`.
@@ -275,7 +306,8 @@ public actor StubCloud: CloudDriver, WorkerConnector {
         try await Backoff.apiRetry(deadline: limit).retrying(if: { ($0 as? APIClientError)?.isTransient == true }, body)
     }
 
-    private func runnerEnded(_ uuid: String, on id: String) {
+    private func runnerEnded(_ uuid: String, serial: Int, on id: String) {
+        guard instances[id]?.runners[uuid]?.serial == serial else { return }
         instances[id]?.runners[uuid] = nil
     }
 }
