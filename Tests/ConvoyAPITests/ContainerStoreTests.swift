@@ -292,6 +292,54 @@ final class ContainerStoreTests: PostgresTestCase {
         XCTAssertEqual(try epochs.first?.decode(Int64?.self, column: "epoch"), 5)
     }
 
+    /// An election raising the epoch while a lock or an unlock of the old term is on its way: the
+    /// change waits for the raise to commit (it shares the epoch row; an election's UPDATE of it
+    /// waits the same way for changes already under way) and is then refused as stale, with
+    /// nothing changed — the one-statement lock and unlock fence as the transaction does.
+    func testALockOrUnlockOfTheOldTermWaitsForTheEpochRaiseAndIsThenRefused() async throws {
+        let election = try await PostgresConnection.connect(try postgresServer().configuration)
+        let observer = try await PostgresConnection.connect(try postgresServer().configuration)
+        let (store, dispatcher, db) = (self.store!, self.dispatcher!, self.db!)
+        /// Runs `change` while an uncommitted raise to `epoch` holds the epoch row, commits the
+        /// raise once `change` is seen waiting on it, and returns what `change` threw.
+        /// `statement`: how the statement seen waiting begins (the lock's and unlock's one statement).
+        func duringARaise(to epoch: Int64, waiting statement: String,
+                          _ change: @escaping @Sendable () async throws -> Container) async throws -> APIError? {
+            try await election.transaction { tx in
+                try await tx.execute("UPDATE cluster_epoch SET epoch = $1", [epoch])
+                let attempt = Task { () -> APIError? in
+                    do { _ = try await change(); return nil } catch let error as APIError { return error }
+                }
+                let waiting = try await eventually({
+                    try await observer.query("SELECT query FROM pg_stat_activity WHERE wait_event_type = 'Lock'").rows
+                        .map { try $0.decode(String.self, column: "query").trimmingCharacters(in: .whitespacesAndNewlines) }
+                }, until: { $0.count == 1 })
+                XCTAssertEqual(waiting.count, 1, "the change waits on the epoch row")
+                XCTAssertTrue(waiting.first?.hasPrefix(statement) == true, "one statement does all of it: \(waiting)")
+                return attempt
+            }.value
+        }
+        let container = try await queued()
+        let refusedLock = try await duringARaise(to: 1, waiting: "WITH changed AS (") { try await store.lock(container.uuid, by: dispatcher, epoch: 0, on: db) }
+        XCTAssertEqual(refusedLock?.status, 409)
+        XCTAssertTrue(refusedLock?.message.contains("stale epoch 0") == true, refusedLock?.message ?? "locked")
+        let unchanged = try await store.get(container.uuid, as: admin, on: db)
+        XCTAssertEqual(unchanged.state, .queued, "a refused lock changes nothing")
+
+        let locked = try await store.lock(container.uuid, by: dispatcher, epoch: 1, on: db)
+        let refusedUnlock = try await duringARaise(to: 2, waiting: "WITH before AS (") { try await store.unlock(container.uuid, by: dispatcher, epoch: 1, on: db) }
+        XCTAssertEqual(refusedUnlock?.status, 409)
+        let after = try await store.get(container.uuid, as: admin, on: db)
+        XCTAssertEqual(after.state, .locked, "a refused unlock changes nothing")
+        XCTAssertEqual(after.authUUID, locked.authUUID)
+        let token = try await store.containerToken(container.uuid, by: dispatcher, on: db)
+        XCTAssertEqual(token.record.uuid, locked.authUUID, "the lock's token is still live")
+        let steps = try await history(container.uuid)
+        XCTAssertEqual(steps, ["->Queued", "Queued>Locked"])
+        await election.close()
+        await observer.close()
+    }
+
     /// A state change and its history row go in one statement: each row says who changed what,
     /// under which lock and epoch, in the order the changes were made.
     func testEachStateChangeRecordsItsLockItsCallerAndItsEpoch() async throws {

@@ -30,6 +30,16 @@ public struct TokenStore: Sendable {
         HMAC<SHA256>.authenticationCode(for: Data(uuid.rawValue.utf8), using: key).map { String(format: "%02x", $0) }.joined()
     }
 
+    /// The values of a new container token's row for `containerUUID`, for a statement that mints
+    /// it along with the lock it belongs to (`ContainerStore.lock`): its uuid, its secret (whose
+    /// hash the row keeps), its scopes and its owner, as `create` would insert them; nil where
+    /// this store mints no container tokens.
+    func containerTokenRow(for containerUUID: ArvadosUUID) -> (uuid: ArvadosUUID, secret: String, scopes: [String], owner: ArvadosUUID)? {
+        guard let containerTokenKey else { return nil }
+        let uuid = ArvadosUUID.generate(cluster: clusterID, type: .apiClientAuthorization)
+        return (uuid, Self.containerSecret(uuid, key: containerTokenKey), ["container:\(containerUUID)"], APIToken.systemUserUUID(cluster: clusterID))
+    }
+
     /// Creates a token and returns it with its secret (the only time the secret is known).
     public func create(
         on client: some PostgresClient, kind: TokenKind, scopes: [String] = ["all"],

@@ -22,8 +22,9 @@ extension ContainerSpec {
 }
 
 /// The containers table and its state machine. Every change runs in one transaction that first
-/// takes the row lock (`SELECT … FOR UPDATE`) and checks the cluster epoch, and every state change
-/// appends a row to `container_state_history`.
+/// takes the row lock (`SELECT … FOR UPDATE`) and checks the cluster epoch — or, for a lock that
+/// nothing stands in the way of, in one statement that does the same (`lockAtOnce`) — and every
+/// state change appends a row to `container_state_history`.
 public struct ContainerStore: Sendable {
     /// The columns every read of a container selects (benchmarks run the API's own listing SQL with them).
     public static var readColumns: String { ContainerRecord.columns }
@@ -114,6 +115,10 @@ public struct ContainerStore: Sendable {
         guard caller.kind == .dispatcher || caller.kind == .admin else {
             throw APIError.forbidden("only a dispatcher token may lock containers")
         }
+        // A dispatcher's lock without an epoch goes to the transaction, whose check refuses it (428).
+        if epoch != nil || caller.kind == .admin, let locked = try await lockAtOnce(uuid, by: caller, epoch: epoch, on: db) {
+            return locked
+        }
         let (container, cancelled) = try await db.transaction { tx -> (Container, Bool) in
             try await Self.checkEpoch(epoch, caller: caller, on: tx)
             let current = try await self.fetchForUpdate(uuid, on: tx)
@@ -150,6 +155,38 @@ public struct ContainerStore: Sendable {
         return container
     }
 
+    /// The lock in one statement when nothing stands in its way: the epoch row shared (so an
+    /// election's bump waits for it, as for the transaction in `lock`), the container moved from
+    /// Queued if it still is Queued with priority and locks left, its container token minted and
+    /// its history row written — all of it or nothing. One round trip where the transaction
+    /// takes five (BEGIN, the epoch, the row lock, the token, COMMIT). Nil when the container
+    /// was not so, or the epoch is stale or cannot be read: the transaction then says why, or
+    /// cancels the container at MaxDispatchAttempts.
+    private func lockAtOnce(_ uuid: ArvadosUUID, by caller: APIToken, epoch: Int64?, on db: PostgresConnection) async throws -> Container? {
+        guard let token = tokens.containerTokenRow(for: uuid) else { return nil }
+        let fence = epoch == nil ? "" : "AND $8::int8 >= (SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE)"
+        let rows: PostgresResult
+        do {
+            rows = try await db.query("""
+                WITH changed AS (
+                    UPDATE containers SET state = 'Locked', locked_by_uuid = $2, auth_uuid = $3, lock_count = lock_count + 1, modified_at = now()
+                    WHERE uuid = $1 AND state = 'Queued' AND priority > 0 AND lock_count < $4 \(fence)
+                    RETURNING \(ContainerRecord.columns)),
+                minted AS (
+                    INSERT INTO api_client_authorizations (uuid, secret_hash, kind, scopes, container_uuid, owner_uuid)
+                    SELECT $3, sha256(convert_to($5, 'UTF8')), 'container', $6, uuid, $7 FROM changed),
+                recorded AS (
+                    INSERT INTO container_state_history (container_uuid, from_state, to_state, auth_uuid, epoch, token_uuid)
+                    SELECT uuid, 'Queued', 'Locked', $3, $8::int8, $2 FROM changed)
+                SELECT * FROM changed
+                """, [uuid.rawValue, caller.uuid.rawValue, token.uuid.rawValue, maxDispatchAttempts, token.secret, PostgresJSONB(token.scopes),
+                      token.owner.rawValue, epoch])
+        } catch let error as PostgresError where error.sqlState == SQLState.undefinedTable {
+            return nil  // no cluster_epoch: the transaction's check says so
+        }
+        return try rows.first.map(ContainerRecord.decode)
+    }
+
     /// Locked or Running → Queued, by the dispatcher that locked it: revokes the container token,
     /// so a runner still holding it is fenced off (its updates and logs are refused). Unlocking a
     /// Running container requeues it when its runner or worker is lost. `preempted`: the cloud
@@ -159,6 +196,11 @@ public struct ContainerStore: Sendable {
                        on db: PostgresConnection) async throws -> Container {
         guard caller.kind == .dispatcher || caller.kind == .admin else {
             throw APIError.forbidden("only a dispatcher token may unlock containers")
+        }
+        // An admin's unlock, or a dispatcher's without an epoch (refused, 428), goes to the transaction.
+        if let epoch, caller.kind == .dispatcher,
+           let unlocked = try await unlockAtOnce(uuid, ifState: ifState, preempted: preempted, by: caller, epoch: epoch, on: db) {
+            return unlocked
         }
         return try await db.transaction { tx in
             try await Self.checkEpoch(epoch, caller: caller, on: tx)
@@ -199,6 +241,40 @@ public struct ContainerStore: Sendable {
                 history: History(from: current.state, to: .queued, authUUID: current.authUUID, epoch: epoch, tokenUUID: caller.uuid), on: tx)
             return try ContainerRecord.decode(row)
         }
+    }
+
+    /// The unlock in one statement when nothing stands in its way, as `lockAtOnce` for the lock:
+    /// the epoch row shared, the container moved back to Queued if it is still as it was read
+    /// (Locked or Running, `ifState` if given, by this dispatcher, with priority), its container
+    /// token revoked and its history row written — all or nothing. Nil otherwise: the
+    /// transaction then says why, or cancels a container nobody wants any more.
+    private func unlockAtOnce(_ uuid: ArvadosUUID, ifState: ContainerState?, preempted: Bool, by caller: APIToken, epoch: Int64,
+                              on db: PostgresConnection) async throws -> Container? {
+        let rows: PostgresResult
+        do {
+            rows = try await db.query("""
+                WITH before AS (SELECT state, auth_uuid FROM containers WHERE uuid = $1),
+                changed AS (
+                    UPDATE containers SET state = 'Queued', locked_by_uuid = NULL, auth_uuid = NULL, started_at = NULL,
+                        progress = NULL, runtime_status = '{}', modified_at = now(),
+                        lock_count = CASE WHEN $3 THEN greatest(lock_count - 1, 0) ELSE lock_count END
+                    WHERE uuid = $1 AND state IN ('Locked', 'Running') AND ($4::text IS NULL OR state = $4::text)
+                      AND state = (SELECT state FROM before) AND auth_uuid IS NOT DISTINCT FROM (SELECT auth_uuid FROM before)
+                      AND locked_by_uuid = $2 AND priority > 0
+                      AND $5::int8 >= (SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE)
+                    RETURNING \(ContainerRecord.columns)),
+                revoked AS (
+                    UPDATE api_client_authorizations SET revoked_at = now(), container_secret = NULL
+                    WHERE uuid = (SELECT auth_uuid FROM before) AND revoked_at IS NULL AND EXISTS (SELECT FROM changed)),
+                recorded AS (
+                    INSERT INTO container_state_history (container_uuid, from_state, to_state, auth_uuid, epoch, token_uuid)
+                    SELECT uuid, (SELECT state FROM before), 'Queued', (SELECT auth_uuid FROM before), $5::int8, $2 FROM changed)
+                SELECT * FROM changed
+                """, [uuid.rawValue, caller.uuid.rawValue, preempted, ifState?.rawValue, epoch])
+        } catch let error as PostgresError where error.sqlState == SQLState.undefinedTable {
+            return nil  // no cluster_epoch: the transaction's check says so
+        }
+        return try rows.first.map(ContainerRecord.decode)
     }
 
     /// The container token of the current lock, for the dispatcher holding it (`GET …/auth`).
