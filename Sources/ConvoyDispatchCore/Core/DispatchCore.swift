@@ -335,8 +335,7 @@ public struct DispatchCore: Sendable {
         guard now - last >= settings.shutdownListInterval else { return false }
         if !hostedClaims.isEmpty { return true }
         for slot in workers.slotRange where workers.isOccupied(slot) {
-            let worker = workers[slot: slot]
-            if worker.destroyRequestedAt != nil || worker.destroying || !worker.listedOnce { return true }
+            if workers[slot: slot].destroyRequestedAt != nil || workers[slot: slot].destroying || !workers[slot: slot].listedOnce { return true }
         }
         return false
     }
@@ -360,8 +359,7 @@ public struct DispatchCore: Sendable {
         guard !liveMembers.isEmpty else { listContainers(now, &out); return }
         var byMember: [MemberID: [CloudInstance]] = Dictionary(uniqueKeysWithValues: liveMembers.map { ($0, []) })
         for slot in workers.slotRange where workers.isOccupied(slot) {
-            let worker = workers[slot: slot]
-            if let host = worker.host { byMember[host]?.append(worker.instance) }
+            if let host = workers[slot: slot].host { byMember[host]?.append(workers[slot: slot].instance) }
         }
         stage = .syncing(Set(liveMembers))
         for member in liveMembers { issue(.sync(member, byMember[member] ?? []), now, &out) }
@@ -430,13 +428,14 @@ public struct DispatchCore: Sendable {
 
     private mutating func assignHosts(_ now: Moment) {
         let live = liveMembers.isEmpty ? [me] : liveMembers
-        let hosts = workers.values.map { ($0.id, $0.host) }
+        // Read in place: a copy of every record each pass cost more than the assignment.
+        let hosts = workers.slotRange.compactMap { workers.isOccupied($0) ? (workers[slot: $0].id, workers[slot: $0].host) : nil }
         for (id, member) in HostAssignment.reassign(hosts, live: live, leader: me) {
-            guard var worker = workers[id] else { continue }
-            worker.host = member
-            worker.hostedFrom = now
-            worker.probedFrom = nil  // the new host's session has to probe it again
-            workers[id] = worker
+            workers.update(id) { worker in
+                worker.host = member
+                worker.hostedFrom = now
+                worker.probedFrom = nil  // the new host's session has to probe it again
+            }
         }
     }
 
@@ -543,15 +542,15 @@ public struct DispatchCore: Sendable {
         var location: [ContainerID: InstanceID] = [:]
         var runnersOn: [InstanceID: Set<ContainerID>] = [:]
         for slot in workers.slotRange where workers.isOccupied(slot) {
-            let worker = workers[slot: slot]
-            for uuid in worker.reported { location[uuid] = worker.id; runnersOn[worker.id, default: []].insert(uuid) }
+            let id = workers[slot: slot].id
+            for uuid in workers[slot: slot].reported { location[uuid] = id; runnersOn[id, default: []].insert(uuid) }
         }
         for slot in containers.slotRange where containers.isOccupied(slot) {
             guard let worker = containers[slot: slot].phase.worker else { continue }
             let id = containers[slot: slot].id
             if case .started(_, let at) = containers[slot: slot].phase {
-                let record = workers[worker]
-                if record == nil || (record!.probedFrom ?? .distantPast) > at || now - at > settings.timeoutProbe {
+                guard let workerSlot = workers.slot(of: worker), (workers[slot: workerSlot].probedFrom ?? .distantPast) <= at,
+                      now - at <= settings.timeoutProbe else {
                     move(slot: slot, to: .idle)
                     continue
                 }
@@ -646,17 +645,19 @@ public struct DispatchCore: Sendable {
         // budget, is sent before new creates spend the budget (the rest on a later pass).
         for slot in workers.slotRange where workers.isOccupied(slot) {
             guard cloud.available(now) > 0 else { break }
-            let worker = workers[slot: slot]
-            if worker.state != .shutdown, !worker.tagWriting, let behavior = worker.tagUnwritten {
-                writeTag(worker.id, behavior, reason: "the last tag write did not take", now, &out)
+            // The fields read in place (every pass walks every worker here).
+            let (id, state) = (workers[slot: slot].id, workers[slot: slot].state)
+            if state != .shutdown, !workers[slot: slot].tagWriting, let behavior = workers[slot: slot].tagUnwritten {
+                writeTag(id, behavior, reason: "the last tag write did not take", now, &out)
             }
-            guard worker.state == .shutdown, !worker.destroying else { continue }
-            if let at = worker.destroyRequestedAt, now - at < settings.timeoutShutdown { continue }
+            guard state == .shutdown, !workers[slot: slot].destroying else { continue }
+            let requested = workers[slot: slot].destroyRequestedAt
+            if let at = requested, now - at < settings.timeoutShutdown { continue }
             guard cloud.take(now) else { break }
             workers[slot: slot].destroying = true
-            let reason = worker.destroyRequestedAt == nil ? "shut down while the cloud asked for quiet or the cloud-ops budget was spent"
-                                                          : "the last destroy did not take"
-            issue(.destroy(worker.id, reason: reason), now, &out)
+            let reason = requested == nil ? "shut down while the cloud asked for quiet or the cloud-ops budget was spent"
+                                          : "the last destroy did not take"
+            issue(.destroy(id, reason: reason), now, &out)
         }
         schedule(queue, runnersOn: runnersOn, now: now, &out)
     }
@@ -706,22 +707,25 @@ public struct DispatchCore: Sendable {
     /// nothing: a runner whose container just ended has exited since). Called once per listing.
     private mutating func killOrphans(now: Moment, _ out: inout [IssuedCommand]) {
         for slot in workers.slotRange where workers.isOccupied(slot) {
-            let worker = workers[slot: slot]
-            guard !worker.reported.isEmpty || !worker.orphans.isEmpty else { continue }
+            guard !workers[slot: slot].reported.isEmpty || !workers[slot: slot].orphans.isEmpty else { continue }
+            // The fields read, not the record: a copy of each worker's record cost most of this walk.
+            let (id, host, probedFrom) = (workers[slot: slot].id, workers[slot: slot].host, workers[slot: slot].probedFrom)
+            let (reported, previous) = (workers[slot: slot].reported, workers[slot: slot].orphans)
             var orphans: [ContainerID: OrphanSighting] = [:]
-            for uuid in worker.reported {
-                let record = containers[uuid]
-                let ours = record.map { $0.listed && ($0.isOurs || !$0.phase.isIdle) } ?? false
+            for uuid in reported {
+                let ours = containers.slot(of: uuid).map {
+                    containers[slot: $0].listed && (containers[slot: $0].isOurs || !containers[slot: $0].phase.isIdle)
+                } ?? false
                 guard !ours else { continue }
-                var sighting = worker.orphans[uuid] ?? OrphanSighting(since: now, listings: 0)
+                var sighting = previous[uuid] ?? OrphanSighting(since: now, listings: 0)
                 sighting.listings += 1
                 orphans[uuid] = sighting
                 guard now - sighting.since >= settings.orphanRunnerGrace, sighting.listings >= settings.orphanRunnerListings,
-                      !settings.orphanRunnerNeedsLaterProbe || (worker.probedFrom ?? .distantPast) > sighting.since,
-                      worker.host != nil else { continue }
-                killRunner(uuid, on: worker.id, reason: "container is no longer this cluster's (ended, cancelled or unlocked)", now: now, &out)
+                      !settings.orphanRunnerNeedsLaterProbe || (probedFrom ?? .distantPast) > sighting.since,
+                      host != nil else { continue }
+                killRunner(uuid, on: id, reason: "container is no longer this cluster's (ended, cancelled or unlocked)", now: now, &out)
             }
-            if orphans != worker.orphans { workers[slot: slot].orphans = orphans }
+            if orphans != previous { workers[slot: slot].orphans = orphans }
         }
     }
 
@@ -729,25 +733,26 @@ public struct DispatchCore: Sendable {
         var snapshotWorkers: [WorkerSnapshot] = []
         snapshotWorkers.reserveCapacity(workers.count)
         for slot in workers.slotRange where workers.isOccupied(slot) {
-            let worker = workers[slot: slot]
             // Workers being destroyed stay in: they count toward MaxInstances until the cloud stops listing them.
-            guard let type = worker.type else { continue }
-            var state = worker.state
-            if let failed = worker.startFailedAt, (worker.probedFrom ?? .distantPast) <= failed, state == .idle || state == .running {
+            // The fields read in place, not a copy of the record.
+            guard let type = workers[slot: slot].type else { continue }
+            let (id, idleBehavior, probedFrom) = (workers[slot: slot].id, workers[slot: slot].idleBehavior, workers[slot: slot].probedFrom)
+            var state = workers[slot: slot].state
+            if let failed = workers[slot: slot].startFailedAt, (probedFrom ?? .distantPast) <= failed, state == .idle || state == .running {
                 state = .unknown
             }
-            var there = runnersOn[worker.id] ?? []
+            var there = runnersOn[id] ?? []
             // On a worker drained because a kill did not take, the runner that would not die
             // does not keep it: it goes once nothing else runs there.
-            if worker.idleBehavior == .drain { there = there.filter { kills[$0]?.drained != true } }
+            if idleBehavior == .drain { there = there.filter { kills[$0]?.drained != true } }
             var used = Resources.none
-            for id in there {
+            for container in there {
                 // A runner of a container the listing does not show: take the worker as full.
-                guard let record = containers[id] else { used = Resources(type); break }
-                used = used + Resources(needs: record.entry.constraints, ramOverhead: settings.reserveExtraRAM)
+                guard let record = containers.slot(of: container) else { used = Resources(type); break }
+                used = used + Resources(needs: containers[slot: record].entry.constraints, ramOverhead: settings.reserveExtraRAM)
             }
-            snapshotWorkers.append(WorkerSnapshot(id: worker.id, type: type, state: state, idleBehavior: worker.idleBehavior,
-                                                  containers: there, idleSince: worker.idleSince.map(Self.date), used: used))
+            snapshotWorkers.append(WorkerSnapshot(id: id, type: type, state: state, idleBehavior: idleBehavior,
+                                                  containers: there, idleSince: workers[slot: slot].idleSince.map(Self.date), used: used))
         }
         // Starts under way (their containers are not in the queue) count toward the limits like runners.
         var starts = 0, supervisorStarts = 0
@@ -911,11 +916,10 @@ struct OldestProbes {
     init(_ workers: RecordTable<WorkerRecord>, settings: CoreSettings) {
         self.settings = settings
         for slot in workers.slotRange where workers.isOccupied(slot) && !workers[slot: slot].knownEmpty {
-            let worker = workers[slot: slot]
-            let probed = worker.probedFrom ?? .distantPast
+            let probed = workers[slot: slot].probedFrom ?? .distantPast
             all = min(all, probed)
-            if let type = worker.type {
-                byType[type.name] = min(byType[type.name] ?? Moment(seconds: .infinity), probed)
+            if let name = workers[slot: slot].type?.name {
+                byType[name] = min(byType[name] ?? Moment(seconds: .infinity), probed)
             } else {
                 untyped = min(untyped, probed)
             }
