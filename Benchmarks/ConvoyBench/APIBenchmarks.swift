@@ -104,7 +104,7 @@ enum APIBenchmarks {
                 WHERE uuid = \(row) AND state = 'Queued' AND priority > 0 AND lock_count < 2000000000 \
                   AND 0 >= (SELECT epoch FROM cluster_epoch WHERE id = 1 FOR SHARE) RETURNING \(columns)), \
             minted AS (INSERT INTO api_client_authorizations (uuid, secret_hash, kind, scopes, container_uuid, owner_uuid) \
-                SELECT (SELECT uuid FROM token), sha256(convert_to(md5(random()::text), 'UTF8')), 'container', '["container:x"]', uuid, \
+                SELECT (SELECT uuid FROM token), sha256(convert_to(md5(random()::text), 'UTF8')), 'container', '["container-x"]', uuid, \
                   'zzzzz-tpzed-000000000000000' FROM changed), \
             recorded AS (INSERT INTO container_state_history (container_uuid, from_state, to_state, auth_uuid, epoch, token_uuid) \
                 SELECT uuid, 'Queued', 'Locked', auth_uuid, 0, 'zzzzz-gj3su-000000000000001' FROM changed) \

@@ -144,7 +144,7 @@ struct JSONParser {
         return number
     }
 
-    private mutating func string() throws -> String {
+    mutating func string() throws -> String {
         position += 1  // the opening quote
         let start = position
         // Most strings have no escape: one copy of their bytes.

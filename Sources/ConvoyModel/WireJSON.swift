@@ -9,8 +9,9 @@ import Foundation
 public protocol WireJSONCodable: Codable {
     /// Writes the value's JSON.
     func writeWireJSON(to out: inout WireJSONWriter)
-    /// Reads the value from parsed JSON; throws `WireJSONError` naming the member that is wrong.
-    init(wireJSON value: JSONValue) throws
+    /// Reads the value where `reader` stands; throws `WireJSONError` naming the member that is
+    /// wrong, or `JSONValue.ParseError` for text that is not JSON.
+    init(wireJSON reader: inout WireJSONReader) throws
 }
 
 extension WireJSONCodable {
@@ -23,7 +24,7 @@ extension WireJSONCodable {
 
     /// The value read from a JSON document.
     public init(wireJSON bytes: [UInt8]) throws {
-        try self.init(wireJSON: JSONValue.parse(bytes))
+        self = try WireJSONReader.read(Self.self, from: bytes)
     }
 }
 
@@ -34,9 +35,8 @@ extension Array: WireJSONCodable where Element: WireJSONCodable {
         out.endArray()
     }
 
-    public init(wireJSON value: JSONValue) throws {
-        guard case .array(let items) = value else { throw WireJSONError("[\(Element.self)]", "not an array") }
-        self = try items.map(Element.init(wireJSON:))
+    public init(wireJSON reader: inout WireJSONReader) throws {
+        self = try reader.array("[\(Element.self)]") { try Element(wireJSON: &$0) }
     }
 }
 
@@ -160,97 +160,4 @@ public struct WireJSONWriter {
     public mutating func member(_ name: String, _ value: String?) { if let value { member(name, value) } }
     public mutating func member(_ name: String, _ value: Double?) { if let value { member(name, value) } }
     public mutating func member(_ name: String, _ value: Date?) { if let value { member(name, value) } }
-}
-
-/// The members of one JSON object being read as `type`, with the checks `JSONDecoder` makes: a
-/// required member present and of its kind, an optional one absent, null or of its kind, a whole
-/// number where an integer is wanted. Unknown members are ignored, as `Codable` ignores them.
-public struct WireJSONObject {
-    private let members: [String: JSONValue]
-    private let type: String
-
-    public init(_ value: JSONValue, as type: String) throws {
-        guard case .object(let members) = value else { throw WireJSONError(type, "not an object") }
-        self.members = members
-        self.type = type
-    }
-
-    private func failure(_ name: String, _ reason: String) -> WireJSONError {
-        WireJSONError(type, "'\(name)' \(reason)")
-    }
-
-    /// The member's value; nil when it is absent or null.
-    private func present(_ name: String) -> JSONValue? {
-        switch members[name] {
-        case nil, .null?: return nil
-        case let value?: return value
-        }
-    }
-
-    private func required(_ name: String) throws -> JSONValue {
-        guard let value = present(name) else { throw failure(name, "is missing") }
-        return value
-    }
-
-    public func string(_ name: String) throws -> String {
-        guard case .string(let value) = try required(name) else { throw failure(name, "is not a string") }
-        return value
-    }
-
-    public func optionalString(_ name: String) throws -> String? {
-        guard present(name) != nil else { return nil }
-        return try string(name)
-    }
-
-    public func double(_ name: String) throws -> Double {
-        guard case .number(let value) = try required(name) else { throw failure(name, "is not a number") }
-        return value
-    }
-
-    public func optionalDouble(_ name: String) throws -> Double? {
-        guard present(name) != nil else { return nil }
-        return try double(name)
-    }
-
-    public func int(_ name: String) throws -> Int {
-        let value = try double(name)
-        guard value.rounded() == value, let whole = Int(exactly: value) else { throw failure(name, "is not an integer") }
-        return whole
-    }
-
-    public func bool(_ name: String) throws -> Bool {
-        guard case .bool(let value) = try required(name) else { throw failure(name, "is not true or false") }
-        return value
-    }
-
-    public func date(_ name: String) throws -> Date {
-        Date(timeIntervalSinceReferenceDate: try double(name))
-    }
-
-    public func optionalDate(_ name: String) throws -> Date? {
-        try optionalDouble(name).map(Date.init(timeIntervalSinceReferenceDate:))
-    }
-
-    public func strings(_ name: String) throws -> [String] {
-        guard case .array(let items) = try required(name) else { throw failure(name, "is not an array") }
-        return try items.map {
-            guard case .string(let value) = $0 else { throw failure(name, "holds a value that is not a string") }
-            return value
-        }
-    }
-
-    public func stringMap(_ name: String) throws -> [String: String] {
-        guard case .object(let entries) = try required(name) else { throw failure(name, "is not an object") }
-        return try entries.mapValues {
-            guard case .string(let value) = $0 else { throw failure(name, "holds a value that is not a string") }
-            return value
-        }
-    }
-
-    /// A string member read as a `RawRepresentable` enum, refused when it is none of its cases.
-    public func rawValue<Value: RawRepresentable>(_ name: String, as: Value.Type) throws -> Value where Value.RawValue == String {
-        let text = try string(name)
-        guard let value = Value(rawValue: text) else { throw failure(name, "is '\(text)', not a \(Value.self)") }
-        return value
-    }
 }

@@ -17,11 +17,28 @@ extension CloudInstance: WireJSONCodable {
         out.endObject()
     }
 
-    public init(wireJSON value: JSONValue) throws {
-        let object = try WireJSONObject(value, as: "CloudInstance")
-        self.init(id: try object.string("id"), typeName: try object.string("typeName"), address: try object.string("address"),
-                  sshPort: try object.int("sshPort"), hostKey: try object.optionalString("hostKey"), tags: try object.stringMap("tags"),
-                  createdAt: try object.date("createdAt"))
+    public init(wireJSON reader: inout WireJSONReader) throws {
+        var id: String?, typeName: String?, address: String?, sshPort: Int?, hostKey: String?, tags: [String: String]?, createdAt: Date?
+        try reader.beginObject("CloudInstance")
+        while let key = try reader.nextKey() {
+            switch key {
+            case "id": id = try reader.string(key)
+            case "typeName": typeName = try reader.string(key)
+            case "address": address = try reader.string(key)
+            case "sshPort": sshPort = try reader.int(key)
+            case "hostKey": hostKey = try reader.optionalString(key)
+            case "tags": tags = try reader.stringMap(key)
+            case "createdAt": createdAt = try reader.date(key)
+            default: try reader.skipValue()
+            }
+        }
+        guard let id else { throw reader.missing("id") }
+        guard let typeName else { throw reader.missing("typeName") }
+        guard let address else { throw reader.missing("address") }
+        guard let sshPort else { throw reader.missing("sshPort") }
+        guard let tags else { throw reader.missing("tags") }
+        guard let createdAt else { throw reader.missing("createdAt") }
+        self.init(id: id, typeName: typeName, address: address, sshPort: sshPort, hostKey: hostKey, tags: tags, createdAt: createdAt)
     }
 }
 
@@ -44,14 +61,37 @@ extension WorkerReport: WireJSONCodable {
         out.endObject()
     }
 
-    public init(wireJSON value: JSONValue) throws {
-        let object = try WireJSONObject(value, as: "WorkerReport")
-        self.init(instanceID: try object.string("instanceID"), member: try object.string("member"),
-                  phase: try object.rawValue("phase", as: Phase.self), containers: try object.strings("containers"),
-                  lastProbe: try object.optionalDate("lastProbe"), bootedAt: try object.optionalDate("bootedAt"),
-                  bootSeconds: try object.optionalDouble("bootSeconds"), probeSeconds: try object.optionalDouble("probeSeconds"),
-                  hostedSince: try object.date("hostedSince"), error: try object.optionalString("error"),
-                  bootProbeFailing: try object.bool("bootProbeFailing"), lastProbeBeganAge: try object.optionalDouble("lastProbeBeganAge"),
-                  broken: try object.optionalString("broken"))
+    public init(wireJSON reader: inout WireJSONReader) throws {
+        var instanceID: String?, member: String?, phase: Phase?, containers: [String]?, hostedSince: Date?, bootProbeFailing: Bool?
+        var lastProbe: Date?, bootedAt: Date?, bootSeconds: Double?, probeSeconds: Double?, error: String?, lastProbeBeganAge: Double?
+        var broken: String?
+        try reader.beginObject("WorkerReport")
+        while let key = try reader.nextKey() {
+            switch key {
+            case "instanceID": instanceID = try reader.string(key)
+            case "member": member = try reader.string(key)
+            case "phase": phase = try reader.rawValue(key, as: Phase.self)
+            case "containers": containers = try reader.strings(key)
+            case "lastProbe": lastProbe = try reader.optionalDate(key)
+            case "bootedAt": bootedAt = try reader.optionalDate(key)
+            case "bootSeconds": bootSeconds = try reader.optionalDouble(key)
+            case "probeSeconds": probeSeconds = try reader.optionalDouble(key)
+            case "hostedSince": hostedSince = try reader.date(key)
+            case "error": error = try reader.optionalString(key)
+            case "bootProbeFailing": bootProbeFailing = try reader.bool(key)
+            case "lastProbeBeganAge": lastProbeBeganAge = try reader.optionalDouble(key)
+            case "broken": broken = try reader.optionalString(key)
+            default: try reader.skipValue()
+            }
+        }
+        guard let instanceID else { throw reader.missing("instanceID") }
+        guard let member else { throw reader.missing("member") }
+        guard let phase else { throw reader.missing("phase") }
+        guard let containers else { throw reader.missing("containers") }
+        guard let hostedSince else { throw reader.missing("hostedSince") }
+        guard let bootProbeFailing else { throw reader.missing("bootProbeFailing") }
+        self.init(instanceID: instanceID, member: member, phase: phase, containers: containers, lastProbe: lastProbe, bootedAt: bootedAt,
+                  bootSeconds: bootSeconds, probeSeconds: probeSeconds, hostedSince: hostedSince, error: error,
+                  bootProbeFailing: bootProbeFailing, lastProbeBeganAge: lastProbeBeganAge, broken: broken)
     }
 }
