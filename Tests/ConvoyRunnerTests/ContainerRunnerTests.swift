@@ -452,6 +452,20 @@ final class ContainerRunnerTests: PostgresTestCase {
         guard case .refused = again else { return XCTFail("\(again)") }
     }
 
+    /// With its container token a runner moves the container to Running at once (the token's
+    /// uuid is the lock's auth_uuid); with another kind of token it goes the long way — reads the
+    /// container, then moves it under the lock's auth_uuid — and runs it all the same.
+    func testARunnerWithAnotherKindOfTokenReadsTheContainerFirstAndRunsIt() async throws {
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["true"], outputPath: "/out", priority: 1))
+        let runner = ContainerRunner(uuid: locked.uuid, api: client(api.adminToken), options: try options(runtime: .process), echo: { _ in })
+        let result = try await withTimeout(.seconds(120)) { await runner.run() }
+        XCTAssertEqual(result, .finished(state: "Complete", exitCode: 0))
+        let history = try await api.stateHistory(locked.uuid)
+        XCTAssertEqual(history, ["Queued", "Locked", "Running", "Complete"])
+        let container = try await stored(locked.uuid)
+        XCTAssertEqual(container.exitCode, 0)
+    }
+
     private func waitForState(_ uuid: ArvadosUUID, _ state: ContainerState) async throws {
         let admin = client(api.adminToken)
         let reached = try await eventually(within: .seconds(30)) { try await admin.container(uuid).state == state }

@@ -5,8 +5,9 @@ import Foundation
 
 /// Runs one Locked container to its end on this worker — Arvados' crunch-run for Convoy.
 ///
-/// Get the container (it must be Locked; its auth_uuid is the one every update carries) → move
-/// it to Running (only one runner wins; a refusal means nothing is started) → prepare the
+/// Move the container to Running under its lock — with a container token at once (the token's
+/// uuid is the lock's auth_uuid, which every update carries), else after reading it (it must be
+/// Locked); only one runner wins, and a refusal means nothing is started → prepare the
 /// workspace and image → run the command through the runtime, forwarding its lines → watch the
 /// container meanwhile (cancelled, priority 0, lock lost) → save logs and output as collections
 /// → Complete with the exit code, or Cancelled with a `runtime_status` error when it never ran
@@ -58,19 +59,31 @@ public actor ContainerRunner {
 
     /// Runs the container to its end. Never throws: every way out is a `RunResult`.
     public func run() async -> RunResult {
+        runtimeStatus = ["runner": .string(runnerID)]
         let container: Container
-        do {
-            container = try await retrying("get the container") { try await self.api.container(self.uuid) }
-        } catch {
-            return .refused("cannot get container \(uuid): \(error)")
-        }
-        guard container.state == .locked, let authUUID = container.authUUID else {
-            return .refused("container \(uuid) is \(container.state.rawValue), not Locked: there is nothing to run")
+        let authUUID: ArvadosUUID
+        // A container token's uuid is its lock's auth_uuid: with one, the move to Running goes
+        // first and its answer is the container — one round trip less before Running. Any
+        // refusal (another kind of token, a container not Locked, another lock) goes the long
+        // way below, which reads the container first and says what stands in the way.
+        if let tokenUUID = Self.tokenUUID(api.configuration.token), case .success(let moved) = await moveToRunning(tokenUUID) {
+            (container, authUUID) = (moved, tokenUUID)
+        } else {
+            let current: Container
+            do {
+                current = try await retrying("get the container") { try await self.api.container(self.uuid) }
+            } catch {
+                return .refused("cannot get container \(uuid): \(error)")
+            }
+            guard current.state == .locked, let locked = current.authUUID else {
+                return .refused("container \(uuid) is \(current.state.rawValue), not Locked: there is nothing to run")
+            }
+            switch await moveToRunning(locked) {
+            case .success(let moved): (container, authUUID) = (moved, locked)
+            case .failure(let refusal): return .refused(refusal.description)
+            }
         }
         self.authUUID = authUUID
-        runtimeStatus = ["runner": .string(runnerID)]
-
-        if let refusal = await moveToRunning(authUUID) { return .refused(refusal) }
         let kind = RuntimeKind.choose(for: container, override: options.runtime, imageEngine: options.imageEngine,
                                       withoutImage: options.runtimeWithoutImage)
         runtime = kind
@@ -152,26 +165,39 @@ public actor ContainerRunner {
     // MARK: Steps
 
     /// Locked → Running with our auth_uuid. Returns why not, or nil once it is ours.
-    private func moveToRunning(_ authUUID: ArvadosUUID) async -> String? {
+    /// Why the move to Running did not happen.
+    struct RunningRefusal: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    /// Moves the container to Running under `authUUID`: the container as it now is, or why not.
+    private func moveToRunning(_ authUUID: ArvadosUUID) async -> Result<Container, RunningRefusal> {
         let update = ContainerUpdate(state: .running, runtimeStatus: runtimeStatus, knownAuthUUID: authUUID)
         var unsure = false
         do {
             let retries = Backoff.apiRetry(deadline: options.apiRetryDeadline)
-            _ = try await retries.retrying(if: Self.isTransient, willRetry: { error, _ in
+            return .success(try await retries.retrying(if: Self.isTransient, willRetry: { error, _ in
                 // The update may have landed with the answer lost: a later refusal needs a look.
                 unsure = true
                 echo("convoy run: moving \(uuid) to Running: \(error); retrying")
             }) {
                 try await api.update(uuid, update)
-            }
-            return nil
+            })
         } catch {
             if unsure, let current = try? await api.container(uuid), current.state == .running,
                current.authUUID == authUUID, current.runtimeStatus["runner"]?.stringValue == runnerID {
-                return nil
+                return .success(current)
             }
-            return "the API refused Running for \(uuid): \(error)"
+            return .failure(RunningRefusal(description: "the API refused Running for \(uuid): \(error)"))
         }
+    }
+
+    /// The uuid of a `v2/<uuid>/<secret>` token (a container token's is its lock's auth_uuid);
+    /// nil for a bare secret.
+    static func tokenUUID(_ token: String) -> ArvadosUUID? {
+        let parts = token.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 3, parts[0] == "v2" else { return nil }
+        return ArvadosUUID(String(parts[1]))
     }
 
     /// Looks at the container every poll interval while the command runs; stops it when the
