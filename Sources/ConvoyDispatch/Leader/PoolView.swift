@@ -225,7 +225,8 @@ public struct InstanceTypeRecord: Codable, Sendable, Equatable {
     }
 }
 
-/// What the leader knows after a pass: for the management API and metrics.
+/// Every worker and listed container as the leader knows them, built when the management API
+/// asks (the metrics count their figures without it: `PoolSummary`).
 public struct PoolView: Codable, Sendable, Equatable {
     public var epoch: Int64
     public var instances: [InstanceView]

@@ -5,9 +5,9 @@ import Prometheus
 import Synchronization
 
 /// The dispatcher's metrics, through swift-metrics, exported by the management port's `/metrics`
-/// in Prometheus' text format. Pool gauges come from the view the leader publishes after a pass,
-/// at most once a second (zero on followers); every replica reports whether it leads and the
-/// epoch it knows.
+/// in Prometheus' text format. Pool gauges come from the figures the leader publishes after a
+/// pass (`PoolSummary`), at most once a second (zero on followers); every replica reports
+/// whether it leads and the epoch it knows.
 public enum DispatchMetrics {
     /// Installs the Prometheus factory (once per process) and returns its registry for `/metrics`.
     public static func bootstrap() -> PrometheusCollectorRegistry {
