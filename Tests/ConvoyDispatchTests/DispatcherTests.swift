@@ -330,11 +330,16 @@ final class DispatcherTests: PostgresTestCase {
         try await items(replica, "/arvados/v1/dispatch/containers").first { $0["uuid"]?.stringValue == uuid.rawValue }?["instance"]?.stringValue
     }
 
+    /// Waits until the API has `uuid` Running and the leader has seen it so: its management view
+    /// lags the API by up to a pass (a container being started is on its worker in the view
+    /// before the leader's listing shows it Running), and the tests read that view next.
     private func waitUntilRunning(_ uuid: ArvadosUUID, via replica: TestDispatchReplica) async throws -> String {
         var where_: String?
-        try await wait("\(uuid) Running on an instance") {
+        try await wait("\(uuid) Running on an instance, as the API and the leader see it") {
             guard try await container(uuid).state == .running else { return false }
-            where_ = try await instance(of: uuid, via: replica)
+            let entry = try await items(replica, "/arvados/v1/dispatch/containers").first { $0["uuid"]?.stringValue == uuid.rawValue }
+            guard entry?["state"]?.stringValue == "Running" else { return false }
+            where_ = entry?["instance"]?.stringValue
             return where_ != nil
         }
         return where_!
