@@ -49,14 +49,15 @@ enum CoreBenchmarks {
                 case .listMembers: outcome = .done(.members(members.map { MemberHeartbeat($0, age: 0.5) }))
                 case .askHosted: outcome = .done(.hosted([]))
                 case .listInstances: outcome = .done(.instances(cloud))
-                case .sync(let member, let assigned):
-                    outcome = .done(.reports(assigned.map { instance in
+                case .sync(let member, _, let assigned):
+                    // In full each pass (as before the sync by difference): the decision step is measured alike.
+                    outcome = .done(.synced(.full(assigned.map { instance in
                         let n = Int(instance.id.dropFirst(2))!
                         return WorkerReport(instanceID: instance.id, member: member.rawValue, phase: .ready,
                                             containers: n < running ? [String(format: "zzzzz-dz642-%015d", n)] : [], lastProbe: created,
                                             bootedAt: created, bootSeconds: nil, probeSeconds: nil, hostedSince: created, error: nil,
                                             lastProbeBeganAge: 0.5)
-                    }))
+                    })))
                 case .listContainers:
                     listing = issued
                     continue

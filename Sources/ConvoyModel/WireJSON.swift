@@ -160,4 +160,8 @@ public struct WireJSONWriter {
     public mutating func member(_ name: String, _ value: String?) { if let value { member(name, value) } }
     public mutating func member(_ name: String, _ value: Double?) { if let value { member(name, value) } }
     public mutating func member(_ name: String, _ value: Date?) { if let value { member(name, value) } }
+    public mutating func member(_ name: String, _ value: Int?) { if let value { member(name, value) } }
+    public mutating func member(_ name: String, _ value: [String]?) { if let value { member(name, value) } }
+    public mutating func member<Value: WireJSONCodable>(_ name: String, _ value: Value) { key(name); value.writeWireJSON(to: &self) }
+    public mutating func member<Value: WireJSONCodable>(_ name: String, _ value: Value?) { if let value { member(name, value) } }
 }

@@ -88,6 +88,9 @@ public struct WireJSONReader {
 
     /// Reads an array whose elements `element` reads, as `type` (for errors).
     public mutating func array<Element>(_ type: String, _ element: (inout WireJSONReader) throws -> Element) throws -> [Element] {
+        // Objects read as elements name themselves in errors; the one around the array is named again after it.
+        let outer = self.type
+        defer { self.type = outer }
         guard try peek() == UInt8(ascii: "[") else {
             _ = try parser.value(depth: 0)
             throw WireJSONError(type, "not an array")
@@ -106,6 +109,13 @@ public struct WireJSONReader {
             guard next == UInt8(ascii: "]") else { throw parser.error("expected ',' or ']'") }
             return items
         }
+    }
+
+    /// A value that is null (read past), or the one `read` reads: an optional member that holds
+    /// an object or an array.
+    public mutating func optional<Value>(_ read: (inout WireJSONReader) throws -> Value) throws -> Value? {
+        if try null() { return nil }
+        return try read(&self)
     }
 
     /// Reads past a member's value that is not read (unknown to this version).
@@ -150,7 +160,12 @@ public struct WireJSONReader {
     }
 
     public mutating func int(_ name: String) throws -> Int {
-        let value = try double(name)
+        guard let value = try optionalInt(name) else { throw missing(name) }
+        return value
+    }
+
+    public mutating func optionalInt(_ name: String) throws -> Int? {
+        guard let value = try optionalDouble(name) else { return nil }
         guard let whole = Int(exactly: value) else { throw failure(name, "is not an integer") }
         return whole
     }

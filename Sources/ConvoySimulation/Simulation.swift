@@ -551,7 +551,21 @@ public final class Simulation {
         case .askHosted(let target):
             guard let (member, delay, lost) = reach(target, ref, timeout: timeout, replyDiscarded: replyDiscarded) else { return }
             reply(ref, .hosted(members[member].sessions.keys.sorted()), delay: delay, lost: lost, timeout: timeout)
-        case .sync(let target, let wanted):
+        case .sync(let target, let request):
+            guard let (member, delay, lost) = reach(target, ref, timeout: timeout, replyDiscarded: replyDiscarded) else { return }
+            // A member of the release before has no syncChanges (a leader runs this release: never itself).
+            guard member >= settings.olderReleaseMembers || drivers[ref.epoch]?.member == member else {
+                if !replyDiscarded { fail(ref, .memberLacksCall("\(target) has no syncChanges (the release before)"), delay: delay) }
+                return
+            }
+            guard let wanted = members[member].ledger.instances(for: request) else {
+                reply(ref, .synced(SyncLedger.needsInstances), delay: delay, lost: lost, timeout: timeout)
+                return
+            }
+            sync(member, wanted)
+            let answer = members[member].ledger.answer(request, instances: wanted, reports: reports(of: member))
+            reply(ref, .synced(answer), delay: delay, lost: lost, timeout: timeout)
+        case .syncAll(let target, let wanted):
             guard let (member, delay, lost) = reach(target, ref, timeout: timeout, replyDiscarded: replyDiscarded) else { return }
             sync(member, wanted)
             reply(ref, .reports(reports(of: member)), delay: delay, lost: lost, timeout: timeout)
@@ -994,6 +1008,7 @@ public final class Simulation {
         members[victim].silentSince = now
         members[victim].incarnation += 1
         members[victim].sessions = [:]
+        members[victim].ledger = SimMember.ledger(incarnation: members[victim].incarnation)
         if let current = leader, current.member == victim {
             drivers[current.epoch] = nil
             leader = nil
@@ -1024,8 +1039,9 @@ public final class Simulation {
             return "done: " + entries.filter { $0.state != .queued }.map { "\($0.id.rawValue.suffix(4)) \($0.state.rawValue)" }.joined(separator: ", ")
                 + " (+\(entries.filter { $0.state == .queued }.count) queued)"
                 + (result.gone.isEmpty ? "" : " gone " + result.gone.map { String($0.rawValue.suffix(4)) }.joined(separator: " "))
-        case .done(.reports(let reports)):
-            return "reports: " + reports.map { "\($0.instanceID) \($0.phase.rawValue) [\($0.containers.map { $0.suffix(4) }.joined(separator: " "))]"
+        case .done(.synced(let answer)):
+            let reports = answer.reports
+            return (answer.base.map { "reports changed since answer \($0): " } ?? "reports: ") + reports.map { "\($0.instanceID) \($0.phase.rawValue) [\($0.containers.map { $0.suffix(4) }.joined(separator: " "))]"
                 + ($0.lastProbeBeganAge.map { String(format: " probed %.1fs ago", $0) } ?? "") }.joined(separator: "; ")
         case .done(.instances(let listed)): return "instances: " + listed.map(\.id).joined(separator: " ")
         case .done(let result): return "done \(result)"
@@ -1221,6 +1237,12 @@ struct SimMember {
     var sessions: [InstanceID: SimSession] = [:]
     var generation = 0
     var incarnation = 0
+    /// The sync answers it gave (a new process begins a new ledger).
+    var ledger = SimMember.ledger(incarnation: 0)
+
+    /// A ledger whose answer numbers no earlier process of the member gave (without drawing on
+    /// the run's random numbers, so that a seed's other choices stay as they were).
+    static func ledger(incarnation: Int) -> SyncLedger { SyncLedger(firstID: 1 + incarnation * 10_000_000) }
 
     init(id: MemberID, clockOffset: Double) {
         self.id = id

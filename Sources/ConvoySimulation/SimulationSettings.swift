@@ -100,6 +100,9 @@ public struct SimulationSettings: Sendable {
     /// an older modified_at than the listing). Off, it is the listing's own time: the way a
     /// leader reading changes by modified_at misses some until the next full listing.
     public var apiHorizonCoversOpenTransactions = true
+    /// The first this many members run the release before the sync by difference: they have no
+    /// `syncChanges`, and the leader syncs them in full (a rolling upgrade half done).
+    public var olderReleaseMembers = 0
 
     /// The leader as it was before keyset paging: this cluster's containers paged by offset, and
     /// a runner killed as an orphan on one listing's silence, whatever the probes said since (how
@@ -164,7 +167,11 @@ public struct SimulationSettings: Sendable {
         let members = Int(random.uniform(1...4.99)), containers = Int(random.uniform(5...40))
         // Full listings from every few seconds to production's every minute; changes in between.
         core.syncInterval = random.uniform(5...60).rounded()
-        return SimulationSettings(seed: seed, members: members, containers: containers, core: core)
+        var settings = SimulationSettings(seed: seed, members: members, containers: containers, core: core)
+        // One seed in four is a rolling upgrade half done (chosen without drawing a number, so
+        // that the seed's other choices stay as they were).
+        settings.olderReleaseMembers = seed % 4 == 2 ? 1 : 0
+        return settings
     }
 
     /// A large cluster: `instances` at most, `containers` submitted over `submitWindow`; beyond

@@ -253,6 +253,30 @@ final class ClusterSystemTests: XCTestCase {
         XCTAssertEqual(fresh, 3)
     }
 
+    /// A call the member's actor has no function for (a member of a release without it, in a
+    /// rolling upgrade) comes back as an error the caller can tell apart, and the member serves on.
+    func testACallToAFunctionTheMemberDoesNotHaveIsToldApartAndNothingRuns() async throws {
+        let (a, _) = try await member("a")
+        let (_, portB) = try await member("b")
+        let remote = try greeter(on: "b", port: portB, from: a)
+        var invocation = a.makeInvocationEncoder()
+        try invocation.recordArgument(RemoteCallArgument(label: nil, name: "name", value: "x"))
+        try invocation.recordReturnType(String.self)
+        try invocation.doneRecording()
+        do {
+            // What a newer release's function would be called as; this member's binary has no such accessor.
+            let answer: String = try await a.remoteCall(on: remote, target: RemoteCallTarget("$s13ConvoyCluster7GreeterC9greetNewyS2SYaKFTE"),
+                                                        invocation: &invocation, throwing: Never.self, returning: String.self)
+            XCTFail("a function the member does not have answered \(answer)")
+        } catch let error as ClusterError {
+            XCTAssertTrue(error.isUnknownCall, "\(error)")
+        }
+        XCTAssertFalse(ClusterError.remote(type: "Failure", message: "no such worker").isUnknownCall)
+        XCTAssertFalse(ClusterError.unknownActor("greeter@b").isUnknownCall)
+        let greeting = try await remote.greet("convoy")
+        XCTAssertEqual(greeting, "hello convoy from b")
+    }
+
     func testACallToADeadMemberFailsWithATypedErrorWithinItsTimeout() async throws {
         let (a, _) = try await member("a")
         // Nothing listens: refused at once.

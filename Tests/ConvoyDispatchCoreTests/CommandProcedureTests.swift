@@ -47,6 +47,41 @@ final class CommandProcedureTests: XCTestCase {
         XCTAssertEqual(listing.calls, 4)
     }
 
+    func testASyncByDifferenceSendsTheInstancesWhenTheMemberLostItsBaseAndSyncsInFullWithAnOlderRelease() {
+        let instances = [Fixture.instance("i-1")]
+        let report = Fixture.ready("i-1")
+        let byDifference = CoreCommand.sync("f1", SyncRequest(instances: nil, base: 9), instances: instances)
+
+        var sync = procedure(byDifference)
+        XCTAssertEqual(call(sync)?.0, .member(.sync("f1", SyncRequest(instances: nil, base: 9))))
+        sync.receive(.success(.synced(SyncAnswer(id: 10, base: 9, reports: []))), now: Moment(seconds: 1))
+        XCTAssertEqual(outcome(sync), "done \(CommandResult.synced(SyncAnswer(id: 10, base: 9, reports: [])))")
+
+        // The member restarted: it asks for the instances, which go out with no base.
+        var restarted = procedure(byDifference)
+        restarted.receive(.success(.synced(SyncLedger.needsInstances)), now: Moment(seconds: 1))
+        XCTAssertEqual(call(restarted)?.0, .member(.sync("f1", SyncRequest(instances: instances, base: nil))))
+        XCTAssertEqual(call(restarted)?.1, 9, "what is left of the command's 10 s")
+        restarted.receive(.success(.synced(SyncAnswer(id: 1, base: nil, reports: [report]))), now: Moment(seconds: 2))
+        XCTAssertEqual(outcome(restarted), "done \(CommandResult.synced(SyncAnswer(id: 1, base: nil, reports: [report])))")
+        // Asked with the instances and still asking for them: the answer stands as it is (the core takes nothing from it).
+        var twice = procedure(.sync("f1", SyncRequest(instances: instances, base: nil), instances: instances))
+        twice.receive(.success(.synced(SyncLedger.needsInstances)), now: Moment(seconds: 1))
+        XCTAssertEqual(outcome(twice), "done \(CommandResult.synced(SyncLedger.needsInstances))")
+
+        // A member of the release before has no syncChanges: the full sync, every instance.
+        var older = procedure(byDifference)
+        older.receive(.failure(.memberLacksCall("no syncChanges")), now: Moment(seconds: 1))
+        XCTAssertEqual(call(older)?.0, .member(.syncAll("f1", instances)))
+        older.receive(.success(.reports([report])), now: Moment(seconds: 2))
+        XCTAssertEqual(outcome(older), "done \(CommandResult.synced(.full([report])))")
+        XCTAssertEqual(older.calls, 2)
+        // Any other failure is the command's.
+        var silent = procedure(byDifference)
+        silent.receive(.failure(.memberNoAnswer("timed out")), now: Moment(seconds: 10))
+        XCTAssertEqual(outcome(silent), "unknown timed out")
+    }
+
     func testAListingOfATermThatKnowsItsIdentityDoesNotAskAgain() {
         let listing = procedure(.listContainers(QueueListing(depth: 0, pageSize: 10)), identity: "me")
         XCTAssertEqual(call(listing)?.0, .queue(.page(.ours(after: nil, offset: 0, limit: 10), lockedBy: "me")))

@@ -22,6 +22,11 @@ struct CoreHarness {
         var reports: [InstanceID: WorkerReport] = [:]
         /// Members that do not answer a sync.
         var silent: Set<MemberID> = []
+        /// Members answer syncs by difference (`SyncLedger`), as `WorkerHost.syncChanges` does;
+        /// otherwise in full, as a member of the release before.
+        var byDifference = false
+        /// Each member's ledger, when they answer by difference.
+        var ledgers: [MemberID: SyncLedger] = [:]
         var queue: [QueueEntry] = []
         /// The horizon each listing's answer carries (nil: the API gives none, and every listing is full).
         var horizon: Date?
@@ -115,7 +120,7 @@ struct CoreHarness {
                 XCTFail("a command before the decision step: \(issued.command)", file: file, line: line)
                 continue
             }
-            queries.append(issued.command)
+            queries.append(Self.plain(issued.command))
             let next = answer(issued, outcome)
             if case .listContainers = issued.command { decisions = next } else { waiting += next }
         }
@@ -123,7 +128,14 @@ struct CoreHarness {
         return decisions
     }
 
-    /// The syncs of the last pass.
+    /// A sync as the instances it asks for (what most tests check; the request's base is
+    /// the difference tests' business): `.sync(member, instances)`.
+    private static func plain(_ command: CoreCommand) -> CoreCommand {
+        guard case .sync(let member, _, let instances) = command else { return command }
+        return .sync(member, instances)
+    }
+
+    /// The syncs of the last pass (as `plain`).
     var lastPassSyncs: [CoreCommand] {
         lastPassQueries.filter { if case .sync = $0 { true } else { false } }
     }
@@ -138,7 +150,7 @@ struct CoreHarness {
         log.contains { match($0.command) }
     }
 
-    private func worldAnswer(_ command: CoreCommand) -> CommandOutcome? {
+    private mutating func worldAnswer(_ command: CoreCommand) -> CommandOutcome? {
         switch command {
         case .listMembers:
             return .done(.members(world.members.map { MemberHeartbeat($0, age: world.heartbeatAges[$0] ?? 0.5) }))
@@ -147,14 +159,21 @@ struct CoreHarness {
         case .listInstances:
             if let error = world.listingError { return .failed(.cloud(error)) }
             return .done(.instances(world.instances))
-        case .sync(let member, let instances):
+        case .sync(let member, let request, let instances):
             if world.silent.contains(member) { return .unknown("\(member) did not answer") }
-            let reports = instances.compactMap { instance -> WorkerReport? in
-                guard var report = world.reports[InstanceID(instance.id)] else { return nil }
-                report.member = member.rawValue
-                return report
+            let known = world.reports
+            let reports = { (instances: [CloudInstance]) in
+                instances.compactMap { instance -> WorkerReport? in
+                    guard var report = known[InstanceID(instance.id)] else { return nil }
+                    report.member = member.rawValue
+                    return report
+                }
             }
-            return .done(.reports(reports))
+            guard world.byDifference else { return .done(.synced(.full(reports(instances)))) }
+            var ledger = world.ledgers[member] ?? SyncLedger(firstID: 1)
+            defer { world.ledgers[member] = ledger }
+            guard let wanted = ledger.instances(for: request) else { return .done(.synced(SyncLedger.needsInstances)) }
+            return .done(.synced(ledger.answer(request, instances: wanted, reports: reports(wanted))))
         case .listContainers(let listing):
             if world.queueSilent { return .unknown("the API did not answer") }
             switch listing.scope {
@@ -218,4 +237,11 @@ enum Fixture {
 
 extension Array where Element == IssuedCommand {
     var commands: [CoreCommand] { map(\.command) }
+}
+
+extension CoreCommand {
+    /// A sync of `instances` as `CoreHarness` shows it.
+    static func sync(_ member: MemberID, _ instances: [CloudInstance]) -> CoreCommand {
+        .sync(member, SyncRequest(instances: instances, base: nil), instances: instances)
+    }
 }

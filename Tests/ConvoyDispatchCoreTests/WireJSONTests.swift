@@ -89,4 +89,35 @@ final class WireJSONTests: XCTestCase {
         nan.hostedSince = report.hostedSince
         XCTAssertNil(try WorkerReport(wireJSON: nan.wireJSON()).bootSeconds)
     }
+
+    /// The sync by difference's request and answer: Foundation and the wire read each other's,
+    /// with and without their optional members, and a nested value's error names it.
+    func testTheSyncByDifferenceReadsAsFoundationWritesItBothWays() throws {
+        let requests = [SyncRequest(instances: [instance, bare], base: 17, resend: ["i-1"]), SyncRequest(instances: nil, base: 2_147_483_647),
+                        SyncRequest(instances: [], base: nil)]
+        for request in requests {
+            XCTAssertEqual(try JSONDecoder().decode(SyncRequest.self, from: Data(request.wireJSON())), request)
+            XCTAssertEqual(try SyncRequest(wireJSON: Array(JSONEncoder().encode(request))), request)
+            XCTAssertEqual(try JSONValue.parse(request.wireJSON()), try JSONValue.parse(Array(JSONEncoder().encode(request))))
+        }
+        let answers = [SyncAnswer(id: 5, base: 4, reports: [report]), .full([report, sparse]), SyncLedger.needsInstances]
+        for answer in answers {
+            XCTAssertEqual(try JSONDecoder().decode(SyncAnswer.self, from: Data(answer.wireJSON())), answer)
+            XCTAssertEqual(try SyncAnswer(wireJSON: Array(JSONEncoder().encode(answer))), answer)
+        }
+        XCTAssertNil(try SyncRequest(wireJSON: Array(#"{"instances":null,"base":3}"#.utf8)).instances)
+        let refused: [(String, String)] = [
+            (#"{"id":1,"reports":[{"instanceID":"i"}],"needsInstances":false}"#, "WorkerReport: 'member' is missing"),
+            (#"{"id":1.5,"reports":[],"needsInstances":false}"#, "SyncAnswer: 'id' is not an integer"),
+            (#"{"id":1,"reports":[]}"#, "SyncAnswer: 'needsInstances' is missing"),
+            (#"{"id":1,"reports":[],"needsInstances":false,"base":"x"}"#, "SyncAnswer: 'base' is not a number"),
+        ]
+        for (text, expected) in refused {
+            XCTAssertThrowsError(try SyncAnswer(wireJSON: Array(text.utf8)), text) { error in XCTAssertEqual("\(error)", expected, text) }
+        }
+        // After a nested value, an error names the outer type again.
+        XCTAssertThrowsError(try SyncAnswer(wireJSON: Array(#"{"reports":[],"id":true,"needsInstances":false}"#.utf8))) { error in
+            XCTAssertEqual("\(error)", "SyncAnswer: 'id' is not a number")
+        }
+    }
 }

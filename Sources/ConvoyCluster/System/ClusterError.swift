@@ -25,6 +25,13 @@ public enum ClusterError: Error, Sendable, Equatable, Codable, CustomStringConve
     /// The actor system is shut down.
     case shutdown
 
+    /// The member's actor has no such distributed function (Swift's `executeDistributedTarget`
+    /// refused the call: a member of a release without it), and nothing ran.
+    public var isUnknownCall: Bool {
+        guard case .remote(let type, _) = self else { return false }
+        return type == "ExecuteDistributedTargetError"
+    }
+
     /// How a thrown error travels back to the caller: cluster errors as they are, any other as
     /// `remote` with its dynamic type's name.
     static func reporting(_ error: any Error) -> ClusterError {

@@ -86,7 +86,11 @@ public actor DispatchLeader {
     private func run(_ stream: AsyncStream<Input>, _ inbox: AsyncStream<Input>.Continuation) async {
         logger.info("leader loop starting")
         let tick = min(settings.cloud.pollInterval / 4, .milliseconds(250))
-        await withTaskGroup(of: Void.self) { group in
+        // Discarding: a child is gone the moment it ends. A task group keeps every finished
+        // child until its result is read, which this loop never does: every command of the term
+        // (its task and the task's allocator) stayed in memory to the term's end: heaptrack
+        // found them 70 MB of a leader's 113 MB heap after a minute at 10,000 containers.
+        await withDiscardingTaskGroup { group in
             group.addTask {
                 while !Task.isCancelled {
                     inbox.yield(.event(.tick))
@@ -206,8 +210,8 @@ public actor DispatchLeader {
             DispatchMetrics.queueToRunner(seconds: Date().timeIntervalSince(queued))
         }
         switch (issued.command, outcome) {
-        case (.sync(_, _), .done(.reports(let reports))):
-            for report in reports {
+        case (.sync, .done(.synced(let answer))):
+            for report in answer.reports {
                 // Two dates read in place: a copy of each worker's record cost 2 % of a leader at 10,000 workers.
                 let slot = core.workers.slot(of: InstanceID(report.instanceID))
                 let bootedBefore = slot.flatMap { core.workers[slot: $0].report?.bootedAt }
@@ -215,7 +219,7 @@ public actor DispatchLeader {
                 if bootedBefore == nil, report.bootedAt != nil, let seconds = report.bootSeconds { DispatchMetrics.workerBooted(seconds: seconds) }
                 if report.lastProbe != probedBefore, let seconds = report.probeSeconds { DispatchMetrics.workerProbed(seconds: seconds) }
             }
-        case (.sync(let target, _), _):
+        case (.sync(let target, _, _), _):
             logger.warning("member did not answer sync", metadata: ["member": "\(target)"])
         case (.start(let id, let worker, let member), .done):
             DispatchMetrics.containerStarted()
@@ -268,7 +272,7 @@ public actor DispatchLeader {
         case .listInstances: return "list instances"
         case .listContainers: return "list containers"
         case .askHosted(let member): return "ask \(member) what it hosts"
-        case .sync(let member, _): return "sync \(member)"
+        case .sync(let member, _, _): return "sync \(member)"
         case .lock(let id): return "lock \(id)"
         case .start(let id, let worker, let member): return "start \(id) on \(worker) via \(member)"
         case .unlock(let id, _, _, _): return "unlock \(id)"

@@ -42,7 +42,13 @@ public struct ClusterMemberCalls: ClusterMembers {
             return .epoch(try await member.currentEpoch())
         case .askHosted(let target):
             return .hosted(try await workerHost(on: target).hostedInstances().map { InstanceID($0.id) })
-        case .sync(let target, let instances):
+        case .sync(let target, let request):
+            do {
+                return .synced(try await workerHost(on: target).syncChanges(request))
+            } catch let error as ClusterError where error.isUnknownCall {
+                throw CallError.memberLacksCall("\(target) has no syncChanges (the release before): \(error)")
+            }
+        case .syncAll(let target, let instances):
             return .reports(try await workerHost(on: target).sync(instances))
         case .start(let id, let worker, let target, let token):
             var settings = launch

@@ -15,6 +15,9 @@ public distributed actor WorkerHost {
     private let settings: WorkerHostSettings
     private let logger: Logger
     private var sessions: [String: WorkerSession] = [:]
+    /// The answers `syncChanges` gave last. A process begins at a random number, so that a base
+    /// a leader took from this member's process before names no answer of this one.
+    private var ledger = SyncLedger(firstID: Int.random(in: 1...Int(Int32.max)))
 
     public init(actorSystem: ClusterSystem, settings: WorkerHostSettings, logger: Logger) {
         self.actorSystem = actorSystem
@@ -27,6 +30,22 @@ public distributed actor WorkerHost {
     /// An instance whose id, address, port or host key is malformed is not hosted (logged; the
     /// leader sees it missing from the reports).
     public distributed func sync(_ instances: [CloudInstance]) async -> [WorkerReport] {
+        await host(instances)
+        return await inventory()
+    }
+
+    /// `sync` by difference: hosts the request's instances (or, without any, those of its base)
+    /// and answers with the reports that changed since its base (`SyncLedger`). A leader of the
+    /// release before calls `sync`, and this one calls `sync` on a member that has no `syncChanges`.
+    public distributed func syncChanges(_ request: SyncRequest) async -> SyncAnswer {
+        guard let instances = ledger.instances(for: request) else { return SyncLedger.needsInstances }
+        await host(instances)
+        let reports = await inventory()
+        return ledger.answer(request, instances: instances, reports: reports)
+    }
+
+    /// Hosts exactly `instances` (see `sync`).
+    private func host(_ instances: [CloudInstance]) async {
         let checked = instances.filter { instance in
             // Hosted with these very fields: checked when it came (a pass syncs every worker;
             // checking them all again took 6 % of a busy leader's CPU at 1,000 workers).
@@ -54,7 +73,6 @@ public distributed actor WorkerHost {
             await session.start()
             logger.info("worker hosted", metadata: ["instance": "\(id)", "address": "\(instance.address):\(instance.sshPort)"])
         }
-        return await inventory()
     }
 
     /// The workers this member hosts, as they are now (what a new leader asks first).

@@ -17,8 +17,9 @@ public enum CoreCommand: Sendable, Equatable {
     case listContainers(QueueListing)
     /// What a member hosts (a new leader asks before it assigns anything).
     case askHosted(MemberID)
-    /// Host exactly these instances, and report on each.
-    case sync(MemberID, [CloudInstance])
+    /// Host exactly `instances`, and report on each: asked as `request` (by difference from the
+    /// member's answer this term took last, when there is one).
+    case sync(MemberID, SyncRequest, instances: [CloudInstance])
     case lock(ContainerID)
     /// Start the container's runner (container token on its stdin) on the worker, through its host.
     case start(ContainerID, on: InstanceID, via: MemberID)

@@ -76,8 +76,8 @@ public enum CommandResult: Sendable {
     case containers(QueueListing.Result)
     /// The instances a member says it hosts.
     case hosted([InstanceID])
-    /// A member's reports on the workers it hosts.
-    case reports([WorkerReport])
+    /// A member's reports on the workers it hosts (those that changed, when asked by difference).
+    case synced(SyncAnswer)
     case created(CloudInstance)
     /// The container as the lock left it.
     case locked(QueueEntry)

@@ -70,6 +70,9 @@ public struct DispatchCore: Sendable {
     private var queueChanged = false
     /// The pass under way only reads the queue's changes and decides (it moves no pass schedule).
     private var changesOnlyPass = false
+    /// Each member's answer to a sync this term took last, with the instances asked of it then:
+    /// the next sync asks only for what changed since (`SyncRequest`).
+    private var syncBases: [MemberID: (answer: Int, instances: [CloudInstance])] = [:]
 
     private enum Stage: Sendable, Equatable {
         case idle, members, hosted(Set<MemberID>), instances, syncing(Set<MemberID>), containers
@@ -186,6 +189,7 @@ public struct DispatchCore: Sendable {
             // A member whose heartbeat is older than MemberTimeout is gone: its workers move on.
             liveMembers = members.filter { $0.age < settings.memberTimeout }.map(\.id).sorted()
             silentMembers.formIntersection(liveMembers)
+            syncBases = syncBases.filter { liveMembers.contains($0.key) }
             if !askedHosted {
                 // This member's own heartbeat is among them once it is up: wait for it.
                 guard !liveMembers.isEmpty else { endPass(now, completed: false); return }
@@ -217,11 +221,14 @@ public struct DispatchCore: Sendable {
             // Without a listing this term knows no worker: it syncs nobody and decides only what needs no worker.
             guard cloudListed else { listContainers(now, &out); return }
             syncMembers(now, &out)
-        case .sync(let member, _):
-            if case .done(.reports(let reports)) = outcome {
+        case .sync(let member, _, let instances):
+            if case .done(.synced(let answer)) = outcome, !answer.needsInstances {
                 silentMembers.remove(member)
-                absorb(reports, from: member, sentAt: issuedAt, now: now)
+                absorb(answer, from: member, sentAt: issuedAt, now: now)
+                syncBases[member] = answer.id.map { ($0, instances) }
             } else {
+                // It knows no base of this term's (its process restarted): the next sync is in full.
+                if case .done(.synced(let answer)) = outcome, answer.needsInstances { syncBases[member] = nil }
                 silentMembers.insert(member)  // keep its last reports: its workers and their runners are still there
             }
             guard case .syncing(var waiting) = stage else { return }
@@ -358,11 +365,21 @@ public struct DispatchCore: Sendable {
         assignHosts(now)
         guard !liveMembers.isEmpty else { listContainers(now, &out); return }
         var byMember: [MemberID: [CloudInstance]] = Dictionary(uniqueKeysWithValues: liveMembers.map { ($0, []) })
+        // Workers whose report this term has from no member, or from another (re-hosted): their
+        // host sends it whether or not it changed since the base.
+        var resend: [MemberID: [String]] = [:]
         for slot in workers.slotRange where workers.isOccupied(slot) {
-            if let host = workers[slot: slot].host { byMember[host]?.append(workers[slot: slot].instance) }
+            guard let host = workers[slot: slot].host else { continue }
+            byMember[host]?.append(workers[slot: slot].instance)
+            if workers[slot: slot].report?.member != host.rawValue { resend[host, default: []].append(workers[slot: slot].id.rawValue) }
         }
         stage = .syncing(Set(liveMembers))
-        for member in liveMembers { issue(.sync(member, byMember[member] ?? []), now, &out) }
+        for member in liveMembers {
+            let instances = byMember[member] ?? []
+            let base = syncBases[member]
+            let request = SyncRequest(instances: base?.instances == instances ? nil : instances, base: base?.answer, resend: resend[member])
+            issue(.sync(member, request, instances: instances), now, &out)
+        }
     }
 
     private mutating func listContainers(_ now: Moment, _ out: inout [IssuedCommand]) {
@@ -439,7 +456,17 @@ public struct DispatchCore: Sendable {
         }
     }
 
-    private mutating func absorb(_ reports: [WorkerReport], from member: MemberID, sentAt: Moment, now: Moment) {
+    private mutating func absorb(_ answer: SyncAnswer, from member: MemberID, sentAt: Moment, now: Moment) {
+        let reports = answer.reports
+        if answer.base != nil {
+            // By difference: a worker of this member's not in the answer has the report this term
+            // took from it, its probe and all; it is read again as a full sync would give it.
+            let changed = Set(reports.map(\.instanceID))
+            for slot in workers.slotRange where workers.isOccupied(slot) && workers[slot: slot].host == member {
+                guard workers[slot: slot].report?.member == member.rawValue, !changed.contains(workers[slot: slot].id.rawValue) else { continue }
+                seenRunners(onWorkerIn: slot, now: now)
+            }
+        }
         for report in reports {
             let id = InstanceID(report.instanceID)
             guard let slot = workers.slot(of: id), workers[slot: slot].host == member else { continue }
@@ -448,17 +475,21 @@ public struct DispatchCore: Sendable {
             if !bootedBefore, workers[slot: slot].everBooted, workers[slot: slot].createdHere {
                 observations.bootOutcomes["success", default: 0] += 1
             }
-            if let last = report.containers.last {
-                if !report.containers.contains(workers[slot: slot].lastContainer?.rawValue ?? "") {
-                    workers[slot: slot].lastContainer = ContainerID(last)
-                }
-                workers[slot: slot].lastBusy = now
+            if let last = report.containers.last, !report.containers.contains(workers[slot: slot].lastContainer?.rawValue ?? "") {
+                workers[slot: slot].lastContainer = ContainerID(last)
             }
-            for uuid in report.containers {
-                containers.update(ContainerID(uuid)) { record in
-                    record.lastSeenOnWorker = now
-                    record.reclaimedAt = nil  // its runner lives (elsewhere, if a spot instance of its went)
-                }
+            seenRunners(onWorkerIn: slot, now: now)
+        }
+    }
+
+    /// The runners the worker's report lists are seen there now.
+    private mutating func seenRunners(onWorkerIn slot: Int, now: Moment) {
+        guard !workers[slot: slot].reported.isEmpty else { return }
+        workers[slot: slot].lastBusy = now
+        for id in workers[slot: slot].reported {
+            containers.update(id) { record in
+                record.lastSeenOnWorker = now
+                record.reclaimedAt = nil  // its runner lives (elsewhere, if a spot instance of its went)
             }
         }
     }

@@ -17,7 +17,11 @@ public struct WorkerRecord: KeptRecord, Equatable {
     /// Created by this term (its boot's outcome is this term's to count).
     public let createdHere: Bool
     public var report: WorkerReport? {
-        didSet { reported = (report?.containers ?? []).map { ContainerID($0) }.sorted() }
+        didSet {
+            // Most reports list what the one before did: sorted again on every sync, they showed in a leader's profile at 10,000 workers.
+            guard report?.containers != oldValue?.containers else { return }
+            reported = (report?.containers ?? []).map { ContainerID($0) }.sorted()
+        }
     }
     /// The containers its last report lists, in order.
     public private(set) var reported: [ContainerID] = []

@@ -20,6 +20,8 @@ public enum CallError: Error, Sendable, Equatable, CustomStringConvertible {
     case memberNoAnswer(String)
     /// A member refused the call (a stale epoch, a call it cannot take).
     case memberRefused(String)
+    /// The member runs a release without this call (a rolling upgrade): nothing was done.
+    case memberLacksCall(String)
     /// The cloud refused it.
     case cloud(CloudError)
     /// This term's epoch is no longer the cluster's: nothing was sent.
@@ -33,7 +35,7 @@ public enum CallError: Error, Sendable, Equatable, CustomStringConvertible {
         switch self {
         case .apiStatus(let status, let message): return "the API answered \(status): \(message)"
         case .apiUnreachable(let reason), .apiTimedOut(let reason): return "the API did not answer: \(reason)"
-        case .memberUnreachable(let reason), .memberNoAnswer(let reason), .memberRefused(let reason), .fenced(let reason),
+        case .memberUnreachable(let reason), .memberNoAnswer(let reason), .memberRefused(let reason), .memberLacksCall(let reason), .fenced(let reason),
              .notSent(let reason), .failed(let reason):
             return reason
         case .cloud(let error): return "\(error)"
@@ -51,7 +53,7 @@ extension CommandOutcome {
         case .apiStatus(503, _), .apiTimedOut: self = .overloaded("\(error)")
         case .apiStatus, .apiUnreachable, .memberNoAnswer: self = .unknown("\(error)")
         case .memberUnreachable: self = .failed(.unreachable("\(error)"))
-        case .memberRefused, .fenced, .notSent: self = .failed(.refused("\(error)"))
+        case .memberRefused, .memberLacksCall, .fenced, .notSent: self = .failed(.refused("\(error)"))
         case .cloud(let cloud): self = .failed(.cloud(cloud))
         case .failed: self = .failed(.failed("\(error)"))
         }

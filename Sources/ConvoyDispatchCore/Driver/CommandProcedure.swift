@@ -45,7 +45,7 @@ public struct CommandProcedure: Sendable {
             self.listing = listing
             step = nextPage(now)
         case .askHosted(let member): step = call(.member(.askHosted(member)), now)
-        case .sync(let member, let instances): step = call(.member(.sync(member, instances)), now)
+        case .sync(let member, let request, _): step = call(.member(.sync(member, request)), now)
         case .lock(let id): step = call(.queue(.lock(id)), now)
         case .start(let id, _, _): step = call(.queue(.containerToken(id)), now)
         case .unlock(let id, let state, _, let preempted): step = call(.queue(.unlock(id, ifState: state, preempted: preempted)), now)
@@ -62,7 +62,7 @@ public struct CommandProcedure: Sendable {
         guard case .call(let made, _) = step else { return }
         switch result {
         case .failure(let error):
-            step = .finished(failure(of: made, error))
+            step = failure(of: made, error, now)
         case .success(let answer):
             step = advance(after: made, answer, now) ?? .finished(.failed(.failed("unexpected answer to \(made): \(answer)")))
         }
@@ -109,7 +109,13 @@ public struct CommandProcedure: Sendable {
         case (.queue(.lock), .entry(let entry)): return .finished(.done(.locked(entry)))
         case (.member(.listMembers), .members(let members)): return .finished(.done(.members(members)))
         case (.member(.askHosted), .hosted(let hosted)): return .finished(.done(.hosted(hosted)))
-        case (.member(.sync), .reports(let reports)): return .finished(.done(.reports(reports)))
+        case (.member(.sync(let member, let request)), .synced(let answer)):
+            // The member no longer knows the base the instances were left out for: send them.
+            guard answer.needsInstances, request.instances == nil, case .sync(_, _, let instances) = command else {
+                return .finished(.done(.synced(answer)))
+            }
+            return call(.member(.sync(member, SyncRequest(instances: instances, base: nil))), now)
+        case (.member(.syncAll), .reports(let reports)): return .finished(.done(.synced(.full(reports))))
         case (.cloud(.list), .instances(let instances)): return .finished(.done(.instances(instances)))
         case (.cloud(.create), .created(let instance)): return .finished(.done(.created(instance)))
         case (.queue(.unlock), .none), (.queue(.cancel), .none), (.member(.start), .none), (.member(.kill), .none),
@@ -120,8 +126,17 @@ public struct CommandProcedure: Sendable {
         }
     }
 
+    /// The step after `made` failed with `error`.
+    private mutating func failure(of made: DriverCall, _ error: CallError, _ now: Moment) -> Step {
+        // A member of the release before (a rolling upgrade): the full sync it has.
+        if case .member(.sync(let member, _)) = made, case .memberLacksCall = error, case .sync(_, _, let instances) = command {
+            return call(.member(.syncAll(member, instances)), now)
+        }
+        return .finished(outcome(of: made, error))
+    }
+
     /// What a failed call means for the command.
-    private func failure(of made: DriverCall, _ error: CallError) -> CommandOutcome {
+    private func outcome(of made: DriverCall, _ error: CallError) -> CommandOutcome {
         switch made {
         case .queue(.containerToken):
             // Nothing was started: the container keeps its lock and its worker.

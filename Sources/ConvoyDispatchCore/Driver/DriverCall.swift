@@ -34,7 +34,11 @@ public enum MemberCall: Sendable, Equatable {
     /// `cluster_epoch` as PostgreSQL holds it now: the fence checked before every cloud change.
     case clusterEpoch
     case askHosted(MemberID)
-    case sync(MemberID, [CloudInstance])
+    /// `WorkerHost.syncChanges`: host these instances (or those of the base), report what changed.
+    case sync(MemberID, SyncRequest)
+    /// `WorkerHost.sync`, for a member of the release before (it has no `syncChanges`): every
+    /// instance out, every report back.
+    case syncAll(MemberID, [CloudInstance])
     case start(ContainerID, on: InstanceID, via: MemberID, token: String)
     case kill(ContainerID, on: InstanceID, via: MemberID, signal: KillSignal = .term)
 }
@@ -59,6 +63,7 @@ public enum CallAnswer: Sendable, Equatable {
     case epoch(Int64)
     case hosted([InstanceID])
     case reports([WorkerReport])
+    case synced(SyncAnswer)
     case instances([CloudInstance])
     case created(CloudInstance)
 }
@@ -77,7 +82,9 @@ extension DriverCall: CustomStringConvertible {
         case .member(.listMembers): return "list members"
         case .member(.clusterEpoch): return "read cluster_epoch"
         case .member(.askHosted(let member)): return "ask \(member) what it hosts"
-        case .member(.sync(let member, let instances)): return "sync \(member) (\(instances.count) instances)"
+        case .member(.sync(let member, let request)):
+            return "sync \(member) (" + (request.instances.map { "\($0.count) instances" } ?? "instances as at answer \(request.base ?? 0)") + ")"
+        case .member(.syncAll(let member, let instances)): return "sync \(member) in full (\(instances.count) instances)"
         case .member(.start(let id, let worker, let member, _)): return "start \(id) on \(worker) via \(member)"
         case .member(.kill(let id, let worker, let member, let signal)): return "kill \(id) on \(worker) via \(member)" + (signal == .term ? "" : " (SIG\(signal.rawValue))")
         case .cloud(.list): return "list instances"

@@ -1,8 +1,8 @@
 import ConvoyModel
 import Foundation
 
-// The sync's arguments and answer (`WorkerHost.sync`: every instance out, every worker's report
-// back, each second) in hand-written JSON: the same members as their `Codable` forms.
+// The sync's arguments and answer (`WorkerHost.sync` and `syncChanges`: instances out, workers'
+// reports back, each second) in hand-written JSON: the same members as their `Codable` forms.
 
 extension CloudInstance: WireJSONCodable {
     public func writeWireJSON(to out: inout WireJSONWriter) {
@@ -93,5 +93,57 @@ extension WorkerReport: WireJSONCodable {
         self.init(instanceID: instanceID, member: member, phase: phase, containers: containers, lastProbe: lastProbe, bootedAt: bootedAt,
                   bootSeconds: bootSeconds, probeSeconds: probeSeconds, hostedSince: hostedSince, error: error,
                   bootProbeFailing: bootProbeFailing, lastProbeBeganAge: lastProbeBeganAge, broken: broken)
+    }
+}
+
+extension SyncRequest: WireJSONCodable {
+    public func writeWireJSON(to out: inout WireJSONWriter) {
+        out.beginObject()
+        out.member("instances", instances)
+        out.member("base", base)
+        out.member("resend", resend)
+        out.endObject()
+    }
+
+    public init(wireJSON reader: inout WireJSONReader) throws {
+        var instances: [CloudInstance]?, base: Int?, resend: [String]?
+        try reader.beginObject("SyncRequest")
+        while let key = try reader.nextKey() {
+            switch key {
+            case "instances": instances = try reader.optional { try [CloudInstance](wireJSON: &$0) }
+            case "base": base = try reader.optionalInt(key)
+            case "resend": resend = try reader.optional { try $0.strings(key) }
+            default: try reader.skipValue()
+            }
+        }
+        self.init(instances: instances, base: base, resend: resend)
+    }
+}
+
+extension SyncAnswer: WireJSONCodable {
+    public func writeWireJSON(to out: inout WireJSONWriter) {
+        out.beginObject()
+        out.member("id", id)
+        out.member("base", base)
+        out.member("reports", reports)
+        out.member("needsInstances", needsInstances)
+        out.endObject()
+    }
+
+    public init(wireJSON reader: inout WireJSONReader) throws {
+        var id: Int?, base: Int?, reports: [WorkerReport]?, needsInstances: Bool?
+        try reader.beginObject("SyncAnswer")
+        while let key = try reader.nextKey() {
+            switch key {
+            case "id": id = try reader.optionalInt(key)
+            case "base": base = try reader.optionalInt(key)
+            case "reports": reports = try reader.optional { try [WorkerReport](wireJSON: &$0) }
+            case "needsInstances": needsInstances = try reader.bool(key)
+            default: try reader.skipValue()
+            }
+        }
+        guard let reports else { throw reader.missing("reports") }
+        guard let needsInstances else { throw reader.missing("needsInstances") }
+        self.init(id: id, base: base, reports: reports, needsInstances: needsInstances)
     }
 }
