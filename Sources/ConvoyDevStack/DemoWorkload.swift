@@ -5,8 +5,9 @@ import ConvoyModel
 import Foundation
 
 /// The demo `make run` submits: a dozen containers of different sizes and lengths in a busybox
-/// image, one that fails (exit 3) and one that fits no instance type. Each says how it should end,
-/// so the end-to-end test and the terminal UI can check it.
+/// image, one that fails (exit 3) and one that fits no instance type (the API refuses it when it
+/// is committed). Each says how it should end, so the end-to-end test and the terminal UI can
+/// check it.
 public enum DemoWorkload {
     /// One demo container and how it should end.
     public struct Item: Sendable {
@@ -14,10 +15,30 @@ public enum DemoWorkload {
         public var vcpus: Int
         public var ram: String
         public var command: [String]
-        /// nil: the dispatcher cancels it (no instance type fits).
+        /// nil: the API refuses it when it is committed (no instance type fits).
         public var exitCode: Int?
-        /// Text its logs must contain (or, when cancelled, its runtime_status error).
+        /// Text its logs must contain (or, when refused, the API's reason).
         public var expectedText: String
+    }
+
+    /// One item as submitted: its request, or why the API refused it.
+    public struct Submitted: Sendable, Encodable {
+        public var name: String
+        public var request: ContainerRequest?
+        public var refused: String?
+
+        enum CodingKeys: String, CodingKey {
+            case name, uuid, refused
+            case containerUUID = "container_uuid"
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(name, forKey: .name)
+            try container.encodeIfPresent(request?.uuid.rawValue, forKey: .uuid)
+            try container.encodeIfPresent(request?.containerUUID?.rawValue, forKey: .containerUUID)
+            try container.encodeIfPresent(refused, forKey: .refused)
+        }
     }
 
     public static let imageName = "busybox"
@@ -70,9 +91,9 @@ public enum DemoWorkload {
         return tarball
     }
 
-    /// Uploads the image unless the API has it, then submits every item. Returns the requests,
-    /// in the order of `items`.
-    public static func submit(_ stack: DevStack, api: APIClient) async throws -> [ContainerRequest] {
+    /// Uploads the image unless the API has it, then submits every item. Returns what became of
+    /// each, in the order of `items`: an item meant to be refused that the API takes is an error.
+    public static func submit(_ stack: DevStack, api: APIClient) async throws -> [Submitted] {
         var image = ""
         if stack.settings.runtimeEngine == "podman" || stack.settings.runtimeEngine == "docker" {
             image = imageName
@@ -84,12 +105,18 @@ public enum DemoWorkload {
                 _ = try await api.uploadImage(file: URL(fileURLWithPath: try await imageTarball(stack.layout)), name: imageName)
             }
         }
-        var requests: [ContainerRequest] = []
+        var submitted: [Submitted] = []
         for item in items {
             guard let ram = ByteSize.parse(item.ram) else { throw DevStackError("demo item \(item.name): bad size \(item.ram)") }
             let submission = ContainerSubmission(name: item.name, command: item.command, image: image, vcpus: item.vcpus, ramBytes: Int64(ram))
-            requests.append(try await api.createContainerRequest(submission.attributes))
+            do {
+                let request = try await api.createContainerRequest(submission.attributes)
+                if item.exitCode == nil { throw DevStackError("demo item \(item.name) should have been refused, and was taken: \(request.uuid)") }
+                submitted.append(Submitted(name: item.name, request: request))
+            } catch APIClientError.refused(status: 422, let messages) where item.exitCode == nil {
+                submitted.append(Submitted(name: item.name, refused: messages.joined(separator: "; ")))
+            }
         }
-        return requests
+        return submitted
     }
 }

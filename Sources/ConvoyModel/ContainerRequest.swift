@@ -30,6 +30,11 @@ public struct ContainerRequest: Sendable, Hashable, Codable {
     /// The container whose token made this request (a workflow's step): its priority follows
     /// that container's, and it is cancelled when that container ends.
     public var requestingContainerUUID: ArvadosUUID?
+    /// How many containers it has had: 1 at commit, one more for each retry.
+    public var containerCount: Int
+    /// Containers it may have, retries included: a container Cancelled while the request still
+    /// wants it (Committed, priority > 0) is replaced by a new one until this many were made.
+    public var containerCountMax: Int
     public var createdAt: Date
     public var modifiedAt: Date
 
@@ -41,9 +46,11 @@ public struct ContainerRequest: Sendable, Hashable, Codable {
         runtimeConstraints: RuntimeConstraints = RuntimeConstraints(),
         schedulingParameters: SchedulingParameters = SchedulingParameters(), properties: [String: JSONValue] = [:],
         containerUUID: ArvadosUUID? = nil, useExisting: Bool = true, logUUID: String? = nil, outputUUID: String? = nil,
-        requestingContainerUUID: ArvadosUUID? = nil, createdAt: Date, modifiedAt: Date
+        requestingContainerUUID: ArvadosUUID? = nil, containerCount: Int = 0, containerCountMax: Int = 3, createdAt: Date, modifiedAt: Date
     ) {
         self.requestingContainerUUID = requestingContainerUUID
+        self.containerCount = containerCount
+        self.containerCountMax = containerCountMax
         self.uuid = uuid
         self.ownerUUID = ownerUUID
         self.name = name
@@ -80,12 +87,17 @@ public struct ContainerRequest: Sendable, Hashable, Codable {
         case logUUID = "log_uuid"
         case outputUUID = "output_uuid"
         case requestingContainerUUID = "requesting_container_uuid"
+        case containerCount = "container_count"
+        case containerCountMax = "container_count_max"
         case createdAt = "created_at"
         case modifiedAt = "modified_at"
     }
 
     /// Highest priority a request may ask for, as in Arvados.
     public static let maxPriority = 1000
+    /// The range `container_count_max` may take (Arvados sets no upper bound; a request that
+    /// asks for more than a hundred tries is taken for a mistake).
+    public static let containerCountMaxRange = 1...100
 }
 
 /// Uncommitted (a draft, freely editable) → Committed (its container exists) → Final (done or cancelled).

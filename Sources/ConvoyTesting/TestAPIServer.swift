@@ -36,15 +36,18 @@ public final class TestAPIServer: Sendable {
     }
 
     /// `childrenPreemptible`: as `AlwaysUsePreemptibleInstances` with a preemptible type configured.
+    /// `submission`: podman (a committed request needs an image) and no instance types, unless given.
     public static func start(database: TestPostgresServer, clusterID: String = "zzzzz", maxRequestBodySize: Int = 1 << 20,
-                             maxFileSize: Int64 = 64 << 20, childrenPreemptible: Bool = false) async throws -> TestAPIServer {
+                             maxFileSize: Int64 = 64 << 20, childrenPreemptible: Bool = false,
+                             submission: SubmissionRules = SubmissionRules()) async throws -> TestAPIServer {
         let pool = PostgresPool(configuration: database.configuration, maxConnections: 8)
         _ = try await pool.withConnection { try await PostgresMigrator(migrations: APISchema.migrations).migrate($0) }
         _ = try await pool.withConnection { try await ClusterSchema.migrator.migrate($0) }
         let blobs = try BlobStore(directory: FileManager.default.temporaryDirectory
             .appendingPathComponent("convoy-test-blobs-\(UUID().uuidString)").path)
         let services = APIServices(database: pool, containers: ContainerStore(clusterID: clusterID, containerTokenKey: TokenStore.containerTokenKey(systemRootToken: UUID().uuidString)), blobs: blobs,
-                                   maxRequestBodySize: maxRequestBodySize, maxFileSize: maxFileSize, childrenPreemptible: childrenPreemptible)
+                                   maxRequestBodySize: maxRequestBodySize, maxFileSize: maxFileSize, childrenPreemptible: childrenPreemptible,
+                                   submission: submission)
         let admin = try await services.tokens.create(on: pool, kind: .admin)
         let dispatcher = try await services.tokens.create(on: pool, kind: .dispatcher)
         let user = try await services.tokens.create(on: pool, kind: .user)

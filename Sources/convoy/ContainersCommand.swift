@@ -60,7 +60,7 @@ struct ContainersCommand: CommandGroup {
         @Option(help: "Virtual CPUs.") var vcpus = 1
         @Option(help: "Memory, e.g. 512MiB or 2GiB.") var ram = "256MiB"
         @Option(help: "1 to 1000; higher runs first.") var priority = 500
-        @Option(help: "An image collection (uuid or name); none runs the command with the worker's runtime engine.") var image = ""
+        @Option(help: "An image collection (uuid or name); needed where the cluster runs containers with podman or docker (the API refuses a request without one), else none runs the command with the worker's runtime engine.") var image = ""
         @Option(help: "A name for the request.") var name: String?
         @Option(name: .customLong("env"), help: "NAME=VALUE for the container's environment (repeatable).") var environment: [String] = []
         @Option(help: "Working directory in the container.") var cwd = "/"

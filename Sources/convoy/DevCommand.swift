@@ -161,10 +161,15 @@ struct DevCommand: CommandGroup {
 
         func run() async throws {
             let stack = try options.open()
-            let requests = try await ContainersCommand.calling { try await DemoWorkload.submit(stack, api: DevCommand.apiClient(stack)) }
-            if json { return try ContainersCommand.printJSON(requests) }
-            for request in requests {
-                print("\(request.name.padding(toLength: 10, withPad: " ", startingAt: 0))  request \(request.uuid)  container \(request.containerUUID?.rawValue ?? "-")")
+            let submitted = try await ContainersCommand.calling { try await DemoWorkload.submit(stack, api: DevCommand.apiClient(stack)) }
+            if json { return try ContainersCommand.printJSON(submitted) }
+            for item in submitted {
+                let name = item.name.padding(toLength: 10, withPad: " ", startingAt: 0)
+                if let request = item.request {
+                    print("\(name)  request \(request.uuid)  container \(request.containerUUID?.rawValue ?? "-")")
+                } else {
+                    print("\(name)  refused: \(item.refused ?? "")")
+                }
             }
         }
     }

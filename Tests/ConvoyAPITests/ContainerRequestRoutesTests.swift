@@ -124,6 +124,70 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         XCTAssertEqual(final["log_uuid"], "zzzzz-4zz18-000000000000001", "the container's log is copied to its requests")
     }
 
+    /// Locks `container`, moves it to Running and ends it Cancelled, as a dispatcher and its
+    /// runner would when it could not run.
+    private func runAndCancel(_ container: String) async throws {
+        let (_, locked) = try await api.callAsDispatcher("POST", "/arvados/v1/containers/\(container)/lock")
+        let authUUID = try XCTUnwrap(locked["auth_uuid"]?.stringValue)
+        for state in ["Running", "Cancelled"] {
+            let (status, json) = try await api.callAsDispatcher("PATCH", "/arvados/v1/containers/\(container)",
+                                                                body: #"{"container":{"state":"\#(state)","auth_uuid":"\#(authUUID)"}}"#)
+            XCTAssertEqual(status, 200, TestAPIServer.errorMessage(json))
+        }
+    }
+
+    /// Issue 20, Arvados' retries: a container Cancelled while its request still wants it is
+    /// replaced by a new one with the same spec, until the request has had container_count_max;
+    /// a request cancelled by its user is not retried.
+    func testACancelledContainerIsRetriedUntilTheRequestsContainerCountMax() async throws {
+        let request = try await submit(spec + #","state":"Committed","priority":2,"use_existing":false,"container_count_max":2"#)
+        let uuid = try XCTUnwrap(request["uuid"]?.stringValue)
+        let first = try XCTUnwrap(request["container_uuid"]?.stringValue)
+        XCTAssertEqual(request["container_count"], .number(1))
+        XCTAssertEqual(request["container_count_max"], .number(2))
+
+        try await runAndCancel(first)
+        let (_, retried) = try await api.call("GET", "/arvados/v1/container_requests/\(uuid)", token: api.userToken)
+        XCTAssertEqual(retried["state"], "Committed", "it still wants its container")
+        XCTAssertEqual(retried["container_count"], .number(2))
+        let second = try XCTUnwrap(retried["container_uuid"]?.stringValue)
+        XCTAssertNotEqual(second, first)
+        let replacement = try await container(second)
+        XCTAssertEqual(replacement["state"], "Queued")
+        XCTAssertEqual(replacement["priority"], .number(2))
+        XCTAssertEqual(replacement["command"], ["sh", "-c", "echo hi"])
+        XCTAssertEqual(replacement["container_image"], "debian:12")
+        let old = try await container(first)
+        XCTAssertEqual(old["state"], "Cancelled")
+
+        try await runAndCancel(second)
+        let (_, final) = try await api.call("GET", "/arvados/v1/container_requests/\(uuid)", token: api.userToken)
+        XCTAssertEqual(final["state"], "Final", "two containers of two: no more")
+        XCTAssertEqual(final["container_uuid"]?.stringValue, second)
+        XCTAssertEqual(final["container_count"], .number(2))
+
+        // The default is Containers.MaxRetryAttempts (3); a user's cancel is not retried.
+        let byDefault = try await submit(spec + #","state":"Committed","priority":1,"use_existing":false"#)
+        XCTAssertEqual(byDefault["container_count_max"], .number(3))
+        let byDefaultUUID = try XCTUnwrap(byDefault["uuid"]?.stringValue)
+        let (cancelStatus, cancelled) = try await patch(byDefaultUUID, #""priority":0"#)
+        XCTAssertEqual(cancelStatus, 200)
+        XCTAssertEqual(cancelled["state"], "Final")
+        XCTAssertEqual(cancelled["container_count"], .number(1))
+
+        for (attributes, message) in [(#""container_count_max":0"#, "'container_count_max' must be an integer between 1 and 100"),
+                                      (#""container_count_max":1e300"#, "'container_count_max' must be an integer between 1 and 100"),
+                                      (#""container_count":2"#, "container_count")] {
+            let (status, json) = try await api.call("POST", "/arvados/v1/container_requests", token: api.userToken,
+                                                    body: #"{"container_request":{\#(attributes)}}"#)
+            XCTAssertEqual(status, 422, attributes)
+            XCTAssertTrue(TestAPIServer.errorMessage(json).contains(message), "\(attributes): \(TestAPIServer.errorMessage(json))")
+        }
+        let (lateStatus, late) = try await patch(uuid, #""container_count_max":5"#)
+        XCTAssertEqual(lateStatus, 422, "fixed once committed")
+        XCTAssertTrue(TestAPIServer.errorMessage(late).contains("only name, description"), TestAPIServer.errorMessage(late))
+    }
+
     func testACompletedContainerFinalisesItsRequest() async throws {
         let request = try await submit(spec + #","state":"Committed","priority":2,"use_existing":false"#)
         let containerUUID = try XCTUnwrap(request["container_uuid"]?.stringValue)
@@ -268,6 +332,39 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         XCTAssertEqual(patchStatus, 404)
     }
 
+    /// Issue 20: a draft can be deleted (by its owner or an admin, as Arvados lets it); a
+    /// Committed or Final request cannot, and another user's is not found.
+    func testAnUncommittedRequestCanBeDeletedAndACommittedOneCannot() async throws {
+        let made = try await submit(spec + #","name":"draft""#)
+        let draft = try XCTUnwrap(made["uuid"]?.stringValue)
+        let other = try await api.services.tokens.create(on: api.services.database, kind: .user).v2
+        let (strangerStatus, _) = try await api.call("DELETE", "/arvados/v1/container_requests/\(draft)", token: other)
+        XCTAssertEqual(strangerStatus, 404, "another user's request is not found, let alone deleted")
+        let (status, deleted) = try await api.call("DELETE", "/arvados/v1/container_requests/\(draft)", token: api.userToken)
+        XCTAssertEqual(status, 200, TestAPIServer.errorMessage(deleted))
+        XCTAssertEqual(deleted["uuid"]?.stringValue, draft)
+        XCTAssertEqual(deleted["name"], "draft")
+        let (goneStatus, _) = try await api.call("GET", "/arvados/v1/container_requests/\(draft)", token: api.userToken)
+        XCTAssertEqual(goneStatus, 404)
+        let (againStatus, _) = try await api.call("DELETE", "/arvados/v1/container_requests/\(draft)", token: api.userToken)
+        XCTAssertEqual(againStatus, 404)
+
+        let committed = try await submit(spec + #","state":"Committed","priority":1,"use_existing":false"#)
+        let uuid = try XCTUnwrap(committed["uuid"]?.stringValue)
+        let (refusedStatus, refused) = try await api.call("DELETE", "/arvados/v1/container_requests/\(uuid)", token: api.adminToken)
+        XCTAssertEqual(refusedStatus, 422)
+        XCTAssertTrue(TestAPIServer.errorMessage(refused).contains("only an Uncommitted request can be deleted"), TestAPIServer.errorMessage(refused))
+        let (_, still) = try await api.call("GET", "/arvados/v1/container_requests/\(uuid)", token: api.userToken)
+        XCTAssertEqual(still["state"], "Committed")
+        let (badStatus, _) = try await api.call("DELETE", "/arvados/v1/container_requests/not-a-uuid", token: api.userToken)
+        XCTAssertEqual(badStatus, 404)
+        let (noTokenStatus, _) = try await api.call("DELETE", "/arvados/v1/container_requests/\(uuid)", token: nil)
+        XCTAssertEqual(noTokenStatus, 401)
+        // Cancelled, so that no later test's request shares its live container.
+        let (cancelStatus, _) = try await patch(uuid, #""priority":0"#)
+        XCTAssertEqual(cancelStatus, 200)
+    }
+
     /// A collection named `name` holding an image tarball, made with `token`.
     private func imageCollection(_ name: String, token: String, shared: Bool = false) async throws -> (status: Int, uuid: String?) {
         let (status, json) = try await api.call("POST", "/arvados/v1/collections", token: token,
@@ -378,5 +475,64 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         }
         let (_, after) = try await api.call("GET", "/arvados/v1/container_requests", token: api.adminToken)
         XCTAssertEqual(after["items_available"], before["items_available"], "nothing refused was stored")
+    }
+
+    /// Issue 20: a request this cluster can never run (no image for podman, a mount kind the
+    /// runner does not support, constraints no instance type meets) is refused when it is
+    /// committed, with the reason, and nothing is created; one it can run is committed as before.
+    func testARequestThisClusterCannotRunIsRefusedAtCommitWithTheReasonAndNothingIsCreated() async throws {
+        let small = InstanceType(name: "small", vcpus: 2, ram: 4 << 30, price: 0.05)
+        let strict = try await TestAPIServer.start(database: try postgresServer(),
+                                                   submission: SubmissionRules(runtimeEngine: "podman", instanceTypes: [small], reserveExtraRAM: 256 << 20))
+        func count(_ table: String) async throws -> Int64 {
+            try await strict.services.database.query("SELECT count(*)::int8 AS n FROM \(table)", []).first!.decode(Int64.self, column: "n")
+        }
+        let (containersBefore, requestsBefore) = (try await count("containers"), try await count("container_requests"))
+        let base = #""command":["true"],"priority":1,"runtime_constraints":{"vcpus":1,"ram":1000000}"#
+        let refused: [(String, String)] = [
+            (base, "this request cannot run here: this cluster runs containers with podman (Containers.RuntimeEngine), which needs a container_image"),
+            (base + #","container_image":"debian:12","mounts":{"/data":{"kind":"collection","uuid":"zzzzz-4zz18-000000000000000"}}"#,
+             "mount /data has kind 'collection': this cluster supports only 'tmp' mounts"),
+            (base + #","container_image":"debian:12","mounts":{"/x":{"path":"/y"}}"#, "mount /x has no kind"),
+            (#""command":["true"],"priority":1,"container_image":"debian:12","runtime_constraints":{"vcpus":64,"ram":1000000}"#,
+             "no instance type fits: the container asks for 64 VCPUs"),
+            (#""command":["true"],"priority":1,"container_image":"debian:12","runtime_constraints":{"vcpus":1,"ram":1000000},"scheduling_parameters":{"preemptible":true}"#,
+             "no preemptible type is configured"),
+        ]
+        for (attributes, message) in refused {
+            let (status, json) = try await strict.call("POST", "/arvados/v1/container_requests", token: strict.userToken,
+                                                       body: #"{"container_request":{\#(attributes),"state":"Committed"}}"#)
+            XCTAssertEqual(status, 422, attributes)
+            XCTAssertTrue(TestAPIServer.errorMessage(json).contains(message), "\(attributes): \(TestAPIServer.errorMessage(json))")
+        }
+        // A draft is kept as it is; committing it is refused and leaves it Uncommitted, with no container.
+        let (draftStatus, draft) = try await strict.call("POST", "/arvados/v1/container_requests", token: strict.userToken,
+                                                         body: #"{"container_request":{\#(base)}}"#)
+        XCTAssertEqual(draftStatus, 200, TestAPIServer.errorMessage(draft))
+        let uuid = try XCTUnwrap(draft["uuid"]?.stringValue)
+        let (commitStatus, commit) = try await strict.call("PATCH", "/arvados/v1/container_requests/\(uuid)", token: strict.userToken,
+                                                           body: #"{"container_request":{"state":"Committed"}}"#)
+        XCTAssertEqual(commitStatus, 422)
+        XCTAssertTrue(TestAPIServer.errorMessage(commit).contains("needs a container_image"), TestAPIServer.errorMessage(commit))
+        let (_, kept) = try await strict.call("GET", "/arvados/v1/container_requests/\(uuid)", token: strict.userToken)
+        XCTAssertEqual(kept["state"], "Uncommitted")
+        XCTAssertEqual(kept["container_uuid"], .null)
+        let (containersAfter, requestsAfter) = (try await count("containers"), try await count("container_requests"))
+        XCTAssertEqual(containersAfter, containersBefore, "no container was made")
+        XCTAssertEqual(requestsAfter, requestsBefore + 1, "only the draft was stored")
+
+        // With the image the same draft commits, and a tmp mount is fine.
+        let (fixedStatus, fixed) = try await strict.call("PATCH", "/arvados/v1/container_requests/\(uuid)", token: strict.userToken,
+                                                         body: #"{"container_request":{"container_image":"debian:12","mounts":{"/tmp":{"kind":"tmp","capacity":1000}},"state":"Committed"}}"#)
+        XCTAssertEqual(fixedStatus, 200, TestAPIServer.errorMessage(fixed))
+        XCTAssertNotEqual(fixed["container_uuid"], .null)
+        await strict.stop()
+
+        // A cluster whose runtime needs no image (process, bwrap) takes a request without one.
+        let plain = try await TestAPIServer.start(database: try postgresServer(), submission: SubmissionRules(runtimeEngine: "process"))
+        let (plainStatus, plainJSON) = try await plain.call("POST", "/arvados/v1/container_requests", token: plain.userToken,
+                                                            body: #"{"container_request":{\#(base),"state":"Committed"}}"#)
+        XCTAssertEqual(plainStatus, 200, TestAPIServer.errorMessage(plainJSON))
+        await plain.stop()
     }
 }

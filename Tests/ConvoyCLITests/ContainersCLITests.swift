@@ -26,8 +26,13 @@ final class ContainersCLITests: PostgresTestCase {
     }
 
     func testSubmitListShowLogsAndCancelThroughTheCLI() async throws {
-        let submitted = try convoy(["containers", "submit", "--vcpus", "2", "--ram", "1GiB", "--priority", "700", "--env", "GREETING=hi",
-                                    "--", "sh", "-c", "echo $GREETING"])
+        // Issue 20: without an image a podman cluster could never run it: refused at once, with why.
+        let imageless = try convoy(["containers", "submit", "--", "echo", "hi"])
+        XCTAssertEqual(imageless.status, 1, imageless.stdout)
+        XCTAssertTrue(imageless.stderr.contains("(Containers.RuntimeEngine), which needs a container_image"), imageless.stderr)
+
+        let submitted = try convoy(["containers", "submit", "--image", "debian:12", "--vcpus", "2", "--ram", "1GiB", "--priority", "700",
+                                    "--env", "GREETING=hi", "--", "sh", "-c", "echo $GREETING"])
         XCTAssertEqual(submitted.status, 0, submitted.stderr)
         let words = submitted.stdout.split(separator: " ", omittingEmptySubsequences: true).map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         let request = try XCTUnwrap(words.first { $0.contains("-xvhdp-") }, submitted.stdout)
@@ -70,7 +75,7 @@ final class ContainersCLITests: PostgresTestCase {
         XCTAssertTrue(object["state"] as? String == "Cancelled" || object["priority"] as? Int == 0, after.stdout)
 
         // Cancelling a container directly (admin token).
-        let second = try convoy(["containers", "submit", "--", "sleep", "60"])
+        let second = try convoy(["containers", "submit", "--image", "debian:12", "--", "sleep", "60"])
         let secondUUID = try XCTUnwrap(second.stdout.split(separator: " ").map(String.init).first { $0.contains("-dz642-") }, second.stdout)
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let direct = try convoy(["containers", "cancel", secondUUID])

@@ -2,7 +2,7 @@ import ConvoyModel
 import ConvoyPostgres
 import Hummingbird
 
-/// `/arvados/v1/container_requests…`: create, list, get, update.
+/// `/arvados/v1/container_requests…`: create, list, get, update, delete (a draft).
 enum ContainerRequestRoutes {
     static func add(to router: Router<BasicRequestContext>, services: APIServices) {
         let requests = router.group("arvados/v1/container_requests")
@@ -36,6 +36,14 @@ enum ContainerRequestRoutes {
         }
         requests.patch(":uuid", use: update)
         requests.put(":uuid", use: update)
+        requests.delete(":uuid") { request, context -> Response in
+            let caller = try await services.authenticate(request)
+            let uuid = try APIServices.uuid(context, type: .containerRequest)
+            let deleted = try await services.database.withConnection { db in
+                try await services.containerRequests.delete(uuid, by: caller, on: db)
+            }
+            return try APIResponses.one(deleted)
+        }
     }
 }
 
@@ -44,7 +52,7 @@ enum ContainerRequestRoutes {
 enum ContainerRequestChangesParser {
     static let writable: Set<String> = [
         "name", "description", "properties", "state", "priority", "command", "container_image", "cwd",
-        "environment", "mounts", "output_path", "runtime_constraints", "scheduling_parameters", "use_existing",
+        "environment", "mounts", "output_path", "runtime_constraints", "scheduling_parameters", "use_existing", "container_count_max",
     ]
     static let readOnly: Set<String> = Set(ContainerRequest.CodingKeys.allCases.map(\.stringValue)).subtracting(writable)
 
@@ -64,6 +72,7 @@ enum ContainerRequestChangesParser {
         changes.priority = try attributes.integer("priority", in: 0...ContainerRequest.maxPriority)
         changes.command = try attributes.stringArray("command")
         changes.useExisting = try attributes.boolean("use_existing")
+        changes.containerCountMax = try attributes.integer("container_count_max", in: ContainerRequest.containerCountMaxRange)
         changes.containerImage = try attributes.string("container_image")
         changes.cwd = try attributes.string("cwd")
         changes.environment = try attributes.stringMap("environment")

@@ -58,7 +58,7 @@ enum DiscoveryRoutes {
             ("auth", "/auth", "GET", "ApiClientAuthorization"),
         ]),
         Resource(name: "container_requests", singular: "container_request", schema: "ContainerRequest",
-                 standard: ["list", "get", "create", "update"], extra: []),
+                 standard: ["list", "get", "create", "update", "delete"], extra: []),
         Resource(name: "logs", singular: "log", schema: "Log", standard: ["list", "create"], extra: []),
         Resource(name: "collections", singular: "collection", schema: "Collection", standard: ["list", "get", "create"], extra: []),
     ]
@@ -79,6 +79,8 @@ enum DiscoveryRoutes {
             case "update":
                 methods["update"] = method("\(name).update", "\(name)/{uuid}", "PUT", parameters: uuidParameter,
                                            response: resource.schema, request: (resource.singular, resource.schema))
+            case "delete":
+                methods["delete"] = method("\(name).delete", "\(name)/{uuid}", "DELETE", parameters: uuidParameter, response: resource.schema)
             default:
                 continue
             }

@@ -9,10 +9,16 @@ public struct APIServices: Sendable {
     public let database: PostgresPool
     public let containers: ContainerStore
     public var tokens: TokenStore { containers.tokens }
-    public var containerRequests: ContainerRequestStore { ContainerRequestStore(containers: containers, childrenPreemptible: childrenPreemptible) }
+    public var containerRequests: ContainerRequestStore {
+        ContainerRequestStore(containers: containers, childrenPreemptible: childrenPreemptible, rules: submission, maxRetryAttempts: maxRetryAttempts)
+    }
     /// Child requests run on preemptible instances (AlwaysUsePreemptibleInstances, with a
     /// preemptible type configured).
     public let childrenPreemptible: Bool
+    /// What a committed request must be for this cluster to run it.
+    public let submission: SubmissionRules
+    /// A new request's `container_count_max` unless it sets one (`Containers.MaxRetryAttempts`).
+    public let maxRetryAttempts: Int
     public var logs: LogStore { LogStore(clusterID: containers.clusterID) }
     /// Collections and their file contents.
     public let collections: CollectionStore
@@ -24,8 +30,11 @@ public struct APIServices: Sendable {
     public let scheme: String
 
     public init(database: PostgresPool, containers: ContainerStore, blobs: BlobStore,
-                maxRequestBodySize: Int = 8 << 20, maxFileSize: Int64 = 64 << 30, scheme: String = "http", childrenPreemptible: Bool = false) {
+                maxRequestBodySize: Int = 8 << 20, maxFileSize: Int64 = 64 << 30, scheme: String = "http", childrenPreemptible: Bool = false,
+                submission: SubmissionRules = SubmissionRules(), maxRetryAttempts: Int = 3) {
         self.childrenPreemptible = childrenPreemptible
+        self.submission = submission
+        self.maxRetryAttempts = maxRetryAttempts
         self.maxFileSize = maxFileSize
         self.database = database
         self.containers = containers

@@ -37,7 +37,8 @@ public enum APIServer {
         return APIServices(database: database, containers: containers, blobs: try BlobStore(directory: config.api.blobDirectory),
                            maxRequestBodySize: config.api.maxRequestSize, maxFileSize: config.api.maxFileSize,
                            scheme: config.api.tls.certificate == nil ? "http" : "https",
-                           childrenPreemptible: config.containers.alwaysUsePreemptibleInstances && config.instanceTypes.contains(where: \.preemptible))
+                           childrenPreemptible: config.containers.alwaysUsePreemptibleInstances && config.instanceTypes.contains(where: \.preemptible),
+                           submission: SubmissionRules(config), maxRetryAttempts: config.containers.maxRetryAttempts)
     }
 
     /// The HTTP(S) server as a service for a `ServiceGroup`. `listen` overrides the configured address.

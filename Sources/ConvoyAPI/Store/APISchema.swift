@@ -201,5 +201,12 @@ public enum APISchema {
             CREATE INDEX container_requests_requesting ON container_requests (requesting_container_uuid)
                 WHERE requesting_container_uuid IS NOT NULL;
             """),
+        PostgresMigration(version: 7, name: "container request retries", sql: """
+            -- Arvados' retries: a request whose container is Cancelled while the request still
+            -- wants it gets a new container, until it has had container_count_max of them.
+            ALTER TABLE container_requests ADD COLUMN container_count integer NOT NULL DEFAULT 0,
+                ADD COLUMN container_count_max integer NOT NULL DEFAULT 3;
+            UPDATE container_requests SET container_count = 1 WHERE container_uuid IS NOT NULL;
+            """),
     ]
 }

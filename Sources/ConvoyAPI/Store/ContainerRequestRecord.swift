@@ -7,7 +7,7 @@ enum ContainerRequestRecord {
     static let columns = """
         uuid, owner_uuid, name, description, state, priority, command, container_image, cwd, environment, mounts, \
         output_path, runtime_constraints, scheduling_parameters, properties, container_uuid, use_existing, log_uuid, output_uuid, \
-        requesting_container_uuid, created_at, modified_at
+        requesting_container_uuid, container_count, container_count_max, created_at, modified_at
         """
 
     static func decode(_ row: PostgresRow) throws -> ContainerRequest {
@@ -37,6 +37,8 @@ enum ContainerRequestRecord {
             logUUID: try row.decode(String?.self, column: "log_uuid"),
             outputUUID: try row.decode(String?.self, column: "output_uuid"),
             requestingContainerUUID: try row.decode(String?.self, column: "requesting_container_uuid").flatMap(ArvadosUUID.init),
+            containerCount: try row.decode(Int.self, column: "container_count"),
+            containerCountMax: try row.decode(Int.self, column: "container_count_max"),
             createdAt: try row.decode(Date.self, column: "created_at"),
             modifiedAt: try row.decode(Date.self, column: "modified_at"))
     }
@@ -64,6 +66,8 @@ enum ContainerRequestRecord {
             ResourceAttribute("log_uuid", kind: .text),
             ResourceAttribute("output_uuid", kind: .text),
             ResourceAttribute("requesting_container_uuid", kind: .text),
+            ResourceAttribute("container_count", kind: .integer),
+            ResourceAttribute("container_count_max", kind: .integer),
             ResourceAttribute("created_at", kind: .timestamp),
             ResourceAttribute("modified_at", kind: .timestamp),
         ],

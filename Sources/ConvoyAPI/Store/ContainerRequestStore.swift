@@ -19,6 +19,7 @@ public struct ContainerRequestChanges: Sendable, Equatable {
     public var runtimeConstraints: RuntimeConstraints?
     public var schedulingParameters: SchedulingParameters?
     public var useExisting: Bool?
+    public var containerCountMax: Int?
 
     public init(name: String? = nil, description: String?? = nil, properties: [String: JSONValue]? = nil,
                 state: ContainerRequestState? = nil, priority: Int? = nil, command: [String]? = nil,
@@ -43,7 +44,7 @@ public struct ContainerRequestChanges: Sendable, Equatable {
     /// True when it touches what the container will run (allowed only before committing).
     var changesSpec: Bool {
         useExisting != nil || command != nil || containerImage != nil || cwd != nil || environment != nil || mounts != nil
-            || outputPath != nil || runtimeConstraints != nil || schedulingParameters != nil
+            || outputPath != nil || runtimeConstraints != nil || schedulingParameters != nil || containerCountMax != nil
     }
 }
 
@@ -56,11 +57,18 @@ public struct ContainerRequestStore: Sendable {
     /// Child requests run on preemptible instances (Containers.AlwaysUsePreemptibleInstances, when
     /// any preemptible type is configured).
     public let childrenPreemptible: Bool
+    /// What a committed request must be for this cluster to run it.
+    public let rules: SubmissionRules
+    /// A new request's `container_count_max` unless it sets one (`Containers.MaxRetryAttempts`).
+    public let maxRetryAttempts: Int
     var clusterID: String { containers.clusterID }
 
-    public init(containers: ContainerStore, childrenPreemptible: Bool = false) {
+    public init(containers: ContainerStore, childrenPreemptible: Bool = false, rules: SubmissionRules = SubmissionRules(),
+                maxRetryAttempts: Int = 3) {
         self.containers = containers
         self.childrenPreemptible = childrenPreemptible
+        self.rules = rules
+        self.maxRetryAttempts = maxRetryAttempts
     }
 
     public static var schema: ResourceSchema { ContainerRequestRecord.schema }
@@ -81,7 +89,8 @@ public struct ContainerRequestStore: Sendable {
             changes.priority = requester.priority
         }
         var draft = ContainerRequest(uuid: ArvadosUUID.generate(cluster: clusterID, type: .containerRequest),
-                                     ownerUUID: owner, requestingContainerUUID: parent, createdAt: now, modifiedAt: now)
+                                     ownerUUID: owner, requestingContainerUUID: parent, containerCountMax: maxRetryAttempts,
+                                     createdAt: now, modifiedAt: now)
         try Self.apply(changes, to: &draft, committing: changes.state == .committed)
         if draft.state == .final {
             throw APIError.unprocessable("a container request cannot be created Final")
@@ -92,19 +101,20 @@ public struct ContainerRequestStore: Sendable {
             if request.state == .committed {
                 self.preferPreemptible(&request)
                 request.containerUUID = try await self.makeContainer(for: request, on: tx)
+                request.containerCount = 1
             }
             let row = try await tx.query("""
                 INSERT INTO container_requests (uuid, owner_uuid, name, description, state, priority, command, container_image,
                     cwd, environment, mounts, output_path, runtime_constraints, scheduling_parameters, properties, container_uuid, use_existing,
-                    requesting_container_uuid)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)
+                    requesting_container_uuid, container_count, container_count_max)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
                 RETURNING \(ContainerRequestRecord.columns)
                 """, [request.uuid.rawValue, request.ownerUUID.rawValue, request.name, request.description, request.state.rawValue,
                       request.priority, PostgresJSONB(request.command), request.containerImage, request.cwd,
                       PostgresJSONB(request.environment), PostgresJSONB(request.mounts), request.outputPath,
                       PostgresJSONB(request.runtimeConstraints), PostgresJSONB(request.schedulingParameters),
                       PostgresJSONB(request.properties), request.containerUUID?.rawValue, request.useExisting,
-                      request.requestingContainerUUID?.rawValue]).first!
+                      request.requestingContainerUUID?.rawValue, request.containerCount, request.containerCountMax]).first!
             if let containerUUID = request.containerUUID {
                 try await self.containers.followRequests(containerUUID, by: caller, on: tx)
             }
@@ -167,6 +177,7 @@ public struct ContainerRequestStore: Sendable {
                 if request.state == .committed {
                     self.preferPreemptible(&request)
                     request.containerUUID = try await self.makeContainer(for: request, on: tx)
+                    request.containerCount = 1
                 }
             case .committed, .final:
                 if changes.changesSpec {
@@ -185,13 +196,13 @@ public struct ContainerRequestStore: Sendable {
                 UPDATE container_requests SET name = $2, description = $3, state = $4, priority = $5, command = $6,
                     container_image = $7, cwd = $8, environment = $9, mounts = $10, output_path = $11,
                     runtime_constraints = $12, scheduling_parameters = $13, properties = $14, container_uuid = $15,
-                    use_existing = $16, modified_at = now()
+                    use_existing = $16, container_count = $17, container_count_max = $18, modified_at = now()
                 WHERE uuid = $1 RETURNING \(ContainerRequestRecord.columns)
                 """, [uuid.rawValue, request.name, request.description, request.state.rawValue, request.priority,
                       PostgresJSONB(request.command), request.containerImage, request.cwd, PostgresJSONB(request.environment),
                       PostgresJSONB(request.mounts), request.outputPath, PostgresJSONB(request.runtimeConstraints),
                       PostgresJSONB(request.schedulingParameters), PostgresJSONB(request.properties),
-                      request.containerUUID?.rawValue, request.useExisting]).first!
+                      request.containerUUID?.rawValue, request.useExisting, request.containerCount, request.containerCountMax]).first!
             if let containerUUID = request.containerUUID, request.priority != current.priority || request.state != current.state {
                 try await self.containers.followRequests(containerUUID, by: caller, on: tx)
             }
@@ -199,6 +210,25 @@ public struct ContainerRequestStore: Sendable {
             let final = try await tx.query("SELECT \(ContainerRequestRecord.columns) FROM container_requests WHERE uuid = $1",
                                            [uuid.rawValue]).first ?? saved
             return try ContainerRequestRecord.decode(final)
+        }
+    }
+
+    /// Deletes an Uncommitted request (a draft) and returns it as it was; a Committed or Final
+    /// one has a container, or had one, and stays (set `state: Final` to cancel it).
+    public func delete(_ uuid: ArvadosUUID, by caller: APIToken, on db: PostgresConnection) async throws -> ContainerRequest {
+        try Self.checkMayWrite(caller)
+        return try await db.transaction { tx in
+            // Read as the caller may see it (someone else's is not found), then locked.
+            _ = try await self.get(uuid, as: caller, on: tx)
+            guard let row = try await tx.query("SELECT \(ContainerRequestRecord.columns) FROM container_requests WHERE uuid = $1 FOR UPDATE",
+                                               [uuid.rawValue]).first
+            else { throw APIError.notFound("container request \(uuid) not found") }
+            let current = try ContainerRequestRecord.decode(row)
+            guard current.state == .uncommitted else {
+                throw APIError.unprocessable("container request \(uuid) is \(current.state.rawValue): only an Uncommitted request can be deleted; set state Final to cancel it")
+            }
+            _ = try await tx.query("DELETE FROM container_requests WHERE uuid = $1", [uuid.rawValue])
+            return current
         }
     }
 
@@ -224,6 +254,8 @@ public struct ContainerRequestStore: Sendable {
     }
 
     private func makeContainer(for request: ContainerRequest, on tx: PostgresTransaction) async throws -> ArvadosUUID {
+        // Refused here, in the commit's transaction: nothing of the request is kept.
+        if let refusal = rules.refusal(request) { throw APIError.unprocessable("this request cannot run here: \(refusal)") }
         var spec = request.spec
         // The image as the container runs it: a collection of the submitter's (or a shared one),
         // never another user's of the same name; a name nobody's collection has stays a name
@@ -252,6 +284,7 @@ public struct ContainerRequestStore: Sendable {
         if let constraints = changes.runtimeConstraints { request.runtimeConstraints = constraints }
         if let parameters = changes.schedulingParameters { request.schedulingParameters = parameters }
         if let useExisting = changes.useExisting { request.useExisting = useExisting }
+        if let countMax = changes.containerCountMax { request.containerCountMax = countMax }
         guard committing else { return }
         // What a container needs before anything can run it.
         if request.command.isEmpty { throw APIError.unprocessable("a committed container request needs a non-empty command") }

@@ -457,8 +457,11 @@ public struct ContainerStore: Sendable {
 
     /// A container in a final state makes its committed requests Final, with its log and output,
     /// and cancels the requests it made (as Arvados: a child whose container has not started is
-    /// cancelled with it; a running one is stopped at priority 0 by the dispatcher).
+    /// cancelled with it; a running one is stopped at priority 0 by the dispatcher). A Cancelled
+    /// container's requests that still want it (priority > 0) and may have another container
+    /// (`container_count` < `container_count_max`) get one instead: Arvados' retries.
     func finalizeRequests(of container: Container, by caller: APIToken, on tx: PostgresTransaction, visited: Set<ArvadosUUID> = []) async throws {
+        if container.state == .cancelled { try await retryRequests(of: container, by: caller, on: tx, visited: visited) }
         try await tx.execute("""
             UPDATE container_requests SET state = 'Final', log_uuid = $2, output_uuid = $3, modified_at = now()
             WHERE container_uuid = $1 AND state = 'Committed'
@@ -467,6 +470,31 @@ public struct ContainerStore: Sendable {
             UPDATE container_requests SET priority = 0, modified_at = now() WHERE requesting_container_uuid = $1 AND state = 'Committed'
             """, [container.uuid.rawValue])
         try await followChildren(of: container.uuid, by: caller, on: tx, visited: visited.union([container.uuid]))
+    }
+
+    /// The requests of the Cancelled `container` that may try again move to a new container with
+    /// its spec (or, when every one of them has `use_existing`, a live one with that spec), one
+    /// container more counted for each; its priority follows them.
+    private func retryRequests(of container: Container, by caller: APIToken, on tx: PostgresTransaction, visited: Set<ArvadosUUID>) async throws {
+        let retrying = try await tx.query("""
+            SELECT uuid, use_existing FROM container_requests
+            WHERE container_uuid = $1 AND state = 'Committed' AND priority > 0 AND container_count < container_count_max
+            ORDER BY uuid FOR UPDATE
+            """, [container.uuid.rawValue]).rows
+        guard !retrying.isEmpty else { return }
+        let spec = ContainerSpec(command: container.command, containerImage: container.containerImage, cwd: container.cwd,
+                                 environment: container.environment, mounts: container.mounts, outputPath: container.outputPath,
+                                 runtimeConstraints: container.runtimeConstraints, schedulingParameters: container.schedulingParameters,
+                                 priority: 0)
+        let shareable = try retrying.allSatisfy { try $0.decode(Bool.self, column: "use_existing") }
+        let next: ArvadosUUID
+        if shareable, let live = try await reusable(spec, on: tx) { next = live } else { next = try await create(spec, on: tx).uuid }
+        for row in retrying {
+            try await tx.execute("""
+                UPDATE container_requests SET container_uuid = $2, container_count = container_count + 1, modified_at = now() WHERE uuid = $1
+                """, [try row.decode(String.self, column: "uuid"), next.rawValue])
+        }
+        try await followRequests(next, by: caller, on: tx, visited: visited.union([container.uuid]))
     }
 
     /// The containers of the committed requests `uuid` made follow it.

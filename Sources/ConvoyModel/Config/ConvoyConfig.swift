@@ -243,6 +243,9 @@ public struct TLSConfig: Sendable, Equatable, Decodable {
 public struct ContainersConfig: Sendable, Equatable, Decodable {
     /// Locks per container before it is cancelled instead (Arvados' Containers.MaxDispatchAttempts).
     public var maxDispatchAttempts: Int
+    /// A new container request's `container_count_max` unless it sets one: how many containers
+    /// it may have, the first and its retries (Arvados' Containers.MaxRetryAttempts).
+    public var maxRetryAttempts: Int
     /// RAM added to what a container asks when choosing its instance type (the runner, the OS).
     public var reserveExtraRAM: Int64
     /// A container may run on any fitting type priced up to the cheapest fitting one × this
@@ -264,16 +267,17 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
     public var cloudVMs: CloudVMsConfig
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case maxDispatchAttempts = "MaxDispatchAttempts", reserveExtraRAM = "ReserveExtraRAM", minRetryPeriod = "MinRetryPeriod"
+        case maxDispatchAttempts = "MaxDispatchAttempts", maxRetryAttempts = "MaxRetryAttempts", reserveExtraRAM = "ReserveExtraRAM", minRetryPeriod = "MinRetryPeriod"
         case maximumPriceFactor = "MaximumPriceFactor", preemptiblePriceFactor = "PreemptiblePriceFactor"
         case alwaysUsePreemptibleInstances = "AlwaysUsePreemptibleInstances"
         case dispatchPrivateKeyFile = "DispatchPrivateKeyFile", runtimeEngine = "RuntimeEngine", cloudVMs = "CloudVMs"
     }
 
-    public init(maxDispatchAttempts: Int = 10, reserveExtraRAM: Int64 = 256 << 20, maximumPriceFactor: Double = 1.5,
+    public init(maxDispatchAttempts: Int = 10, maxRetryAttempts: Int = 3, reserveExtraRAM: Int64 = 256 << 20, maximumPriceFactor: Double = 1.5,
                 preemptiblePriceFactor: Double = 0, alwaysUsePreemptibleInstances: Bool = false, minRetryPeriod: Duration = .zero, dispatchPrivateKeyFile: String? = nil, runtimeEngine: String = "podman",
                 cloudVMs: CloudVMsConfig = CloudVMsConfig()) {
         self.maxDispatchAttempts = maxDispatchAttempts
+        self.maxRetryAttempts = maxRetryAttempts
         self.reserveExtraRAM = reserveExtraRAM
         self.maximumPriceFactor = maximumPriceFactor
         self.preemptiblePriceFactor = preemptiblePriceFactor
@@ -289,6 +293,10 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         let defaults = ContainersConfig()
         maxDispatchAttempts = try container.decodeIfPresent(Int.self, forKey: .maxDispatchAttempts) ?? defaults.maxDispatchAttempts
+        maxRetryAttempts = try container.decodeIfPresent(Int.self, forKey: .maxRetryAttempts) ?? defaults.maxRetryAttempts
+        guard ContainerRequest.containerCountMaxRange.contains(maxRetryAttempts) else {
+            throw ConfigError("Containers.MaxRetryAttempts must be from \(ContainerRequest.containerCountMaxRange.lowerBound) to \(ContainerRequest.containerCountMaxRange.upperBound) (the containers a request may have, its first included), not \(maxRetryAttempts)")
+        }
         reserveExtraRAM = try container.decodeByteSize(.reserveExtraRAM, section: "Containers", default: defaults.reserveExtraRAM)
         maximumPriceFactor = try container.decodeIfPresent(Double.self, forKey: .maximumPriceFactor) ?? defaults.maximumPriceFactor
         guard maximumPriceFactor.isFinite, (1...100).contains(maximumPriceFactor) else {

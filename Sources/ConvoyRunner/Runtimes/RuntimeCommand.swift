@@ -195,14 +195,12 @@ public struct RuntimeCommand: Sendable {
         }
     }
 
-    /// The `tmp` mounts (path in the container → kind); other kinds are refused.
+    /// The `tmp` mounts (path in the container → kind); other kinds are refused (the API refuses
+    /// them at commit; a container made otherwise still ends here).
     public func tmpMounts() throws -> [String] {
+        if let unsupported = ContainerMounts.unsupported(container.mounts) { throw RuntimeSetupError(unsupported) }
         var paths: [String] = []
-        for (path, value) in container.mounts.sorted(by: { $0.key < $1.key }) {
-            let kind = value.objectValue?["kind"]?.stringValue ?? ""
-            guard kind == "tmp" else {
-                throw RuntimeSetupError("mount \(path) has kind '\(kind)': this runner supports only 'tmp' mounts")
-            }
+        for path in container.mounts.keys.sorted() {
             guard path.hasPrefix("/") else { throw RuntimeSetupError("mount path \(path) is not absolute") }
             if path != container.outputPath { paths.append(path) }
         }
