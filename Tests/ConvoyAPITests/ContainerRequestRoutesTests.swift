@@ -186,6 +186,17 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         let (lateStatus, late) = try await patch(uuid, #""container_count_max":5"#)
         XCTAssertEqual(lateStatus, 422, "fixed once committed")
         XCTAssertTrue(TestAPIServer.errorMessage(late).contains("only name, description"), TestAPIServer.errorMessage(late))
+
+        // A workflow's step is retried while its workflow runs.
+        let parent = try await runningContainer(priority: 4)
+        let step = try await submit(stepSpec + #","state":"Committed","use_existing":false"#, token: parent.token)
+        let stepUUID = try XCTUnwrap(step["uuid"]?.stringValue)
+        try await runAndCancel(try XCTUnwrap(step["container_uuid"]?.stringValue))
+        let (_, retriedStep) = try await api.call("GET", "/arvados/v1/container_requests/\(stepUUID)", token: api.userToken)
+        XCTAssertEqual(retriedStep["state"], "Committed")
+        XCTAssertEqual(retriedStep["container_count"], .number(2))
+        let stepContainer = try await container(try XCTUnwrap(retriedStep["container_uuid"]?.stringValue))
+        XCTAssertEqual(stepContainer["priority"], .number(4), "at its workflow's priority")
     }
 
     func testACompletedContainerFinalisesItsRequest() async throws {

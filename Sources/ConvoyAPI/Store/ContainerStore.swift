@@ -473,22 +473,22 @@ public struct ContainerStore: Sendable {
     }
 
     /// The requests of the Cancelled `container` that may try again move to a new container with
-    /// its spec (or, when every one of them has `use_existing`, a live one with that spec), one
-    /// container more counted for each; its priority follows them.
+    /// its spec, one container more counted for each; its priority follows them. As Arvados: a
+    /// request still wanting it (priority > 0), with containers left, and — a child request —
+    /// whose requesting container is still Running and wanted.
     private func retryRequests(of container: Container, by caller: APIToken, on tx: PostgresTransaction, visited: Set<ArvadosUUID>) async throws {
         let retrying = try await tx.query("""
-            SELECT uuid, use_existing FROM container_requests
-            WHERE container_uuid = $1 AND state = 'Committed' AND priority > 0 AND container_count < container_count_max
-            ORDER BY uuid FOR UPDATE
+            SELECT r.uuid FROM container_requests r LEFT JOIN containers p ON p.uuid = r.requesting_container_uuid
+            WHERE r.container_uuid = $1 AND r.state = 'Committed' AND r.priority > 0 AND r.container_count < r.container_count_max
+                AND (r.requesting_container_uuid IS NULL OR (p.state = 'Running' AND p.priority > 0))
+            ORDER BY r.uuid FOR UPDATE OF r
             """, [container.uuid.rawValue]).rows
         guard !retrying.isEmpty else { return }
         let spec = ContainerSpec(command: container.command, containerImage: container.containerImage, cwd: container.cwd,
                                  environment: container.environment, mounts: container.mounts, outputPath: container.outputPath,
                                  runtimeConstraints: container.runtimeConstraints, schedulingParameters: container.schedulingParameters,
                                  priority: 0)
-        let shareable = try retrying.allSatisfy { try $0.decode(Bool.self, column: "use_existing") }
-        let next: ArvadosUUID
-        if shareable, let live = try await reusable(spec, on: tx) { next = live } else { next = try await create(spec, on: tx).uuid }
+        let next = try await create(spec, on: tx).uuid
         for row in retrying {
             try await tx.execute("""
                 UPDATE container_requests SET container_uuid = $2, container_count = container_count + 1, modified_at = now() WHERE uuid = $1
