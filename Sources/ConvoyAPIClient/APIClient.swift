@@ -179,6 +179,15 @@ public struct APIClient: Sendable {
     }
 
     /// The container token of the current lock (`v2/…`), for the dispatcher that holds it.
+    /// The container's `secret_mounts` (its own token, or an admin's, while it runs).
+    public func secretMounts(_ uuid: ArvadosUUID) async throws -> [String: JSONValue] {
+        let answer = try await fetch(JSONValue.self, "GET", "/containers/\(uuid)/secret_mounts")
+        guard let secrets = answer.objectValue?["secret_mounts"]?.objectValue else {
+            throw APIClientError.malformedResponse("secret_mounts: no secret_mounts object in the answer")
+        }
+        return secrets
+    }
+
     public func containerToken(_ uuid: ArvadosUUID) async throws -> String {
         let object = try await send("GET", "/containers/\(uuid)/auth")
         guard let token = object["api_token"]?.stringValue else { throw APIClientError.malformedResponse("no api_token in /auth") }

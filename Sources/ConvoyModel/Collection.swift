@@ -14,6 +14,9 @@ public struct Collection: Sendable, Hashable, Codable {
     /// only among the submitter's own collections).
     public var shared: Bool
     public var files: [CollectionFile]
+    /// Arvados' content address: equal files (paths, sizes, contents), equal hash, whichever
+    /// collection holds them (`md5+length` of the canonical file list, kept by the database).
+    public var portableDataHash: String
     /// The sum of the files' sizes.
     public var fileSizeTotal: Int64
     public var createdAt: Date
@@ -21,7 +24,7 @@ public struct Collection: Sendable, Hashable, Codable {
 
     public init(uuid: ArvadosUUID, ownerUUID: ArvadosUUID, name: String = "", description: String? = nil,
                 properties: [String: JSONValue] = [:], containerUUID: ArvadosUUID? = nil, files: [CollectionFile] = [],
-                shared: Bool = false, createdAt: Date, modifiedAt: Date) {
+                shared: Bool = false, portableDataHash: String = Collection.emptyPortableDataHash, createdAt: Date, modifiedAt: Date) {
         self.uuid = uuid
         self.ownerUUID = ownerUUID
         self.name = name
@@ -30,6 +33,7 @@ public struct Collection: Sendable, Hashable, Codable {
         self.containerUUID = containerUUID
         self.shared = shared
         self.files = files
+        self.portableDataHash = portableDataHash
         self.fileSizeTotal = files.reduce(0) { $0 + $1.size }
         self.createdAt = createdAt
         self.modifiedAt = modifiedAt
@@ -40,8 +44,23 @@ public struct Collection: Sendable, Hashable, Codable {
         case ownerUUID = "owner_uuid"
         case containerUUID = "container_uuid"
         case fileSizeTotal = "file_size_total"
+        case portableDataHash = "portable_data_hash"
         case createdAt = "created_at"
         case modifiedAt = "modified_at"
+    }
+}
+
+extension Collection {
+    /// The hash of no files (Arvados' empty collection has the same).
+    public static let emptyPortableDataHash = "d41d8cd98f00b204e9800998ecf8427e+0"
+
+    /// Whether `text` has a portable data hash's form: 32 lowercase hex digits, '+', a length.
+    public static func isPortableDataHash(_ text: String) -> Bool {
+        let parts = text.split(separator: "+", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0].utf8.count == 32, parts[0].utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }),
+              !parts[1].isEmpty, parts[1].utf8.count <= 18, parts[1].utf8.allSatisfy({ (48...57).contains($0) })
+        else { return false }
+        return true
     }
 }
 

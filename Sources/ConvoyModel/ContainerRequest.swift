@@ -22,7 +22,8 @@ public struct ContainerRequest: Sendable, Hashable, Codable {
     public var properties: [String: JSONValue]
     /// The container made (or reused) when the request was committed.
     public var containerUUID: ArvadosUUID?
-    /// On commit, share a live container with the same spec instead of making a new one (Arvados' default).
+    /// On commit, take a container with the same spec instead of making a new one (Arvados'
+    /// default): a Complete one with exit 0 (the request is Final at once with its output), else a live one.
     public var useExisting: Bool
     /// Copied from the container when it reaches a final state.
     public var logUUID: String?
@@ -37,6 +38,9 @@ public struct ContainerRequest: Sendable, Hashable, Codable {
     public var containerCountMax: Int
     public var createdAt: Date
     public var modifiedAt: Date
+    /// `secret_mounts` (json and text): written with the request, never shown (not among the
+    /// coded members), given to its container, emptied when the request is Final.
+    public var secretMounts: [String: JSONValue] = [:]
 
     public init(
         uuid: ArvadosUUID, ownerUUID: ArvadosUUID, name: String = "", description: String? = nil,
@@ -112,6 +116,6 @@ extension ContainerRequest {
     public var spec: ContainerSpec {
         ContainerSpec(command: command, containerImage: containerImage, cwd: cwd, environment: environment, mounts: mounts,
                       outputPath: outputPath, runtimeConstraints: runtimeConstraints,
-                      schedulingParameters: schedulingParameters, priority: priority)
+                      schedulingParameters: schedulingParameters, priority: priority, secretMounts: secretMounts)
     }
 }

@@ -10,11 +10,15 @@ public struct ContainerSpec: Sendable, Equatable {
     public var runtimeConstraints: RuntimeConstraints
     public var schedulingParameters: SchedulingParameters
     public var priority: Int
+    /// `secret_mounts`: json and text mounts never shown in the record (only the container's
+    /// own token reads them), emptied when the container ends.
+    public var secretMounts: [String: JSONValue]
 
     public init(command: [String], containerImage: String = "", cwd: String = "/", environment: [String: String] = [:],
                 mounts: [String: JSONValue] = [:], outputPath: String = "/out",
                 runtimeConstraints: RuntimeConstraints = RuntimeConstraints(),
-                schedulingParameters: SchedulingParameters = SchedulingParameters(), priority: Int = 1) {
+                schedulingParameters: SchedulingParameters = SchedulingParameters(), priority: Int = 1,
+                secretMounts: [String: JSONValue] = [:]) {
         self.command = command
         self.containerImage = containerImage
         self.cwd = cwd
@@ -24,5 +28,6 @@ public struct ContainerSpec: Sendable, Equatable {
         self.runtimeConstraints = runtimeConstraints
         self.schedulingParameters = schedulingParameters
         self.priority = priority
+        self.secretMounts = secretMounts
     }
 }

@@ -57,6 +57,13 @@ public enum JSONValue: Sendable, Hashable, Codable {
         if case .array(let items) = self { return items }
         return nil
     }
+
+    /// A number without a fraction that a double holds exactly (at most 2^53 either side); nil
+    /// for anything else.
+    public var wholeNumber: Int64? {
+        guard case .number(let number) = self, number.rounded() == number, abs(number) <= 9_007_199_254_740_992 else { return nil }
+        return Int64(number)
+    }
 }
 
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByBooleanLiteral, ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral {

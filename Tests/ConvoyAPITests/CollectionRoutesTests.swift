@@ -46,6 +46,45 @@ final class CollectionRoutesTests: PostgresTestCase {
         return try FileManager.default.subpathsOfDirectory(atPath: root).filter { $0.count > 3 }
     }
 
+    /// Issue 20: a collection's portable_data_hash is Arvados' content address: the same files
+    /// (in any upload order, in any collection) give the same hash, another file another; no
+    /// files give Arvados' empty hash; collections are found by it.
+    func testCollectionsWithTheSameFilesHaveTheSamePortableDataHash() async throws {
+        let first = try await newCollection(), second = try await newCollection(), other = try await newCollection()
+        let (_, empty) = try await api.call("GET", "/arvados/v1/collections/\(first)", token: api.userToken)
+        XCTAssertEqual(empty["portable_data_hash"]?.stringValue, "d41d8cd98f00b204e9800998ecf8427e+0")
+        let marker = UUID().uuidString
+        for (collection, files) in [(first, [("a/x.txt", "x"), ("b.txt", marker)]), (second, [("b.txt", marker), ("a/x.txt", "x")]),
+                                    (other, [("a/x.txt", "x"), ("b.txt", marker + "!")])] {
+            for (path, text) in files {
+                let uploaded = try await upload(collection, path, Array(text.utf8))
+                XCTAssertEqual(uploaded.status, 200)
+            }
+        }
+        var hashes: [String] = []
+        for collection in [first, second, other] {
+            let (_, json) = try await api.call("GET", "/arvados/v1/collections/\(collection)", token: api.userToken)
+            let hash = try XCTUnwrap(json["portable_data_hash"]?.stringValue)
+            XCTAssertTrue(Collection.isPortableDataHash(hash), hash)
+            hashes.append(hash)
+        }
+        XCTAssertEqual(hashes[0], hashes[1], "same files, same hash")
+        XCTAssertNotEqual(hashes[0], hashes[2])
+        XCTAssertNotEqual(hashes[0], "d41d8cd98f00b204e9800998ecf8427e+0")
+        // Replacing a file changes it; putting the old content back restores it.
+        let changed = try await upload(second, "b.txt", Array("changed".utf8))
+        XCTAssertEqual(changed.status, 200)
+        let (_, afterChange) = try await api.call("GET", "/arvados/v1/collections/\(second)", token: api.userToken)
+        XCTAssertNotEqual(afterChange["portable_data_hash"]?.stringValue, hashes[0])
+        let restored = try await upload(second, "b.txt", Array(marker.utf8))
+        XCTAssertEqual(restored.status, 200)
+        // '+' must be escaped in a query ('+' alone reads as a space).
+        let filters = #"[["portable_data_hash","=","\#(hashes[0])"]]"#.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        let (status, found) = try await api.call("GET", "/arvados/v1/collections?filters=\(filters)", token: api.userToken)
+        XCTAssertEqual(status, 200, TestAPIServer.errorMessage(found))
+        XCTAssertEqual(Set(found["items"]?.arrayValue?.compactMap { $0.objectValue?["uuid"]?.stringValue } ?? []), [first, second])
+    }
+
     private func temporaryFiles() throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: api.services.collections.blobs.directory + "/tmp")
     }

@@ -216,6 +216,175 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         XCTAssertEqual(final["output_uuid"], "zzzzz-4zz18-00000000000000a")
     }
 
+    /// Runs `container` to Complete as a dispatcher and a runner would: locked, Running with its
+    /// own token, a log and an output collection (one file, `outputText`) of its own, `exitCode`.
+    /// Returns the output and log collections' uuids.
+    private func complete(_ container: String, exitCode: Int, outputText: String) async throws -> (output: String, log: String) {
+        let path = "/arvados/v1/containers/\(container)"
+        let (token, authUUID) = try await startRunning(container, on: api)
+        var made: [String] = []
+        for name in ["output", "log"] {
+            let (status, collection) = try await api.call("POST", "/arvados/v1/collections", token: token,
+                                                          body: #"{"collection":{"name":"\#(name)"}}"#)
+            XCTAssertEqual(status, 200, TestAPIServer.errorMessage(collection))
+            let uuid = try XCTUnwrap(collection["uuid"]?.stringValue)
+            let upload = try await api.send(HTTPRequest(method: "PUT", url: api.baseURL + "/arvados/v1/collections/\(uuid)/files/\(name).txt",
+                                                        headers: [(name: "Authorization", value: "Bearer \(token)")],
+                                                        body: Array((name == "output" ? outputText : "log of \(container)").utf8)))
+            XCTAssertEqual(upload.status, 200)
+            made.append(uuid)
+        }
+        let (status, json) = try await api.call("PATCH", path, token: token, body: """
+            {"container":{"state":"Complete","exit_code":\(exitCode),"output":"\(made[0])","log":"\(made[1])","auth_uuid":"\(authUUID)"}}
+            """)
+        XCTAssertEqual(status, 200, TestAPIServer.errorMessage(json))
+        return (made[0], made[1])
+    }
+
+    /// Issue 20, reuse as Arvados': with use_existing, a request for what a Complete container
+    /// (exit 0, its output still there) already ran takes that container and is Final at once
+    /// with its log and output. A failed run is not reused, use_existing false runs again, and
+    /// once two runs of a spec made different outputs (not deterministic) it runs again.
+    func testAFinishedContainerWithTheSameSpecIsReusedAndItsRequestIsFinalAtOnce() async throws {
+        let reuseSpec = spec.replacingOccurrences(of: "echo hi", with: "echo reuse \(UUID())")
+        let first = try await submit(reuseSpec + #","state":"Committed","priority":1"#)
+        let ran = try XCTUnwrap(first["container_uuid"]?.stringValue)
+        let (output, log) = try await complete(ran, exitCode: 0, outputText: "one")
+
+        let again = try await submit(reuseSpec + #","state":"Committed","priority":3,"name":"again""#)
+        XCTAssertEqual(again["state"], "Final", "nothing runs again")
+        XCTAssertEqual(again["container_uuid"]?.stringValue, ran)
+        XCTAssertEqual(again["output_uuid"]?.stringValue, output)
+        XCTAssertEqual(again["log_uuid"]?.stringValue, log)
+        XCTAssertEqual(again["container_count"], .number(1))
+        // Committing a draft reuses the same way.
+        let draft = try await submit(reuseSpec + #","priority":1"#)
+        let (commitStatus, committed) = try await patch(try XCTUnwrap(draft["uuid"]?.stringValue), #""state":"Committed""#)
+        XCTAssertEqual(commitStatus, 200, TestAPIServer.errorMessage(committed))
+        XCTAssertEqual(committed["state"], "Final")
+        XCTAssertEqual(committed["container_uuid"]?.stringValue, ran)
+        XCTAssertEqual(committed["output_uuid"]?.stringValue, output)
+        let reused = try await container(ran)
+        XCTAssertEqual(reused["state"], "Complete", "the reused container is not touched")
+
+        // use_existing false: it runs again; this run's output differs from the first's.
+        let fresh = try await submit(reuseSpec + #","state":"Committed","priority":1,"use_existing":false"#)
+        XCTAssertEqual(fresh["state"], "Committed")
+        let second = try XCTUnwrap(fresh["container_uuid"]?.stringValue)
+        XCTAssertNotEqual(second, ran)
+        _ = try await complete(second, exitCode: 0, outputText: "two")
+        let disagreeing = try await submit(reuseSpec + #","state":"Committed","priority":1"#)
+        XCTAssertEqual(disagreeing["state"], "Committed", "two runs, two outputs: the spec runs again")
+        let third = try XCTUnwrap(disagreeing["container_uuid"]?.stringValue)
+        XCTAssertFalse([ran, second].contains(third))
+        let queued = try await container(third)
+        XCTAssertEqual(queued["state"], "Queued")
+        _ = try await patch(try XCTUnwrap(disagreeing["uuid"]?.stringValue), #""priority":0"#)
+
+        // A run that exited non-zero is never reused.
+        let failingSpec = spec.replacingOccurrences(of: "echo hi", with: "exit 3 \(UUID())")
+        let failing = try await submit(failingSpec + #","state":"Committed","priority":1"#)
+        let failed = try XCTUnwrap(failing["container_uuid"]?.stringValue)
+        _ = try await complete(failed, exitCode: 3, outputText: "")
+        let retry = try await submit(failingSpec + #","state":"Committed","priority":1"#)
+        XCTAssertEqual(retry["state"], "Committed")
+        XCTAssertNotEqual(retry["container_uuid"]?.stringValue, failed)
+        _ = try await patch(try XCTUnwrap(retry["uuid"]?.stringValue), #""priority":0"#)
+    }
+
+    /// Issue 20: a collection mount named by uuid reaches the container named by its content
+    /// (as Arvados: the container runs what the collection held at commit), other mounts as
+    /// they were; two requests mounting equal content by different collections share a container.
+    func testACollectionMountByUUIDReachesTheContainerByItsPortableDataHash() async throws {
+        var collections: [String] = []
+        let marker = UUID().uuidString
+        for _ in 0..<2 {
+            let (_, made) = try await api.call("POST", "/arvados/v1/collections", token: api.userToken, body: #"{"collection":{"name":"in"}}"#)
+            let uuid = try XCTUnwrap(made["uuid"]?.stringValue)
+            let upload = try await api.send(HTTPRequest(method: "PUT", url: api.baseURL + "/arvados/v1/collections/\(uuid)/files/in.txt",
+                                                        headers: [(name: "Authorization", value: "Bearer \(api.userToken)")], body: Array(marker.utf8)))
+            XCTAssertEqual(upload.status, 200)
+            collections.append(uuid)
+        }
+        let (_, firstCollection) = try await api.call("GET", "/arvados/v1/collections/\(collections[0])", token: api.userToken)
+        let hash = try XCTUnwrap(firstCollection["portable_data_hash"]?.stringValue)
+        func mounts(_ collection: String) -> String {
+            #""mounts":{"/in":{"kind":"collection","uuid":"\#(collection)","path":"in.txt"},"/job.json":{"kind":"json","content":{"a":1}},"/scratch":{"kind":"tmp","capacity":4096}}"#
+        }
+        let first = try await submit(spec + "," + mounts(collections[0]) + #","state":"Committed","priority":1"#)
+        XCTAssertEqual(first["mounts"]?.objectValue?["/in"]?.objectValue?["uuid"]?.stringValue, collections[0], "the request keeps what it said")
+        let containerUUID = try XCTUnwrap(first["container_uuid"]?.stringValue)
+        let made = try await container(containerUUID)
+        XCTAssertEqual(made["mounts"]?.objectValue?["/in"], ["kind": "collection", "portable_data_hash": .string(hash), "path": "in.txt"])
+        XCTAssertEqual(made["mounts"]?.objectValue?["/job.json"], ["kind": "json", "content": ["a": .number(1)]])
+        let second = try await submit(spec + "," + mounts(collections[1]) + #","state":"Committed","priority":1"#)
+        XCTAssertEqual(second["container_uuid"]?.stringValue, containerUUID, "the same content: the same container")
+        for request in [first, second] { _ = try await patch(try XCTUnwrap(request["uuid"]?.stringValue), #""priority":0"#) }
+    }
+
+    /// Issue 20: secret_mounts are written with a request and never shown — not in the request's
+    /// or the container's record — and read back only with the container's own token (or an
+    /// admin's); a retry's container gets them again; they are emptied when the container and
+    /// the request end. A secret mount the runner could not carry out is refused at commit.
+    func testSecretMountsReachOnlyTheContainersOwnTokenAndAreEmptiedWhenItEnds() async throws {
+        let marker = "s3cr3t-\(UUID().uuidString)"
+        let secretSpec = spec.replacingOccurrences(of: "echo hi", with: "echo secret") + #","secret_mounts":{"/run/token.txt":{"kind":"text","content":"\#(marker)"}}"#
+        let request = try await submit(secretSpec + #","state":"Committed","priority":1,"use_existing":false,"container_count_max":2"#)
+        let uuid = try XCTUnwrap(request["uuid"]?.stringValue)
+        let first = try XCTUnwrap(request["container_uuid"]?.stringValue)
+        func shown(_ path: String, token: String) async throws -> String {
+            let response = try await api.send(HTTPRequest(url: api.baseURL + path, headers: [(name: "Authorization", value: "Bearer \(token)")]))
+            return String(decoding: response.body, as: UTF8.self)
+        }
+        for path in ["/arvados/v1/container_requests/\(uuid)", "/arvados/v1/container_requests", "/arvados/v1/containers/\(first)"] {
+            let text = try await shown(path, token: api.adminToken)
+            XCTAssertFalse(text.contains(marker) || text.contains("secret_mounts"), "\(path): \(text.prefix(300))")
+        }
+        let secretsPath = "/arvados/v1/containers/\(first)/secret_mounts"
+        for token in [api.userToken, api.dispatcherToken] {
+            let (status, _) = try await api.call("GET", secretsPath, token: token)
+            XCTAssertEqual(status, 403, "only the container's own token")
+        }
+        let (_, locked) = try await api.callAsDispatcher("POST", "/arvados/v1/containers/\(first)/lock")
+        let authUUID = try XCTUnwrap(locked["auth_uuid"]?.stringValue)
+        let (_, auth) = try await api.call("GET", "/arvados/v1/containers/\(first)/auth", token: api.dispatcherToken)
+        let containerToken = try XCTUnwrap(auth["api_token"]?.stringValue)
+        let (ownStatus, own) = try await api.call("GET", secretsPath, token: containerToken)
+        XCTAssertEqual(ownStatus, 200, TestAPIServer.errorMessage(own))
+        XCTAssertEqual(own["secret_mounts"], ["/run/token.txt": ["kind": "text", "content": .string(marker)]])
+
+        // Cancelled while wanted: the retry's container gets the secrets; the ended one has none.
+        for state in ["Running", "Cancelled"] {
+            let (status, json) = try await api.callAsDispatcher("PATCH", "/arvados/v1/containers/\(first)",
+                                                                body: #"{"container":{"state":"\#(state)","auth_uuid":"\#(authUUID)"}}"#)
+            XCTAssertEqual(status, 200, TestAPIServer.errorMessage(json))
+        }
+        let (_, retried) = try await api.call("GET", "/arvados/v1/container_requests/\(uuid)", token: api.userToken)
+        let second = try XCTUnwrap(retried["container_uuid"]?.stringValue)
+        XCTAssertNotEqual(second, first)
+        let (_, ended) = try await api.call("GET", secretsPath, token: api.adminToken)
+        XCTAssertEqual(ended["secret_mounts"], .object([:]), "emptied when the container ended")
+        let (_, again) = try await api.call("GET", "/arvados/v1/containers/\(second)/secret_mounts", token: api.adminToken)
+        XCTAssertEqual(again["secret_mounts"], ["/run/token.txt": ["kind": "text", "content": .string(marker)]])
+        let (finalStatus, _) = try await patch(uuid, #""state":"Final""#)
+        XCTAssertEqual(finalStatus, 200)
+        let stored = try await api.services.database.query("""
+            SELECT (SELECT count(*) FROM container_requests WHERE secret_mounts::text LIKE '%' || $1 || '%')
+                 + (SELECT count(*) FROM containers WHERE secret_mounts::text LIKE '%' || $1 || '%') AS n
+            """, [marker]).first!.decode(Int64.self, column: "n")
+        XCTAssertEqual(stored, 0, "nothing of the secret is kept once the request and its containers are final")
+
+        for (secrets, message) in [(#"{"/s":{"kind":"tmp"}}"#, "secret mounts may only be 'json' or 'text'"),
+                                   (#"{"/out/s":{"kind":"text","content":"x"}}"#, "it would end up in the output"),
+                                   (#"{"/in":{"kind":"text","content":"x"}}"#, "secret mount /in is also in mounts")] {
+            let (status, json) = try await api.call("POST", "/arvados/v1/container_requests", token: api.userToken, body: """
+                {"container_request":{\(spec),"output_path":"/out","mounts":{"/in":{"kind":"json","content":1}},"secret_mounts":\(secrets),"state":"Committed","priority":1}}
+                """)
+            XCTAssertEqual(status, 422, secrets)
+            XCTAssertTrue(TestAPIServer.errorMessage(json).contains(message), TestAPIServer.errorMessage(json))
+        }
+    }
+
     /// Commits a request of the user's, locks its container and moves it to Running with its own
     /// token, as a dispatcher and a runner do; returns the container's uuid and token.
     private func runningContainer(priority: Int, on server: TestAPIServer? = nil) async throws -> (request: String, container: String, token: String, auth: String) {
@@ -224,14 +393,21 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
                                                       body: #"{"container_request":{\#(workflowSpec),"state":"Committed","priority":\#(priority),"use_existing":false}}"#)
         XCTAssertEqual(status, 200, TestAPIServer.errorMessage(request))
         let uuid = try XCTUnwrap(request["container_uuid"]?.stringValue)
-        let path = "/arvados/v1/containers/\(uuid)"
+        let (token, authUUID) = try await startRunning(uuid, on: server)
+        return (try XCTUnwrap(request["uuid"]?.stringValue), uuid, token, authUUID)
+    }
+
+    /// Locks `container` as the dispatcher and moves it to Running with its own token, as a
+    /// runner does; returns that token and the lock's auth_uuid.
+    private func startRunning(_ container: String, on server: TestAPIServer) async throws -> (token: String, authUUID: String) {
+        let path = "/arvados/v1/containers/\(container)"
         let (_, locked) = try await server.callAsDispatcher("POST", path + "/lock")
         let authUUID = try XCTUnwrap(locked["auth_uuid"]?.stringValue)
         let (_, auth) = try await server.call("GET", path + "/auth", token: server.dispatcherToken)
         let token = try XCTUnwrap(auth["api_token"]?.stringValue)
         let (runStatus, running) = try await server.call("PATCH", path, token: token, body: #"{"container":{"state":"Running","auth_uuid":"\#(authUUID)"}}"#)
         XCTAssertEqual(runStatus, 200, TestAPIServer.errorMessage(running))
-        return (try XCTUnwrap(request["uuid"]?.stringValue), uuid, token, authUUID)
+        return (token, authUUID)
     }
 
     /// A workflow runner's and its steps' specs: no other test's container may be reused for them.
@@ -492,7 +668,7 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
     /// runner does not support, constraints no instance type meets) is refused when it is
     /// committed, with the reason, and nothing is created; one it can run is committed as before.
     func testARequestThisClusterCannotRunIsRefusedAtCommitWithTheReasonAndNothingIsCreated() async throws {
-        let small = InstanceType(name: "small", vcpus: 2, ram: 4 << 30, price: 0.05)
+        let small = InstanceType(name: "small", vcpus: 2, ram: 4 << 30, scratch: 10 << 30, price: 0.05)
         let strict = try await TestAPIServer.start(database: try postgresServer(),
                                                    submission: SubmissionRules(runtimeEngine: "podman", instanceTypes: [small], reserveExtraRAM: 256 << 20))
         func count(_ table: String) async throws -> Int64 {
@@ -502,8 +678,16 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         let base = #""command":["true"],"priority":1,"runtime_constraints":{"vcpus":1,"ram":1000000}"#
         let refused: [(String, String)] = [
             (base, "this request cannot run here: this cluster runs containers with podman (Containers.RuntimeEngine), which needs a container_image"),
+            (base + #","container_image":"debian:12","mounts":{"/data":{"kind":"keep"}}"#,
+             "mount /data has kind 'keep': this cluster supports only 'collection', 'json', 'text', 'tmp' mounts"),
             (base + #","container_image":"debian:12","mounts":{"/data":{"kind":"collection","uuid":"zzzzz-4zz18-000000000000000"}}"#,
-             "mount /data has kind 'collection': this cluster supports only 'tmp' mounts"),
+             "mount /data: collection zzzzz-4zz18-000000000000000 not found"),
+            (base + #","container_image":"debian:12","mounts":{"/data":{"kind":"collection","portable_data_hash":"00000000000000000000000000000000+1"}}"#,
+             "mount /data: no collection has portable_data_hash 00000000000000000000000000000000+1"),
+            (base + #","container_image":"debian:12","mounts":{"/data":{"kind":"text","content":"x","writable":"no"}}"#,
+             "mount /data: writable must be true or false"),
+            (base + #","container_image":"debian:12","mounts":{"/big":{"kind":"tmp","capacity":1000000000000}}"#,
+             "no instance type fits"),
             (base + #","container_image":"debian:12","mounts":{"/x":{"path":"/y"}}"#, "mount /x has no kind"),
             (#""command":["true"],"priority":1,"container_image":"debian:12","runtime_constraints":{"vcpus":64,"ram":1000000}"#,
              "no instance type fits: the container asks for 64 VCPUs"),

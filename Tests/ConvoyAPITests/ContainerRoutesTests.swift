@@ -300,7 +300,7 @@ final class ContainerRoutesTests: PostgresTestCase {
         guard case .object(let resources)? = document["resources"],
               case .object(let containerMethods)? = resources["containers"]?.objectValue?["methods"]
         else { return XCTFail("no containers methods in \(document)") }
-        XCTAssertEqual(Set(containerMethods.keys), ["list", "index", "get", "update", "lock", "unlock", "auth"])
+        XCTAssertEqual(Set(containerMethods.keys), ["list", "index", "get", "update", "lock", "unlock", "auth", "secret_mounts"])
 
         // Follow the document: get and lock a container through the paths it gives.
         let container = try await newContainer()

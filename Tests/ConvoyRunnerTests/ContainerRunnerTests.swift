@@ -388,6 +388,71 @@ final class ContainerRunnerTests: PostgresTestCase {
         XCTAssertEqual(kept, "kept\n")
     }
 
+    /// Issue 20: every mount kind reaches the command in a real bwrap sandbox: a collection's
+    /// directory (by uuid) and one of its files (by content), json and text files, a tmp
+    /// directory; read-only mounts cannot be written; a writable collection under output_path is
+    /// copied into the output (the collection itself unchanged) and a mount excluded from the
+    /// output stays out of it.
+    func testEveryMountKindReachesTheCommandAndMountsUnderOutputPathBecomeOutput() async throws {
+        let admin = client(api.adminToken)
+        let inputs = try await admin.createCollection(name: "inputs")
+        for (path, text) in [("data/a.txt", "alpha\n"), ("data/deep/b.txt", "beta\n"), ("top.txt", "gamma\n")] {
+            try await admin.upload(Array(text.utf8), to: inputs.uuid, path: path)
+        }
+        let hash = try await admin.collection(inputs.uuid).portableDataHash
+        let script = """
+            set -e
+            cat /in/a.txt /in/deep/b.txt /one.txt /job.json > /out/seen.txt
+            echo >> /out/seen.txt
+            cat /note.txt >> /out/seen.txt
+            echo scratch > /scratch/x && cat /scratch/x >> /out/seen.txt
+            if (echo no > /in/a.txt) 2>/dev/null; then echo WROTE >> /out/seen.txt; fi
+            if (echo no > /job.json) 2>/dev/null; then echo WROTE >> /out/seen.txt; fi
+            cat /out/seed/top.txt >> /out/seen.txt
+            echo changed > /out/seed/top.txt
+            cat /out/hidden.txt > /dev/null
+            test "$(tr a-z A-Z < /run/secret.txt)" = "S3CR3T-VALUE" && echo secret-ok >> /out/seen.txt
+            """
+        let mounts: [String: JSONValue] = [
+            "/in": ["kind": "collection", "uuid": .string(inputs.uuid.rawValue), "path": "data"],
+            "/one.txt": ["kind": "collection", "portable_data_hash": .string(hash), "path": "top.txt"],
+            "/job.json": ["kind": "json", "content": ["k": [.number(1), "two"]]],
+            "/note.txt": ["kind": "text", "content": "note\n"],
+            "/scratch": ["kind": "tmp", "capacity": .number(1000)],
+            "/out/seed": ["kind": "collection", "portable_data_hash": .string(hash), "writable": true],
+            "/out/hidden.txt": ["kind": "text", "content": "hidden", "exclude_from_output": true],
+        ]
+        let locked = try await api.lockedContainer(ContainerSpec(command: ["sh", "-c", script], cwd: "/out", mounts: mounts,
+                                                                 outputPath: "/out", priority: 1,
+                                                                 secretMounts: ["/run/secret.txt": ["kind": "text", "content": "s3cr3t-value"]]))
+        let result = try await run(locked, runtime: .bwrap)
+        let crunchRun = try await logText(locked.uuid, stream: "crunch-run")
+        XCTAssertEqual(result, .finished(state: "Complete", exitCode: 0), crunchRun)
+        XCTAssertTrue(crunchRun.contains("mount /in: collection \(hash) data, 2 files, 11 bytes"), crunchRun)
+        let container = try await stored(locked.uuid)
+        let seen = try await file(container.output, "seen.txt")
+        XCTAssertEqual(seen, "alpha\nbeta\ngamma\n{\"k\":[1,\"two\"]}\nnote\nscratch\ngamma\nsecret-ok\n")
+        XCTAssertTrue(crunchRun.contains("mount /run/secret.txt: text (secret)"), crunchRun)
+        XCTAssertFalse(crunchRun.contains("s3cr3t"), "a secret never reaches the log")
+        let output = try await admin.collection(try XCTUnwrap(container.output.flatMap(ArvadosUUID.init)))
+        XCTAssertEqual(output.files.map(\.path), ["seed/data/a.txt", "seed/data/deep/b.txt", "seed/top.txt", "seen.txt"])
+        let changed = try await file(container.output, "seed/top.txt")
+        XCTAssertEqual(changed, "changed\n")
+        let original = try await file(inputs.uuid.rawValue, "top.txt")
+        XCTAssertEqual(original, "gamma\n", "a writable mount never writes its collection")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: work.appendingPathComponent(locked.uuid.rawValue).appendingPathComponent("mounts").path),
+                       "the mounts are removed at the end, read-only ones too")
+
+        // A collection that is not there ends the container Cancelled before anything runs.
+        let missing = try await api.lockedContainer(ContainerSpec(
+            command: ["true"], mounts: ["/in": ["kind": "collection", "portable_data_hash": "00000000000000000000000000000000+0"]],
+            outputPath: "/out", priority: 1))
+        let refused = try await run(missing, runtime: .bwrap)
+        XCTAssertEqual(refused, .finished(state: "Cancelled", exitCode: nil))
+        let error = try await stored(missing.uuid).runtimeStatus["error"]?.stringValue ?? ""
+        XCTAssertTrue(error.contains("mount /in: no collection has portable_data_hash 00000000000000000000000000000000+0"), error)
+    }
+
     func testLinksInTheOutputToHostFilesAndDirectoriesAreNotExported() async throws {
         // A host file and directory the sandbox can see (read-only) but must not export.
         let secretDirectory = URL(fileURLWithPath: "/var/tmp/convoy-host-secret-\(UUID().uuidString)")

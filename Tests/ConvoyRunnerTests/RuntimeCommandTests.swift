@@ -126,11 +126,48 @@ final class RuntimeCommandTests: XCTestCase {
         }
     }
 
-    func testTmpMountsAreWritableAndOtherKindsAreRefused() throws {
-        let tmp = try arguments(.bwrap, container(mounts: ["/scratch": .object(["kind": .string("tmp")])]))
-        XCTAssertTrue(tmp.contains(sequence: ["--bind", workspace.mounts.appendingPathComponent("scratch").path, "/scratch"]))
-        XCTAssertThrowsError(try arguments(.podman, container(mounts: ["/data": .object(["kind": .string("collection")])]))) { error in
-            XCTAssertTrue("\(error)".contains("supports only 'tmp' mounts"))
+    /// Issue 20: each mount kind's place: bound at its path (tmp writable, the rest read-only),
+    /// copied into the output directory when at or under output_path (excluded ones listed), the
+    /// workspace's tmp for /tmp; the process runtime places mounts only under /tmp and the output.
+    func testMountsAreBoundReadOnlyExceptTmpAndThoseUnderOutputPathGoIntoTheOutput() throws {
+        let hash = "0123456789abcdef0123456789abcdef+42"
+        let mounts: [String: JSONValue] = [
+            "/scratch": ["kind": "tmp", "capacity": .number(1000)],
+            "/tmp": ["kind": "tmp"],
+            "/in": ["kind": "collection", "portable_data_hash": .string(hash), "path": "sub/dir"],
+            "/etc/job.json": ["kind": "json", "content": ["a": [.number(1), "b"]]],
+            "/out/notes.txt": ["kind": "text", "content": "hello", "exclude_from_output": true],
+            "/out/seed": ["kind": "collection", "portable_data_hash": .string(hash), "writable": true],
+        ]
+        let bwrap = try arguments(.bwrap, container(mounts: mounts))
+        XCTAssertTrue(bwrap.contains(sequence: ["--bind", workspace.mounts.appendingPathComponent("4-scratch").path, "/scratch"]))
+        XCTAssertTrue(bwrap.contains(sequence: ["--ro-bind", workspace.mounts.appendingPathComponent("1-in").path, "/in"]))
+        XCTAssertTrue(bwrap.contains(sequence: ["--ro-bind", workspace.mounts.appendingPathComponent("0-job.json").path, "/etc/job.json"]))
+        XCTAssertFalse(bwrap.contains("/out/notes.txt") || bwrap.contains("/out/seed"), "under output_path: copied, not bound")
+        XCTAssertEqual(bwrap.filter { $0 == "/tmp" }.count, 1, "/tmp is the workspace's tmp, bound once")
+        let podman = try arguments(.podman, container(mounts: mounts))
+        XCTAssertTrue(podman.contains(sequence: ["--volume", "\(workspace.mounts.appendingPathComponent("1-in").path):/in:ro"]))
+        XCTAssertTrue(podman.contains(sequence: ["--volume", "\(workspace.mounts.appendingPathComponent("4-scratch").path):/scratch"]))
+
+        let plan = try RuntimeCommand(kind: .bwrap, container: container(mounts: mounts), workspace: workspace, hostEnvironment: [:]).mountPlan()
+        XCTAssertEqual(plan.excludedFromOutput, ["notes.txt"])
+        XCTAssertEqual(plan.placements.first { $0.path == "/out/seed" }?.hostPath, workspace.output.appendingPathComponent("seed"))
+        XCTAssertEqual(plan.binds.map(\.path), ["/etc/job.json", "/in", "/scratch"])
+
+        // The process runtime: under /tmp and the output only.
+        let process = try RuntimeCommand(kind: .process, container: container(mounts: ["/tmp/in.json": ["kind": "json", "content": .number(1)]]),
+                                         workspace: workspace, hostEnvironment: [:]).mountPlan()
+        XCTAssertEqual(process.placements.map(\.hostPath), [workspace.tmp.appendingPathComponent("in.json")])
+        XCTAssertThrowsError(try RuntimeCommand(kind: .process, container: container(mounts: ["/data": ["kind": "tmp"]]), workspace: workspace,
+                                                hostEnvironment: [:]).mountPlan()) { error in
+            XCTAssertTrue("\(error)".contains("the process runtime shows a command only output_path and /tmp"), "\(error)")
+        }
+        // A kind the runner does not know, or a collection mount naming nothing, never runs.
+        for (bad, message) in [(["/k": ["kind": "keep"]] as [String: JSONValue], "has kind 'keep'"),
+                               (["/data": ["kind": "collection"]], "needs a uuid or a portable_data_hash")] {
+            XCTAssertThrowsError(try arguments(.podman, container(mounts: bad))) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(error)")
+            }
         }
     }
 

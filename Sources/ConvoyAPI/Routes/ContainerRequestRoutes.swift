@@ -53,6 +53,7 @@ enum ContainerRequestChangesParser {
     static let writable: Set<String> = [
         "name", "description", "properties", "state", "priority", "command", "container_image", "cwd",
         "environment", "mounts", "output_path", "runtime_constraints", "scheduling_parameters", "use_existing", "container_count_max",
+        "secret_mounts",
     ]
     static let readOnly: Set<String> = Set(ContainerRequest.CodingKeys.allCases.map(\.stringValue)).subtracting(writable)
 
@@ -77,6 +78,7 @@ enum ContainerRequestChangesParser {
         changes.cwd = try attributes.string("cwd")
         changes.environment = try attributes.stringMap("environment")
         changes.mounts = try attributes.object("mounts")
+        changes.secretMounts = try attributes.object("secret_mounts")
         changes.outputPath = try attributes.string("output_path")
         if let constraints = try attributes.object("runtime_constraints") {
             // Arvados' members of the GPU objects, each checked as the top level is.

@@ -56,6 +56,12 @@ enum ContainerRoutes {
                 return try APIResponses.one(container)
             }
         }
+        containers.get(":uuid/secret_mounts") { request, context -> Response in
+            let caller = try await services.authenticate(request)
+            let uuid = try APIServices.uuid(context, type: .container)
+            let secrets = try await services.containers.secretMounts(uuid, by: caller, on: services.database)
+            return try APIResponses.json(.object(["secret_mounts": .object(secrets)]))
+        }
         containers.get(":uuid/auth") { request, context -> Response in
             let caller = try await services.authenticate(request)
             let uuid = try APIServices.uuid(context, type: .container)

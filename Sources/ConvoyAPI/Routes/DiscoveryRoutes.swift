@@ -55,7 +55,7 @@ enum DiscoveryRoutes {
     private static let resources = [
         Resource(name: "containers", singular: "container", schema: "Container", standard: ["list", "get", "update"], extra: [
             ("lock", "/lock", "POST", "Container"), ("unlock", "/unlock", "POST", "Container"),
-            ("auth", "/auth", "GET", "ApiClientAuthorization"),
+            ("auth", "/auth", "GET", "ApiClientAuthorization"), ("secret_mounts", "/secret_mounts", "GET", "Container"),
         ]),
         Resource(name: "container_requests", singular: "container_request", schema: "ContainerRequest",
                  standard: ["list", "get", "create", "update", "delete"], extra: []),

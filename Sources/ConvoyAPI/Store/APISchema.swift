@@ -208,5 +208,44 @@ public enum APISchema {
                 ADD COLUMN container_count_max integer NOT NULL DEFAULT 3;
             UPDATE container_requests SET container_count = 1 WHERE container_uuid IS NOT NULL;
             """),
+        PostgresMigration(version: 8, name: "collection content hashes, reuse of finished containers", sql: """
+            -- Arvados' portable_data_hash: the MD5 of the collection's canonical file list (a line
+            -- "sha256 size path" per file, in byte order of path), '+', that text's length. Equal
+            -- content, equal hash, whichever collection holds it; kept by a trigger, so no writer
+            -- can forget it (a collection's files are only ever added or replaced).
+            ALTER TABLE collections ADD COLUMN portable_data_hash text NOT NULL DEFAULT 'd41d8cd98f00b204e9800998ecf8427e+0';
+            CREATE FUNCTION collection_content_hash(collection text) RETURNS text LANGUAGE sql STABLE AS $$
+                SELECT md5(listing) || '+' || octet_length(listing) FROM (
+                    SELECT coalesce(string_agg(sha256 || ' ' || size || ' ' || path || E'\\n', '' ORDER BY path COLLATE "C"), '') AS listing
+                    FROM collection_files WHERE collection_uuid = collection) files
+                $$;
+            CREATE FUNCTION collection_files_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    UPDATE collections SET portable_data_hash = collection_content_hash(NEW.collection_uuid) WHERE uuid = NEW.collection_uuid;
+                    RETURN NULL;
+                END $$;
+            CREATE TRIGGER collection_files_hash AFTER INSERT OR UPDATE ON collection_files
+                FOR EACH ROW EXECUTE FUNCTION collection_files_changed();
+            UPDATE collections SET portable_data_hash = collection_content_hash(uuid);
+            CREATE INDEX collections_portable_data_hash ON collections (portable_data_hash);
+            -- use_existing reuses a Complete container too: found by fingerprint among those.
+            CREATE INDEX containers_fingerprint_complete ON containers (fingerprint) WHERE state = 'Complete' AND exit_code = 0;
+            -- secret_mounts: written with a request, copied to its container, read back only by
+            -- that container's own token, never listed; emptied when the container or the
+            -- request is final (a trigger, so no path to a final state can forget it).
+            ALTER TABLE container_requests ADD COLUMN secret_mounts jsonb NOT NULL DEFAULT '{}';
+            ALTER TABLE containers ADD COLUMN secret_mounts jsonb NOT NULL DEFAULT '{}';
+            CREATE FUNCTION scrub_secret_mounts() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    NEW.secret_mounts := '{}';
+                    RETURN NEW;
+                END $$;
+            CREATE TRIGGER containers_scrub_secret_mounts BEFORE INSERT OR UPDATE ON containers
+                FOR EACH ROW WHEN (NEW.state IN ('Complete', 'Cancelled') AND NEW.secret_mounts <> '{}')
+                EXECUTE FUNCTION scrub_secret_mounts();
+            CREATE TRIGGER container_requests_scrub_secret_mounts BEFORE INSERT OR UPDATE ON container_requests
+                FOR EACH ROW WHEN (NEW.state = 'Final' AND NEW.secret_mounts <> '{}')
+                EXECUTE FUNCTION scrub_secret_mounts();
+            """),
     ]
 }

@@ -25,6 +25,7 @@ public struct CollectionStore: Sendable {
             ResourceAttribute("properties", kind: .json),
             ResourceAttribute("container_uuid", kind: .text),
             ResourceAttribute("shared", kind: .boolean),
+            ResourceAttribute("portable_data_hash", kind: .text),
             ResourceAttribute("created_at", kind: .timestamp),
             ResourceAttribute("modified_at", kind: .timestamp),
         ],
@@ -32,7 +33,7 @@ public struct CollectionStore: Sendable {
 
     /// The files come along as one JSON array per row, so a page is one query.
     static let columns = """
-        uuid, owner_uuid, name, description, properties, container_uuid, shared, created_at, modified_at, \
+        uuid, owner_uuid, name, description, properties, container_uuid, shared, portable_data_hash, created_at, modified_at, \
         (SELECT coalesce(jsonb_agg(jsonb_build_object('path', f.path, 'size', f.size, 'sha256', f.sha256) ORDER BY f.path), '[]')
            FROM collection_files f WHERE f.collection_uuid = collections.uuid) AS files
         """
@@ -126,6 +127,31 @@ public struct CollectionStore: Sendable {
         return try row.flatMap { ArvadosUUID(try $0.decode(String.self, column: "uuid")) }
     }
 
+    /// A request's mounts as its container gets them: a collection named by uuid is named by
+    /// its content instead (`portable_data_hash`, as Arvados does), so the container runs what
+    /// the collection held at commit and reuse compares content; a collection named by hash
+    /// must exist. A missing one refuses the commit.
+    public static func resolveMounts(_ mounts: [String: JSONValue], on db: some PostgresClient) async throws -> [String: JSONValue] {
+        var resolved = mounts
+        for (path, value) in mounts.sorted(by: { $0.key < $1.key }) {
+            guard var members = value.objectValue, members["kind"]?.stringValue == "collection" else { continue }
+            if let uuid = members["uuid"]?.stringValue {
+                guard let row = try await db.query("SELECT portable_data_hash FROM collections WHERE uuid = $1", [uuid]).first else {
+                    throw APIError.unprocessable("mount \(path.prefix(200)): collection \(uuid) not found")
+                }
+                members["uuid"] = nil
+                members["portable_data_hash"] = .string(try row.decode(String.self, column: "portable_data_hash"))
+                resolved[path] = .object(members)
+            } else if let hash = members["portable_data_hash"]?.stringValue {
+                let bare = String(hash.prefix(while: { $0 != "/" }))
+                guard try await db.query("SELECT 1 FROM collections WHERE portable_data_hash = $1 LIMIT 1", [bare]).first != nil else {
+                    throw APIError.unprocessable("mount \(path.prefix(200)): no collection has portable_data_hash \(bare)")
+                }
+            }
+        }
+        return resolved
+    }
+
     private static func checkMayWrite(_ collection: Collection, _ caller: APIToken) throws {
         switch caller.kind {
         case .admin, .dispatcher: return
@@ -147,6 +173,7 @@ public struct CollectionStore: Sendable {
             containerUUID: try row.decode(String?.self, column: "container_uuid").flatMap(ArvadosUUID.init),
             files: try row.decode(PostgresJSONB<[CollectionFile]>.self, column: "files").value,
             shared: try row.decode(Bool.self, column: "shared"),
+            portableDataHash: try row.decode(String.self, column: "portable_data_hash"),
             createdAt: try row.decode(Date.self, column: "created_at"),
             modifiedAt: try row.decode(Date.self, column: "modified_at"))
     }

@@ -7,7 +7,7 @@ enum ContainerRequestRecord {
     static let columns = """
         uuid, owner_uuid, name, description, state, priority, command, container_image, cwd, environment, mounts, \
         output_path, runtime_constraints, scheduling_parameters, properties, container_uuid, use_existing, log_uuid, output_uuid, \
-        requesting_container_uuid, container_count, container_count_max, created_at, modified_at
+        requesting_container_uuid, container_count, container_count_max, created_at, modified_at, secret_mounts
         """
 
     static func decode(_ row: PostgresRow) throws -> ContainerRequest {
@@ -16,7 +16,7 @@ enum ContainerRequestRecord {
               let state = ContainerRequestState(rawValue: try row.decode(String.self, column: "state"))
         else { throw PostgresError(kind: .decoding, message: "malformed container request row") }
         let spec = try ContainerSpecColumns.decode(row)
-        return ContainerRequest(
+        var request = ContainerRequest(
             uuid: uuid,
             ownerUUID: owner,
             name: try row.decode(String.self, column: "name"),
@@ -41,6 +41,8 @@ enum ContainerRequestRecord {
             containerCountMax: try row.decode(Int.self, column: "container_count_max"),
             createdAt: try row.decode(Date.self, column: "created_at"),
             modifiedAt: try row.decode(Date.self, column: "modified_at"))
+        request.secretMounts = try JSONColumn.decode(row, "secret_mounts", JSONColumn.members)
+        return request
     }
 
     static let schema = ResourceSchema(

@@ -20,6 +20,7 @@ public struct ContainerRequestChanges: Sendable, Equatable {
     public var schedulingParameters: SchedulingParameters?
     public var useExisting: Bool?
     public var containerCountMax: Int?
+    public var secretMounts: [String: JSONValue]?
 
     public init(name: String? = nil, description: String?? = nil, properties: [String: JSONValue]? = nil,
                 state: ContainerRequestState? = nil, priority: Int? = nil, command: [String]? = nil,
@@ -45,6 +46,7 @@ public struct ContainerRequestChanges: Sendable, Equatable {
     var changesSpec: Bool {
         useExisting != nil || command != nil || containerImage != nil || cwd != nil || environment != nil || mounts != nil
             || outputPath != nil || runtimeConstraints != nil || schedulingParameters != nil || containerCountMax != nil
+            || secretMounts != nil
     }
 }
 
@@ -98,24 +100,21 @@ public struct ContainerRequestStore: Sendable {
         let checked = draft
         return try await db.transaction { tx in
             var request = checked
-            if request.state == .committed {
-                self.preferPreemptible(&request)
-                request.containerUUID = try await self.makeContainer(for: request, on: tx)
-                request.containerCount = 1
-            }
+            if request.state == .committed { try await self.commit(&request, on: tx) }
             let row = try await tx.query("""
                 INSERT INTO container_requests (uuid, owner_uuid, name, description, state, priority, command, container_image,
                     cwd, environment, mounts, output_path, runtime_constraints, scheduling_parameters, properties, container_uuid, use_existing,
-                    requesting_container_uuid, container_count, container_count_max)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)
+                    requesting_container_uuid, container_count, container_count_max, log_uuid, output_uuid, secret_mounts)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
                 RETURNING \(ContainerRequestRecord.columns)
                 """, [request.uuid.rawValue, request.ownerUUID.rawValue, request.name, request.description, request.state.rawValue,
                       request.priority, PostgresJSONB(request.command), request.containerImage, request.cwd,
                       PostgresJSONB(request.environment), PostgresJSONB(request.mounts), request.outputPath,
                       PostgresJSONB(request.runtimeConstraints), PostgresJSONB(request.schedulingParameters),
                       PostgresJSONB(request.properties), request.containerUUID?.rawValue, request.useExisting,
-                      request.requestingContainerUUID?.rawValue, request.containerCount, request.containerCountMax]).first!
-            if let containerUUID = request.containerUUID {
+                      request.requestingContainerUUID?.rawValue, request.containerCount, request.containerCountMax,
+                      request.logUUID, request.outputUUID, PostgresJSONB(request.secretMounts)]).first!
+            if let containerUUID = request.containerUUID, request.state == .committed {
                 try await self.containers.followRequests(containerUUID, by: caller, on: tx)
             }
             return try ContainerRequestRecord.decode(row)
@@ -174,11 +173,7 @@ public struct ContainerRequestStore: Sendable {
                 if request.state == .final {
                     throw APIError.unprocessable("an Uncommitted container request cannot become Final; commit it or delete it")
                 }
-                if request.state == .committed {
-                    self.preferPreemptible(&request)
-                    request.containerUUID = try await self.makeContainer(for: request, on: tx)
-                    request.containerCount = 1
-                }
+                if request.state == .committed { try await self.commit(&request, on: tx) }
             case .committed, .final:
                 if changes.changesSpec {
                     throw APIError.unprocessable("container request \(uuid) is \(current.state.rawValue): only name, description, properties, priority and state may change")
@@ -196,13 +191,15 @@ public struct ContainerRequestStore: Sendable {
                 UPDATE container_requests SET name = $2, description = $3, state = $4, priority = $5, command = $6,
                     container_image = $7, cwd = $8, environment = $9, mounts = $10, output_path = $11,
                     runtime_constraints = $12, scheduling_parameters = $13, properties = $14, container_uuid = $15,
-                    use_existing = $16, container_count = $17, container_count_max = $18, modified_at = now()
+                    use_existing = $16, container_count = $17, container_count_max = $18, log_uuid = $19, output_uuid = $20,
+                    secret_mounts = $21, modified_at = now()
                 WHERE uuid = $1 RETURNING \(ContainerRequestRecord.columns)
                 """, [uuid.rawValue, request.name, request.description, request.state.rawValue, request.priority,
                       PostgresJSONB(request.command), request.containerImage, request.cwd, PostgresJSONB(request.environment),
                       PostgresJSONB(request.mounts), request.outputPath, PostgresJSONB(request.runtimeConstraints),
                       PostgresJSONB(request.schedulingParameters), PostgresJSONB(request.properties),
-                      request.containerUUID?.rawValue, request.useExisting, request.containerCount, request.containerCountMax]).first!
+                      request.containerUUID?.rawValue, request.useExisting, request.containerCount, request.containerCountMax,
+                      request.logUUID, request.outputUUID, PostgresJSONB(request.secretMounts)]).first!
             if let containerUUID = request.containerUUID, request.priority != current.priority || request.state != current.state {
                 try await self.containers.followRequests(containerUUID, by: caller, on: tx)
             }
@@ -253,7 +250,9 @@ public struct ContainerRequestStore: Sendable {
         if childrenPreemptible, request.requestingContainerUUID != nil { request.schedulingParameters.preemptible = true }
     }
 
-    private func makeContainer(for request: ContainerRequest, on tx: PostgresTransaction) async throws -> ArvadosUUID {
+    /// The container committing `request` gives it: one to reuse (`use_existing`: a finished one
+    /// with it, which the request takes as it is) or a new one.
+    private func makeContainer(for request: ContainerRequest, on tx: PostgresTransaction) async throws -> (uuid: ArvadosUUID, finished: Container?) {
         // Refused here, in the commit's transaction: nothing of the request is kept.
         if let refusal = rules.refusal(request) { throw APIError.unprocessable("this request cannot run here: \(refusal)") }
         var spec = request.spec
@@ -263,10 +262,25 @@ public struct ContainerRequestStore: Sendable {
         if let image = try await CollectionStore.resolveImage(spec.containerImage, owner: request.ownerUUID, on: tx) {
             spec.containerImage = image.rawValue
         }
+        spec.mounts = try await CollectionStore.resolveMounts(spec.mounts, on: tx)
         if request.useExisting, let shared = try await containers.reusable(spec, on: tx) {
             return shared
         }
-        return try await containers.create(spec, on: tx).uuid
+        return (try await containers.create(spec, on: tx).uuid, nil)
+    }
+
+    /// Commits `request`: its container made or reused; a Complete container reused makes it
+    /// Final at once, with that container's log and output (nothing runs again).
+    private func commit(_ request: inout ContainerRequest, on tx: PostgresTransaction) async throws {
+        preferPreemptible(&request)
+        let container = try await makeContainer(for: request, on: tx)
+        request.containerUUID = container.uuid
+        request.containerCount = 1
+        if let finished = container.finished {
+            request.state = .final
+            request.logUUID = finished.log
+            request.outputUUID = finished.output
+        }
     }
 
     private static func apply(_ changes: ContainerRequestChanges, to request: inout ContainerRequest, committing: Bool) throws {
@@ -285,6 +299,7 @@ public struct ContainerRequestStore: Sendable {
         if let parameters = changes.schedulingParameters { request.schedulingParameters = parameters }
         if let useExisting = changes.useExisting { request.useExisting = useExisting }
         if let countMax = changes.containerCountMax { request.containerCountMax = countMax }
+        if let secretMounts = changes.secretMounts { request.secretMounts = secretMounts }
         guard committing else { return }
         // What a container needs before anything can run it.
         if request.command.isEmpty { throw APIError.unprocessable("a committed container request needs a non-empty command") }

@@ -9,13 +9,18 @@ extension ContainerSpec {
     public var fingerprint: String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let canonical: [String: JSONValue] = [
+        var canonical: [String: JSONValue] = [
             "command": .array(command.map(JSONValue.string)), "container_image": .string(containerImage), "cwd": .string(cwd),
             "environment": .object(environment.mapValues(JSONValue.string)), "mounts": .object(mounts),
             "output_path": .string(outputPath),
             "runtime_constraints": (try? JSONDecoder().decode(JSONValue.self, from: encoder.encode(runtimeConstraints))) ?? .null,
             "scheduling_parameters": (try? JSONDecoder().decode(JSONValue.self, from: encoder.encode(schedulingParameters))) ?? .null,
         ]
+        if !secretMounts.isEmpty {
+            // Reuse only among equal secrets (as Arvados' secret_mounts_md5), named by hash only.
+            let secrets = (try? encoder.encode(JSONValue.object(secretMounts))) ?? Data()
+            canonical["secret_mounts_sha256"] = .string(BlobDigest.hex(SHA256.hash(data: secrets)))
+        }
         let data = (try? encoder.encode(JSONValue.object(canonical))) ?? Data()
         return BlobDigest.hex(SHA256.hash(data: data))
     }
@@ -49,12 +54,13 @@ public struct ContainerStore: Sendable {
         let uuid = ArvadosUUID.generate(cluster: clusterID, type: .container)
         let row = try await db.query("""
             INSERT INTO containers (uuid, state, priority, command, container_image, cwd, environment, mounts,
-                                    output_path, runtime_constraints, scheduling_parameters, fingerprint)
-            VALUES ($1, 'Queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                                    output_path, runtime_constraints, scheduling_parameters, fingerprint, secret_mounts)
+            VALUES ($1, 'Queued', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
             RETURNING \(ContainerRecord.columns)
             """, [uuid.rawValue, spec.priority, PostgresJSONB(spec.command), spec.containerImage, spec.cwd,
                   PostgresJSONB(spec.environment), PostgresJSONB(spec.mounts), spec.outputPath,
-                  PostgresJSONB(spec.runtimeConstraints), PostgresJSONB(spec.schedulingParameters), spec.fingerprint]).first!
+                  PostgresJSONB(spec.runtimeConstraints), PostgresJSONB(spec.schedulingParameters), spec.fingerprint,
+                  PostgresJSONB(spec.secretMounts)]).first!
         let container = try ContainerRecord.decode(row)
         try await recordHistory(container.uuid, from: nil, to: .queued, authUUID: nil, epoch: nil, tokenUUID: nil, on: db)
         return container
@@ -298,6 +304,18 @@ public struct ContainerStore: Sendable {
         return token
     }
 
+    /// A container's `secret_mounts`: for its own container token (its runner) and admins only,
+    /// while it is Locked or Running (they are emptied when it ends).
+    public func secretMounts(_ uuid: ArvadosUUID, by caller: APIToken, on db: some PostgresClient) async throws -> [String: JSONValue] {
+        guard caller.kind == .admin || (caller.kind == .container && caller.containerUUID == uuid) else {
+            throw APIError.forbidden("only the container's own token may read its secret_mounts")
+        }
+        guard let row = try await db.query("SELECT state, secret_mounts FROM containers WHERE uuid = $1", [uuid.rawValue]).first else {
+            throw APIError.notFound("container \(uuid) not found")
+        }
+        return try JSONColumn.decode(row, "secret_mounts", JSONColumn.members)
+    }
+
     // MARK: Updates
 
     /// Applies `update` if `caller` may: the state machine, the auth_uuid check for Locked and
@@ -416,13 +434,28 @@ public struct ContainerStore: Sendable {
 
     /// A live (Queued, Locked or Running) container with this spec, row-locked, for a request that
     /// may share it; the one furthest along wins.
-    func reusable(_ spec: ContainerSpec, on tx: PostgresTransaction) async throws -> ArvadosUUID? {
+    func reusable(_ spec: ContainerSpec, on tx: PostgresTransaction) async throws -> (uuid: ArvadosUUID, finished: Container?)? {
+        // As Arvados: a finished run first — Complete, exit 0, its output collection still there —
+        // but only when every such run of this spec made the same output (a spec whose runs
+        // disagree is not deterministic: it runs again); the latest of them.
+        if let row = try await tx.query("""
+            WITH done AS (
+                SELECT c.uuid, c.finished_at, o.portable_data_hash FROM containers c JOIN collections o ON o.uuid = c.output
+                WHERE c.fingerprint = $1 AND c.state = 'Complete' AND c.exit_code = 0)
+            SELECT \(ContainerRecord.columns) FROM containers
+            WHERE uuid = (SELECT uuid FROM done WHERE (SELECT count(DISTINCT portable_data_hash) FROM done) = 1
+                          ORDER BY finished_at DESC, uuid LIMIT 1)
+            """, [spec.fingerprint]).first {
+            let finished = try ContainerRecord.decode(row)
+            return (finished.uuid, finished)
+        }
+        // Else a live one: the one furthest along.
         let row = try await tx.query("""
             SELECT uuid FROM containers WHERE fingerprint = $1 AND state IN ('Queued', 'Locked', 'Running') AND priority > 0
             ORDER BY CASE state WHEN 'Running' THEN 0 WHEN 'Locked' THEN 1 ELSE 2 END, created_at
             LIMIT 1 FOR UPDATE
             """, [spec.fingerprint]).first
-        return try row.flatMap { ArvadosUUID(try $0.decode(String.self, column: "uuid")) }
+        return try row.flatMap { ArvadosUUID(try $0.decode(String.self, column: "uuid")) }.map { ($0, nil) }
     }
 
     /// Sets the container's priority to the highest of its committed requests': a user's request
@@ -478,7 +511,7 @@ public struct ContainerStore: Sendable {
     /// whose requesting container is still Running and wanted.
     private func retryRequests(of container: Container, by caller: APIToken, on tx: PostgresTransaction, visited: Set<ArvadosUUID>) async throws {
         let retrying = try await tx.query("""
-            SELECT r.uuid FROM container_requests r LEFT JOIN containers p ON p.uuid = r.requesting_container_uuid
+            SELECT r.uuid, r.secret_mounts FROM container_requests r LEFT JOIN containers p ON p.uuid = r.requesting_container_uuid
             WHERE r.container_uuid = $1 AND r.state = 'Committed' AND r.priority > 0 AND r.container_count < r.container_count_max
                 AND (r.requesting_container_uuid IS NULL OR (p.state = 'Running' AND p.priority > 0))
             ORDER BY r.uuid FOR UPDATE OF r
@@ -487,7 +520,10 @@ public struct ContainerStore: Sendable {
         let spec = ContainerSpec(command: container.command, containerImage: container.containerImage, cwd: container.cwd,
                                  environment: container.environment, mounts: container.mounts, outputPath: container.outputPath,
                                  runtimeConstraints: container.runtimeConstraints, schedulingParameters: container.schedulingParameters,
-                                 priority: 0)
+                                 priority: 0,
+                                 // The container's were emptied as it ended; its requests still hold
+                                 // them (all the same: reuse matches secrets too).
+                                 secretMounts: try JSONColumn.decode(retrying[0], "secret_mounts", JSONColumn.members))
         let next = try await create(spec, on: tx).uuid
         for row in retrying {
             try await tx.execute("""

@@ -29,8 +29,17 @@ public struct SubmissionRules: Sendable {
         if (runtimeEngine == "podman" || runtimeEngine == "docker"), request.containerImage.isEmpty {
             return "this cluster runs containers with \(runtimeEngine) (Containers.RuntimeEngine), which needs a container_image"
         }
-        if let unsupported = ContainerMounts.unsupported(request.mounts) { return unsupported }
-        let constraints = request.runtimeConstraints, preemptible = request.schedulingParameters.preemptible
+        if let unsupported = ContainerMounts.unsupported(request.mounts, outputPath: request.outputPath) { return unsupported }
+        do {
+            let secrets = try ContainerMounts.parse(request.secretMounts, outputPath: request.outputPath, secret: true)
+            if let both = secrets.keys.sorted().first(where: { request.mounts[$0] != nil }) {
+                return "secret mount \(both.prefix(200)) is also in mounts"
+            }
+        } catch {
+            return error.description
+        }
+        let constraints = request.runtimeConstraints.addingScratch(of: request.mounts)
+        let preemptible = request.schedulingParameters.preemptible
         if !instanceTypes.isEmpty, !instanceTypes.contains(where: { $0.fits(constraints, preemptible: preemptible, ramOverhead: reserveExtraRAM) }) {
             return InstanceType.noFitReason(constraints, preemptible: preemptible, among: instanceTypes, ramOverhead: reserveExtraRAM)
         }

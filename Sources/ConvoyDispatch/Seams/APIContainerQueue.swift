@@ -90,7 +90,7 @@ public struct APIContainerQueue: ContainerQueue {
     static func entry(_ container: Container) -> QueueEntry {
         // The state's age as the API's database measured it in the listing's own query: one clock.
         QueueEntry(id: ContainerID(container.uuid.rawValue), state: container.state, priority: container.priority,
-                   createdAt: container.createdAt, constraints: container.runtimeConstraints,
+                   createdAt: container.createdAt, constraints: container.runtimeConstraints.addingScratch(of: container.mounts),
                    preemptible: container.schedulingParameters.preemptible, supervisor: container.schedulingParameters.supervisor,
                    authUUID: container.authUUID?.rawValue,
                    stateAge: container.state == .locked || container.state == .running ? container.stateAge : nil)

@@ -39,6 +39,8 @@ public actor ContainerRunner {
     /// The API-only network of a container with API access, while it runs.
     private var apiNetwork: APIOnlyNetwork?
     private var commandStarted = false
+    /// Where the mounts went (its output exclusions are applied before the output is saved).
+    private var mountPlan: MountPlan?
 
     public init(uuid: ArvadosUUID, api: APIClient, options: RunnerOptions,
                 onPhase: @escaping @Sendable (RunnerRecord.Phase, Int32?, String?) -> Void = { _, _, _ in },
@@ -120,14 +122,18 @@ public actor ContainerRunner {
                 _ = try? await EngineCommand.run([kind.rawValue, "rm", "--force", RuntimeCommand.engineContainerName(uuid)],
                                                  environment: options.hostEnvironment)
             }
+            let secretMounts = try await retrying("read the secret mounts") { try await self.api.secretMounts(self.uuid) }
             let networkJoin = try await apiOnlyNetwork(for: container, kind: kind, workspace: workspace)
             let gpus = try options.gpuAllocator?.allocate(uuid.rawValue, container.runtimeConstraints.gpu)
             if let gpus { await say("GPUs: \(gpus.stack.rawValue) devices \(gpus.indexes.map(String.init).joined(separator: ","))") }
             let command = RuntimeCommand(kind: kind, container: container, workspace: workspace, image: image,
                                          apiEnvironment: api.configuration.environment, hostEnvironment: options.hostEnvironment,
-                                         sandboxUser: options.sandboxUser, apiNetwork: networkJoin, gpus: gpus)
+                                         sandboxUser: options.sandboxUser, apiNetwork: networkJoin, gpus: gpus,
+                                         secretMounts: secretMounts)
             spec = try command.processSpec()
-            for path in try command.tmpMounts() { try workspace.createMount(command.mountDirectory(path)) }
+            let plan = try command.mountPlan()
+            mountPlan = plan
+            try await MountMaterializer(api: api).materialize(plan) { await self.say($0) }
             if kind == .bwrap, let user = options.sandboxUser { try user.checkCanSearch(workspace.output.path) }
         } catch {
             return await finish(container, workspace: workspace, outcome: nil, neverRan: "\(error)")
@@ -334,6 +340,9 @@ public actor ContainerRunner {
         }
         var outputUUID: String?
         if neverRan == nil && outcome != nil {
+            for relative in mountPlan?.excludedFromOutput ?? [] {
+                Workspace.removeTree(workspace.output.appendingPathComponent(relative))
+            }
             do {
                 outputUUID = try await saveOutput(workspace.output)
             } catch {
@@ -368,9 +377,7 @@ public actor ContainerRunner {
             return .unrecorded("\(error)")
         }
         // The worker keeps the log files; output and tmp are in the collections now.
-        for directory in [workspace.output, workspace.tmp, workspace.mounts] {
-            try? FileManager.default.removeItem(at: directory)
-        }
+        for directory in [workspace.output, workspace.tmp, workspace.mounts] { Workspace.removeTree(directory) }
         return .finished(state: state.rawValue, exitCode: state == .complete ? outcome?.exitCode : nil)
     }
 

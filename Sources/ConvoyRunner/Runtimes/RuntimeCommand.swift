@@ -10,7 +10,7 @@ public struct Workspace: Sendable, Equatable {
     public var tmp: URL { root.appendingPathComponent("tmp") }
     /// The worker's copy of the log streams (`stdout.txt`, `stderr.txt`, `crunch-run.txt`).
     public var logs: URL { root.appendingPathComponent("logs") }
-    /// Extra `tmp` mounts, one directory each.
+    /// The mounts bound elsewhere than output_path and /tmp, one directory or file each (`MountPlan`).
     public var mounts: URL { root.appendingPathComponent("mounts") }
 
     public init(root: URL) {
@@ -38,11 +38,6 @@ public struct Workspace: Sendable, Equatable {
         }
     }
 
-    /// Creates the directory of a `tmp` mount (world-writable, as tmp).
-    public func createMount(_ directory: URL) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try FileManager.default.setAttributes([.posixPermissions: 0o1777], ofItemAtPath: directory.path)
-    }
 }
 
 /// Why a container cannot be run as specified (it never runs; it ends Cancelled).
@@ -98,10 +93,13 @@ public struct RuntimeCommand: Sendable {
     public var apiNetwork: APINetworkJoin?
     /// The worker's GPUs this container was given (`GPUAllocator`); nil: it asked for none.
     public var gpus: GPUAssignment?
+    /// The container's secret mounts (json and text), as the API gave them to its runner.
+    public var secretMounts: [String: JSONValue]
 
     public init(kind: RuntimeKind, container: Container, workspace: Workspace, image: String? = nil,
                 apiEnvironment: [String: String] = [:], hostEnvironment: [String: String] = ProcessInfo.processInfo.environment,
-                engine: String? = nil, sandboxUser: SandboxUser? = nil, apiNetwork: APINetworkJoin? = nil, gpus: GPUAssignment? = nil) {
+                engine: String? = nil, sandboxUser: SandboxUser? = nil, apiNetwork: APINetworkJoin? = nil, gpus: GPUAssignment? = nil,
+                secretMounts: [String: JSONValue] = [:]) {
         self.kind = kind
         self.container = container
         self.workspace = workspace
@@ -112,6 +110,7 @@ public struct RuntimeCommand: Sendable {
         self.sandboxUser = sandboxUser
         self.apiNetwork = apiNetwork
         self.gpus = gpus
+        self.secretMounts = secretMounts
     }
 
     /// The GPUs given to a container that asked for some.
@@ -195,16 +194,10 @@ public struct RuntimeCommand: Sendable {
         }
     }
 
-    /// The `tmp` mounts (path in the container → kind); other kinds are refused (the API refuses
-    /// them at commit; a container made otherwise still ends here).
-    public func tmpMounts() throws -> [String] {
-        if let unsupported = ContainerMounts.unsupported(container.mounts) { throw RuntimeSetupError(unsupported) }
-        var paths: [String] = []
-        for path in container.mounts.keys.sorted() {
-            guard path.hasPrefix("/") else { throw RuntimeSetupError("mount path \(path) is not absolute") }
-            if path != container.outputPath { paths.append(path) }
-        }
-        return paths
+    /// Where the container's mounts go (`MountPlan`): bound at their paths under podman and
+    /// bwrap; the process runtime places them only under output_path and /tmp.
+    public func mountPlan() throws -> MountPlan {
+        try MountPlan.make(container, secretMounts: secretMounts, workspace: workspace, placeAnywhere: kind != .process)
     }
 
     /// The command to execute, with its directory and environment.
@@ -218,11 +211,6 @@ public struct RuntimeCommand: Sendable {
         case .bwrap: return try bwrapSpec()
         case .process: return try directSpec()
         }
-    }
-
-    /// Where a `tmp` mount at `path` lives on the worker.
-    public func mountDirectory(_ path: String) -> URL {
-        workspace.mounts.appendingPathComponent(path.split(separator: "/").joined(separator: "_"))
     }
 
     private func engineSpec() throws -> ProcessSpec {
@@ -243,8 +231,8 @@ public struct RuntimeCommand: Sendable {
         if constraints.vcpus > 0 { arguments += ["--cpus", String(constraints.vcpus)] }
         if constraints.ram > 0 { arguments += ["--memory", "\(constraints.ram)b"] }
         arguments += try requiredGPUs()?.engineArguments ?? []
-        for path in try tmpMounts() {
-            arguments += ["--volume", "\(mountDirectory(path).path):\(path)"]
+        for bind in try mountPlan().binds {
+            arguments += ["--volume", "\(bind.hostPath.path):\(bind.path)" + (bind.readOnly ? ":ro" : "")]
         }
         // The environment (the API token among it) goes through the engine's standard input, never
         // its command line, which every user of the worker can read in /proc.
@@ -300,8 +288,8 @@ public struct RuntimeCommand: Sendable {
             arguments += ["--tmpfs", workRoot]
         }
         arguments += ["--bind", workspace.output.path, container.outputPath]
-        for path in try tmpMounts() {
-            arguments += ["--bind", mountDirectory(path).path, path]
+        for bind in try mountPlan().binds {
+            arguments += [bind.readOnly ? "--ro-bind" : "--bind", bind.hostPath.path, bind.path]
         }
         // `--setenv` pairs come NUL-separated on standard input (`--args 0`), not on the command line.
         arguments += ["--chdir", container.cwd, "--clearenv", "--args", "0", "--"]
@@ -314,6 +302,7 @@ public struct RuntimeCommand: Sendable {
     /// command sees `CONVOY_OUTPUT_PATH`, `TMPDIR`), any other cwd must exist on the worker.
     private func directSpec() throws -> ProcessSpec {
         _ = try requiredGPUs()
+        _ = try mountPlan()
         let cwd = try hostPath(container.cwd)
         var environment = containerEnvironment
         environment["TMPDIR"] = workspace.tmp.path
