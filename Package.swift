@@ -163,7 +163,10 @@ let package = Package(
             "ConvoyCluster", "ConvoyModel", "ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting", "ConvoyFuzzing",
             .product(name: "Crypto", package: "swift-crypto"), .product(name: "NIOCore", package: "swift-nio"),
         ]),
-        .testTarget(name: "ConvoyCLITests", dependencies: ["ConvoyTestCase", "ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres", "ConvoyDevStack", "ConvoyCluster"]),
+        .testTarget(name: "ConvoyCLITests", dependencies: [
+            "ConvoyTestCase", "ConvoyTesting", "ConvoyHTTP", "ConvoyModel", "ConvoyAPIClient", "ConvoyPostgres", "ConvoyDevStack", "ConvoyCluster",
+            "ConvoyAPI", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "ConvoyAPITests", dependencies: [
             "ConvoyAPI", "ConvoyCluster", "ConvoyModel", "ConvoyHTTP", "ConvoyPostgres", "ConvoyTestCase", "ConvoyTesting", .product(name: "Crypto", package: "swift-crypto"),
         ]),

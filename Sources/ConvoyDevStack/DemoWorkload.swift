@@ -95,7 +95,7 @@ public enum DemoWorkload {
     /// each, in the order of `items`: an item meant to be refused that the API takes is an error.
     public static func submit(_ stack: DevStack, api: APIClient) async throws -> [Submitted] {
         var image = ""
-        if stack.settings.runtimeEngine == "podman" || stack.settings.runtimeEngine == "docker" {
+        if stack.settings.runtimeEngine == "podman" {
             image = imageName
             // This user's own (a request's image name resolves among the submitter's collections).
             let owner = try await api.currentToken()["owner_uuid"]?.stringValue ?? ""

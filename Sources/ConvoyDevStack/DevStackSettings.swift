@@ -84,8 +84,8 @@ public struct DevStackSettings: Codable, Sendable, Equatable {
         }
         guard maxCloudOpsPerSecond >= 1 else { throw DevStackError("max cloud ops per second must be at least 1, not \(maxCloudOpsPerSecond)") }
         guard ["loopback", "stub"].contains(driver) else { throw DevStackError("the driver must be loopback or stub, not '\(driver)'") }
-        guard ["podman", "docker", "bwrap", "process"].contains(runtimeEngine) else {
-            throw DevStackError("the engine must be podman, docker, bwrap or process, not '\(runtimeEngine)'")
+        guard ["podman", "bwrap", "process"].contains(runtimeEngine) else {
+            throw DevStackError("the engine must be podman, bwrap or process, not '\(runtimeEngine)'")
         }
     }
 }

@@ -6,6 +6,10 @@ public struct Container: Sendable, Hashable, Codable {
     public var state: ContainerState
     /// Higher runs first; 0 means nobody wants it any more (the dispatcher stops it).
     public var priority: Int
+    /// Among equal priorities, older first: when the request its priority comes from was made (a
+    /// workflow's step: its workflow's request; a Convoy extension, `priority_since`; nil from a
+    /// server without it).
+    public var prioritySince: Date?
     public var command: [String]
     public var containerImage: String
     public var cwd: String
@@ -42,8 +46,9 @@ public struct Container: Sendable, Hashable, Codable {
         lockedByUUID: ArvadosUUID? = nil, authUUID: ArvadosUUID? = nil, lockCount: Int = 0,
         exitCode: Int? = nil, startedAt: Date? = nil, finishedAt: Date? = nil, log: String? = nil,
         output: String? = nil, progress: Double? = nil, runtimeStatus: [String: JSONValue] = [:],
-        createdAt: Date, modifiedAt: Date, stateAge: Double? = nil
+        createdAt: Date, modifiedAt: Date, stateAge: Double? = nil, prioritySince: Date? = nil
     ) {
+        self.prioritySince = prioritySince
         self.uuid = uuid
         self.state = state
         self.priority = priority
@@ -87,5 +92,6 @@ public struct Container: Sendable, Hashable, Codable {
         case createdAt = "created_at"
         case modifiedAt = "modified_at"
         case stateAge = "state_age"
+        case prioritySince = "priority_since"
     }
 }

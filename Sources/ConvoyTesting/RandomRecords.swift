@@ -67,7 +67,7 @@ public struct RandomRecords {
             lockCount: int(0...10), exitCode: maybe(int(0...255)), startedAt: maybe(created.addingTimeInterval(5)),
             finishedAt: maybe(created.addingTimeInterval(60)), log: maybe(string()), output: maybe(string()),
             progress: maybe(random.uniform(0...1)), runtimeStatus: status, createdAt: created, modifiedAt: created.addingTimeInterval(1),
-            stateAge: maybe(random.uniform(0...1000)))
+            stateAge: maybe(random.uniform(0...1000)), prioritySince: maybe(created.addingTimeInterval(-30)))
     }
 }
 

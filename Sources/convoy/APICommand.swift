@@ -49,7 +49,8 @@ struct APICommand: AsyncParsableCommand {
             let app = try APIServer.application(services, config: config, logger: logger) { port in
                 serverLogger.info("serving", metadata: ["url": "\(scheme)://\(host):\(port)"])
             }
-            let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            let sweeper = LogsTableSweeper(logs: services.logs, database: services.database, maxAge: config.containers.logging.maxAge, logger: logger)
+            let group = ServiceGroup(configuration: .init(services: [app, sweeper], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             do {
                 try await group.run()
             } catch {

@@ -60,7 +60,7 @@ struct ContainersCommand: CommandGroup {
         @Option(help: "Virtual CPUs.") var vcpus = 1
         @Option(help: "Memory, e.g. 512MiB or 2GiB.") var ram = "256MiB"
         @Option(help: "1 to 1000; higher runs first.") var priority = 500
-        @Option(help: "An image collection (uuid or name); needed where the cluster runs containers with podman or docker (the API refuses a request without one), else none runs the command with the worker's runtime engine.") var image = ""
+        @Option(help: "An image collection (uuid or name); needed where the cluster runs containers with podman (the API refuses a request without one), else none runs the command with the worker's runtime engine.") var image = ""
         @Option(help: "A name for the request.") var name: String?
         @Option(name: .customLong("env"), help: "NAME=VALUE for the container's environment (repeatable).") var environment: [String] = []
         @Option(help: "Working directory in the container.") var cwd = "/"
@@ -151,7 +151,9 @@ struct ContainersCommand: CommandGroup {
 
     /// `convoy containers logs UUID [--follow]`
     struct Logs: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "logs", abstract: "A container's stdout and stderr lines from the API logs.")
+        static let configuration = CommandConfiguration(
+            commandName: "logs",
+            abstract: "A container's stdout and stderr lines from the API logs (or, once the API has removed them, from its log collection).")
         @Argument(help: "The container UUID.") var uuid: String
         @Flag(help: "Keep printing new lines until the container ends.") var follow = false
         @Option(help: "stdout, stderr or all.") var stream = "all"
@@ -161,23 +163,48 @@ struct ContainersCommand: CommandGroup {
             guard ["stdout", "stderr", "all"].contains(stream) else { throw ValidationError("--stream must be stdout, stderr or all") }
             let api = try ContainersCommand.client()
             var after: Int64 = 0
+            var sawLines = false
             while true {
                 let container = try await ContainersCommand.calling { try await api.container(id) }
                 while true {
                     let page = try await ContainersCommand.calling { try await api.logs(objectUUID: id.rawValue, afterID: after, limit: 1000) }
                     for entry in page.items {
                         after = max(after, entry.id)
-                        guard stream == "all" || entry.eventType == stream else { continue }
                         guard entry.eventType == "stdout" || entry.eventType == "stderr" else { continue }
+                        sawLines = true
+                        guard stream == "all" || entry.eventType == stream else { continue }
                         if let text = entry.properties["text"]?.stringValue {
                             FileHandle.standardOutput.write(Data((text.hasSuffix("\n") ? text : text + "\n").utf8))
                         }
                     }
                     if page.items.count < 1000 { break }
                 }
+                if !sawLines, container.state.isFinal, let log = container.log.flatMap(ArvadosUUID.init) {
+                    // The API deletes a finished container's lines (Containers.Logging.MaxAge):
+                    // its log collection has them all.
+                    try await printFromCollection(log, api: api)
+                    return
+                }
                 if !follow || container.state.isFinal { return }
                 try await Task.sleep(for: .seconds(1))
             }
+        }
+
+        /// The stream files of a log collection, merged by their lines' timestamps.
+        private func printFromCollection(_ log: ArvadosUUID, api: APIClient) async throws {
+            let collection = try await ContainersCommand.calling { try await api.collection(log) }
+            var lines: [(stamp: Substring, order: Int, text: Substring)] = []
+            for (order, name) in ["stdout", "stderr"].enumerated() where stream == "all" || stream == name {
+                guard collection.files.contains(where: { $0.path == "\(name).txt" }) else { continue }
+                let bytes = try await ContainersCommand.calling { try await api.download(log, path: "\(name).txt") }
+                let text = String(decoding: bytes, as: UTF8.self)
+                for line in text.split(separator: "\n") {
+                    lines.append((line.prefix { $0 != " " }, order, line))
+                }
+            }
+            // Stable: equal timestamps keep each stream's order, stdout first.
+            let merged = lines.enumerated().sorted { ($0.element.stamp, $0.element.order, $0.offset) < ($1.element.stamp, $1.element.order, $1.offset) }
+            for (_, line) in merged { FileHandle.standardOutput.write(Data((line.text + "\n").utf8)) }
         }
     }
 

@@ -31,7 +31,7 @@ struct DevCommand: CommandGroup {
         @Option(help: "How many dispatcher replicas (default 3).") var replicas: Int?
         @Option(help: "Loopback instances' addresses, PREFIX.N (default 127.0.50).") var addressPrefix: String?
         @Option(help: "The instances' sshd port (default 2222).") var sshPort: Int?
-        @Option(help: "The runner's engine: podman (default), docker, bwrap or process.") var engine: String?
+        @Option(help: "The runner's engine: podman (default), bwrap or process.") var engine: String?
         @Option(help: "Seconds an idle instance lives (default 60).") var idleSeconds: Int?
         @Option(help: "The cloud driver: loopback (default; sshd instances, real runners) or stub (simulated, convoy stub-cloud).") var driver: String?
         @Option(help: "The stub cloud's port (default 9300).") var stubPort: Int?

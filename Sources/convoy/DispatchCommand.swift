@@ -107,11 +107,12 @@ struct DispatchCommand: AsyncParsableCommand {
         }
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         let runner = try await RunnerBinary(localPath: cloud.deployRunnerBinary ?? executable, remoteDirectory: cloud.runnerDirectory)
-        let settings = DispatchSettings(
+        var settings = DispatchSettings(
             clusterID: config.clusterID, instanceTypes: config.instanceTypes, reserveExtraRAM: config.containers.reserveExtraRAM,
             maximumPriceFactor: config.containers.maximumPriceFactor, minRetryPeriod: config.containers.minRetryPeriod, cloud: cloud, api: api,
             runnerAPIHost: config.dispatch.runnerAPIHost ?? config.dispatcherAPIHost, runtimeEngine: config.containers.runtimeEngine,
             memberTimeout: max(config.dispatch.heartbeatInterval * 3, .seconds(3)) + config.dispatch.heartbeatInterval)
+        settings.logging = config.containers.logging
         var workers = WorkerHostSettings(sshUser: cloud.sshUser, privateKey: .file(path: keyFile), bootProbeCommand: cloud.bootProbeCommand,
                                          probeInterval: cloud.probeInterval, runner: runner, maxProbesPerSecond: cloud.maxProbesPerSecond)
         let driver: any CloudDriver

@@ -49,7 +49,7 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Read the connection settings and runtime as a JSON object from standard input (not the environment).")
     var stdinConfig = false
 
-    @Option(help: "Force a runtime: podman, docker, bwrap or process (default: podman for images, else CONVOY_RUNTIME or bwrap).")
+    @Option(help: "Force a runtime: podman, bwrap or process (default: podman for images, else CONVOY_RUNTIME or bwrap).")
     var runtime: RuntimeKind?
 
     @Option(help: "The runner state directory (default CONVOY_RUNNER_STATE_DIR or /run/convoy-runner).")
@@ -137,6 +137,14 @@ struct RunCommand: AsyncParsableCommand {
         }
         var settings = RunnerLaunchSettings(api: api, runtime: environment["CONVOY_RUNTIME"])
         settings.ec2SpotCheck = environment["CONVOY_EC2_SPOT_CHECK"] == "true"
+        if let text = environment["CONVOY_LOG_UPDATE_PERIOD"] {
+            guard let seconds = Int(text), seconds >= 1 else { throw ValidationError("CONVOY_LOG_UPDATE_PERIOD must be a whole number of seconds, 1 or more") }
+            settings.logUpdatePeriod = seconds
+        }
+        if let text = environment["CONVOY_LOG_UPDATE_SIZE"] {
+            guard let bytes = Int64(text), bytes >= 1 else { throw ValidationError("CONVOY_LOG_UPDATE_SIZE must be a whole number of bytes, 1 or more") }
+            settings.logUpdateSize = bytes
+        }
         return settings
     }
 
@@ -159,7 +167,9 @@ struct RunCommand: AsyncParsableCommand {
             runtime: runtime, runtimeWithoutImage: withoutImage,
             pollInterval: .milliseconds(Int64(pollInterval * 1000)), stopGrace: .milliseconds(Int64(stopGrace * 1000)),
             maxOutputBytes: maxOutputBytes, apiRetryDeadline: .milliseconds(Int64(apiRetry * 1000)),
-            maxLogLinesPerFlush: maxLogLines, hostEnvironment: environment,
+            maxLogLinesPerFlush: maxLogLines,
+            logUpdatePeriod: .seconds(launch.logUpdatePeriod ?? 1800), logUpdateSize: launch.logUpdateSize ?? (32 << 20),
+            hostEnvironment: environment,
             gpuAllocator: GPUAllocator(directory: state, environment: environment),
             spotCheck: launch.ec2SpotCheck
                 ? SpotInterruptionCheck(metadataURL: environment["CONVOY_EC2_METADATA_URL"] ?? SpotInterruptionCheck.ec2MetadataURL) : nil,

@@ -385,6 +385,40 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         }
     }
 
+    /// Issue 20, Arvados' priority order: request priority, then older first — the age of the
+    /// request the priority comes from, which for a workflow's step is its workflow's — so a step
+    /// made later runs before newer work of the same priority; a higher priority first whatever
+    /// its age. The container's `priority_since` says which request that is; the dispatcher's
+    /// queue page (priority desc, priority_since asc) lists them so.
+    func testAWorkflowsStepsRunBeforeNewerWorkOfTheSamePriority() async throws {
+        let marker = UUID().uuidString
+        let parent = try await runningContainer(priority: 5)
+        let newer = try await submit(spec.replacingOccurrences(of: "echo hi", with: "echo newer \(marker)") + #","state":"Committed","priority":5"#)
+        let step = try await submit(stepSpec.replacingOccurrences(of: "echo step", with: "echo step \(marker)") + #","state":"Committed","use_existing":false"#,
+                                    token: parent.token)
+        let urgent = try await submit(spec.replacingOccurrences(of: "echo hi", with: "echo urgent \(marker)") + #","state":"Committed","priority":6"#)
+        let stepContainer = try await container(try XCTUnwrap(step["container_uuid"]?.stringValue))
+        let newerContainer = try await container(try XCTUnwrap(newer["container_uuid"]?.stringValue))
+        let urgentContainer = try await container(try XCTUnwrap(urgent["container_uuid"]?.stringValue))
+        let parentContainer = try await container(parent.container)
+        let (_, parentRequest) = try await api.call("GET", "/arvados/v1/container_requests/\(parent.request)", token: api.userToken)
+        XCTAssertEqual(stepContainer["priority"], .number(5), "a step takes its workflow's priority")
+        XCTAssertEqual(newerContainer["priority"], .number(5))
+        XCTAssertEqual(stepContainer["priority_since"], parentContainer["priority_since"], "and its workflow's place")
+        XCTAssertEqual(parentContainer["priority_since"], parentRequest["created_at"], "the workflow's request's age")
+        XCTAssertEqual(newerContainer["priority_since"], newer["created_at"])
+        let (stepSince, newerSince) = (try XCTUnwrap(stepContainer["priority_since"]?.stringValue), try XCTUnwrap(newerContainer["priority_since"]?.stringValue))
+        XCTAssertLessThan(stepSince, newerSince, "the workflow is older than the newer request")
+        let uuids = [newerContainer, stepContainer, urgentContainer].compactMap { $0["uuid"]?.stringValue }
+        let filters = #"[["state","=","Queued"],["uuid","in",[\#(uuids.map { "\"\($0)\"" }.joined(separator: ","))]]]"#
+            .addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        let order = #"["priority desc","priority_since asc","created_at asc"]"#.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+        let (status, page) = try await api.call("GET", "/arvados/v1/containers?filters=\(filters)&order=\(order)&limit=10", token: api.dispatcherToken)
+        XCTAssertEqual(status, 200, TestAPIServer.errorMessage(page))
+        XCTAssertEqual(page["items"]?.arrayValue?.compactMap { $0.objectValue?["uuid"]?.stringValue }, [uuids[2], uuids[1], uuids[0]])
+        for request in [newer, urgent] { _ = try await patch(try XCTUnwrap(request["uuid"]?.stringValue), #""priority":0"#) }
+    }
+
     /// Commits a request of the user's, locks its container and moves it to Running with its own
     /// token, as a dispatcher and a runner do; returns the container's uuid and token.
     private func runningContainer(priority: Int, on server: TestAPIServer? = nil) async throws -> (request: String, container: String, token: String, auth: String) {
@@ -426,8 +460,10 @@ final class ContainerRequestRoutesTests: PostgresTestCase {
         let (_, parentRequest) = try await api.call("GET", "/arvados/v1/container_requests/\(parent.request)", token: api.userToken)
         XCTAssertEqual(child["owner_uuid"], parentRequest["owner_uuid"], "owned by the workflow's owner")
         let queuedChild = try XCTUnwrap(child["container_uuid"]?.stringValue)
-        let childPriority = try await container(queuedChild)["priority"]
-        XCTAssertEqual(childPriority, .number(3))
+        let childContainer = try await container(queuedChild)
+        let parentContainer = try await container(parent.container)
+        XCTAssertEqual(childContainer["priority"], .number(3))
+        XCTAssertEqual(childContainer["priority_since"], parentContainer["priority_since"], "and its place among equals")
         let second = try await submit(stepSpec + #","state":"Committed","priority":1,"use_existing":false"#, token: parent.token)
         let runningChild = try XCTUnwrap(second["container_uuid"]?.stringValue)
         let (_, locked) = try await api.callAsDispatcher("POST", "/arvados/v1/containers/\(runningChild)/lock")

@@ -1,8 +1,10 @@
+import ConvoyAPI
 import ConvoyAPIClient
 import ConvoyModel
 import ConvoyTestCase
 import ConvoyTesting
 import Foundation
+import Logging
 import XCTest
 
 /// `convoy containers …` as an operator uses it against the real API: submit, list, show, logs,
@@ -84,6 +86,56 @@ final class ContainersCLITests: PostgresTestCase {
         // Following a final container's logs ends at once.
         let followed = try convoy(["containers", "logs", secondUUID, "--follow"])
         XCTAssertEqual(followed.status, 0, followed.stderr)
+    }
+
+    /// Issue 20 (#7816): the API deletes a finished container's live log lines once its log
+    /// collection has held them for Containers.Logging.MaxAge — not a recent one's, not one
+    /// without a log collection, not other event types — and `convoy containers logs` then prints
+    /// the lines from the log collection, both streams merged by time.
+    func testASweptContainersLogsComeFromItsLogCollection() async throws {
+        let admin = APIClient(APIClientConfiguration(host: api.hostAndPort, token: api.adminToken, scheme: "http"))
+        func finished(withCollection: Bool) async throws -> ArvadosUUID {
+            let locked = try await api.lockedContainer(ContainerSpec(command: ["echo", "swept \(UUID())"], priority: 1))
+            let runner = APIClient(APIClientConfiguration(host: api.hostAndPort, token: locked.token, scheme: "http"))
+            _ = try await runner.log(objectUUID: locked.uuid.rawValue, eventType: "stdout", text: "2026-12-01T00:00:00Z one\n")
+            _ = try await runner.log(objectUUID: locked.uuid.rawValue, eventType: "stderr", text: "2026-12-01T00:00:01Z two\n")
+            _ = try await runner.log(objectUUID: locked.uuid.rawValue, eventType: "stdout", text: "2026-12-01T00:00:02Z three\n")
+            _ = try await admin.log(objectUUID: locked.uuid.rawValue, eventType: "dispatch", text: "not a line of the container's")
+            _ = try await runner.update(locked.uuid, ContainerUpdate(state: .running, knownAuthUUID: locked.authUUID))
+            var log: String?
+            if withCollection {
+                let collection = try await runner.createCollection(name: "log", containerUUID: locked.uuid)
+                try await runner.upload(Array("2026-12-01T00:00:00Z one\n2026-12-01T00:00:02Z three\n".utf8), to: collection.uuid, path: "stdout.txt")
+                try await runner.upload(Array("2026-12-01T00:00:01Z two\n".utf8), to: collection.uuid, path: "stderr.txt")
+                log = collection.uuid.rawValue
+            }
+            _ = try await runner.update(locked.uuid, ContainerUpdate(state: .complete, exitCode: 0, log: log, knownAuthUUID: locked.authUUID))
+            return locked.uuid
+        }
+        let (old, recent, unsaved) = (try await finished(withCollection: true), try await finished(withCollection: true),
+                                      try await finished(withCollection: false))
+        for uuid in [old, unsaved] {
+            try await api.services.database.execute("UPDATE containers SET finished_at = now() - interval '2 hours' WHERE uuid = $1", [uuid.rawValue])
+        }
+        func lines(_ uuid: ArvadosUUID) async throws -> [String] {
+            try await api.services.database.query("SELECT event_type FROM logs WHERE object_uuid = $1 ORDER BY id", [uuid.rawValue])
+                .rows.map { try $0.decode(String.self, column: "event_type") }
+        }
+        let sweeper = LogsTableSweeper(logs: api.services.logs, database: api.services.database, maxAge: .seconds(3600), logger: Logger(label: "test"))
+        let deleted = await sweeper.sweep(batch: 2)
+        XCTAssertGreaterThanOrEqual(deleted, 3, "in batches of two")
+        let oldLines = try await lines(old)
+        XCTAssertEqual(oldLines, ["dispatch"], "only the container's own lines go")
+        let recentLines = try await lines(recent)
+        XCTAssertEqual(recentLines.count, 4, "ended within MaxAge: kept")
+        let unsavedLines = try await lines(unsaved)
+        XCTAssertEqual(unsavedLines.count, 4, "no log collection: kept")
+
+        let printed = try convoy(["containers", "logs", old.rawValue])
+        XCTAssertEqual(printed.status, 0, printed.stderr)
+        XCTAssertEqual(printed.stdout, "2026-12-01T00:00:00Z one\n2026-12-01T00:00:01Z two\n2026-12-01T00:00:02Z three\n")
+        let stderrOnly = try convoy(["containers", "logs", old.rawValue, "--stream", "stderr"])
+        XCTAssertEqual(stderrOnly.stdout, "2026-12-01T00:00:01Z two\n")
     }
 
     func testCLIErrorsSayWhatToDo() async throws {

@@ -235,6 +235,9 @@ final class DispatcherTests: PostgresTestCase {
             return false
         }
         XCTAssertGreaterThanOrEqual(ContinuousClock.now - limited, .seconds(50), "raised only after a quiet minute")
+        // The pool's gauges are published at most once a second: the pass that raised the limit
+        // and started the container may be shown by the next publication.
+        try await wait("the raised limit in the metrics", within: .seconds(10)) { try await maxConcurrentContainers(replica) == 4 }
         let raised = try await maxConcurrentContainers(replica)
         XCTAssertEqual(raised, 4, "3 running × 1.1 + 1")
         var states: [ContainerState] = []
@@ -408,6 +411,62 @@ final class DispatcherTests: PostgresTestCase {
 
     /// The management API as Arvados' scripts use it: its field names on instances and queue
     /// entries, one container by `container_uuid`, and `containers/kill` with a form body.
+    /// Issue 20: the Grafana dashboard in deploy/ loads as a dashboard (panels with a type, a
+    /// place, a Prometheus query each) and queries only metrics the dispatcher records; every
+    /// convoy_ family a live replica exports is among those, so the list cannot drift.
+    func testTheGrafanaDashboardQueriesOnlyMetricsTheDispatcherExports() async throws {
+        let pool = try startPool()
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        let uuid = try await submit(["true"])
+        try await wait("the container to finish") { try await self.container(uuid).state == .complete }
+        var exported: Set<String> = []
+        try await wait("the pool's gauges") {
+            exported = Set(try await self.metricsText(replica).split(separator: "\n").compactMap { line -> String? in
+                let parts = line.split(separator: " ")
+                return parts.count >= 3 && parts[0] == "#" && parts[1] == "TYPE" ? String(parts[2]) : nil
+            })
+            return exported.contains("convoy_containers_running")
+        }
+        let families = exported.filter { $0.hasPrefix("convoy_") }
+        XCTAssertTrue(families.isSubset(of: DispatchMetrics.names), "exported but not listed: \(families.subtracting(DispatchMetrics.names).sorted())")
+        XCTAssertTrue(families.contains("convoy_containers_started_total") && families.contains("convoy_dispatch_pass_seconds"), "\(families.sorted())")
+
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let data = try Data(contentsOf: root.appendingPathComponent("deploy/grafana/convoy-dashboard.json"))
+        let dashboard = try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
+        XCTAssertEqual(dashboard["uid"] as? String, "convoy-dispatcher")
+        XCTAssertNotNil(dashboard["schemaVersion"] as? Int)
+        let variables = try XCTUnwrap((dashboard["templating"] as? [String: Any])?["list"] as? [[String: Any]])
+        XCTAssertTrue(variables.contains { $0["name"] as? String == "datasource" && $0["query"] as? String == "prometheus" })
+        let panels = try XCTUnwrap(dashboard["panels"] as? [[String: Any]])
+        XCTAssertGreaterThanOrEqual(panels.count, 10)
+        XCTAssertEqual(Set(panels.compactMap { $0["id"] as? Int }).count, panels.count, "panel ids are unique")
+        let metric = try NSRegularExpression(pattern: "convoy_[a-z0-9_]+")
+        var queried: Set<String> = []
+        for panel in panels {
+            let title = panel["title"] as? String ?? "?"
+            XCTAssertTrue(["timeseries", "stat"].contains(panel["type"] as? String ?? ""), title)
+            let place = try XCTUnwrap(panel["gridPos"] as? [String: Int], title)
+            XCTAssertTrue((place["w"] ?? 0) > 0 && (place["h"] ?? 0) > 0 && (place["x"] ?? 0) + (place["w"] ?? 0) <= 24, title)
+            let targets = try XCTUnwrap(panel["targets"] as? [[String: Any]], title)
+            XCTAssertFalse(targets.isEmpty, title)
+            for target in targets {
+                let expr = try XCTUnwrap(target["expr"] as? String, title)
+                XCTAssertEqual(expr.filter { $0 == "(" }.count, expr.filter { $0 == ")" }.count, "\(title): \(expr)")
+                XCTAssertEqual(expr.filter { $0 == "[" }.count, expr.filter { $0 == "]" }.count, "\(title): \(expr)")
+                for match in metric.matches(in: expr, range: NSRange(expr.startIndex..., in: expr)) {
+                    var name = String(expr[Range(match.range, in: expr)!])
+                    for suffix in ["_bucket", "_sum", "_count"] where name.hasSuffix(suffix) && !DispatchMetrics.names.contains(name) {
+                        name = String(name.dropLast(suffix.count))
+                    }
+                    queried.insert(name)
+                    XCTAssertTrue(DispatchMetrics.names.contains(name), "\(title) queries \(name), which the dispatcher does not record")
+                }
+            }
+        }
+        XCTAssertTrue(queried.isSuperset(of: ["convoy_containers", "convoy_instances", "convoy_containers_started_total", "convoy_is_leader"]))
+    }
+
     func testTheManagementAPIAnswersArvadosRoutesAndFieldsAndKillsAContainerByForm() async throws {
         let pool = try startPool()
         let replica = try startReplicas(["d1"], pool: pool)[0]

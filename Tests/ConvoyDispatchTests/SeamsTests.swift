@@ -91,6 +91,21 @@ final class SeamsTests: XCTestCase {
                                  [.string("state"), .string("in"), .array([.string("Locked"), .string("Running")])],
                                  [.string("uuid"), .string(">"), .string("zzzzz-dz642-000000000000002")]])
         XCTAssertEqual(APIContainerQueue.order(.ours(after: nil, offset: 0, limit: 1000)), ["uuid"])
-        XCTAssertEqual(APIContainerQueue.order(.queued(offset: 0, limit: 1000)), ["priority desc", "created_at asc"])
+        // Arvados' order: request priority, then older first by the request the priority comes from.
+        XCTAssertEqual(APIContainerQueue.order(.queued(offset: 0, limit: 1000)), ["priority desc", "priority_since asc", "created_at asc"])
+    }
+
+    /// Issue 20: a queue entry's place among equal priorities is its container's
+    /// `priority_since` (a workflow's step: its workflow's request's age), else its own age; its
+    /// constraints count its tmp mounts' capacity as scratch.
+    func testAQueueEntryTakesItsPlaceFromPrioritySinceAndItsScratchFromTmpMounts() {
+        let created = Date(timeIntervalSince1970: 2_000_000_000)
+        var container = Container(uuid: ArvadosUUID("zzzzz-dz642-000000000000001")!, command: ["true"],
+                                  mounts: ["/scratch": ["kind": "tmp", "capacity": .number(1_048_576)]],
+                                  runtimeConstraints: RuntimeConstraints(vcpus: 1, ram: 1 << 20, scratch: 1 << 10), createdAt: created, modifiedAt: created)
+        XCTAssertEqual(APIContainerQueue.entry(container).createdAt, created, "no priority_since: its own age")
+        XCTAssertEqual(APIContainerQueue.entry(container).constraints.scratch, (1 << 20) + (1 << 10))
+        container.prioritySince = created.addingTimeInterval(-3600)
+        XCTAssertEqual(APIContainerQueue.entry(container).createdAt, created.addingTimeInterval(-3600))
     }
 }

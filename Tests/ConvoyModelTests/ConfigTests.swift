@@ -106,6 +106,34 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(garbage.contains("AlwaysUsePreemptibleInstances"), garbage)
     }
 
+    /// Issue 20: docker is not a runtime here (podman runs the same images); saying it is an
+    /// error naming the way out, not a cluster that silently runs podman.
+    func testRuntimeEngineIsPodmanBwrapOrProcessAndDockerIsRefusedWithTheWayOut() throws {
+        XCTAssertEqual(try parse("").containers.runtimeEngine, "podman")
+        for engine in ["bwrap", "process"] {
+            XCTAssertEqual(try parse("Containers:\n  RuntimeEngine: \(engine)").containers.runtimeEngine, engine)
+        }
+        let docker = error("Containers:\n  RuntimeEngine: docker")
+        XCTAssertTrue(docker.contains("Containers.RuntimeEngine docker is not supported: use podman"), docker)
+        let other = error("Containers:\n  RuntimeEngine: lxc")
+        XCTAssertTrue(other.contains("must be podman, bwrap or process, not 'lxc'"), other)
+    }
+
+    /// Issue 20: Containers.Logging, Arvados' keys and defaults (30m, 32MiB passed to runners;
+    /// MaxAge 720h for the logs table).
+    func testContainersLoggingTakesArvadosDefaultsAndRefusesNonsense() throws {
+        XCTAssertEqual(try parse("").containers.logging,
+                       ContainersLoggingConfig(logUpdatePeriod: .seconds(1800), logUpdateSize: 32 << 20, maxAge: .seconds(720 * 3600)))
+        let set = try parse("Containers:\n  Logging:\n    LogUpdatePeriod: 5m\n    LogUpdateSize: 1MiB\n    MaxAge: 1h").containers.logging
+        XCTAssertEqual(set, ContainersLoggingConfig(logUpdatePeriod: .seconds(300), logUpdateSize: 1 << 20, maxAge: .seconds(3600)))
+        for (yaml, message) in [("LogUpdatePeriod: 0s", "LogUpdatePeriod must be at least 1s"), ("LogUpdatePeriod: often", "LogUpdatePeriod must be a duration"),
+                                ("LogUpdateSize: lots", "LogUpdateSize must be a size"), ("LogUpdateSize: 0", "LogUpdateSize must be more than 0"),
+                                ("MaxAge: soon", "MaxAge must be a duration"), ("LogThrottleBytes: 1", "LogThrottleBytes")] {
+            let refused = error("Containers:\n  Logging:\n    \(yaml)")
+            XCTAssertTrue(refused.contains(message), "\(yaml): \(refused)")
+        }
+    }
+
     func testSyncIntervalTakesArvadosDefaultAndRefusesZeroAndGarbage() throws {
         XCTAssertEqual(try parse("").containers.cloudVMs.syncInterval, .seconds(60), "Arvados' 1m")
         XCTAssertEqual(try parse("Containers:\n  CloudVMs:\n    SyncInterval: 15s").containers.cloudVMs.syncInterval, .seconds(15))
@@ -220,6 +248,7 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.containers.cloudVMs.driver, "ec2")
         XCTAssertEqual(config.instanceTypes.count, 4)
         XCTAssertEqual(config.dispatch.apiHost, "api.internal:8443")
+        XCTAssertEqual(config.containers.runtimeEngine, "podman")
     }
 
     func testClientConfigFillsOnlyWhatTheEnvironmentLeavesUnset() throws {

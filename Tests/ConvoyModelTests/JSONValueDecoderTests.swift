@@ -29,8 +29,8 @@ final class JSONValueDecoderTests: XCTestCase {
             // Timestamps carry milliseconds: the dates read back to within one.
             XCTAssertEqual(ours.createdAt.timeIntervalSince1970, container.createdAt.timeIntervalSince1970, accuracy: 1e-3)
             var sameDates = ours
-            (sameDates.createdAt, sameDates.modifiedAt, sameDates.startedAt, sameDates.finishedAt) =
-                (container.createdAt, container.modifiedAt, container.startedAt, container.finishedAt)
+            (sameDates.createdAt, sameDates.modifiedAt, sameDates.startedAt, sameDates.finishedAt, sameDates.prioritySince) =
+                (container.createdAt, container.modifiedAt, container.startedAt, container.finishedAt, container.prioritySince)
             XCTAssertEqual(sameDates, container)
         }
         let page = (0..<20).map { _ in random.container() }

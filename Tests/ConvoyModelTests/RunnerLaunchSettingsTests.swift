@@ -23,10 +23,12 @@ final class RunnerLaunchSettingsTests: XCTestCase {
 
     func testSettingsRoundTripThroughJSONUnderTheEnvironmentNames() throws {
         let settings = RunnerLaunchSettings(apiHost: "http://127.0.0.1:8000", apiToken: token, apiHostInsecure: true, runtime: "process",
-                                            ec2SpotCheck: true)
+                                            ec2SpotCheck: true, logUpdatePeriod: 1800, logUpdateSize: 32 << 20)
         let data = try settings.jsonData()
         let object = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
-        XCTAssertEqual(Set(object.keys), ["CONVOY_API_HOST", "CONVOY_API_TOKEN", "CONVOY_API_HOST_INSECURE", "CONVOY_RUNTIME", "CONVOY_EC2_SPOT_CHECK"])
+        XCTAssertEqual(Set(object.keys), ["CONVOY_API_HOST", "CONVOY_API_TOKEN", "CONVOY_API_HOST_INSECURE", "CONVOY_RUNTIME", "CONVOY_EC2_SPOT_CHECK",
+                                          "CONVOY_LOG_UPDATE_PERIOD", "CONVOY_LOG_UPDATE_SIZE"])
+        XCTAssertEqual(object["CONVOY_LOG_UPDATE_PERIOD"] as? Int, 1800)
         XCTAssertEqual(object["CONVOY_API_HOST_INSECURE"] as? Bool, true)
         XCTAssertEqual(object["CONVOY_EC2_SPOT_CHECK"] as? Bool, true)
         XCTAssertEqual(try RunnerLaunchSettings(json: data), settings)
@@ -45,7 +47,7 @@ final class RunnerLaunchSettingsTests: XCTestCase {
     func testAnUnknownFieldIsRefusedByName() {
         let stateDirectory = error(#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_RUNNER_STATE_DIR": "/tmp/x"}"#)
         XCTAssertEqual(stateDirectory, .unknownField("CONVOY_RUNNER_STATE_DIR"))
-        XCTAssertTrue("\(stateDirectory!)".contains("known: CONVOY_API_HOST, CONVOY_API_HOST_INSECURE, CONVOY_API_TOKEN, CONVOY_EC2_SPOT_CHECK, CONVOY_RUNTIME"),
+        XCTAssertTrue("\(stateDirectory!)".contains("known: CONVOY_API_HOST, CONVOY_API_HOST_INSECURE, CONVOY_API_TOKEN, CONVOY_EC2_SPOT_CHECK, CONVOY_LOG_UPDATE_PERIOD, CONVOY_LOG_UPDATE_SIZE, CONVOY_RUNTIME"),
                       "\(stateDirectory!)")
         // The Arvados names belong to the environment; the object has one name per setting.
         XCTAssertEqual(error(#"{"ARVADOS_API_HOST": "h:1", "ARVADOS_API_TOKEN": "t"}"#), .unknownField("ARVADOS_API_HOST"))
@@ -68,9 +70,15 @@ final class RunnerLaunchSettingsTests: XCTestCase {
             (#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_EC2_SPOT_CHECK": "yes"}"#,
              .malformedField("CONVOY_EC2_SPOT_CHECK", expected: "true or false")),
             (#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_RUNTIME": "lxc"}"#,
-             .malformedField("CONVOY_RUNTIME", expected: "one of podman, docker, bwrap, process")),
+             .malformedField("CONVOY_RUNTIME", expected: "one of podman, bwrap, process")),
             (#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_RUNTIME": ["process"]}"#,
-             .malformedField("CONVOY_RUNTIME", expected: "one of podman, docker, bwrap, process")),
+             .malformedField("CONVOY_RUNTIME", expected: "one of podman, bwrap, process")),
+            (#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_LOG_UPDATE_PERIOD": 0}"#,
+             .malformedField("CONVOY_LOG_UPDATE_PERIOD", expected: "a whole number of seconds, 1 or more")),
+            (#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_LOG_UPDATE_PERIOD": "30m"}"#,
+             .malformedField("CONVOY_LOG_UPDATE_PERIOD", expected: "a whole number of seconds, 1 or more")),
+            (#"{"CONVOY_API_HOST": "h:1", "CONVOY_API_TOKEN": "t", "CONVOY_LOG_UPDATE_SIZE": -5}"#,
+             .malformedField("CONVOY_LOG_UPDATE_SIZE", expected: "a whole number of bytes, 1 or more")),
         ]
         for (input, expected) in cases {
             XCTAssertEqual(error(input), expected, input)

@@ -88,6 +88,42 @@ final class ContainerRunnerTests: PostgresTestCase {
         XCTAssertNotNil(container.output)
     }
 
+    /// Issue 20: while the command runs the log so far is saved to the container's log
+    /// collection every LogUpdatePeriod and the container's `log` names it, so a lost worker
+    /// still leaves its logs; the final save fills the same collection.
+    func testTheLogCollectionIsSavedWhileTheCommandRuns() async throws {
+        let locked = try await api.lockedContainer(ContainerSpec(
+            command: ["sh", "-c", "echo early line; while [ ! -e done ]; do sleep 0.1; done; echo late line"],
+            cwd: "/tmp", outputPath: "/out", priority: 1))
+        var options = try options(runtime: .process)
+        options.logUpdatePeriod = .seconds(1)
+        let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: options, echo: { _ in })
+        let run = Task { await runner.run() }
+        let admin = client(api.adminToken)
+        var partial: (collection: String, text: String)?
+        let deadline = ContinuousClock.now + .seconds(60)
+        while partial == nil && ContinuousClock.now < deadline {
+            let container = try await admin.container(locked.uuid)
+            if container.state == .running, let log = container.log,
+               let text = try? await file(log, "stdout.txt"), text.contains("early line") {
+                partial = (log, text)
+            } else {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+        }
+        let saved = try XCTUnwrap(partial, "the log collection was saved while the command ran")
+        XCTAssertFalse(saved.text.contains("late line"))
+        // The command's directory under the process runtime is the run's tmp: let it finish.
+        let tmp = work.appendingPathComponent(locked.uuid.rawValue).appendingPathComponent("tmp")
+        FileManager.default.createFile(atPath: tmp.appendingPathComponent("done").path, contents: nil)
+        let result = try await withTimeout(.seconds(60)) { await run.value }
+        XCTAssertEqual(result, .finished(state: "Complete", exitCode: 0))
+        let container = try await stored(locked.uuid)
+        XCTAssertEqual(container.log, saved.collection, "the final save fills the same collection")
+        let final = try await file(container.log, "stdout.txt")
+        XCTAssertTrue(final.contains("early line") && final.contains("late line"), final)
+    }
+
     func testFalseRecordsExitCodeOne() async throws {
         let image = try await uploadImage().uuid.rawValue
         let locked = try await api.lockedContainer(ContainerSpec(command: ["false"], containerImage: image, outputPath: "/out", priority: 1))

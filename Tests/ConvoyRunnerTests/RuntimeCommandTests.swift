@@ -62,10 +62,9 @@ final class RuntimeCommandTests: XCTestCase {
         XCTAssertEqual(Array(dropped.command.prefix(7)), ["nsenter", "--net=/proc/42/fd/9", "--setuid", "65534", "--setgid", "65534", "--"])
         XCTAssertNil(dropped.user)
         XCTAssertEqual(try spec(.bwrap, container(), user: SandboxUser(uid: 65534, gid: 65534)).user, SandboxUser(uid: 65534, gid: 65534))
-        // Without the network, or under docker (which cannot join one by path), no container with the API starts.
+        // Without the network no container with the API starts.
         XCTAssertThrowsError(try RuntimeCommand(kind: .podman, container: container(api: true), workspace: workspace,
                                                 image: "img", hostEnvironment: [:]).processSpec())
-        XCTAssertThrowsError(try spec(.docker, container(api: true)))
         XCTAssertFalse(bwrap.command.contains { $0.contains("secret") }, "the token is never on the command line")
         let pairs = bwrap.standardInput.split(separator: 0, omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) }
         XCTAssertEqual(pairs.last, "", "every argument ends with NUL")
@@ -189,7 +188,7 @@ final class RuntimeCommandTests: XCTestCase {
     func testTheRuntimeFollowsTheImageUnlessOverridden() {
         var withImage = container()
         XCTAssertEqual(RuntimeKind.choose(for: withImage, override: nil), .podman)
-        XCTAssertEqual(RuntimeKind.choose(for: withImage, override: .docker), .docker)
+        XCTAssertEqual(RuntimeKind.choose(for: withImage, override: .process), .process)
         withImage.containerImage = ""
         XCTAssertEqual(RuntimeKind.choose(for: withImage, override: nil), .bwrap)
         XCTAssertEqual(RuntimeKind.choose(for: withImage, override: nil, withoutImage: .process), .process)

@@ -26,6 +26,7 @@ extension Container {
         out.key("output"); optional(output, &out) { $1.string($0) }
         out.key("output_path"); out.string(outputPath)
         out.key("priority"); out.integer(priority)
+        out.key("priority_since"); optional(prioritySince, &out) { $1.date($0) }
         out.key("progress")
         if let progress { try out.double(progress) } else { out.null() }
         out.key("runtime_constraints"); try runtimeConstraints.writeAPIJSON(to: &out)

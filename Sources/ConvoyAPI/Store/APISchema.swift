@@ -228,6 +228,13 @@ public enum APISchema {
                 FOR EACH ROW EXECUTE FUNCTION collection_files_changed();
             UPDATE collections SET portable_data_hash = collection_content_hash(uuid);
             CREATE INDEX collections_portable_data_hash ON collections (portable_data_hash);
+            -- Arvados' order among equal priorities: older first, by when the request that gives
+            -- the priority was made (a workflow's step: its workflow's); a container without
+            -- requests, by its own creation. The queue page orders on it.
+            ALTER TABLE containers ADD COLUMN priority_since timestamptz;
+            UPDATE containers SET priority_since = created_at;
+            ALTER TABLE containers ALTER COLUMN priority_since SET NOT NULL, ALTER COLUMN priority_since SET DEFAULT now();
+            CREATE INDEX containers_queue_order ON containers (state, priority DESC, priority_since, created_at);
             -- use_existing reuses a Complete container too: found by fingerprint among those.
             CREATE INDEX containers_fingerprint_complete ON containers (fingerprint) WHERE state = 'Complete' AND exit_code = 0;
             -- secret_mounts: written with a request, copied to its container, read back only by

@@ -7,7 +7,7 @@ enum ContainerRecord {
     static let columns = """
         uuid, state, priority, command, container_image, cwd, environment, mounts, output_path, \
         runtime_constraints, scheduling_parameters, locked_by_uuid, auth_uuid, lock_count, exit_code, \
-        started_at, finished_at, log, output, progress, runtime_status, created_at, modified_at, \
+        started_at, finished_at, log, output, progress, runtime_status, created_at, modified_at, priority_since, \
         extract(epoch FROM now() - state_changed_at)::float8 AS state_age
         """
 
@@ -40,7 +40,8 @@ enum ContainerRecord {
             runtimeStatus: try JSONColumn.decode(row, "runtime_status", JSONColumn.members),
             createdAt: try row.decode(Date.self, column: "created_at"),
             modifiedAt: try row.decode(Date.self, column: "modified_at"),
-            stateAge: max(0, try row.decode(Double.self, column: "state_age")))
+            stateAge: max(0, try row.decode(Double.self, column: "state_age")),
+            prioritySince: try row.decode(Date.self, column: "priority_since"))
     }
 
     /// The API attributes of a container, for filters, order and select.
@@ -50,6 +51,7 @@ enum ContainerRecord {
             ResourceAttribute("uuid", kind: .text),
             ResourceAttribute("state", kind: .text),
             ResourceAttribute("priority", kind: .integer),
+            ResourceAttribute("priority_since", kind: .timestamp),
             ResourceAttribute("command", kind: .json),
             ResourceAttribute("container_image", kind: .text),
             ResourceAttribute("cwd", kind: .text),

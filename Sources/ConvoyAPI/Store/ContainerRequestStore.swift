@@ -232,17 +232,20 @@ public struct ContainerRequestStore: Sendable {
     // MARK: Helpers
 
     /// Who owns the running container `uuid`'s request (the highest priority committed one), and
-    /// its priority: what a child request of it gets.
+    /// that request's priority: what a child request of it gets (as Arvados; its container then
+    /// takes the requesting container's priority and its place among equals).
     private static func requester(_ uuid: ArvadosUUID, on db: some PostgresClient) async throws -> (owner: ArvadosUUID, priority: Int) {
         guard let state = try await db.query("SELECT state, priority FROM containers WHERE uuid = $1", [uuid.rawValue]).first,
               try state.decode(String.self, column: "state") == ContainerState.running.rawValue
         else { throw APIError.unprocessable("a container token may make container requests only while its container \(uuid) is Running") }
         guard let row = try await db.query("""
-            SELECT owner_uuid FROM container_requests WHERE container_uuid = $1 AND state = 'Committed'
+            SELECT owner_uuid, priority FROM container_requests WHERE container_uuid = $1 AND state = 'Committed'
             ORDER BY priority DESC, created_at ASC LIMIT 1
             """, [uuid.rawValue]).first, let owner = ArvadosUUID(try row.decode(String.self, column: "owner_uuid"))
         else { throw APIError.unprocessable("container \(uuid) has no committed request: nobody would own a request it makes") }
-        return (owner, try state.decode(Int.self, column: "priority"))
+        // A container nobody wants any more (priority 0) makes no wanted children.
+        let wanted = try state.decode(Int.self, column: "priority") > 0
+        return (owner, wanted ? try row.decode(Int.self, column: "priority") : 0)
     }
 
     /// A child request committed while AlwaysUsePreemptibleInstances holds runs on spot (as Arvados).

@@ -458,10 +458,12 @@ public struct ContainerStore: Sendable {
         return try row.flatMap { ArvadosUUID(try $0.decode(String.self, column: "uuid")) }.map { ($0, nil) }
     }
 
-    /// Sets the container's priority to the highest of its committed requests': a user's request
-    /// counts its own priority, a child request (made by a container) its requesting container's
-    /// while that container is not final (Arvados' rule: a workflow's steps run at the workflow's
-    /// priority). A Queued container nobody wants any more is cancelled; a Locked or Running one
+    /// Sets the container's priority to the highest of its committed requests', and its
+    /// `priority_since` to when the request that gives it was made — Arvados' order: request
+    /// priority, then older first. A user's request counts its own; a child request (made by a
+    /// container) its requesting container's, both, while that container is not final, so a
+    /// workflow's steps run at the workflow's priority and in its place, ahead of newer work of
+    /// the same priority. A Queued container nobody wants any more is cancelled; a Locked or Running one
     /// keeps its state at priority 0, which tells the dispatcher to stop it. The containers of the
     /// container's own child requests follow it. `visited`: containers already followed in this
     /// change (a request reusing an ancestor's container must not loop).
@@ -469,12 +471,19 @@ public struct ContainerStore: Sendable {
         guard !visited.contains(uuid) else { return }
         let current = try await fetchForUpdate(uuid, on: tx)
         guard !current.state.isFinal else { return }
-        let priority = try await tx.query("""
-            SELECT coalesce(max(CASE WHEN r.requesting_container_uuid IS NULL OR r.priority = 0 THEN r.priority
-                                     WHEN p.state IN ('Queued', 'Locked', 'Running') THEN p.priority ELSE 0 END), 0) AS priority
-            FROM container_requests r LEFT JOIN containers p ON p.uuid = r.requesting_container_uuid
-            WHERE r.container_uuid = $1 AND r.state = 'Committed'
-            """, [uuid.rawValue]).first!.decode(Int.self, column: "priority")
+        let best = try await tx.query("""
+            SELECT priority, since FROM (
+                SELECT CASE WHEN r.requesting_container_uuid IS NULL OR r.priority = 0 THEN r.priority
+                            WHEN p.state IN ('Queued', 'Locked', 'Running') THEN p.priority ELSE 0 END AS priority,
+                       CASE WHEN r.requesting_container_uuid IS NULL THEN r.created_at
+                            ELSE coalesce(p.priority_since, r.created_at) END AS since
+                FROM container_requests r LEFT JOIN containers p ON p.uuid = r.requesting_container_uuid
+                WHERE r.container_uuid = $1 AND r.state = 'Committed') requests
+            ORDER BY priority DESC, since ASC LIMIT 1
+            """, [uuid.rawValue]).first
+        let priority = try best?.decode(Int.self, column: "priority") ?? 0
+        // Nobody wanting it, its place is kept (it is cancelled or stopped anyway).
+        let since = priority > 0 ? try best?.decode(Date.self, column: "since") ?? current.prioritySince : current.prioritySince
         if priority == 0 && current.state == .queued {
             let row = try await tx.query("""
                 UPDATE containers SET state = 'Cancelled', priority = 0, finished_at = now(), modified_at = now()
@@ -482,8 +491,9 @@ public struct ContainerStore: Sendable {
                 """, [uuid.rawValue]).first!
             try await recordHistory(uuid, from: .queued, to: .cancelled, authUUID: nil, epoch: nil, tokenUUID: caller.uuid, on: tx)
             try await finalizeRequests(of: try ContainerRecord.decode(row), by: caller, on: tx, visited: visited)
-        } else if priority != current.priority {
-            try await tx.execute("UPDATE containers SET priority = $2, modified_at = now() WHERE uuid = $1", [uuid.rawValue, priority])
+        } else if priority != current.priority || since != current.prioritySince {
+            try await tx.execute("UPDATE containers SET priority = $2, priority_since = coalesce($3, priority_since), modified_at = now() WHERE uuid = $1",
+                                 [uuid.rawValue, priority, since])
             try await followChildren(of: uuid, by: caller, on: tx, visited: visited.union([uuid]))
         }
     }

@@ -57,6 +57,26 @@ public struct LogStore: Sendable {
         return (try page.rows.map(Self.decode), page.itemsAvailable)
     }
 
+    /// The event types of a container's live log lines: what its log collection also holds.
+    public static let containerLineTypes = ["stdout", "stderr", "crunch-run"]
+
+    /// Deletes up to `batch` live log lines of containers that ended more than `maxAge` ago with
+    /// their log collection saved (it holds every line: Arvados' #7816); returns how many went.
+    public func deleteSavedContainerLines(olderThan maxAge: Duration, batch: Int = 10_000, on db: some PostgresClient) async throws -> Int {
+        let seconds = Double(maxAge.components.seconds) + Double(maxAge.components.attoseconds) / 1e18
+        let row = try await db.query("""
+            WITH gone AS (
+                DELETE FROM logs WHERE id IN (
+                    SELECT l.id FROM logs l JOIN containers c ON c.uuid = l.object_uuid
+                    WHERE c.state IN ('Complete', 'Cancelled') AND c.log IS NOT NULL
+                      AND c.finished_at < now() - make_interval(secs => $1) AND l.event_type IN (\(Self.containerLineTypes.map { "'\($0)'" }.joined(separator: ", ")))
+                    LIMIT $2)
+                RETURNING 1)
+            SELECT count(*)::int8 AS n FROM gone
+            """, [seconds, batch]).first!
+        return Int(try row.decode(Int64.self, column: "n"))
+    }
+
     static func decode(_ row: PostgresRow) throws -> LogEntry {
         guard let uuid = ArvadosUUID(try row.decode(String.self, column: "uuid")),
               let owner = ArvadosUUID(try row.decode(String.self, column: "owner_uuid"))

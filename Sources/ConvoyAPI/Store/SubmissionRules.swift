@@ -4,7 +4,7 @@ import ConvoyModel
 /// never run is refused then (422, with the reason, nothing created) instead of being queued,
 /// locked, and cancelled by a runner or the dispatcher.
 public struct SubmissionRules: Sendable {
-    /// `Containers.RuntimeEngine`: podman and docker run a container's image, so a request needs one.
+    /// `Containers.RuntimeEngine`: podman runs a container's image, so a request needs one.
     public var runtimeEngine: String
     /// The configured instance types (with their preemptible variants): a request none of them
     /// fits is refused. Empty: not checked (an API configured without the dispatcher's types).
@@ -26,7 +26,7 @@ public struct SubmissionRules: Sendable {
 
     /// Why `request` (as it would be committed) can never run here; nil when it can.
     public func refusal(_ request: ContainerRequest) -> String? {
-        if (runtimeEngine == "podman" || runtimeEngine == "docker"), request.containerImage.isEmpty {
+        if runtimeEngine == "podman", request.containerImage.isEmpty {
             return "this cluster runs containers with \(runtimeEngine) (Containers.RuntimeEngine), which needs a container_image"
         }
         if let unsupported = ContainerMounts.unsupported(request.mounts, outputPath: request.outputPath) { return unsupported }

@@ -47,7 +47,9 @@ public actor DispatchLeader {
         // On EC2 a runner of a spot container watches for the cloud's notice (only spot
         // containers run on spot instances: the types' preemptibility must match).
         let launch = RunnerLaunchSettings(apiHost: settings.runnerAPIHost, apiToken: "", apiHostInsecure: settings.api.insecure,
-                                          runtime: settings.runtimeEngine, ec2SpotCheck: settings.cloud.driver == "ec2")
+                                          runtime: settings.runtimeEngine, ec2SpotCheck: settings.cloud.driver == "ec2",
+                                          logUpdatePeriod: Int(settings.logging.logUpdatePeriod.components.seconds),
+                                          logUpdateSize: settings.logging.logUpdateSize)
         seams = DriverSeams(queue: APIContainerQueue(api: APIClient(configuration)),
                             members: ClusterMemberCalls(member: member, epoch: epoch, launch: launch),
                             cloud: CloudCalls(driver: driver, createdBy: MemberID(member.configuration.memberID)))

@@ -19,6 +19,8 @@ public struct DispatchSettings: Sendable {
     public var runtimeEngine: String
     /// A member whose heartbeat is older than this is gone: its workers are reassigned.
     public var memberTimeout: Duration
+    /// Containers.Logging, passed to runners.
+    public var logging = ContainersLoggingConfig()
 
     public init(clusterID: String, instanceTypes: [InstanceType], reserveExtraRAM: Int64, maximumPriceFactor: Double, minRetryPeriod: Duration,
                 cloud: CloudVMsConfig,

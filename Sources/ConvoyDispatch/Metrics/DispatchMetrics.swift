@@ -9,6 +9,41 @@ import Synchronization
 /// pass (`PoolSummary`), at most once a second (zero on followers); every replica reports
 /// whether it leads and the epoch it knows.
 public enum DispatchMetrics {
+    /// Every metric this records (histograms add `_bucket`, `_sum`, `_count`): what a dashboard
+    /// may query (deploy/grafana/convoy-dashboard.json is checked against it and a live scrape).
+    public static let names: Set<String> = [
+        "convoy_api_overloaded_total",
+        "convoy_at_quota",
+        "convoy_boot_outcomes_total",
+        "convoy_cloud_api_errors_total",
+        "convoy_containers",
+        "convoy_containers_allocated_not_started",
+        "convoy_containers_longest_wait_time_seconds",
+        "convoy_containers_not_allocated_over_quota",
+        "convoy_containers_running",
+        "convoy_containers_started_total",
+        "convoy_containers_time_from_queue_to_runner_seconds",
+        "convoy_dispatch_last_pass_seconds",
+        "convoy_dispatch_pass_seconds",
+        "convoy_driver_operations_total",
+        "convoy_instances",
+        "convoy_instances_disappeared_total",
+        "convoy_instances_price",
+        "convoy_instances_price_per_hour",
+        "convoy_instances_time_from_shutdown_request_to_disappearance_seconds",
+        "convoy_is_leader",
+        "convoy_last_503_time",
+        "convoy_leader_epoch",
+        "convoy_max_concurrent_containers",
+        "convoy_memory_bytes_total",
+        "convoy_probe_age_seconds_max",
+        "convoy_probe_age_seconds_median",
+        "convoy_queue_entries",
+        "convoy_vcpus_total",
+        "convoy_worker_boot_seconds",
+        "convoy_worker_probe_seconds",
+    ]
+
     /// Installs the Prometheus factory (once per process) and returns its registry for `/metrics`.
     public static func bootstrap() -> PrometheusCollectorRegistry {
         let registry = PrometheusCollectorRegistry()

@@ -67,7 +67,7 @@ public struct APIContainerQueue: ContainerQueue {
     static func order(_ page: QueueListing.Page) -> [String] {
         switch page {
         case .ours, .changed: return ["uuid"]
-        case .queued: return ["priority desc", "created_at asc"]
+        case .queued: return ["priority desc", "priority_since asc", "created_at asc"]
         }
     }
 
@@ -90,7 +90,9 @@ public struct APIContainerQueue: ContainerQueue {
     static func entry(_ container: Container) -> QueueEntry {
         // The state's age as the API's database measured it in the listing's own query: one clock.
         QueueEntry(id: ContainerID(container.uuid.rawValue), state: container.state, priority: container.priority,
-                   createdAt: container.createdAt, constraints: container.runtimeConstraints.addingScratch(of: container.mounts),
+                   // Arvados' order among equal priorities: the request's age (a step's, its workflow's).
+                   createdAt: container.prioritySince ?? container.createdAt,
+                   constraints: container.runtimeConstraints.addingScratch(of: container.mounts),
                    preemptible: container.schedulingParameters.preemptible, supervisor: container.schedulingParameters.supervisor,
                    authUUID: container.authUUID?.rawValue,
                    stateAge: container.state == .locked || container.state == .running ? container.stateAge : nil)

@@ -9,7 +9,7 @@ public struct SyncRequest: Sendable, Codable, Equatable {
     /// The instances to host; nil: those the member hosted for `base` (the leader's list has not
     /// changed since).
     public var instances: [CloudInstance]?
-    /// The answer of this member's the leader took last: the member answers with the reports
+    /// The last of this member's answers the leader took: the member answers with the reports
     /// that differ from those it gave then. nil: every report.
     public var base: Int?
     /// Workers whose report to send whatever the base says: those whose report the leader has

@@ -265,17 +265,20 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
     /// process (Arvados' Containers.RuntimeEngine); passed to `convoy run` as CONVOY_RUNTIME.
     public var runtimeEngine: String
     public var cloudVMs: CloudVMsConfig
+    /// How runners save a container's log collection while it runs (Arvados' Containers.Logging).
+    public var logging: ContainersLoggingConfig
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case maxDispatchAttempts = "MaxDispatchAttempts", maxRetryAttempts = "MaxRetryAttempts", reserveExtraRAM = "ReserveExtraRAM", minRetryPeriod = "MinRetryPeriod"
         case maximumPriceFactor = "MaximumPriceFactor", preemptiblePriceFactor = "PreemptiblePriceFactor"
         case alwaysUsePreemptibleInstances = "AlwaysUsePreemptibleInstances"
         case dispatchPrivateKeyFile = "DispatchPrivateKeyFile", runtimeEngine = "RuntimeEngine", cloudVMs = "CloudVMs"
+        case logging = "Logging"
     }
 
     public init(maxDispatchAttempts: Int = 10, maxRetryAttempts: Int = 3, reserveExtraRAM: Int64 = 256 << 20, maximumPriceFactor: Double = 1.5,
                 preemptiblePriceFactor: Double = 0, alwaysUsePreemptibleInstances: Bool = false, minRetryPeriod: Duration = .zero, dispatchPrivateKeyFile: String? = nil, runtimeEngine: String = "podman",
-                cloudVMs: CloudVMsConfig = CloudVMsConfig()) {
+                cloudVMs: CloudVMsConfig = CloudVMsConfig(), logging: ContainersLoggingConfig = ContainersLoggingConfig()) {
         self.maxDispatchAttempts = maxDispatchAttempts
         self.maxRetryAttempts = maxRetryAttempts
         self.reserveExtraRAM = reserveExtraRAM
@@ -286,6 +289,7 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
         self.dispatchPrivateKeyFile = dispatchPrivateKeyFile
         self.runtimeEngine = runtimeEngine
         self.cloudVMs = cloudVMs
+        self.logging = logging
     }
 
     public init(from decoder: Decoder) throws {
@@ -311,10 +315,50 @@ public struct ContainersConfig: Sendable, Equatable, Decodable {
         minRetryPeriod = try container.decodeDuration(.minRetryPeriod, section: "Containers") ?? defaults.minRetryPeriod
         dispatchPrivateKeyFile = try container.decodeIfPresent(String.self, forKey: .dispatchPrivateKeyFile)
         runtimeEngine = try container.decodeIfPresent(String.self, forKey: .runtimeEngine) ?? defaults.runtimeEngine
-        guard ["podman", "docker", "bwrap", "process"].contains(runtimeEngine) else {
-            throw ConfigError("Containers.RuntimeEngine must be podman, docker, bwrap or process, not '\(runtimeEngine)'")
+        if runtimeEngine == "docker" {
+            throw ConfigError("Containers.RuntimeEngine docker is not supported: use podman, which runs the same images (docker save tarballs load into it)")
+        }
+        guard ["podman", "bwrap", "process"].contains(runtimeEngine) else {
+            throw ConfigError("Containers.RuntimeEngine must be podman, bwrap or process, not '\(runtimeEngine)'")
         }
         cloudVMs = try container.decodeIfPresent(CloudVMsConfig.self, forKey: .cloudVMs) ?? defaults.cloudVMs
+        logging = try container.decodeIfPresent(ContainersLoggingConfig.self, forKey: .logging) ?? defaults.logging
+    }
+}
+
+/// `Containers.Logging`: while a container runs, its runner saves the log files so far to the
+/// container's log collection every `LogUpdatePeriod`, or sooner once `LogUpdateSize` more bytes
+/// were logged (Arvados' keys and defaults), so that a lost worker still leaves its logs.
+/// `MaxAge` (Arvados' older key of the same name): the API deletes a finished container's live
+/// log lines (stdout, stderr, crunch-run) from the logs table this long after it ended with its
+/// log collection saved, which holds every line.
+public struct ContainersLoggingConfig: Sendable, Equatable, Decodable {
+    public var logUpdatePeriod: Duration
+    public var logUpdateSize: Int64
+    public var maxAge: Duration
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case logUpdatePeriod = "LogUpdatePeriod", logUpdateSize = "LogUpdateSize", maxAge = "MaxAge"
+    }
+
+    public init(logUpdatePeriod: Duration = .seconds(1800), logUpdateSize: Int64 = 32 << 20, maxAge: Duration = .seconds(720 * 3600)) {
+        self.logUpdatePeriod = logUpdatePeriod
+        self.logUpdateSize = logUpdateSize
+        self.maxAge = maxAge
+    }
+
+    public init(from decoder: Decoder) throws {
+        try decoder.rejectUnknownKeys(CodingKeys.self)
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = ContainersLoggingConfig()
+        logUpdatePeriod = try container.decodeDuration(.logUpdatePeriod, section: "Containers.Logging") ?? defaults.logUpdatePeriod
+        guard logUpdatePeriod >= .seconds(1) else {
+            throw ConfigError("Containers.Logging.LogUpdatePeriod must be at least 1s")
+        }
+        logUpdateSize = try container.decodeByteSize(.logUpdateSize, section: "Containers.Logging", default: defaults.logUpdateSize)
+        guard logUpdateSize >= 1 else { throw ConfigError("Containers.Logging.LogUpdateSize must be more than 0") }
+        maxAge = try container.decodeDuration(.maxAge, section: "Containers.Logging") ?? defaults.maxAge
+        guard maxAge >= .zero else { throw ConfigError("Containers.Logging.MaxAge must be 0 or more") }
     }
 }
 

@@ -19,16 +19,24 @@ public struct RunnerLaunchSettings: Codable, Sendable, Equatable, CustomStringCo
     /// container runs (`CONVOY_EC2_SPOT_CHECK`; false when absent): the leader sets it when its
     /// cloud is EC2, as arvados-dispatch-cloud sets crunch-run's EC2SpotCheck.
     public var ec2SpotCheck: Bool
+    /// Seconds between saves of the log collection while the container runs
+    /// (`CONVOY_LOG_UPDATE_PERIOD`, Containers.Logging.LogUpdatePeriod; nil: the runner's default).
+    public var logUpdatePeriod: Int?
+    /// Bytes logged since the last save that trigger the next (`CONVOY_LOG_UPDATE_SIZE`).
+    public var logUpdateSize: Int64?
 
     /// The runtimes `convoy run` knows (`RuntimeKind` in ConvoyRunner).
-    public static let runtimes = ["podman", "docker", "bwrap", "process"]
+    public static let runtimes = ["podman", "bwrap", "process"]
 
-    public init(apiHost: String, apiToken: String, apiHostInsecure: Bool = false, runtime: String? = nil, ec2SpotCheck: Bool = false) {
+    public init(apiHost: String, apiToken: String, apiHostInsecure: Bool = false, runtime: String? = nil, ec2SpotCheck: Bool = false,
+                logUpdatePeriod: Int? = nil, logUpdateSize: Int64? = nil) {
         self.apiHost = apiHost
         self.apiToken = apiToken
         self.apiHostInsecure = apiHostInsecure
         self.runtime = runtime
         self.ec2SpotCheck = ec2SpotCheck
+        self.logUpdatePeriod = logUpdatePeriod
+        self.logUpdateSize = logUpdateSize
     }
 
     /// Reads the object `jsonData()` writes. Throws `RunnerLaunchSettingsError` naming the first
@@ -53,7 +61,8 @@ public struct RunnerLaunchSettings: Codable, Sendable, Equatable, CustomStringCo
     /// The settings with the token left out, for logs and error messages.
     public var description: String {
         "RunnerLaunchSettings(apiHost: \(apiHost), apiToken: <redacted>, apiHostInsecure: \(apiHostInsecure), runtime: \(runtime ?? "default"), "
-            + "ec2SpotCheck: \(ec2SpotCheck))"
+            + "ec2SpotCheck: \(ec2SpotCheck), logUpdatePeriod: \(logUpdatePeriod.map(String.init) ?? "default"), "
+            + "logUpdateSize: \(logUpdateSize.map(String.init) ?? "default"))"
     }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -62,6 +71,8 @@ public struct RunnerLaunchSettings: Codable, Sendable, Equatable, CustomStringCo
         case apiHostInsecure = "CONVOY_API_HOST_INSECURE"
         case runtime = "CONVOY_RUNTIME"
         case ec2SpotCheck = "CONVOY_EC2_SPOT_CHECK"
+        case logUpdatePeriod = "CONVOY_LOG_UPDATE_PERIOD"
+        case logUpdateSize = "CONVOY_LOG_UPDATE_SIZE"
     }
 
     /// Any key of the object, to find the ones `CodingKeys` does not name.
@@ -101,6 +112,14 @@ public struct RunnerLaunchSettings: Codable, Sendable, Equatable, CustomStringCo
             throw RunnerLaunchSettingsError.malformedField(CodingKeys.runtime.rawValue, expected: runtimeExpected)
         }
         ec2SpotCheck = try value(Bool.self, .ec2SpotCheck, expected: "true or false") ?? false
+        logUpdatePeriod = try value(Int.self, .logUpdatePeriod, expected: "a whole number of seconds, 1 or more")
+        if let period = logUpdatePeriod, period < 1 {
+            throw RunnerLaunchSettingsError.malformedField(CodingKeys.logUpdatePeriod.rawValue, expected: "a whole number of seconds, 1 or more")
+        }
+        logUpdateSize = try value(Int64.self, .logUpdateSize, expected: "a whole number of bytes, 1 or more")
+        if let size = logUpdateSize, size < 1 {
+            throw RunnerLaunchSettingsError.malformedField(CodingKeys.logUpdateSize.rawValue, expected: "a whole number of bytes, 1 or more")
+        }
     }
 
     /// What was wrong with input that is not an object at all (never its contents: it may hold the token).

@@ -41,6 +41,8 @@ public actor ContainerRunner {
     private var commandStarted = false
     /// Where the mounts went (its output exclusions are applied before the output is saved).
     private var mountPlan: MountPlan?
+    /// The container's log collection, made at the first save (periodic or final).
+    private var logCollection: ArvadosUUID?
 
     public init(uuid: ArvadosUUID, api: APIClient, options: RunnerOptions,
                 onPhase: @escaping @Sendable (RunnerRecord.Phase, Int32?, String?) -> Void = { _, _, _ in },
@@ -149,6 +151,8 @@ public actor ContainerRunner {
             if let pid = await control.started() { onPhase(.running, pid, kind.rawValue) }
         }
         commandStarted = true
+        let logSaver = Task { await self.saveLogsPeriodically(workspace, authUUID: authUUID) }
+        defer { logSaver.cancel() }
         let outcome: ProcessOutcome
         do {
             outcome = try await ProcessRuntime.run(spec, control: control, maxLineBytes: options.maxLineBytes) { stream, lines in
@@ -161,6 +165,8 @@ public actor ContainerRunner {
         }
         pidWatcher.cancel()
         watchdog.cancel()
+        logSaver.cancel()
+        _ = await logSaver.value
         if stopReason == nil, let why = Self.neverRan(kind, outcome, await lastStderr.lines) {
             return await finish(container, workspace: workspace, outcome: nil, neverRan: why)
         }
@@ -396,10 +402,80 @@ public actor ContainerRunner {
         return uuid
     }
 
-    /// The worker's log files as the container's log collection.
+    /// The worker's log files as the container's log collection (the one the periodic saves
+    /// filled, its files replaced, or a new one).
     private func saveLogs(_ directory: URL) async throws -> String {
         let confined = ConfinedDirectory(path: directory.path)
-        return try await saveCollection("Log of container \(uuid)", try confined.regularFiles(), from: confined)
+        let collection = try await logCollectionUUID(patient: true)
+        try await upload(try confined.regularFiles(), from: confined, to: collection)
+        return collection.rawValue
+    }
+
+    /// The log collection, made at the first call (`patient`: retrying transient errors).
+    private func logCollectionUUID(patient: Bool) async throws -> ArvadosUUID {
+        if let logCollection { return logCollection }
+        let made = try await attempt("create the log collection", patient: patient) {
+            try await self.api.createCollection(name: "Log of container \(self.uuid)", containerUUID: self.uuid)
+        }
+        logCollection = made.uuid
+        return made.uuid
+    }
+
+    /// While the command runs: every `logUpdatePeriod`, or once `logUpdateSize` more bytes
+    /// were logged, the log files as they are so far go to the log collection and the container's
+    /// `log` names it (as crunch-run does), so that a worker lost now still leaves its logs. A
+    /// failed save is said and tried again next time (each call tried once: the command's end
+    /// must not wait on an API that is down); the final save replaces it all.
+    private func saveLogsPeriodically(_ workspace: Workspace, authUUID: ArvadosUUID) async {
+        let check = min(options.logUpdatePeriod, .seconds(5))
+        var lastSave = ContinuousClock.now, savedBytes: Int64 = 0
+        while !Task.isCancelled {
+            try? await Task.sleep(for: check)
+            if Task.isCancelled { return }
+            let logged = Self.totalSize(workspace.logs)
+            guard ContinuousClock.now - lastSave >= options.logUpdatePeriod || logged - savedBytes >= options.logUpdateSize else { continue }
+            lastSave = ContinuousClock.now
+            do {
+                try await saveLogSnapshot(workspace, authUUID: authUUID)
+                savedBytes = logged
+            } catch {
+                await say("saving the log collection so far failed: \(error); trying again later")
+            }
+        }
+    }
+
+    /// The log files copied as they are now (the forwarder keeps appending to them), uploaded,
+    /// and the container's `log` set to the collection.
+    private func saveLogSnapshot(_ workspace: Workspace, authUUID: ArvadosUUID) async throws {
+        let snapshot = workspace.root.appendingPathComponent("log-snapshot")
+        Workspace.removeTree(snapshot)
+        defer { Workspace.removeTree(snapshot) }
+        try FileManager.default.createDirectory(at: snapshot, withIntermediateDirectories: true)
+        let logs = ConfinedDirectory(path: workspace.logs.path)
+        for file in try logs.regularFiles() {
+            let opened = try logs.openFile(file.path)
+            defer { close(opened.descriptor) }
+            let source = FileHandle(fileDescriptor: opened.descriptor, closeOnDealloc: false)
+            let destination = snapshot.appendingPathComponent(file.path)
+            try FileManager.default.createDirectory(at: destination.deletingLastPathComponent(), withIntermediateDirectories: true)
+            FileManager.default.createFile(atPath: destination.path, contents: nil)
+            let target = try FileHandle(forWritingTo: destination)
+            defer { try? target.close() }
+            while let chunk = try source.read(upToCount: 1 << 20), !chunk.isEmpty { try target.write(contentsOf: chunk) }
+        }
+        let confined = ConfinedDirectory(path: snapshot.path)
+        let collection = try await logCollectionUUID(patient: false)
+        try await upload(try confined.regularFiles(), from: confined, to: collection, patient: false)
+        _ = try await api.update(uuid, ContainerUpdate(log: collection.rawValue, knownAuthUUID: authUUID))
+    }
+
+    /// The bytes of the files in `directory` (not descending).
+    private static func totalSize(_ directory: URL) -> Int64 {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+        return names.reduce(Int64(0)) { sum, name in
+            let size = (try? FileManager.default.attributesOfItem(atPath: directory.appendingPathComponent(name).path)[.size] as? Int64) ?? nil
+            return sum + (size ?? 0)
+        }
     }
 
     /// A collection of this container holding `files` of `directory`; its uuid.
@@ -407,14 +483,20 @@ public actor ContainerRunner {
         let collection = try await retrying("create the collection \(name)") {
             try await self.api.createCollection(name: name, containerUUID: self.uuid)
         }
+        try await upload(files, from: directory, to: collection.uuid)
+        return collection.uuid.rawValue
+    }
+
+    /// Uploads `files` of `directory` into `collection` (replacing files of the same path).
+    private func upload(_ files: [ConfinedDirectory.Entry], from directory: ConfinedDirectory, to collection: ArvadosUUID,
+                        patient: Bool = true) async throws {
         for file in files {
             let opened = try directory.openFile(file.path)
             defer { close(opened.descriptor) }
-            _ = try await retrying("upload \(file.path)") {
-                try await self.api.upload(descriptor: opened.descriptor, to: collection.uuid, path: file.path)
+            _ = try await attempt("upload \(file.path)", patient: patient) {
+                try await self.api.upload(descriptor: opened.descriptor, to: collection, path: file.path)
             }
         }
-        return collection.uuid.rawValue
     }
 
     // MARK: Helpers
@@ -437,6 +519,11 @@ public actor ContainerRunner {
         }, body)
     }
 
+    /// `body` retried as `retrying` does when `patient`, else tried once.
+    private func attempt<Value: Sendable>(_ what: String, patient: Bool, _ body: @Sendable () async throws -> Value) async throws -> Value {
+        patient ? try await retrying(what, body) : try await body()
+    }
+
     /// An API error worth another attempt (the API was unreachable or failed on its side).
     private static func isTransient(_ error: any Error) -> Bool {
         (error as? APIClientError)?.isTransient == true
@@ -446,7 +533,7 @@ public actor ContainerRunner {
     static func neverRan(_ kind: RuntimeKind, _ outcome: ProcessOutcome, _ stderr: [String]) -> String? {
         guard case .exited(let code) = outcome, let last = stderr.last else { return nil }
         switch kind {
-        case .podman, .docker:
+        case .podman:
             // 125: the engine failed; 126/127: the command could not be invoked or found.
             if [125, 126, 127].contains(code) && last.hasPrefix("Error: ") { return "\(kind.rawValue): \(last.dropFirst(7))" }
         case .bwrap:

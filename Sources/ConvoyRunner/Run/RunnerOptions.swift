@@ -20,6 +20,12 @@ public struct RunnerOptions: Sendable {
     /// How long transient API errors (unreachable, 5xx) are retried before the runner gives up.
     public var apiRetryDeadline: Duration
     public var logFlushInterval: Duration
+    /// While the command runs, the worker's log files are saved to the container's log
+    /// collection this often (Arvados' `Containers.Logging.LogUpdatePeriod`, 30 minutes), or
+    /// sooner once `logUpdateSize` more bytes were logged (`LogUpdateSize`, 32 MiB): a lost
+    /// worker still leaves the logs up to then.
+    public var logUpdatePeriod: Duration
+    public var logUpdateSize: Int64
     /// Past this many lines per flush interval, lines go only to the worker's files.
     public var maxLogLinesPerFlush: Int
     /// Longer lines are split (and marked as continued).
@@ -41,6 +47,7 @@ public struct RunnerOptions: Sendable {
                 stopGrace: Duration = .seconds(10), maxOutputBytes: Int64 = 64 << 30,
                 apiRetryDeadline: Duration = .seconds(600), logFlushInterval: Duration = .seconds(1),
                 maxLogLinesPerFlush: Int = 10_000, maxLineBytes: Int = 64 << 10,
+                logUpdatePeriod: Duration = .seconds(1800), logUpdateSize: Int64 = 32 << 20,
                 hostEnvironment: [String: String] = ProcessInfo.processInfo.environment,
                 sandboxUser: SandboxUser? = SandboxUser.forThisRunner, gpuAllocator: GPUAllocator? = nil,
                 spotCheck: SpotInterruptionCheck? = nil, stateDirectory: RunnerStateDirectory? = nil) {
@@ -54,6 +61,8 @@ public struct RunnerOptions: Sendable {
         self.apiRetryDeadline = apiRetryDeadline
         self.logFlushInterval = logFlushInterval
         self.maxLogLinesPerFlush = maxLogLinesPerFlush
+        self.logUpdatePeriod = logUpdatePeriod
+        self.logUpdateSize = logUpdateSize
         self.maxLineBytes = maxLineBytes
         self.hostEnvironment = hostEnvironment
         self.sandboxUser = sandboxUser

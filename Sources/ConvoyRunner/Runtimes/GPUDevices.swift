@@ -79,7 +79,7 @@ public struct GPUAssignment: Sendable, Equatable {
         return free.count >= count ? Array(free.prefix(count)) : nil
     }
 
-    /// podman/docker arguments: CUDA devices through CDI (`nvidia.com/gpu=<index>`, the NVIDIA
+    /// podman's arguments: CUDA devices through CDI (`nvidia.com/gpu=<index>`, the NVIDIA
     /// container toolkit's names), ROCm's device nodes directly, as crunch-run does, with their groups.
     public var engineArguments: [String] {
         switch stack {

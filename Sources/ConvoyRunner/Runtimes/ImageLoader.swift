@@ -8,7 +8,7 @@ import System
 import SystemPackage
 #endif
 
-/// Makes a container's image available to podman/docker. Images live in collections, as an image
+/// Makes a container's image available to podman. Images live in collections, as an image
 /// tarball (`podman save` output), the way Arvados keeps them in Keep: the API resolves a
 /// request's image name to a collection uuid when it makes the container (among the submitter's
 /// own collections and shared ones), so a container's `container_image` is a collection uuid, or

@@ -79,13 +79,13 @@ public struct RuntimeCommand: Sendable {
     public var kind: RuntimeKind
     public var container: Container
     public var workspace: Workspace
-    /// The local image reference (podman/docker only).
+    /// The local image reference (podman only).
     public var image: String?
     /// What the container gets when it asked for the API (runtime_constraints.API).
     public var apiEnvironment: [String: String]
     /// The runner's own environment: what podman/bwrap themselves run with.
     public var hostEnvironment: [String: String]
-    /// The podman/docker executable.
+    /// The podman executable.
     public var engine: String
     /// Who the bwrap sandbox runs as (nil: the runner's own user).
     public var sandboxUser: SandboxUser?
@@ -126,14 +126,11 @@ public struct RuntimeCommand: Sendable {
     /// The API-only network, for a container with API access under podman or bwrap.
     private func requiredAPINetwork() throws -> APINetworkJoin? {
         guard container.runtimeConstraints.api else { return nil }
-        guard kind != .docker else {
-            throw RuntimeSetupError("the docker runtime cannot join the API-only network a container with API access gets: use podman or bwrap")
-        }
         guard let apiNetwork else { throw RuntimeSetupError("a container with API access needs its API-only network") }
         return apiNetwork
     }
 
-    /// The name the container gets in podman/docker, so that a runner (or `--kill`) can remove it.
+    /// The name the container gets in podman, so that a runner (or `--kill`) can remove it.
     public static func engineContainerName(_ uuid: ArvadosUUID) -> String { engineContainerName(uuid.rawValue) }
 
     public static func engineContainerName(_ uuid: String) -> String { "convoy-\(uuid)" }
@@ -141,7 +138,7 @@ public struct RuntimeCommand: Sendable {
     /// The environment inside the container.
     public var containerEnvironment: [String: String] {
         var environment = ["TMPDIR": "/tmp", "HOME": "/tmp"]
-        if kind != .podman && kind != .docker {
+        if kind != .podman {
             environment["PATH"] = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         }
         if container.runtimeConstraints.api {
@@ -150,7 +147,7 @@ public struct RuntimeCommand: Sendable {
         environment.merge(container.environment) { _, new in new }
         // Runtimes that see the worker's numbering are told which devices are this container's;
         // under an engine the container sees only its own (CDI, --device), numbered from 0.
-        if let gpus, kind != .podman && kind != .docker {
+        if let gpus, kind != .podman {
             environment.merge(gpus.visibleDevicesEnvironment) { _, ours in ours }
         }
         return environment
@@ -207,7 +204,7 @@ public struct RuntimeCommand: Sendable {
             throw RuntimeSetupError("output_path '\(container.outputPath)' is not absolute")
         }
         switch kind {
-        case .podman, .docker: return try engineSpec()
+        case .podman: return try engineSpec()
         case .bwrap: return try bwrapSpec()
         case .process: return try directSpec()
         }

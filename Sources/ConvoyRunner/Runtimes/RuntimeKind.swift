@@ -5,15 +5,13 @@ public enum RuntimeKind: String, Sendable, CaseIterable, Codable {
     /// The real container path: the image's root file system, resource limits, no network unless
     /// the container asked for the API.
     case podman
-    /// The same CLI family as podman, for workers with a Docker engine.
-    case docker
     /// A bubblewrap sandbox on the worker's own root (read-only), for containers without an image.
     case bwrap
     /// Direct execution in a process group of its own, for trusted workers.
     case process
 
     /// Whether the runtime runs an image (and so needs `container_image`).
-    public var usesImage: Bool { self == .podman || self == .docker }
+    public var usesImage: Bool { self == .podman }
 
     /// The runtime for `container`: `override` if given; else the image engine when the container
     /// names an image, or `withoutImage` when it does not.
