@@ -7,7 +7,7 @@ packages=(
   pkg-config openssl curl
   libpq-dev libssh2-1-dev libcurl4-openssl-dev
   postgresql postgresql-contrib
-  openssh-server openssh-client
+  openssh-server openssh-client sudo
   bubblewrap podman runc busybox-static iproute2 util-linux
   python3-venv
   chromium fonts-dejavu-core

@@ -411,6 +411,50 @@ final class DispatcherTests: PostgresTestCase {
 
     /// The management API as Arvados' scripts use it: its field names on instances and queue
     /// entries, one container by `container_uuid`, and `containers/kill` with a form body.
+    /// Issue 20: an SSHUser other than root logs in as itself and runs the runner through sudo,
+    /// as Arvados' dispatcher does: the runner is installed, probes, starts and kills as root
+    /// (the container's command, under the process runtime, runs as root), and a container
+    /// completes. The account is made here with passwordless sudo, as a worker image has it.
+    func testANonRootSSHUserRunsTheRunnerThroughSudo() async throws {
+        guard TestProcess.isRoot else { throw XCTSkip("making a worker account needs root") }
+        guard FileManager.default.isExecutableFile(atPath: "/usr/bin/sudo") else {
+            throw TestProcess.Failure("/usr/bin/sudo not found: run `make deps` (sudo)")
+        }
+        let account = "convoy-sudo-test"
+        if (try? TestProcess.run("/usr/bin/id", ["-u", account])) == nil {
+            try TestProcess.run("/usr/sbin/useradd", ["--create-home", "--shell", "/bin/sh", account])
+        }
+        // No password, but not locked ('!'): sshd without PAM refuses a locked account's keys.
+        try TestProcess.run("/usr/sbin/usermod", ["-p", "*", account])
+        let sudoers = URL(fileURLWithPath: "/etc/sudoers.d/\(account)")
+        try "\(account) ALL=(ALL) NOPASSWD: ALL\n".write(to: sudoers, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o440], ofItemAtPath: sudoers.path)
+        func uploads() throws -> Set<String> {
+            Set(try FileManager.default.contentsOfDirectory(atPath: "/tmp").filter { $0.hasPrefix("convoy-runner.") && $0.hasSuffix(".tmp") })
+        }
+        let uploadsBefore = try uploads()
+        let pool = try startPool(cloudVMs: ["SSHUser": account])
+        // sshd reads authorized_keys as the account: it must reach the instances' directories.
+        for directory in [pool.directory, pool.cloudDirectory] {
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: directory.path)
+        }
+        let replica = try startReplicas(["d1"], pool: pool)[0]
+        let uuid = try await submit(["sh", "-c", "echo uid=$(id -u)"])
+        try await wait("the container to complete through sudo", within: .seconds(90)) { try await self.container(uuid).state == .complete }
+        let page = try await admin.logs(objectUUID: uuid.rawValue, limit: 100)
+        let stdout = page.items.filter { $0.eventType == "stdout" }.compactMap { $0.properties["text"]?.stringValue }.joined()
+        XCTAssertTrue(stdout.contains("uid=0"), "the runner ran as root: \(stdout)")
+        let installed = pool.directory.appendingPathComponent("bin")
+        let binaries = try FileManager.default.contentsOfDirectory(atPath: installed.path).filter { $0.hasPrefix("convoy-") && !$0.hasSuffix(".tmp") }
+        XCTAssertFalse(binaries.isEmpty, "the runner installed through sudo")
+        for binary in binaries {
+            let owner = try FileManager.default.attributesOfItem(atPath: installed.appendingPathComponent(binary).path)[.ownerAccountName] as? String
+            XCTAssertEqual(owner, "root", "\(binary): installed by root, not writable by the login account")
+        }
+        XCTAssertEqual(try uploads().subtracting(uploadsBefore), [], "the upload is removed once installed")
+        _ = replica
+    }
+
     /// Issue 20: the Grafana dashboard in deploy/ loads as a dashboard (panels with a type, a
     /// place, a Prometheus query each) and queries only metrics the dispatcher records; every
     /// convoy_ family a live replica exports is among those, so the list cannot drift.

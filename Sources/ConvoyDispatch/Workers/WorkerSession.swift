@@ -33,6 +33,30 @@ public struct WorkerHostSettings: Sendable {
     }
 }
 
+extension WorkerHostSettings {
+    /// Whether the runner's commands go through sudo: an SSHUser other than root (as Arvados'
+    /// dispatcher does; the account needs passwordless sudo on the workers).
+    public var usesSudo: Bool { sshUser != "root" }
+
+    /// `command` as the worker runs it: through `sudo -n sh -c` for another account than root
+    /// (`-n`: fail at once rather than wait for a password nobody will type).
+    public func privileged(_ command: String) -> String {
+        usesSudo ? "sudo -n sh -c \(ShellWord.quote(command))" : command
+    }
+
+    /// The line that checks an uploaded runner and moves it into place, so that a reader never
+    /// sees half a binary: the checksum, then (when uploaded elsewhere) a copy beside the
+    /// destination, then a rename; the upload is removed either way.
+    static func installRunnerLine(uploaded: String, temporary: String, sha256: String, destination: String) -> String {
+        let (up, temp, dest) = (ShellWord.quote(uploaded), ShellWord.quote(temporary), ShellWord.quote(destination))
+        var line = "sha256sum \(up) | grep -q \(ShellWord.quote("^" + sha256 + " "))"
+        if uploaded != temporary { line += " && cp \(up) \(temp) && chmod 0755 \(temp)" }
+        line += " && mv -f \(temp) \(dest)"
+        if uploaded != temporary { line = "\(line); status=$?; rm -f \(up); exit $status" }
+        return line
+    }
+}
+
 /// One worker's SSH session, kept by the member hosting it: connect (verifying the host key the
 /// cloud gave us), boot probe, runner deployment, then `convoy run --list` every ProbeInterval;
 /// starts and kills runners on the leader's word.
@@ -159,7 +183,8 @@ actor WorkerSession {
     private func hasRunner(_ ssh: any WorkerShell) async throws -> Bool {
         if runnerVerified { return true }
         let path = settings.runner.remotePath
-        let output = try await ssh.exec("test -x \(ShellWord.quote(path)) && sha256sum \(ShellWord.quote(path)) 2>/dev/null", stdin: nil, timeout: .seconds(60)).stdoutText
+        let check = "test -x \(ShellWord.quote(path)) && sha256sum \(ShellWord.quote(path)) 2>/dev/null"
+        let output = try await ssh.exec(settings.privileged(check), stdin: nil, timeout: .seconds(60)).stdoutText
         runnerVerified = output.hasPrefix(settings.runner.sha256 + " ")
         return runnerVerified
     }
@@ -171,7 +196,7 @@ actor WorkerSession {
         let runner = settings.runner
         guard try await hasRunner(ssh) else { return }
         let began = ContinuousClock.now
-        let listing = try await ssh.exec("\(ShellWord.quote(runner.remotePath)) run --list", timeout: .seconds(60))
+        let listing = try await ssh.exec(settings.privileged("\(ShellWord.quote(runner.remotePath)) run --list"), timeout: .seconds(60))
         let listed = Set(listing.stdoutText.split(separator: "\n").map(String.init).filter { !$0.isEmpty })
         guard listing.exitStatus == 0, !listed.isEmpty || bootProbeFailing else { return }
         if !bootProbeFailing { logger.warning("boot probe fails but runners live here: reporting them", metadata: ["containers": "\(listed.count)"]) }
@@ -195,17 +220,20 @@ actor WorkerSession {
             // Another session of this member may have uploaded it meanwhile (workers that share a filesystem).
             if try await hasRunner(ssh) { return }
             let directory = (runner.remotePath as NSString).deletingLastPathComponent
-            let temporary = "\(runner.remotePath).\(UUID().uuidString.prefix(8)).tmp"
-            let mkdir = try await ssh.exec("mkdir -p \(ShellWord.quote(directory))", timeout: .seconds(30))
+            let suffix = UUID().uuidString.prefix(8)
+            let temporary = "\(runner.remotePath).\(suffix).tmp"
+            // Another account than root uploads where it may write and installs through sudo.
+            let uploaded = settings.usesSudo ? "/tmp/convoy-runner.\(suffix).tmp" : temporary
+            let mkdir = try await ssh.exec(settings.privileged("mkdir -p \(ShellWord.quote(directory))"), timeout: .seconds(30))
             guard mkdir.exitStatus == 0 else {
                 throw WorkerError.commandFailed(instance: id, command: "mkdir -p \(directory)", status: mkdir.exitStatus, stderr: mkdir.stderrText)
             }
-            try await ssh.upload(try runner.contents(), to: temporary, mode: 0o755, timeout: .seconds(600))
+            try await ssh.upload(try runner.contents(), to: uploaded, mode: 0o755, timeout: .seconds(600))
             // Verified, then renamed into place so that a reader never sees half a binary.
-            let install = "sha256sum \(ShellWord.quote(temporary)) | grep -q \(ShellWord.quote("^" + runner.sha256 + " ")) && mv -f \(ShellWord.quote(temporary)) \(ShellWord.quote(runner.remotePath))"
-            let move = try await ssh.exec(install, stdin: nil, timeout: .seconds(60))
+            let move = try await ssh.exec(settings.privileged(WorkerHostSettings.installRunnerLine(
+                uploaded: uploaded, temporary: temporary, sha256: runner.sha256, destination: runner.remotePath)), stdin: nil, timeout: .seconds(60))
             guard move.exitStatus == 0 else {
-                _ = try? await ssh.exec("rm -f \(ShellWord.quote(temporary))", timeout: .seconds(30))
+                _ = try? await ssh.exec(settings.privileged("rm -f \(ShellWord.quote(temporary)) \(ShellWord.quote(uploaded))"), timeout: .seconds(30))
                 throw WorkerError.commandFailed(instance: id, command: "install the runner", status: move.exitStatus, stderr: move.stderrText)
             }
         }
@@ -216,7 +244,7 @@ actor WorkerSession {
 
     private func probe(_ ssh: any WorkerShell) async throws {
         let began = ContinuousClock.now
-        let result = try await ssh.exec("\(ShellWord.quote(settings.runner.remotePath)) run --list", timeout: .seconds(60))
+        let result = try await ssh.exec(settings.privileged("\(ShellWord.quote(settings.runner.remotePath)) run --list"), timeout: .seconds(60))
         guard result.exitStatus == 0 else {
             throw WorkerError.commandFailed(instance: instance.id, command: "convoy run --list", status: result.exitStatus, stderr: result.stderrText)
         }
@@ -251,7 +279,7 @@ actor WorkerSession {
     func startContainer(_ uuid: String, settings runnerSettings: RunnerLaunchSettings) async throws -> StartOutcome {
         guard phase == .ready, runnerDeployed, let ssh = session else { throw WorkerError.notReady(instance: instance.id, phase: phase) }
         let input = try runnerSettings.jsonData()
-        let command = "\(ShellWord.quote(settings.runner.remotePath)) run --detach --stdin-config \(ShellWord.quote(uuid))"
+        let command = settings.privileged("\(ShellWord.quote(settings.runner.remotePath)) run --detach --stdin-config \(ShellWord.quote(uuid))")
         starting.insert(uuid)
         defer { starting.remove(uuid) }
         let result: ShellResult
@@ -277,7 +305,7 @@ actor WorkerSession {
 
     func killContainer(_ uuid: String, signal: String = "TERM") async throws {
         guard let ssh = session else { throw WorkerError.notReady(instance: instance.id, phase: phase) }
-        let result = try await ssh.exec("\(ShellWord.quote(settings.runner.remotePath)) run --kill \(ShellWord.quote(uuid)) --signal \(signal) --grace 10",
+        let result = try await ssh.exec(settings.privileged("\(ShellWord.quote(settings.runner.remotePath)) run --kill \(ShellWord.quote(uuid)) --signal \(signal) --grace 10"),
                                         timeout: .seconds(60))
         // 0: stopped; 1: no runner of it there (already gone) — what a kill wants; 3: stopped its
         // command and still saving logs and output: still there, the next probe says when it is gone.
