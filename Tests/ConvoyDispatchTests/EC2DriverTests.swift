@@ -1,4 +1,5 @@
 import ConvoyDispatch
+import ConvoyHTTP
 import ConvoyModel
 import ConvoyTestCase
 import ConvoyTesting
@@ -54,6 +55,59 @@ final class EC2DriverTests: PostgresTestCase {
         XCTAssertEqual(listed.count, 5)
         XCTAssertFalse(listed.contains { $0.id == created[1].id || $0.id == created[2].id })
         XCTAssertEqual(listed.first { $0.id == created[0].id }?.tags[CloudTag.idleBehavior], "drain")
+    }
+
+    /// One EC2 query straight to moto (SigV4, as the driver signs), answered as text.
+    private func ec2(_ action: String, _ parameters: [(String, String)]) async throws -> String {
+        let http = HTTPClient(configuration: HTTPClientConfiguration(
+            sigV4: AWSSigV4Credentials(accessKeyID: "testing", secretAccessKey: "testing", region: "us-east-1", service: "ec2")))
+        defer { http.shutdown() }
+        let body = ([("Action", action), ("Version", "2016-11-15")] + parameters)
+            .map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? $0.1)" }.joined(separator: "&")
+        let response = try await http.execute(HTTPRequest(method: "POST", url: cloud.endpoint,
+                                                          headers: [(name: "Content-Type", value: "application/x-www-form-urlencoded")],
+                                                          body: Array(body.utf8)))
+        XCTAssertEqual(response.status, 200, response.bodyText)
+        return response.bodyText
+    }
+
+    /// Issue 20: Arvados' ResourceTags on every instance and its volume, InstanceInitCommand as
+    /// the instance's user data, and a type's AddedScratch as an EBS volume of that size (GiB,
+    /// rounded up) deleted with the instance; a type without AddedScratch gets no volume.
+    func testResourceTagsUserDataAndAnAddedScratchVolumeReachTheInstance() async throws {
+        var scratchy = small
+        scratchy.name = "scratchy"
+        scratchy.addedScratch = 50_000_000_000
+        let driver = EC2Driver(EC2Driver.Settings(clusterID: "zzzzz", region: "us-east-1", endpoint: cloud.endpoint, accessKeyID: "testing",
+                                                  secretAccessKey: "testing", imageID: "ami-12c6146b",
+                                                  resourceTags: ["team": "genomics", "cost-center": "42"],
+                                                  instanceInitCommand: "mkdir -p /var/lib/convoy && echo ready > /var/lib/convoy/init"),
+                               instanceTypes: [small, scratchy])
+        let withVolume = try await driver.create(scratchy, tags: [CloudTag.createdBy: "test"])
+        let plain = try await driver.create(small, tags: [:])
+        let listed = try await driver.instances()
+        let tags = try XCTUnwrap(listed.first { $0.id == withVolume.id }?.tags)
+        XCTAssertEqual(tags["team"], "genomics")
+        XCTAssertEqual(tags["cost-center"], "42")
+        XCTAssertEqual(tags[CloudTag.cluster], "zzzzz", "Convoy's own tags as before")
+        XCTAssertEqual(tags[CloudTag.createdBy], "test")
+
+        let userData = try await ec2("DescribeInstanceAttribute", [("InstanceId", withVolume.id), ("Attribute", "userData")])
+        let encoded = try XCTUnwrap(userData.range(of: #"(?<=<value>)[A-Za-z0-9+/=]+(?=</value>)"#, options: .regularExpression).map { String(userData[$0]) },
+                                    userData)
+        XCTAssertEqual(String(decoding: try XCTUnwrap(Data(base64Encoded: encoded)), as: UTF8.self),
+                       "#!/bin/sh\nmkdir -p /var/lib/convoy && echo ready > /var/lib/convoy/init\n")
+
+        let described = try await ec2("DescribeInstances", [("InstanceId.1", withVolume.id)])
+        let device = try XCTUnwrap(described.range(of: "/dev/xvdt"), "the added volume's device: \(described)")
+        let after = described[device.upperBound...]
+        let volume = try XCTUnwrap(after.range(of: #"vol-[0-9a-f]+"#, options: .regularExpression).map { String(after[$0]) }, described)
+        let volumes = try await ec2("DescribeVolumes", [("VolumeId.1", volume)])
+        XCTAssertTrue(volumes.contains("<size>47</size>"), "50 GB is 46.6 GiB, rounded up: \(volumes)")
+        XCTAssertTrue(volumes.contains("<volumeType>gp3</volumeType>"), volumes)
+        XCTAssertTrue(volumes.contains("genomics"), "the volume carries the tags too: \(volumes)")
+        let plainDescribed = try await ec2("DescribeInstances", [("InstanceId.1", plain.id)])
+        XCTAssertFalse(plainDescribed.contains("/dev/xvdt"), "no AddedScratch, no volume")
     }
 
     func testQuotaCapacityAndThrottlingAreToldApartAndThrottlingSaysWhenToRetry() async throws {

@@ -106,6 +106,33 @@ final class ConfigTests: XCTestCase {
         XCTAssertTrue(garbage.contains("AlwaysUsePreemptibleInstances"), garbage)
     }
 
+    /// Issue 20: Arvados' IncludedScratch and AddedScratch (their sum is the scratch; the added
+    /// part is what the cloud adds at boot), ResourceTags and InstanceInitCommand; mistakes named.
+    func testScratchPartsResourceTagsAndTheInitCommandParseAndMistakesAreNamed() throws {
+        let config = try parse("""
+            InstanceTypes:
+              big: {VCPUs: 8, RAM: 32GiB, IncludedScratch: 10GB, AddedScratch: 100GB, Price: 0.4}
+            Containers:
+              CloudVMs:
+                ResourceTags: {team: genomics, cost-center: "42"}
+                InstanceInitCommand: "mkfs.ext4 /dev/xvdt && mount /dev/xvdt /var/lib/convoy/work"
+            """)
+        let big = try XCTUnwrap(config.instanceTypes.first)
+        XCTAssertEqual(big.scratch, 110_000_000_000)
+        XCTAssertEqual(big.addedScratch, 100_000_000_000)
+        XCTAssertEqual(config.containers.cloudVMs.resourceTags, ["team": "genomics", "cost-center": "42"])
+        XCTAssertEqual(config.containers.cloudVMs.instanceInitCommand, "mkfs.ext4 /dev/xvdt && mount /dev/xvdt /var/lib/convoy/work")
+        for (yaml, message) in [
+            ("InstanceTypes:\n  t: {VCPUs: 1, RAM: 1GiB, Scratch: 1GB, AddedScratch: 1GB}", "give Scratch, or IncludedScratch and AddedScratch, not both"),
+            ("InstanceTypes:\n  t: {VCPUs: 1, RAM: 1GiB, AddedScratch: lots}", "AddedScratch must be a size"),
+            ("Containers:\n  CloudVMs:\n    ResourceTags: [a, b]", "ResourceTags must be a map"),
+            ("Containers:\n  CloudVMs:\n    ResourceTags: {convoy-cluster: x}", "'convoy-cluster' is Convoy's own tag"),
+        ] {
+            let refused = error(yaml)
+            XCTAssertTrue(refused.contains(message), "\(yaml): \(refused)")
+        }
+    }
+
     /// Issue 20: docker is not a runtime here (podman runs the same images); saying it is an
     /// error naming the way out, not a cluster that silently runs podman.
     func testRuntimeEngineIsPodmanBwrapOrProcessAndDockerIsRefusedWithTheWayOut() throws {
@@ -249,6 +276,8 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.instanceTypes.count, 4)
         XCTAssertEqual(config.dispatch.apiHost, "api.internal:8443")
         XCTAssertEqual(config.containers.runtimeEngine, "podman")
+        XCTAssertEqual(config.instanceTypes.first { $0.name == "m5xlarge" }?.addedScratch, 50_000_000_000)
+        XCTAssertEqual(config.containers.cloudVMs.resourceTags["team"], "research")
     }
 
     func testClientConfigFillsOnlyWhatTheEnvironmentLeavesUnset() throws {

@@ -6,6 +6,7 @@ struct InstanceTypeConfig: Decodable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case providerType = "ProviderType", vcpus = "VCPUs", ram = "RAM", scratch = "Scratch"
+        case includedScratch = "IncludedScratch", addedScratch = "AddedScratch"
         case price = "Price", preemptible = "Preemptible", gpu = "GPU", cuda = "CUDA"
     }
 
@@ -15,14 +16,25 @@ struct InstanceTypeConfig: Decodable {
         let name = decoder.codingPath.last?.stringValue ?? ""
         let vcpus = try container.decode(Int.self, forKey: .vcpus)
         guard vcpus > 0 else { throw ConfigError("InstanceTypes.\(name).VCPUs must be positive") }
-        type = InstanceType(
+        // Arvados' keys: the disk the type comes with and a volume added at boot (EC2: an EBS
+        // volume); Scratch, Convoy's older key, is the whole and cannot be given with them.
+        let section = "InstanceTypes.\(name)"
+        let included = try container.decodeByteSize(.includedScratch, section: section, default: 0)
+        let added = try container.decodeByteSize(.addedScratch, section: section, default: 0)
+        guard included >= 0, added >= 0 else { throw ConfigError("\(section).IncludedScratch and AddedScratch must be 0 or more") }
+        if container.contains(.scratch) && (container.contains(.includedScratch) || container.contains(.addedScratch)) {
+            throw ConfigError("\(section): give Scratch, or IncludedScratch and AddedScratch, not both")
+        }
+        var parsed = InstanceType(
             name: name, providerType: try container.decodeIfPresent(String.self, forKey: .providerType),
-            vcpus: vcpus, ram: try container.decodeByteSize(.ram, section: "InstanceTypes.\(name)"),
-            scratch: try container.decodeByteSize(.scratch, section: "InstanceTypes.\(name)", default: 0),
+            vcpus: vcpus, ram: try container.decodeByteSize(.ram, section: section),
+            scratch: try container.decodeByteSize(.scratch, section: section, default: included + added),
             price: try container.decodeIfPresent(Double.self, forKey: .price) ?? 0,
             preemptible: try container.decodeIfPresent(Bool.self, forKey: .preemptible) ?? false,
             gpu: try container.decodeIfPresent(InstanceGPUConfig.self, forKey: .gpu)?.gpu
                 ?? container.decodeIfPresent(InstanceCUDAConfig.self, forKey: .cuda)?.gpu)
+        parsed.addedScratch = added
+        type = parsed
     }
 }
 
@@ -141,6 +153,11 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
     public var deployRunnerBinary: String?
     /// Where on the worker the runner binary is kept, named by its checksum.
     public var runnerDirectory: String
+    /// Tags every instance (and its volumes) gets besides Convoy's own (Arvados' ResourceTags).
+    public var resourceTags: [String: String]
+    /// A shell command a new instance runs once at boot, before the boot probe passes (Arvados'
+    /// InstanceInitCommand; EC2: the instance's user data).
+    public var instanceInitCommand: String?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case driver = "Driver", driverParameters = "DriverParameters", bootProbeCommand = "BootProbeCommand"
@@ -152,6 +169,7 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         case maxInstances = "MaxInstances", maxRunningContainersPerInstance = "MaxRunningContainersPerInstance"
         case initialQuotaEstimate = "InitialQuotaEstimate", supervisorFraction = "SupervisorFraction"
         case deployRunnerBinary = "DeployRunnerBinary", runnerDirectory = "RunnerDirectory"
+        case resourceTags = "ResourceTags", instanceInitCommand = "InstanceInitCommand"
     }
 
     public init(driver: String = "loopback", driverParameters: [String: String] = [:], instanceTypeQuotaGroups: [String: String] = [:],
@@ -159,7 +177,10 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
                 sshPort: Int = 22, sshUser: String = "root", pollInterval: Duration = .seconds(1), syncInterval: Duration = .seconds(60), probeInterval: Duration = .seconds(10),
                 timeoutIdle: Duration = .seconds(60), timeoutBooting: Duration = .seconds(600), timeoutProbe: Duration = .seconds(600),
                 timeoutShutdown: Duration = .seconds(10), timeoutSignal: Duration = .seconds(5), timeoutTERM: Duration = .seconds(120), maxCloudOpsPerSecond: Int = 10, maxProbesPerSecond: Int = 10, maxConcurrentInstanceCreateOps: Int = 1, maxInstances: Int = 64,
-                maxRunningContainersPerInstance: Int = 0, initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, deployRunnerBinary: String? = nil, runnerDirectory: String = "/var/lib/convoy/bin") {
+                maxRunningContainersPerInstance: Int = 0, initialQuotaEstimate: Int = 0, supervisorFraction: Double = 0.5, deployRunnerBinary: String? = nil, runnerDirectory: String = "/var/lib/convoy/bin",
+                resourceTags: [String: String] = [:], instanceInitCommand: String? = nil) {
+        self.resourceTags = resourceTags
+        self.instanceInitCommand = instanceInitCommand
         self.driver = driver
         self.driverParameters = driverParameters
         self.instanceTypeQuotaGroups = instanceTypeQuotaGroups
@@ -247,6 +268,15 @@ public struct CloudVMsConfig: Sendable, Equatable, Decodable {
         }
         deployRunnerBinary = try container.decodeIfPresent(String.self, forKey: .deployRunnerBinary)
         runnerDirectory = try container.decodeIfPresent(String.self, forKey: .runnerDirectory) ?? defaults.runnerDirectory
+        do {
+            resourceTags = try container.decodeIfPresent([String: String].self, forKey: .resourceTags) ?? [:]
+        } catch is DecodingError {
+            throw ConfigError("Containers.CloudVMs.ResourceTags must be a map of tag names to strings")
+        }
+        if let reserved = resourceTags.keys.sorted().first(where: { $0.hasPrefix("convoy-") }) {
+            throw ConfigError("Containers.CloudVMs.ResourceTags: '\(reserved)' is Convoy's own tag")
+        }
+        instanceInitCommand = try container.decodeIfPresent(String.self, forKey: .instanceInitCommand)
         guard runnerDirectory.hasPrefix("/"), !runnerDirectory.contains("'") else {
             throw ConfigError("Containers.CloudVMs.RunnerDirectory must be an absolute path without quotes")
         }

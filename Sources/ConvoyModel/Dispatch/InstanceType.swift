@@ -9,6 +9,9 @@ public struct InstanceType: Sendable, Hashable, Codable {
     public var vcpus: Int
     public var ram: Int64
     public var scratch: Int64
+    /// Of `scratch`, what a volume added at boot gives (Arvados' AddedScratch; EC2: an EBS
+    /// volume of this size); the rest comes with the type (IncludedScratch).
+    public var addedScratch: Int64 = 0
     /// Price per hour.
     public var price: Double
     public var preemptible: Bool
@@ -25,6 +28,11 @@ public struct InstanceType: Sendable, Hashable, Codable {
         self.price = price
         self.preemptible = preemptible
         self.gpu = gpu
+    }
+
+    /// The members a coded type carries (addedScratch is the configuration's business only).
+    enum CodingKeys: String, CodingKey {
+        case name, providerType, vcpus, ram, scratch, price, preemptible, gpu
     }
 
     /// Whether a container with these needs fits on this type. RAM gets `ramOverhead` on top of

@@ -27,10 +27,17 @@ public actor EC2Driver: CloudDriver {
         public var sshPort: Int
         /// DescribeInstances page size.
         public var pageSize: Int
+        /// Added to every instance's and volume's tags (Containers.CloudVMs.ResourceTags).
+        public var resourceTags: [String: String]
+        /// Run once at boot as the instance's user data (Containers.CloudVMs.InstanceInitCommand).
+        public var instanceInitCommand: String?
 
         public init(clusterID: String, region: String, endpoint: String? = nil, accessKeyID: String, secretAccessKey: String,
                     sessionToken: String? = nil, imageID: String, subnetID: String? = nil, securityGroupIDs: [String] = [],
-                    keyPairName: String? = nil, usePublicIP: Bool = false, sshPort: Int = 22, pageSize: Int = 1000) {
+                    keyPairName: String? = nil, usePublicIP: Bool = false, sshPort: Int = 22, pageSize: Int = 1000,
+                    resourceTags: [String: String] = [:], instanceInitCommand: String? = nil) {
+            self.resourceTags = resourceTags
+            self.instanceInitCommand = instanceInitCommand
             self.clusterID = clusterID
             self.region = region
             self.endpoint = endpoint ?? "https://ec2.\(region).amazonaws.com"
@@ -74,7 +81,8 @@ public actor EC2Driver: CloudDriver {
                         subnetID: parameters["SubnetID"],
                         securityGroupIDs: (parameters["SecurityGroupIDs"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
                         keyPairName: parameters["KeyPairName"], usePublicIP: ["true", "yes", "1"].contains(parameters["UsePublicIP"]?.lowercased() ?? ""),
-                        sshPort: cloud.sshPort, pageSize: pageSize)
+                        sshPort: cloud.sshPort, pageSize: pageSize, resourceTags: cloud.resourceTags,
+                        instanceInitCommand: cloud.instanceInitCommand)
     }
 
     public nonisolated let settings: Settings
@@ -97,10 +105,24 @@ public actor EC2Driver: CloudDriver {
                                        sessionToken: settings.sessionToken, region: settings.region, service: "ec2")))
     }
 
+    /// The block device mapping of a type's AddedScratch: an EBS gp3 volume of that size in
+    /// whole GiB (rounded up), deleted with the instance, as Arvados' EC2 driver adds it.
+    static func scratchVolume(_ bytes: Int64) -> [(String, String)] {
+        guard bytes > 0 else { return [] }
+        let gib = (bytes + (1 << 30) - 1) >> 30
+        return [("BlockDeviceMapping.1.DeviceName", "/dev/xvdt"), ("BlockDeviceMapping.1.Ebs.VolumeSize", String(gib)),
+                ("BlockDeviceMapping.1.Ebs.VolumeType", "gp3"), ("BlockDeviceMapping.1.Ebs.DeleteOnTermination", "true")]
+    }
+
+    /// InstanceInitCommand as EC2 user data: a shell script cloud-init runs once at first boot, base64.
+    static func userData(_ command: String) -> String {
+        Data("#!/bin/sh\n\(command)\n".utf8).base64EncodedString()
+    }
+
     // MARK: CloudDriver
 
     public func create(_ type: InstanceType, tags: [String: String]) async throws -> CloudInstance {
-        var allTags = tags
+        var allTags = settings.resourceTags.merging(tags) { _, ours in ours }
         allTags[CloudTag.cluster] = settings.clusterID
         allTags[CloudTag.instanceType] = type.name
         allTags["Name"] = allTags["Name"] ?? "convoy-\(settings.clusterID)-\(type.name)"
@@ -108,11 +130,19 @@ public actor EC2Driver: CloudDriver {
             ("ImageId", settings.imageID), ("InstanceType", type.providerType), ("MinCount", "1"), ("MaxCount", "1"),
             // Idempotent if the request is sent twice.
             ("ClientToken", UUID().uuidString),
-            ("TagSpecification.1.ResourceType", "instance"),
         ]
-        for (index, key) in allTags.keys.sorted().enumerated() {
-            parameters.append(("TagSpecification.1.Tag.\(index + 1).Key", key))
-            parameters.append(("TagSpecification.1.Tag.\(index + 1).Value", allTags[key]!))
+        // The instance and, when one is added, its scratch volume carry the same tags.
+        let resources = type.addedScratch > 0 ? ["instance", "volume"] : ["instance"]
+        for (specification, resource) in resources.enumerated() {
+            parameters.append(("TagSpecification.\(specification + 1).ResourceType", resource))
+            for (index, key) in allTags.keys.sorted().enumerated() {
+                parameters.append(("TagSpecification.\(specification + 1).Tag.\(index + 1).Key", key))
+                parameters.append(("TagSpecification.\(specification + 1).Tag.\(index + 1).Value", allTags[key]!))
+            }
+        }
+        parameters += Self.scratchVolume(type.addedScratch)
+        if let command = settings.instanceInitCommand {
+            parameters.append(("UserData", Self.userData(command)))
         }
         if let subnet = settings.subnetID { parameters.append(("SubnetId", subnet)) }
         for (index, group) in settings.securityGroupIDs.enumerated() { parameters.append(("SecurityGroupId.\(index + 1)", group)) }
