@@ -139,7 +139,7 @@ final class CurlTransfer: @unchecked Sendable {
         var lines = request.headers.map { "\($0.name): \($0.value)" }
         // No "Expect: 100-continue" round trip before large bodies.
         lines.append("Expect:")
-        if let sigV4 = configuration.sigV4 {
+        if let sigV4 = request.sigV4 ?? configuration.sigV4 {
             set(convoy_curl_setopt_string(easy, CURLOPT_AWS_SIGV4, sigV4.curlProvider))
             set(convoy_curl_setopt_string(easy, CURLOPT_USERPWD, "\(sigV4.accessKeyID):\(sigV4.secretAccessKey)"))
             if let token = sigV4.sessionToken {

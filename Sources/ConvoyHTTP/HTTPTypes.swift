@@ -21,6 +21,9 @@ public struct HTTPRequest: Sendable {
     /// Whether a failed attempt may be sent again. Defaults to true for idempotent methods
     /// (GET, HEAD, PUT, DELETE, OPTIONS) and false otherwise.
     public var retryable: Bool
+    /// Signs this request with these AWS SigV4 credentials instead of the client's (credentials
+    /// that rotate, such as an instance role's).
+    public var sigV4: AWSSigV4Credentials?
 
     public init(
         method: String = "GET", url: String, headers: [(name: String, value: String)] = [],

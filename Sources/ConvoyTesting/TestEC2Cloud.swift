@@ -1,5 +1,6 @@
 import ConvoyHTTP
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOCore
 import Synchronization
@@ -20,6 +21,8 @@ public final class TestEC2Cloud: Sendable {
     private final class FaultBook: Sendable {
         let faults = Mutex<[String: [(code: String, status: Int)]]>([:])
         let seen = Mutex<[(action: String, at: ContinuousClock.Instant)]>([])
+        /// Each call's access key id (from its SigV4 Authorization) and security token.
+        let signers = Mutex<[(accessKeyID: String, token: String?)]>([])
     }
 
     private init(moto: TestServerProcess, motoURL: String, proxy: RunningTestApplication, book: FaultBook) {
@@ -28,6 +31,9 @@ public final class TestEC2Cloud: Sendable {
         self.proxy = proxy
         self.book = book
     }
+
+    /// Who signed each call so far, in order: the access key id and the security token sent.
+    public var signers: [(accessKeyID: String, token: String?)] { book.signers.withLock { $0 } }
 
     /// The actions received so far, in order.
     public var actions: [String] { book.seen.withLock { $0.map(\.action) } }
@@ -58,6 +64,10 @@ public final class TestEC2Cloud: Sendable {
             let text = String(buffer: body)
             let action = text.split(separator: "&").first { $0.hasPrefix("Action=") }.map { String($0.dropFirst(7)) } ?? ""
             book.seen.withLock { $0.append((action, .now)) }
+            let authorization = request.headers[.authorization] ?? ""
+            let keyID = authorization.range(of: "Credential=").map { String(authorization[$0.upperBound...].prefix { $0 != "/" }) } ?? ""
+            let securityToken = request.headers[HTTPField.Name("X-Amz-Security-Token")!]
+            book.signers.withLock { $0.append((keyID, securityToken)) }
             let fault = book.faults.withLock { queue -> (code: String, status: Int)? in
                 guard var list = queue[action], !list.isEmpty else { return nil }
                 let first = list.removeFirst()

@@ -110,6 +110,43 @@ final class EC2DriverTests: PostgresTestCase {
         XCTAssertFalse(plainDescribed.contains("/dev/xvdt"), "no AddedScratch, no volume")
     }
 
+    /// Issue 20: without keys the driver signs with the dispatcher host's instance role, read
+    /// from the metadata service with IMDSv2, and reads it again once it is within five minutes
+    /// of expiring (not on every call); a host without a role is told so.
+    func testWithoutKeysTheInstanceRoleSignsAndIsReadAgainBeforeItExpires() async throws {
+        let imds = try await TestInstanceMetadataServer.start()
+        let cloudVMs = CloudVMsConfig(driver: "ec2", driverParameters: ["Region": "us-east-1", "ImageID": "ami-12c6146b", "Endpoint": cloud.endpoint])
+        let settings = try EC2Driver.settings(clusterID: "zzzzz", cloud: cloudVMs, environment: ["CONVOY_EC2_METADATA_URL": imds.baseURL])
+        XCTAssertEqual(settings.instanceRoleMetadataURL, imds.baseURL)
+        XCTAssertThrowsError(try EC2Driver.settings(clusterID: "zzzzz", cloud: cloudVMs, environment: ["AWS_ACCESS_KEY_ID": "only-half"])) { error in
+            XCTAssertTrue("\(error)".contains("needs both AccessKeyID and SecretAccessKey"), "\(error)")
+        }
+        let driver = EC2Driver(settings, instanceTypes: [small])
+        do {
+            _ = try await driver.instances()
+            XCTFail("listed without credentials")
+        } catch {
+            XCTAssertTrue("\(error)".contains("this host has no instance role"), "\(error)")
+        }
+        XCTAssertTrue(cloud.signers.isEmpty, "nothing was sent unsigned")
+
+        imds.setRole(.init(role: "convoy-dispatch", accessKeyID: "ASIAFIRST", secretAccessKey: "secret-1", token: "token-1",
+                           expiration: Date().addingTimeInterval(200)))
+        _ = try await driver.instances()
+        XCTAssertEqual(cloud.signers.last?.accessKeyID, "ASIAFIRST")
+        XCTAssertEqual(cloud.signers.last?.token, "token-1")
+        imds.setRole(.init(role: "convoy-dispatch", accessKeyID: "ASIASECOND", secretAccessKey: "secret-2", token: "token-2",
+                           expiration: Date().addingTimeInterval(3600)))
+        _ = try await driver.create(small, tags: [:])
+        XCTAssertEqual(cloud.signers.last?.accessKeyID, "ASIASECOND", "the first expired within five minutes: read again")
+        XCTAssertEqual(cloud.signers.last?.token, "token-2")
+        let reads = imds.credentialReads
+        _ = try await driver.instances()
+        XCTAssertEqual(imds.credentialReads, reads, "fresh credentials are not read again")
+        XCTAssertEqual(cloud.signers.last?.accessKeyID, "ASIASECOND")
+        await imds.stop()
+    }
+
     func testQuotaCapacityAndThrottlingAreToldApartAndThrottlingSaysWhenToRetry() async throws {
         let driver = driver()
         // The account's limit (every type), one type's capacity, a quota group's vCPU limit.

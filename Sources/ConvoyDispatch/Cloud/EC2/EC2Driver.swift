@@ -31,11 +31,15 @@ public actor EC2Driver: CloudDriver {
         public var resourceTags: [String: String]
         /// Run once at boot as the instance's user data (Containers.CloudVMs.InstanceInitCommand).
         public var instanceInitCommand: String?
+        /// Sign with the dispatcher host's instance role, read from this metadata service, instead
+        /// of the keys above (which are then empty).
+        public var instanceRoleMetadataURL: String?
 
         public init(clusterID: String, region: String, endpoint: String? = nil, accessKeyID: String, secretAccessKey: String,
                     sessionToken: String? = nil, imageID: String, subnetID: String? = nil, securityGroupIDs: [String] = [],
                     keyPairName: String? = nil, usePublicIP: Bool = false, sshPort: Int = 22, pageSize: Int = 1000,
-                    resourceTags: [String: String] = [:], instanceInitCommand: String? = nil) {
+                    resourceTags: [String: String] = [:], instanceInitCommand: String? = nil, instanceRoleMetadataURL: String? = nil) {
+            self.instanceRoleMetadataURL = instanceRoleMetadataURL
             self.resourceTags = resourceTags
             self.instanceInitCommand = instanceInitCommand
             self.clusterID = clusterID
@@ -60,7 +64,8 @@ public actor EC2Driver: CloudDriver {
     ]
 
     /// The settings from `Containers.CloudVMs.DriverParameters`; credentials fall back to
-    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN.
+    /// AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, then to the host's instance
+    /// role (IMDSv2 at CONVOY_EC2_METADATA_URL, else EC2's own address).
     public static func settings(clusterID: String, cloud: CloudVMsConfig,
                                 environment: [String: String] = ProcessInfo.processInfo.environment) throws -> Settings {
         let parameters = cloud.driverParameters
@@ -69,24 +74,28 @@ public actor EC2Driver: CloudDriver {
         }
         guard let region = parameters["Region"], !region.isEmpty else { throw CloudError.failed("ec2 DriverParameters.Region is required") }
         guard let image = parameters["ImageID"], !image.isEmpty else { throw CloudError.failed("ec2 DriverParameters.ImageID is required") }
-        guard let key = parameters["AccessKeyID"] ?? environment["AWS_ACCESS_KEY_ID"],
-              let secret = parameters["SecretAccessKey"] ?? environment["AWS_SECRET_ACCESS_KEY"]
-        else { throw CloudError.failed("ec2 needs AccessKeyID and SecretAccessKey (DriverParameters, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)") }
+        let key = parameters["AccessKeyID"] ?? environment["AWS_ACCESS_KEY_ID"]
+        let secret = parameters["SecretAccessKey"] ?? environment["AWS_SECRET_ACCESS_KEY"]
+        guard (key == nil) == (secret == nil) else {
+            throw CloudError.failed("ec2 needs both AccessKeyID and SecretAccessKey (DriverParameters, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), or neither for the instance role")
+        }
+        let role = key == nil ? (environment["CONVOY_EC2_METADATA_URL"] ?? EC2CredentialSource.ec2MetadataURL) : nil
         let pageSize = try parameters["PageSize"].map { text -> Int in
             guard let value = Int(text), (5...1000).contains(value) else { throw CloudError.failed("ec2 DriverParameters.PageSize must be 5 to 1000") }
             return value
         } ?? 1000
-        return Settings(clusterID: clusterID, region: region, endpoint: parameters["Endpoint"], accessKeyID: key, secretAccessKey: secret,
+        return Settings(clusterID: clusterID, region: region, endpoint: parameters["Endpoint"], accessKeyID: key ?? "", secretAccessKey: secret ?? "",
                         sessionToken: parameters["SessionToken"] ?? environment["AWS_SESSION_TOKEN"], imageID: image,
                         subnetID: parameters["SubnetID"],
                         securityGroupIDs: (parameters["SecurityGroupIDs"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) },
                         keyPairName: parameters["KeyPairName"], usePublicIP: ["true", "yes", "1"].contains(parameters["UsePublicIP"]?.lowercased() ?? ""),
                         sshPort: cloud.sshPort, pageSize: pageSize, resourceTags: cloud.resourceTags,
-                        instanceInitCommand: cloud.instanceInitCommand)
+                        instanceInitCommand: cloud.instanceInitCommand, instanceRoleMetadataURL: role)
     }
 
     public nonisolated let settings: Settings
     private let http: HTTPClient
+    private let credentials: EC2Credentials
     /// Host keys read from console output, by instance (they never change for an instance).
     private var hostKeys: [String: String] = [:]
     /// When the console was last read for an instance whose key was not there yet.
@@ -99,10 +108,10 @@ public actor EC2Driver: CloudDriver {
     public init(_ settings: Settings, instanceTypes: [InstanceType]) {
         self.settings = settings
         types = Dictionary(instanceTypes.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
-        http = HTTPClient(configuration: HTTPClientConfiguration(
-            connectTimeout: .seconds(10), defaultTimeout: .seconds(60), retry: .none,
-            sigV4: AWSSigV4Credentials(accessKeyID: settings.accessKeyID, secretAccessKey: settings.secretAccessKey,
-                                       sessionToken: settings.sessionToken, region: settings.region, service: "ec2")))
+        http = HTTPClient(configuration: HTTPClientConfiguration(connectTimeout: .seconds(10), defaultTimeout: .seconds(60), retry: .none))
+        credentials = EC2Credentials(settings.instanceRoleMetadataURL.map { .instanceRole(metadataURL: $0) }
+            ?? .keys(accessKeyID: settings.accessKeyID, secretAccessKey: settings.secretAccessKey, sessionToken: settings.sessionToken),
+                                     region: settings.region)
     }
 
     /// The block device mapping of a type's AddedScratch: an EBS gp3 volume of that size in
@@ -247,10 +256,13 @@ public actor EC2Driver: CloudDriver {
             .map { "\(Self.formEncode($0.0))=\(Self.formEncode($0.1))" }.joined(separator: "&")
         let response: HTTPResponse
         do {
-            response = try await http.execute(HTTPRequest(
-                method: "POST", url: settings.endpoint,
-                headers: [(name: "Content-Type", value: "application/x-www-form-urlencoded; charset=utf-8")],
-                body: Array(body.utf8)))
+            var request = HTTPRequest(method: "POST", url: settings.endpoint,
+                                      headers: [(name: "Content-Type", value: "application/x-www-form-urlencoded; charset=utf-8")],
+                                      body: Array(body.utf8))
+            request.sigV4 = try await credentials.current()
+            response = try await http.execute(request)
+        } catch let error as CloudError {
+            throw error
         } catch {
             throw CloudError.failed("ec2 \(action): \(error)")
         }
