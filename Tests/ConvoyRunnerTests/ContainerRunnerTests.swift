@@ -100,18 +100,13 @@ final class ContainerRunnerTests: PostgresTestCase {
         let runner = ContainerRunner(uuid: locked.uuid, api: client(locked.token), options: options, echo: { _ in })
         let run = Task { await runner.run() }
         let admin = client(api.adminToken)
-        var partial: (collection: String, text: String)?
-        let deadline = ContinuousClock.now + .seconds(60)
-        while partial == nil && ContinuousClock.now < deadline {
+        let partial = try await eventually(within: .seconds(60), every: .milliseconds(200), { () async throws -> (collection: String, text: String)? in
             let container = try await admin.container(locked.uuid)
-            if container.state == .running, let log = container.log,
-               let text = try? await file(log, "stdout.txt"), text.contains("early line") {
-                partial = (log, text)
-            } else {
-                try await Task.sleep(for: .milliseconds(200))
-            }
-        }
+            guard container.state == .running, let log = container.log, let text = try? await self.file(log, "stdout.txt") else { return nil }
+            return (log, text)
+        }, until: { $0?.text.contains("early line") == true })
         let saved = try XCTUnwrap(partial, "the log collection was saved while the command ran")
+        XCTAssertTrue(saved.text.contains("early line"), saved.text)
         XCTAssertFalse(saved.text.contains("late line"))
         // The command's directory under the process runtime is the run's tmp: let it finish.
         let tmp = work.appendingPathComponent(locked.uuid.rawValue).appendingPathComponent("tmp")

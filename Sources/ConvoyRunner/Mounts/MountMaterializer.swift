@@ -119,22 +119,3 @@ public struct MountMaterializer: Sendable {
         try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: url.path)
     }
 }
-
-extension Workspace {
-    /// Removes a file or directory the run made, read-only parts included (a collection
-    /// mount's). Never follows a link: whatever the container left there, a link is unlinked and
-    /// only real directories are made writable (by `fchmodat` without following) and descended.
-    static func removeTree(_ url: URL) {
-        var info = stat()
-        guard lstat(url.path, &info) == 0 else { return }
-        guard info.st_mode & S_IFMT == S_IFDIR else {
-            unlink(url.path)
-            return
-        }
-        _ = fchmodat(AT_FDCWD, url.path, 0o700, AT_SYMLINK_NOFOLLOW)
-        for name in (try? FileManager.default.contentsOfDirectory(atPath: url.path)) ?? [] {
-            removeTree(url.appendingPathComponent(name))
-        }
-        rmdir(url.path)
-    }
-}
